@@ -1,0 +1,60 @@
+# One entry point for a fresh machine: `make run` and `make test` (see README).
+# Everything lands in ./.venv; nothing is installed by hand.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+export VIRTUAL_ENV := $(abspath $(VENV))
+export PATH := $(abspath $(BIN)):$(PATH)
+
+DEPS_STAMP   := $(VENV)/.deps-stamp
+NATIVE_STAMP := $(VENV)/.native-stamp
+NATIVE_SRC   := $(shell find native -name '*.rs' -o -name Cargo.toml -o -name Cargo.lock -o -name '*.pyi' | grep -v '/target/')
+PYX_SRC      := $(wildcard switch/core/*.pyx switch/core/*.pxd) setup.py
+
+.PHONY: setup system-deps install run test test-py test-rust lint bench clean
+
+setup: install
+
+# Debian packages the tests need (PostgreSQL for the store tests); skipped when present.
+system-deps:
+	@bash scripts/system-deps.sh
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(DEPS_STAMP): $(BIN)/python requirements.txt requirements-dev.txt
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+$(NATIVE_STAMP): $(DEPS_STAMP) $(NATIVE_SRC)
+	cd native && $(abspath $(BIN))/maturin develop --release -q
+	touch $@
+
+install: $(NATIVE_STAMP) $(PYX_SRC)
+	$(BIN)/pip install -q --no-build-isolation --no-deps -e .
+	$(BIN)/python -m switch.devtools.genproto
+
+run: install
+	$(BIN)/switch run
+
+lint: install
+	$(BIN)/ruff check switch tests loadtests bench setup.py
+	$(BIN)/ruff format --check switch tests loadtests bench setup.py
+	$(BIN)/mypy
+	cd native && cargo fmt --all --check
+	cd native && cargo clippy --workspace --all-targets --release -- -D warnings
+
+test-rust:
+	cd native && cargo test --release --workspace --exclude switch-native
+
+test-py: install system-deps
+	$(BIN)/pytest -q
+
+test: lint test-rust test-py
+
+bench: install
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) native/target build *.egg-info switch/core/*.c switch/core/*.so

@@ -1,0 +1,19 @@
+"""``make bench``: runs every benchmark module listed here, in order."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHMARKS: list[str] = []
+
+
+def main() -> int:
+    names = sys.argv[1:] or BENCHMARKS
+    for name in names:
+        importlib.import_module(f"bench.{name}").main()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+//! Payment cryptography (filled in by the crypto work).

@@ -1,0 +1,6 @@
+//! Bindings for this area (registered by `lib.rs`).
+use pyo3::prelude::*;
+
+pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+    Ok(())
+}

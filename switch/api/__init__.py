@@ -1,0 +1,1 @@
+"""The merchant gRPC API (switch.v1)."""

@@ -1,0 +1,40 @@
+"""The ``switch`` console script (DESIGN.md section 3: CLI contract).
+
+Each sub-command lives with the part it drives and is imported only when used, so
+``switch demo show`` does not pay for starting gRPC, and a part's CLI stays next to its code.
+A part adds itself to ``COMMANDS`` as ``name -> "module"``; that module provides
+``add_arguments(parser)`` and ``main(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    # name: (module, one-line help)
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="switch", description="Card payment switch")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    rc: int = args._module.main(args)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

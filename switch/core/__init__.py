@@ -1,0 +1,1 @@
+"""The channel-neutral authorization core (DESIGN.md section 1)."""

@@ -1,0 +1,1 @@
+"""Software HSM speaking the payShield-style host command protocol, and the HsmClient."""

@@ -1,0 +1,1 @@
+"""Cardholder SMS alerts, delivered from a transactional outbox."""

@@ -1,0 +1,1 @@
+"""Storage: one interface, SQLite (embedded default) and PostgreSQL backends."""
