@@ -1,3 +1,89 @@
-"""Type stubs for the compiled core (keep in step with native/src/*.rs)."""
+"""Type stubs for the compiled core (keep in step with native/src/*.rs).
+
+Two sections, one per area; each area's engineer edits only its own section.
+"""
 
 __version__: str
+
+# ---- iso8583 (native/src/iso.rs) --------------------------------------------------------
+
+# ---- crypto (native/src/crypto.rs) ------------------------------------------------------
+# Contract used by switch/hsm. Keys are clear key bytes (the HSM decrypts them from under the
+# LMK first): DES keys 8/16/24 bytes, AES keys 16/24/32. PANs are the full PAN as digits.
+# PIN block formats are ISO 9564 format numbers 0, 1, 3 (8-byte blocks, 3DES) and 4
+# (16-byte blocks, AES). Errors raise ValueError with a message naming the argument.
+
+class CryptoError(ValueError): ...
+
+def des_encrypt_ecb(key: bytes, data: bytes) -> bytes: ...
+def des_decrypt_ecb(key: bytes, data: bytes) -> bytes: ...
+def des_encrypt_cbc(key: bytes, iv: bytes, data: bytes) -> bytes: ...
+def des_decrypt_cbc(key: bytes, iv: bytes, data: bytes) -> bytes: ...
+def aes_encrypt_ecb(key: bytes, data: bytes) -> bytes: ...
+def aes_decrypt_ecb(key: bytes, data: bytes) -> bytes: ...
+def aes_encrypt_cbc(key: bytes, iv: bytes, data: bytes) -> bytes: ...
+def aes_decrypt_cbc(key: bytes, iv: bytes, data: bytes) -> bytes: ...
+def key_check_value(key: bytes, algorithm: str = "des", length: int = 3) -> bytes:
+    """KCV: first ``length`` bytes of E(key, zeros) ("des") or AES-CMAC of zeros ("aes")."""
+
+def adjust_key_parity(key: bytes) -> bytes: ...
+def key_parity_is_odd(key: bytes) -> bool: ...
+def constant_time_eq(a: bytes, b: bytes) -> bool: ...
+def pin_block_encode(fmt: int, pin: str, pan: str) -> bytes:
+    """Clear PIN block (random fill from the OS RNG for formats 1, 3, 4)."""
+
+def pin_block_decode(fmt: int, block: bytes, pan: str) -> str: ...
+def pin_block_encrypt(key: bytes, fmt: int, pin: str, pan: str) -> bytes:
+    """Build and encrypt in one call (3DES for formats 0/1/3, AES for format 4)."""
+
+def pin_block_translate(
+    src_key: bytes, src_fmt: int, dst_key: bytes, dst_fmt: int, block: bytes, pan: str
+) -> bytes:
+    """Decrypt, re-format and re-encrypt without the clear PIN leaving Rust.
+
+    Refuses format 0/3 -> 1 (ISO 9564 / PCI: a PAN-bound block never becomes unbound).
+    """
+
+def pin_block_pin_length(key: bytes, fmt: int, block: bytes, pan: str) -> int:
+    """Length of the PIN inside an encrypted block (validation without revealing it)."""
+
+def pvv_generate(pvk: bytes, pan: str, pvki: int, pin: str) -> str: ...
+def pvv_verify(
+    pin_key: bytes, fmt: int, block: bytes, pan: str, pvk: bytes, pvki: int, pvv: str
+) -> bool:
+    """Decrypt the PIN block under ``pin_key`` (TPK/ZPK) and check it against the PVV."""
+
+def ibm3624_offset_generate(
+    pvk: bytes, pin: str, validation_data: str, decimalisation_table: str, check_length: int
+) -> str: ...
+def ibm3624_verify(
+    pin_key: bytes,
+    fmt: int,
+    block: bytes,
+    pan: str,
+    pvk: bytes,
+    offset: str,
+    validation_data: str,
+    decimalisation_table: str,
+    check_length: int,
+) -> bool: ...
+def cvv_generate(cvk: bytes, pan: str, expiry_yymm: str, service_code: str) -> str:
+    """Visa CVV/CVV2/iCVV. ``cvk`` is CVK A || CVK B (16 bytes). CVV2: service code 000."""
+
+def cvv_verify(cvk: bytes, pan: str, expiry_yymm: str, service_code: str, cvv: str) -> bool: ...
+def emv_derive_icc_master_key_option_a(imk: bytes, pan: str, pan_sequence: str) -> bytes: ...
+def emv_derive_common_session_key(icc_master_key: bytes, atc: bytes) -> bytes: ...
+def emv_generate_ac(session_key: bytes, data: bytes) -> bytes:
+    """Application cryptogram: ISO 9797-1 MAC algorithm 3, padding method 2 (0x80)."""
+
+def emv_arpc_method1(session_key: bytes, arqc: bytes, arc: bytes) -> bytes: ...
+def emv_arpc_method2(
+    session_key: bytes, arqc: bytes, csu: bytes, proprietary_auth_data: bytes = b""
+) -> bytes: ...
+def mac_iso9797_1_alg1(key: bytes, data: bytes, padding: int = 1) -> bytes: ...
+def mac_iso9797_1_alg3(key: bytes, data: bytes, padding: int = 1) -> bytes: ...
+def tr31_wrap(kbpk: bytes, header: str, key: bytes) -> str:
+    """TR-31 key block, version D (AES key block protection key)."""
+
+def tr31_unwrap(kbpk: bytes, key_block: str) -> tuple[str, bytes]:
+    """Returns (header, key); raises CryptoError on a bad MAC or layout."""
