@@ -1,0 +1,203 @@
+"""The texts of cardholder SMS alerts, in French and Arabic.
+
+The core calls ``render_alert`` at posting time and stores the result in the alert outbox row,
+so the text is frozen with the posting it reports (a later change of template or balance never
+rewrites an alert already owed to the cardholder).
+
+Size and encoding: the default text is bilingual (French line, then Arabic line). Arabic is
+outside the GSM 03.38 alphabet, so the whole SMS goes as UCS-2: 70 characters in a single SMS,
+67 per part of a concatenated SMS. A bilingual alert with a 22-character place name and a
+7-digit balance is at most 201 characters, i.e. 3 parts; ``lang="fr"`` gives a GSM-7 text
+(160 characters, one part) and ``lang="ar"`` an Arabic-only one (2 parts). Place names are cut to
+``PLACE_MAX`` characters for that reason. See ``switch.notify.sms_encoding``.
+
+Nothing here can leak a card number: only the last four digits of ``masked_pan`` are used,
+whatever the caller passes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+Lang = Literal["fr", "ar", "fr+ar"]
+
+ALERT_KINDS = (
+    "withdrawal",
+    "payment",
+    "bill_payment",
+    "transfer",
+    "refund",
+    "activation",
+    "otp",
+)
+LOCAL_TZ = ZoneInfo("Africa/Algiers")
+PLACE_MAX = 22
+"""Characters of the place kept (ISO 8583 field 43 name part is 22 characters)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Currency:
+    alpha: str
+    exponent: int
+
+
+# ISO 4217 numeric code -> alphabetic code and minor-unit exponent (the ones a switch in
+# Algeria meets; extend as needed).
+CURRENCIES: dict[int, Currency] = {
+    12: Currency("DZD", 2),
+    36: Currency("AUD", 2),
+    124: Currency("CAD", 2),
+    156: Currency("CNY", 2),
+    392: Currency("JPY", 0),
+    434: Currency("LYD", 3),
+    478: Currency("MRO", 2),
+    504: Currency("MAD", 2),
+    682: Currency("SAR", 2),
+    756: Currency("CHF", 2),
+    784: Currency("AED", 2),
+    788: Currency("TND", 3),
+    818: Currency("EGP", 2),
+    826: Currency("GBP", 2),
+    840: Currency("USD", 2),
+    929: Currency("MRU", 2),
+    949: Currency("TRY", 2),
+    952: Currency("XOF", 0),
+    978: Currency("EUR", 2),
+}
+
+_FR = {
+    "withdrawal": "Retrait",
+    "payment": "Paiement",
+    "bill_payment": "Facture",
+    "transfer": "Virement",
+    "refund": "Remboursé",
+}
+_AR = {
+    "withdrawal": "سحب نقدي",
+    "payment": "دفع",
+    "bill_payment": "فاتورة",
+    "transfer": "تحويل",
+    "refund": "استرداد",
+}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def format_amount(amount: int, currency: int) -> str:
+    """``500000, 12`` -> ``"5 000,00 DZD"`` (French grouping, the currency's exponent)."""
+    cur = _currency(currency)
+    sign = "-" if amount < 0 else ""
+    units, minor = divmod(abs(amount), 10**cur.exponent)
+    grouped = f"{units:,}".replace(",", " ")
+    if cur.exponent:
+        return f"{sign}{grouped},{minor:0{cur.exponent}d} {cur.alpha}"
+    return f"{sign}{grouped} {cur.alpha}"
+
+
+def last4(masked_pan: str) -> str:
+    """``"***1234"``: the only part of a card number an SMS shows."""
+    digits = masked_pan.strip()[-4:]
+    if len(digits) != 4 or not digits.isdigit():
+        raise ValueError(f"masked_pan must end with 4 digits, got {len(masked_pan)} characters")
+    return f"***{digits}"
+
+
+def local_time(when: datetime) -> str:
+    """``"29/11/26 14:05"`` in Africa/Algiers; a naive ``when`` is taken as UTC."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(LOCAL_TZ).strftime("%d/%m/%y %H:%M")
+
+
+def render_alert(
+    kind: str,
+    masked_pan: str,
+    amount: int,
+    currency: int,
+    place: str,
+    when: datetime,
+    available_balance: int,
+    *,
+    lang: Lang = "fr+ar",
+) -> str:
+    """The SMS text for one posting (or an activation / OTP request notice).
+
+    ``amount`` and ``available_balance`` are minor units of ``currency`` (ISO 4217 numeric).
+    Raises ``ValueError`` naming the argument on bad input.
+    """
+    if kind not in ALERT_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(ALERT_KINDS)}, got {kind!r}")
+    if not isinstance(amount, int) or amount < 0:
+        raise ValueError(f"amount must be a non-negative integer (minor units), got {amount!r}")
+    if not isinstance(available_balance, int):
+        raise ValueError("available_balance must be an integer (minor units)")
+    if not isinstance(when, datetime):
+        raise ValueError("when must be a datetime")
+    card = last4(masked_pan)
+    amt = format_amount(amount, currency)
+    bal = format_amount(available_balance, currency)
+    at = local_time(when)
+    where = _clean_place(place)
+    fr, ar = _lines(kind, card, amt, where, at, bal)
+    if lang == "fr":
+        return fr
+    if lang == "ar":
+        return ar
+    if lang == "fr+ar":
+        return f"{fr}\n{ar}"
+    raise ValueError(f"lang must be fr, ar or fr+ar, got {lang!r}")
+
+
+def render_otp(
+    code: str, merchant: str, amount: int, currency: int, *, lang: Lang = "fr+ar"
+) -> str:
+    """The e-commerce one-time code SMS (the code must never be logged by the caller)."""
+    if not (isinstance(code, str) and code.isascii() and code.isdigit() and 4 <= len(code) <= 8):
+        raise ValueError("code must be 4 to 8 digits")
+    if not isinstance(amount, int) or amount < 0:
+        raise ValueError(f"amount must be a non-negative integer (minor units), got {amount!r}")
+    amt = format_amount(amount, currency)
+    where = _clean_place(merchant, field="merchant")
+    fr = f"Code {code} pour payer {amt} chez {where}. Ne le communiquez à personne."
+    ar = f"الرمز {code} لدفع {amt} لدى {where}. لا تشاركه مع أحد."
+    if lang == "fr":
+        return fr
+    if lang == "ar":
+        return ar
+    if lang == "fr+ar":
+        return f"{fr}\n{ar}"
+    raise ValueError(f"lang must be fr, ar or fr+ar, got {lang!r}")
+
+
+def _lines(kind: str, card: str, amt: str, where: str, at: str, bal: str) -> tuple[str, str]:
+    if kind == "activation":
+        return (
+            f"Carte {card} activée le {at}. Solde {bal}",
+            f"تم تفعيل البطاقة {card} يوم {at}. الرصيد {bal}",
+        )
+    if kind == "otp":
+        return (
+            f"Code demandé {amt} {where} carte {card} {at}. Pas vous? Appelez-nous",
+            f"طلب رمز {amt} {where} بطاقة {card} {at}. لست أنت؟ اتصل بنا",
+        )
+    return (
+        f"{_FR[kind]} {amt} carte {card} {where} {at}. Solde {bal}",
+        f"{_AR[kind]} {amt} بطاقة {card} {where} {at}. الرصيد {bal}",
+    )
+
+
+def _clean_place(place: str, field: str = "place") -> str:
+    if not isinstance(place, str):
+        raise ValueError(f"{field} must be a string")
+    cleaned = " ".join(_CONTROL.sub(" ", place).split())
+    return cleaned[:PLACE_MAX].rstrip() or "-"
+
+
+def _currency(code: int) -> Currency:
+    try:
+        return CURRENCIES[code]
+    except (KeyError, TypeError):
+        raise ValueError(f"currency {code!r} is not a known ISO 4217 numeric code") from None
