@@ -24,9 +24,12 @@ class KeyType(enum.StrEnum):
 
     ZMK = "000"
     ZPK = "001"
-    PVK = "002"  # also TPK/TMK share LMK pair 14-15 with type 002 on payShield; see hsm.keys
-    TPK = "002T"
-    TMK = "002M"
+    PVK = "002"
+    # payShield's legacy table gives TPK/TMK/PVK the same 002; like payShield's PCI HSM
+    # compliant key type table the emulator gives the terminal keys their own LMK variants
+    # (pair 36-37, variants 7 and 8) so a PVK is refused as a TPK. See switch.hsm.keys.
+    TPK = "70D"
+    TMK = "80D"
     TAK = "003"
     CVK = "402"
     ZAK = "008"
@@ -40,6 +43,15 @@ class HsmError(Exception):
         super().__init__(f"HSM error {code}: {message}")
         self.code = code
         self.message = message
+
+
+class HsmUnavailableError(HsmError):
+    """The HSM could not be reached or did not answer in time (code ``"UN"``, not payShield's).
+
+    The outcome of the command is unknown; callers treat it as a system malfunction."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("UN", message)
 
 
 @dataclass(frozen=True, slots=True)

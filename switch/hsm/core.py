@@ -1,0 +1,505 @@
+"""The command core: one typed method per host command, shared by both transports.
+
+The in-process client calls these methods directly (no string formatting); the TCP server
+parses the wire into the same calls (``switch.hsm.commands``). Every method either returns its
+result or raises ``HsmError`` with the payShield error code; verifications return ``False`` for
+error 01. Keys arrive as LMK cryptograms and are decrypted through the key store's per-type
+cache, so a repeated key costs a dict lookup and a hot command about one native call.
+
+PIN block format codes are payShield's: 01 = ISO 9564 format 0, 05 = format 1, 47 = format 3,
+48 = format 4 (AES). A PAN-bound block (formats 0, 3, 4) is never translated to format 1
+(error 69). PANs are full PANs; the wire's 12-digit account number is widened by the server.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import NoReturn
+
+import switch_native as native
+
+from switch.hsm import errors
+from switch.hsm.audit import Audit
+from switch.hsm.errors import AuditedHsmError, fail
+from switch.hsm.keys import (
+    CVK,
+    MK_AC,
+    PVK,
+    TAK,
+    TPK,
+    ZAK,
+    ZMK,
+    ZPK,
+    KeyEntry,
+    KeyStore,
+    KeyTypeSpec,
+    check_value,
+    key_type,
+)
+from switch.hsm.lmk import Lmk
+
+#: payShield PIN block format code -> ISO 9564 format number.
+PIN_FORMATS = {"01": 0, "05": 1, "47": 3, "48": 4}
+#: LMK pair used to encrypt PINs under the LMK (payShield: 02-03).
+LMK_PIN_PAIR = 2
+FIRMWARE = "0007-E000"
+
+
+def pin_format(code: str) -> int:
+    fmt = PIN_FORMATS.get(code)
+    if fmt is None:
+        fail(errors.INVALID_PIN_FORMAT, f"PIN block format: {code!r} is not 01, 05, 47 or 48")
+    return fmt
+
+
+def _digits(value: str, name: str, min_len: int, max_len: int) -> str:
+    if not (min_len <= len(value) <= max_len) or not value.isdigit() or not value.isascii():
+        fail(errors.INVALID_INPUT, f"{name}: expected {min_len}-{max_len} digits")
+    return value
+
+
+def _pin_error(exc: ValueError, what: str) -> str:
+    """Map a native PIN error to payShield's code (24 PIN length, else 20 bad block)."""
+    text = str(exc).lower()
+    if "length" in text and "pin" in text and "block" not in text:
+        return errors.PIN_LENGTH
+    return errors.PIN_BLOCK_INVALID
+
+
+class HsmCore:
+    """The software HSM's commands over one LMK. Thread-compatible, not thread-safe."""
+
+    def __init__(self, lmk: Lmk, authorised: bool = False, audit: Audit | None = None) -> None:
+        self.lmk = lmk
+        self.authorised = authorised
+        self.keys = KeyStore(lmk)
+        self.audit = audit or Audit()
+        caches = self.keys.caches
+        self._tpk_cache = caches[TPK.code]
+        self._zpk_cache = caches[ZPK.code]
+        self._pvk_cache = caches[PVK.code]
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    def _key(self, key: str, spec: KeyTypeSpec, parity_code: str = errors.SOURCE_KEY_PARITY) -> KeyEntry:
+        entry = self.keys.caches[spec.code].get(key)
+        if entry is None:
+            entry = self.keys.decrypt(key, spec, parity_code)
+        return entry
+
+    def _refuse(self, command: str, code: str, message: str, *check_values: str) -> NoReturn:
+        """Audit the refusal with the check values of the keys involved, then raise."""
+        self.audit.record(command, code, *check_values)
+        raise AuditedHsmError(code, message)
+
+    def _require_authorised(self, command: str) -> None:
+        if not self.authorised:
+            self._refuse(command, errors.NOT_AUTHORISED, f"{command}: HSM is not in the authorised state")
+
+    @staticmethod
+    def _des(entry: KeyEntry, name: str) -> bytes:
+        if entry.algorithm != "des":
+            fail(errors.INCOMPATIBLE_KEY_LENGTH, f"{name}: needs a DES/3DES key")
+        return entry.key
+
+    def _lmk_pin_key(self) -> bytes:
+        return self.lmk.pair(LMK_PIN_PAIR)
+
+    # ---- NC ------------------------------------------------------------------------------
+
+    def diagnostics(self) -> str:
+        """NC: the LMK check value (16 hex)."""
+        kcv = self.lmk.check_value()
+        self.audit.record("NC", errors.OK, kcv)
+        return kcv
+
+    # ---- key management: A0, BU, A6, A8, FK ----------------------------------------------
+
+    def generate_key(
+        self,
+        type_code: str,
+        scheme_lmk: str = "U",
+        zmk: str | None = None,
+        scheme_zmk: str = "X",
+    ) -> tuple[str, str | None, str]:
+        """A0: (key under LMK, key under ZMK or None, KCV)."""
+        spec = key_type(type_code)
+        algorithm = "des"
+        if scheme_lmk == "S" and spec in (ZPK, TPK):
+            algorithm, clear = "aes", secrets.token_bytes(16)
+        else:
+            length = {"Z": 8, "U": 16, "T": 24, "S": 16}.get(scheme_lmk)
+            if length is None:
+                fail(errors.INVALID_KEY_SCHEME, f"key scheme (LMK): {scheme_lmk!r}")
+            clear = native.adjust_key_parity(secrets.token_bytes(length))
+        under_lmk = self.keys.encrypt(clear, spec, scheme_lmk, algorithm)
+        under_zmk = None
+        kcvs = []
+        if zmk is not None:
+            zmk_entry = self._key(zmk, ZMK, errors.DEST_KEY_PARITY)
+            if algorithm != "des":
+                fail(errors.INVALID_KEY_SCHEME, "AES keys cannot be exported under a variant ZMK")
+            under_zmk = self.keys.encrypt_under_zmk(zmk_entry.key, clear, scheme_zmk)
+            kcvs.append(zmk_entry.check_value)
+        kcv = check_value(clear, algorithm)
+        self.audit.record("A0", errors.OK, kcv, *kcvs)
+        return under_lmk, under_zmk, kcv
+
+    def key_check_value(self, type_code: str, key: str) -> str:
+        """BU: the check value (6 hex) of a key under the LMK."""
+        entry = self._key(key, key_type(type_code))
+        self.audit.record("BU", errors.OK, entry.check_value)
+        return entry.check_value
+
+    def import_key(
+        self, type_code: str, zmk: str, key_under_zmk: str, scheme_lmk: str = "U"
+    ) -> tuple[str, str]:
+        """A6: (key under LMK, KCV) from a key under a ZMK."""
+        spec = key_type(type_code)
+        zmk_entry = self._key(zmk, ZMK)
+        clear = self.keys.decrypt_under_zmk(zmk_entry.key, key_under_zmk)
+        if not native.key_parity_is_odd(clear):
+            self._refuse("A6", errors.DEST_KEY_PARITY, "key under ZMK: parity error (wrong ZMK?)", zmk_entry.check_value)
+        if scheme_lmk not in ("Z", "U", "T", "S"):
+            fail(errors.INVALID_KEY_SCHEME, f"key scheme (LMK): {scheme_lmk!r}")
+        if scheme_lmk != "S" and len(clear) != {"Z": 8, "U": 16, "T": 24}[scheme_lmk]:
+            fail(errors.INCOMPATIBLE_KEY_LENGTH, "key scheme (LMK) does not fit the key length")
+        under_lmk = self.keys.encrypt(clear, spec, scheme_lmk)
+        kcv = check_value(clear)
+        self.audit.record("A6", errors.OK, kcv, zmk_entry.check_value)
+        return under_lmk, kcv
+
+    def export_key(
+        self, type_code: str, zmk: str, key: str, scheme_zmk: str = "X"
+    ) -> tuple[str, str]:
+        """A8: (key under ZMK, KCV) from a key under the LMK."""
+        spec = key_type(type_code)
+        zmk_entry = self._key(zmk, ZMK)
+        entry = self._key(key, spec, errors.DEST_KEY_PARITY)
+        clear = self._des(entry, "key")
+        if scheme_zmk in ("X", "U") and len(clear) != 16 or scheme_zmk in ("Y", "T") and len(
+            clear
+        ) != 24:
+            fail(errors.INCOMPATIBLE_KEY_LENGTH, "key scheme (ZMK) does not fit the key length")
+        under_zmk = self.keys.encrypt_under_zmk(zmk_entry.key, clear, scheme_zmk)
+        self.audit.record("A8", errors.OK, entry.check_value, zmk_entry.check_value)
+        return under_zmk, entry.check_value
+
+    def form_key_from_components(
+        self, type_code: str, components: list[bytes], scheme_lmk: str | None = None
+    ) -> tuple[str, str]:
+        """FK (authorised state): XOR clear components, force odd parity, encrypt under LMK."""
+        self._require_authorised("FK")
+        spec = key_type(type_code)
+        if not components or not (1 <= len(components) <= 9):
+            fail(errors.INVALID_INPUT, "components: need 1 to 9")
+        length = len(components[0])
+        if length not in (8, 16, 24) or any(len(c) != length for c in components):
+            fail(errors.INVALID_INPUT, "components: all 8, 16 or 24 bytes and the same length")
+        value = int.from_bytes(components[0], "big")
+        for c in components[1:]:
+            value ^= int.from_bytes(c, "big")
+        clear = native.adjust_key_parity(value.to_bytes(length, "big"))
+        scheme = scheme_lmk or {8: "Z", 16: "U", 24: "T"}[length]
+        under_lmk = self.keys.encrypt(clear, spec, scheme)
+        kcv = check_value(clear)
+        self.audit.record("FK", errors.OK, kcv)
+        return under_lmk, kcv
+
+    # ---- PIN translation: CA, CC ---------------------------------------------------------
+
+    def translate_pin(
+        self,
+        command: str,
+        src_spec: KeyTypeSpec,
+        src_key: str,
+        dst_key: str,
+        block: bytes,
+        pan: str,
+        src_format: str,
+        dst_format: str,
+    ) -> bytes:
+        """CA (source TPK) / CC (source ZPK): re-encrypt a PIN block under the ZPK."""
+        src = self.keys.caches[src_spec.code].get(src_key) or self._key(src_key, src_spec)
+        dst = self._zpk_cache.get(dst_key) or self._key(dst_key, ZPK, errors.DEST_KEY_PARITY)
+        sf = PIN_FORMATS.get(src_format)
+        df = PIN_FORMATS.get(dst_format)
+        if sf is None or df is None:
+            self._refuse(command, errors.INVALID_PIN_FORMAT, "PIN block format: not 01, 05, 47 or 48")
+        if df == 1 and sf != 1:
+            self._refuse(command, errors.PIN_FORMAT_DISABLED, "PIN block format: PAN-bound block to format 1")
+        try:
+            out = native.pin_block_translate(src.key, sf, dst.key, df, block, pan)
+        except ValueError as exc:
+            code = _pin_error(exc, "PIN block")
+            self._refuse(command, code, f"PIN block: {exc}", src.check_value, dst.check_value)
+        if self.audit.logger.isEnabledFor(20):
+            self.audit.record(command, errors.OK, src.check_value, dst.check_value)
+        return out
+
+    def translate_pin_tpk_to_zpk(
+        self, tpk: str, zpk: str, block: bytes, pan: str, src_format: str, dst_format: str
+    ) -> bytes:
+        src = self._tpk_cache.get(tpk)
+        dst = self._zpk_cache.get(zpk)
+        # Hot path: both keys cached, plain format 0 -> 0, audit off: one native call.
+        if (
+            src is not None
+            and dst is not None
+            and src_format == dst_format == "01"
+            and not self.audit.logger.isEnabledFor(20)
+        ):
+            try:
+                return native.pin_block_translate(src.key, 0, dst.key, 0, block, pan)
+            except ValueError:
+                pass  # take the full path for the error code and the audit record
+        return self.translate_pin("CA", TPK, tpk, zpk, block, pan, src_format, dst_format)
+
+    def translate_pin_zpk_to_zpk(
+        self, src_zpk: str, dst_zpk: str, block: bytes, pan: str, src_format: str, dst_format: str
+    ) -> bytes:
+        return self.translate_pin("CC", ZPK, src_zpk, dst_zpk, block, pan, src_format, dst_format)
+
+    def pin_length(self, spec: KeyTypeSpec, key: str, block: bytes, pan: str, fmt: str) -> int:
+        """Length of the PIN inside a block (for CA/CC responses and max-length checks)."""
+        entry = self._key(key, spec)
+        try:
+            return int(native.pin_block_pin_length(entry.key, pin_format(fmt), block, pan))
+        except ValueError as exc:
+            fail(_pin_error(exc, "PIN block"), f"PIN block: {exc}")
+
+    # ---- PIN verification: DC/EC (PVV), DA/EA (IBM 3624) ---------------------------------
+
+    def verify_pin_pvv(
+        self,
+        pin_key: str,
+        pvk: str,
+        block: bytes,
+        pan: str,
+        pvki: int,
+        pvv: str,
+        pin_format_code: str = "01",
+        interchange: bool = False,
+    ) -> bool:
+        """DC (``pin_key`` is a TPK) / EC (a ZPK): Visa PVV check."""
+        command = "EC" if interchange else "DC"
+        pin_entry = self._key(pin_key, ZPK if interchange else TPK)
+        pvk_entry = self._key(pvk, PVK, errors.DEST_KEY_PARITY)
+        fmt = pin_format(pin_format_code)
+        if not 0 <= pvki <= 9:
+            fail(errors.INVALID_PVKI, "PVKI: expected one digit")
+        _digits(pvv, "PVV", 4, 4)
+        try:
+            ok = native.pvv_verify(pin_entry.key, fmt, block, pan, pvk_entry.key, pvki, pvv)
+        except ValueError as exc:
+            code = _pin_error(exc, "PIN block")
+            self._refuse(command, code, f"PIN block: {exc}", pin_entry.check_value, pvk_entry.check_value)
+        code = errors.OK if ok else errors.VERIFICATION_FAILURE
+        self.audit.record(command, code, pin_entry.check_value, pvk_entry.check_value)
+        return bool(ok)
+
+    def verify_pin_ibm(
+        self,
+        pin_key: str,
+        pvk: str,
+        block: bytes,
+        pan: str,
+        offset: str,
+        decimalisation_table: str,
+        validation_data: str,
+        check_length: int = 4,
+        pin_format_code: str = "01",
+        interchange: bool = False,
+    ) -> bool:
+        """DA (TPK) / EA (ZPK): IBM 3624 offset check. ``N`` in the validation data stands
+        for the last 5 digits of the account number, as on payShield."""
+        command = "EA" if interchange else "DA"
+        pin_entry = self._key(pin_key, ZPK if interchange else TPK)
+        pvk_entry = self._key(pvk, PVK, errors.DEST_KEY_PARITY)
+        fmt = pin_format(pin_format_code)
+        if not 4 <= check_length <= 12:
+            fail(errors.INVALID_INPUT, "check length: expected 04-12")
+        _digits(offset, "offset", check_length, 12)
+        if len(decimalisation_table) != 16 or not decimalisation_table.isdigit():
+            fail(errors.INVALID_INPUT, "decimalisation table: expected 16 digits")
+        data = validation_data.upper().replace("N", pan[-6:-1])
+        if not 1 <= len(data) <= 16 or any(c not in "0123456789ABCDEF" for c in data):
+            fail(errors.INVALID_INPUT, "PIN validation data: expected up to 16 hex (and N)")
+        try:
+            ok = native.ibm3624_verify(
+                pin_entry.key,
+                fmt,
+                block,
+                pan,
+                pvk_entry.key,
+                offset[:check_length],
+                data,
+                decimalisation_table,
+                check_length,
+            )
+        except ValueError as exc:
+            code = _pin_error(exc, "PIN block")
+            self._refuse(command, code, f"PIN block: {exc}", pin_entry.check_value, pvk_entry.check_value)
+        code = errors.OK if ok else errors.VERIFICATION_FAILURE
+        self.audit.record(command, code, pin_entry.check_value, pvk_entry.check_value)
+        return bool(ok)
+
+    # ---- PINs under the LMK: BA, NG, DG (authorised state) -------------------------------
+
+    def encrypt_pin(self, pin: str, pan: str) -> str:
+        """BA (authorised state): clear PIN -> PIN under LMK pair 02-03.
+
+        The emulator's LMK-encrypted PIN is an ISO 9564 format 0 block under LMK 02-03
+        (16 hex, PAN-bound), not payShield's proprietary LN-length encoding."""
+        self._require_authorised("BA")
+        _digits(pin, "PIN", 4, 12)
+        try:
+            block = native.pin_block_encrypt(self._lmk_pin_key(), 0, pin, pan)
+        except ValueError as exc:
+            fail(errors.INVALID_INPUT, f"PIN/account number: {exc}")
+        self.audit.record("BA", errors.OK)
+        return block.hex().upper()
+
+    def _lmk_pin(self, lmk_pin: str, pan: str, command: str) -> str:
+        """The clear PIN of an LMK-encrypted PIN; stays inside the HSM (or NG, authorised)."""
+        try:
+            block = bytes.fromhex(lmk_pin)
+        except ValueError:
+            fail(errors.INVALID_INPUT, "PIN under LMK: not hex")
+        if len(block) != 8:
+            fail(errors.INVALID_INPUT, "PIN under LMK: expected 16 hex")
+        try:
+            clear = native.des_decrypt_ecb(self._lmk_pin_key(), block)
+            return native.pin_block_decode(0, clear, pan)
+        except ValueError as exc:
+            self._refuse(command, errors.PIN_BLOCK_INVALID, f"PIN under LMK: {exc}")
+
+    def decrypt_pin(self, lmk_pin: str, pan: str) -> str:
+        """NG (authorised state): the clear PIN of a PIN under the LMK."""
+        self._require_authorised("NG")
+        pin = self._lmk_pin(lmk_pin, pan, "NG")
+        self.audit.record("NG", errors.OK)
+        return pin
+
+    def generate_pvv(self, pvk: str, lmk_pin: str, pan: str, pvki: int) -> str:
+        """DG (authorised state here, for personalisation): PVV of a PIN under the LMK."""
+        self._require_authorised("DG")
+        pvk_entry = self._key(pvk, PVK)
+        if not 0 <= pvki <= 9:
+            fail(errors.INVALID_PVKI, "PVKI: expected one digit")
+        pin = self._lmk_pin(lmk_pin, pan, "DG")
+        pvv = native.pvv_generate(pvk_entry.key, pan, pvki, pin)
+        self.audit.record("DG", errors.OK, pvk_entry.check_value)
+        return pvv
+
+    # ---- card verification: CW, CY -------------------------------------------------------
+
+    def _cvv_inputs(self, cvk: str, pan: str, expiry: str, service_code: str) -> KeyEntry:
+        entry = self._key(cvk, CVK)
+        _digits(pan, "PAN", 12, 19)
+        _digits(expiry, "expiry date", 4, 4)
+        _digits(service_code, "service code", 3, 3)
+        if len(self._des(entry, "CVK")) != 16:
+            fail(errors.INCOMPATIBLE_KEY_LENGTH, "CVK: needs a double-length key (A || B)")
+        return entry
+
+    def generate_cvv(self, cvk: str, pan: str, expiry: str, service_code: str) -> str:
+        """CW: Visa CVV (service code as on track), CVV2 (000), iCVV (999)."""
+        entry = self._cvv_inputs(cvk, pan, expiry, service_code)
+        cvv = native.cvv_generate(entry.key, pan, expiry, service_code)
+        self.audit.record("CW", errors.OK, entry.check_value)
+        return cvv
+
+    def verify_cvv(self, cvk: str, pan: str, expiry: str, service_code: str, cvv: str) -> bool:
+        """CY: constant-time CVV check."""
+        entry = self._cvv_inputs(cvk, pan, expiry, service_code)
+        _digits(cvv, "CVV", 3, 3)
+        ok = bool(native.cvv_verify(entry.key, pan, expiry, service_code, cvv))
+        self.audit.record("CY", errors.OK if ok else errors.VERIFICATION_FAILURE, entry.check_value)
+        return ok
+
+    # ---- EMV: KQ -------------------------------------------------------------------------
+
+    def verify_arqc(
+        self,
+        mk_ac: str,
+        pan: str,
+        pan_sequence: str,
+        atc: bytes,
+        unpredictable_number: bytes,
+        transaction_data: bytes,
+        arqc: bytes,
+        arc: bytes,
+        method: int = 1,
+        csu: bytes | None = None,
+    ) -> bytes | None:
+        """KQ: EMV 4.x common session key: derive the ICC master key (option A) and the AC
+        session key from the ATC, check the ARQC over ``transaction_data`` (padding 0x80),
+        and return the ARPC (method 1 with ARC, method 2 with CSU) or ``None`` (error 01)."""
+        entry = self._key(mk_ac, MK_AC)
+        _digits(pan, "PAN", 12, 19)
+        _digits(pan_sequence, "PAN sequence number", 1, 2)
+        if len(atc) != 2 or len(unpredictable_number) != 4 or len(arqc) != 8:
+            fail(errors.INVALID_INPUT, "ATC (2 bytes), UN (4 bytes), ARQC (8 bytes)")
+        if method == 1 and len(arc) != 2:
+            fail(errors.INVALID_INPUT, "ARC: expected 2 bytes")
+        if method == 2 and (csu is None or len(csu) != 4):
+            fail(errors.INVALID_INPUT, "CSU: expected 4 bytes")
+        if method not in (1, 2):
+            fail(errors.INVALID_INPUT, "ARPC method: expected 1 or 2")
+        icc_mk = native.emv_derive_icc_master_key_option_a(entry.key, pan, pan_sequence.zfill(2))
+        session = native.emv_derive_common_session_key(icc_mk, atc)
+        expected = native.emv_generate_ac(session, transaction_data)
+        if not native.constant_time_eq(expected, arqc):
+            self.audit.record("KQ", errors.VERIFICATION_FAILURE, entry.check_value)
+            return None
+        if method == 1:
+            arpc = native.emv_arpc_method1(session, arqc, arc)
+        else:
+            assert csu is not None
+            arpc = native.emv_arpc_method2(session, arqc, csu, b"")
+        self.audit.record("KQ", errors.OK, entry.check_value)
+        return arpc
+
+    # ---- MAC: M6, M8 ---------------------------------------------------------------------
+
+    def _mac(self, type_code: str, key: str, data: bytes, algorithm: int, padding: int) -> tuple[bytes, KeyEntry]:
+        spec = key_type(type_code)
+        if spec not in (TAK, ZAK):
+            fail(errors.INVALID_KEY_TYPE, "key type: MAC keys are TAK (003) or ZAK (008)")
+        entry = self._key(key, spec)
+        if padding not in (1, 2):
+            fail(errors.INVALID_INPUT, "padding method: expected 1 or 2")
+        des_key = self._des(entry, "MAC key")
+        if algorithm == 3:
+            if len(des_key) != 16:
+                fail(errors.INCOMPATIBLE_KEY_LENGTH, "MAC algorithm 3 needs a double-length key")
+            return native.mac_iso9797_1_alg3(des_key, data, padding), entry
+        if algorithm == 1:
+            return native.mac_iso9797_1_alg1(des_key, data, padding), entry
+        fail(errors.INVALID_INPUT, "MAC algorithm: expected 1 or 3")
+
+    def generate_mac(
+        self, type_code: str, key: str, data: bytes, algorithm: int = 3, padding: int = 1
+    ) -> bytes:
+        """M6: ISO 9797-1 MAC (algorithm 3 = retail MAC by default), 8 bytes."""
+        mac, entry = self._mac(type_code, key, data, algorithm, padding)
+        self.audit.record("M6", errors.OK, entry.check_value)
+        return mac
+
+    def verify_mac(
+        self,
+        type_code: str,
+        key: str,
+        data: bytes,
+        mac: bytes,
+        algorithm: int = 3,
+        padding: int = 1,
+    ) -> bool:
+        """M8: constant-time check of a 4- or 8-byte MAC."""
+        if len(mac) not in (4, 8):
+            fail(errors.INVALID_INPUT, "MAC: expected 4 or 8 bytes")
+        expected, entry = self._mac(type_code, key, data, algorithm, padding)
+        ok = bool(native.constant_time_eq(expected[: len(mac)], mac))
+        self.audit.record("M8", errors.OK if ok else errors.VERIFICATION_FAILURE, entry.check_value)
+        return ok
