@@ -26,8 +26,9 @@ exceed a limit. A release or usage query for any other day than the current one 
 / zero, so a late reversal of yesterday's withdrawal never drives today's counter negative.
 
 Concurrency: each method runs start to finish while holding the GIL and calls no Python
-code in between (growth copies in C; ``rebuild`` builds its arrays aside and swaps them in),
-so a check-and-reserve is atomic with respect to the other threads of the process.
+code in between (growth allocates with ``np.empty``, which keeps the GIL, and copies in C;
+``rebuild`` builds its arrays aside and swaps them in), so a check-and-reserve is atomic with
+respect to the other threads of the process.
 """
 
 import numpy as np
@@ -293,12 +294,17 @@ cdef class LimitsEngine:
         cdef Py_ssize_t old = self._slot_card.shape[0]
         cdef Py_ssize_t cap = 2 * old
         cdef Py_ssize_t ncat = self.n_categories
-        cdef int32_t[::1] cards = np.zeros(cap, dtype=np.int32)
-        cdef int64_t[::1] amount = np.zeros(cap * ncat, dtype=np.int64)
-        cdef int32_t[::1] count = np.zeros(cap * ncat, dtype=np.int32)
+        # np.empty, never np.zeros: NumPy releases the GIL around a large calloc, which
+        # would let another thread reserve into the arrays being replaced.
+        cdef int32_t[::1] cards = np.empty(cap, dtype=np.int32)
+        cdef int64_t[::1] amount = np.empty(cap * ncat, dtype=np.int64)
+        cdef int32_t[::1] count = np.empty(cap * ncat, dtype=np.int32)
         memcpy(&cards[0], &self._slot_card[0], old * sizeof(int32_t))
         memcpy(&amount[0], &self._amount[0], old * ncat * sizeof(int64_t))
         memcpy(&count[0], &self._count[0], old * ncat * sizeof(int32_t))
+        memset(&cards[old], 0, (cap - old) * sizeof(int32_t))
+        memset(&amount[old * ncat], 0, (cap - old) * ncat * sizeof(int64_t))
+        memset(&count[old * ncat], 0, (cap - old) * ncat * sizeof(int32_t))
         self._slot_card = cards
         self._amount = amount
         self._count = count
