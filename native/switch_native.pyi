@@ -72,9 +72,14 @@ def cvv_generate(cvk: bytes, pan: str, expiry_yymm: str, service_code: str) -> s
 
 def cvv_verify(cvk: bytes, pan: str, expiry_yymm: str, service_code: str, cvv: str) -> bool: ...
 def emv_derive_icc_master_key_option_a(imk: bytes, pan: str, pan_sequence: str) -> bytes: ...
-def emv_derive_common_session_key(icc_master_key: bytes, atc: bytes) -> bytes: ...
+def emv_derive_common_session_key(icc_master_key: bytes, atc: bytes) -> bytes:
+    """EMV common session key; ``atc`` is the 2-byte ATC (R = ATC || 00*6) or a whole 8-byte R."""
+
 def emv_generate_ac(session_key: bytes, data: bytes) -> bytes:
     """Application cryptogram: ISO 9797-1 MAC algorithm 3, padding method 2 (0x80)."""
+
+def emv_verify_ac(session_key: bytes, data: bytes, ac: bytes) -> bool:
+    """Constant-time check of an ARQC/TC/AAC (added beside the original contract)."""
 
 def emv_arpc_method1(session_key: bytes, arqc: bytes, arc: bytes) -> bytes: ...
 def emv_arpc_method2(

@@ -1,6 +1,440 @@
-//! Bindings for this area (registered by `lib.rs`).
+//! Python bindings for the payment cryptography in `switch-paycrypto` (contract: the crypto
+//! section of `switch_native.pyi`).
+//!
+//! Every error is a `CryptoError` (a `ValueError`) whose message names the argument. Calls
+//! whose cost grows with the input release the GIL above a small size; the fixed-size PIN,
+//! card and EMV operations are ~1 µs, where releasing and re-taking the GIL would cost more
+//! than it frees.
+use pyo3::create_exception;
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use switch_paycrypto as pc;
+use switch_paycrypto::block::BlockCipher;
+use switch_paycrypto::pinblock::{Format, Pin};
 
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+create_exception!(
+    switch_native,
+    CryptoError,
+    PyValueError,
+    "A payment-crypto input was rejected or a check failed; the message names the argument."
+);
+
+/// Inputs at least this long are processed with the GIL released.
+const DETACH_AT: usize = 4096;
+
+fn err(e: pc::CryptoError) -> PyErr {
+    CryptoError::new_err(e.to_string())
+}
+
+fn bytes<'py>(py: Python<'py>, r: pc::Result<impl AsRef<[u8]>>) -> PyResult<Bound<'py, PyBytes>> {
+    let v = r.map_err(err)?;
+    Ok(PyBytes::new(py, v.as_ref()))
+}
+
+/// Runs `f` with the GIL released when the input is large enough for it to pay off.
+fn run<T: Send>(py: Python<'_>, size: usize, f: impl FnOnce() -> T + Send) -> T {
+    if size >= DETACH_AT {
+        py.detach(f)
+    } else {
+        f()
+    }
+}
+
+fn fmt(field: &'static str, n: i64) -> PyResult<Format> {
+    Format::from_int(field, n).map_err(err)
+}
+
+#[pyfunction]
+fn des_encrypt_ecb<'py>(py: Python<'py>, key: &[u8], data: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    let r = run(py, data.len(), || {
+        BlockCipher::des("key", key)?.encrypt_ecb(data)
+    });
+    bytes(py, r)
+}
+
+#[pyfunction]
+fn des_decrypt_ecb<'py>(py: Python<'py>, key: &[u8], data: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    let r = run(py, data.len(), || {
+        BlockCipher::des("key", key)?.decrypt_ecb(data)
+    });
+    bytes(py, r)
+}
+
+#[pyfunction]
+fn des_encrypt_cbc<'py>(
+    py: Python<'py>,
+    key: &[u8],
+    iv: &[u8],
+    data: &[u8],
+) -> PyResult<Bound<'py, PyBytes>> {
+    let r = run(py, data.len(), || {
+        BlockCipher::des("key", key)?.encrypt_cbc(iv, data)
+    });
+    bytes(py, r)
+}
+
+#[pyfunction]
+fn des_decrypt_cbc<'py>(
+    py: Python<'py>,
+    key: &[u8],
+    iv: &[u8],
+    data: &[u8],
+) -> PyResult<Bound<'py, PyBytes>> {
+    let r = run(py, data.len(), || {
+        BlockCipher::des("key", key)?.decrypt_cbc(iv, data)
+    });
+    bytes(py, r)
+}
+
+#[pyfunction]
+fn aes_encrypt_ecb<'py>(py: Python<'py>, key: &[u8], data: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    let r = run(py, data.len(), || {
+        BlockCipher::aes("key", key)?.encrypt_ecb(data)
+    });
+    bytes(py, r)
+}
+
+#[pyfunction]
+fn aes_decrypt_ecb<'py>(py: Python<'py>, key: &[u8], data: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    let r = run(py, data.len(), || {
+        BlockCipher::aes("key", key)?.decrypt_ecb(data)
+    });
+    bytes(py, r)
+}
+
+#[pyfunction]
+fn aes_encrypt_cbc<'py>(
+    py: Python<'py>,
+    key: &[u8],
+    iv: &[u8],
+    data: &[u8],
+) -> PyResult<Bound<'py, PyBytes>> {
+    let r = run(py, data.len(), || {
+        BlockCipher::aes("key", key)?.encrypt_cbc(iv, data)
+    });
+    bytes(py, r)
+}
+
+#[pyfunction]
+fn aes_decrypt_cbc<'py>(
+    py: Python<'py>,
+    key: &[u8],
+    iv: &[u8],
+    data: &[u8],
+) -> PyResult<Bound<'py, PyBytes>> {
+    let r = run(py, data.len(), || {
+        BlockCipher::aes("key", key)?.decrypt_cbc(iv, data)
+    });
+    bytes(py, r)
+}
+
+#[pyfunction]
+#[pyo3(signature = (key, algorithm = "des", length = 3))]
+fn key_check_value<'py>(
+    py: Python<'py>,
+    key: &[u8],
+    algorithm: &str,
+    length: i64,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let length = usize::try_from(length).unwrap_or(0);
+    bytes(py, pc::keys::key_check_value(key, algorithm, length))
+}
+
+#[pyfunction]
+fn adjust_key_parity<'py>(py: Python<'py>, key: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    bytes(py, pc::keys::adjust_key_parity(key))
+}
+
+#[pyfunction]
+fn key_parity_is_odd(key: &[u8]) -> PyResult<bool> {
+    pc::keys::key_parity_is_odd(key).map_err(err)
+}
+
+#[pyfunction]
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    pc::keys::constant_time_eq(a, b)
+}
+
+#[pyfunction]
+fn pin_block_encode<'py>(
+    py: Python<'py>,
+    fmt: i64,
+    pin: &str,
+    pan: &str,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let f = self::fmt("fmt", fmt)?;
+    let pin = Pin::parse(pin).map_err(err)?;
+    let block = pc::pinblock::encode(f, &pin, pan).map_err(err)?;
+    Ok(PyBytes::new(py, block.as_bytes()))
+}
+
+#[pyfunction]
+fn pin_block_decode(fmt: i64, block: &[u8], pan: &str) -> PyResult<String> {
+    let f = self::fmt("fmt", fmt)?;
+    let pin = pc::pinblock::decode(f, block, pan).map_err(err)?;
+    Ok(pin.to_ascii())
+}
+
+#[pyfunction]
+fn pin_block_encrypt<'py>(
+    py: Python<'py>,
+    key: &[u8],
+    fmt: i64,
+    pin: &str,
+    pan: &str,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let f = self::fmt("fmt", fmt)?;
+    bytes(py, pc::pinblock::encrypt(key, f, pin, pan))
+}
+
+#[pyfunction]
+fn pin_block_translate<'py>(
+    py: Python<'py>,
+    src_key: &[u8],
+    src_fmt: i64,
+    dst_key: &[u8],
+    dst_fmt: i64,
+    block: &[u8],
+    pan: &str,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let sf = fmt("src_fmt", src_fmt)?;
+    let df = fmt("dst_fmt", dst_fmt)?;
+    let mut out = [0u8; 16];
+    let n = pc::pinblock::translate_into(src_key, sf, dst_key, df, block, pan, &mut out)
+        .map_err(err)?;
+    Ok(PyBytes::new(py, &out[..n]))
+}
+
+#[pyfunction]
+fn pin_block_pin_length(key: &[u8], fmt: i64, block: &[u8], pan: &str) -> PyResult<usize> {
+    let f = self::fmt("fmt", fmt)?;
+    let pin = pc::pinblock::decrypt("key", key, f, block, pan).map_err(err)?;
+    Ok(pin.len())
+}
+
+#[pyfunction]
+fn pvv_generate(pvk: &[u8], pan: &str, pvki: i64, pin: &str) -> PyResult<String> {
+    pc::pvv::generate(pvk, pan, pvki, pin).map_err(err)
+}
+
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn pvv_verify(
+    pin_key: &[u8],
+    fmt: i64,
+    block: &[u8],
+    pan: &str,
+    pvk: &[u8],
+    pvki: i64,
+    pvv: &str,
+) -> PyResult<bool> {
+    let f = self::fmt("fmt", fmt)?;
+    pc::pvv::verify(pin_key, f, block, pan, pvk, pvki, pvv).map_err(err)
+}
+
+#[pyfunction]
+fn ibm3624_offset_generate(
+    pvk: &[u8],
+    pin: &str,
+    validation_data: &str,
+    decimalisation_table: &str,
+    check_length: i64,
+) -> PyResult<String> {
+    pc::ibm3624::offset_generate(
+        pvk,
+        pin,
+        validation_data,
+        decimalisation_table,
+        check_length,
+    )
+    .map_err(err)
+}
+
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn ibm3624_verify(
+    pin_key: &[u8],
+    fmt: i64,
+    block: &[u8],
+    pan: &str,
+    pvk: &[u8],
+    offset: &str,
+    validation_data: &str,
+    decimalisation_table: &str,
+    check_length: i64,
+) -> PyResult<bool> {
+    let f = self::fmt("fmt", fmt)?;
+    pc::ibm3624::verify(
+        pin_key,
+        f,
+        block,
+        pan,
+        pvk,
+        offset,
+        validation_data,
+        decimalisation_table,
+        check_length,
+    )
+    .map_err(err)
+}
+
+#[pyfunction]
+fn cvv_generate(cvk: &[u8], pan: &str, expiry_yymm: &str, service_code: &str) -> PyResult<String> {
+    pc::cvv::generate(cvk, pan, expiry_yymm, service_code).map_err(err)
+}
+
+#[pyfunction]
+fn cvv_verify(
+    cvk: &[u8],
+    pan: &str,
+    expiry_yymm: &str,
+    service_code: &str,
+    cvv: &str,
+) -> PyResult<bool> {
+    pc::cvv::verify(cvk, pan, expiry_yymm, service_code, cvv).map_err(err)
+}
+
+#[pyfunction]
+fn emv_derive_icc_master_key_option_a<'py>(
+    py: Python<'py>,
+    imk: &[u8],
+    pan: &str,
+    pan_sequence: &str,
+) -> PyResult<Bound<'py, PyBytes>> {
+    bytes(
+        py,
+        pc::emv::derive_icc_master_key_option_a(imk, pan, pan_sequence),
+    )
+}
+
+#[pyfunction]
+fn emv_derive_common_session_key<'py>(
+    py: Python<'py>,
+    icc_master_key: &[u8],
+    atc: &[u8],
+) -> PyResult<Bound<'py, PyBytes>> {
+    bytes(py, pc::emv::derive_common_session_key(icc_master_key, atc))
+}
+
+#[pyfunction]
+fn emv_generate_ac<'py>(
+    py: Python<'py>,
+    session_key: &[u8],
+    data: &[u8],
+) -> PyResult<Bound<'py, PyBytes>> {
+    bytes(py, pc::emv::generate_ac(session_key, data))
+}
+
+#[pyfunction]
+fn emv_verify_ac(session_key: &[u8], data: &[u8], ac: &[u8]) -> PyResult<bool> {
+    pc::emv::verify_ac(session_key, data, ac).map_err(err)
+}
+
+#[pyfunction]
+fn emv_arpc_method1<'py>(
+    py: Python<'py>,
+    session_key: &[u8],
+    arqc: &[u8],
+    arc: &[u8],
+) -> PyResult<Bound<'py, PyBytes>> {
+    bytes(py, pc::emv::arpc_method1(session_key, arqc, arc))
+}
+
+#[pyfunction]
+#[pyo3(signature = (session_key, arqc, csu, proprietary_auth_data = b"".as_slice()))]
+fn emv_arpc_method2<'py>(
+    py: Python<'py>,
+    session_key: &[u8],
+    arqc: &[u8],
+    csu: &[u8],
+    proprietary_auth_data: &[u8],
+) -> PyResult<Bound<'py, PyBytes>> {
+    bytes(
+        py,
+        pc::emv::arpc_method2(session_key, arqc, csu, proprietary_auth_data),
+    )
+}
+
+fn padding(p: i64) -> PyResult<u8> {
+    u8::try_from(p).map_err(|_| CryptoError::new_err(format!("padding: {p} is not 1, 2 or 3")))
+}
+
+#[pyfunction]
+#[pyo3(signature = (key, data, padding = 1))]
+fn mac_iso9797_1_alg1<'py>(
+    py: Python<'py>,
+    key: &[u8],
+    data: &[u8],
+    padding: i64,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let p = self::padding(padding)?;
+    let r = run(py, data.len(), || pc::mac::mac_alg1(key, data, p));
+    bytes(py, r)
+}
+
+#[pyfunction]
+#[pyo3(signature = (key, data, padding = 1))]
+fn mac_iso9797_1_alg3<'py>(
+    py: Python<'py>,
+    key: &[u8],
+    data: &[u8],
+    padding: i64,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let p = self::padding(padding)?;
+    let r = run(py, data.len(), || pc::mac::mac_alg3(key, data, p));
+    bytes(py, r)
+}
+
+#[pyfunction]
+fn tr31_wrap(kbpk: &[u8], header: &str, key: &[u8]) -> PyResult<String> {
+    pc::tr31::wrap(kbpk, header, key).map_err(err)
+}
+
+#[pyfunction]
+fn tr31_unwrap<'py>(
+    py: Python<'py>,
+    kbpk: &[u8],
+    key_block: &str,
+) -> PyResult<(String, Bound<'py, PyBytes>)> {
+    let (header, key) = pc::tr31::unwrap(kbpk, key_block).map_err(err)?;
+    Ok((header, PyBytes::new(py, &key)))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("CryptoError", m.py().get_type::<CryptoError>())?;
+    m.add_function(wrap_pyfunction!(des_encrypt_ecb, m)?)?;
+    m.add_function(wrap_pyfunction!(des_decrypt_ecb, m)?)?;
+    m.add_function(wrap_pyfunction!(des_encrypt_cbc, m)?)?;
+    m.add_function(wrap_pyfunction!(des_decrypt_cbc, m)?)?;
+    m.add_function(wrap_pyfunction!(aes_encrypt_ecb, m)?)?;
+    m.add_function(wrap_pyfunction!(aes_decrypt_ecb, m)?)?;
+    m.add_function(wrap_pyfunction!(aes_encrypt_cbc, m)?)?;
+    m.add_function(wrap_pyfunction!(aes_decrypt_cbc, m)?)?;
+    m.add_function(wrap_pyfunction!(key_check_value, m)?)?;
+    m.add_function(wrap_pyfunction!(adjust_key_parity, m)?)?;
+    m.add_function(wrap_pyfunction!(key_parity_is_odd, m)?)?;
+    m.add_function(wrap_pyfunction!(constant_time_eq, m)?)?;
+    m.add_function(wrap_pyfunction!(pin_block_encode, m)?)?;
+    m.add_function(wrap_pyfunction!(pin_block_decode, m)?)?;
+    m.add_function(wrap_pyfunction!(pin_block_encrypt, m)?)?;
+    m.add_function(wrap_pyfunction!(pin_block_translate, m)?)?;
+    m.add_function(wrap_pyfunction!(pin_block_pin_length, m)?)?;
+    m.add_function(wrap_pyfunction!(pvv_generate, m)?)?;
+    m.add_function(wrap_pyfunction!(pvv_verify, m)?)?;
+    m.add_function(wrap_pyfunction!(ibm3624_offset_generate, m)?)?;
+    m.add_function(wrap_pyfunction!(ibm3624_verify, m)?)?;
+    m.add_function(wrap_pyfunction!(cvv_generate, m)?)?;
+    m.add_function(wrap_pyfunction!(cvv_verify, m)?)?;
+    m.add_function(wrap_pyfunction!(emv_derive_icc_master_key_option_a, m)?)?;
+    m.add_function(wrap_pyfunction!(emv_derive_common_session_key, m)?)?;
+    m.add_function(wrap_pyfunction!(emv_generate_ac, m)?)?;
+    m.add_function(wrap_pyfunction!(emv_verify_ac, m)?)?;
+    m.add_function(wrap_pyfunction!(emv_arpc_method1, m)?)?;
+    m.add_function(wrap_pyfunction!(emv_arpc_method2, m)?)?;
+    m.add_function(wrap_pyfunction!(mac_iso9797_1_alg1, m)?)?;
+    m.add_function(wrap_pyfunction!(mac_iso9797_1_alg3, m)?)?;
+    m.add_function(wrap_pyfunction!(tr31_wrap, m)?)?;
+    m.add_function(wrap_pyfunction!(tr31_unwrap, m)?)?;
     Ok(())
 }
