@@ -3,8 +3,8 @@
 Daily limits reset at local midnight, so the limits engine is keyed by the number of days
 since 1970-01-01 *in local time*. Working that out through ``datetime`` on every
 authorization costs microseconds; instead the UTC offset is cached per 15-minute UTC bucket
-(no zone has two transitions within 15 minutes), so the hot path is a dictionary lookup and
-two divisions. A bucket
+(no zone has two transitions within 15 minutes) and the day number is cached with the part of
+the bucket it covers, so the hot path is a dictionary lookup and two comparisons. A bucket
 whose two ends have different offsets (the one holding a DST transition) is never cached:
 each instant in it is converted exactly. Zones with DST are therefore correct on both sides
 of the change; Africa/Algiers (UTC+1 all year) never hits that case.
@@ -20,33 +20,35 @@ DEFAULT_TZ = "Africa/Algiers"
 _BUCKET = 900
 _DAY = 86400
 
-# tz name -> (bucket number, UTC offset in seconds valid for the whole bucket)
-_offsets: dict[str, tuple[int, int]] = {}
+# tz name -> (lo, hi, day): every instant in [lo, hi) has local day number ``day``.
+_cache: dict[str, tuple[float, float, int]] = {}
 _zones: dict[str, ZoneInfo] = {}
 
 
 def day_number(epoch_seconds: float, tz: str = DEFAULT_TZ) -> int:
     """Days since 1970-01-01 of the local date of ``epoch_seconds`` in ``tz``."""
+    cached = _cache.get(tz)
+    if cached is not None and cached[0] <= epoch_seconds < cached[1]:
+        return cached[2]
+    return _compute(epoch_seconds, tz)
+
+
+def _compute(epoch_seconds: float, tz: str) -> int:
     if not math.isfinite(epoch_seconds):
         raise ValueError(f"epoch_seconds must be finite, got {epoch_seconds!r}")
-    bucket = int(epoch_seconds // _BUCKET)
-    cached = _offsets.get(tz)
-    if cached is not None and cached[0] == bucket:
-        offset = cached[1]
-    else:
-        offset = _offset_for(epoch_seconds, bucket, tz)
-    return int((epoch_seconds + offset) // _DAY)
-
-
-def _offset_for(epoch_seconds: float, bucket: int, tz: str) -> int:
     zone = _zone(tz)
-    start = bucket * _BUCKET
-    first = _utc_offset(start, zone)
-    last = _utc_offset(start + _BUCKET - 1, zone)
-    if first == last:
-        _offsets[tz] = (bucket, first)
-        return first
-    return _utc_offset(epoch_seconds, zone)
+    bucket = math.floor(epoch_seconds / _BUCKET)
+    lo = bucket * _BUCKET
+    hi = lo + _BUCKET
+    offset = _utc_offset(lo, zone)
+    if offset != _utc_offset(hi - 1, zone):
+        # The bucket holds a transition: convert exactly and cache nothing.
+        return int((epoch_seconds + _utc_offset(epoch_seconds, zone)) // _DAY)
+    day = int((epoch_seconds + offset) // _DAY)
+    # The offset is constant on [lo, hi): keep the part of it that is inside local day ``day``.
+    day_lo = day * _DAY - offset
+    _cache[tz] = (max(lo, day_lo), min(hi, day_lo + _DAY), day)
+    return day
 
 
 def _utc_offset(epoch_seconds: float, zone: ZoneInfo) -> int:
