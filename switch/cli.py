@@ -16,6 +16,7 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module, one-line help)
     "hsm": ("switch.hsm.cli", "software HSM (payShield host protocol): switch hsm serve"),
+    "demo": ("switch.core.demo_cli", "the demo data set: switch demo show --json"),
 }
 
 

@@ -117,6 +117,7 @@ class AuthRequest:
     bill_reference: str | None = None
     destination_account: str | None = None  # transfers: CCP account number credited
     idempotency_key: str | None = None  # gRPC: same key + same request -> same answer
+    replacement_amount: int | None = None  # partial reversal: what the cardholder really got
     extra: dict[str, str] = field(default_factory=dict)  # channel data the core passes through
 
 

@@ -1,0 +1,152 @@
+"""Typed configuration: card products with dated limit and fee schedules.
+
+Limits and fees change often (DESIGN.md section 3), so they are data, not constants: a TOML
+file (``switch/core/products.toml`` ships the Edahabia classic defaults) is loaded into the
+frozen objects below, and the core asks a product for the schedule in force on a business
+day. ``load_config(path)`` reads another file with the same layout (operators' overrides).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from switch.core.categories import LimitCategory
+
+DEFAULT_PRODUCT = "EDAHABIA_CLASSIC"
+
+
+class ConfigError(ValueError):
+    """The configuration file is malformed; the message names the offending key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    daily_amount: int
+    per_txn: int  # 0 = no per-transaction cap beyond the daily amount
+    daily_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    effective_from: dt.date
+    min_atm_withdrawal: int
+    fee_own_atm: int
+    fee_other_atm: int
+    fee_balance_inquiry: int
+    limits: dict[LimitCategory, Limit]
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    code: str
+    name: str
+    currency: int
+    pin_length: int
+    pin_tries: int
+    otp_tries: int
+    allow_transfers: bool
+    allow_ecommerce: bool
+    schedules: tuple[Schedule, ...]  # sorted by effective_from
+
+    def schedule_on(self, day: dt.date) -> Schedule:
+        """The schedule in force on ``day`` (the latest one that has started)."""
+        current = self.schedules[0]
+        for s in self.schedules:
+            if s.effective_from <= day:
+                current = s
+        return current
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchConfig:
+    products: dict[str, Product]
+    timezone: str = "Africa/Algiers"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def product(self, code: str) -> Product:
+        try:
+            return self.products[code]
+        except KeyError:
+            raise ConfigError(f"unknown card product {code!r}") from None
+
+
+def _int(table: dict[str, Any], key: str, where: str, default: int | None = None) -> int:
+    value = table.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{where}.{key}: expected a non-negative integer, got {value!r}")
+    return value
+
+
+def _schedule(raw: dict[str, Any], where: str) -> Schedule:
+    eff = raw.get("effective_from")
+    if not isinstance(eff, dt.date):
+        raise ConfigError(f"{where}.effective_from: expected a date (YYYY-MM-DD)")
+    raw_limits = raw.get("limits", {})
+    limits: dict[LimitCategory, Limit] = {}
+    for cat in LimitCategory:
+        lim = raw_limits.get(cat.config_name)
+        if lim is None:
+            raise ConfigError(f"{where}.limits.{cat.config_name}: missing")
+        w = f"{where}.limits.{cat.config_name}"
+        limits[cat] = Limit(
+            daily_amount=_int(lim, "daily_amount", w),
+            per_txn=_int(lim, "per_txn", w, 0),
+            daily_count=_int(lim, "daily_count", w),
+        )
+    return Schedule(
+        effective_from=eff,
+        min_atm_withdrawal=_int(raw, "min_atm_withdrawal", where, 0),
+        fee_own_atm=_int(raw, "fee_own_atm", where, 0),
+        fee_other_atm=_int(raw, "fee_other_atm", where, 0),
+        fee_balance_inquiry=_int(raw, "fee_balance_inquiry", where, 0),
+        limits=limits,
+    )
+
+
+def parse_config(data: dict[str, Any]) -> SwitchConfig:
+    products: dict[str, Product] = {}
+    for i, raw in enumerate(data.get("product", [])):
+        where = f"product[{i}]"
+        code = raw.get("code")
+        if not isinstance(code, str) or not code:
+            raise ConfigError(f"{where}.code: missing")
+        scheds = [
+            _schedule(s, f"{where}.schedule[{j}]") for j, s in enumerate(raw.get("schedule", []))
+        ]
+        if not scheds:
+            raise ConfigError(f"{where}.schedule: at least one schedule is needed")
+        products[code] = Product(
+            code=code,
+            name=str(raw.get("name", code)),
+            currency=_int(raw, "currency", where, 12),
+            pin_length=_int(raw, "pin_length", where, 4),
+            pin_tries=_int(raw, "pin_tries", where, 3),
+            otp_tries=_int(raw, "otp_tries", where, 3),
+            allow_transfers=bool(raw.get("allow_transfers", True)),
+            allow_ecommerce=bool(raw.get("allow_ecommerce", True)),
+            schedules=tuple(sorted(scheds, key=lambda s: s.effective_from)),
+        )
+    if not products:
+        raise ConfigError("product: at least one card product is needed")
+    tz = data.get("timezone", "Africa/Algiers")
+    if not isinstance(tz, str):
+        raise ConfigError("timezone: expected a string")
+    return SwitchConfig(products=products, timezone=tz)
+
+
+def load_config(path: Path | None = None) -> SwitchConfig:
+    """Load ``path``, or the shipped defaults (``switch/core/products.toml``) when ``None``."""
+    if path is None:
+        text = resources.files("switch.core").joinpath("products.toml").read_text("utf-8")
+    else:
+        text = Path(path).read_text("utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path or 'products.toml'}: {exc}") from exc
+    return parse_config(data)

@@ -1,0 +1,1125 @@
+"""The authorization pipeline: ``AuthRequest`` -> checks -> ledger -> ``AuthResult``.
+
+Steps (DESIGN.md section 1): validate (Luhn, amounts, currency, duplicates) -> route by BIN
+-> card and account -> security through the ``HsmClient`` (PIN by PVV, CVV2, ARQC/ARPC, OTP)
+-> limits and velocity (the compiled ``LimitsEngine``) -> ledger (balanced postings, holds,
+SMS alert) -> answer, sent only once the store says the unit is durable.
+
+Concurrency model: one event loop owns the live copy of every card and account it has
+loaded. Between two ``await`` points nothing else runs, so the decision section (limits,
+balance, postings) has no ``await`` in it: it checks and applies in one go, then hands the
+snapshot of the changes to the store's group commit and waits. A retransmission that arrives
+while its first copy is still in flight waits for that copy's answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+from switch.config import Product, Schedule, SwitchConfig
+from switch.core.business_day import day_number
+from switch.core.categories import N_CATEGORIES, LimitCategory, categories_for
+from switch.core.domain import (
+    ONUS,
+    Account,
+    Biller,
+    Card,
+    CardStatus,
+    Hold,
+    Merchant,
+    Terminal,
+    luhn_ok,
+    mask_pan,
+)
+from switch.core.emv import TlvError, arqc_transaction_data, encode_tlv, parse_tlv
+from switch.core.limits import LimitsEngine
+from switch.core.model import AuthRequest, AuthResult, Channel, ResponseCode, TxnType
+from switch.core.remote import BinTable, RemoteIssuer
+from switch.core.results import result_from_json, result_to_json
+from switch.hsm.client import HsmClient, HsmError
+from switch.store.api import AlertRow, Changes, IdempotencyRow, JournalRow, Store, StoreError
+
+log = logging.getLogger("switch.core")
+
+RC = ResponseCode
+MAX_AMOUNT: Final = 10**12  # minor units; anything above is a malformed amount
+IDEMPOTENCY_WINDOW_S: Final = 2 * 86400
+OTP_TTL_S: Final = 300.0
+
+DEBIT_TYPES = frozenset(
+    {
+        TxnType.CASH_WITHDRAWAL,
+        TxnType.PURCHASE,
+        TxnType.PREAUTH,
+        TxnType.BILL_PAYMENT,
+        TxnType.TRANSFER,
+    }
+)
+REFERRING_TYPES = frozenset({TxnType.COMPLETION, TxnType.REFUND, TxnType.VOID, TxnType.REVERSAL})
+ALLOWED_CHANNELS: dict[TxnType, frozenset[Channel]] = {
+    TxnType.CASH_WITHDRAWAL: frozenset({Channel.ATM, Channel.COUNTER}),
+    TxnType.BALANCE_INQUIRY: frozenset({Channel.ATM, Channel.COUNTER, Channel.POS}),
+    TxnType.PURCHASE: frozenset({Channel.POS, Channel.ECOMMERCE}),
+    TxnType.PREAUTH: frozenset({Channel.POS, Channel.ECOMMERCE}),
+    TxnType.BILL_PAYMENT: frozenset(Channel),
+    TxnType.TRANSFER: frozenset(Channel),
+}
+ALERT_KIND: dict[TxnType, str] = {
+    TxnType.CASH_WITHDRAWAL: "withdrawal",
+    TxnType.PURCHASE: "payment",
+    TxnType.PREAUTH: "payment",
+    TxnType.BILL_PAYMENT: "bill_payment",
+    TxnType.TRANSFER: "transfer",
+    TxnType.REFUND: "refund",
+}
+GL_FEES: Final = "GL-FEES"
+GL_INTERBANK_ATM: Final = "GL-INTERBANK-ATM"
+GL_INTERBANK_POS: Final = "GL-INTERBANK-POS"
+
+try:  # the bilingual texts (switch.notify); a plain line if that part is absent
+    from switch.notify.messages import render_alert as _render_alert
+except ImportError:  # pragma: no cover
+    _render_alert = None  # type: ignore[assignment]
+
+
+def render_alert(
+    kind: str, masked: str, amount: int, currency: int, place: str, when: dt.datetime, avail: int
+) -> str:
+    if _render_alert is not None:
+        try:
+            return _render_alert(kind, masked, amount, currency, place, when, avail)
+        except ValueError:
+            log.warning("alert text rejected for kind %s; using the plain form", kind)
+    return f"{kind} {amount / 100:.2f} card {masked[-4:]} {place} balance {avail / 100:.2f}"
+
+
+class Decline(Exception):
+    """Raised inside a step to answer with ``code`` (journaled like any other answer)."""
+
+    def __init__(self, code: ResponseCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(slots=True)
+class OriginalState:
+    """Live view of an earlier transaction that later operations refer to."""
+
+    txn_id: str
+    txn_type: TxnType
+    approved: bool
+    card_id: int | None
+    account_id: int | None
+    amount: int
+    fee: int
+    currency: int
+    categories: tuple[int, ...]
+    business_day: int
+    merchant_id: str
+    counter_account_id: int | None
+    route: str
+    reversed: int = 0
+    refunded: int = 0
+    captured: int = 0
+    fee_reversed: int = 0
+
+
+@dataclass(slots=True)
+class Ctx:
+    """Per-request working state."""
+
+    req: AuthRequest
+    now: float
+    day: int
+    key: str
+    fingerprint: str
+    txn_id: str = ""
+    pan_hash: bytes = b""
+    card: Card | None = None
+    account: Account | None = None
+    fee: int = 0
+    categories: tuple[int, ...] = ()
+    counter_account_id: int | None = None
+    original_txn_id: str | None = None
+    route: str = ONUS
+    changes: Changes = field(default_factory=Changes)
+    issuer_script: bytes | None = None
+    arqc_inputs: tuple[object, ...] | None = None
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        hsm: HsmClient,
+        config: SwitchConfig,
+        pan_key: bytes,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.hsm = hsm
+        self.config = config
+        self._pan_key = pan_key
+        self.clock = clock
+        self.tz = config.timezone
+        self.limits = LimitsEngine(N_CATEGORIES)
+        self.cards: dict[bytes, Card] = {}
+        self.cards_by_id: dict[int, Card] = {}
+        self.accounts: dict[int, Account] = {}
+        self.terminals: dict[str, Terminal] = {}
+        self.merchants: dict[str, Merchant] = {}
+        self.billers: dict[str, Biller] = {}
+        self.bins = BinTable([])
+        self.remote: dict[str, RemoteIssuer] = {}
+        self.originals: dict[str, OriginalState] = {}
+        self.holds: dict[str, Hold] = {}
+        self.bills_paid: dict[tuple[str, str], str | None] = {}
+        self._bill_due: dict[tuple[str, str], int] = {}
+        self._inflight: dict[str, asyncio.Future[tuple[str, AuthResult]]] = {}
+        self._inflight_txn: dict[str, str] = {}  # idempotency key -> txn id, while in flight
+        self._done_keys: set[str] = set()
+        self._seq = 0
+        self._sched_cache: dict[tuple[str, int], Schedule] = {}
+        self.gl: dict[str, int] = {}
+        self.halted: str | None = None
+
+    # -- start -------------------------------------------------------------------------------
+    async def load(self) -> None:
+        s = self.store
+        self.terminals = {t.terminal_id: t for t in s.terminals()}
+        self.merchants = {m.merchant_id: m for m in s.merchants()}
+        self.billers = {b.biller_id: b for b in s.billers()}
+        self.bins = BinTable(s.bin_routes())
+        self._seq = s.max_journal_seq()
+        now = self.clock()
+        self._done_keys = set(s.recent_idempotency_keys(now - IDEMPOTENCY_WINDOW_S))
+        for code in (GL_FEES, GL_INTERBANK_ATM, GL_INTERBANK_POS):
+            acct = await s.account_by_number(code)
+            if acct is not None:
+                self.accounts[acct.account_id] = acct
+                self.gl[code] = acct.account_id
+        self.rebuild_limits(day_number(now, self.tz))
+
+    def rebuild_limits(self, day: int) -> None:
+        import numpy as np
+
+        cards: list[int] = []
+        cats: list[int] = []
+        amounts: list[int] = []
+        counts: list[int] = []
+        for card_id, categories, amount, count in self.store.limit_usage(day):
+            for c in categories.split(","):
+                cards.append(card_id)
+                cats.append(int(c))
+                amounts.append(max(amount, 0))
+                counts.append(count)
+        n = len(cards)
+        self.limits.rebuild(
+            np.asarray(cards, dtype=np.int64),
+            np.asarray(cats, dtype=np.int32),
+            np.asarray(amounts, dtype=np.int64),
+            np.full(n, day, dtype=np.int32),
+            counts=np.asarray(counts, dtype=np.int64),
+            today=day,
+        )
+
+    # -- helpers -----------------------------------------------------------------------------
+    def pan_hash(self, pan: str) -> bytes:
+        return hmac.new(self._pan_key, pan.encode(), hashlib.sha256).digest()
+
+    def _next_txn_id(self) -> str:
+        self._seq += 1
+        return f"{self._seq:012d}"
+
+    def schedule(self, product: Product, day: int) -> Schedule:
+        k = (product.code, day)
+        s = self._sched_cache.get(k)
+        if s is None:
+            s = product.schedule_on(dt.date(1970, 1, 1) + dt.timedelta(days=day))
+            self._sched_cache[k] = s
+        return s
+
+    async def card(self, pan_hash: bytes) -> Card | None:
+        c = self.cards.get(pan_hash)
+        if c is None:
+            loaded = await self.store.card_by_pan_hash(pan_hash)
+            if loaded is None:
+                return None
+            c = self.cards.setdefault(pan_hash, loaded)  # a concurrent load may have won
+            self.cards_by_id.setdefault(c.card_id, c)
+        return c
+
+    async def account(self, account_id: int) -> Account | None:
+        a = self.accounts.get(account_id)
+        if a is None:
+            loaded = await self.store.account(account_id)
+            if loaded is None:
+                return None
+            a = self.accounts.setdefault(account_id, loaded)
+        return a
+
+    async def account_by_number(self, number: str) -> Account | None:
+        loaded = await self.store.account_by_number(number)
+        if loaded is None:
+            return None
+        return self.accounts.setdefault(loaded.account_id, loaded)
+
+    async def _original(self, txn_id: str) -> OriginalState | None:
+        o = self.originals.get(txn_id)
+        if o is not None:
+            return o
+        summary = await self.store.original(txn_id)
+        if summary is None:
+            return None
+        o = self.originals.get(txn_id)  # loaded meanwhile
+        if o is not None:
+            return o
+        o = OriginalState(
+            txn_id=summary.txn_id,
+            txn_type=TxnType(summary.txn_type),
+            approved=summary.response_code == RC.APPROVED.value,
+            card_id=summary.card_id,
+            account_id=summary.account_id,
+            amount=summary.amount,
+            fee=summary.fee,
+            currency=summary.currency,
+            categories=tuple(int(c) for c in summary.categories.split(",") if c),
+            business_day=summary.business_day,
+            merchant_id=summary.merchant_id,
+            counter_account_id=summary.counter_account_id,
+            route=summary.route,
+            reversed=summary.reversed,
+            refunded=summary.refunded,
+            captured=summary.captured,
+            fee_reversed=summary.fee_reversed,
+        )
+        self.originals[txn_id] = o
+        return o
+
+    async def _hold(self, txn_id: str) -> Hold | None:
+        h = self.holds.get(txn_id)
+        if h is None:
+            loaded = await self.store.hold(txn_id)
+            if loaded is None:
+                return None
+            h = self.holds.setdefault(txn_id, loaded)
+        return h
+
+    # -- entry point -------------------------------------------------------------------------
+    async def authorize(self, req: AuthRequest) -> AuthResult:
+        try:
+            return await self._authorize(req)
+        except Decline as d:  # a validation failure before anything was journaled
+            return AuthResult(d.code, d.message)
+        except Exception:  # never crash the caller: 96, and the reason in the log
+            log.exception("authorization failed unexpectedly (txn type %s)", req.txn_type)
+            return AuthResult(RC.SYSTEM_MALFUNCTION, "internal error")
+
+    async def _authorize(self, req: AuthRequest) -> AuthResult:
+        if self.halted is not None:
+            return AuthResult(RC.SYSTEM_MALFUNCTION, f"switch halted: {self.halted}")
+        self._validate(req)
+        pan_hash = self.pan_hash(req.pan) if req.pan else b""
+        key = idempotency_key(req)
+        fp = fingerprint(req, pan_hash)
+
+        pending = self._inflight.get(key)
+        if pending is not None:
+            first_fp, first = await asyncio.shield(pending)
+            return self._replay(first_fp, fp, first)
+        if key in self._done_keys:
+            row = await self.store.idempotent(key)
+            if row is not None:
+                return self._replay(row.fingerprint, fp, result_from_json(row.result))
+
+        now = self.clock()
+        ctx = Ctx(req=req, now=now, day=day_number(now, self.tz), key=key, fingerprint=fp)
+        ctx.pan_hash = pan_hash
+        ctx.txn_id = self._next_txn_id()
+        fut: asyncio.Future[tuple[str, AuthResult]] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = fut
+        self._inflight_txn[key] = ctx.txn_id
+        try:
+            result = await self._process(ctx)
+            fut.set_result((fp, result))
+            return result
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # mark retrieved: waiters get it, nobody else needs to
+            raise
+        finally:
+            del self._inflight[key]
+            del self._inflight_txn[key]
+
+    @staticmethod
+    def _replay(first_fp: str, fp: str, first: AuthResult) -> AuthResult:
+        if not hmac.compare_digest(first_fp, fp):
+            return AuthResult(
+                RC.DUPLICATE_TRANSMISSION,
+                "duplicate transmission: same identifiers as an earlier, different request",
+            )
+        if first.replayed:
+            return first
+        return AuthResult(
+            first.response_code,
+            first.message,
+            first.auth_code,
+            first.transaction_id,
+            first.available_balance,
+            first.ledger_balance,
+            first.currency,
+            first.approved_amount,
+            first.issuer_script,
+            replayed=True,
+        )
+
+    def _validate(self, req: AuthRequest) -> None:
+        if not isinstance(req.txn_type, TxnType):
+            raise Decline(RC.INVALID_TRANSACTION, "txn_type: unknown transaction type")
+        if not isinstance(req.channel, Channel):
+            raise Decline(RC.INVALID_TRANSACTION, "channel: unknown channel")
+        if not isinstance(req.amount, int) or isinstance(req.amount, bool):
+            raise Decline(RC.INVALID_AMOUNT, "amount: must be an integer in minor units")
+        if req.amount < 0 or req.amount > MAX_AMOUNT:
+            raise Decline(RC.INVALID_AMOUNT, "amount: out of range")
+        if req.idempotency_key is None and (not req.stan or not req.transmission):
+            raise Decline(RC.FORMAT_ERROR, "stan/transmission: required without idempotency key")
+        if not req.acquirer_id or not req.terminal_id:
+            raise Decline(RC.FORMAT_ERROR, "acquirer_id/terminal_id: required")
+        referring = req.txn_type in REFERRING_TYPES
+        if req.pan or not referring:
+            if not luhn_ok(req.pan):
+                raise Decline(RC.INVALID_CARD_NUMBER, "pan: not a valid card number (Luhn)")
+        if referring and req.original is None:
+            raise Decline(RC.FORMAT_ERROR, "original: required for this transaction type")
+        if req.pin_block is not None and len(req.pin_block) not in (8, 16):
+            raise Decline(RC.FORMAT_ERROR, "pin_block: must be 8 or 16 bytes")
+        if req.expiry is not None and not (len(req.expiry) == 4 and req.expiry.isdigit()):
+            raise Decline(RC.FORMAT_ERROR, "expiry: must be YYMM")
+        if req.txn_type in DEBIT_TYPES and req.amount == 0:
+            raise Decline(RC.INVALID_AMOUNT, "amount: must be positive")
+
+    # -- processing --------------------------------------------------------------------------
+    async def _process(self, ctx: Ctx) -> AuthResult:
+        req = ctx.req
+        try:
+            if req.txn_type in REFERRING_TYPES:
+                result = await self._referring(ctx)
+            else:
+                route = self.bins.route(req.pan)
+                if route is None:
+                    raise Decline(RC.INVALID_CARD_NUMBER, "pan: no BIN route for this card")
+                if not route.on_us:
+                    ctx.route = route.destination
+                    result = await self._remote(ctx, route.destination)
+                else:
+                    result = await self._on_us(ctx)
+        except Decline as d:
+            result = AuthResult(d.code, d.message, transaction_id=ctx.txn_id)
+            if ctx.arqc_inputs is not None:  # the ARPC must carry the decline's ARC
+                result = await self._with_arpc(ctx, result)
+        except HsmError as exc:
+            log.error("HSM error %s during %s", exc.code, req.txn_type)
+            result = AuthResult(
+                RC.SYSTEM_MALFUNCTION, f"HSM error {exc.code}", transaction_id=ctx.txn_id
+            )
+        return await self._finish(ctx, result)
+
+    async def _finish(self, ctx: Ctx, result: AuthResult) -> AuthResult:
+        req = ctx.req
+        card = ctx.card
+        ch = ctx.changes
+        approved = result.response_code is RC.APPROVED
+        ch.journal = JournalRow(
+            txn_id=ctx.txn_id,
+            created_at=ctx.now,
+            business_day=ctx.day,
+            txn_type=req.txn_type.value,
+            channel=req.channel.value,
+            response_code=result.response_code.value,
+            auth_code=result.auth_code,
+            card_id=None if card is None else card.card_id,
+            account_id=None if ctx.account is None else ctx.account.account_id,
+            masked_pan=mask_pan(req.pan) if req.pan else "",
+            amount=(result.approved_amount or 0) if approved else req.amount,
+            fee=ctx.fee if approved else 0,
+            currency=req.currency,
+            categories=",".join(map(str, ctx.categories)) if approved else "",
+            acquirer_id=req.acquirer_id,
+            terminal_id=req.terminal_id,
+            stan=req.stan,
+            transmission=req.transmission,
+            rrn=req.rrn or "",
+            merchant_id=req.merchant_id or "",
+            original_txn_id=ctx.original_txn_id,
+            counter_account_id=ctx.counter_account_id,
+            route=ctx.route,
+            message=result.message,
+        )
+        ch.idempotency = IdempotencyRow(
+            ctx.key, ctx.fingerprint, ctx.txn_id, result_to_json(result), ctx.now
+        )
+        try:
+            await self.store.commit(ch)
+        except StoreError as exc:
+            self.halted = str(exc)
+            log.critical("store commit failed, approvals stopped: %s", exc)
+            return AuthResult(RC.SYSTEM_MALFUNCTION, "store unavailable", transaction_id=ctx.txn_id)
+        self._done_keys.add(ctx.key)
+        return result
+
+    # -- on-us debits and inquiries ----------------------------------------------------------
+    async def _on_us(self, ctx: Ctx) -> AuthResult:
+        req = ctx.req
+        t = req.txn_type
+        if req.channel not in ALLOWED_CHANNELS.get(t, ()):
+            raise Decline(
+                RC.INVALID_TRANSACTION, f"{t.value} is not possible on channel {req.channel.value}"
+            )
+        card = await self.card(ctx.pan_hash)
+        if card is None:
+            raise Decline(RC.INVALID_CARD_NUMBER, "pan: unknown card")
+        ctx.card = card
+        account = await self.account(card.account_id)
+        if account is None:
+            raise Decline(RC.SYSTEM_MALFUNCTION, "card account missing")
+        ctx.account = account
+        product = self.config.product(card.product)
+        sched = self.schedule(product, ctx.day)
+        self._check_card(ctx, card, product)
+        if req.currency != account.currency:
+            raise Decline(
+                RC.INVALID_AMOUNT, f"currency: {req.currency:03d} is not the account currency"
+            )
+        if t is TxnType.TRANSFER and not product.allow_transfers:
+            raise Decline(RC.NOT_PERMITTED_TO_CARDHOLDER, "transfers are not allowed for this card")
+        if req.channel is Channel.ECOMMERCE and not product.allow_ecommerce:
+            raise Decline(RC.NOT_PERMITTED_TO_CARDHOLDER, "e-commerce is not allowed for this card")
+        if (
+            t is TxnType.CASH_WITHDRAWAL
+            and req.channel is Channel.ATM
+            and req.amount < sched.min_atm_withdrawal
+        ):
+            raise Decline(
+                RC.INVALID_AMOUNT,
+                f"amount: below the minimum ATM withdrawal {sched.min_atm_withdrawal}",
+            )
+        ctx.categories = tuple(int(c) for c in categories_for(req))
+        for c in ctx.categories:
+            lim = sched.limits[LimitCategory(c)]
+            if lim.per_txn and req.amount > lim.per_txn:
+                raise Decline(
+                    RC.EXCEEDS_AMOUNT_LIMIT,
+                    f"amount: above the per-transaction limit ({LimitCategory(c).config_name})",
+                )
+        # Type-specific lookups that need the store (before the decision section).
+        bill_key: tuple[str, str] | None = None
+        dest: Account | None = None
+        if t is TxnType.BILL_PAYMENT:
+            bill_key = await self._check_bill(ctx)
+        elif t is TxnType.TRANSFER:
+            dest = await self._check_transfer(ctx, account)
+        await self._security(ctx, card, product)
+        return self._decide(ctx, card, account, sched, bill_key, dest)
+
+    def _check_card(self, ctx: Ctx, card: Card, product: Product) -> None:
+        st = card.status
+        if st is not CardStatus.ACTIVE:
+            if st is CardStatus.LOST:
+                raise Decline(RC.LOST_CARD, "card reported lost")
+            if st is CardStatus.STOLEN:
+                raise Decline(RC.STOLEN_CARD, "card reported stolen")
+            if st is CardStatus.EXPIRED:
+                raise Decline(RC.EXPIRED_CARD, "card expired")
+            if st in (CardStatus.ORDERED, CardStatus.DELIVERED):
+                raise Decline(RC.RESTRICTED_CARD, "card not activated yet")
+            raise Decline(RC.RESTRICTED_CARD, "card blocked")
+        yymm = _yymm(ctx.now, self.tz)
+        if card.expiry < yymm:
+            raise Decline(RC.EXPIRED_CARD, "card expired")
+        req = ctx.req
+        if req.expiry is not None and not hmac.compare_digest(req.expiry, card.expiry):
+            raise Decline(RC.EXPIRED_CARD, "expiry: does not match the card")
+        if card.pin_tries >= product.pin_tries and (
+            req.pin_block is not None or req.channel in (Channel.ATM, Channel.COUNTER)
+        ):
+            raise Decline(RC.PIN_TRIES_EXCEEDED, "PIN tries exceeded")
+
+    async def _check_bill(self, ctx: Ctx) -> tuple[str, str]:
+        req = ctx.req
+        biller = self.billers.get(req.biller_id or "")
+        if biller is None:
+            raise Decline(RC.INVALID_TRANSACTION, "biller_id: unknown biller")
+        ref = req.bill_reference or ""
+        if not re.fullmatch(biller.reference_pattern, ref):
+            raise Decline(RC.FORMAT_ERROR, "bill_reference: does not match the biller's format")
+        key = (biller.biller_id, ref)
+        if key not in self.bills_paid:
+            bill = await self.store.bill(*key)
+            if bill is None:
+                raise Decline(RC.INVALID_TRANSACTION, "bill_reference: no such bill")
+            self.bills_paid.setdefault(key, bill.paid_txn)
+            self._bill_due[key] = bill.amount_due
+        if self.bills_paid[key] is not None:
+            raise Decline(RC.INVALID_TRANSACTION, "bill already paid")
+        if req.amount != self._bill_due[key]:
+            raise Decline(RC.INVALID_AMOUNT, f"amount: the bill is for {self._bill_due[key]}")
+        ctx.counter_account_id = biller.settlement_account_id
+        await self.account(biller.settlement_account_id)
+        return key
+
+    async def _check_transfer(self, ctx: Ctx, source: Account) -> Account:
+        number = ctx.req.destination_account or ""
+        if not number:
+            raise Decline(RC.FORMAT_ERROR, "destination_account: required for a transfer")
+        dest = await self.account_by_number(number)
+        if dest is None or dest.kind.value != "ccp":
+            raise Decline(RC.INVALID_TRANSACTION, "destination_account: no such CCP account")
+        if dest.account_id == source.account_id:
+            raise Decline(RC.INVALID_TRANSACTION, "destination_account: same as the source")
+        if dest.currency != source.currency:
+            raise Decline(RC.INVALID_TRANSACTION, "destination_account: other currency")
+        ctx.counter_account_id = dest.account_id
+        return dest
+
+    async def _security(self, ctx: Ctx, card: Card, product: Product) -> None:
+        """PIN (card-present), CVV2 (card-not-present), OTP, ARQC -- all through the HSM."""
+        req = ctx.req
+        ch = req.channel
+        if req.pin_block is not None:
+            await self._verify_pin(ctx, card, product)
+        elif ch in (Channel.ATM, Channel.COUNTER):
+            raise Decline(RC.FORMAT_ERROR, "pin_block: required for this channel")
+        if ch is Channel.ECOMMERCE:
+            if req.cvv2 is None:
+                raise Decline(RC.FORMAT_ERROR, "cvv2: required for card-not-present")
+            ok = await self.hsm.verify_cvv(card.cvk, req.pan, card.expiry, "000", req.cvv2)
+            if not ok:
+                raise Decline(RC.DO_NOT_HONOUR, "card security code mismatch")
+        if req.otp is not None:
+            await self._verify_otp(ctx, card, product)
+        if req.emv_data:
+            await self._verify_arqc(ctx, card)
+        elif ch is Channel.POS and req.pin_block is None:
+            raise Decline(RC.FORMAT_ERROR, "pin_block or emv_data: required at a POS")
+
+    async def _verify_pin(self, ctx: Ctx, card: Card, product: Product) -> None:
+        req = ctx.req
+        assert req.pin_block is not None
+        term = self.terminals.get(req.terminal_id)
+        if term is None or not term.tpk:
+            raise Decline(RC.INVALID_TRANSACTION, "terminal_id: unknown terminal, no PIN key")
+        if card.pin_tries >= product.pin_tries:
+            raise Decline(RC.PIN_TRIES_EXCEEDED, "PIN tries exceeded")
+        ok = await self.hsm.verify_pin_pvv(
+            term.tpk, card.pvk, req.pin_block, req.pan, card.pvki, card.pvv, req.pin_block_format
+        )
+        if ok:
+            if card.pin_tries:
+                card.pin_tries = 0
+                self._snapshot_card(ctx.changes, card)
+            return
+        card.pin_tries += 1
+        self._snapshot_card(ctx.changes, card)
+        if card.pin_tries >= product.pin_tries:
+            raise Decline(
+                RC.PIN_TRIES_EXCEEDED, "incorrect PIN; PIN tries exceeded, card to capture"
+            )
+        raise Decline(RC.INCORRECT_PIN, "incorrect PIN")
+
+    async def _verify_otp(self, ctx: Ctx, card: Card, product: Product) -> None:
+        otp = ctx.req.otp or ""
+        if card.otp_tries >= product.otp_tries:
+            raise Decline(RC.PIN_TRIES_EXCEEDED, "secret code tries exceeded")
+        stored = await self.store.otp(card.card_id)
+        if stored is None or stored[1] < ctx.now:
+            raise Decline(RC.INCORRECT_PIN, "secret code expired or not requested")
+        if hmac.compare_digest(self.otp_hash(card.card_id, otp), stored[0]):
+            card.otp_tries = 0
+            self._snapshot_card(ctx.changes, card)
+            ctx.changes.otp_deletes.append(card.card_id)
+            return
+        card.otp_tries += 1
+        self._snapshot_card(ctx.changes, card)
+        if card.otp_tries >= product.otp_tries:
+            raise Decline(RC.PIN_TRIES_EXCEEDED, "incorrect secret code; tries exceeded")
+        raise Decline(RC.INCORRECT_PIN, "incorrect secret code")
+
+    def otp_hash(self, card_id: int, code: str) -> bytes:
+        return hmac.new(self._pan_key, f"otp:{card_id}:{code}".encode(), hashlib.sha256).digest()
+
+    async def _verify_arqc(self, ctx: Ctx, card: Card) -> None:
+        req = ctx.req
+        assert req.emv_data is not None
+        try:
+            tags = parse_tlv(req.emv_data)
+        except TlvError as exc:
+            raise Decline(RC.FORMAT_ERROR, str(exc)) from None
+        arqc = tags.get(0x9F26)
+        if arqc is None:
+            return  # no cryptogram (e.g. a fallback): nothing to verify
+        atc = tags.get(0x9F36)
+        un = tags.get(0x9F37)
+        if atc is None or un is None or len(arqc) != 8:
+            raise Decline(RC.FORMAT_ERROR, "emv_data: 9F36/9F37 required with 9F26")
+        seq_raw = tags.get(0x5F34)
+        pan_seq = f"{seq_raw[0]:02x}" if seq_raw else card.pan_sequence
+        data = arqc_transaction_data(tags)
+        ctx.arqc_inputs = (card.mk_ac, req.pan, pan_seq, atc, un, data, arqc)
+        arpc = await self.hsm.verify_arqc(card.mk_ac, req.pan, pan_seq, atc, un, data, arqc, b"00")
+        if arpc is None:
+            ctx.arqc_inputs = None
+            raise Decline(RC.DO_NOT_HONOUR, "ARQC verification failed")
+        ctx.issuer_script = encode_tlv(0x91, arpc + b"00")
+
+    async def _with_arpc(self, ctx: Ctx, result: AuthResult) -> AuthResult:
+        """Redo the ARPC with the decline's ARC so the card sees the real decision."""
+        mk, pan, seq, atc, un, data, arqc = ctx.arqc_inputs  # type: ignore[misc]
+        arc = result.response_code.value.encode()
+        arpc = await self.hsm.verify_arqc(mk, pan, seq, atc, un, data, arqc, arc)  # type: ignore[arg-type]
+        if arpc is None:
+            return result
+        return AuthResult(
+            result.response_code,
+            result.message,
+            transaction_id=result.transaction_id,
+            issuer_script=encode_tlv(0x91, arpc + arc),
+        )
+
+    def _decide(
+        self,
+        ctx: Ctx,
+        card: Card,
+        account: Account,
+        sched: Schedule,
+        bill_key: tuple[str, str] | None,
+        dest: Account | None,
+    ) -> AuthResult:
+        """The decision section: no ``await`` from the limit check to the snapshot."""
+        req = ctx.req
+        t = req.txn_type
+        if t is TxnType.BALANCE_INQUIRY:
+            return self._approve(ctx, account, 0)
+        amount = req.amount
+        fee = 0
+        counter: int | None = ctx.counter_account_id
+        if t is TxnType.CASH_WITHDRAWAL:
+            term = self.terminals.get(req.terminal_id)
+            own = term is not None and term.own
+            fee = sched.fee_own_atm if own else sched.fee_other_atm
+            counter = term.settlement_account_id if term is not None else self.gl[GL_INTERBANK_ATM]
+        elif t in (TxnType.PURCHASE, TxnType.PREAUTH):
+            merchant = self.merchants.get(req.merchant_id or "")
+            counter = merchant.settlement_account_id if merchant else self.gl[GL_INTERBANK_POS]
+        ctx.counter_account_id = counter
+        if account.available < amount + fee:
+            raise Decline(RC.INSUFFICIENT_FUNDS, "insufficient funds")
+        reserved: list[int] = []
+        for c in ctx.categories:
+            lim = sched.limits[LimitCategory(c)]
+            rc = self.limits.check_and_reserve(
+                card.card_id, c, amount, ctx.day, lim.daily_amount, lim.daily_count
+            )
+            if rc:
+                for r in reserved:
+                    self.limits.release(card.card_id, r, amount, ctx.day)
+                name = LimitCategory(c).config_name
+                if rc == 1:
+                    raise Decline(RC.EXCEEDS_AMOUNT_LIMIT, f"daily {name} amount limit exceeded")
+                raise Decline(RC.EXCEEDS_COUNT_LIMIT, f"daily {name} count limit exceeded")
+            reserved.append(c)
+        ch = ctx.changes
+        ctx.fee = fee
+        if t is TxnType.PREAUTH:
+            account.held += amount
+            hold = Hold(ctx.txn_id, account.account_id, amount, amount, "open")
+            self.holds[ctx.txn_id] = hold
+            ch.holds.append(
+                (hold.txn_id, hold.account_id, hold.amount, hold.remaining, hold.status)
+            )
+            self._snapshot_account(ch, account)
+        else:
+            assert counter is not None
+            legs = [(account.account_id, -(amount + fee)), (counter, amount)]
+            if fee:
+                legs.append((self.gl[GL_FEES], fee))
+            self._post(ctx, legs)
+        if bill_key is not None:
+            self.bills_paid[bill_key] = ctx.txn_id
+            ch.bills.append((bill_key[0], bill_key[1], ctx.txn_id))
+        self.originals[ctx.txn_id] = OriginalState(
+            txn_id=ctx.txn_id,
+            txn_type=t,
+            approved=True,
+            card_id=card.card_id,
+            account_id=account.account_id,
+            amount=amount,
+            fee=fee,
+            currency=req.currency,
+            categories=ctx.categories,
+            business_day=ctx.day,
+            merchant_id=req.merchant_id or "",
+            counter_account_id=counter,
+            route=ONUS,
+        )
+        self._alert(ctx, ALERT_KIND[t], amount + fee, account, card.masked_pan)
+        return self._approve(ctx, account, amount)
+
+    def _approve(self, ctx: Ctx, account: Account, amount: int) -> AuthResult:
+        return AuthResult(
+            RC.APPROVED,
+            "approved",
+            auth_code=f"{self._seq % 1_000_000:06d}",
+            transaction_id=ctx.txn_id,
+            available_balance=account.available,
+            ledger_balance=account.balance,
+            currency=account.currency,
+            approved_amount=amount,
+            issuer_script=ctx.issuer_script,
+        )
+
+    def _post(self, ctx: Ctx, legs: list[tuple[int, int]]) -> None:
+        """Apply balanced legs to the live accounts and snapshot them into the unit."""
+        assert sum(a for _, a in legs) == 0, "unbalanced posting"
+        ch = ctx.changes
+        for account_id, amount in legs:
+            acct = self.accounts[account_id]
+            acct.balance += amount
+            ch.postings.append((ctx.txn_id, account_id, amount))
+            self._snapshot_account(ch, acct)
+
+    @staticmethod
+    def _snapshot_account(ch: Changes, acct: Account) -> None:
+        ch.accounts.append((acct.account_id, acct.balance, acct.held))
+
+    @staticmethod
+    def _snapshot_card(ch: Changes, card: Card) -> None:
+        ch.cards.append(
+            (card.card_id, card.status.value, card.pin_tries, card.otp_tries, card.activated_at)
+        )
+
+    def _alert(self, ctx: Ctx, kind: str, amount: int, account: Account, masked: str) -> None:
+        if not account.phone:
+            return
+        req = ctx.req
+        place = req.card_acceptor or req.merchant_id or req.terminal_id
+        when = dt.datetime.fromtimestamp(ctx.now, dt.UTC)
+        text = render_alert(kind, masked, amount, account.currency, place, when, account.available)
+        ctx.changes.alerts.append(AlertRow(account.phone, text, ctx.txn_id, ctx.now))
+
+    # -- remote issuers ------------------------------------------------------------------------
+    async def _remote(self, ctx: Ctx, name: str) -> AuthResult:
+        issuer = self.remote.get(name)
+        if issuer is None:
+            raise Decline(RC.ISSUER_UNAVAILABLE, f"route to remote issuer {name}: not connected")
+        result = await issuer.authorize(ctx.req)
+        if not isinstance(result, AuthResult):
+            raise Decline(RC.SYSTEM_MALFUNCTION, f"remote issuer {name}: bad answer")
+        if result.approved and ctx.req.txn_type not in REFERRING_TYPES:
+            self.originals[ctx.txn_id] = OriginalState(
+                txn_id=ctx.txn_id, txn_type=ctx.req.txn_type, approved=True, card_id=None,
+                account_id=None, amount=ctx.req.amount, fee=0, currency=ctx.req.currency,
+                categories=(), business_day=ctx.day, merchant_id=ctx.req.merchant_id or "",
+                counter_account_id=None, route=name,
+            )  # fmt: skip
+        return AuthResult(
+            result.response_code,
+            result.message,
+            result.auth_code,
+            ctx.txn_id,
+            result.available_balance,
+            result.ledger_balance,
+            result.currency,
+            result.approved_amount
+            if result.approved_amount is not None
+            else (ctx.req.amount if result.approved else None),
+            result.issuer_script,
+        )
+
+    # -- reversals, voids, completions, refunds ------------------------------------------------
+    async def _find_original(self, ctx: Ctx) -> OriginalState | None:
+        req = ctx.req
+        ref = req.original
+        assert ref is not None
+        txn_id = ref.transaction_id
+        if txn_id is None:
+            if not ref.stan or not ref.transmission:
+                raise Decline(
+                    RC.FORMAT_ERROR, "original: transaction_id or stan+transmission required"
+                )
+            okey = iso_key(
+                ref.acquirer_id or req.acquirer_id,
+                req.terminal_id,
+                ref.stan,
+                ref.transmission,
+                "fin",
+            )
+            pending = self._inflight.get(okey)
+            if pending is not None:
+                await asyncio.shield(pending)  # let the original finish first
+            txn_id = await self.store.txn_id_for_key(okey)
+            if txn_id is None:
+                return None
+        o = await self._original(txn_id)
+        if o is not None and req.pan and o.card_id is not None:
+            card = self.cards_by_id.get(o.card_id) or await self.store.card_by_id(o.card_id)
+            if card is None or not hmac.compare_digest(card.pan_hash, ctx.pan_hash):
+                raise Decline(
+                    RC.INVALID_TRANSACTION, "pan: does not match the original transaction"
+                )
+        return o
+
+    async def _referring(self, ctx: Ctx) -> AuthResult:
+        req = ctx.req
+        t = req.txn_type
+        o = await self._find_original(ctx)
+        if o is None:
+            if t is TxnType.REVERSAL:
+                return AuthResult(
+                    RC.APPROVED,
+                    "reversal for an unknown original: recorded",
+                    transaction_id=ctx.txn_id,
+                    approved_amount=0,
+                )
+            raise Decline(RC.INVALID_TRANSACTION, "original: no such transaction")
+        ctx.original_txn_id = o.txn_id
+        if o.route != ONUS:
+            ctx.route = o.route
+            return await self._remote(ctx, o.route)
+        if not o.approved:
+            if t is TxnType.REVERSAL:
+                return AuthResult(
+                    RC.APPROVED,
+                    "original was declined: nothing to reverse",
+                    transaction_id=ctx.txn_id,
+                    approved_amount=0,
+                )
+            raise Decline(RC.INVALID_TRANSACTION, "original: was declined")
+        if (
+            req.merchant_id
+            and o.merchant_id
+            and req.merchant_id != o.merchant_id
+            and t is not TxnType.REVERSAL
+        ):
+            raise Decline(RC.INVALID_TRANSACTION, "original: belongs to another merchant")
+        if o.account_id is None or o.card_id is None:
+            raise Decline(RC.INVALID_TRANSACTION, "original: not a card transaction")
+        account = await self.account(o.account_id)
+        if o.counter_account_id is not None:
+            await self.account(o.counter_account_id)
+        card = self.cards_by_id.get(o.card_id) or await self.store.card_by_id(o.card_id)
+        if account is None or card is None:
+            raise Decline(RC.SYSTEM_MALFUNCTION, "original: account or card missing")
+        ctx.account = account
+        ctx.card = self.cards.setdefault(card.pan_hash, card)
+        self.cards_by_id.setdefault(card.card_id, ctx.card)
+        hold = await self._hold(o.txn_id) if o.txn_type is TxnType.PREAUTH else None
+        if req.currency != o.currency:
+            raise Decline(RC.INVALID_AMOUNT, "currency: differs from the original")
+        # -- decision section: no await below ------------------------------------------------
+        if t is TxnType.REVERSAL:
+            return self._reverse(ctx, o, account, hold, void=False)
+        if t is TxnType.VOID:
+            if o.txn_type is TxnType.PREAUTH:
+                if hold is None or hold.status != "open":
+                    raise Decline(RC.INVALID_TRANSACTION, "original: already captured or released")
+            elif (
+                o.txn_type not in (TxnType.PURCHASE, TxnType.BILL_PAYMENT)
+                or o.business_day != ctx.day
+            ):
+                raise Decline(
+                    RC.INVALID_TRANSACTION, "void: only same-day sales and open pre-authorizations"
+                )
+            if o.reversed or o.refunded:
+                raise Decline(RC.INVALID_TRANSACTION, "original: already reversed or refunded")
+            return self._reverse(ctx, o, account, hold, void=True)
+        if t is TxnType.COMPLETION:
+            return self._complete(ctx, o, account, hold)
+        return self._refund(ctx, o, account)
+
+    def _reverse(
+        self, ctx: Ctx, o: OriginalState, account: Account, hold: Hold | None, *, void: bool
+    ) -> AuthResult:
+        req = ctx.req
+        if o.txn_type in REFERRING_TYPES - {TxnType.COMPLETION, TxnType.REFUND}:
+            raise Decline(RC.INVALID_TRANSACTION, "original: cannot reverse a reversal or void")
+        if o.txn_type is TxnType.BALANCE_INQUIRY:
+            return AuthResult(
+                RC.APPROVED, "nothing to reverse", transaction_id=ctx.txn_id, approved_amount=0
+            )
+        if o.txn_type is TxnType.PREAUTH:
+            remaining = hold.remaining if hold is not None and hold.status == "open" else 0
+        elif o.txn_type is TxnType.REFUND:
+            remaining = o.amount - o.reversed
+        else:
+            remaining = o.amount - o.reversed - o.refunded
+        if remaining <= 0:
+            return AuthResult(
+                RC.APPROVED, "already reversed", transaction_id=ctx.txn_id, approved_amount=0
+            )
+        replacement = None if void else req.replacement_amount
+        if replacement is not None and replacement < 0:
+            raise Decline(RC.FORMAT_ERROR, "replacement_amount: negative")
+        if replacement is not None:
+            amount = o.amount - o.reversed - replacement
+        elif void or req.amount == 0 or req.amount >= remaining:
+            amount = remaining
+        else:
+            amount = req.amount
+        amount = max(0, min(amount, remaining))
+        if amount == 0:
+            return AuthResult(
+                RC.APPROVED, "nothing to reverse", transaction_id=ctx.txn_id, approved_amount=0
+            )
+        full = amount == o.amount - o.reversed and o.reversed == 0
+        fee = o.fee - o.fee_reversed if full else 0
+        if o.txn_type is TxnType.PREAUTH:
+            assert hold is not None
+            hold.remaining -= amount
+            account.held -= amount
+            if hold.remaining == 0:
+                hold.status = "released"
+            ctx.changes.holds.append(
+                (hold.txn_id, hold.account_id, hold.amount, hold.remaining, hold.status)
+            )
+            self._snapshot_account(ctx.changes, account)
+        elif o.txn_type is TxnType.REFUND:
+            if account.available < amount:
+                raise Decline(RC.INSUFFICIENT_FUNDS, "refund already spent: cannot reverse")
+            assert o.counter_account_id is not None
+            self._post(ctx, [(account.account_id, -amount), (o.counter_account_id, amount)])
+        else:
+            assert o.counter_account_id is not None
+            legs = [(account.account_id, amount + fee), (o.counter_account_id, -amount)]
+            if fee:
+                legs.append((self.gl[GL_FEES], -fee))
+            self._post(ctx, legs)
+        for c in o.categories:
+            self.limits.release(o.card_id or 0, c, amount, o.business_day, 1 if full else 0)
+        if full and o.txn_type is TxnType.BILL_PAYMENT:
+            for k, paid in self.bills_paid.items():
+                if paid == o.txn_id:
+                    self.bills_paid[k] = None
+                    ctx.changes.bills.append((k[0], k[1], None))
+                    break
+        o.reversed += amount
+        o.fee_reversed += fee
+        ctx.fee = fee
+        ctx.counter_account_id = o.counter_account_id
+        return self._answer(ctx, account, amount, "reversed" if not void else "voided")
+
+    def _complete(
+        self, ctx: Ctx, o: OriginalState, account: Account, hold: Hold | None
+    ) -> AuthResult:
+        req = ctx.req
+        if o.txn_type is not TxnType.PREAUTH or hold is None:
+            raise Decline(RC.INVALID_TRANSACTION, "original: not a pre-authorization")
+        if hold.status != "open":
+            raise Decline(RC.INVALID_TRANSACTION, "original: already captured or released")
+        amount = req.amount
+        if amount <= 0 or amount > hold.remaining:
+            raise Decline(RC.INVALID_AMOUNT, f"amount: must be 1..{hold.remaining}")
+        assert o.counter_account_id is not None
+        rest = hold.remaining
+        account.held -= rest
+        hold.remaining = 0
+        hold.status = "captured"
+        ctx.changes.holds.append((hold.txn_id, hold.account_id, hold.amount, 0, "captured"))
+        self._post(ctx, [(account.account_id, -amount), (o.counter_account_id, amount)])
+        if rest > amount:  # the uncaptured part goes back to the daily envelope
+            for c in o.categories:
+                self.limits.release(o.card_id or 0, c, rest - amount, o.business_day, 0)
+        o.captured += amount
+        ctx.counter_account_id = o.counter_account_id
+        return self._answer(ctx, account, amount, "captured")
+
+    def _refund(self, ctx: Ctx, o: OriginalState, account: Account) -> AuthResult:
+        req = ctx.req
+        if o.txn_type is TxnType.PREAUTH:
+            refundable = o.captured - o.refunded
+        elif o.txn_type in (TxnType.PURCHASE, TxnType.COMPLETION, TxnType.BILL_PAYMENT):
+            refundable = o.amount - o.reversed - o.refunded
+        else:
+            raise Decline(RC.INVALID_TRANSACTION, "original: cannot be refunded")
+        amount = req.amount
+        if amount <= 0 or amount > refundable:
+            raise Decline(RC.INVALID_AMOUNT, f"amount: refundable is {max(refundable, 0)}")
+        assert o.counter_account_id is not None
+        self._post(ctx, [(o.counter_account_id, -amount), (account.account_id, amount)])
+        o.refunded += amount
+        ctx.counter_account_id = o.counter_account_id
+        card = ctx.card
+        self.originals[ctx.txn_id] = OriginalState(
+            txn_id=ctx.txn_id, txn_type=TxnType.REFUND, approved=True, card_id=o.card_id,
+            account_id=o.account_id, amount=amount, fee=0, currency=o.currency, categories=(),
+            business_day=ctx.day, merchant_id=o.merchant_id,
+            counter_account_id=o.counter_account_id, route=ONUS,
+        )  # fmt: skip
+        if card is not None:
+            self._alert(ctx, "refund", amount, account, card.masked_pan)
+        return self._answer(ctx, account, amount, "refunded")
+
+    def _answer(self, ctx: Ctx, account: Account, amount: int, message: str) -> AuthResult:
+        r = self._approve(ctx, account, amount)
+        return AuthResult(
+            r.response_code, message, r.auth_code, r.transaction_id, r.available_balance,
+            r.ledger_balance, r.currency, amount,
+        )  # fmt: skip
+
+
+_yymm_cache: dict[int, str] = {}
+
+
+def _yymm(now: float, tz: str) -> str:
+    day = day_number(now, tz)
+    s = _yymm_cache.get(day)
+    if s is None:
+        d = dt.date(1970, 1, 1) + dt.timedelta(days=day)
+        s = _yymm_cache[day] = f"{d.year % 100:02d}{d.month:02d}"
+    return s
+
+
+def iso_key(acquirer: str, terminal: str, stan: str, transmission: str, cls: str) -> str:
+    return f"iso:{cls}:{acquirer}:{terminal}:{stan}:{transmission}"
+
+
+def idempotency_key(req: AuthRequest) -> str:
+    """(acquirer, terminal, STAN, transmission date) -- or the merchant's idempotency key."""
+    if req.idempotency_key is not None:
+        return f"api:{req.merchant_id or req.acquirer_id}:{req.idempotency_key}"
+    cls = "rev" if req.txn_type is TxnType.REVERSAL else "fin"
+    return iso_key(req.acquirer_id, req.terminal_id, req.stan, req.transmission, cls)
+
+
+def fingerprint(req: AuthRequest, pan_hash: bytes) -> str:
+    """What must be equal for a retransmission to be the same request (no secrets in clear)."""
+    o = req.original
+    parts = (
+        req.txn_type.value,
+        req.channel.value,
+        pan_hash.hex(),
+        str(req.amount),
+        str(req.currency),
+        req.merchant_id or "",
+        "" if o is None else f"{o.transaction_id}|{o.stan}|{o.transmission}",
+        req.biller_id or "",
+        req.bill_reference or "",
+        req.destination_account or "",
+    )
+    return hashlib.blake2b("|".join(parts).encode(), digest_size=16).hexdigest()
+
+
+def new_otp() -> str:
+    return f"{secrets.randbelow(1_000_000):06d}"

@@ -1,0 +1,254 @@
+"""``SwitchCore``: the one entry point the wire layers (ISO 8583, gRPC) use.
+
+Stable API (other parts code against these names):
+
+``await SwitchCore.open(state_dir, *, hsm=None, durable=True, seed_demo=True, config=None)``
+    Opens (creating on first start) ``state_dir/switch.db`` (SQLite store, migrations applied),
+    ``state_dir/lmk.json`` (development LMK, via ``Lmk.load_or_create``) and
+    ``state_dir/pan.key`` (the HMAC key of stored PAN hashes). With ``hsm=None`` an
+    ``InProcessHsm`` on that LMK is used. On a fresh store with ``seed_demo`` the demo data
+    set (``switch.core.demo``) is loaded through an authorised in-process HSM on the same
+    LMK (a given ``hsm`` must therefore use ``state_dir/lmk.json``'s LMK).
+    ``durable=False`` turns off fsync (benchmarks only).
+``await core.authorize(req: AuthRequest) -> AuthResult``
+    Never raises for a bad request: declines and errors are results (DESIGN.md codes).
+    Reversals: ``req.original`` (field 90 data or ``transaction_id``); partial reversal via
+    ``req.replacement_amount`` (what was really dispensed) or a smaller ``req.amount``.
+``await core.close()``
+``core.terminal(terminal_id) -> Terminal | None``
+    ``.tpk`` (TPK under LMK), ``.tak`` (MAC key under LMK, '' if none), ``.pin_block_format``,
+    ``.kind``, ``.own``, ``.acquirer_id``, ``.location``.
+``core.authenticate_merchant(merchant_id, api_key) -> Merchant | None``
+    Constant-time API-key check; ``None`` for an unknown merchant or a wrong key.
+``core.merchant(merchant_id) -> Merchant | None``
+``await core.payment(merchant_id, transaction_id) -> Payment | None``
+``await core.payments(merchant_id, limit=50) -> list[Payment]``  (newest first)
+``core.route(pan) -> Route | None``
+    BIN routing decision: ``.on_us`` or ``.destination`` = remote issuer name.
+``core.register_remote_issuer(name, issuer: RemoteIssuer)``
+    The ISO issuer client registers itself; unregistered routes answer 91.
+``await core.start_otp(pan, merchant_name, amount) -> OtpChallenge``
+    E-commerce secret code: sent by SMS through the outbox; then ``req.otp`` in authorize.
+``await core.activate_card(pan, place)`` / ``await core.set_card_status(pan, status)`` /
+``await core.reset_pin_tries(pan)``: card lifecycle (activation sends an SMS).
+``core.store``: the ``Store`` (also the ``AlertOutbox`` for the SMS worker).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from switch.config import SwitchConfig, load_config
+from switch.core.domain import ALLOWED_TRANSITIONS, Card, CardStatus, Merchant, Terminal
+from switch.core.model import AuthRequest, AuthResult
+from switch.core.pipeline import OTP_TTL_S, Pipeline, new_otp, render_alert
+from switch.core.remote import RemoteIssuer, Route
+from switch.hsm.client import HsmClient
+from switch.store.api import AlertRow, Changes, JournalRow
+from switch.store.sqlite import SqliteStore
+
+
+class CoreError(ValueError):
+    """An administrative call was refused (unknown card, forbidden status change...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    """A journal entry as a merchant sees it (no card data beyond the masked PAN)."""
+
+    transaction_id: str
+    txn_type: str
+    response_code: str
+    amount: int
+    currency: int
+    masked_pan: str
+    created_at: float
+    original_transaction_id: str | None
+    auth_code: str | None
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class OtpChallenge:
+    masked_phone: str
+    expires_at: float
+
+
+def _payment(j: JournalRow) -> Payment:
+    return Payment(
+        j.txn_id,
+        j.txn_type,
+        j.response_code,
+        j.amount,
+        j.currency,
+        j.masked_pan,
+        j.created_at,
+        j.original_txn_id,
+        j.auth_code,
+        j.message,
+    )
+
+
+def _load_or_create_secret(path: Path) -> bytes:
+    if path.exists():
+        return bytes.fromhex(path.read_text().strip())
+    key = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key.hex())
+    return key
+
+
+class SwitchCore:
+    def __init__(self, pipeline: Pipeline, store: SqliteStore, hsm: HsmClient) -> None:
+        self._p = pipeline
+        self.store = store
+        self.hsm = hsm
+
+    @classmethod
+    async def open(
+        cls,
+        state_dir: Path,
+        *,
+        hsm: HsmClient | None = None,
+        durable: bool = True,
+        seed_demo: bool = True,
+        config: SwitchConfig | None = None,
+    ) -> SwitchCore:
+        from switch.hsm.inprocess import InProcessHsm
+        from switch.hsm.lmk import Lmk
+
+        state_dir = Path(state_dir)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        lmk = Lmk.load_or_create(state_dir / "lmk.json")
+        if hsm is None:
+            hsm = InProcessHsm(lmk)
+        pan_key = _load_or_create_secret(state_dir / "pan.key")
+        store = SqliteStore(state_dir / "switch.db", durable=durable)
+        await store.open()
+        try:
+            if store.is_empty() and seed_demo:
+                from switch.core.demo import seed_demo as seed
+
+                seeder = InProcessHsm(lmk, authorised=True)
+                if await seeder.diagnostics() != await hsm.diagnostics():
+                    raise CoreError("hsm: its LMK is not the one in state_dir/lmk.json")
+                await seed(store, seeder, pan_key)
+            pipeline = Pipeline(
+                store=store, hsm=hsm, config=config or load_config(), pan_key=pan_key
+            )
+            await pipeline.load()
+        except BaseException:
+            await store.close()
+            raise
+        return cls(pipeline, store, hsm)
+
+    async def authorize(self, req: AuthRequest) -> AuthResult:
+        return await self._p.authorize(req)
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    # -- lookups for the wire layers -----------------------------------------------------------
+    def terminal(self, terminal_id: str) -> Terminal | None:
+        return self._p.terminals.get(terminal_id)
+
+    def merchant(self, merchant_id: str) -> Merchant | None:
+        return self._p.merchants.get(merchant_id)
+
+    def authenticate_merchant(self, merchant_id: str, api_key: str) -> Merchant | None:
+        m = self._p.merchants.get(merchant_id)
+        if m is None or not m.check_api_key(api_key):
+            return None
+        return m
+
+    async def payment(self, merchant_id: str, transaction_id: str) -> Payment | None:
+        j = await self.store.journal_entry(transaction_id)
+        if j is None or j.merchant_id != merchant_id:
+            return None
+        return _payment(j)
+
+    async def payments(self, merchant_id: str, limit: int = 50) -> list[Payment]:
+        return [_payment(j) for j in await self.store.journal_for_merchant(merchant_id, limit)]
+
+    def route(self, pan: str) -> Route | None:
+        return self._p.bins.route(pan)
+
+    def register_remote_issuer(self, name: str, issuer: RemoteIssuer) -> None:
+        self._p.remote[name] = issuer
+
+    @property
+    def halted(self) -> str | None:
+        """Why approvals stopped (a failed commit), or ``None`` while healthy."""
+        return self._p.halted
+
+    # -- card lifecycle --------------------------------------------------------------------------
+    async def _card(self, pan: str) -> Card:
+        card = await self._p.card(self._p.pan_hash(pan))
+        if card is None:
+            raise CoreError("pan: unknown card")
+        return card
+
+    async def set_card_status(self, pan: str, status: CardStatus) -> None:
+        card = await self._card(pan)
+        if status is card.status:
+            return
+        if status not in ALLOWED_TRANSITIONS[card.status]:
+            raise CoreError(f"status: {card.status.value} -> {status.value} is not allowed")
+        card.status = status
+        ch = Changes()
+        self._p._snapshot_card(ch, card)
+        await self.store.commit(ch)
+
+    async def activate_card(self, pan: str, place: str) -> None:
+        """Activation at a post office: the card becomes usable and the holder gets an SMS."""
+        card = await self._card(pan)
+        if card.status is CardStatus.ACTIVE:
+            return
+        if CardStatus.ACTIVE not in ALLOWED_TRANSITIONS[card.status]:
+            raise CoreError(f"status: a {card.status.value} card cannot be activated")
+        now = time.time()
+        card.status = CardStatus.ACTIVE
+        card.activated_at = now
+        ch = Changes()
+        self._p._snapshot_card(ch, card)
+        account = await self._p.account(card.account_id)
+        if account is not None and account.phone:
+            when = dt.datetime.fromtimestamp(now, dt.UTC)
+            text = render_alert(
+                "activation", card.masked_pan, 0, account.currency, place, when, account.available
+            )
+            ch.alerts.append(AlertRow(account.phone, text, None, now))
+        await self.store.commit(ch)
+
+    async def reset_pin_tries(self, pan: str) -> None:
+        card = await self._card(pan)
+        card.pin_tries = 0
+        ch = Changes()
+        self._p._snapshot_card(ch, card)
+        await self.store.commit(ch)
+
+    async def start_otp(self, pan: str, merchant_name: str, amount: int) -> OtpChallenge:
+        """Send a one-time e-commerce code by SMS; the code itself is never returned or logged."""
+        from switch.notify.messages import render_otp
+
+        card = await self._card(pan)
+        account = await self._p.account(card.account_id)
+        if account is None or not account.phone:
+            raise CoreError("pan: no phone number on file for this card")
+        code = new_otp()
+        now = time.time()
+        ch = Changes()
+        ch.otps.append((card.card_id, self._p.otp_hash(card.card_id, code), now + OTP_TTL_S))
+        text = render_otp(code, merchant_name, amount, account.currency)
+        ch.alerts.append(AlertRow(account.phone, text, None, now))
+        await self.store.commit(ch)
+        phone = account.phone
+        return OtpChallenge(
+            f"{phone[:4]}{'*' * max(len(phone) - 6, 0)}{phone[-2:]}", now + OTP_TTL_S
+        )

@@ -1,0 +1,178 @@
+"""The storage interface the core codes against (SQLite now, PostgreSQL later).
+
+The core owns the live copy of the cards and accounts it has touched and asks the store for
+two things only: *reads* of records it has not loaded yet, and *commits* of a ``Changes``
+unit (journal row, balanced postings, new balances, holds, the idempotency answer, SMS alert
+rows) that must be durable before the answer leaves. ``commit`` may batch many units into
+one database transaction (group commit) but resolves each awaiting caller only after that
+transaction is durable. Nothing here depends on SQLite semantics: reads are by key, writes
+are plain inserts/updates of whole rows, and each unit is all-or-nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from switch.core.domain import (
+    Account,
+    Bill,
+    Biller,
+    BinRoute,
+    Card,
+    Hold,
+    Merchant,
+    Terminal,
+)
+from switch.notify.outbox import AlertOutbox
+
+
+class StoreError(Exception):
+    """The store could not read or commit; the core answers 96 and stops approving."""
+
+
+@dataclass(frozen=True, slots=True)
+class JournalRow:
+    txn_id: str
+    created_at: float
+    business_day: int
+    txn_type: str
+    channel: str
+    response_code: str
+    auth_code: str | None
+    card_id: int | None
+    account_id: int | None
+    masked_pan: str
+    amount: int
+    fee: int
+    currency: int
+    categories: str
+    acquirer_id: str
+    terminal_id: str
+    stan: str
+    transmission: str
+    rrn: str
+    merchant_id: str
+    original_txn_id: str | None
+    counter_account_id: int | None
+    route: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRow:
+    key: str
+    fingerprint: str
+    txn_id: str
+    result: str  # JSON of the AuthResult
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRow:
+    msisdn: str
+    text: str
+    txn_id: str | None
+    created_at: float
+
+
+@dataclass(slots=True)
+class Changes:
+    """Everything one authorization writes; committed atomically, durable before the answer.
+
+    Balances and card counters are *snapshots* taken when the unit is built, so a group
+    commit never persists the effect of an authorization that is not in the same batch.
+    """
+
+    journal: JournalRow | None = None
+    postings: list[tuple[str, int, int]] = field(default_factory=list)  # txn, account, amount
+    accounts: list[tuple[int, int, int]] = field(default_factory=list)  # id, balance, held
+    cards: list[tuple[int, str, int, int, float | None]] = field(default_factory=list)
+    # card_id, status, pin_tries, otp_tries, activated_at
+    holds: list[tuple[str, int, int, int, str]] = field(default_factory=list)
+    # txn_id, account_id, amount, remaining, status
+    bills: list[tuple[str, str, str | None]] = field(default_factory=list)  # biller, ref, paid
+    otps: list[tuple[int, bytes, float]] = field(default_factory=list)  # card, hash, expires
+    otp_deletes: list[int] = field(default_factory=list)
+    idempotency: IdempotencyRow | None = None
+    alerts: list[AlertRow] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class OriginalSummary:
+    """What later operations (reversal, capture, refund, void) need about an earlier txn."""
+
+    txn_id: str
+    txn_type: str
+    channel: str
+    response_code: str
+    card_id: int | None
+    account_id: int | None
+    amount: int
+    fee: int
+    currency: int
+    categories: str
+    business_day: int
+    merchant_id: str
+    counter_account_id: int | None  # the account credited (merchant, ATM cash, biller)
+    reversed: int  # principal already given back by reversals/voids
+    refunded: int
+    captured: int
+    fee_reversed: int
+    route: str
+
+
+class Store(AlertOutbox, Protocol):
+    async def open(self) -> None:
+        """Connect and apply pending schema migrations."""
+        ...
+
+    async def close(self) -> None: ...
+
+    def is_empty(self) -> bool:
+        """True for a freshly created store (no accounts): the caller may seed demo data."""
+        ...
+
+    async def commit(self, changes: Changes) -> None:
+        """Persist ``changes`` atomically; return only once durable (group-committed)."""
+        ...
+
+    # -- reads -----------------------------------------------------------------------------
+    async def card_by_pan_hash(self, pan_hash: bytes) -> Card | None: ...
+    async def card_by_id(self, card_id: int) -> Card | None: ...
+    async def account(self, account_id: int) -> Account | None: ...
+    async def account_by_number(self, number: str) -> Account | None: ...
+    async def bill(self, biller_id: str, reference: str) -> Bill | None: ...
+    async def hold(self, txn_id: str) -> Hold | None: ...
+    async def otp(self, card_id: int) -> tuple[bytes, float] | None: ...
+    async def idempotent(self, key: str) -> IdempotencyRow | None: ...
+    async def original(self, txn_id: str) -> OriginalSummary | None: ...
+    async def txn_id_for_key(self, key: str) -> str | None: ...
+    async def journal_for_merchant(self, merchant_id: str, limit: int) -> list[JournalRow]: ...
+    async def journal_entry(self, txn_id: str) -> JournalRow | None: ...
+
+    def terminals(self) -> list[Terminal]: ...
+    def merchants(self) -> list[Merchant]: ...
+    def billers(self) -> list[Biller]: ...
+    def bin_routes(self) -> list[BinRoute]: ...
+    def recent_idempotency_keys(self, since: float) -> list[str]: ...
+    def limit_usage(self, business_day: int) -> list[tuple[int, str, int, int]]:
+        """Today's limit consumption to rebuild the counters at start:
+        (card_id, categories, net amount, count 0/1) per approved debit of ``business_day``."""
+        ...
+
+    def max_journal_seq(self) -> int: ...
+    def setting(self, name: str) -> str | None: ...
+
+    # -- administration / seeding (not on the hot path) --------------------------------------
+    def insert_account(self, account: Account) -> None: ...
+    def insert_card(self, card: Card) -> None: ...
+    def insert_terminal(self, terminal: Terminal) -> None: ...
+    def insert_merchant(self, merchant: Merchant) -> None: ...
+    def insert_biller(self, biller: Biller) -> None: ...
+    def insert_bill(self, bill: Bill) -> None: ...
+    def insert_bin_route(self, route: BinRoute) -> None: ...
+    def put_setting(self, name: str, value: str) -> None: ...
+    def flush_admin(self) -> None:
+        """Commit the administrative inserts above (durably)."""
+        ...

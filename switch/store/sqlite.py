@@ -1,0 +1,593 @@
+"""SQLite backend: the embedded default store (WAL, group commit, versioned migrations).
+
+Group commit: ``commit()`` puts a unit on a queue and awaits a future. One writer thread
+drains the queue, applies every queued unit inside one transaction, COMMITs (with
+``synchronous=FULL`` when durable: one fsync for the whole batch) and only then resolves the
+futures on the event loop. While the thread is inside the fsync, the loop keeps authorizing
+and the next batch fills up, so the cost of an fsync is shared by every authorization that
+arrived meanwhile. Reads use a second connection on the loop thread (WAL readers never block
+the writer). If a batch fails, every unit in it fails and the store refuses further commits
+(the core then answers 96): memory and disk must not diverge.
+"""
+
+# ruff: noqa: S608 -- the f-strings only splice fixed column lists, never input
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import sqlite3
+import threading
+import time
+from importlib import resources
+from pathlib import Path
+
+from switch.core.domain import (
+    Account,
+    AccountKind,
+    Bill,
+    Biller,
+    BinRoute,
+    Card,
+    CardStatus,
+    Hold,
+    Merchant,
+    Terminal,
+)
+from switch.notify.outbox import Alert
+from switch.store.api import (
+    Changes,
+    IdempotencyRow,
+    JournalRow,
+    OriginalSummary,
+    StoreError,
+)
+
+_STOP = object()
+
+_CARD_COLS = (
+    "card_id, pan_hash, pan_first6, pan_last4, account_id, product, expiry, service_code, "
+    "pan_sequence, pvki, pvv, ibm_offset, pvk, cvk, mk_ac, status, pin_tries, otp_tries, "
+    "activated_at"
+)
+_ACCOUNT_COLS = "account_id, number, kind, holder, phone, currency, balance, held, may_go_negative"
+_JOURNAL_COLS = (
+    "txn_id, created_at, business_day, txn_type, channel, response_code, auth_code, card_id, "
+    "account_id, masked_pan, amount, fee, currency, categories, acquirer_id, terminal_id, stan, "
+    "transmission, rrn, merchant_id, original_txn_id, counter_account_id, route, message"
+)
+
+
+def _migrations() -> list[tuple[int, str]]:
+    files = resources.files("switch.store").joinpath("migrations")
+    out = []
+    for f in files.iterdir():
+        name = f.name
+        if name.endswith(".sql") and name[:4].isdigit():
+            out.append((int(name[:4]), f.read_text("utf-8")))
+    return sorted(out)
+
+
+def _card(row: tuple[object, ...]) -> Card:
+    r = list(row)
+    return Card(
+        card_id=int(r[0]),  # type: ignore[call-overload]
+        pan_hash=bytes(r[1]),  # type: ignore[call-overload]
+        pan_first6=str(r[2]),
+        pan_last4=str(r[3]),
+        account_id=int(r[4]),  # type: ignore[call-overload]
+        product=str(r[5]),
+        expiry=str(r[6]),
+        service_code=str(r[7]),
+        pan_sequence=str(r[8]),
+        pvki=int(r[9]),  # type: ignore[call-overload]
+        pvv=str(r[10]),
+        ibm_offset=str(r[11]),
+        pvk=str(r[12]),
+        cvk=str(r[13]),
+        mk_ac=str(r[14]),
+        status=CardStatus(str(r[15])),
+        pin_tries=int(r[16]),  # type: ignore[call-overload]
+        otp_tries=int(r[17]),  # type: ignore[call-overload]
+        activated_at=None if r[18] is None else float(r[18]),  # type: ignore[arg-type]
+    )
+
+
+def _account(r: tuple[object, ...]) -> Account:
+    return Account(
+        account_id=int(r[0]),  # type: ignore[call-overload]
+        number=str(r[1]),
+        kind=AccountKind(str(r[2])),
+        holder=str(r[3]),
+        phone=str(r[4]),
+        currency=int(r[5]),  # type: ignore[call-overload]
+        balance=int(r[6]),  # type: ignore[call-overload]
+        held=int(r[7]),  # type: ignore[call-overload]
+        may_go_negative=bool(r[8]),
+    )
+
+
+def _journal(r: tuple[object, ...]) -> JournalRow:
+    return JournalRow(*r)  # type: ignore[arg-type]
+
+
+class SqliteStore:
+    """``Store`` on one SQLite file (see the module docstring for the commit protocol)."""
+
+    def __init__(self, path: Path, *, durable: bool = True) -> None:
+        self.path = Path(path)
+        self.durable = durable
+        self._read: sqlite3.Connection | None = None
+        self._write: sqlite3.Connection | None = None
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._failed: BaseException | None = None
+        self._admin_lock = threading.Lock()
+        self.batches = 0  # statistics: number of group commits and units committed
+        self.units = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'OFF'}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._write = self._connect()
+        self._migrate(self._write)
+        self._read = self._connect()
+        self._read.execute("PRAGMA query_only=ON")
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._writer, name="sqlite-writer", daemon=True)
+        self._thread.start()
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+            "applied_at REAL NOT NULL)"
+        )
+        done = {v for (v,) in conn.execute("SELECT version FROM schema_version")}
+        for version, sql in _migrations():
+            if version in done:
+                continue
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in sql.split(";"):
+                    if stmt.strip():
+                        conn.execute(stmt)
+                conn.execute("INSERT INTO schema_version VALUES (?, ?)", (version, time.time()))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    async def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            await asyncio.to_thread(self._thread.join, 30)
+            self._thread = None
+        for conn in (self._read, self._write):
+            if conn is not None:
+                conn.close()
+        self._read = self._write = None
+
+    # -- group commit ------------------------------------------------------------------------
+    async def commit(self, changes: Changes) -> None:
+        if self._failed is not None:
+            raise StoreError(f"store is halted after a failed commit: {self._failed}")
+        assert self._loop is not None
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self._queue.put((changes, fut))
+        await fut
+
+    def _writer(self) -> None:
+        q = self._queue
+        while True:
+            item = q.get()
+            batch: list[tuple[Changes, asyncio.Future[None]]] = []
+            stop = False
+            while True:
+                if item is _STOP:
+                    stop = True
+                else:
+                    batch.append(item)  # type: ignore[arg-type]
+                try:
+                    item = q.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._apply_batch(batch)
+            if stop:
+                return
+
+    def _apply_batch(self, batch: list[tuple[Changes, asyncio.Future[None]]]) -> None:
+        conn = self._write
+        assert conn is not None and self._loop is not None
+        error: BaseException | None = self._failed
+        if error is None:
+            try:
+                with self._admin_lock:
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        self._write_units(conn, [c for c, _ in batch])
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        conn.execute("ROLLBACK")
+                        raise
+                self.batches += 1
+                self.units += len(batch)
+            except BaseException as exc:  # every unit of the batch fails, and later ones too
+                error = self._failed = exc
+        futures = [f for _, f in batch]
+        with contextlib.suppress(RuntimeError):  # loop closed during shutdown
+            self._loop.call_soon_threadsafe(_resolve, futures, error)
+
+    @staticmethod
+    def _write_units(conn: sqlite3.Connection, units: list[Changes]) -> None:
+        journal = [c.journal for c in units if c.journal is not None]
+        if journal:
+            conn.executemany(
+                f"INSERT INTO journal ({_JOURNAL_COLS}) VALUES ({','.join('?' * 24)})",
+                [
+                    (
+                        j.txn_id, j.created_at, j.business_day, j.txn_type, j.channel,
+                        j.response_code, j.auth_code, j.card_id, j.account_id, j.masked_pan,
+                        j.amount, j.fee, j.currency, j.categories, j.acquirer_id,
+                        j.terminal_id, j.stan, j.transmission, j.rrn, j.merchant_id,
+                        j.original_txn_id, j.counter_account_id, j.route, j.message,
+                    )
+                    for j in journal
+                ],
+            )  # fmt: skip
+        postings = [p for c in units for p in c.postings]
+        if postings:
+            conn.executemany(
+                "INSERT INTO postings (txn_id, account_id, amount) VALUES (?, ?, ?)", postings
+            )
+        accounts: dict[int, tuple[int, int, int]] = {}
+        for c in units:  # later snapshots win: they include the earlier units' effects
+            for a in c.accounts:
+                accounts[a[0]] = a
+        if accounts:
+            conn.executemany(
+                "UPDATE accounts SET balance = ?, held = ? WHERE account_id = ?",
+                [(b, h, i) for i, b, h in accounts.values()],
+            )
+        cards: dict[int, tuple[int, str, int, int, float | None]] = {}
+        for c in units:
+            for k in c.cards:
+                cards[k[0]] = k
+        if cards:
+            conn.executemany(
+                "UPDATE cards SET status = ?, pin_tries = ?, otp_tries = ?, activated_at = ? "
+                "WHERE card_id = ?",
+                [(s, p, o, a, i) for i, s, p, o, a in cards.values()],
+            )
+        holds = [h for c in units for h in c.holds]
+        if holds:
+            conn.executemany(
+                "INSERT INTO holds (txn_id, account_id, amount, remaining, status) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (txn_id) DO UPDATE SET "
+                "remaining = excluded.remaining, status = excluded.status",
+                holds,
+            )
+        bills = [b for c in units for b in c.bills]
+        if bills:
+            conn.executemany(
+                "UPDATE bills SET paid_txn = ? WHERE biller_id = ? AND reference = ?",
+                [(p, b, r) for b, r, p in bills],
+            )
+        otps = [o for c in units for o in c.otps]
+        if otps:
+            conn.executemany(
+                "INSERT INTO otps (card_id, code_hash, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (card_id) DO UPDATE SET code_hash = excluded.code_hash, "
+                "expires_at = excluded.expires_at",
+                otps,
+            )
+        dels = [(d,) for c in units for d in c.otp_deletes]
+        if dels:
+            conn.executemany("DELETE FROM otps WHERE card_id = ?", dels)
+        idem = [c.idempotency for c in units if c.idempotency is not None]
+        if idem:
+            conn.executemany(
+                "INSERT INTO idempotency (key, fingerprint, txn_id, result, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(i.key, i.fingerprint, i.txn_id, i.result, i.created_at) for i in idem],
+            )
+        alerts = [a for c in units for a in c.alerts]
+        if alerts:
+            conn.executemany(
+                "INSERT INTO alerts (msisdn, text, txn_id, created_at, next_attempt_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(a.msisdn, a.text, a.txn_id, a.created_at, a.created_at) for a in alerts],
+            )
+
+    # -- reads -------------------------------------------------------------------------------
+    def _q(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        conn = self._read
+        if conn is None:
+            raise StoreError("store is not open")
+        return conn.execute(sql, args).fetchall()
+
+    def is_empty(self) -> bool:
+        return not self._q("SELECT 1 FROM accounts LIMIT 1")
+
+    async def card_by_pan_hash(self, pan_hash: bytes) -> Card | None:
+        rows = self._q(f"SELECT {_CARD_COLS} FROM cards WHERE pan_hash = ?", (pan_hash,))
+        return _card(rows[0]) if rows else None
+
+    async def card_by_id(self, card_id: int) -> Card | None:
+        rows = self._q(f"SELECT {_CARD_COLS} FROM cards WHERE card_id = ?", (card_id,))
+        return _card(rows[0]) if rows else None
+
+    async def account(self, account_id: int) -> Account | None:
+        rows = self._q(f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE account_id = ?", (account_id,))
+        return _account(rows[0]) if rows else None
+
+    async def account_by_number(self, number: str) -> Account | None:
+        rows = self._q(f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE number = ?", (number,))
+        return _account(rows[0]) if rows else None
+
+    async def bill(self, biller_id: str, reference: str) -> Bill | None:
+        rows = self._q(
+            "SELECT biller_id, reference, amount_due, paid_txn FROM bills "
+            "WHERE biller_id = ? AND reference = ?",
+            (biller_id, reference),
+        )
+        if not rows:
+            return None
+        b, r, a, p = rows[0]
+        return Bill(str(b), str(r), int(a), None if p is None else str(p))  # type: ignore[call-overload]
+
+    async def hold(self, txn_id: str) -> Hold | None:
+        rows = self._q(
+            "SELECT txn_id, account_id, amount, remaining, status FROM holds WHERE txn_id = ?",
+            (txn_id,),
+        )
+        return Hold(*rows[0]) if rows else None  # type: ignore[arg-type]
+
+    async def otp(self, card_id: int) -> tuple[bytes, float] | None:
+        rows = self._q("SELECT code_hash, expires_at FROM otps WHERE card_id = ?", (card_id,))
+        return (bytes(rows[0][0]), float(rows[0][1])) if rows else None  # type: ignore[call-overload, arg-type]
+
+    async def idempotent(self, key: str) -> IdempotencyRow | None:
+        rows = self._q(
+            "SELECT key, fingerprint, txn_id, result, created_at FROM idempotency WHERE key = ?",
+            (key,),
+        )
+        return IdempotencyRow(*rows[0]) if rows else None  # type: ignore[arg-type]
+
+    async def txn_id_for_key(self, key: str) -> str | None:
+        rows = self._q("SELECT txn_id FROM idempotency WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    async def journal_entry(self, txn_id: str) -> JournalRow | None:
+        rows = self._q(f"SELECT {_JOURNAL_COLS} FROM journal WHERE txn_id = ?", (txn_id,))
+        return _journal(rows[0]) if rows else None
+
+    async def journal_for_merchant(self, merchant_id: str, limit: int) -> list[JournalRow]:
+        rows = self._q(
+            f"SELECT {_JOURNAL_COLS} FROM journal WHERE merchant_id = ? ORDER BY seq DESC LIMIT ?",
+            (merchant_id, limit),
+        )
+        return [_journal(r) for r in rows]
+
+    async def original(self, txn_id: str) -> OriginalSummary | None:
+        j = await self.journal_entry(txn_id)
+        if j is None:
+            return None
+        sums = {
+            str(t): (int(a), int(f))  # type: ignore[call-overload]
+            for t, a, f in self._q(
+                "SELECT txn_type, COALESCE(SUM(amount), 0), COALESCE(SUM(fee), 0) FROM journal "
+                "WHERE original_txn_id = ? AND response_code = '00' GROUP BY txn_type",
+                (txn_id,),
+            )
+        }
+        rev = sums.get("reversal", (0, 0))
+        void = sums.get("void", (0, 0))
+        return OriginalSummary(
+            txn_id=j.txn_id,
+            txn_type=j.txn_type,
+            channel=j.channel,
+            response_code=j.response_code,
+            card_id=j.card_id,
+            account_id=j.account_id,
+            amount=j.amount,
+            fee=j.fee,
+            currency=j.currency,
+            categories=j.categories,
+            business_day=j.business_day,
+            merchant_id=j.merchant_id,
+            counter_account_id=j.counter_account_id,
+            reversed=rev[0] + void[0],
+            refunded=sums.get("refund", (0, 0))[0],
+            captured=sums.get("completion", (0, 0))[0],
+            fee_reversed=rev[1] + void[1],
+            route=j.route,
+        )
+
+    def terminals(self) -> list[Terminal]:
+        rows = self._q(
+            "SELECT terminal_id, kind, acquirer_id, own, location, tpk, tak, pin_block_format, "
+            "settlement_account_id FROM terminals"
+        )
+        return [
+            Terminal(str(a), str(b), str(c), bool(d), str(e), str(f), str(g), str(h), int(i))  # type: ignore[call-overload]
+            for a, b, c, d, e, f, g, h, i in rows
+        ]
+
+    def merchants(self) -> list[Merchant]:
+        rows = self._q(
+            "SELECT merchant_id, name, mcc, city, settlement_account_id, api_key_hash, "
+            "terminal_id FROM merchants"
+        )
+        return [
+            Merchant(str(a), str(b), str(c), str(d), int(e), bytes(f), str(g))  # type: ignore[call-overload]
+            for a, b, c, d, e, f, g in rows
+        ]
+
+    def billers(self) -> list[Biller]:
+        rows = self._q(
+            "SELECT biller_id, name, category, settlement_account_id, reference_pattern "
+            "FROM billers"
+        )
+        return [Biller(str(a), str(b), str(c), int(d), str(e)) for a, b, c, d, e in rows]  # type: ignore[call-overload]
+
+    def bin_routes(self) -> list[BinRoute]:
+        return [
+            BinRoute(str(p), str(d))
+            for p, d in self._q("SELECT prefix, destination FROM bin_routes")
+        ]
+
+    def recent_idempotency_keys(self, since: float) -> list[str]:
+        return [
+            str(k)
+            for (k,) in self._q("SELECT key FROM idempotency WHERE created_at >= ?", (since,))
+        ]
+
+    def limit_usage(self, business_day: int) -> list[tuple[int, str, int, int]]:
+        rows = self._q(
+            "SELECT o.card_id, o.categories, o.amount - COALESCE(SUM(r.amount), 0), "
+            "CASE WHEN COALESCE(SUM(r.amount), 0) >= o.amount THEN 0 ELSE 1 END "
+            "FROM journal o LEFT JOIN journal r ON r.original_txn_id = o.txn_id "
+            "AND r.response_code = '00' AND r.txn_type IN ('reversal', 'void') "
+            "WHERE o.business_day = ? AND o.response_code = '00' AND o.categories != '' "
+            "AND o.card_id IS NOT NULL GROUP BY o.txn_id",
+            (business_day,),
+        )
+        return [(int(c), str(k), int(a), int(n)) for c, k, a, n in rows]  # type: ignore[call-overload]
+
+    def max_journal_seq(self) -> int:
+        return int(self._q("SELECT COALESCE(MAX(seq), 0) FROM journal")[0][0])  # type: ignore[call-overload]
+
+    def setting(self, name: str) -> str | None:
+        rows = self._q("SELECT value FROM settings WHERE name = ?", (name,))
+        return str(rows[0][0]) if rows else None
+
+    # -- administration ------------------------------------------------------------------------
+    def _admin(self, sql: str, args: tuple[object, ...]) -> None:
+        conn = self._write
+        if conn is None:
+            raise StoreError("store is not open")
+        with self._admin_lock:
+            if not conn.in_transaction:
+                conn.execute("BEGIN IMMEDIATE")
+            conn.execute(sql, args)
+
+    def flush_admin(self) -> None:
+        conn = self._write
+        assert conn is not None
+        with self._admin_lock:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+
+    def insert_account(self, a: Account) -> None:
+        self._admin(
+            f"INSERT INTO accounts ({_ACCOUNT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (a.account_id, a.number, a.kind.value, a.holder, a.phone, a.currency, a.balance,
+             a.held, int(a.may_go_negative)),
+        )  # fmt: skip
+
+    def insert_card(self, c: Card) -> None:
+        self._admin(
+            f"INSERT INTO cards ({_CARD_COLS}) VALUES ({','.join('?' * 19)})",
+            (c.card_id, c.pan_hash, c.pan_first6, c.pan_last4, c.account_id, c.product,
+             c.expiry, c.service_code, c.pan_sequence, c.pvki, c.pvv, c.ibm_offset, c.pvk,
+             c.cvk, c.mk_ac, c.status.value, c.pin_tries, c.otp_tries, c.activated_at),
+        )  # fmt: skip
+
+    def insert_terminal(self, t: Terminal) -> None:
+        self._admin(
+            "INSERT INTO terminals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (t.terminal_id, t.kind, t.acquirer_id, int(t.own), t.location, t.tpk, t.tak,
+             t.pin_block_format, t.settlement_account_id),
+        )  # fmt: skip
+
+    def insert_merchant(self, m: Merchant) -> None:
+        self._admin(
+            "INSERT INTO merchants VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (m.merchant_id, m.name, m.mcc, m.city, m.settlement_account_id, m.api_key_hash,
+             m.terminal_id),
+        )  # fmt: skip
+
+    def insert_biller(self, b: Biller) -> None:
+        self._admin(
+            "INSERT INTO billers VALUES (?, ?, ?, ?, ?)",
+            (b.biller_id, b.name, b.category, b.settlement_account_id, b.reference_pattern),
+        )
+
+    def insert_bill(self, b: Bill) -> None:
+        self._admin(
+            "INSERT INTO bills VALUES (?, ?, ?, ?)",
+            (b.biller_id, b.reference, b.amount_due, b.paid_txn),
+        )
+
+    def insert_bin_route(self, r: BinRoute) -> None:
+        self._admin("INSERT INTO bin_routes VALUES (?, ?)", (r.prefix, r.destination))
+
+    def put_setting(self, name: str, value: str) -> None:
+        self._admin(
+            "INSERT INTO settings VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET "
+            "value = excluded.value",
+            (name, value),
+        )
+
+    # -- AlertOutbox -----------------------------------------------------------------------------
+    def claim_due_alerts(self, now: float, limit: int) -> list[Alert]:
+        rows = self._q(
+            "SELECT alert_id, msisdn, text, attempts FROM alerts WHERE status = 'pending' "
+            "AND next_attempt_at <= ? ORDER BY alert_id LIMIT ?",
+            (now, limit),
+        )
+        return [Alert(int(a), str(m), str(t), int(n)) for a, m, t, n in rows]  # type: ignore[call-overload]
+
+    def _admin_tx(self, sql: str, args: tuple[object, ...]) -> None:
+        conn = self._write
+        if conn is None:
+            raise StoreError("store is not open")
+        with self._admin_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(sql, args)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def mark_alert_sent(self, alert_id: int, carrier_id: str, now: float) -> None:
+        self._admin_tx(
+            "UPDATE alerts SET status = 'sent', carrier_id = ?, attempts = attempts + 1 "
+            "WHERE alert_id = ?",
+            (carrier_id, alert_id),
+        )
+
+    def mark_alert_failed(
+        self, alert_id: int, error: str, next_attempt_at: float, give_up: bool
+    ) -> None:
+        self._admin_tx(
+            "UPDATE alerts SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, "
+            "status = ? WHERE alert_id = ?",
+            (error[:500], next_attempt_at, "parked" if give_up else "pending", alert_id),
+        )
+
+    # -- inspection helpers for tests and operators ----------------------------------------------
+    def query(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        """Read-only SQL for tests, audits and the CLI."""
+        return self._q(sql, args)
+
+
+def _resolve(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for f in futures:
+        if f.done():
+            continue
+        if error is None:
+            f.set_result(None)
+        else:
+            f.set_exception(StoreError(f"commit failed: {error}"))
