@@ -11,15 +11,17 @@ them: 16 H, ``Z``+16 H, ``U``+32 H, ``T``+48 H, ``S``+key block. Account number 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from switch.hsm import errors
 from switch.hsm.client import HsmError
-from switch.hsm.core import FIRMWARE, PIN_FORMATS, HsmCore
+from switch.hsm.core import FIRMWARE, HsmCore
 from switch.hsm.errors import AuditedHsmError, fail
 from switch.hsm.keys import SCHEME_HEX_LENGTH, TPK, ZPK, KeyTypeSpec
 
 _HEX = frozenset(b"0123456789ABCDEFabcdef")
+log = logging.getLogger("switch.hsm.commands")
 
 
 class Reader:
@@ -244,15 +246,13 @@ def _translate(core: HsmCore, r: Reader, src_spec: KeyTypeSpec) -> bytes:
     dst_fmt = r.digits(2, "destination PIN block format")
     pan = _account(r, (src_fmt, dst_fmt))
     r.end()
-    if src_fmt not in PIN_FORMATS or dst_fmt not in PIN_FORMATS:
-        fail(errors.INVALID_PIN_FORMAT, "PIN block format: not 01, 05, 47 or 48")
-    length = core.pin_length(src_spec, src, block, pan, src_fmt)
-    if length > max_len:
-        fail(errors.PIN_LENGTH, "PIN is longer than the maximum PIN length")
     if src_spec is TPK:
         out = core.translate_pin_tpk_to_zpk(src, dst, block, pan, src_fmt, dst_fmt)
     else:
         out = core.translate_pin_zpk_to_zpk(src, dst, block, pan, src_fmt, dst_fmt)
+    length = core.pin_length(ZPK, dst, out, pan, dst_fmt)
+    if length > max_len:
+        fail(errors.PIN_LENGTH, "PIN is longer than the maximum PIN length")
     return _b(f"00{length:02d}{out.hex().upper()}{dst_fmt}")
 
 
@@ -491,3 +491,7 @@ def execute(core: HsmCore, command: bytes, fields: bytes) -> bytes:
         if not isinstance(exc, AuditedHsmError):
             core.audit.record(command.decode("ascii"), exc.code)
         return rc + exc.code.encode("ascii")
+    except Exception:  # a bug must not take the connection down: answer 41 and log it
+        log.exception("HSM command %s failed unexpectedly", command.decode("ascii"))
+        core.audit.record(command.decode("ascii"), errors.INTERNAL_ERROR)
+        return rc + errors.INTERNAL_ERROR.encode("ascii")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 
 from switch.hsm.commands import execute
 from switch.hsm.core import HsmCore
@@ -29,8 +30,15 @@ _COMMAND_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 class HostProtocolConnection(asyncio.Protocol):
     """One client connection; answers every complete frame in arrival order."""
 
-    def __init__(self, core: HsmCore, header_length: int, max_frame: int) -> None:
+    def __init__(
+        self,
+        core: HsmCore,
+        header_length: int,
+        max_frame: int,
+        registry: set[HostProtocolConnection] | None = None,
+    ) -> None:
         self.core = core
+        self.registry = registry
         self.header_length = header_length
         self.max_frame = max_frame
         self.buffer = bytearray()
@@ -39,10 +47,14 @@ class HostProtocolConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        if self.registry is not None:
+            self.registry.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self.buffer.clear()
+        if self.registry is not None:
+            self.registry.discard(self)
 
     def data_received(self, data: bytes) -> None:
         buf = self.buffer
@@ -93,10 +105,26 @@ async def start_hsm_server(
     """Start serving the host protocol (port 0 picks a free port: read ``server.sockets``)."""
     hsm = core or HsmCore(lmk, authorised=authorised)
     loop = asyncio.get_running_loop()
+    connections: set[HostProtocolConnection] = set()
     server = await loop.create_server(
-        lambda: HostProtocolConnection(hsm, header_length, max_frame), host, port
+        lambda: HostProtocolConnection(hsm, header_length, max_frame, connections), host, port
     )
+    _connections[server] = connections
     return server
+
+
+_connections: weakref.WeakKeyDictionary[asyncio.Server, set[HostProtocolConnection]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def stop_hsm_server(server: asyncio.Server) -> None:
+    """Stop listening and drop every open connection (``Server.close`` leaves them open)."""
+    server.close()
+    for conn in list(_connections.get(server, ())):
+        if conn.transport is not None:
+            conn.transport.abort()
+    await server.wait_closed()
 
 
 def bound_port(server: asyncio.Server) -> int:
