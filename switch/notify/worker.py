@@ -1,0 +1,173 @@
+"""The outbox worker: claims due alerts, sends them, marks them; retries with back-off.
+
+Delivery guarantees (DESIGN.md section 4):
+
+* **Never lost.** The alert row is written in the same transaction as its posting; the worker
+  marks it ``sent`` only *after* the transport accepted the SMS. A crash anywhere before that
+  leaves the row ``pending`` and a later run sends it.
+* **Not sent twice in normal operation.** Each claimed alert is sent once and then marked;
+  a failed send is marked failed with its next attempt time, so it is not claimed again
+  before its back-off expires. Across a crash *between* the transport's acceptance and the
+  ``mark_alert_sent`` commit the SMS is sent again (at-least-once is the only honest promise
+  without a two-phase commit with the SMS centre). To let the far side drop such a repeat,
+  every send carries the outbox row id as its ``reference`` ("alert-<id>"): the SMPP
+  transport puts it in ``user_message_reference`` and the concatenation reference, the
+  console transport writes it on the line.
+* **Bounded retries.** A ``TransportError`` (or any unexpected exception from the transport,
+  logged as a bug) schedules the next attempt after an exponential back-off with jitter,
+  capped; after ``max_attempts`` the alert is *parked* for an operator instead of retried
+  forever.
+
+Blocking work (the SQLite outbox, smpplib's socket calls) runs in a one-thread executor, so
+the event loop serving authorizations never waits on an SMS centre.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from switch.notify.outbox import Alert, AlertOutbox
+from switch.notify.transport import SmsTransport, TransportError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential back-off: ``base * 2**(attempt-1)`` capped at ``cap``, minus up to
+    ``jitter`` of itself at random (so a burst of failures does not retry in lockstep)."""
+
+    base: float = 5.0
+    cap: float = 900.0
+    jitter: float = 0.5
+    max_attempts: int = 8
+
+    def __post_init__(self) -> None:
+        if self.base <= 0 or self.cap < self.base:
+            raise ValueError("base must be > 0 and cap >= base")
+        if not 0.0 <= self.jitter <= 1.0:
+            raise ValueError("jitter must be within [0, 1]")
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be >= 1")
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        ceiling = min(self.cap, self.base * 2.0 ** min(attempt - 1, 62))
+        return ceiling * (1.0 - self.jitter * rng.random())
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    sent: int = 0
+    failed: int = 0
+    parked: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def reference_for(alert_id: int) -> str:
+    """The dedupe key a transport receives for an outbox row."""
+    return f"alert-{alert_id}"
+
+
+class AlertWorker:
+    """Drains an ``AlertOutbox`` through an ``SmsTransport``; see the module docstring."""
+
+    def __init__(
+        self,
+        outbox: AlertOutbox,
+        transport: SmsTransport,
+        *,
+        policy: RetryPolicy | None = None,
+        batch_size: int = 50,
+        poll_interval: float = 1.0,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        if poll_interval <= 0:
+            raise ValueError("poll_interval must be > 0")
+        self.outbox = outbox
+        self.transport = transport
+        self.policy = policy or RetryPolicy()
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.stats = WorkerStats()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sms-worker")
+
+    async def _blocking(self, fn: Callable[..., T], *args: object) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    async def run_once(self) -> int:
+        """Process one batch of due alerts; returns how many were handled."""
+        alerts = await self._blocking(self.outbox.claim_due_alerts, self.clock(), self.batch_size)
+        for alert in alerts:
+            await self._deliver(alert)
+        return len(alerts)
+
+    async def _deliver(self, alert: Alert) -> None:
+        ref = reference_for(alert.alert_id)
+        try:
+            carrier_id = await self._blocking(self.transport.send, alert.msisdn, alert.text, ref)
+        except TransportError as exc:
+            await self._failed(alert, str(exc) or type(exc).__name__)
+            return
+        except Exception as exc:  # a transport bug must not stop the worker or lose the alert
+            log.exception("SMS transport raised unexpectedly for %s", ref)
+            await self._failed(alert, f"{type(exc).__name__}: {exc}")
+            return
+        # Only now: the SMS centre accepted it. A crash before this line resends (same ref).
+        await self._blocking(self.outbox.mark_alert_sent, alert.alert_id, carrier_id, self.clock())
+        self.stats.sent += 1
+
+    async def _failed(self, alert: Alert, error: str) -> None:
+        attempt = alert.attempts + 1
+        give_up = attempt >= self.policy.max_attempts
+        next_at = self.clock() + self.policy.delay(attempt, self.rng)
+        await self._blocking(self.outbox.mark_alert_failed, alert.alert_id, error, next_at, give_up)
+        self.stats.failed += 1
+        self.stats.errors.append(error)
+        del self.stats.errors[:-20]
+        if give_up:
+            self.stats.parked += 1
+            log.warning("alert %s parked after %d attempts: %s", alert.alert_id, attempt, error)
+        else:
+            log.info(
+                "alert %s attempt %d failed (%s); retry in %.1fs",
+                alert.alert_id,
+                attempt,
+                error,
+                next_at - self.clock(),
+            )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Loop until ``stop`` is set: drain due alerts, then wait ``poll_interval``."""
+        while not stop.is_set():
+            try:
+                handled = await self.run_once()
+            except Exception:  # the outbox is unavailable: keep the worker alive, try later
+                log.exception("alert outbox unavailable")
+                handled = 0
+            if handled < self.batch_size:
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=self.poll_interval)
+                except TimeoutError:
+                    pass
+
+    def close(self) -> None:
+        """Close the transport and the executor (after ``run`` returned)."""
+        try:
+            self._executor.submit(self.transport.close).result(timeout=30)
+        finally:
+            self._executor.shutdown(wait=True)
