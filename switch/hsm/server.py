@@ -12,6 +12,7 @@ code) closes only that connection.
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 import logging
 import weakref
 
@@ -45,8 +46,8 @@ class HostProtocolConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses but have its interface
+        self.transport = cast(asyncio.Transport, transport)
         if self.registry is not None:
             self.registry.add(self)
 

@@ -17,6 +17,7 @@ LMK, the command layouts documented in ``switch.hsm.commands``). Design:
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 import collections
 import time
 
@@ -61,8 +62,8 @@ class _Connection(asyncio.Protocol):
     # ---- asyncio.Protocol ----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses but have its interface
+        self.transport = cast(asyncio.Transport, transport)
         self.alive = True
 
     def connection_lost(self, exc: Exception | None) -> None:
