@@ -121,9 +121,7 @@ def test_form_key_from_components_matches_the_published_kcv(transport: str) -> N
         assert vector.key_under_lmk.startswith("U") and len(vector.key_under_lmk) == 33
         a, b, c = clear_key(), clear_key(), clear_key()
         combined = bytes(x ^ y ^ z for x, y, z in zip(a, b, c, strict=True))
-        formed = await hsm.form_key_from_clear_components(
-            KeyType.ZPK, [a.hex(), b.hex(), c.hex()]
-        )
+        formed = await hsm.form_key_from_clear_components(KeyType.ZPK, [a.hex(), b.hex(), c.hex()])
         assert formed.check_value == kcv(combined)
         assert await hsm.key_check_value(KeyType.ZPK, formed.key_under_lmk) == kcv(combined)
 
@@ -212,9 +210,7 @@ def test_translation_of_a_pan_bound_block_to_format_1_is_refused(
         tpk = await load(hsm, KeyType.TPK, tpk_clear)
         zpk = await load(hsm, KeyType.ZPK, clear_key())
         block = encrypt_pin_block(tpk_clear, src_fmt, "1234", PAN)
-        await expect_error(
-            "69", hsm.translate_pin_tpk_to_zpk(tpk, zpk, block, PAN, src_fmt, "05")
-        )
+        await expect_error("69", hsm.translate_pin_tpk_to_zpk(tpk, zpk, block, PAN, src_fmt, "05"))
         await expect_error("69", hsm.translate_pin_zpk_to_zpk(zpk, zpk, block, PAN, src_fmt, "05"))
 
     run_scenario(transport, scenario)

@@ -126,8 +126,8 @@ def test_pipelined_requests_on_one_connection_are_matched_by_header() -> None:
         client = TcpHsmClient("127.0.0.1", port, pool_size=1, timeout=5.0)
         try:
             tpk_clear, zpk_clear = clear_key(), clear_key()
-            tpk = (await client.form_key_from_clear_components(KeyType.TPK, [tpk_clear.hex()]))
-            zpk = (await client.form_key_from_clear_components(KeyType.ZPK, [zpk_clear.hex()]))
+            tpk = await client.form_key_from_clear_components(KeyType.TPK, [tpk_clear.hex()])
+            zpk = await client.form_key_from_clear_components(KeyType.ZPK, [zpk_clear.hex()])
             pins = [f"{secrets.randbelow(10**6):06d}" for _ in range(300)]
             blocks = [encrypt_pin_block(tpk_clear, "01", p, PAN) for p in pins]
             results = await asyncio.gather(

@@ -28,9 +28,7 @@ class Audit:
 
     def record(self, command: str, code: str, *check_values: str) -> None:
         if self.logger.isEnabledFor(logging.INFO):
-            self.logger.info(
-                "cmd=%s rc=%s kcv=%s", command, code, ",".join(check_values) or "-"
-            )
+            self.logger.info("cmd=%s rc=%s kcv=%s", command, code, ",".join(check_values) or "-")
 
 
 def attach_file(state_dir: Path) -> logging.Handler:

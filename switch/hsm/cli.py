@@ -8,10 +8,11 @@ state directory.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from pathlib import Path
+
+import uvloop
 
 from switch.hsm.audit import attach_file
 from switch.hsm.lmk import Lmk, LmkError
@@ -77,13 +78,7 @@ async def serve(args: argparse.Namespace) -> None:
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
-        import uvloop
-
-        runner = uvloop.run
-    except ImportError:  # pragma: no cover - uvloop is a runtime dependency
-        runner = asyncio.run
-    try:
-        runner(serve(args))
+        uvloop.run(serve(args))
     except LmkError as exc:
         print(f"switch hsm: {exc}", file=sys.stderr)
         return 2

@@ -81,7 +81,9 @@ class HsmCore:
 
     # ---- helpers -------------------------------------------------------------------------
 
-    def _key(self, key: str, spec: KeyTypeSpec, parity_code: str = errors.SOURCE_KEY_PARITY) -> KeyEntry:
+    def _key(
+        self, key: str, spec: KeyTypeSpec, parity_code: str = errors.SOURCE_KEY_PARITY
+    ) -> KeyEntry:
         entry = self.keys.caches[spec.code].get(key)
         if entry is None:
             entry = self.keys.decrypt(key, spec, parity_code)
@@ -94,7 +96,9 @@ class HsmCore:
 
     def _require_authorised(self, command: str) -> None:
         if not self.authorised:
-            self._refuse(command, errors.NOT_AUTHORISED, f"{command}: HSM is not in the authorised state")
+            self._refuse(
+                command, errors.NOT_AUTHORISED, f"{command}: HSM is not in the authorised state"
+            )
 
     @staticmethod
     def _des(entry: KeyEntry, name: str) -> bytes:
@@ -159,7 +163,12 @@ class HsmCore:
         zmk_entry = self._key(zmk, ZMK)
         clear = self.keys.decrypt_under_zmk(zmk_entry.key, key_under_zmk)
         if not native.key_parity_is_odd(clear):
-            self._refuse("A6", errors.DEST_KEY_PARITY, "key under ZMK: parity error (wrong ZMK?)", zmk_entry.check_value)
+            self._refuse(
+                "A6",
+                errors.DEST_KEY_PARITY,
+                "key under ZMK: parity error (wrong ZMK?)",
+                zmk_entry.check_value,
+            )
         if scheme_lmk not in ("Z", "U", "T", "S"):
             fail(errors.INVALID_KEY_SCHEME, f"key scheme (LMK): {scheme_lmk!r}")
         if scheme_lmk != "S" and len(clear) != {"Z": 8, "U": 16, "T": 24}[scheme_lmk]:
@@ -177,9 +186,9 @@ class HsmCore:
         zmk_entry = self._key(zmk, ZMK)
         entry = self._key(key, spec, errors.DEST_KEY_PARITY)
         clear = self._des(entry, "key")
-        if scheme_zmk in ("X", "U") and len(clear) != 16 or scheme_zmk in ("Y", "T") and len(
-            clear
-        ) != 24:
+        if (scheme_zmk in ("X", "U") and len(clear) != 16) or (
+            scheme_zmk in ("Y", "T") and len(clear) != 24
+        ):
             fail(errors.INCOMPATIBLE_KEY_LENGTH, "key scheme (ZMK) does not fit the key length")
         under_zmk = self.keys.encrypt_under_zmk(zmk_entry.key, clear, scheme_zmk)
         self.audit.record("A8", errors.OK, entry.check_value, zmk_entry.check_value)
@@ -225,9 +234,13 @@ class HsmCore:
         sf = PIN_FORMATS.get(src_format)
         df = PIN_FORMATS.get(dst_format)
         if sf is None or df is None:
-            self._refuse(command, errors.INVALID_PIN_FORMAT, "PIN block format: not 01, 05, 47 or 48")
+            self._refuse(
+                command, errors.INVALID_PIN_FORMAT, "PIN block format: not 01, 05, 47 or 48"
+            )
         if df == 1 and sf != 1:
-            self._refuse(command, errors.PIN_FORMAT_DISABLED, "PIN block format: PAN-bound block to format 1")
+            self._refuse(
+                command, errors.PIN_FORMAT_DISABLED, "PIN block format: PAN-bound block to format 1"
+            )
         try:
             out = native.pin_block_translate(src.key, sf, dst.key, df, block, pan)
         except ValueError as exc:
@@ -293,7 +306,9 @@ class HsmCore:
             ok = native.pvv_verify(pin_entry.key, fmt, block, pan, pvk_entry.key, pvki, pvv)
         except ValueError as exc:
             code = _pin_error(exc, "PIN block")
-            self._refuse(command, code, f"PIN block: {exc}", pin_entry.check_value, pvk_entry.check_value)
+            self._refuse(
+                command, code, f"PIN block: {exc}", pin_entry.check_value, pvk_entry.check_value
+            )
         code = errors.OK if ok else errors.VERIFICATION_FAILURE
         self.audit.record(command, code, pin_entry.check_value, pvk_entry.check_value)
         return bool(ok)
@@ -339,7 +354,9 @@ class HsmCore:
             )
         except ValueError as exc:
             code = _pin_error(exc, "PIN block")
-            self._refuse(command, code, f"PIN block: {exc}", pin_entry.check_value, pvk_entry.check_value)
+            self._refuse(
+                command, code, f"PIN block: {exc}", pin_entry.check_value, pvk_entry.check_value
+            )
         code = errors.OK if ok else errors.VERIFICATION_FAILURE
         self.audit.record(command, code, pin_entry.check_value, pvk_entry.check_value)
         return bool(ok)
@@ -463,7 +480,9 @@ class HsmCore:
 
     # ---- MAC: M6, M8 ---------------------------------------------------------------------
 
-    def _mac(self, type_code: str, key: str, data: bytes, algorithm: int, padding: int) -> tuple[bytes, KeyEntry]:
+    def _mac(
+        self, type_code: str, key: str, data: bytes, algorithm: int, padding: int
+    ) -> tuple[bytes, KeyEntry]:
         spec = key_type(type_code)
         if spec not in (TAK, ZAK):
             fail(errors.INVALID_KEY_TYPE, "key type: MAC keys are TAK (003) or ZAK (008)")

@@ -264,7 +264,9 @@ class KeyStore:
         for i, sv in enumerate(variants):
             k = bytearray(zmk)
             k[8] ^= sv
-            parts.append(native.des_decrypt_ecb(bytes(k), bytes.fromhex(body[i * 16 : i * 16 + 16])))
+            parts.append(
+                native.des_decrypt_ecb(bytes(k), bytes.fromhex(body[i * 16 : i * 16 + 16]))
+            )
         return b"".join(parts)
 
     # ---- key blocks ----------------------------------------------------------------------

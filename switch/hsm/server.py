@@ -12,9 +12,9 @@ code) closes only that connection.
 from __future__ import annotations
 
 import asyncio
-from typing import cast
 import logging
 import weakref
+from typing import cast
 
 from switch.hsm.commands import execute
 from switch.hsm.core import HsmCore

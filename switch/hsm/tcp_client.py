@@ -17,9 +17,9 @@ LMK, the command layouts documented in ``switch.hsm.commands``). Design:
 from __future__ import annotations
 
 import asyncio
-from typing import cast
 import collections
 import time
+from typing import cast
 
 from switch.hsm.client import GeneratedKey, HsmError, HsmUnavailableError, KeyType
 from switch.hsm.commands import Reader, response_code
@@ -129,7 +129,7 @@ class _Connection(asyncio.Protocol):
         now = time.monotonic()
         deadlines = self.deadlines
         while deadlines and (deadlines[0][2].done() or deadlines[0][0] <= now):
-            deadline, _header, fut = deadlines[0]
+            _deadline, _header, fut = deadlines[0]
             if not fut.done():
                 self._abort(f"HSM did not answer within {self.timeout}s")
                 return
@@ -202,7 +202,7 @@ class TcpHsmClient:
                 return conn
             loop = asyncio.get_running_loop()
             try:
-                _transport, conn = await asyncio.wait_for(
+                _transport, fresh = await asyncio.wait_for(
                     loop.create_connection(
                         lambda: _Connection(self.header_length, self.timeout), self.host, self.port
                     ),
@@ -212,8 +212,8 @@ class TcpHsmClient:
                 raise HsmUnavailableError(
                     f"cannot connect to the HSM at {self.host}:{self.port}: {exc}"
                 ) from None
-            self._conns[i] = conn
-            return conn
+            self._conns[i] = fresh
+            return fresh
 
     async def call(self, command: bytes) -> tuple[str, Reader]:
         """Send ``command code | fields``; return the error code and a reader on the fields."""
