@@ -207,9 +207,17 @@ class Pipeline:
         self._done_keys = set(s.recent_idempotency_keys(now - IDEMPOTENCY_WINDOW_S))
         for code in (GL_FEES, GL_INTERBANK_ATM, GL_INTERBANK_POS):
             acct = await s.account_by_number(code)
-            if acct is not None:
-                self.accounts[acct.account_id] = acct
-                self.gl[code] = acct.account_id
+            if acct is None:
+                raise StoreError(f"internal account {code} is missing from the store")
+            self.accounts[acct.account_id] = acct
+            self.gl[code] = acct.account_id
+        # The settlement accounts the decision section credits live in memory from the start.
+        settlement = [t.settlement_account_id for t in self.terminals.values()]
+        settlement += [m.settlement_account_id for m in self.merchants.values()]
+        settlement += [b.settlement_account_id for b in self.billers.values()]
+        for account_id in settlement:
+            if await self.account(account_id) is None:
+                raise StoreError(f"settlement account {account_id} is missing from the store")
         self.rebuild_limits(day_number(now, self.tz))
 
     def rebuild_limits(self, day: int) -> None:
@@ -814,7 +822,11 @@ class Pipeline:
         if not account.phone:
             return
         req = ctx.req
-        place = req.card_acceptor or req.merchant_id or req.terminal_id
+        place = req.card_acceptor
+        if not place:
+            term = self.terminals.get(req.terminal_id)
+            merchant = self.merchants.get(req.merchant_id or "")
+            place = merchant.name if merchant else term.location if term else req.terminal_id
         when = dt.datetime.fromtimestamp(ctx.now, dt.UTC)
         text = render_alert(kind, masked, amount, account.currency, place, when, account.available)
         ctx.changes.alerts.append(AlertRow(account.phone, text, ctx.txn_id, ctx.now))
