@@ -70,3 +70,42 @@ def split_ucs2(text: str, part_units: int = UCS2_PART) -> list[bytes]:
         parts.append(raw[start:end])
         start = end
     return parts or [b""]
+
+
+# The basic table in code-point order (0x1B, the escape, is never emitted as a character).
+_GSM7_TABLE = (
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM7_CODE = {ch: i for i, ch in enumerate(_GSM7_TABLE) if ch != "\x1b"}
+_GSM7_EXT_CODE = {"\f": 0x0A, "^": 0x14, "{": 0x28, "}": 0x29, "\\": 0x2F, "[": 0x3C,
+                  "~": 0x3D, "]": 0x3E, "|": 0x40, "€": 0x65}  # fmt: skip
+
+
+def gsm7_encode(text: str) -> bytes:
+    """Unpacked GSM 03.38 septets, one per octet (SMPP ``data_coding`` 0), escapes included."""
+    out = bytearray()
+    for ch in text:
+        code = _GSM7_CODE.get(ch)
+        if code is not None:
+            out.append(code)
+            continue
+        ext = _GSM7_EXT_CODE.get(ch)
+        if ext is None:
+            raise ValueError(f"{ch!r} is not in the GSM 03.38 alphabet")
+        out += bytes((0x1B, ext))
+    return bytes(out)
+
+
+def split_gsm7(text: str, part_septets: int = GSM7_PART) -> list[bytes]:
+    """GSM-7 payloads of at most ``part_septets``, never cutting an escape sequence."""
+    parts: list[bytes] = []
+    current = bytearray()
+    for ch in text:
+        enc = gsm7_encode(ch)
+        if len(current) + len(enc) > part_septets:
+            parts.append(bytes(current))
+            current = bytearray()
+        current += enc
+    parts.append(bytes(current))
+    return parts
