@@ -7,6 +7,7 @@ import sys
 
 BENCHMARKS: list[str] = [
     "bench_limits",
+    "bench_hsm",
 ]
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import uvloop
 
-from switch.hsm.audit import attach_file
+from switch.hsm.audit import Audit, attach_file
+from switch.hsm.core import HsmCore
 from switch.hsm.lmk import Lmk, LmkError
 from switch.hsm.server import DEFAULT_HEADER_LENGTH, DEFAULT_PORT, bound_port, start_hsm_server
 
@@ -54,13 +55,11 @@ def load_lmk(args: argparse.Namespace) -> Lmk:
 
 async def serve(args: argparse.Namespace) -> None:
     lmk = load_lmk(args)
-    attach_file(args.state_dir / "hsm")
+    audit = Audit()
+    attach_file(args.state_dir / "hsm", audit)
+    core = HsmCore(lmk, authorised=args.authorised, audit=audit)
     server = await start_hsm_server(
-        lmk,
-        args.host,
-        args.port,
-        header_length=args.header_length,
-        authorised=args.authorised,
+        lmk, args.host, args.port, header_length=args.header_length, core=core
     )
     log.warning(BANNER)
     log.warning(

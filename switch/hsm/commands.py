@@ -12,6 +12,7 @@ them: 16 H, ``Z``+16 H, ``U``+32 H, ``T``+48 H, ``S``+key block. Account number 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 
 from switch.hsm import errors
@@ -21,6 +22,7 @@ from switch.hsm.errors import AuditedHsmError, fail
 from switch.hsm.keys import SCHEME_HEX_LENGTH, TPK, ZPK, KeyTypeSpec
 
 _HEX = frozenset(b"0123456789ABCDEFabcdef")
+_HEX_RE = re.compile(rb"[0-9A-Fa-f]*")
 log = logging.getLogger("switch.hsm.commands")
 
 
@@ -58,7 +60,7 @@ class Reader:
 
     def hex(self, n: int, name: str) -> bytes:
         chunk = self.raw(n, name)
-        if not _HEX.issuperset(chunk):
+        if not _HEX_RE.fullmatch(chunk):
             fail(errors.INVALID_INPUT, f"{name}: expected {n} hex characters")
         return bytes.fromhex(chunk.decode("ascii"))
 
@@ -81,9 +83,9 @@ class Reader:
             n = 16
         else:
             fail(errors.INVALID_KEY_SCHEME, f"{name}: unknown key scheme {tag!r}")
+        start = self.pos
         value = self.text(n, name)
-        body = value[1:] if tag in SCHEME_HEX_LENGTH else value
-        if tag != "S" and not all(c in "0123456789ABCDEFabcdef" for c in body):
+        if tag != "S" and not _HEX_RE.fullmatch(self.data, start + (n != 16), start + n):
             fail(errors.INVALID_INPUT, f"{name}: not hex")
         return value
 

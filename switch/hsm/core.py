@@ -246,8 +246,7 @@ class HsmCore:
         except ValueError as exc:
             code = _pin_error(exc, "PIN block")
             self._refuse(command, code, f"PIN block: {exc}", src.check_value, dst.check_value)
-        if self.audit.logger.isEnabledFor(20):
-            self.audit.record(command, errors.OK, src.check_value, dst.check_value)
+        self.audit.record(command, errors.OK, src.check_value, dst.check_value)
         return out
 
     def translate_pin_tpk_to_zpk(
@@ -255,12 +254,14 @@ class HsmCore:
     ) -> bytes:
         src = self._tpk_cache.get(tpk)
         dst = self._zpk_cache.get(zpk)
+        audit = self.audit
         # Hot path: both keys cached, plain format 0 -> 0, audit off: one native call.
         if (
             src is not None
             and dst is not None
             and src_format == dst_format == "01"
-            and not self.audit.logger.isEnabledFor(20)
+            and audit.file is None
+            and not audit.logger.isEnabledFor(20)
         ):
             try:
                 return native.pin_block_translate(src.key, 0, dst.key, 0, block, pan)

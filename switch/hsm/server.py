@@ -85,6 +85,7 @@ class HostProtocolConnection(asyncio.Protocol):
             del buf[:pos]
         if out and self.transport is not None:
             self.transport.write(b"".join(out))
+            core.audit.flush()
 
     def _garbage(self, why: str) -> None:
         log.warning("closing HSM connection: garbage frame (%s)", why)
