@@ -1,0 +1,128 @@
+"""Property: under random interleavings of authorizations, reversals, captures, voids and
+refunds, every transaction's postings sum to zero, money is neither created nor lost, the
+stored balances equal opening balance + postings, and no card account's available balance
+ever goes below zero."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from switch.core import demo
+from switch.core import testing as t
+from switch.core.model import AuthRequest, AuthResult, Channel, TxnType
+from switch.core.service import SwitchCore
+
+CARDS = [demo.CARDS[0], demo.CARDS[1]]  # 150,000 DZD and 5,000 DZD
+
+op = st.one_of(
+    st.tuples(st.just("withdraw"), st.integers(0, 1), st.integers(1_000, 40_000)),
+    st.tuples(st.just("purchase"), st.integers(0, 1), st.integers(1, 30_000)),
+    st.tuples(st.just("preauth"), st.integers(0, 1), st.integers(1, 30_000)),
+    st.tuples(st.just("reverse"), st.integers(0, 1000), st.integers(0, 40_000)),
+    st.tuples(st.just("refund"), st.integers(0, 1000), st.integers(1, 30_000)),
+    st.tuples(st.just("complete"), st.integers(0, 1000), st.integers(1, 30_000)),
+    st.tuples(st.just("void"), st.integers(0, 1000), st.just(0)),
+    st.tuples(st.just("retransmit"), st.integers(0, 1000), st.just(0)),
+)
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("prop-template")
+
+    async def seed() -> None:
+        await (await SwitchCore.open(path)).close()
+
+    asyncio.run(seed())
+    return path
+
+
+def build(kind: str, a: int, b: int, history: list[tuple[AuthRequest, AuthResult]]) -> AuthRequest | None:
+    if kind in ("withdraw", "purchase", "preauth"):
+        c = CARDS[a]
+        amount = b * 100
+        if kind == "withdraw":
+            return t.withdrawal(pan=c.pan, pin=c.pin, amount=amount)
+        tt = TxnType.PURCHASE if kind == "purchase" else TxnType.PREAUTH
+        return t.ecommerce(tt, pan=c.pan, amount=amount)
+    if not history:
+        return None
+    req, res = history[a % len(history)]
+    if kind == "retransmit":
+        return req
+    if kind == "reverse":
+        if req.channel is Channel.ATM and req.txn_type is TxnType.CASH_WITHDRAWAL:
+            return t.reversal_of(req, amount=b * 100)
+        if res.transaction_id is None:
+            return None
+        return replace(t.follow_up(TxnType.REVERSAL, res.transaction_id, b * 100), pan=req.pan)
+    if res.transaction_id is None:
+        return None
+    tt = {"refund": TxnType.REFUND, "complete": TxnType.COMPLETION, "void": TxnType.VOID}[kind]
+    return t.follow_up(tt, res.transaction_id, b * 100)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(batches=st.lists(st.lists(op, min_size=1, max_size=8), min_size=1, max_size=6))
+def test_ledger_always_balances(template: Path, batches: list[list[tuple[str, int, int]]]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        state = Path(tmp) / "s"
+        shutil.copytree(template, state)
+        asyncio.run(asyncio.wait_for(scenario(state, batches), 60))
+
+
+async def scenario(state: Path, batches: list[list[tuple[str, int, int]]]) -> None:
+    core = await SwitchCore.open(state)
+    try:
+        history: list[tuple[AuthRequest, AuthResult]] = []
+        for batch in batches:
+            reqs = [r for r in (build(k, a, b, history) for k, a, b in batch) if r is not None]
+            results = await asyncio.gather(*(core.authorize(r) for r in reqs))
+            for req, res in zip(reqs, results, strict=True):
+                assert res.response_code.value != "96", res
+                if res.available_balance is not None and res.approved:
+                    assert res.available_balance >= 0
+                history.append((req, res))
+            check(core)
+    finally:
+        await core.close()
+
+
+def check(core: SwitchCore) -> None:
+    q = core.store.query
+    assert q("SELECT txn_id FROM postings GROUP BY txn_id HAVING SUM(amount) != 0") == []
+    opening = sum(c.balance for c in demo.CARDS)
+    assert q("SELECT SUM(balance) FROM accounts") == [(opening,)]
+    for c in CARDS:
+        (bal, held), = q("SELECT balance, held FROM accounts WHERE number = ?", (c.account,))
+        posted = q(
+            "SELECT COALESCE(SUM(p.amount), 0) FROM postings p JOIN accounts a "
+            "ON a.account_id = p.account_id WHERE a.number = ?",
+            (c.account,),
+        )[0][0]
+        assert bal == c.balance + posted  # type: ignore[operator]
+        assert bal - held >= 0  # type: ignore[operator]
+        open_holds = q(
+            "SELECT COALESCE(SUM(h.remaining), 0) FROM holds h JOIN accounts a "
+            "ON a.account_id = h.account_id WHERE a.number = ? AND h.status = 'open'",
+            (c.account,),
+        )[0][0]
+        assert held == open_holds
+    # every approved, posting-bearing journal entry has balanced postings, and vice versa
+    orphans = q(
+        "SELECT p.txn_id FROM postings p LEFT JOIN journal j ON j.txn_id = p.txn_id "
+        "WHERE j.response_code IS NULL OR j.response_code != '00'"
+    )
+    assert orphans == []

@@ -1,0 +1,95 @@
+"""The SQLite store on its own: migrations, group commit, the alert outbox, failure halting."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from switch.core.domain import Account, AccountKind
+from switch.store.api import AlertRow, Changes, StoreError
+from switch.store.sqlite import SqliteStore
+
+
+async def opened(path: Path, durable: bool = True) -> SqliteStore:
+    s = SqliteStore(path, durable=durable)
+    await s.open()
+    return s
+
+
+def test_migrations_apply_once_and_store_starts_empty(tmp_path: Path) -> None:
+    async def go() -> None:
+        s = await opened(tmp_path / "db")
+        assert s.is_empty()
+        s.insert_account(Account(1, "A", AccountKind.CCP, "x", "", 12, 100))
+        s.flush_admin()
+        await s.close()
+        s = await opened(tmp_path / "db")
+        assert not s.is_empty()
+        assert s.query("SELECT version FROM schema_version") == [(1,)]
+        mode = s.query("PRAGMA journal_mode")
+        assert mode == [("wal",)]
+        await s.close()
+
+    asyncio.run(go())
+
+
+def test_group_commit_batches_concurrent_units(tmp_path: Path) -> None:
+    async def go() -> None:
+        s = await opened(tmp_path / "db")
+        s.insert_account(Account(1, "A", AccountKind.CCP, "x", "", 12, 0))
+        s.insert_account(Account(2, "B", AccountKind.GL, "y", "", 12, 0, 0, True))
+        s.flush_admin()
+
+        async def unit(i: int) -> None:
+            ch = Changes()
+            ch.postings = [(f"t{i}", 1, -i), (f"t{i}", 2, i)]
+            ch.accounts = [(1, -i, 0), (2, i, 0)]
+            await s.commit(ch)
+
+        await asyncio.gather(*(unit(i) for i in range(1, 501)))
+        assert s.units == 500 and s.batches < 500  # many units shared a COMMIT
+        assert s.query("SELECT COUNT(*), SUM(amount) FROM postings") == [(1000, 0)]
+        await s.close()
+
+    asyncio.run(go())
+
+
+def test_a_failed_batch_fails_its_callers_and_halts(tmp_path: Path) -> None:
+    async def go() -> None:
+        s = await opened(tmp_path / "db")
+        other = sqlite3.connect(tmp_path / "db")
+        other.execute("DROP TABLE alerts")
+        other.commit()
+        other.close()
+        ch = Changes()
+        ch.alerts = [AlertRow("+213550000001", "hello", None, 1.0)]
+        with pytest.raises(StoreError):
+            await s.commit(ch)
+        with pytest.raises(StoreError, match="halted"):
+            await s.commit(Changes())
+        await s.close()
+
+    asyncio.run(go())
+
+
+def test_alert_outbox_claim_sent_failed(tmp_path: Path) -> None:
+    async def go() -> None:
+        s = await opened(tmp_path / "db", durable=False)
+        ch = Changes()
+        ch.alerts = [AlertRow(f"+21355000000{i}", f"text {i}", None, 10.0 + i) for i in range(3)]
+        await s.commit(ch)
+        due = s.claim_due_alerts(now=11.5, limit=10)
+        assert [a.text for a in due] == ["text 0", "text 1"]
+        s.mark_alert_sent(due[0].alert_id, "carrier-1", 12.0)
+        s.mark_alert_failed(due[1].alert_id, "timeout", next_attempt_at=100.0, give_up=False)
+        assert [a.text for a in s.claim_due_alerts(now=50.0, limit=10)] == ["text 2"]
+        again = s.claim_due_alerts(now=100.0, limit=10)
+        assert [(a.text, a.attempts) for a in again] == [("text 1", 1), ("text 2", 0)]
+        s.mark_alert_failed(again[0].alert_id, "rejected", 200.0, give_up=True)
+        assert [a.text for a in s.claim_due_alerts(now=1e9, limit=10)] == ["text 2"]
+        await s.close()
+
+    asyncio.run(go())
