@@ -218,16 +218,16 @@ def cmd_a8(core: HsmCore, r: Reader) -> bytes:
 # ---- FK: form a key from clear components (emulator command; authorised state) -------------
 # payShield forms keys from clear components at the console (FK); the emulator offers it as a
 # host command for demo / test seeding, refused with 17 unless authorised.
-# Request: key type 3H | key scheme (LMK) 1A (Z, U, T) | number of components 1N (1-9) |
-#   each component 16H / 32H / 48H (per scheme).
+# Request: key type 3H | key scheme (LMK) 1A (Z, U, T; S = AES-128 key block) |
+#   number of components 1N (1-9) | each component 16H / 32H / 48H / 32H (per scheme).
 # Response FL: 00 | key under LMK | key check value 6H.
 def cmd_fk(core: HsmCore, r: Reader) -> bytes:
     type_code = r.text(3, "key type")
     scheme = r.text(1, "key scheme (LMK)")
-    if scheme not in ("Z", "U", "T"):
-        fail(errors.INVALID_KEY_SCHEME, "key scheme (LMK): expected Z, U or T")
+    if scheme not in ("Z", "U", "T", "S"):
+        fail(errors.INVALID_KEY_SCHEME, "key scheme (LMK): expected Z, U, T or S")
     count = r.number(1, "number of components")
-    hex_len = {"Z": 16, "U": 32, "T": 48}[scheme]
+    hex_len = {"Z": 16, "U": 32, "T": 48, "S": 32}[scheme]
     components = [r.hex(hex_len, f"component {i + 1}") for i in range(count)]
     r.end()
     under_lmk, kcv = core.form_key_from_components(type_code, components, scheme)

@@ -197,21 +197,31 @@ class HsmCore:
     def form_key_from_components(
         self, type_code: str, components: list[bytes], scheme_lmk: str | None = None
     ) -> tuple[str, str]:
-        """FK (authorised state): XOR clear components, force odd parity, encrypt under LMK."""
+        """FK (authorised state): XOR clear components into a key under the LMK.
+
+        DES keys (schemes Z, U, T) get odd parity forced; scheme ``S`` forms an AES key
+        (16, 24 or 32 bytes) in a key block."""
         self._require_authorised("FK")
         spec = key_type(type_code)
         if not components or not (1 <= len(components) <= 9):
             fail(errors.INVALID_INPUT, "components: need 1 to 9")
         length = len(components[0])
-        if length not in (8, 16, 24) or any(len(c) != length for c in components):
-            fail(errors.INVALID_INPUT, "components: all 8, 16 or 24 bytes and the same length")
+        aes = scheme_lmk == "S"
+        lengths = (16, 24, 32) if aes else (8, 16, 24)
+        if length not in lengths or any(len(c) != length for c in components):
+            fail(errors.INVALID_INPUT, f"components: all {lengths} bytes and the same length")
         value = int.from_bytes(components[0], "big")
         for c in components[1:]:
             value ^= int.from_bytes(c, "big")
-        clear = native.adjust_key_parity(value.to_bytes(length, "big"))
-        scheme = scheme_lmk or {8: "Z", 16: "U", 24: "T"}[length]
-        under_lmk = self.keys.encrypt(clear, spec, scheme)
-        kcv = check_value(clear)
+        clear = value.to_bytes(length, "big")
+        if aes:
+            algorithm, scheme = "aes", "S"
+        else:
+            clear = native.adjust_key_parity(clear)
+            algorithm = "des"
+            scheme = scheme_lmk or {8: "Z", 16: "U", 24: "T"}[length]
+        under_lmk = self.keys.encrypt(clear, spec, scheme, algorithm)
+        kcv = check_value(clear, algorithm)
         self.audit.record("FK", errors.OK, kcv)
         return under_lmk, kcv
 

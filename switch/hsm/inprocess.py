@@ -33,11 +33,16 @@ class InProcessHsm:
         return self.core.diagnostics()
 
     async def generate_key(
-        self, key_type: KeyType, zmk: str | None = None, triple: bool = False
+        self,
+        key_type: KeyType,
+        zmk: str | None = None,
+        triple: bool = False,
+        key_scheme: str | None = None,
     ) -> GeneratedKey:
+        """A0. ``key_scheme="S"``: a key block (AES-128 for a ZPK/TPK)."""
         try:
             under_lmk, under_zmk, kcv = self.core.generate_key(
-                key_type.value, "T" if triple else "U", zmk, "Y" if triple else "X"
+                key_type.value, key_scheme or ("T" if triple else "U"), zmk, "Y" if triple else "X"
             )
         except HsmError as exc:
             self._audit_error("A0", exc)
@@ -72,14 +77,15 @@ class InProcessHsm:
         return GeneratedKey(key, kcv, under_zmk)
 
     async def form_key_from_clear_components(
-        self, key_type: KeyType, components: list[str]
+        self, key_type: KeyType, components: list[str], key_scheme: str | None = None
     ) -> GeneratedKey:
+        """FK (authorised state). ``key_scheme="S"`` forms an AES key in a key block."""
         try:
             try:
                 parts = [bytes.fromhex(c) for c in components]
             except ValueError:
                 raise HsmError(INVALID_INPUT, "components: not hex") from None
-            under_lmk, kcv = self.core.form_key_from_components(key_type.value, parts)
+            under_lmk, kcv = self.core.form_key_from_components(key_type.value, parts, key_scheme)
         except HsmError as exc:
             self._audit_error("FK", exc)
             raise

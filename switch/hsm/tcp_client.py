@@ -251,10 +251,15 @@ class TcpHsmClient:
         return (await self._ok(b"NC")).text(16, "LMK check value")
 
     async def generate_key(
-        self, key_type: KeyType, zmk: str | None = None, triple: bool = False
+        self,
+        key_type: KeyType,
+        zmk: str | None = None,
+        triple: bool = False,
+        key_scheme: str | None = None,
     ) -> GeneratedKey:
+        """A0. ``key_scheme="S"``: a key block (AES-128 for a ZPK/TPK)."""
         mode = "0" if zmk is None else "1"
-        cmd = f"A0{mode}{key_type.value}{'T' if triple else 'U'}"
+        cmd = f"A0{mode}{key_type.value}{key_scheme or ('T' if triple else 'U')}"
         if zmk is not None:
             cmd += f";0{zmk}{'Y' if triple else 'X'}"
         r = await self._ok(cmd.encode("ascii"))
@@ -278,11 +283,12 @@ class TcpHsmClient:
         return GeneratedKey(key, r.text(6, "key check value"), under_zmk)
 
     async def form_key_from_clear_components(
-        self, key_type: KeyType, components: list[str]
+        self, key_type: KeyType, components: list[str], key_scheme: str | None = None
     ) -> GeneratedKey:
+        """FK (authorised state). ``key_scheme="S"`` forms an AES-128 key in a key block."""
         if not components:
             raise HsmError(INVALID_INPUT, "components: at least one")
-        scheme = {16: "Z", 32: "U", 48: "T"}.get(len(components[0]))
+        scheme = key_scheme or {16: "Z", 32: "U", 48: "T"}.get(len(components[0]))
         if scheme is None:
             raise HsmError(INVALID_INPUT, "components: 16, 32 or 48 hex")
         cmd = f"FK{key_type.value}{scheme}{len(components)}{''.join(components)}"
