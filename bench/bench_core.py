@@ -46,8 +46,8 @@ async def add_cards(state: Path, pans: list[str]) -> None:
     first = store.query("SELECT pvk, cvk, mk_ac FROM cards WHERE card_id = 1")[0]
     pvk, cvk, mk_ac = (str(x) for x in first)
     pan_key = bytes.fromhex((state / "pan.key").read_text().strip())
-    base_acct = int(store.query("SELECT MAX(account_id) FROM accounts")[0][0]) + 1  # type: ignore[call-overload]
-    base_card = int(store.query("SELECT MAX(card_id) FROM cards")[0][0]) + 1  # type: ignore[call-overload]
+    base_acct = int(store.query("SELECT MAX(account_id) FROM accounts")[0][0]) + 1
+    base_card = int(store.query("SELECT MAX(card_id) FROM cards")[0][0]) + 1
     for i, pan in enumerate(pans):
         aid = base_acct + i
         store.insert_account(
@@ -68,10 +68,17 @@ async def run(state: Path, durable: bool, pans: list[str], profile: bool = False
     blocks = {p: switch_native.pin_block_encrypt(TPK, 0, PIN, p) for p in pans}
     reqs = [
         AuthRequest(
-            TxnType.CASH_WITHDRAWAL, Channel.ATM, pans[i % len(pans)], 100_000, 12,
-            ACQUIRER_ID, "GAB00001", f"{i % 1_000_000:06d}", f"{1000000000 + i // 1_000_000}",
+            TxnType.CASH_WITHDRAWAL,
+            Channel.ATM,
+            pans[i % len(pans)],
+            100_000,
+            12,
+            ACQUIRER_ID,
+            "GAB00001",
+            f"{i % 1_000_000:06d}",
+            f"{1000000000 + i // 1_000_000}",
             pin_block=blocks[pans[i % len(pans)]],
-        )  # fmt: skip
+        )
         for i in range(N_TXNS)
     ]
     it = iter(reqs)

@@ -89,7 +89,11 @@ def test_00_balance_inquiry(run_core: Callable[[Body], None]) -> None:
 
 def test_05_bad_cvv2_and_bad_arqc(run_core: Callable[[Body], None]) -> None:
     async def body(core: SwitchCore) -> None:
-        await auth(core, t.ecommerce(cvv2="000" if demo.cvv2(t.CARD.pan, "3012") != "000" else "111"), RC.DO_NOT_HONOUR)
+        await auth(
+            core,
+            t.ecommerce(cvv2="000" if demo.cvv2(t.CARD.pan, "3012") != "000" else "111"),
+            RC.DO_NOT_HONOUR,
+        )
         emv = bytearray(t.emv_request_data(t.CARD.pan, 300_000))
         emv[-1] ^= 1  # corrupt the ARQC
         req = replace(t.withdrawal(amount=300_000), channel=Channel.POS, txn_type=TxnType.PURCHASE,
@@ -113,7 +117,10 @@ def test_arqc_verified_and_arpc_returned(run_core: Callable[[Body], None]) -> No
         emv2 = t.emv_request_data(t.POOR_CARD.pan, 900_000, atc=7)
         req2 = replace(req, pan=t.POOR_CARD.pan, amount=900_000, emv_data=emv2, stan=t.next_stan())
         r2 = await auth(core, req2, RC.INSUFFICIENT_FUNDS)
-        assert r2.issuer_script == bytes([0x91, 10]) + t.expected_arpc(t.POOR_CARD.pan, emv2, b"51") + b"51"
+        assert (
+            r2.issuer_script
+            == bytes([0x91, 10]) + t.expected_arpc(t.POOR_CARD.pan, emv2, b"51") + b"51"
+        )
 
     run_core(body)
 
@@ -121,11 +128,15 @@ def test_arqc_verified_and_arpc_returned(run_core: Callable[[Body], None]) -> No
 def test_12_invalid_transaction(run_core: Callable[[Body], None]) -> None:
     async def body(core: SwitchCore) -> None:
         # cash withdrawal through the e-commerce channel
-        await auth(core, replace(t.ecommerce(), txn_type=TxnType.CASH_WITHDRAWAL), RC.INVALID_TRANSACTION)
+        await auth(
+            core, replace(t.ecommerce(), txn_type=TxnType.CASH_WITHDRAWAL), RC.INVALID_TRANSACTION
+        )
         # refund of an unknown payment
         await auth(core, t.follow_up(TxnType.REFUND, "999999999999", 100), RC.INVALID_TRANSACTION)
         # bill of an unknown biller
-        req = replace(t.ecommerce(), txn_type=TxnType.BILL_PAYMENT, biller_id="NOPE", bill_reference="1")
+        req = replace(
+            t.ecommerce(), txn_type=TxnType.BILL_PAYMENT, biller_id="NOPE", bill_reference="1"
+        )
         await auth(core, req, RC.INVALID_TRANSACTION)
 
     run_core(body)
@@ -248,8 +259,14 @@ def test_61_and_65_limits(run_core: Callable[[Body], None]) -> None:
         rich = t.RICH_CARD
         # ATM: 50,000 DZD a day; 2 x 20,000 pass, a third 20,000 does not
         for _ in range(2):
-            await auth(core, t.withdrawal(pan=rich.pan, pin=rich.pin, amount=2_000_000), RC.APPROVED)
-        await auth(core, t.withdrawal(pan=rich.pan, pin=rich.pin, amount=2_000_000), RC.EXCEEDS_AMOUNT_LIMIT)
+            await auth(
+                core, t.withdrawal(pan=rich.pan, pin=rich.pin, amount=2_000_000), RC.APPROVED
+            )
+        await auth(
+            core,
+            t.withdrawal(pan=rich.pan, pin=rich.pin, amount=2_000_000),
+            RC.EXCEEDS_AMOUNT_LIMIT,
+        )
         await auth(core, t.withdrawal(pan=rich.pan, pin=rich.pin, amount=1_000_000), RC.APPROVED)
         # fuel: 5 payments a day
         for _ in range(5):

@@ -89,7 +89,7 @@ def test_sigkill_mid_burst_loses_and_doubles_nothing(tmp_path: Path) -> None:
             q = core.store.query
             postings: dict[str, list[int]] = {}
             for txn, amount in q("SELECT txn_id, amount FROM postings"):
-                postings.setdefault(str(txn), []).append(int(amount))  # type: ignore[call-overload]
+                postings.setdefault(str(txn), []).append(int(amount))
             approved = {str(x) for (x,) in q("SELECT txn_id FROM journal WHERE response_code='00'")}
             for txn in printed:
                 assert sorted(postings[txn]) == [-103_000, 3_000, 100_000], txn
@@ -100,13 +100,13 @@ def test_sigkill_mid_burst_loses_and_doubles_nothing(tmp_path: Path) -> None:
             assert q("SELECT SUM(balance) FROM accounts") == [(opening,)]
             # the balances on disk are exactly opening + committed postings
             for c in (demo.CARDS[0], demo.CARDS[7]):
-                (bal,), = q("SELECT balance FROM accounts WHERE number = ?", (c.account,))
-                (posted,), = q(
+                ((bal,),) = q("SELECT balance FROM accounts WHERE number = ?", (c.account,))
+                ((posted,),) = q(
                     "SELECT COALESCE(SUM(p.amount), 0) FROM postings p JOIN accounts a "
                     "USING (account_id) WHERE a.number = ?",
                     (c.account,),
                 )
-                assert bal == c.balance + posted  # type: ignore[operator]
+                assert bal == c.balance + posted
         finally:
             await core.close()
 

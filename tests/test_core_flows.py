@@ -70,10 +70,14 @@ def test_preauth_hold_completion_and_refund(state: Path) -> None:
         pre = await ok(core, t.ecommerce(TxnType.PREAUTH, amount=1_000_000))
         assert pre.available_balance == BAL - 1_000_000 and pre.ledger_balance == BAL
         assert pre.transaction_id is not None
-        await ok(core, t.follow_up(TxnType.COMPLETION, pre.transaction_id, 1_200_000), RC.INVALID_AMOUNT)
+        await ok(
+            core, t.follow_up(TxnType.COMPLETION, pre.transaction_id, 1_200_000), RC.INVALID_AMOUNT
+        )
         cap = await ok(core, t.follow_up(TxnType.COMPLETION, pre.transaction_id, 800_000))
         assert cap.available_balance == BAL - 800_000 and cap.ledger_balance == BAL - 800_000
-        await ok(core, t.follow_up(TxnType.COMPLETION, pre.transaction_id, 100), RC.INVALID_TRANSACTION)
+        await ok(
+            core, t.follow_up(TxnType.COMPLETION, pre.transaction_id, 100), RC.INVALID_TRANSACTION
+        )
         await ok(core, t.follow_up(TxnType.REFUND, pre.transaction_id, 900_000), RC.INVALID_AMOUNT)
         ref = await ok(core, t.follow_up(TxnType.REFUND, pre.transaction_id, 300_000))
         assert ref.available_balance == BAL - 500_000
@@ -97,7 +101,9 @@ def test_void_of_preauth_and_of_sale(state: Path) -> None:
         assert pre.transaction_id
         v = await ok(core, t.follow_up(TxnType.VOID, pre.transaction_id, 0))
         assert v.available_balance == BAL
-        await ok(core, t.follow_up(TxnType.COMPLETION, pre.transaction_id, 1), RC.INVALID_TRANSACTION)
+        await ok(
+            core, t.follow_up(TxnType.COMPLETION, pre.transaction_id, 1), RC.INVALID_TRANSACTION
+        )
         sale = await ok(core, t.ecommerce(amount=400_000))
         assert sale.transaction_id
         v2 = await ok(core, t.follow_up(TxnType.VOID, sale.transaction_id, 0))
@@ -179,7 +185,7 @@ def test_replay_survives_restart(state: Path) -> None:
         again = await ok(core, req)
         assert again.replayed and again.transaction_id == first[0].transaction_id
         # limits were rebuilt from the ledger: 300 + 30 x ... the ATM envelope is partly used
-        p = core._p  # noqa: SLF001 - white-box check of the rebuilt counters
+        p = core._p  # white-box: the rebuilt counters
         used = p.limits.usage(1, 0, p.limits.current_day or 0)
         assert used == (300_000, 1)
         assert core.store.query("SELECT COUNT(DISTINCT txn_id) FROM postings") == [(1,)]
@@ -191,13 +197,33 @@ def test_replay_survives_restart(state: Path) -> None:
 def test_bill_payment(state: Path) -> None:
     async def body(core: SwitchCore) -> None:
         base = replace(t.ecommerce(), txn_type=TxnType.BILL_PAYMENT, biller_id="SONELGAZ")
-        await ok(core, replace(base, bill_reference="12", amount=345_000, idempotency_key="x1"), RC.FORMAT_ERROR)
-        await ok(core, replace(base, bill_reference="000000000009", amount=345_000, idempotency_key="x2"), RC.INVALID_TRANSACTION)
-        await ok(core, replace(base, bill_reference="000000000001", amount=300_000, idempotency_key="x3"), RC.INVALID_AMOUNT)
-        r = await ok(core, replace(base, bill_reference="000000000001", amount=345_000, idempotency_key="b1"))
+        await ok(
+            core,
+            replace(base, bill_reference="12", amount=345_000, idempotency_key="x1"),
+            RC.FORMAT_ERROR,
+        )
+        await ok(
+            core,
+            replace(base, bill_reference="000000000009", amount=345_000, idempotency_key="x2"),
+            RC.INVALID_TRANSACTION,
+        )
+        await ok(
+            core,
+            replace(base, bill_reference="000000000001", amount=300_000, idempotency_key="x3"),
+            RC.INVALID_AMOUNT,
+        )
+        r = await ok(
+            core, replace(base, bill_reference="000000000001", amount=345_000, idempotency_key="b1")
+        )
         assert r.available_balance == BAL - 345_000
-        await ok(core, replace(base, bill_reference="000000000001", amount=345_000, idempotency_key="b2"), RC.INVALID_TRANSACTION)
-        assert core.store.query("SELECT paid_txn FROM bills WHERE reference = '000000000001'") == [(r.transaction_id,)]
+        await ok(
+            core,
+            replace(base, bill_reference="000000000001", amount=345_000, idempotency_key="b2"),
+            RC.INVALID_TRANSACTION,
+        )
+        assert core.store.query("SELECT paid_txn FROM bills WHERE reference = '000000000001'") == [
+            (r.transaction_id,)
+        ]
         balanced(core)
 
     run(state, body)
@@ -206,12 +232,20 @@ def test_bill_payment(state: Path) -> None:
 def test_transfer_between_ccp_accounts(state: Path) -> None:
     async def body(core: SwitchCore) -> None:
         dest = demo.CARDS[1]
-        req = replace(t.withdrawal(amount=1_000_000), txn_type=TxnType.TRANSFER, destination_account=dest.account)
+        req = replace(
+            t.withdrawal(amount=1_000_000),
+            txn_type=TxnType.TRANSFER,
+            destination_account=dest.account,
+        )
         r = await ok(core, req)
         assert r.available_balance == BAL - 1_000_000
         bal = core.store.query("SELECT balance FROM accounts WHERE number = ?", (dest.account,))
         assert bal == [(dest.balance + 1_000_000,)]
-        await ok(core, replace(req, stan=t.next_stan(), destination_account="nope"), RC.INVALID_TRANSACTION)
+        await ok(
+            core,
+            replace(req, stan=t.next_stan(), destination_account="nope"),
+            RC.INVALID_TRANSACTION,
+        )
         balanced(core)
 
     run(state, body)
@@ -259,7 +293,9 @@ def test_reversal_by_field_90_of_another_acquirer_terminal_is_not_matched(state:
     async def body(core: SwitchCore) -> None:
         w = t.withdrawal(amount=300_000)
         await ok(core, w)
-        wrong = replace(t.reversal_of(w), original=OriginalRef(stan=w.stan, transmission="0101000000"))
+        wrong = replace(
+            t.reversal_of(w), original=OriginalRef(stan=w.stan, transmission="0101000000")
+        )
         r = await ok(core, wrong)
         assert r.approved_amount == 0  # unknown original: recorded, nothing released
 

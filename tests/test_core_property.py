@@ -45,7 +45,9 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def build(kind: str, a: int, b: int, history: list[tuple[AuthRequest, AuthResult]]) -> AuthRequest | None:
+def build(
+    kind: str, a: int, b: int, history: list[tuple[AuthRequest, AuthResult]]
+) -> AuthRequest | None:
     if kind in ("withdraw", "purchase", "preauth"):
         c = CARDS[a]
         amount = b * 100
@@ -106,14 +108,14 @@ def check(core: SwitchCore) -> None:
     opening = sum(c.balance for c in demo.CARDS)
     assert q("SELECT SUM(balance) FROM accounts") == [(opening,)]
     for c in CARDS:
-        (bal, held), = q("SELECT balance, held FROM accounts WHERE number = ?", (c.account,))
+        ((bal, held),) = q("SELECT balance, held FROM accounts WHERE number = ?", (c.account,))
         posted = q(
             "SELECT COALESCE(SUM(p.amount), 0) FROM postings p JOIN accounts a "
             "ON a.account_id = p.account_id WHERE a.number = ?",
             (c.account,),
         )[0][0]
-        assert bal == c.balance + posted  # type: ignore[operator]
-        assert bal - held >= 0  # type: ignore[operator]
+        assert bal == c.balance + posted
+        assert bal - held >= 0
         open_holds = q(
             "SELECT COALESCE(SUM(h.remaining), 0) FROM holds h JOIN accounts a "
             "ON a.account_id = h.account_id WHERE a.number = ? AND h.status = 'open'",

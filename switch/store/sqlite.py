@@ -21,6 +21,7 @@ import threading
 import time
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from switch.core.domain import (
     Account,
@@ -68,47 +69,46 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(out)
 
 
-def _card(row: tuple[object, ...]) -> Card:
-    r = list(row)
+def _card(r: tuple[Any, ...]) -> Card:
     return Card(
-        card_id=int(r[0]),  # type: ignore[call-overload]
-        pan_hash=bytes(r[1]),  # type: ignore[call-overload]
+        card_id=int(r[0]),
+        pan_hash=bytes(r[1]),
         pan_first6=str(r[2]),
         pan_last4=str(r[3]),
-        account_id=int(r[4]),  # type: ignore[call-overload]
+        account_id=int(r[4]),
         product=str(r[5]),
         expiry=str(r[6]),
         service_code=str(r[7]),
         pan_sequence=str(r[8]),
-        pvki=int(r[9]),  # type: ignore[call-overload]
+        pvki=int(r[9]),
         pvv=str(r[10]),
         ibm_offset=str(r[11]),
         pvk=str(r[12]),
         cvk=str(r[13]),
         mk_ac=str(r[14]),
         status=CardStatus(str(r[15])),
-        pin_tries=int(r[16]),  # type: ignore[call-overload]
-        otp_tries=int(r[17]),  # type: ignore[call-overload]
-        activated_at=None if r[18] is None else float(r[18]),  # type: ignore[arg-type]
+        pin_tries=int(r[16]),
+        otp_tries=int(r[17]),
+        activated_at=None if r[18] is None else float(r[18]),
     )
 
 
-def _account(r: tuple[object, ...]) -> Account:
+def _account(r: tuple[Any, ...]) -> Account:
     return Account(
-        account_id=int(r[0]),  # type: ignore[call-overload]
+        account_id=int(r[0]),
         number=str(r[1]),
         kind=AccountKind(str(r[2])),
         holder=str(r[3]),
         phone=str(r[4]),
-        currency=int(r[5]),  # type: ignore[call-overload]
-        balance=int(r[6]),  # type: ignore[call-overload]
-        held=int(r[7]),  # type: ignore[call-overload]
+        currency=int(r[5]),
+        balance=int(r[6]),
+        held=int(r[7]),
         may_go_negative=bool(r[8]),
     )
 
 
-def _journal(r: tuple[object, ...]) -> JournalRow:
-    return JournalRow(*r)  # type: ignore[arg-type]
+def _journal(r: tuple[Any, ...]) -> JournalRow:
+    return JournalRow(*r)
 
 
 class SqliteStore:
@@ -309,7 +309,7 @@ class SqliteStore:
             )
 
     # -- reads -------------------------------------------------------------------------------
-    def _q(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    def _q(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         conn = self._read
         if conn is None:
             raise StoreError("store is not open")
@@ -343,25 +343,25 @@ class SqliteStore:
         if not rows:
             return None
         b, r, a, p = rows[0]
-        return Bill(str(b), str(r), int(a), None if p is None else str(p))  # type: ignore[call-overload]
+        return Bill(str(b), str(r), int(a), None if p is None else str(p))
 
     async def hold(self, txn_id: str) -> Hold | None:
         rows = self._q(
             "SELECT txn_id, account_id, amount, remaining, status FROM holds WHERE txn_id = ?",
             (txn_id,),
         )
-        return Hold(*rows[0]) if rows else None  # type: ignore[arg-type]
+        return Hold(*rows[0]) if rows else None
 
     async def otp(self, card_id: int) -> tuple[bytes, float] | None:
         rows = self._q("SELECT code_hash, expires_at FROM otps WHERE card_id = ?", (card_id,))
-        return (bytes(rows[0][0]), float(rows[0][1])) if rows else None  # type: ignore[call-overload, arg-type]
+        return (bytes(rows[0][0]), float(rows[0][1])) if rows else None
 
     async def idempotent(self, key: str) -> IdempotencyRow | None:
         rows = self._q(
             "SELECT key, fingerprint, txn_id, result, created_at FROM idempotency WHERE key = ?",
             (key,),
         )
-        return IdempotencyRow(*rows[0]) if rows else None  # type: ignore[arg-type]
+        return IdempotencyRow(*rows[0]) if rows else None
 
     async def txn_id_for_key(self, key: str) -> str | None:
         rows = self._q("SELECT txn_id FROM idempotency WHERE key = ?", (key,))
@@ -383,7 +383,7 @@ class SqliteStore:
         if j is None:
             return None
         sums = {
-            str(t): (int(a), int(f))  # type: ignore[call-overload]
+            str(t): (int(a), int(f))
             for t, a, f in self._q(
                 "SELECT txn_type, COALESCE(SUM(amount), 0), COALESCE(SUM(fee), 0) FROM journal "
                 "WHERE original_txn_id = ? AND response_code = '00' GROUP BY txn_type",
@@ -419,7 +419,7 @@ class SqliteStore:
             "settlement_account_id FROM terminals"
         )
         return [
-            Terminal(str(a), str(b), str(c), bool(d), str(e), str(f), str(g), str(h), int(i))  # type: ignore[call-overload]
+            Terminal(str(a), str(b), str(c), bool(d), str(e), str(f), str(g), str(h), int(i))
             for a, b, c, d, e, f, g, h, i in rows
         ]
 
@@ -429,7 +429,7 @@ class SqliteStore:
             "terminal_id FROM merchants"
         )
         return [
-            Merchant(str(a), str(b), str(c), str(d), int(e), bytes(f), str(g))  # type: ignore[call-overload]
+            Merchant(str(a), str(b), str(c), str(d), int(e), bytes(f), str(g))
             for a, b, c, d, e, f, g in rows
         ]
 
@@ -438,7 +438,7 @@ class SqliteStore:
             "SELECT biller_id, name, category, settlement_account_id, reference_pattern "
             "FROM billers"
         )
-        return [Biller(str(a), str(b), str(c), int(d), str(e)) for a, b, c, d, e in rows]  # type: ignore[call-overload]
+        return [Biller(str(a), str(b), str(c), int(d), str(e)) for a, b, c, d, e in rows]
 
     def bin_routes(self) -> list[BinRoute]:
         return [
@@ -462,10 +462,10 @@ class SqliteStore:
             "AND o.card_id IS NOT NULL GROUP BY o.txn_id",
             (business_day,),
         )
-        return [(int(c), str(k), int(a), int(n)) for c, k, a, n in rows]  # type: ignore[call-overload]
+        return [(int(c), str(k), int(a), int(n)) for c, k, a, n in rows]
 
     def max_journal_seq(self) -> int:
-        return int(self._q("SELECT COALESCE(MAX(seq), 0) FROM journal")[0][0])  # type: ignore[call-overload]
+        return int(self._q("SELECT COALESCE(MAX(seq), 0) FROM journal")[0][0])
 
     def setting(self, name: str) -> str | None:
         rows = self._q("SELECT value FROM settings WHERE name = ?", (name,))
@@ -546,7 +546,7 @@ class SqliteStore:
             "AND next_attempt_at <= ? ORDER BY alert_id LIMIT ?",
             (now, limit),
         )
-        return [Alert(int(a), str(m), str(t), int(n)) for a, m, t, n in rows]  # type: ignore[call-overload]
+        return [Alert(int(a), str(m), str(t), int(n)) for a, m, t, n in rows]
 
     def _admin_tx(self, sql: str, args: tuple[object, ...]) -> None:
         conn = self._write
@@ -578,7 +578,7 @@ class SqliteStore:
         )
 
     # -- inspection helpers for tests and operators ----------------------------------------------
-    def query(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    def query(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         """Read-only SQL for tests, audits and the CLI."""
         return self._q(sql, args)
 
