@@ -8,6 +8,7 @@ import sys
 BENCHMARKS: list[str] = [
     "bench_limits",
     "bench_hsm",
+    "bench_core",
 ]
 
 
