@@ -23,11 +23,17 @@ audit_logger = logging.getLogger(AUDIT_LOGGER_NAME)
 class Audit:
     """Writes one line per command to the audit file, else to the audit logger."""
 
-    __slots__ = ("file", "logger")
+    __slots__ = ("_flushed_at", "_second", "_stamp", "file", "logger")
+
+    #: an in-process HSM has no batches: its file is flushed at least this often (seconds)
+    FLUSH_INTERVAL = 1.0
 
     def __init__(self, logger: logging.Logger = audit_logger, file: TextIO | None = None) -> None:
         self.logger = logger
         self.file = file
+        self._second = -1
+        self._stamp = ""
+        self._flushed_at = 0.0
 
     def enabled(self) -> bool:
         return self.file is not None or self.logger.isEnabledFor(logging.INFO)
@@ -35,14 +41,21 @@ class Audit:
     def record(self, command: str, code: str, *check_values: str) -> None:
         kcvs = ",".join(check_values) or "-"
         if self.file is not None:
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-            self.file.write(f"{stamp}Z cmd={command} rc={code} kcv={kcvs}\n")
+            now = time.time()
+            second = int(now)
+            if second != self._second:  # one strftime per second, not per record
+                self._second = second
+                self._stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+            self.file.write(f"{self._stamp} cmd={command} rc={code} kcv={kcvs}\n")
+            if now - self._flushed_at > self.FLUSH_INTERVAL:
+                self.flush()
         elif self.logger.isEnabledFor(logging.INFO):
             self.logger.info("cmd=%s rc=%s kcv=%s", command, code, kcvs)
 
     def flush(self) -> None:
         if self.file is not None:
             self.file.flush()
+            self._flushed_at = time.time()
 
     def close(self) -> None:
         if self.file is not None:

@@ -14,6 +14,8 @@ PIN block format codes are payShield's: 01 = ISO 9564 format 0, 05 = format 1, 4
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NoReturn
 
 import switch_native as native
@@ -58,12 +60,28 @@ def _digits(value: str, name: str, min_len: int, max_len: int) -> str:
     return value
 
 
-def _pin_error(exc: ValueError, what: str) -> str:
-    """Map a native PIN error to payShield's code (24 PIN length, else 20 bad block)."""
-    text = str(exc).lower()
-    if "length" in text and "pin" in text and "block" not in text:
+def _pin_error(exc: ValueError) -> str:
+    """Map a native PIN error (its message starts with the argument's name) to payShield's
+    code: 15 bad PAN, 24 PIN length, 23 format, 27 key length, else 20 bad PIN block."""
+    field = str(exc).split(":", 1)[0].strip().lower()
+    if field == "pan":
+        return errors.INVALID_INPUT
+    if field == "pin":
         return errors.PIN_LENGTH
+    if field.endswith("fmt"):
+        return errors.INVALID_PIN_FORMAT
+    if field.endswith("key") or field == "pvk":
+        return errors.INCOMPATIBLE_KEY_LENGTH
     return errors.PIN_BLOCK_INVALID
+
+
+@contextmanager
+def _native_input(what: str) -> Iterator[None]:
+    """Turn a native argument error (inputs already checked, so rare) into error 15."""
+    try:
+        yield
+    except ValueError as exc:
+        fail(errors.INVALID_INPUT, f"{what}: {exc}")
 
 
 class HsmCore:
@@ -254,7 +272,7 @@ class HsmCore:
         try:
             out = native.pin_block_translate(src.key, sf, dst.key, df, block, pan)
         except ValueError as exc:
-            code = _pin_error(exc, "PIN block")
+            code = _pin_error(exc)
             self._refuse(command, code, f"PIN block: {exc}", src.check_value, dst.check_value)
         self.audit.record(command, errors.OK, src.check_value, dst.check_value)
         return out
@@ -290,7 +308,7 @@ class HsmCore:
         try:
             return int(native.pin_block_pin_length(entry.key, pin_format(fmt), block, pan))
         except ValueError as exc:
-            fail(_pin_error(exc, "PIN block"), f"PIN block: {exc}")
+            fail(_pin_error(exc), f"PIN block: {exc}")
 
     # ---- PIN verification: DC/EC (PVV), DA/EA (IBM 3624) ---------------------------------
 
@@ -316,7 +334,7 @@ class HsmCore:
         try:
             ok = native.pvv_verify(pin_entry.key, fmt, block, pan, pvk_entry.key, pvki, pvv)
         except ValueError as exc:
-            code = _pin_error(exc, "PIN block")
+            code = _pin_error(exc)
             self._refuse(
                 command, code, f"PIN block: {exc}", pin_entry.check_value, pvk_entry.check_value
             )
@@ -364,7 +382,7 @@ class HsmCore:
                 check_length,
             )
         except ValueError as exc:
-            code = _pin_error(exc, "PIN block")
+            code = _pin_error(exc)
             self._refuse(
                 command, code, f"PIN block: {exc}", pin_entry.check_value, pvk_entry.check_value
             )
@@ -416,7 +434,8 @@ class HsmCore:
         if not 0 <= pvki <= 9:
             fail(errors.INVALID_PVKI, "PVKI: expected one digit")
         pin = self._lmk_pin(lmk_pin, pan, "DG")
-        pvv = native.pvv_generate(pvk_entry.key, pan, pvki, pin)
+        with _native_input("DG inputs"):
+            pvv = native.pvv_generate(pvk_entry.key, pan, pvki, pin)
         self.audit.record("DG", errors.OK, pvk_entry.check_value)
         return pvv
 
@@ -434,7 +453,8 @@ class HsmCore:
     def generate_cvv(self, cvk: str, pan: str, expiry: str, service_code: str) -> str:
         """CW: Visa CVV (service code as on track), CVV2 (000), iCVV (999)."""
         entry = self._cvv_inputs(cvk, pan, expiry, service_code)
-        cvv = native.cvv_generate(entry.key, pan, expiry, service_code)
+        with _native_input("CW inputs"):
+            cvv = native.cvv_generate(entry.key, pan, expiry, service_code)
         self.audit.record("CW", errors.OK, entry.check_value)
         return cvv
 
@@ -442,7 +462,8 @@ class HsmCore:
         """CY: constant-time CVV check."""
         entry = self._cvv_inputs(cvk, pan, expiry, service_code)
         _digits(cvv, "CVV", 3, 3)
-        ok = bool(native.cvv_verify(entry.key, pan, expiry, service_code, cvv))
+        with _native_input("CY inputs"):
+            ok = bool(native.cvv_verify(entry.key, pan, expiry, service_code, cvv))
         self.audit.record("CY", errors.OK if ok else errors.VERIFICATION_FAILURE, entry.check_value)
         return ok
 
@@ -475,9 +496,11 @@ class HsmCore:
             fail(errors.INVALID_INPUT, "CSU: expected 4 bytes")
         if method not in (1, 2):
             fail(errors.INVALID_INPUT, "ARPC method: expected 1 or 2")
-        icc_mk = native.emv_derive_icc_master_key_option_a(entry.key, pan, pan_sequence.zfill(2))
-        session = native.emv_derive_common_session_key(icc_mk, atc)
-        expected = native.emv_generate_ac(session, transaction_data)
+        with _native_input("KQ inputs"):
+            psn = pan_sequence.zfill(2)
+            icc_mk = native.emv_derive_icc_master_key_option_a(entry.key, pan, psn)
+            session = native.emv_derive_common_session_key(icc_mk, atc)
+            expected = native.emv_generate_ac(session, transaction_data)
         if not native.constant_time_eq(expected, arqc):
             self.audit.record("KQ", errors.VERIFICATION_FAILURE, entry.check_value)
             return None
@@ -504,9 +527,11 @@ class HsmCore:
         if algorithm == 3:
             if len(des_key) != 16:
                 fail(errors.INCOMPATIBLE_KEY_LENGTH, "MAC algorithm 3 needs a double-length key")
-            return native.mac_iso9797_1_alg3(des_key, data, padding), entry
+            with _native_input("MAC inputs"):
+                return native.mac_iso9797_1_alg3(des_key, data, padding), entry
         if algorithm == 1:
-            return native.mac_iso9797_1_alg1(des_key, data, padding), entry
+            with _native_input("MAC inputs"):
+                return native.mac_iso9797_1_alg1(des_key, data, padding), entry
         fail(errors.INVALID_INPUT, "MAC algorithm: expected 1 or 3")
 
     def generate_mac(

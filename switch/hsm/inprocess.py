@@ -8,6 +8,7 @@ here, with the command code, so every command leaves one audit record as over TC
 
 from __future__ import annotations
 
+from switch.hsm.audit import Audit
 from switch.hsm.client import GeneratedKey, HsmError, KeyType
 from switch.hsm.core import HsmCore
 from switch.hsm.errors import INVALID_INPUT, AuditedHsmError
@@ -21,8 +22,8 @@ def _scheme_of(key: str) -> str:
 class InProcessHsm:
     """The software HSM in this process, behind the ``HsmClient`` interface."""
 
-    def __init__(self, lmk: Lmk, authorised: bool = False) -> None:
-        self.core = HsmCore(lmk, authorised=authorised)
+    def __init__(self, lmk: Lmk, authorised: bool = False, audit: Audit | None = None) -> None:
+        self.core = HsmCore(lmk, authorised=authorised, audit=audit)
         self._tpk_to_zpk = self.core.translate_pin_tpk_to_zpk
 
     def _audit_error(self, command: str, exc: HsmError) -> None:
@@ -255,4 +256,4 @@ class InProcessHsm:
             raise
 
     async def close(self) -> None:
-        return None
+        self.core.audit.flush()

@@ -96,6 +96,8 @@ class _Connection(asyncio.Protocol):
     def send(self, payload: bytes) -> asyncio.Future[bytes]:
         if not self.alive:
             raise HsmUnavailableError("HSM connection is closed")
+        if len(payload) + self.header_length > _MAX_FRAME:
+            raise HsmError(INVALID_INPUT, f"command is longer than {_MAX_FRAME} bytes")
         pending = self.pending
         if len(pending) >= self.modulus:
             raise HsmUnavailableError("too many HSM requests in flight on one connection")
