@@ -237,7 +237,7 @@ def test_switch_hsm_serve_creates_a_private_lmk_and_audits(tmp_path: Path) -> No
     proc = serve(tmp_path, port, "--authorised")
     try:
         wait_for_port(port, proc)
-        lmk_file = tmp_path / "hsm" / "lmk.json"
+        lmk_file = tmp_path / "lmk.json"
         assert stat.S_IMODE(os.stat(lmk_file).st_mode) == 0o600
         check_value = json.loads(lmk_file.read_text())["check_value"]
 
@@ -253,7 +253,7 @@ def test_switch_hsm_serve_creates_a_private_lmk_and_audits(tmp_path: Path) -> No
                     tpk.key_under_lmk, zpk.key_under_lmk, block, PAN
                 )
                 assert des.decrypt_tdes_ecb(zpk_clear, out) != out
-                audit = (tmp_path / "hsm" / "hsm-audit.log").read_text()
+                audit = (tmp_path / "hsm-audit.log").read_text()
                 assert f"cmd=CA rc=00 kcv={kcv(tpk_clear)},{kcv(zpk_clear)}" in audit
                 for secret in (block.hex(), out.hex(), tpk_clear.hex(), tpk.key_under_lmk):
                     assert secret.upper() not in audit.upper()

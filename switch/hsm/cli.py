@@ -34,7 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--port", type=int, default=DEFAULT_PORT)
     serve.add_argument("--state-dir", type=Path, default=Path("./var"))
     serve.add_argument(
-        "--lmk-file", type=Path, help="LMK JSON (default: <state-dir>/hsm/lmk.json, created)"
+        "--lmk-file",
+        type=Path,
+        help="LMK JSON (default: <state-dir>/lmk.json, shared with switch run; created)",
     )
     serve.add_argument("--test-lmk", action="store_true", help="use the fixed public test LMK")
     serve.add_argument("--header-length", type=int, default=DEFAULT_HEADER_LENGTH)
@@ -50,13 +52,13 @@ def load_lmk(args: argparse.Namespace) -> Lmk:
         return Lmk.test()
     if args.lmk_file is not None:
         return Lmk.load(args.lmk_file)
-    return Lmk.load_or_create(args.state_dir / "hsm" / "lmk.json")
+    return Lmk.load_or_create(args.state_dir / "lmk.json")
 
 
 async def serve(args: argparse.Namespace) -> None:
     lmk = load_lmk(args)
     audit = Audit()
-    attach_file(args.state_dir / "hsm", audit)
+    attach_file(args.state_dir, audit)
     core = HsmCore(lmk, authorised=args.authorised, audit=audit)
     server = await start_hsm_server(
         lmk, args.host, args.port, header_length=args.header_length, core=core
