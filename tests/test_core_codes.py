@@ -71,9 +71,10 @@ def test_00_withdrawal_posts_amount_and_fee(run_core: Callable[[Body], None]) ->
         # the other bank's ATM: fee 35 DZD
         r2 = await auth(core, t.withdrawal(amount=100_000, terminal=t.OTHER_ATM), RC.APPROVED)
         assert r2.available_balance == r.available_balance - 100_000 - 3_500
-        alerts = core.store.query("SELECT msisdn, text FROM alerts ORDER BY alert_id")
-        assert len(alerts) == 2 and alerts[0][0] == demo.CARDS[0].phone
-        assert "0017" in str(alerts[0][1]) and demo.CARDS[0].pan not in str(alerts[0][1])
+        alerts = core.store.claim_due_alerts(now=1e12, limit=10)
+        assert len(alerts) == 2 and alerts[0].msisdn == demo.CARDS[0].phone
+        assert "5 030,00" in alerts[0].text and "Alger Grande Poste" in alerts[0].text
+        assert "0017" in alerts[0].text and demo.CARDS[0].pan not in alerts[0].text
 
     run_core(body)
 

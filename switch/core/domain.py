@@ -164,17 +164,15 @@ def hash_api_key(api_key: str) -> bytes:
     return hashlib.sha256(api_key.encode()).digest()
 
 
+_LUHN_DOUBLE = {str(d): (2 * d if d < 5 else 2 * d - 9) for d in range(10)}
+
+
 def luhn_ok(pan: str) -> bool:
-    if not pan.isdigit() or not 12 <= len(pan) <= 19:
+    if not (12 <= len(pan) <= 19 and pan.isdigit() and pan.isascii()):
         return False
-    total = 0
-    for i, ch in enumerate(reversed(pan)):
-        d = ord(ch) - 48
-        if i & 1:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
+    rev = pan[::-1]
+    dbl = _LUHN_DOUBLE
+    total = sum(map(int, rev[0::2])) + sum(dbl[c] for c in rev[1::2])
     return total % 10 == 0
 
 

@@ -45,7 +45,7 @@ from switch.core.emv import TlvError, arqc_transaction_data, encode_tlv, parse_t
 from switch.core.limits import LimitsEngine
 from switch.core.model import AuthRequest, AuthResult, Channel, ResponseCode, TxnType
 from switch.core.remote import BinTable, RemoteIssuer
-from switch.core.results import result_from_json, result_to_json
+from switch.core.results import decode_result, encode_result
 from switch.hsm.client import HsmClient, HsmError
 from switch.store.api import AlertRow, Changes, IdempotencyRow, JournalRow, Store, StoreError
 
@@ -350,7 +350,7 @@ class Pipeline:
         if key in self._done_keys:
             row = await self.store.idempotent(key)
             if row is not None:
-                return self._replay(row.fingerprint, fp, result_from_json(row.result))
+                return self._replay(row.fingerprint, fp, decode_result(row.result))
 
         now = self.clock()
         ctx = Ctx(req=req, now=now, day=day_number(now, self.tz), key=key, fingerprint=fp)
@@ -477,7 +477,7 @@ class Pipeline:
             message=result.message,
         )
         ch.idempotency = IdempotencyRow(
-            ctx.key, ctx.fingerprint, ctx.txn_id, result_to_json(result), ctx.now
+            ctx.key, ctx.fingerprint, ctx.txn_id, encode_result(result), ctx.now
         )
         try:
             await self.store.commit(ch)
@@ -827,9 +827,10 @@ class Pipeline:
             term = self.terminals.get(req.terminal_id)
             merchant = self.merchants.get(req.merchant_id or "")
             place = merchant.name if merchant else term.location if term else req.terminal_id
-        when = dt.datetime.fromtimestamp(ctx.now, dt.UTC)
-        text = render_alert(kind, masked, amount, account.currency, place, when, account.available)
-        ctx.changes.alerts.append(AlertRow(account.phone, text, ctx.txn_id, ctx.now))
+        ctx.changes.alerts.append(
+            AlertRow(account.phone, "", ctx.txn_id, ctx.now, kind, masked, amount,
+                     account.currency, place, account.available)
+        )  # fmt: skip
 
     # -- remote issuers ------------------------------------------------------------------------
     async def _remote(self, ctx: Ctx, name: str) -> AuthResult:

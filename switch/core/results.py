@@ -1,41 +1,53 @@
-"""Serialising answers for the idempotency table, so a retransmission gets the first answer."""
+"""Serialising answers for the idempotency table, so a retransmission gets the first answer.
+
+A flat, tab-separated record rather than JSON: it is written once per authorization on the
+hot path and read back only for retransmissions. The message goes last (it may contain
+anything but tabs, which are replaced).
+"""
 
 from __future__ import annotations
 
-import json
-
 from switch.core.model import AuthResult, ResponseCode
 
+_NONE = "~"
 
-def result_to_json(r: AuthResult) -> str:
-    return json.dumps(
-        {
-            "rc": r.response_code.value,
-            "msg": r.message,
-            "auth": r.auth_code,
-            "txn": r.transaction_id,
-            "avail": r.available_balance,
-            "ledger": r.ledger_balance,
-            "cur": r.currency,
-            "appr": r.approved_amount,
-            "script": None if r.issuer_script is None else r.issuer_script.hex(),
-        },
-        separators=(",", ":"),
+
+def _opt(v: object | None) -> str:
+    return _NONE if v is None else str(v)
+
+
+def _int(s: str) -> int | None:
+    return None if s == _NONE else int(s)
+
+
+def encode_result(r: AuthResult) -> str:
+    script = r.issuer_script
+    return "\t".join(
+        (
+            r.response_code.value,
+            _opt(r.auth_code),
+            _opt(r.transaction_id),
+            _opt(r.available_balance),
+            _opt(r.ledger_balance),
+            _opt(r.currency),
+            _opt(r.approved_amount),
+            _NONE if script is None else script.hex(),
+            r.message.replace("\t", " "),
+        )
     )
 
 
-def result_from_json(text: str, *, replayed: bool = True) -> AuthResult:
-    d = json.loads(text)
-    script = d.get("script")
+def decode_result(text: str, *, replayed: bool = True) -> AuthResult:
+    rc, auth, txn, avail, ledger, cur, appr, script, msg = text.split("\t", 8)
     return AuthResult(
-        response_code=ResponseCode(d["rc"]),
-        message=d.get("msg", ""),
-        auth_code=d.get("auth"),
-        transaction_id=d.get("txn"),
-        available_balance=d.get("avail"),
-        ledger_balance=d.get("ledger"),
-        currency=d.get("cur"),
-        approved_amount=d.get("appr"),
-        issuer_script=None if script is None else bytes.fromhex(script),
+        response_code=ResponseCode(rc),
+        message=msg,
+        auth_code=None if auth == _NONE else auth,
+        transaction_id=None if txn == _NONE else txn,
+        available_balance=_int(avail),
+        ledger_balance=_int(ledger),
+        currency=_int(cur),
+        approved_amount=_int(appr),
+        issuer_script=None if script == _NONE else bytes.fromhex(script),
         replayed=replayed,
     )

@@ -70,10 +70,19 @@ class IdempotencyRow:
 
 @dataclass(frozen=True, slots=True)
 class AlertRow:
+    """An SMS to send. Either ``text`` is given, or it is rendered from the posting facts
+    (``kind`` ... ``available``) when the delivery worker claims the row."""
+
     msisdn: str
     text: str
     txn_id: str | None
     created_at: float
+    kind: str = ""
+    masked_pan: str = ""
+    amount: int = 0
+    currency: int = 0
+    place: str = ""
+    available: int = 0
 
 
 @dataclass(slots=True)

@@ -20,6 +20,7 @@ import sqlite3
 import threading
 import time
 from importlib import resources
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from switch.core.domain import (
     Merchant,
     Terminal,
 )
+from switch.notify.messages import render_alert
 from switch.notify.outbox import Alert
 from switch.store.api import (
     Changes,
@@ -155,15 +157,15 @@ class SqliteStore:
         for version, sql in _migrations():
             if version in done:
                 continue
-            conn.execute("BEGIN IMMEDIATE")
+            script = (
+                f"BEGIN IMMEDIATE;\n{sql}\n;INSERT INTO schema_version VALUES "
+                f"({version}, {time.time()!r});\nCOMMIT;"
+            )
             try:
-                for stmt in sql.split(";"):
-                    if stmt.strip():
-                        conn.execute(stmt)
-                conn.execute("INSERT INTO schema_version VALUES (?, ?)", (version, time.time()))
-                conn.execute("COMMIT")
+                conn.executescript(script)
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
 
     async def close(self) -> None:
@@ -303,10 +305,15 @@ class SqliteStore:
         alerts = [a for c in units for a in c.alerts]
         if alerts:
             conn.executemany(
-                "INSERT INTO alerts (msisdn, text, txn_id, created_at, next_attempt_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [(a.msisdn, a.text, a.txn_id, a.created_at, a.created_at) for a in alerts],
-            )
+                "INSERT INTO alerts (msisdn, text, txn_id, created_at, next_attempt_at, kind, "
+                "masked_pan, amount, currency, place, available) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (a.msisdn, a.text, a.txn_id, a.created_at, a.created_at, a.kind,
+                     a.masked_pan, a.amount, a.currency, a.place, a.available)
+                    for a in alerts
+                ],
+            )  # fmt: skip
 
     # -- reads -------------------------------------------------------------------------------
     def _q(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
@@ -542,11 +549,18 @@ class SqliteStore:
     # -- AlertOutbox -----------------------------------------------------------------------------
     def claim_due_alerts(self, now: float, limit: int) -> list[Alert]:
         rows = self._q(
-            "SELECT alert_id, msisdn, text, attempts FROM alerts WHERE status = 'pending' "
+            "SELECT alert_id, msisdn, text, attempts, kind, masked_pan, amount, currency, place, "
+            "available, created_at FROM alerts WHERE status = 'pending' "
             "AND next_attempt_at <= ? ORDER BY alert_id LIMIT ?",
             (now, limit),
         )
-        return [Alert(int(a), str(m), str(t), int(n)) for a, m, t, n in rows]
+        out = []
+        for alert_id, msisdn, text, attempts, kind, masked, amount, cur, place, avail, at in rows:
+            if not text:
+                when = datetime.fromtimestamp(at, UTC)
+                text = render_alert(kind, masked, amount, cur, place, when, avail)
+            out.append(Alert(int(alert_id), str(msisdn), str(text), int(attempts)))
+        return out
 
     def _admin_tx(self, sql: str, args: tuple[object, ...]) -> None:
         conn = self._write
