@@ -6,6 +6,63 @@ Two sections, one per area; each area's engineer edits only its own section.
 __version__: str
 
 # ---- iso8583 (native/src/iso.rs) --------------------------------------------------------
+# Contract used by switch/iso8583. Values: str for n/z/ans fields, bytes for b fields. Field
+# numbers 2..128 (1 is the secondary bitmap, computed). Errors carry field/offset/part/reason.
+# The GIL is held (a message takes ~1 us, less than a GIL round trip).
+
+from collections.abc import Iterable
+from typing import Protocol
+
+class Iso8583Error(ValueError):
+    field: int | None
+    offset: int
+    part: str
+    reason: str
+
+class Iso8583DecodeError(Iso8583Error): ...
+class Iso8583EncodeError(Iso8583Error): ...
+class SpecError(ValueError): ...
+
+class TlvError(ValueError):
+    offset: int
+    reason: str
+
+class Spec:
+    """A compiled ISO 8583 spec; build once, reuse for every message."""
+
+    def __new__(
+        cls,
+        name: str,
+        mti: str,
+        bitmap: str,
+        fields: list[tuple[int, str, str, str, str, int, str]],
+    ) -> Spec: ...
+    @staticmethod
+    def builtin(name: str) -> Spec: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def mti_encoding(self) -> str: ...
+    @property
+    def bitmap_encoding(self) -> str: ...
+    def fields(self) -> list[tuple[int, str, str, str, str, int, str]]: ...
+    def is_binary(self, n: int) -> bool | None: ...
+    def decode(self, data: bytes) -> tuple[str, dict[int, str | bytes]]: ...
+    def encode(self, mti: str, fields: dict[int, str | bytes]) -> bytes: ...
+
+class _TlvLike(Protocol):
+    @property
+    def tag(self) -> int: ...
+    @property
+    def value(self) -> bytes: ...
+    @property
+    def children(self) -> Iterable[_TlvLike] | None: ...
+
+_TlvTuple = tuple[int, bytes, "list[_TlvTuple] | None"]
+
+def tlv_parse(data: bytes) -> list[_TlvTuple]: ...
+def tlv_build(nodes: Iterable[_TlvLike]) -> bytes: ...
+
 
 # ---- crypto (native/src/crypto.rs) ------------------------------------------------------
 # Contract used by switch/hsm. Keys are clear key bytes (the HSM decrypts them from under the

@@ -24,6 +24,11 @@ pub enum Value<'a> {
 pub trait Sink {
     type Error: From<Error>;
     fn mti(&mut self, mti: &str) -> Result<(), Self::Error>;
+    /// Called once the bitmaps are read, with the number of fields that follow (lets a sink
+    /// size its container once).
+    fn begin_fields(&mut self, _count: usize) -> Result<(), Self::Error> {
+        Ok(())
+    }
     fn field(&mut self, number: u8, value: Value<'_>) -> Result<(), Self::Error>;
 }
 
@@ -77,6 +82,7 @@ pub fn decode_into<S: Sink>(spec: &Spec, data: &[u8], sink: &mut S) -> Result<()
         0
     };
 
+    sink.begin_fields(((primary & !(1u64 << 63)).count_ones() + secondary.count_ones()) as usize)?;
     let mut scratch = Scratch::default();
     for (half, base) in [(primary & !(1u64 << 63), 1u32), (secondary, 65u32)] {
         let mut bits = half;
