@@ -273,3 +273,38 @@ def test_switch_hsm_serve_creates_a_private_lmk_and_audits(tmp_path: Path) -> No
     finally:
         output = stop(proc)
     assert check_value in output
+
+
+def test_client_and_server_under_uvloop() -> None:
+    import uvloop
+
+    async def scenario() -> None:
+        server = await start_hsm_server(Lmk.test(), "127.0.0.1", 0, authorised=True)
+        port = bound_port(server)
+        client = TcpHsmClient("127.0.0.1", port, pool_size=3, timeout=5.0)
+        try:
+            tpk_clear, zpk_clear = clear_key(), clear_key()
+            tpk = await client.form_key_from_clear_components(KeyType.TPK, [tpk_clear.hex()])
+            zpk = await client.form_key_from_clear_components(KeyType.ZPK, [zpk_clear.hex()])
+            pins = [f"{i:04d}" for i in range(0, 10000, 97)]
+            outs = await asyncio.gather(
+                *(
+                    client.translate_pin_tpk_to_zpk(
+                        tpk.key_under_lmk,
+                        zpk.key_under_lmk,
+                        encrypt_pin_block(tpk_clear, "01", p, PAN),
+                        PAN,
+                    )
+                    for p in pins
+                )
+            )
+            assert [decrypt_pin_block(zpk_clear, "01", o, PAN) for o in outs] == pins
+            await stop_hsm_server(server)
+            server = await start_hsm_server(Lmk.test(), "127.0.0.1", port)
+            await asyncio.sleep(0.05)
+            assert await client.diagnostics() == Lmk.test().check_value()
+        finally:
+            await client.close()
+            await stop_hsm_server(server)
+
+    uvloop.run(asyncio.wait_for(scenario(), 30))
