@@ -90,5 +90,7 @@ def test_generated_key_block_keys(transport: str) -> None:
         assert "M3T" in tak.key_under_lmk[:10]
         mac = await hsm.generate_mac(KeyType.TAK, tak.key_under_lmk, b"message")
         assert await hsm.verify_mac(KeyType.TAK, tak.key_under_lmk, b"message", mac)
+        zmk = (await hsm.generate_key(KeyType.ZMK)).key_under_lmk
+        await expect_error("29", hsm.export_key(KeyType.TAK, zmk, tak.key_under_lmk))
 
     run_scenario(transport, scenario)

@@ -203,6 +203,8 @@ class HsmCore:
         spec = key_type(type_code)
         zmk_entry = self._key(zmk, ZMK)
         entry = self._key(key, spec, errors.DEST_KEY_PARITY)
+        if key[:1] == "S":  # the emulator's key blocks are non-exportable (header N)
+            fail(errors.KEY_FUNCTION_NOT_PERMITTED, "key: a non-exportable key block")
         clear = self._des(entry, "key")
         if (scheme_zmk in ("X", "U") and len(clear) != 16) or (
             scheme_zmk in ("Y", "T") and len(clear) != 24

@@ -104,7 +104,7 @@ class _Connection(asyncio.Protocol):
         counter = self.counter
         while True:
             counter = (counter + 1) % self.modulus
-            header = str(counter).zfill(self.header_length).encode()
+            header = b"%0*d" % (self.header_length, counter)
             if header not in pending:
                 break
         self.counter = counter
