@@ -65,6 +65,7 @@ def test_response_codes_and_error_codes_on_the_wire() -> None:
             nc = await ask(port, b"NC")
             assert nc[:4] == b"ND00" and nc[4:20].decode() == Lmk.test().check_value()
             assert await ask(port, b"ZQ") == b"ZR68"  # unknown command
+            assert await ask(port, b"nc") == b"nd68"  # commands are upper case
             assert await ask(port, b"CA") == b"CB15"  # no fields
             assert await ask(port, b"A00999U") == b"A104"  # unknown key type
             assert await ask(port, b"A00001Q") == b"A126"  # unknown key scheme

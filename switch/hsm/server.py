@@ -5,8 +5,8 @@ header (fixed length, default 4) is echoed in the answer so a client can pipelin
 match answers. A connection is an ``asyncio.Protocol``: ``data_received`` cuts every complete
 frame out of the buffer, runs it synchronously through the command core (crypto takes
 microseconds, so no task per request) and writes all the answers of that read in one call.
-A garbage frame (length above the maximum, shorter than header + command, a non-ASCII command
-code) closes only that connection.
+A garbage frame (length above the maximum, shorter than header + command, a command code that is
+not printable ASCII) closes only that connection.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ log = logging.getLogger("switch.hsm.server")
 DEFAULT_PORT = 1500
 DEFAULT_HEADER_LENGTH = 4
 MAX_FRAME = 32 * 1024
-_COMMAND_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_COMMAND_CHARS = frozenset(range(0x21, 0x7F))  # printable ASCII; unknown ones answer 68
 
 
 class HostProtocolConnection(asyncio.Protocol):
@@ -77,7 +77,7 @@ class HostProtocolConnection(asyncio.Protocol):
             pos = end
             command = frame[hlen : hlen + 2]
             if not _COMMAND_CHARS.issuperset(command):
-                self._garbage("command code is not two ASCII letters/digits")
+                self._garbage("command code is not two printable ASCII characters")
                 return
             answer = frame[:hlen] + execute(core, command, frame[hlen + 2 :])
             out.append(len(answer).to_bytes(2, "big") + answer)
