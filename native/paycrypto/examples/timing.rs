@@ -28,6 +28,16 @@ fn main() {
         "3DES block: {:.0} ns",
         t.elapsed().as_nanos() as f64 / n as f64
     );
+    let a = BlockCipher::aes("k", &k).unwrap();
+    let mut ab = [0u8; 16];
+    let t = Instant::now();
+    for _ in 0..n {
+        a.encrypt_block(black_box(&mut ab));
+    }
+    println!(
+        "AES-128 block: {:.0} ns",
+        t.elapsed().as_nanos() as f64 / n as f64
+    );
     let t = Instant::now();
     for _ in 0..n {
         black_box(pinblock::translate(&k, Format::Iso0, &z, Format::Iso0, &b, pan).unwrap());

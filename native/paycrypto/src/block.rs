@@ -1,14 +1,14 @@
 //! Block ciphers behind one type: single DES, two- and three-key 3DES (EDE) and AES-128/192/256,
 //! plus the ECB and CBC modes the payment standards use (no padding: callers pass whole blocks).
 //!
-//! The key schedule runs once per [`BlockCipher`]; the RustCrypto ciphers zeroize their round
-//! keys on drop (feature `zeroize`).
+//! The key schedule runs once per [`BlockCipher`]; round keys are zeroized on drop. AES is the
+//! RustCrypto `aes` crate; DES/3DES is [`crate::fastdes`] (checked against the `des` crate).
 use aes::{Aes128, Aes192, Aes256};
 use cipher::{Array, BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
-use des::{Des, TdesEde3};
-use zeroize::Zeroizing;
 
 use crate::error::{bad, Result};
+use crate::fastdes::{FastDes, FastTdes};
+use crate::keycache::{des_schedule, DesSchedule};
 
 /// Which family a key belongs to; decides the accepted key lengths and the block size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,9 +18,11 @@ pub enum Family {
 }
 
 /// A keyed block cipher ready to use.
+// Boxing the larger variant would add a heap allocation on every PIN operation.
+#[allow(clippy::large_enum_variant)]
 pub enum BlockCipher {
-    Des(Des),
-    Tdes(TdesEde3),
+    Des(FastDes),
+    Tdes(FastTdes),
     Aes128(Aes128),
     Aes192(Aes192),
     Aes256(Aes256),
@@ -30,14 +32,10 @@ impl BlockCipher {
     /// DES (8 bytes), two-key 3DES (16, used as K1 K2 K1) or three-key 3DES (24).
     pub fn des(field: &'static str, key: &[u8]) -> Result<Self> {
         match key.len() {
-            8 => Ok(Self::Des(keyed(field, key)?)),
-            16 => {
-                let mut k = Zeroizing::new([0u8; 24]);
-                k[..16].copy_from_slice(key);
-                k[16..].copy_from_slice(&key[..8]);
-                Ok(Self::Tdes(keyed(field, &k[..])?))
-            }
-            24 => Ok(Self::Tdes(keyed(field, key)?)),
+            8 | 16 | 24 => Ok(match des_schedule(key) {
+                DesSchedule::Single(c) => Self::Des(c),
+                DesSchedule::Triple(c) => Self::Tdes(c),
+            }),
             n => Err(bad(field, format!("length {n} is not 8, 16 or 24"))),
         }
     }
@@ -77,8 +75,8 @@ impl BlockCipher {
     /// Encrypts one block in place; `block.len()` must equal [`Self::block_size`].
     pub fn encrypt_block(&self, block: &mut [u8]) {
         match self {
-            Self::Des(c) => c.encrypt_block(blk(block)),
-            Self::Tdes(c) => c.encrypt_block(blk(block)),
+            Self::Des(c) => c.encrypt_block(block),
+            Self::Tdes(c) => c.encrypt_block(block),
             Self::Aes128(c) => c.encrypt_block(blk(block)),
             Self::Aes192(c) => c.encrypt_block(blk(block)),
             Self::Aes256(c) => c.encrypt_block(blk(block)),
@@ -88,8 +86,8 @@ impl BlockCipher {
     /// Decrypts one block in place; `block.len()` must equal [`Self::block_size`].
     pub fn decrypt_block(&self, block: &mut [u8]) {
         match self {
-            Self::Des(c) => c.decrypt_block(blk(block)),
-            Self::Tdes(c) => c.decrypt_block(blk(block)),
+            Self::Des(c) => c.decrypt_block(block),
+            Self::Tdes(c) => c.decrypt_block(block),
             Self::Aes128(c) => c.decrypt_block(blk(block)),
             Self::Aes192(c) => c.decrypt_block(blk(block)),
             Self::Aes256(c) => c.decrypt_block(blk(block)),

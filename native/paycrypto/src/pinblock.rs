@@ -125,8 +125,46 @@ impl ClearBlock {
     }
 }
 
+/// Bytes drawn from the OS RNG in one system call and handed out in order, each byte once.
+/// Why: a `getrandom` call costs about 1 µs, as much as the whole PIN translation.
+struct RandomPool {
+    bytes: [u8; 1024],
+    used: usize,
+}
+
+impl Drop for RandomPool {
+    fn drop(&mut self) {
+        self.bytes.zeroize();
+    }
+}
+
+thread_local! {
+    static POOL: std::cell::RefCell<RandomPool> = const {
+        std::cell::RefCell::new(RandomPool { bytes: [0; 1024], used: 1024 })
+    };
+}
+
 fn random_fill(buf: &mut [u8]) -> Result<()> {
-    getrandom::fill(buf).map_err(|e| bad("rng", format!("OS random source failed: {e}")))
+    let os_fill = |b: &mut [u8]| {
+        getrandom::fill(b).map_err(|e| bad("rng", format!("OS random source failed: {e}")))
+    };
+    let pooled = POOL.try_with(|p| -> Result<()> {
+        let mut p = p.borrow_mut();
+        if p.used + buf.len() > p.bytes.len() {
+            os_fill(&mut p.bytes)?;
+            p.used = 0;
+        }
+        let start = p.used;
+        buf.copy_from_slice(&p.bytes[start..start + buf.len()]);
+        p.bytes[start..start + buf.len()].zeroize();
+        p.used += buf.len();
+        Ok(())
+    });
+    match pooled {
+        Ok(r) => r,
+        // Thread teardown: no pool any more, go to the OS directly.
+        Err(_) => os_fill(buf),
+    }
 }
 
 /// PAN field for formats 0 and 3: 0000 followed by the 12 rightmost PAN digits excluding the

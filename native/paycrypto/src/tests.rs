@@ -302,3 +302,47 @@ fn bad_inputs_never_panic() {
     assert!(tr31::unwrap(&h(TR31_KBPK), "D0112P0AE00E0000é").is_err());
     assert!(tr31::unwrap(&h(TR31_KBPK), "D0016P0AE00E9900").is_err());
 }
+
+#[test]
+fn fast_des_agrees_with_the_des_crate() {
+    use crate::fastdes::{FastDes, FastTdes};
+    use cipher::{Array, BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
+    // Small xorshift generator: deterministic, no extra dependency.
+    let mut s = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    for _ in 0..2000 {
+        let (k1, k2, k3) = (
+            next().to_be_bytes(),
+            next().to_be_bytes(),
+            next().to_be_bytes(),
+        );
+        let block = next().to_be_bytes();
+        let reference = des::Des::new(&Array::from(k1));
+        let mut want = Array::from(block);
+        reference.encrypt_block(&mut want);
+        let mut got = block;
+        let fast = FastDes::new(k1);
+        fast.encrypt_block(&mut got);
+        assert_eq!(got[..], want[..]);
+        fast.decrypt_block(&mut got);
+        assert_eq!(got, block);
+        reference.decrypt_block(&mut want);
+        assert_eq!(want[..], block[..]);
+
+        let key: Vec<u8> = [k1, k2, k3].concat();
+        let reference = des::TdesEde3::new_from_slice(&key).unwrap();
+        let mut want = Array::from(block);
+        reference.encrypt_block(&mut want);
+        let fast = FastTdes::new(k1, k2, k3);
+        let mut got = block;
+        fast.encrypt_block(&mut got);
+        assert_eq!(got[..], want[..]);
+        fast.decrypt_block(&mut got);
+        assert_eq!(got, block);
+    }
+}
