@@ -36,6 +36,8 @@ def test_full_pan_never_appears() -> None:
         (1500, 788, "1,500 TND"),
         (1500, 392, "1 500 JPY"),
         (-250, 12, "-2,50 DZD"),
+        (123456, 414, "123,456 KWD"),
+        (123456, 999, "1 234,56 999"),  # unlisted code: shown by number, exponent 2
     ],
 )
 def test_format_amount_uses_exponent(amount: int, currency: int, expected: str) -> None:
@@ -76,7 +78,8 @@ def test_otp_text() -> None:
     [
         ({"kind": "loan"}, "kind"),
         ({"amount": -1}, "amount"),
-        ({"currency": 999}, "currency"),
+        ({"currency": 1000}, "currency"),
+        ({"currency": "012"}, "currency"),
         ({"masked_pan": "****"}, "masked_pan"),
         ({"available_balance": 1.5}, "available_balance"),
     ],

@@ -45,27 +45,47 @@ class Currency:
     exponent: int
 
 
-# ISO 4217 numeric code -> alphabetic code and minor-unit exponent (the ones a switch in
-# Algeria meets; extend as needed).
+# ISO 4217 numeric code -> alphabetic code and minor-unit exponent. Every currency whose
+# exponent is not 2 is listed, so an unlisted code is shown by number with exponent 2 (an alert
+# for a rare foreign currency must still go out, never block the outbox).
 CURRENCIES: dict[int, Currency] = {
     12: Currency("DZD", 2),
     36: Currency("AUD", 2),
+    48: Currency("BHD", 3),
+    108: Currency("BIF", 0),
     124: Currency("CAD", 2),
+    152: Currency("CLP", 0),
     156: Currency("CNY", 2),
+    174: Currency("KMF", 0),
+    262: Currency("DJF", 0),
+    324: Currency("GNF", 0),
+    352: Currency("ISK", 0),
+    368: Currency("IQD", 3),
     392: Currency("JPY", 0),
+    400: Currency("JOD", 3),
+    410: Currency("KRW", 0),
+    414: Currency("KWD", 3),
     434: Currency("LYD", 3),
-    478: Currency("MRO", 2),
     504: Currency("MAD", 2),
+    512: Currency("OMR", 3),
+    548: Currency("VUV", 0),
+    600: Currency("PYG", 0),
+    646: Currency("RWF", 0),
     682: Currency("SAR", 2),
+    704: Currency("VND", 0),
     756: Currency("CHF", 2),
     784: Currency("AED", 2),
     788: Currency("TND", 3),
+    800: Currency("UGX", 0),
     818: Currency("EGP", 2),
     826: Currency("GBP", 2),
     840: Currency("USD", 2),
     929: Currency("MRU", 2),
+    940: Currency("UYI", 0),
     949: Currency("TRY", 2),
+    950: Currency("XAF", 0),
     952: Currency("XOF", 0),
+    953: Currency("XPF", 0),
     978: Currency("EUR", 2),
 }
 
@@ -197,7 +217,6 @@ def _clean_place(place: str, field: str = "place") -> str:
 
 
 def _currency(code: int) -> Currency:
-    try:
-        return CURRENCIES[code]
-    except (KeyError, TypeError):
-        raise ValueError(f"currency {code!r} is not a known ISO 4217 numeric code") from None
+    if not isinstance(code, int) or isinstance(code, bool) or not 1 <= code <= 999:
+        raise ValueError(f"currency must be an ISO 4217 numeric code (1-999), got {code!r}")
+    return CURRENCIES.get(code) or Currency(f"{code:03d}", 2)
