@@ -1,6 +1,7 @@
 """HSM benchmark: PIN translations (ISO format 0, TPK -> ZPK) per second, side by side:
 
-* in-process: ``InProcessHsm`` through Python (one coroutine, awaited calls, cached keys);
+* in-process: ``InProcessHsm`` through Python (one coroutine, awaited calls, cached keys),
+  without and with the audit file;
 * TCP host protocol: ``TcpHsmClient`` (pipelined pool) against ``switch hsm serve`` running
   in a subprocess (its own core; audit log to a file, as deployed), many concurrent callers;
 * baseline: the same translation in pure Python with ``psec`` (decrypt, decode, encode,
@@ -19,10 +20,12 @@ import sys
 import tempfile
 import time
 import warnings
+from pathlib import Path
 
 import uvloop
 from psec import des, pinblock
 
+from switch.hsm.audit import attach_file
 from switch.hsm.client import KeyType
 from switch.hsm.inprocess import InProcessHsm
 from switch.hsm.lmk import Lmk
@@ -47,8 +50,10 @@ async def _load(hsm: InProcessHsm | TcpHsmClient) -> tuple[str, str]:
     return tpk.key_under_lmk, zpk.key_under_lmk
 
 
-async def _in_process(blocks: list[bytes]) -> float:
+async def _in_process(blocks: list[bytes], audit_dir: str | None = None) -> float:
     hsm = InProcessHsm(Lmk.test(), authorised=True)
+    if audit_dir is not None:
+        attach_file(Path(audit_dir), hsm.core.audit)
     tpk, zpk = await _load(hsm)
     translate = hsm.translate_pin_tpk_to_zpk
     count = 0
@@ -127,6 +132,8 @@ def main() -> None:
     warnings.filterwarnings("ignore", message=".*TripleDES")
     blocks = _blocks()
     in_process = uvloop.run(_in_process(blocks))
+    with tempfile.TemporaryDirectory() as audit_dir:
+        in_process_audited = uvloop.run(_in_process(blocks, audit_dir))
     baseline = _psec_baseline(blocks)
     tcp: dict[tuple[int, int], float] = {}
     with tempfile.TemporaryDirectory() as state_dir:
@@ -141,6 +148,8 @@ def main() -> None:
     print(f"HSM PIN translation (format 0, TPK -> ZPK), {os.cpu_count()} cores, shared machine")
     print(f"  {'path':<52} {'translations/s':>15}")
     print(f"  {'in-process InProcessHsm (one core, through Python)':<52} {in_process:>15,.0f}")
+    label = "in-process, audit file attached (every command)"
+    print(f"  {label:<52} {in_process_audited:>15,.0f}")
     for (connections, callers), rate in tcp.items():
         label = f"TCP host protocol, {connections} conn, {callers} concurrent callers"
         print(f"  {label:<52} {rate:>15,.0f}")
