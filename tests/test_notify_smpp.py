@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
+from switch.notify.console import ConsoleTransport
+from switch.notify.factory import transport_from_url
 from switch.notify.messages import render_alert, render_otp
 from switch.notify.smpp import SmppTransport, encode_parts, user_message_reference
 from switch.notify.transport import TransportError
@@ -192,3 +195,32 @@ def test_user_message_reference_is_the_outbox_id() -> None:
     assert user_message_reference("alert-42") == 42
     assert user_message_reference("alert-65578") == 42
     assert 0 <= user_message_reference("no-digits-here") < 65536
+
+
+def test_transport_from_url_builds_a_working_smpp_transport(
+    peer: SmppPeer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SWITCH_SMPP_PASSWORD", "secret")
+    t = transport_from_url(f"smpp://switch@127.0.0.1:{peer.port}?source=POSTE&timeout=3", tmp_path)
+    try:
+        t.send(MSISDN, "via url", "alert-77")
+    finally:
+        t.close()
+    assert [m.text for m in peer.messages] == ["via url"]
+    assert peer.submits[0].source_addr == "POSTE"
+
+
+def test_transport_from_url_console_file_and_errors(tmp_path: Path) -> None:
+    t = transport_from_url("file", tmp_path)
+    assert isinstance(t, ConsoleTransport) and t.path == tmp_path / "sms.log"
+    t2 = transport_from_url(f"file:{tmp_path / 'x.log'}", tmp_path)
+    assert isinstance(t2, ConsoleTransport) and t2.path == tmp_path / "x.log"
+    assert isinstance(transport_from_url(None, tmp_path), ConsoleTransport)
+    for bad, field in [
+        ("http://x", "sms transport"),
+        ("smpp://host:1", "system_id"),
+        ("smpp://a@h:xx", "port"),
+        ("smpp://a@h:1?timeout=soon", "timeout"),
+    ]:
+        with pytest.raises(ValueError, match=field):
+            transport_from_url(bad, tmp_path)
