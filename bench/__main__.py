@@ -9,6 +9,7 @@ BENCHMARKS: list[str] = [
     "bench_limits",
     "bench_hsm",
     "bench_core",
+    "bench_crypto",
 ]
 
 
