@@ -309,3 +309,26 @@ def test_client_and_server_under_uvloop() -> None:
             await stop_hsm_server(server)
 
     uvloop.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_a_client_that_does_not_read_is_throttled_not_dropped() -> None:
+    async def scenario() -> None:
+        server = await start_hsm_server(Lmk.test(), "127.0.0.1", 0)
+        port = bound_port(server)
+        try:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", port))
+            reader, writer = await asyncio.open_connection(sock=sock)
+            count = 150_000  # ~5 MB of answers: the server's socket and transport buffers fill
+            writer.write(b"".join(frame(f"{i % 10000:04d}".encode(), b"NC") for i in range(count)))
+            await asyncio.sleep(0.3)  # the server fills its buffer and pauses reading
+            for i in range(count):
+                answer = await read_frame(reader)
+                assert answer[:8] == f"{i % 10000:04d}".encode() + b"ND00"
+            writer.close()
+            assert (await ask(port, b"NC"))[:4] == b"ND00"
+        finally:
+            await stop_hsm_server(server)
+
+    run(scenario)

@@ -51,6 +51,15 @@ class HostProtocolConnection(asyncio.Protocol):
         if self.registry is not None:
             self.registry.add(self)
 
+    def pause_writing(self) -> None:
+        # The client does not read its answers: stop reading its requests (backpressure).
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.resume_reading()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self.buffer.clear()
