@@ -95,7 +95,6 @@ class HsmCore:
         caches = self.keys.caches
         self._tpk_cache = caches[TPK.code]
         self._zpk_cache = caches[ZPK.code]
-        self._pvk_cache = caches[PVK.code]
 
     # ---- helpers -------------------------------------------------------------------------
 
