@@ -38,7 +38,7 @@ class Schedule:
     fee_own_atm: int
     fee_other_atm: int
     fee_balance_inquiry: int
-    limits: dict[LimitCategory, Limit]
+    limits: dict[int, Limit]  # keyed by LimitCategory (an IntEnum: plain ints work too)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +87,7 @@ def _schedule(raw: dict[str, Any], where: str) -> Schedule:
     if not isinstance(eff, dt.date):
         raise ConfigError(f"{where}.effective_from: expected a date (YYYY-MM-DD)")
     raw_limits = raw.get("limits", {})
-    limits: dict[LimitCategory, Limit] = {}
+    limits: dict[int, Limit] = {}
     for cat in LimitCategory:
         lim = raw_limits.get(cat.config_name)
         if lim is None:

@@ -45,7 +45,7 @@ def test_group_commit_batches_concurrent_units(tmp_path: Path) -> None:
 
         async def unit(i: int) -> None:
             ch = Changes()
-            ch.postings = [(f"t{i}", 1, -i), (f"t{i}", 2, i)]
+            ch.postings = [(f"t{i}", 0, 1, -i), (f"t{i}", 1, 2, i)]
             ch.accounts = [(1, -i, 0), (2, i, 0)]
             await s.commit(ch)
 

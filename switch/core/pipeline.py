@@ -454,9 +454,9 @@ class Pipeline:
             txn_id=ctx.txn_id,
             created_at=ctx.now,
             business_day=ctx.day,
-            txn_type=req.txn_type.value,
-            channel=req.channel.value,
-            response_code=result.response_code.value,
+            txn_type=req.txn_type,  # StrEnum members are str: no .value on the hot path
+            channel=req.channel,
+            response_code=result.response_code,
             auth_code=result.auth_code,
             card_id=None if card is None else card.card_id,
             account_id=None if ctx.account is None else ctx.account.account_id,
@@ -464,7 +464,7 @@ class Pipeline:
             amount=(result.approved_amount or 0) if approved else req.amount,
             fee=ctx.fee if approved else 0,
             currency=req.currency,
-            categories=",".join(map(str, ctx.categories)) if approved else "",
+            categories=_categories_text(ctx.categories) if approved else "",
             acquirer_id=req.acquirer_id,
             terminal_id=req.terminal_id,
             stan=req.stan,
@@ -524,9 +524,9 @@ class Pipeline:
                 RC.INVALID_AMOUNT,
                 f"amount: below the minimum ATM withdrawal {sched.min_atm_withdrawal}",
             )
-        ctx.categories = tuple(int(c) for c in categories_for(req))
+        ctx.categories = categories_for(req)
         for c in ctx.categories:
-            lim = sched.limits[LimitCategory(c)]
+            lim = sched.limits[c]
             if lim.per_txn and req.amount > lim.per_txn:
                 raise Decline(
                     RC.EXCEEDS_AMOUNT_LIMIT,
@@ -554,8 +554,7 @@ class Pipeline:
             if st in (CardStatus.ORDERED, CardStatus.DELIVERED):
                 raise Decline(RC.RESTRICTED_CARD, "card not activated yet")
             raise Decline(RC.RESTRICTED_CARD, "card blocked")
-        yymm = _yymm(ctx.now, self.tz)
-        if card.expiry < yymm:
+        if card.expiry < _yymm(ctx.day):
             raise Decline(RC.EXPIRED_CARD, "card expired")
         req = ctx.req
         if req.expiry is not None and not hmac.compare_digest(req.expiry, card.expiry):
@@ -736,7 +735,7 @@ class Pipeline:
             raise Decline(RC.INSUFFICIENT_FUNDS, "insufficient funds")
         reserved: list[int] = []
         for c in ctx.categories:
-            lim = sched.limits[LimitCategory(c)]
+            lim = sched.limits[c]
             rc = self.limits.check_and_reserve(
                 card.card_id, c, amount, ctx.day, lim.daily_amount, lim.daily_count
             )
@@ -767,21 +766,6 @@ class Pipeline:
         if bill_key is not None:
             self.bills_paid[bill_key] = ctx.txn_id
             ch.bills.append((bill_key[0], bill_key[1], ctx.txn_id))
-        self.originals[ctx.txn_id] = OriginalState(
-            txn_id=ctx.txn_id,
-            txn_type=t,
-            approved=True,
-            card_id=card.card_id,
-            account_id=account.account_id,
-            amount=amount,
-            fee=fee,
-            currency=req.currency,
-            categories=ctx.categories,
-            business_day=ctx.day,
-            merchant_id=req.merchant_id or "",
-            counter_account_id=counter,
-            route=ONUS,
-        )
         self._alert(ctx, ALERT_KIND[t], amount + fee, account, card.masked_pan)
         return self._approve(ctx, account, amount)
 
@@ -802,11 +786,11 @@ class Pipeline:
         """Apply balanced legs to the live accounts and snapshot them into the unit."""
         assert sum(a for _, a in legs) == 0, "unbalanced posting"
         ch = ctx.changes
-        for account_id, amount in legs:
+        for leg, (account_id, amount) in enumerate(legs):
             acct = self.accounts[account_id]
             acct.balance += amount
-            ch.postings.append((ctx.txn_id, account_id, amount))
-            self._snapshot_account(ch, acct)
+            ch.postings.append((ctx.txn_id, leg, account_id, amount))
+            ch.accounts.append((account_id, acct.balance, acct.held))
 
     @staticmethod
     def _snapshot_account(ch: Changes, acct: Account) -> None:
@@ -840,13 +824,6 @@ class Pipeline:
         result = await issuer.authorize(ctx.req)
         if not isinstance(result, AuthResult):
             raise Decline(RC.SYSTEM_MALFUNCTION, f"remote issuer {name}: bad answer")
-        if result.approved and ctx.req.txn_type not in REFERRING_TYPES:
-            self.originals[ctx.txn_id] = OriginalState(
-                txn_id=ctx.txn_id, txn_type=ctx.req.txn_type, approved=True, card_id=None,
-                account_id=None, amount=ctx.req.amount, fee=0, currency=ctx.req.currency,
-                categories=(), business_day=ctx.day, merchant_id=ctx.req.merchant_id or "",
-                counter_account_id=None, route=name,
-            )  # fmt: skip
         return AuthResult(
             result.response_code,
             result.message,
@@ -1074,12 +1051,6 @@ class Pipeline:
         o.refunded += amount
         ctx.counter_account_id = o.counter_account_id
         card = ctx.card
-        self.originals[ctx.txn_id] = OriginalState(
-            txn_id=ctx.txn_id, txn_type=TxnType.REFUND, approved=True, card_id=o.card_id,
-            account_id=o.account_id, amount=amount, fee=0, currency=o.currency, categories=(),
-            business_day=ctx.day, merchant_id=o.merchant_id,
-            counter_account_id=o.counter_account_id, route=ONUS,
-        )  # fmt: skip
         if card is not None:
             self._alert(ctx, "refund", amount, account, card.masked_pan)
         return self._answer(ctx, account, amount, "refunded")
@@ -1093,10 +1064,18 @@ class Pipeline:
 
 
 _yymm_cache: dict[int, str] = {}
+_cat_text: dict[tuple[int, ...], str] = {}
 
 
-def _yymm(now: float, tz: str) -> str:
-    day = day_number(now, tz)
+def _categories_text(cats: tuple[int, ...]) -> str:
+    s = _cat_text.get(cats)
+    if s is None:
+        s = _cat_text[cats] = ",".join(str(int(c)) for c in cats)
+    return s
+
+
+def _yymm(day: int) -> str:
+    """YYMM of a business day number (cards are valid to the end of their expiry month)."""
     s = _yymm_cache.get(day)
     if s is None:
         d = dt.date(1970, 1, 1) + dt.timedelta(days=day)

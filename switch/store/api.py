@@ -12,7 +12,7 @@ are plain inserts/updates of whole rows, and each unit is all-or-nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from switch.core.domain import (
     Account,
@@ -31,8 +31,7 @@ class StoreError(Exception):
     """The store could not read or commit; the core answers 96 and stops approving."""
 
 
-@dataclass(frozen=True, slots=True)
-class JournalRow:
+class JournalRow(NamedTuple):
     txn_id: str
     created_at: float
     business_day: int
@@ -59,8 +58,7 @@ class JournalRow:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
-class IdempotencyRow:
+class IdempotencyRow(NamedTuple):
     key: str
     fingerprint: str
     txn_id: str
@@ -68,8 +66,7 @@ class IdempotencyRow:
     created_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class AlertRow:
+class AlertRow(NamedTuple):
     """An SMS to send. Either ``text`` is given, or it is rendered from the posting facts
     (``kind`` ... ``available``) when the delivery worker claims the row."""
 
@@ -94,7 +91,8 @@ class Changes:
     """
 
     journal: JournalRow | None = None
-    postings: list[tuple[str, int, int]] = field(default_factory=list)  # txn, account, amount
+    postings: list[tuple[str, int, int, int]] = field(default_factory=list)
+    # txn_id, leg, account_id, amount
     accounts: list[tuple[int, int, int]] = field(default_factory=list)  # id, balance, held
     cards: list[tuple[int, str, int, int, float | None]] = field(default_factory=list)
     # card_id, status, pin_tries, otp_tries, activated_at

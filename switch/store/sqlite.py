@@ -232,24 +232,15 @@ class SqliteStore:
     @staticmethod
     def _write_units(conn: sqlite3.Connection, units: list[Changes]) -> None:
         journal = [c.journal for c in units if c.journal is not None]
-        if journal:
+        if journal:  # JournalRow is a NamedTuple in column order: bound as is
             conn.executemany(
-                f"INSERT INTO journal ({_JOURNAL_COLS}) VALUES ({','.join('?' * 24)})",
-                [
-                    (
-                        j.txn_id, j.created_at, j.business_day, j.txn_type, j.channel,
-                        j.response_code, j.auth_code, j.card_id, j.account_id, j.masked_pan,
-                        j.amount, j.fee, j.currency, j.categories, j.acquirer_id,
-                        j.terminal_id, j.stan, j.transmission, j.rrn, j.merchant_id,
-                        j.original_txn_id, j.counter_account_id, j.route, j.message,
-                    )
-                    for j in journal
-                ],
-            )  # fmt: skip
+                f"INSERT INTO journal ({_JOURNAL_COLS}) VALUES ({','.join('?' * 24)})", journal
+            )
         postings = [p for c in units for p in c.postings]
         if postings:
             conn.executemany(
-                "INSERT INTO postings (txn_id, account_id, amount) VALUES (?, ?, ?)", postings
+                "INSERT INTO postings (txn_id, leg, account_id, amount) VALUES (?, ?, ?, ?)",
+                postings,
             )
         accounts: dict[int, tuple[int, int, int]] = {}
         for c in units:  # later snapshots win: they include the earlier units' effects
@@ -300,7 +291,7 @@ class SqliteStore:
             conn.executemany(
                 "INSERT INTO idempotency (key, fingerprint, txn_id, result, created_at) "
                 "VALUES (?, ?, ?, ?, ?)",
-                [(i.key, i.fingerprint, i.txn_id, i.result, i.created_at) for i in idem],
+                idem,
             )
         alerts = [a for c in units for a in c.alerts]
         if alerts:
@@ -380,7 +371,8 @@ class SqliteStore:
 
     async def journal_for_merchant(self, merchant_id: str, limit: int) -> list[JournalRow]:
         rows = self._q(
-            f"SELECT {_JOURNAL_COLS} FROM journal WHERE merchant_id = ? ORDER BY seq DESC LIMIT ?",
+            f"SELECT {_JOURNAL_COLS} FROM journal WHERE merchant_id = ? AND merchant_id != '' "
+            "ORDER BY txn_id DESC LIMIT ?",
             (merchant_id, limit),
         )
         return [_journal(r) for r in rows]
@@ -472,7 +464,7 @@ class SqliteStore:
         return [(int(c), str(k), int(a), int(n)) for c, k, a, n in rows]
 
     def max_journal_seq(self) -> int:
-        return int(self._q("SELECT COALESCE(MAX(seq), 0) FROM journal")[0][0])
+        return int(self._q("SELECT COALESCE(MAX(txn_id), 0) FROM journal")[0][0])
 
     def setting(self, name: str) -> str | None:
         rows = self._q("SELECT value FROM settings WHERE name = ?", (name,))

@@ -82,8 +82,7 @@ CREATE TABLE bin_routes (
 
 -- Immutable journal: one row per authorization-shaped request, approved or declined.
 CREATE TABLE journal (
-    seq             INTEGER PRIMARY KEY,
-    txn_id          TEXT    NOT NULL UNIQUE,
+    txn_id          TEXT    PRIMARY KEY,       -- 12 digits, allocated in increasing order
     created_at      REAL    NOT NULL,
     business_day    INTEGER NOT NULL,
     txn_type        TEXT    NOT NULL,
@@ -107,19 +106,19 @@ CREATE TABLE journal (
     counter_account_id INTEGER,                -- the account credited/debited opposite the card
     route           TEXT    NOT NULL DEFAULT 'onus',
     message         TEXT    NOT NULL DEFAULT ''
-);
-CREATE INDEX journal_original ON journal(original_txn_id);
+) WITHOUT ROWID;
+CREATE INDEX journal_original ON journal(original_txn_id) WHERE original_txn_id IS NOT NULL;
 CREATE INDEX journal_day ON journal(business_day);
-CREATE INDEX journal_merchant ON journal(merchant_id, seq);
+CREATE INDEX journal_merchant ON journal(merchant_id, txn_id) WHERE merchant_id != '';
 
 -- Double-entry postings: the amounts of one txn_id sum to zero.
 CREATE TABLE postings (
-    posting_id INTEGER PRIMARY KEY,
     txn_id     TEXT    NOT NULL,
+    leg        INTEGER NOT NULL,              -- 0, 1, 2... within the transaction
     account_id INTEGER NOT NULL REFERENCES accounts(account_id),
-    amount     INTEGER NOT NULL               -- signed: negative debits, positive credits
-);
-CREATE INDEX postings_txn ON postings(txn_id);
+    amount     INTEGER NOT NULL,              -- signed: negative debits, positive credits
+    PRIMARY KEY (txn_id, leg)
+) WITHOUT ROWID;
 
 CREATE TABLE holds (
     txn_id     TEXT PRIMARY KEY,               -- the pre-authorization that placed it
@@ -135,8 +134,7 @@ CREATE TABLE idempotency (
     txn_id      TEXT NOT NULL,
     result      TEXT NOT NULL,                 -- the first answer (JSON)
     created_at  REAL NOT NULL
-);
-CREATE INDEX idempotency_created ON idempotency(created_at);
+) WITHOUT ROWID;
 
 CREATE TABLE alerts (
     alert_id        INTEGER PRIMARY KEY,
