@@ -20,6 +20,10 @@ Delivery guarantees (DESIGN.md section 4):
 
 Blocking work (the SQLite outbox, smpplib's socket calls) runs in a one-thread executor, so
 the event loop serving authorizations never waits on an SMS centre.
+
+Run **one worker per outbox**: ``claim_due_alerts`` reads due rows without leasing them, so two
+workers on the same store would both send the rows they see. (Scaling out needs a claim that
+leases, e.g. moving ``next_attempt_at`` forward in the claiming transaction.)
 """
 
 from __future__ import annotations
