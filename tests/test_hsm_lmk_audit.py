@@ -112,3 +112,14 @@ def test_every_command_is_audited_without_secrets() -> None:
     finally:
         logger.removeHandler(capture)
         logger.setLevel(old_level)
+
+
+def test_concurrent_first_starts_agree_on_one_lmk(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "lmk.json"
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        values = list(pool.map(lambda _: Lmk.load_or_create(path).check_value(), range(16)))
+    assert len(set(values)) == 1
+    assert values[0] == Lmk.load(path).check_value()
+    assert [p.name for p in tmp_path.iterdir()] == ["lmk.json"]  # no temporary left behind

@@ -136,9 +136,18 @@ class Lmk:
             return cls.load(path)
         lmk = cls.generate()
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(lmk.to_dict(), fh, indent=2)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)  # atomic, never overwrites: a concurrent first start wins once
+        except FileExistsError:
+            return cls.load(path)
+        finally:
+            os.unlink(tmp)
         return lmk
 
     # ---- use -----------------------------------------------------------------------------
