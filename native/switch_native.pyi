@@ -87,7 +87,11 @@ def adjust_key_parity(key: bytes) -> bytes: ...
 def key_parity_is_odd(key: bytes) -> bool: ...
 def constant_time_eq(a: bytes, b: bytes) -> bool: ...
 def pin_block_encode(fmt: int, pin: str, pan: str) -> bytes:
-    """Clear PIN block (random fill from the OS RNG for formats 1, 3, 4)."""
+    """Clear PIN block (random fill from the OS RNG for formats 1, 3, 4).
+
+    PIN: 4-12 digits; PAN: 13-19 digits (ignored for format 1). For format 4 the clear block is
+    the 16-byte plain-text PIN field: the PAN is bound only by the AES encryption.
+    """
 
 def pin_block_decode(fmt: int, block: bytes, pan: str) -> str: ...
 def pin_block_encrypt(key: bytes, fmt: int, pin: str, pan: str) -> bytes:
@@ -145,7 +149,11 @@ def emv_arpc_method2(
 def mac_iso9797_1_alg1(key: bytes, data: bytes, padding: int = 1) -> bytes: ...
 def mac_iso9797_1_alg3(key: bytes, data: bytes, padding: int = 1) -> bytes: ...
 def tr31_wrap(kbpk: bytes, header: str, key: bytes) -> str:
-    """TR-31 key block, version D (AES key block protection key)."""
+    """TR-31 key block, version D (AES key block protection key).
+
+    ``header``: 16 characters plus optional blocks, a multiple of 16 characters in all; its
+    length field is filled in. The key length is masked to 24 bytes (algorithm T/D) or 32 (A).
+    """
 
 def tr31_unwrap(kbpk: bytes, key_block: str) -> tuple[str, bytes]:
     """Returns (header, key); raises CryptoError on a bad MAC or layout."""
