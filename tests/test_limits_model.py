@@ -7,6 +7,7 @@ counted against the current one; releases for other days do nothing and never go
 
 from __future__ import annotations
 
+import numpy as np
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -88,6 +89,20 @@ class LimitsMachine(RuleBasedStateMachine):
         day = self.today - lag
         self.model.release(card, cat, amount, day, count)
         self.engine.release(card, cat, amount, day, count)
+
+    @rule()
+    def restart(self) -> None:
+        """A restart rebuilds from the model's counters: nothing may change."""
+        keys = list(self.model.used)
+        self.engine = LimitsEngine(N_CATEGORIES, initial_capacity=4)
+        self.engine.rebuild(
+            np.array([k[0] for k in keys], dtype=np.int64),
+            np.array([k[1] for k in keys], dtype=np.int32),
+            np.array([self.model.used[k][0] for k in keys], dtype=np.int64),
+            np.full(len(keys), self.model.day or 0, dtype=np.int32),
+            counts=np.array([self.model.used[k][1] for k in keys], dtype=np.int32),
+            today=self.model.day,
+        )
 
     @rule(step=st.integers(1, 3))
     def next_day(self, step: int) -> None:
