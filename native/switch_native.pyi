@@ -157,3 +157,7 @@ def tr31_wrap(kbpk: bytes, header: str, key: bytes) -> str:
 
 def tr31_unwrap(kbpk: bytes, key_block: str) -> tuple[str, bytes]:
     """Returns (header, key); raises CryptoError on a bad MAC or layout."""
+
+def clear_key_cache() -> None:
+    """Wipe the calling thread's cache of DES/3DES key schedules (64 most recent clear keys,
+    kept so repeated TPK/ZPK use skips the key schedule); e.g. after the HSM reloads keys."""

@@ -150,3 +150,10 @@ def test_concurrent_calls_from_threads_agree() -> None:
     with ThreadPoolExecutor(max_workers=8) as pool:
         got = list(pool.map(lambda kd: sn.des_encrypt_cbc(kd[0], bytes(8), kd[1]), jobs * 4))
     assert got == want * 4
+
+
+def test_clearing_the_key_cache_keeps_results() -> None:
+    before = sn.pin_block_encrypt(K2, 0, "1234", "4012345678909")
+    sn.clear_key_cache()
+    assert sn.key_check_value(K2).hex().upper() == "08D7B4"
+    assert sn.pin_block_decode(0, sn.des_decrypt_ecb(K2, before), "4012345678909") == "1234"

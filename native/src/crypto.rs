@@ -401,6 +401,12 @@ fn tr31_unwrap<'py>(
     Ok((header, PyBytes::new(py, &key)))
 }
 
+/// Wipes the calling thread's cache of DES/3DES key schedules.
+#[pyfunction]
+fn clear_key_cache() {
+    pc::keycache::clear();
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CryptoError", m.py().get_type::<CryptoError>())?;
     m.add_function(wrap_pyfunction!(des_encrypt_ecb, m)?)?;
@@ -436,5 +442,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(mac_iso9797_1_alg3, m)?)?;
     m.add_function(wrap_pyfunction!(tr31_wrap, m)?)?;
     m.add_function(wrap_pyfunction!(tr31_unwrap, m)?)?;
+    m.add_function(wrap_pyfunction!(clear_key_cache, m)?)?;
     Ok(())
 }

@@ -95,3 +95,12 @@ pub fn des_schedule(key: &[u8]) -> DesSchedule {
     let _ = CACHE.try_with(|c| c.borrow_mut().slots[idx] = Some(slot));
     cipher
 }
+
+/// Wipes this thread's cached keys and schedules (e.g. when the HSM reloads its keys).
+pub fn clear() {
+    let _ = CACHE.try_with(|c| {
+        for slot in c.borrow_mut().slots.iter_mut() {
+            *slot = None;
+        }
+    });
+}

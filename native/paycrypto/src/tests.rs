@@ -215,9 +215,15 @@ fn emv_pyemv_documented_examples() {
     assert_eq!(to_hex(&mk2), "67F8292358083E5EA7AB7FDA58D53B6B");
     // pyemv's own test chain, checked by key check digits: ICC MK "0239", SK(R) "F088".
     let mk3 = emv::derive_icc_master_key_option_a(&imk, "1234567890123456", "01").unwrap();
-    assert_eq!(to_hex(&keys::key_check_value(&mk3, "des", 2).unwrap()), "0239");
+    assert_eq!(
+        to_hex(&keys::key_check_value(&mk3, "des", 2).unwrap()),
+        "0239"
+    );
     let sk3 = emv::derive_common_session_key(&mk3, &h("ABCDEF1234567890")).unwrap();
-    assert_eq!(to_hex(&keys::key_check_value(&sk3, "des", 2).unwrap()), "F088");
+    assert_eq!(
+        to_hex(&keys::key_check_value(&sk3, "des", 2).unwrap()),
+        "F088"
+    );
     let sk = emv::derive_common_session_key(&h(K2), &h("001C")).unwrap();
     assert_eq!(to_hex(&sk), "E9FB384AF807B940FEDCEA613461B0C4");
     let sk = h("29B33180E567CE38EA4CBC9D753B0E61");
@@ -417,4 +423,20 @@ fn random_pool_refills_and_fills_stay_valid() {
         "random fill repeats too often: {}",
         seen.len()
     );
+}
+
+#[test]
+fn key_cache_clear_keeps_results_correct() {
+    let k = h(K2);
+    let before = BlockCipher::des("key", &k)
+        .unwrap()
+        .encrypt_ecb(&[0; 8])
+        .unwrap();
+    crate::keycache::clear();
+    let after = BlockCipher::des("key", &k)
+        .unwrap()
+        .encrypt_ecb(&[0; 8])
+        .unwrap();
+    assert_eq!(before, after);
+    assert_eq!(to_hex(&after[..3]), "08D7B4");
 }
