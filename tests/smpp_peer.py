@@ -139,6 +139,7 @@ class SmppPeer:
         self._lock = threading.Lock()
         self._reject: list[int] = []
         self._drop = 0
+        self._garbage = 0
         self._bind_failures = 0
         self._enquire_first = False
         self._conns: list[_Conn] = []
@@ -164,6 +165,11 @@ class SmppPeer:
     def fail_binds(self, n: int) -> None:
         with self._lock:
             self._bind_failures += n
+
+    def garbage_next(self, n: int) -> None:
+        """Answer the next ``n`` submits with a PDU of an unknown command id."""
+        with self._lock:
+            self._garbage += n
 
     def enquire_before_response(self, on: bool = True) -> None:
         self._enquire_first = on
@@ -270,6 +276,10 @@ class SmppPeer:
             if self._drop > 0:
                 self._drop -= 1
                 return False
+            if self._garbage > 0:
+                self._garbage -= 1
+                _send(conn.sock, 0x00001234, ESME_ROK, seq, b"\xde\xad")
+                return True
             status = self._reject.pop(0) if self._reject else ESME_ROK
             if status == ESME_ROK:
                 sub.message_id = f"{self._next_id:08X}"

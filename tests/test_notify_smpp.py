@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -184,6 +185,13 @@ def test_no_smsc_listening_raises_transport_error() -> None:
         t.close()
 
 
+def test_credentials_longer_than_smpp_allows_are_refused_up_front() -> None:
+    with pytest.raises(ValueError, match="password"):
+        SmppTransport("127.0.0.1", 1, system_id="s", password="123456789", keepalive=False)
+    with pytest.raises(ValueError, match="system_id"):
+        SmppTransport("127.0.0.1", 1, system_id="x" * 16, password="p", keepalive=False)
+
+
 def test_invalid_msisdn_is_refused() -> None:
     t = SmppTransport("127.0.0.1", 1, system_id="s", password="p", keepalive=False)
     with pytest.raises(TransportError, match="msisdn"):
@@ -224,3 +232,31 @@ def test_transport_from_url_console_file_and_errors(tmp_path: Path) -> None:
     ]:
         with pytest.raises(ValueError, match=field):
             transport_from_url(bad, tmp_path)
+
+
+def test_unparsable_answer_drops_the_session_and_the_next_send_rebinds(peer: SmppPeer) -> None:
+    t = _transport(peer)
+    try:
+        peer.garbage_next(1)
+        with pytest.raises(TransportError):
+            t.send(MSISDN, "garbled", "alert-1")
+        t.send(MSISDN, "clean", "alert-2")
+    finally:
+        t.close()
+    assert [m.text for m in peer.messages] == ["clean"]
+    assert len(peer.binds) == 2
+
+
+def test_debug_logging_never_shows_the_smpp_password(
+    peer: SmppPeer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    peer.password = "s3cr3tpw"
+    t = _transport(peer, password="s3cr3tpw")
+    try:
+        t.send(MSISDN, "x", "alert-1")
+    finally:
+        t.close()
+    assert peer.messages
+    assert "s3cr3tpw" not in caplog.text
+    assert b"s3cr3tpw".hex() not in caplog.text

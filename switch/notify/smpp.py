@@ -56,11 +56,10 @@ TON_INTERNATIONAL = 1
 TON_ALPHANUMERIC = 5
 NPI_ISDN = 1
 _MSISDN = re.compile(r"^\+?[0-9]{6,15}$")
-_FAILURES = (
-    smpplib.exceptions.ConnectionError,
-    smpplib.exceptions.PDUError,
-    OSError,  # includes socket.timeout
-)
+# smpplib hex-dumps every PDU at DEBUG, bind_transceiver (with the password) included: keep
+# its client logger at INFO whatever the root level is.
+_CLIENT_LOGGER = "switch.notify.smpp.wire"
+logging.getLogger(_CLIENT_LOGGER).setLevel(logging.INFO)
 
 
 def encode_parts(text: str, reference: str) -> tuple[int, int, list[bytes]]:
@@ -109,6 +108,12 @@ class SmppTransport:
         registered_delivery: bool = False,
         keepalive: bool = True,
     ) -> None:
+        if len(system_id.encode()) > 15:
+            raise ValueError("system_id must be at most 15 characters (SMPP 3.4)")
+        if len(password.encode()) > 8:
+            raise ValueError("password must be at most 8 characters (SMPP 3.4)")
+        if len(system_type.encode()) > 12:
+            raise ValueError("system_type must be at most 12 characters (SMPP 3.4)")
         self.host = host
         self.port = port
         self.system_id = system_id
@@ -199,7 +204,11 @@ class SmppTransport:
         if self._client is not None:
             return
         client = smpplib.client.Client(
-            self.host, self.port, timeout=self.timeout, allow_unknown_opt_params=True
+            self.host,
+            self.port,
+            timeout=self.timeout,
+            logger_name=_CLIENT_LOGGER,
+            allow_unknown_opt_params=True,
         )
         try:
             client.connect()
@@ -208,7 +217,7 @@ class SmppTransport:
                 password=self._password,
                 system_type=self.system_type,
             )
-        except _FAILURES as exc:
+        except Exception as exc:  # refused, unreachable, or an unparsable answer
             if client._socket is not None:
                 client._socket.close()
                 client._socket = None
@@ -241,7 +250,7 @@ class SmppTransport:
             if expect != "submit_sm_resp":  # a refused submit leaves a healthy session
                 self._drop()
             raise
-        except _FAILURES as exc:
+        except Exception as exc:  # lost link, timeout, or a PDU smpplib cannot parse
             self._drop()
             raise TransportError(f"SMPP {pdu.command} failed: {exc!r}") from exc
 
