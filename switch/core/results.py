@@ -12,28 +12,19 @@ from switch.core.model import AuthResult, ResponseCode
 _NONE = "~"
 
 
-def _opt(v: object | None) -> str:
-    return _NONE if v is None else str(v)
-
-
 def _int(s: str) -> int | None:
     return None if s == _NONE else int(s)
 
 
 def encode_result(r: AuthResult) -> str:
-    script = r.issuer_script
-    return "\t".join(
-        (
-            r.response_code.value,
-            _opt(r.auth_code),
-            _opt(r.transaction_id),
-            _opt(r.available_balance),
-            _opt(r.ledger_balance),
-            _opt(r.currency),
-            _opt(r.approved_amount),
-            _NONE if script is None else script.hex(),
-            r.message.replace("\t", " "),
-        )
+    n = _NONE
+    a, t, av, lb = r.auth_code, r.transaction_id, r.available_balance, r.ledger_balance
+    cur, ap, sc = r.currency, r.approved_amount, r.issuer_script
+    return (
+        f"{r.response_code.value}\t{n if a is None else a}\t{n if t is None else t}\t"
+        f"{n if av is None else av}\t{n if lb is None else lb}\t{n if cur is None else cur}\t"
+        f"{n if ap is None else ap}\t{n if sc is None else sc.hex()}\t"
+        f"{r.message.replace(chr(9), ' ')}"
     )
 
 

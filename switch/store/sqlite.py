@@ -1,26 +1,29 @@
 """SQLite backend: the embedded default store (WAL, group commit, versioned migrations).
 
-Group commit: ``commit()`` puts a unit on a queue and awaits a future. One writer thread
-drains the queue, applies every queued unit inside one transaction, COMMITs (with
-``synchronous=FULL`` when durable: one fsync for the whole batch) and only then resolves the
-futures on the event loop. While the thread is inside the fsync, the loop keeps authorizing
-and the next batch fills up, so the cost of an fsync is shared by every authorization that
-arrived meanwhile. Reads use a second connection on the loop thread (WAL readers never block
-the writer). If a batch fails, every unit in it fails and the store refuses further commits
-(the core then answers 96): memory and disk must not diverge.
+Group commit: ``commit()`` appends a unit to the pending batch and awaits a future. The
+batch is written on the event-loop thread (one transaction, ``executemany`` per table: no
+lock ping-pong between threads while rows are bound) and its COMMIT -- the fsync, with
+``synchronous=FULL`` when durable -- runs on a dedicated thread with the GIL released. The
+futures are resolved only after COMMIT returned, so an answer never leaves before its unit is
+durable. While one COMMIT is in flight, new units accumulate and go out together in the next
+transaction: the cost of an fsync is shared by every authorization that arrived meanwhile.
+
+Reads use their own connection on the loop thread (WAL readers never block the writer);
+administrative writes and the SMS outbox (called from the delivery worker's thread) use a
+third connection behind a lock. If a batch fails, every unit in it fails and the store
+refuses further commits (the core then answers 96): memory and disk must not diverge.
 """
 
 # ruff: noqa: S608 -- the f-strings only splice fixed column lists, never input
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import queue
 import sqlite3
 import threading
 import time
-from importlib import resources
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +48,6 @@ from switch.store.api import (
     OriginalSummary,
     StoreError,
 )
-
-_STOP = object()
 
 _CARD_COLS = (
     "card_id, pan_hash, pan_first6, pan_last4, account_id, product, expiry, service_code, "
@@ -121,11 +122,14 @@ class SqliteStore:
         self.durable = durable
         self._read: sqlite3.Connection | None = None
         self._write: sqlite3.Connection | None = None
-        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._failed: BaseException | None = None
+        self._adminc: sqlite3.Connection | None = None
         self._admin_lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: list[tuple[Changes, asyncio.Future[None]]] = []
+        self._flush_scheduled = False
+        self._committing = False
+        self._failed: BaseException | None = None
         self.batches = 0  # statistics: number of group commits and units committed
         self.units = 0
 
@@ -144,9 +148,9 @@ class SqliteStore:
         self._migrate(self._write)
         self._read = self._connect()
         self._read.execute("PRAGMA query_only=ON")
+        self._adminc = self._connect()
         self._loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._writer, name="sqlite-writer", daemon=True)
-        self._thread.start()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-commit")
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         conn.execute(
@@ -169,65 +173,80 @@ class SqliteStore:
                 raise
 
     async def close(self) -> None:
-        if self._thread is not None:
-            self._queue.put(_STOP)
-            await asyncio.to_thread(self._thread.join, 30)
-            self._thread = None
-        for conn in (self._read, self._write):
-            if conn is not None:
-                conn.close()
-        self._read = self._write = None
+        while self._pending or self._committing or self._flush_scheduled:
+            await asyncio.sleep(0.001)  # let the last batches reach the disk
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        with self._admin_lock:
+            for conn in (self._read, self._write, self._adminc):
+                if conn is not None:
+                    conn.close()
+            self._read = self._write = self._adminc = None
 
     # -- group commit ------------------------------------------------------------------------
     async def commit(self, changes: Changes) -> None:
         if self._failed is not None:
             raise StoreError(f"store is halted after a failed commit: {self._failed}")
-        assert self._loop is not None
-        fut: asyncio.Future[None] = self._loop.create_future()
-        self._queue.put((changes, fut))
+        loop = self._loop
+        if loop is None:
+            raise StoreError("store is not open")
+        fut: asyncio.Future[None] = loop.create_future()
+        self._pending.append((changes, fut))
+        if not self._committing and not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)  # after every task runnable now has queued its unit
         await fut
 
-    def _writer(self) -> None:
-        q = self._queue
-        while True:
-            item = q.get()
-            batch: list[tuple[Changes, asyncio.Future[None]]] = []
-            stop = False
-            while True:
-                if item is _STOP:
-                    stop = True
-                else:
-                    batch.append(item)  # type: ignore[arg-type]
-                try:
-                    item = q.get_nowait()
-                except queue.Empty:
-                    break
-            if batch:
-                self._apply_batch(batch)
-            if stop:
-                return
-
-    def _apply_batch(self, batch: list[tuple[Changes, asyncio.Future[None]]]) -> None:
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._committing or not self._pending:
+            return
+        batch, self._pending = self._pending, []
         conn = self._write
-        assert conn is not None and self._loop is not None
-        error: BaseException | None = self._failed
-        if error is None:
+        if self._failed is not None or conn is None or self._executor is None:
+            _resolve(batch, self._failed or StoreError("store is closed"))
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                with self._admin_lock:
-                    conn.execute("BEGIN IMMEDIATE")
-                    try:
-                        self._write_units(conn, [c for c, _ in batch])
-                        conn.execute("COMMIT")
-                    except BaseException:
-                        conn.execute("ROLLBACK")
-                        raise
-                self.batches += 1
-                self.units += len(batch)
-            except BaseException as exc:  # every unit of the batch fails, and later ones too
-                error = self._failed = exc
-        futures = [f for _, f in batch]
-        with contextlib.suppress(RuntimeError):  # loop closed during shutdown
-            self._loop.call_soon_threadsafe(_resolve, futures, error)
+                self._write_units(conn, [c for c, _ in batch])
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except BaseException as exc:  # every unit of the batch fails, and later ones too
+            self._failed = exc
+            _resolve(batch, exc)
+            return
+        self._committing = True
+        assert self._loop is not None
+        done = self._loop.run_in_executor(self._executor, self._commit_now, conn)
+        done.add_done_callback(lambda f: self._committed(batch, f))
+
+    @staticmethod
+    def _commit_now(conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute("COMMIT")  # the fsync happens here, with the GIL released
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _committed(
+        self, batch: list[tuple[Changes, asyncio.Future[None]]], done: asyncio.Future[None]
+    ) -> None:
+        self._committing = False
+        exc = None if done.cancelled() else done.exception()
+        if done.cancelled():
+            exc = StoreError("commit cancelled")
+        if exc is not None:
+            self._failed = exc
+        else:
+            self.batches += 1
+            self.units += len(batch)
+        _resolve(batch, exc)
+        if self._pending:
+            self._flush()  # the units that arrived during the fsync go out together now
 
     @staticmethod
     def _write_units(conn: sqlite3.Connection, units: list[Changes]) -> None:
@@ -472,7 +491,9 @@ class SqliteStore:
 
     # -- administration ------------------------------------------------------------------------
     def _admin(self, sql: str, args: tuple[object, ...]) -> None:
-        conn = self._write
+        """Seeding and operator inserts: one open transaction until ``flush_admin`` (call it
+        before authorizations start: the group commit waits for this connection's lock)."""
+        conn = self._adminc
         if conn is None:
             raise StoreError("store is not open")
         with self._admin_lock:
@@ -481,7 +502,7 @@ class SqliteStore:
             conn.execute(sql, args)
 
     def flush_admin(self) -> None:
-        conn = self._write
+        conn = self._adminc
         assert conn is not None
         with self._admin_lock:
             if conn.in_transaction:
@@ -540,12 +561,16 @@ class SqliteStore:
 
     # -- AlertOutbox -----------------------------------------------------------------------------
     def claim_due_alerts(self, now: float, limit: int) -> list[Alert]:
-        rows = self._q(
-            "SELECT alert_id, msisdn, text, attempts, kind, masked_pan, amount, currency, place, "
-            "available, created_at FROM alerts WHERE status = 'pending' "
-            "AND next_attempt_at <= ? ORDER BY alert_id LIMIT ?",
-            (now, limit),
-        )
+        conn = self._adminc  # the delivery worker's thread: not the loop's read connection
+        if conn is None:
+            raise StoreError("store is not open")
+        with self._admin_lock:
+            rows = conn.execute(
+                "SELECT alert_id, msisdn, text, attempts, kind, masked_pan, amount, currency, "
+                "place, available, created_at FROM alerts WHERE status = 'pending' "
+                "AND next_attempt_at <= ? ORDER BY alert_id LIMIT ?",
+                (now, limit),
+            ).fetchall()
         out = []
         for alert_id, msisdn, text, attempts, kind, masked, amount, cur, place, avail, at in rows:
             if not text:
@@ -555,7 +580,7 @@ class SqliteStore:
         return out
 
     def _admin_tx(self, sql: str, args: tuple[object, ...]) -> None:
-        conn = self._write
+        conn = self._adminc
         if conn is None:
             raise StoreError("store is not open")
         with self._admin_lock:
@@ -589,8 +614,10 @@ class SqliteStore:
         return self._q(sql, args)
 
 
-def _resolve(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
-    for f in futures:
+def _resolve(
+    batch: list[tuple[Changes, asyncio.Future[None]]], error: BaseException | None
+) -> None:
+    for _, f in batch:
         if f.done():
             continue
         if error is None:
