@@ -166,6 +166,12 @@ class SmppPeer:
         with self._lock:
             self._bind_failures += n
 
+    def heal(self) -> None:
+        """Forget every pending refusal, drop and bind failure."""
+        with self._lock:
+            self._reject.clear()
+            self._drop = self._garbage = self._bind_failures = 0
+
     def garbage_next(self, n: int) -> None:
         """Answer the next ``n`` submits with a PDU of an unknown command id."""
         with self._lock:

@@ -294,3 +294,80 @@ def test_retry_policy_is_exponential_capped_and_jittered() -> None:
     for bad in ({"base": 0.0}, {"cap": 1.0}, {"jitter": 2.0}, {"max_attempts": 0}):
         with pytest.raises(ValueError):
             RetryPolicy(**bad)
+
+
+def test_link_down_stops_the_batch_and_spends_one_attempt_not_all(
+    tmp_path: Path, peer: SmppPeer
+) -> None:
+    clock = Clock()
+
+    async def scenario() -> None:
+        store = await open_store(tmp_path, 5)
+        worker = AlertWorker(store, smpp(peer), policy=POLICY, clock=clock, rng=random.Random(2))
+        peer.fail_binds(2)
+        try:
+            assert await worker.run_once() == 1  # bind refused: stop right there
+            assert [r[2] for r in alert_rows(store)] == [1, 0, 0, 0, 0]
+            assert worker.link_failures == 1
+            assert await worker.run_once() == 1
+            assert [r[2] for r in alert_rows(store)] == [1, 1, 0, 0, 0]
+            assert worker.link_failures == 2
+            assert await worker.run_once() == 3  # link back: the rest go out
+            assert worker.link_failures == 0
+            clock.now += POLICY.cap + 1
+            assert await worker.run_once() == 2
+            rows = alert_rows(store)
+        finally:
+            worker.close()
+            await store.close()
+        assert [r[1] for r in rows] == ["sent"] * 5
+        assert sorted(int(m.user_message_reference or 0) for m in peer.messages) == [
+            int(r[0])  # type: ignore[call-overload]
+            for r in rows
+        ]
+
+    run(scenario)
+
+
+def test_a_refused_message_does_not_stop_the_batch(tmp_path: Path, peer: SmppPeer) -> None:
+    async def scenario() -> None:
+        store = await open_store(tmp_path, 3)
+        worker = AlertWorker(store, smpp(peer), policy=POLICY, clock=Clock())
+        peer.reject_next(1)
+        try:
+            assert await worker.run_once() == 3
+            rows = alert_rows(store)
+        finally:
+            worker.close()
+            await store.close()
+        assert [r[1:3] for r in rows] == [("pending", 1), ("sent", 1), ("sent", 1)]
+        assert worker.link_failures == 0
+
+    run(scenario)
+
+
+def test_running_worker_backs_off_while_the_link_is_down(tmp_path: Path, peer: SmppPeer) -> None:
+    async def scenario() -> None:
+        store = await open_store(tmp_path, 20, now=time.time())
+        policy = RetryPolicy(base=0.2, cap=5.0, jitter=0.0, max_attempts=50)
+        worker = AlertWorker(store, smpp(peer), policy=policy, poll_interval=0.01)
+        peer.fail_binds(1000)
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        try:
+            await asyncio.sleep(1.0)
+            binds_while_down = len(peer.binds)
+            peer.heal()  # the SMS centre is back
+            deadline = time.monotonic() + 20
+            while len(peer.messages) < 20 and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+        finally:
+            stop.set()
+            await task
+            worker.close()
+            await store.close()
+        # 0.2 + 0.4 + 0.8 s of back-off fit in one second: a handful of binds, not ~100.
+        assert 2 <= binds_while_down <= 4
+        assert len(peer.messages) == 20
+
+    run(scenario)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from switch.notify.transport import TransportError
+from switch.notify.errors import LinkDown
 
 
 class ConsoleTransport:
@@ -49,7 +49,7 @@ class ConsoleTransport:
                     self._stdout.write(line)
                     self._stdout.flush()
             except OSError as exc:
-                raise TransportError(f"console transport cannot write: {exc}") from exc
+                raise LinkDown(f"console transport cannot write: {exc}") from exc
         return f"console-{reference}"
 
     def close(self) -> None:

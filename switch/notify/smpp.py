@@ -10,8 +10,10 @@ What it does for the worker:
 * encodes GSM-7 (``data_coding`` 0, unpacked septets) when the text fits the GSM alphabet and
   UCS-2 (``data_coding`` 8, UTF-16BE) otherwise -- always for Arabic -- and splits a long text
   into concatenated parts with an 8-bit-reference UDH (``esm_class`` 0x40);
-* raises ``TransportError`` when a part is not accepted (error status, ``generic_nack``,
-  timeout, lost connection); the session is dropped and rebuilt on the next send.
+* raises ``TransportError`` when the SMS centre refuses a part (error status,
+  ``generic_nack``; the session stays) and its subclass ``LinkDown`` when it cannot be reached
+  or the session breaks (connect/bind failure, timeout, lost connection, unparsable answer;
+  the session is dropped and rebuilt on the next send).
 
 Idempotency: the worker's ``reference`` ("alert-<outbox id>") is sent as
 ``user_message_reference`` (the id modulo 65536) and fixes the UDH concatenation reference,
@@ -35,6 +37,7 @@ import smpplib.consts
 import smpplib.exceptions
 import smpplib.smpp
 
+from switch.notify.errors import LinkDown
 from switch.notify.sms_encoding import (
     GSM7_PART,
     GSM7_SINGLE,
@@ -185,10 +188,10 @@ class SmppTransport:
     # ---- session ----------------------------------------------------------------------------
 
     def enquire_link(self) -> None:
-        """Probe the session (raises ``TransportError`` and drops it when dead)."""
+        """Probe the session (raises ``TransportError``/``LinkDown`` and drops it when dead)."""
         with self._lock:
             if self._client is None:
-                raise TransportError("not connected")
+                raise LinkDown("not connected")
             self._request(smpplib.smpp.make_pdu("enquire_link", client=self._client),
                           "enquire_link_resp")  # fmt: skip
 
@@ -221,7 +224,7 @@ class SmppTransport:
             if client._socket is not None:
                 client._socket.close()
                 client._socket = None
-            raise TransportError(f"SMPP bind to {self.host}:{self.port} failed: {exc!r}") from exc
+            raise LinkDown(f"SMPP bind to {self.host}:{self.port} failed: {exc!r}") from exc
         self._client = client
         self._last_io = time.monotonic()
         self.binds += 1
@@ -252,7 +255,7 @@ class SmppTransport:
             raise
         except Exception as exc:  # lost link, timeout, or a PDU smpplib cannot parse
             self._drop()
-            raise TransportError(f"SMPP {pdu.command} failed: {exc!r}") from exc
+            raise LinkDown(f"SMPP {pdu.command} failed: {exc!r}") from exc
 
     def _answer(self, client: smpplib.client.Client, pdu: Any) -> None:
         command = pdu.command

@@ -13,6 +13,9 @@ Delivery guarantees (DESIGN.md section 4):
   every send carries the outbox row id as its ``reference`` ("alert-<id>"): the SMPP
   transport puts it in ``user_message_reference`` and the concatenation reference, the
   console transport writes it on the line.
+* **A dead link is not a bad message.** A ``LinkDown`` (connect/bind failed, connection lost)
+  stops the batch at that alert and the whole worker backs off; a refusal of one message
+  (``TransportError``) only delays that alert and the batch goes on.
 * **Bounded retries.** A ``TransportError`` (or any unexpected exception from the transport,
   logged as a bug) schedules the next attempt after an exponential back-off with jitter,
   capped; after ``max_attempts`` the alert is *parked* for an operator instead of retried
@@ -37,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from switch.notify.errors import LinkDown
 from switch.notify.outbox import Alert, AlertOutbox
 from switch.notify.transport import SmsTransport, TransportError
 
@@ -52,7 +56,7 @@ class RetryPolicy:
     base: float = 5.0
     cap: float = 900.0
     jitter: float = 0.5
-    max_attempts: int = 8
+    max_attempts: int = 12  # at most ~1.4 h of retries (5 s ... 15 min) before parking
 
     def __post_init__(self) -> None:
         if self.base <= 0 or self.cap < self.base:
@@ -107,6 +111,7 @@ class AlertWorker:
         self.clock = clock
         self.rng = rng or random.Random()
         self.stats = WorkerStats()
+        self.link_failures = 0  # consecutive LinkDown failures; 0 once anything gets through
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sms-worker")
 
     async def _blocking(self, fn: Callable[..., T], *args: object) -> T:
@@ -114,26 +119,41 @@ class AlertWorker:
         return await loop.run_in_executor(self._executor, fn, *args)
 
     async def run_once(self) -> int:
-        """Process one batch of due alerts; returns how many were handled."""
-        alerts = await self._blocking(self.outbox.claim_due_alerts, self.clock(), self.batch_size)
-        for alert in alerts:
-            await self._deliver(alert)
-        return len(alerts)
+        """Process one batch of due alerts; returns how many were attempted.
 
-    async def _deliver(self, alert: Alert) -> None:
+        When the link is down (``LinkDown``) the batch stops at the alert that found out: the
+        others stay due, untouched, and ``link_failures`` tells ``run`` to back off.
+        """
+        alerts = await self._blocking(self.outbox.claim_due_alerts, self.clock(), self.batch_size)
+        attempted = 0
+        for alert in alerts:
+            attempted += 1
+            if not await self._deliver(alert):
+                break
+        return attempted
+
+    async def _deliver(self, alert: Alert) -> bool:
+        """Send one alert; False when the link is down and the batch should stop."""
         ref = reference_for(alert.alert_id)
         try:
             carrier_id = await self._blocking(self.transport.send, alert.msisdn, alert.text, ref)
-        except TransportError as exc:
+        except LinkDown as exc:
+            self.link_failures += 1
             await self._failed(alert, str(exc) or type(exc).__name__)
-            return
+            return False
+        except TransportError as exc:
+            self.link_failures = 0  # the SMS centre answered: the link itself is fine
+            await self._failed(alert, str(exc) or type(exc).__name__)
+            return True
         except Exception as exc:  # a transport bug must not stop the worker or lose the alert
             log.exception("SMS transport raised unexpectedly for %s", ref)
             await self._failed(alert, f"{type(exc).__name__}: {exc}")
-            return
+            return True
+        self.link_failures = 0
         # Only now: the SMS centre accepted it. A crash before this line resends (same ref).
         await self._blocking(self.outbox.mark_alert_sent, alert.alert_id, carrier_id, self.clock())
         self.stats.sent += 1
+        return True
 
     async def _failed(self, alert: Alert, error: str) -> None:
         attempt = alert.attempts + 1
@@ -156,18 +176,24 @@ class AlertWorker:
             )
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Loop until ``stop`` is set: drain due alerts, then wait ``poll_interval``."""
+        """Loop until ``stop`` is set: drain due alerts, then wait ``poll_interval`` (or, while
+        the link is down, the policy's back-off for the number of consecutive link failures)."""
         while not stop.is_set():
             try:
                 handled = await self.run_once()
             except Exception:  # the outbox is unavailable: keep the worker alive, try later
                 log.exception("alert outbox unavailable")
                 handled = 0
-            if handled < self.batch_size:
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=self.poll_interval)
-                except TimeoutError:
-                    pass
+            if self.link_failures:
+                pause = max(self.poll_interval, self.policy.delay(self.link_failures, self.rng))
+            elif handled < self.batch_size:
+                pause = self.poll_interval
+            else:
+                continue
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=pause)
+            except TimeoutError:
+                pass
 
     def close(self) -> None:
         """Close the transport and the executor (after ``run`` returned)."""
