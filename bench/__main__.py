@@ -10,6 +10,7 @@ BENCHMARKS: list[str] = [
     "bench_hsm",
     "bench_core",
     "bench_crypto",
+    "bench_codec",
 ]
 
 

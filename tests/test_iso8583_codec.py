@@ -336,3 +336,22 @@ def test_unknown_builtin_and_unreadable_file(tmp_path: Path) -> None:
     bad.write_text("name = [")
     with pytest.raises(SpecError, match=r"broken\.toml"):
         load_spec(bad)
+
+
+def test_message_equality_and_codec_type_checks() -> None:
+    a = Message("0200", {3: "011000"})
+    assert a == Message("0200", {3: "011000"})
+    assert a != Message("0210", {3: "011000"})
+    assert a != Message("0200", {3: "011001"})
+    assert a != ("0200", {3: "011000"})
+    assert Message("0800").fields == {}
+    with pytest.raises(TypeError):
+        hash(a)
+    codec = Codec("ascii87")
+    bad: Any = {"mti": "0200"}
+    with pytest.raises(TypeError):
+        codec.encode(bad)
+    with pytest.raises(TypeError):
+        codec.decode(bad)
+    assert repr(codec) == "Codec('ascii87')"
+    assert isinstance(codec.decode(codec.encode(a)), Message)

@@ -300,20 +300,7 @@ impl PySpec {
         py: Python<'py>,
         data: &[u8],
     ) -> PyResult<(Bound<'py, PyString>, Bound<'py, PyDict>)> {
-        let mut sink = DictSink {
-            py,
-            mti: None,
-            fields: None,
-        };
-        match iso::decode_into(&self.inner, data, &mut sink) {
-            Ok(()) => {
-                let mti = sink.mti.unwrap_or_else(|| PyString::new(py, ""));
-                let fields = sink.fields.unwrap_or_else(|| PyDict::new(py));
-                Ok((mti, fields))
-            }
-            Err(DecodeFail::Iso(e)) => Err(codec_err(py, &e, true)),
-            Err(DecodeFail::Py(e)) => Err(e),
-        }
+        decode_parts(&self.inner, py, data)
     }
 
     /// Encode one message from its MTI and {field number: str | bytes}. Bitmaps are computed.
@@ -324,46 +311,186 @@ impl PySpec {
         mti: &Bound<'py, PyAny>,
         fields: &Bound<'py, PyDict>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let mti = mti
-            .cast::<PyString>()
-            .map_err(|_| {
-                let err = Iso8583EncodeError::new_err("MTI: expects str at offset 0");
-                set_attrs(py, &err, None, 0, "mti", "expects str");
-                err
-            })?
-            .to_str()?;
-        let mut held: Vec<(u8, Bound<'py, PyAny>)> = Vec::with_capacity(fields.len());
-        for (k, v) in fields.iter() {
-            let n: i64 = k
-                .extract()
-                .map_err(|_| field_err(py, None, "field numbers must be int"))?;
-            if !(2..=128).contains(&n) {
-                let reason = iso::ErrorKind::FieldNumberOutOfRange { number: n }.to_string();
-                return Err(field_err(py, Some(n), &reason));
-            }
-            held.push((n as u8, v));
-        }
-        let mut values: Vec<(u8, iso::Value<'_>)> = Vec::with_capacity(held.len());
-        for (n, v) in &held {
-            let value = if let Ok(s) = v.cast::<PyString>() {
-                iso::Value::Text(s.to_str()?)
-            } else if let Ok(b) = v.cast::<PyBytes>() {
-                iso::Value::Bytes(b.as_bytes())
-            } else {
-                let tname = v.get_type().name()?;
-                let reason = format!("expects str or bytes, got {tname}");
-                return Err(field_err(py, Some(i64::from(*n)), &reason));
-            };
-            values.push((*n, value));
-        }
-        let mut out = Vec::with_capacity(256);
-        iso::encode_into(&self.inner, mti, &mut values, &mut out)
-            .map_err(|e| codec_err(py, &e, false))?;
-        Ok(PyBytes::new(py, &out))
+        encode_parts(&self.inner, py, mti, fields)
     }
 
     fn __repr__(&self) -> String {
         format!("Spec({:?})", self.inner.name)
+    }
+}
+
+fn decode_parts<'py>(
+    spec: &iso::Spec,
+    py: Python<'py>,
+    data: &[u8],
+) -> PyResult<(Bound<'py, PyString>, Bound<'py, PyDict>)> {
+    let mut sink = DictSink {
+        py,
+        mti: None,
+        fields: None,
+    };
+    match iso::decode_into(spec, data, &mut sink) {
+        Ok(()) => {
+            let mti = sink.mti.unwrap_or_else(|| PyString::new(py, ""));
+            let fields = sink.fields.unwrap_or_else(|| PyDict::new(py));
+            Ok((mti, fields))
+        }
+        Err(DecodeFail::Iso(e)) => Err(codec_err(py, &e, true)),
+        Err(DecodeFail::Py(e)) => Err(e),
+    }
+}
+
+fn encode_parts<'py>(
+    spec: &iso::Spec,
+    py: Python<'py>,
+    mti: &Bound<'py, PyAny>,
+    fields: &Bound<'py, PyDict>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let mti = mti
+        .cast::<PyString>()
+        .map_err(|_| {
+            let err = Iso8583EncodeError::new_err("MTI: expects str at offset 0");
+            set_attrs(py, &err, None, 0, "mti", "expects str");
+            err
+        })?
+        .to_str()?;
+    let mut held: Vec<(u8, Bound<'py, PyAny>)> = Vec::with_capacity(fields.len());
+    for (k, v) in fields.iter() {
+        let n: i64 = k
+            .extract()
+            .map_err(|_| field_err(py, None, "field numbers must be int"))?;
+        if !(2..=128).contains(&n) {
+            let reason = iso::ErrorKind::FieldNumberOutOfRange { number: n }.to_string();
+            return Err(field_err(py, Some(n), &reason));
+        }
+        held.push((n as u8, v));
+    }
+    let mut values: Vec<(u8, iso::Value<'_>)> = Vec::with_capacity(held.len());
+    for (n, v) in &held {
+        let value = if let Ok(s) = v.cast::<PyString>() {
+            iso::Value::Text(s.to_str()?)
+        } else if let Ok(b) = v.cast::<PyBytes>() {
+            iso::Value::Bytes(b.as_bytes())
+        } else {
+            let tname = v.get_type().name()?;
+            let reason = format!("expects str or bytes, got {tname}");
+            return Err(field_err(py, Some(i64::from(*n)), &reason));
+        };
+        values.push((*n, value));
+    }
+    let mut out = Vec::with_capacity(256);
+    iso::encode_into(spec, mti, &mut values, &mut out).map_err(|e| codec_err(py, &e, false))?;
+    Ok(PyBytes::new(py, &out))
+}
+
+/// The base of `switch.iso8583.message.Message`: an MTI (str) and a dict of fields. Native so
+/// that the codec creates messages without running Python code; the Python subclass adds the
+/// helpers. `mti` is fixed once built, `fields` is an ordinary (mutable) dict.
+#[pyclass(subclass, frozen, module = "switch_native", name = "MessageBase")]
+pub struct PyMessage {
+    mti: Py<PyString>,
+    fields: Py<PyDict>,
+}
+
+#[pymethods]
+impl PyMessage {
+    #[new]
+    #[pyo3(signature = (mti, fields = None))]
+    fn new(mti: Bound<'_, PyString>, fields: Option<Bound<'_, PyDict>>) -> Self {
+        let py = mti.py();
+        PyMessage {
+            fields: fields.unwrap_or_else(|| PyDict::new(py)).unbind(),
+            mti: mti.unbind(),
+        }
+    }
+
+    #[getter]
+    fn mti(&self, py: Python<'_>) -> Py<PyString> {
+        self.mti.clone_ref(py)
+    }
+
+    #[getter]
+    fn fields(&self, py: Python<'_>) -> Py<PyDict> {
+        self.fields.clone_ref(py)
+    }
+
+    fn __eq__(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let Ok(other) = other.cast::<PyMessage>() else {
+            return Ok(py.NotImplemented());
+        };
+        let other = other.get();
+        let same = PyAnyMethods::eq(self.mti.bind(py).as_any(), other.mti.bind(py))?
+            && PyAnyMethods::eq(self.fields.bind(py).as_any(), other.fields.bind(py))?;
+        Ok(pyo3::types::PyBool::new(py, same)
+            .to_owned()
+            .into_any()
+            .unbind())
+    }
+}
+
+/// The base of `switch.iso8583.codec.Codec`: a compiled spec and the message class to build.
+/// `decode` and `encode` are single native calls with no Python frame in between.
+#[pyclass(subclass, frozen, module = "switch_native", name = "CodecBase")]
+pub struct PyCodec {
+    spec: Py<PySpec>,
+    message_class: Py<pyo3::types::PyType>,
+}
+
+#[pymethods]
+impl PyCodec {
+    #[new]
+    fn new(
+        spec: Bound<'_, PySpec>,
+        message_class: Bound<'_, pyo3::types::PyType>,
+    ) -> PyResult<Self> {
+        if !message_class.is_subclass_of::<PyMessage>()? {
+            return Err(PyTypeError::new_err(
+                "message_class must subclass MessageBase",
+            ));
+        }
+        Ok(PyCodec {
+            spec: spec.unbind(),
+            message_class: message_class.unbind(),
+        })
+    }
+
+    #[getter]
+    fn spec(&self, py: Python<'_>) -> Py<PySpec> {
+        self.spec.clone_ref(py)
+    }
+
+    /// Decode exactly one message into an instance of the message class.
+    fn decode<'py>(
+        &self,
+        py: Python<'py>,
+        data: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let spec = &self.spec.get().inner;
+        let (mti, fields) = if let Ok(b) = data.cast::<PyBytes>() {
+            decode_parts(spec, py, b.as_bytes())?
+        } else {
+            let b = py.get_type::<PyBytes>().call1((data,))?;
+            decode_parts(spec, py, b.cast::<PyBytes>()?.as_bytes())?
+        };
+        self.message_class.bind(py).call1((mti, fields))
+    }
+
+    /// Encode a message (any MessageBase instance); bitmaps are computed.
+    fn encode<'py>(
+        &self,
+        py: Python<'py>,
+        message: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let m = message
+            .cast::<PyMessage>()
+            .map_err(|_| PyTypeError::new_err("encode expects a Message"))?
+            .get();
+        encode_parts(
+            &self.spec.get().inner,
+            py,
+            m.mti.bind(py).as_any(),
+            m.fields.bind(py),
+        )
     }
 }
 
@@ -449,6 +576,8 @@ fn tlv_build<'py>(py: Python<'py>, nodes: &Bound<'py, PyAny>) -> PyResult<Bound<
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<PySpec>()?;
+    m.add_class::<PyMessage>()?;
+    m.add_class::<PyCodec>()?;
     m.add("Iso8583Error", py.get_type::<Iso8583Error>())?;
     m.add("Iso8583DecodeError", py.get_type::<Iso8583DecodeError>())?;
     m.add("Iso8583EncodeError", py.get_type::<Iso8583EncodeError>())?;

@@ -14,8 +14,9 @@ returns part of a message: bytes after the last field are an error too.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from switch_native import Iso8583DecodeError, Iso8583EncodeError, Iso8583Error, Spec
+from switch_native import CodecBase, Iso8583DecodeError, Iso8583EncodeError, Iso8583Error, Spec
 
 from switch.iso8583.message import Message
 from switch.iso8583.spec import get_spec
@@ -30,27 +31,23 @@ __all__ = [
 ]
 
 
-class Codec:
-    """A compiled spec with decode/encode to and from :class:`Message`."""
+class Codec(CodecBase):
+    """A compiled spec with decode/encode to and from :class:`Message`.
 
-    __slots__ = ("_decode", "_encode", "spec")
+    ``Codec(spec="ascii87")`` accepts a compiled spec, a built-in name or a spec file path.
+    ``decode(data)`` (bytes, bytearray or memoryview: exactly one message, no length header;
+    see :mod:`switch.iso8583.framing`) returns a :class:`Message`; ``encode(message)`` returns
+    bytes with the bitmaps computed from the fields present. Both are single native calls.
+    """
 
-    def __init__(self, spec: Spec | str | Path = "ascii87") -> None:
-        self.spec: Spec = get_spec(spec)
-        # Bound methods looked up once: the hot path is one native call each way.
-        self._decode = self.spec.decode
-        self._encode = self.spec.encode
+    __slots__ = ()
 
-    def decode(self, data: bytes | bytearray | memoryview) -> Message:
-        """Decode exactly one message (no length header; see :mod:`switch.iso8583.framing`)."""
-        if type(data) is not bytes:
-            data = bytes(data)
-        mti, fields = self._decode(data)
-        return Message(mti, fields)
+    def __new__(cls, spec: Spec | str | Path = "ascii87") -> Codec:
+        return super().__new__(cls, get_spec(spec), Message)
 
-    def encode(self, message: Message) -> bytes:
-        """Encode a message; bitmaps are computed from the fields present."""
-        return self._encode(message.mti, message.fields)
+    if TYPE_CHECKING:  # the native methods, typed for this subclass (no runtime override)
+
+        def decode(self, data: bytes | bytearray | memoryview) -> Message: ...
 
     def __repr__(self) -> str:
         return f"Codec({self.spec.name!r})"

@@ -12,7 +12,7 @@ data, PIN block, EMV data and MACs show only their length.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from switch_native import MessageBase
 
 __all__ = ["FieldValue", "Message", "mask_field"]
 
@@ -37,12 +37,16 @@ def mask_field(number: int, value: FieldValue) -> str:
     return value
 
 
-@dataclass(slots=True, eq=True, repr=False)
-class Message:
-    """An ISO 8583 message: ``mti`` (4 digits) and ``fields`` {number (2..128): value}."""
+class Message(MessageBase):
+    """An ISO 8583 message: ``mti`` (4 digits) and ``fields`` {number (2..128): value}.
 
-    mti: str
-    fields: dict[int, FieldValue] = field(default_factory=dict)
+    ``Message(mti, fields=None)``. The storage and ``==`` are native (``MessageBase``) so the
+    codec builds messages without running Python code; ``mti`` is fixed once built, ``fields``
+    is a plain dict you may change. Unhashable, like the dict it holds.
+    """
+
+    __slots__ = ()
+    __hash__ = None  # type: ignore[assignment]
 
     def __getitem__(self, number: int) -> FieldValue:
         return self.fields[number]

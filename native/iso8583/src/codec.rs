@@ -333,41 +333,35 @@ fn decode_field<S: Sink>(
             sink.field(n, Value::Text(&scratch.text))
         }
         (kind, _) => {
-            // BCD numeric or track.
-            scratch.text.clear();
+            // BCD numeric or track: two digits a byte, one pad nibble when the length is odd.
+            let buf = &mut scratch.bytes;
+            buf.clear();
+            buf.reserve(units);
             let odd = units % 2 == 1;
-            let total = body.len() * 2;
-            let (skip_first, skip_last) = match (odd, f.pad) {
-                (false, _) => (false, false),
-                (true, Pad::Left) => (true, false),
-                (true, _) => (false, true),
-            };
-            for idx in 0..total {
-                let byte = body[idx / 2];
-                let nib = if idx % 2 == 0 { byte >> 4 } else { byte & 0x0F };
-                let is_pad = (skip_first && idx == 0) || (skip_last && idx == total - 1);
-                if is_pad {
-                    let expected = if f.pad == Pad::RightF { 0x0F } else { 0 };
-                    if nib != expected {
-                        let e = ErrorKind::BadPad {
-                            nibble: nib,
-                            expected,
-                        };
-                        return Err(Error::new(loc, at + idx / 2, e).into());
+            let expected = if f.pad == Pad::RightF { 0x0F } else { 0 };
+            let last = body.len().wrapping_sub(1);
+            for (i, &byte) in body.iter().enumerate() {
+                let pad_hi = odd && i == 0 && f.pad == Pad::Left;
+                let pad_lo = odd && i == last && f.pad != Pad::Left;
+                for (nibble, is_pad) in [(byte >> 4, pad_hi), (byte & 0x0F, pad_lo)] {
+                    if is_pad {
+                        if nibble != expected {
+                            let e = ErrorKind::BadPad { nibble, expected };
+                            return Err(Error::new(loc, at + i, e).into());
+                        }
+                    } else if nibble <= 9 {
+                        buf.push(b'0' + nibble);
+                    } else if nibble == 0x0D && kind == Kind::Track {
+                        buf.push(b'=');
+                    } else {
+                        return Err(Error::new(loc, at + i, ErrorKind::NonNumeric { byte }).into());
                     }
-                    continue;
                 }
-                let c = match nib {
-                    0..=9 => b'0' + nib,
-                    0x0D if kind == Kind::Track => b'=',
-                    _ => {
-                        let e = ErrorKind::NonNumeric { byte };
-                        return Err(Error::new(loc, at + idx / 2, e).into());
-                    }
-                };
-                scratch.text.push(c as char);
             }
-            sink.field(n, Value::Text(&scratch.text))
+            // Only ASCII digits and '=' were written.
+            let s = std::str::from_utf8(buf)
+                .map_err(|_| Error::new(loc, at, ErrorKind::NonNumeric { byte: 0 }))?;
+            sink.field(n, Value::Text(s))
         }
     }
 }
