@@ -371,3 +371,39 @@ def test_running_worker_backs_off_while_the_link_is_down(tmp_path: Path, peer: S
         assert len(peer.messages) == 20
 
     run(scenario)
+
+
+class BrokenOutbox:
+    """An outbox whose database is gone."""
+
+    def __init__(self) -> None:
+        self.claims = 0
+
+    def claim_due_alerts(self, now: float, limit: int) -> list[Alert]:
+        self.claims += 1
+        raise OSError("disk I/O error")
+
+    def mark_alert_sent(self, alert_id: int, carrier_id: str, now: float) -> None:
+        raise AssertionError("never reached")
+
+    def mark_alert_failed(
+        self, alert_id: int, error: str, next_attempt_at: float, give_up: bool
+    ) -> None:
+        raise AssertionError("never reached")
+
+
+def test_outbox_errors_keep_the_worker_alive_with_back_off(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        outbox = BrokenOutbox()
+        policy = RetryPolicy(base=0.2, cap=5.0, jitter=0.0)
+        worker = AlertWorker(outbox, ConsoleTransport(tmp_path / "sms.log"), policy=policy,
+                             poll_interval=0.01)  # fmt: skip
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        await asyncio.sleep(1.0)
+        stop.set()
+        await task
+        worker.close()
+        assert 2 <= outbox.claims <= 4  # 0.2 + 0.4 + 0.8 s, not one claim per 10 ms
+
+    run(scenario)

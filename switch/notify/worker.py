@@ -177,15 +177,20 @@ class AlertWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Loop until ``stop`` is set: drain due alerts, then wait ``poll_interval`` (or, while
-        the link is down, the policy's back-off for the number of consecutive link failures)."""
+        the link or the outbox is down, the policy's back-off for the number of consecutive
+        failures)."""
+        outbox_failures = 0
         while not stop.is_set():
             try:
                 handled = await self.run_once()
+                outbox_failures = 0
             except Exception:  # the outbox is unavailable: keep the worker alive, try later
-                log.exception("alert outbox unavailable")
+                outbox_failures += 1
+                log.exception("alert outbox unavailable (%d in a row)", outbox_failures)
                 handled = 0
-            if self.link_failures:
-                pause = max(self.poll_interval, self.policy.delay(self.link_failures, self.rng))
+            failures = max(self.link_failures, outbox_failures)
+            if failures:
+                pause = max(self.poll_interval, self.policy.delay(failures, self.rng))
             elif handled < self.batch_size:
                 pause = self.poll_interval
             else:
