@@ -1,1 +1,13 @@
-"""Cardholder SMS alerts, delivered from a transactional outbox."""
+"""Cardholder SMS alerts, delivered from a transactional outbox.
+
+* ``messages``: the French/Arabic texts (``render_alert``, ``render_otp``) and their size;
+* ``sms_encoding``: GSM-7 / UCS-2 choice, segment counts, splitting;
+* ``outbox`` / ``transport``: the contracts with the store and the SMS carriers;
+* ``worker``: claims due alerts, sends, marks; back-off, parking, link-down pauses;
+* ``console`` (default) and ``smpp`` transports, built from one setting by ``factory``.
+
+Wiring (one worker per store)::
+
+    worker = AlertWorker(core.store, transport_from_url(os.environ.get("SWITCH_SMS"), state_dir))
+    task = asyncio.create_task(worker.run(stop))   # ... stop.set(); await task; worker.close()
+"""
