@@ -168,3 +168,16 @@ def test_fuzz_bad_lengths_never_crash() -> None:
                     func(*args)
                 except sn.CryptoError:
                     pass
+
+
+def test_huge_or_negative_ints_are_crypto_errors() -> None:
+    a = "4012345678909"
+    for bad in (2**70, -(2**70), -1, 5):
+        with pytest.raises(sn.CryptoError, match=r"^fmt: "):
+            sn.pin_block_encode(bad, "1234", a)
+        with pytest.raises(sn.CryptoError, match=r"^dst_fmt: "):
+            sn.pin_block_translate(K2, 0, K2, bad, bytes(8), a)
+    with pytest.raises(sn.CryptoError, match=r"^pvki: "):
+        sn.pvv_generate(K2, a, 2**80, "1234")
+    with pytest.raises(sn.CryptoError, match=r"^padding: "):
+        sn.mac_iso9797_1_alg3(K2, b"x", 10**30)

@@ -41,8 +41,28 @@ fn run<T: Send>(py: Python<'_>, size: usize, f: impl FnOnce() -> T + Send) -> T 
     }
 }
 
-fn fmt(field: &'static str, n: i64) -> PyResult<Format> {
-    Format::from_int(field, n).map_err(err)
+/// A Python int argument. Ints beyond 64 bits saturate, so they reach the range check and fail
+/// with a `CryptoError` naming the argument instead of an `OverflowError`.
+#[derive(Clone, Copy)]
+struct Int(i64);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Int {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        match obj.extract::<i64>() {
+            Ok(v) => Ok(Int(v)),
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyOverflowError>(obj.py()) => {
+                let negative = obj.lt(0i64)?;
+                Ok(Int(if negative { i64::MIN } else { i64::MAX }))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn fmt(field: &'static str, n: Int) -> PyResult<Format> {
+    Format::from_int(field, n.0).map_err(err)
 }
 
 #[pyfunction]
@@ -130,14 +150,14 @@ fn aes_decrypt_cbc<'py>(
 }
 
 #[pyfunction]
-#[pyo3(signature = (key, algorithm = "des", length = 3))]
+#[pyo3(signature = (key, algorithm = "des", length = Int(3)))]
 fn key_check_value<'py>(
     py: Python<'py>,
     key: &[u8],
     algorithm: &str,
-    length: i64,
+    length: Int,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let length = usize::try_from(length).unwrap_or(0);
+    let length = usize::try_from(length.0).unwrap_or(0);
     bytes(py, pc::keys::key_check_value(key, algorithm, length))
 }
 
@@ -159,7 +179,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[pyfunction]
 fn pin_block_encode<'py>(
     py: Python<'py>,
-    fmt: i64,
+    fmt: Int,
     pin: &str,
     pan: &str,
 ) -> PyResult<Bound<'py, PyBytes>> {
@@ -170,7 +190,7 @@ fn pin_block_encode<'py>(
 }
 
 #[pyfunction]
-fn pin_block_decode(fmt: i64, block: &[u8], pan: &str) -> PyResult<String> {
+fn pin_block_decode(fmt: Int, block: &[u8], pan: &str) -> PyResult<String> {
     let f = self::fmt("fmt", fmt)?;
     let pin = pc::pinblock::decode(f, block, pan).map_err(err)?;
     Ok(pin.to_ascii())
@@ -180,7 +200,7 @@ fn pin_block_decode(fmt: i64, block: &[u8], pan: &str) -> PyResult<String> {
 fn pin_block_encrypt<'py>(
     py: Python<'py>,
     key: &[u8],
-    fmt: i64,
+    fmt: Int,
     pin: &str,
     pan: &str,
 ) -> PyResult<Bound<'py, PyBytes>> {
@@ -192,9 +212,9 @@ fn pin_block_encrypt<'py>(
 fn pin_block_translate<'py>(
     py: Python<'py>,
     src_key: &[u8],
-    src_fmt: i64,
+    src_fmt: Int,
     dst_key: &[u8],
-    dst_fmt: i64,
+    dst_fmt: Int,
     block: &[u8],
     pan: &str,
 ) -> PyResult<Bound<'py, PyBytes>> {
@@ -207,30 +227,30 @@ fn pin_block_translate<'py>(
 }
 
 #[pyfunction]
-fn pin_block_pin_length(key: &[u8], fmt: i64, block: &[u8], pan: &str) -> PyResult<usize> {
+fn pin_block_pin_length(key: &[u8], fmt: Int, block: &[u8], pan: &str) -> PyResult<usize> {
     let f = self::fmt("fmt", fmt)?;
     let pin = pc::pinblock::decrypt("key", key, f, block, pan).map_err(err)?;
     Ok(pin.len())
 }
 
 #[pyfunction]
-fn pvv_generate(pvk: &[u8], pan: &str, pvki: i64, pin: &str) -> PyResult<String> {
-    pc::pvv::generate(pvk, pan, pvki, pin).map_err(err)
+fn pvv_generate(pvk: &[u8], pan: &str, pvki: Int, pin: &str) -> PyResult<String> {
+    pc::pvv::generate(pvk, pan, pvki.0, pin).map_err(err)
 }
 
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
 fn pvv_verify(
     pin_key: &[u8],
-    fmt: i64,
+    fmt: Int,
     block: &[u8],
     pan: &str,
     pvk: &[u8],
-    pvki: i64,
+    pvki: Int,
     pvv: &str,
 ) -> PyResult<bool> {
     let f = self::fmt("fmt", fmt)?;
-    pc::pvv::verify(pin_key, f, block, pan, pvk, pvki, pvv).map_err(err)
+    pc::pvv::verify(pin_key, f, block, pan, pvk, pvki.0, pvv).map_err(err)
 }
 
 #[pyfunction]
@@ -239,14 +259,14 @@ fn ibm3624_offset_generate(
     pin: &str,
     validation_data: &str,
     decimalisation_table: &str,
-    check_length: i64,
+    check_length: Int,
 ) -> PyResult<String> {
     pc::ibm3624::offset_generate(
         pvk,
         pin,
         validation_data,
         decimalisation_table,
-        check_length,
+        check_length.0,
     )
     .map_err(err)
 }
@@ -255,14 +275,14 @@ fn ibm3624_offset_generate(
 #[allow(clippy::too_many_arguments)]
 fn ibm3624_verify(
     pin_key: &[u8],
-    fmt: i64,
+    fmt: Int,
     block: &[u8],
     pan: &str,
     pvk: &[u8],
     offset: &str,
     validation_data: &str,
     decimalisation_table: &str,
-    check_length: i64,
+    check_length: Int,
 ) -> PyResult<bool> {
     let f = self::fmt("fmt", fmt)?;
     pc::ibm3624::verify(
@@ -274,7 +294,7 @@ fn ibm3624_verify(
         offset,
         validation_data,
         decimalisation_table,
-        check_length,
+        check_length.0,
     )
     .map_err(err)
 }
@@ -356,17 +376,18 @@ fn emv_arpc_method2<'py>(
     )
 }
 
-fn padding(p: i64) -> PyResult<u8> {
+fn padding(p: Int) -> PyResult<u8> {
+    let p = p.0;
     u8::try_from(p).map_err(|_| CryptoError::new_err(format!("padding: {p} is not 1, 2 or 3")))
 }
 
 #[pyfunction]
-#[pyo3(signature = (key, data, padding = 1))]
+#[pyo3(signature = (key, data, padding = Int(1)))]
 fn mac_iso9797_1_alg1<'py>(
     py: Python<'py>,
     key: &[u8],
     data: &[u8],
-    padding: i64,
+    padding: Int,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let p = self::padding(padding)?;
     let r = run(py, data.len(), || pc::mac::mac_alg1(key, data, p));
@@ -374,12 +395,12 @@ fn mac_iso9797_1_alg1<'py>(
 }
 
 #[pyfunction]
-#[pyo3(signature = (key, data, padding = 1))]
+#[pyo3(signature = (key, data, padding = Int(1)))]
 fn mac_iso9797_1_alg3<'py>(
     py: Python<'py>,
     key: &[u8],
     data: &[u8],
-    padding: i64,
+    padding: Int,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let p = self::padding(padding)?;
     let r = run(py, data.len(), || pc::mac::mac_alg3(key, data, p));
