@@ -188,7 +188,6 @@ class Pipeline:
         self.bills_paid: dict[tuple[str, str], str | None] = {}
         self._bill_due: dict[tuple[str, str], int] = {}
         self._inflight: dict[str, asyncio.Future[tuple[str, AuthResult]]] = {}
-        self._inflight_txn: dict[str, str] = {}  # idempotency key -> txn id, while in flight
         self._done_keys: set[str] = set()
         self._seq = 0
         self._sched_cache: dict[tuple[str, int], Schedule] = {}
@@ -358,7 +357,6 @@ class Pipeline:
         ctx.txn_id = self._next_txn_id()
         fut: asyncio.Future[tuple[str, AuthResult]] = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
-        self._inflight_txn[key] = ctx.txn_id
         try:
             result = await self._process(ctx)
             fut.set_result((fp, result))
@@ -369,7 +367,6 @@ class Pipeline:
             raise
         finally:
             del self._inflight[key]
-            del self._inflight_txn[key]
 
     @staticmethod
     def _replay(first_fp: str, fp: str, first: AuthResult) -> AuthResult:
@@ -717,6 +714,8 @@ class Pipeline:
         """The decision section: no ``await`` from the limit check to the snapshot."""
         req = ctx.req
         t = req.txn_type
+        if card.status is not CardStatus.ACTIVE:  # blocked while the HSM was verifying
+            raise Decline(RC.RESTRICTED_CARD, f"card {card.status.value}")
         if t is TxnType.BALANCE_INQUIRY:
             return self._approve(ctx, account, 0)
         amount = req.amount

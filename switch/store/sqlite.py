@@ -140,6 +140,7 @@ class SqliteStore:
         conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'OFF'}")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: hot index pages stay in memory
         return conn
 
     async def open(self) -> None:
