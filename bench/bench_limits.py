@@ -9,6 +9,7 @@ per authorization. Also: ``rebuild`` of 5 million rows vs the same sums in a Pyt
 from __future__ import annotations
 
 import time
+import tracemalloc
 from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -19,6 +20,7 @@ from switch.core.business_day import day_number
 from switch.core.limits import LimitsEngine
 
 N_CALLS = 300_000
+REPEATS = 3
 N_CARDS = 1_000_000
 N_CATEGORIES = 7
 DAY = 20_500
@@ -72,16 +74,34 @@ def _rate(
 
 def main() -> None:
     cards, cats, amounts = _stream(N_CALLS)
-    engine = LimitsEngine(N_CATEGORIES, initial_capacity=N_CARDS)
-    baseline = DictLimits()
-    print("bench_limits: check_and_reserve through Python, 1M card ids x 7 categories")
+    best: dict[tuple[str, str], float] = {}
+    for _ in range(REPEATS):  # best of: the machine is shared, the slow runs are noise
+        engine = LimitsEngine(N_CATEGORIES, initial_capacity=N_CARDS)
+        baseline = DictLimits()
+        for label in ("first use of the day", "cards already counted"):
+            for side, fn in (("compiled", engine.check_and_reserve),
+                             ("dict", baseline.check_and_reserve)):  # fmt: skip
+                rate = _rate(fn, cards, cats, amounts)
+                best[label, side] = max(best.get((label, side), 0.0), rate)
+    print(f"bench_limits: check_and_reserve through Python, 1M card ids x 7 categories"
+          f" (best of {REPEATS})")  # fmt: skip
     for label in ("first use of the day", "cards already counted"):
-        compiled = _rate(engine.check_and_reserve, cards, cats, amounts)
-        python = _rate(baseline.check_and_reserve, cards, cats, amounts)
+        compiled, python = best[label, "compiled"], best[label, "dict"]
         print(f"  {label}:")
         print(f"    compiled LimitsEngine  {compiled:>12,.0f} calls/s")
         print(f"    pure-Python dict       {python:>12,.0f} calls/s   (x{compiled / python:.1f})")
     print(f"  engine memory          {engine.nbytes / 2**20:>12.1f} MiB for {N_CARDS:,} card ids")
+    tracemalloc.start()
+    fresh = DictLimits()
+    for c, k, a in zip(cards, cats, amounts, strict=True):
+        fresh.check_and_reserve(c, k, a, DAY, MAX_AMOUNT, MAX_COUNT)
+    dict_bytes = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    per_entry = dict_bytes / len(fresh.used)
+    print(
+        f"  dict memory            {dict_bytes / 2**20:>12.1f} MiB"
+        f" ({per_entry:.0f} B per card and category; engine: 12 B, + 4 B per card)"
+    )
 
     n = 5_000_000
     rng = np.random.default_rng(1)
