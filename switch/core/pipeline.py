@@ -451,9 +451,10 @@ class Pipeline:
             txn_id=ctx.txn_id,
             created_at=ctx.now,
             business_day=ctx.day,
-            txn_type=req.txn_type,  # StrEnum members are str: no .value on the hot path
-            channel=req.channel,
-            response_code=result.response_code,
+            # plain str, not the StrEnum member: sqlite3 binds an exact str much faster
+            txn_type=req.txn_type._value_,
+            channel=req.channel._value_,
+            response_code=result.response_code._value_,
             auth_code=result.auth_code,
             card_id=None if card is None else card.card_id,
             account_id=None if ctx.account is None else ctx.account.account_id,

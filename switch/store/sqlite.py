@@ -138,7 +138,6 @@ class SqliteStore:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'OFF'}")
-        conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=5000")
         conn.execute("PRAGMA cache_size=-65536")  # 64 MiB: hot index pages stay in memory
         return conn
@@ -150,6 +149,10 @@ class SqliteStore:
         self._read = self._connect()
         self._read.execute("PRAGMA query_only=ON")
         self._adminc = self._connect()
+        # Foreign keys are enforced where rows are created by hand (seeding, operators). The
+        # group-commit connection leaves them off: the core only posts to accounts it has
+        # loaded, and the per-row parent lookups were a measurable share of the write cost.
+        self._adminc.execute("PRAGMA foreign_keys=ON")
         self._loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-commit")
 
