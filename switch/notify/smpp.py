@@ -30,6 +30,7 @@ import socket
 import threading
 import time
 import zlib
+from collections import deque
 from typing import Any
 
 import smpplib.client
@@ -127,7 +128,7 @@ class SmppTransport:
         self.enquire_link_interval = enquire_link_interval
         self.probe_after = probe_after
         self.registered_delivery = registered_delivery
-        self.receipts: list[dict[str, Any]] = []
+        self.receipts: deque[dict[str, Any]] = deque(maxlen=1000)  # latest delivery receipts
         self.binds = 0
         self._client: smpplib.client.Client | None = None
         self._last_io = 0.0
