@@ -74,7 +74,11 @@ impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ErrorKind::Truncated { needed, available } => {
-                write!(f, "truncated: needs {needed} bytes, only {available} left")
+                write!(
+                    f,
+                    "truncated: needs {needed} {}, only {available} left",
+                    bytes(*needed)
+                )
             }
             ErrorKind::LengthExceedsMax { length, max } => {
                 write!(f, "length {length} exceeds max {max}")
@@ -96,7 +100,9 @@ impl fmt::Display for ErrorKind {
                 write!(f, "pad nibble {nibble:X} where {expected:X} is required")
             }
             ErrorKind::NoSuchField => f.write_str("not defined by the spec"),
-            ErrorKind::TrailingData { count } => write!(f, "{count} bytes of trailing data"),
+            ErrorKind::TrailingData { count } => {
+                write!(f, "{count} {} of trailing data", bytes(*count))
+            }
             ErrorKind::ExpectedText => f.write_str("expects str, got bytes"),
             ErrorKind::ExpectedBytes => f.write_str("expects bytes, got str"),
             ErrorKind::FieldNumberOutOfRange { number } => {
@@ -104,6 +110,14 @@ impl fmt::Display for ErrorKind {
             }
             ErrorKind::DuplicateField => f.write_str("given more than once"),
         }
+    }
+}
+
+fn bytes(n: usize) -> &'static str {
+    if n == 1 {
+        "byte"
+    } else {
+        "bytes"
     }
 }
 
@@ -153,6 +167,17 @@ impl std::error::Error for SpecError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plural_only_when_needed() {
+        let one = ErrorKind::TrailingData { count: 1 };
+        assert_eq!(one.to_string(), "1 byte of trailing data");
+        let two = ErrorKind::Truncated {
+            needed: 2,
+            available: 1,
+        };
+        assert_eq!(two.to_string(), "truncated: needs 2 bytes, only 1 left");
+    }
 
     #[test]
     fn message_names_field_offset_and_problem() {
