@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 BIND_RECEIVER = 0x00000001
 BIND_TRANSMITTER = 0x00000002
 SUBMIT_SM = 0x00000004
+DELIVER_SM = 0x00000005
 UNBIND = 0x00000006
 BIND_TRANSCEIVER = 0x00000009
 ENQUIRE_LINK = 0x00000015
@@ -133,6 +134,7 @@ class SmppPeer:
     binds: list[tuple[str, str, int]] = field(default_factory=list)
     enquire_links: int = 0
     unbinds: int = 0
+    receipts_acknowledged: int = 0
     port: int = 0
 
     def __post_init__(self) -> None:
@@ -142,6 +144,7 @@ class SmppPeer:
         self._garbage = 0
         self._bind_failures = 0
         self._enquire_first = False
+        self._receipt_first = False
         self._conns: list[_Conn] = []
         self._next_id = 1
         self._pending: dict[tuple[str, int], dict[int, Submit]] = {}
@@ -179,6 +182,10 @@ class SmppPeer:
 
     def enquire_before_response(self, on: bool = True) -> None:
         self._enquire_first = on
+
+    def receipt_before_response(self, on: bool = True) -> None:
+        """Send a deliver_sm delivery receipt on the session before each submit_sm_resp."""
+        self._receipt_first = on
 
     def kill_connections(self) -> None:
         with self._lock:
@@ -269,6 +276,10 @@ class SmppPeer:
             return False
         if command == SUBMIT_SM:
             return self._submit(conn, seq, body)
+        if command == DELIVER_SM | RESP:
+            with self._lock:
+                self.receipts_acknowledged += 1
+            return True
         _send(conn.sock, GENERIC_NACK, ESME_RINVCMDID, seq, b"")
         return True
 
@@ -294,6 +305,14 @@ class SmppPeer:
                 self._assemble(sub)
         if self._enquire_first:
             _send(conn.sock, ENQUIRE_LINK, ESME_ROK, 0x7FFF0000 + seq, b"")
+        if self._receipt_first:
+            text = f"id:{sub.message_id} stat:DELIVRD".encode()
+            receipt = (
+                b"\x00" + bytes((1, 1)) + sub.destination_addr.encode() + b"\x00"
+                + bytes((5, 0)) + sub.source_addr.encode() + b"\x00"
+                + bytes((0x04, 0, 0)) + b"\x00\x00" + bytes((0, 0, 0, 0, len(text))) + text
+            )  # fmt: skip
+            _send(conn.sock, DELIVER_SM, ESME_ROK, 0x7FFE0000 + seq, receipt)
         _send(conn.sock, SUBMIT_SM | RESP, status, seq, sub.message_id.encode() + b"\x00")
         return True
 

@@ -260,3 +260,17 @@ def test_debug_logging_never_shows_the_smpp_password(
     assert peer.messages
     assert "s3cr3tpw" not in caplog.text
     assert b"s3cr3tpw".hex() not in caplog.text
+
+
+def test_delivery_receipts_on_the_session_are_acknowledged(peer: SmppPeer) -> None:
+    peer.receipt_before_response()
+    t = _transport(peer, registered_delivery=True)
+    try:
+        t.send(MSISDN, "with receipt", "alert-3")
+    finally:
+        t.close()
+    assert [m.text for m in peer.messages] == ["with receipt"]
+    assert peer.wait_for(lambda: peer.receipts_acknowledged == 1, timeout=5)
+    [receipt] = t.receipts
+    assert receipt["source_addr"] == MSISDN.lstrip("+")
+    assert "stat:DELIVRD" in receipt["text"]

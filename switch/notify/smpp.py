@@ -263,7 +263,9 @@ class SmppTransport:
         if command == "enquire_link":
             resp = smpplib.smpp.make_pdu("enquire_link_resp", client=client)
         elif command == "deliver_sm":  # delivery receipt on the transceiver session
-            self.receipts.append({"source_addr": pdu.source_addr, "text": pdu.short_message})
+            self.receipts.append(
+                {"source_addr": _text(pdu.source_addr), "text": _text(pdu.short_message)}
+            )
             resp = smpplib.smpp.make_pdu("deliver_sm_resp", client=client)
         elif command == "unbind":
             resp = smpplib.smpp.make_pdu("unbind_resp", client=client)
@@ -304,3 +306,10 @@ class SmppTransport:
                 log.info("SMPP keep-alive failed: %s", exc)
             finally:
                 self._lock.release()
+
+
+def _text(value: object) -> str:
+    """smpplib hands out bytes or str depending on the field: receipts are ASCII."""
+    if isinstance(value, bytes):
+        return value.decode("ascii", "replace")
+    return "" if value is None else str(value)
