@@ -300,3 +300,20 @@ def test_reversal_by_field_90_of_another_acquirer_terminal_is_not_matched(state:
         assert r.approved_amount == 0  # unknown original: recorded, nothing released
 
     run(state, body)
+
+
+def test_idempotency_window_expires_and_keys_are_reusable(state: Path) -> None:
+    async def body(core: SwitchCore) -> None:
+        req = t.withdrawal(amount=200_000)
+        first = await ok(core, req)
+        p = core._p  # white-box: jump past two idempotency windows
+        p._done_rotated -= 2 * 86400 + 1
+        await ok(core, t.withdrawal(amount=100_000))  # rotates current -> previous
+        p._done_rotated -= 2 * 86400 + 1
+        await ok(core, t.withdrawal(amount=100_000))  # the first key is forgotten now
+        again = await ok(core, req)  # a year later, the same STAN and date: a new request
+        assert not again.replayed and again.transaction_id != first.transaction_id
+        rows = core.store.query("SELECT txn_id FROM idempotency WHERE key LIKE 'iso:fin:%'")
+        assert (again.transaction_id,) in rows and (first.transaction_id,) not in rows
+
+    run(state, body)

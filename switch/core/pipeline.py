@@ -188,7 +188,11 @@ class Pipeline:
         self.bills_paid: dict[tuple[str, str], str | None] = {}
         self._bill_due: dict[tuple[str, str], int] = {}
         self._inflight: dict[str, asyncio.Future[tuple[str, AuthResult]]] = {}
+        # Keys answered recently, so a new request costs no idempotency read. Two generations
+        # (current and previous window): older keys fall out and are found by a store read.
         self._done_keys: set[str] = set()
+        self._done_prev: set[str] = set()
+        self._done_rotated = 0.0
         self._seq = 0
         self._sched_cache: dict[tuple[str, int], Schedule] = {}
         self.gl: dict[str, int] = {}
@@ -204,6 +208,7 @@ class Pipeline:
         self._seq = s.max_journal_seq()
         now = self.clock()
         self._done_keys = set(s.recent_idempotency_keys(now - IDEMPOTENCY_WINDOW_S))
+        self._done_rotated = now
         for code in (GL_FEES, GL_INTERBANK_ATM, GL_INTERBANK_POS):
             acct = await s.account_by_number(code)
             if acct is None:
@@ -346,7 +351,7 @@ class Pipeline:
         if pending is not None:
             first_fp, first = await asyncio.shield(pending)
             return self._replay(first_fp, fp, first)
-        if key in self._done_keys:
+        if key in self._done_keys or key in self._done_prev:
             row = await self.store.idempotent(key)
             if row is not None:
                 return self._replay(row.fingerprint, fp, decode_result(row.result))
@@ -484,6 +489,9 @@ class Pipeline:
             log.critical("store commit failed, approvals stopped: %s", exc)
             return AuthResult(RC.SYSTEM_MALFUNCTION, "store unavailable", transaction_id=ctx.txn_id)
         self._done_keys.add(ctx.key)
+        if ctx.now - self._done_rotated > IDEMPOTENCY_WINDOW_S:
+            self._done_prev, self._done_keys = self._done_keys, set()
+            self._done_rotated = ctx.now
         return result
 
     # -- on-us debits and inquiries ----------------------------------------------------------

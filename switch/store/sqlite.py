@@ -312,8 +312,12 @@ class SqliteStore:
         idem = [c.idempotency for c in units if c.idempotency is not None]
         if idem:
             conn.executemany(
+                # A key seen again after the idempotency window is a new request (ISO 8583
+                # dates repeat every year): it takes the slot over instead of failing.
                 "INSERT INTO idempotency (key, fingerprint, txn_id, result, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+                "fingerprint = excluded.fingerprint, txn_id = excluded.txn_id, "
+                "result = excluded.result, created_at = excluded.created_at",
                 idem,
             )
         alerts = [a for c in units for a in c.alerts]
