@@ -317,3 +317,24 @@ def test_idempotency_window_expires_and_keys_are_reusable(state: Path) -> None:
         assert (again.transaction_id,) in rows and (first.transaction_id,) not in rows
 
     run(state, body)
+
+
+def test_counter_cash_has_its_own_envelope_and_no_atm_fee(state: Path) -> None:
+    async def body(core: SwitchCore) -> None:
+        rich = t.RICH_CARD
+        # 100,000 DZD at the post-office counter: above the ATM's 50,000 a day, within 200,000
+        r = await ok(
+            core, t.withdrawal(pan=rich.pan, pin=rich.pin, amount=10_000_000, terminal=t.COUNTER)
+        )
+        assert r.available_balance == rich.balance - 10_000_000
+        await ok(
+            core, t.withdrawal(pan=rich.pan, pin=rich.pin, amount=10_000_000, terminal=t.COUNTER)
+        )
+        await ok(
+            core,
+            t.withdrawal(pan=rich.pan, pin=rich.pin, amount=100_000, terminal=t.COUNTER),
+            RC.EXCEEDS_AMOUNT_LIMIT,
+        )
+        await ok(core, t.withdrawal(pan=rich.pan, pin=rich.pin, amount=5_000_000))  # ATM still open
+
+    run(state, body)

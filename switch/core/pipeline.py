@@ -440,6 +440,9 @@ class Pipeline:
             result = AuthResult(d.code, d.message, transaction_id=ctx.txn_id)
             if ctx.arqc_inputs is not None:  # the ARPC must carry the decline's ARC
                 result = await self._with_arpc(ctx, result)
+        except (OSError, TimeoutError) as exc:  # a TCP HSM that is down or too slow
+            log.error("HSM unreachable during %s: %s", req.txn_type, type(exc).__name__)
+            result = AuthResult(RC.SYSTEM_MALFUNCTION, "HSM unavailable", transaction_id=ctx.txn_id)
         except HsmError as exc:
             log.error("HSM error %s during %s", exc.code, req.txn_type)
             result = AuthResult(
@@ -732,8 +735,9 @@ class Pipeline:
         counter: int | None = ctx.counter_account_id
         if t is TxnType.CASH_WITHDRAWAL:
             term = self.terminals.get(req.terminal_id)
-            own = term is not None and term.own
-            fee = sched.fee_own_atm if own else sched.fee_other_atm
+            if req.channel is Channel.ATM:  # counter cash at a post office carries no ATM fee
+                own = term is not None and term.own
+                fee = sched.fee_own_atm if own else sched.fee_other_atm
             counter = term.settlement_account_id if term is not None else self.gl[GL_INTERBANK_ATM]
         elif t in (TxnType.PURCHASE, TxnType.PREAUTH):
             merchant = self.merchants.get(req.merchant_id or "")
