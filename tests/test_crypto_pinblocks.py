@@ -3,6 +3,7 @@ cross-checked against psec, plus the X9.24-1 format 0 vector and the refusal rul
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import pytest
@@ -181,3 +182,25 @@ def test_huge_or_negative_ints_are_crypto_errors() -> None:
         sn.pvv_generate(K2, a, 2**80, "1234")
     with pytest.raises(sn.CryptoError, match=r"^padding: "):
         sn.mac_iso9797_1_alg3(K2, b"x", 10**30)
+
+
+def test_forked_processes_do_not_share_random_fill() -> None:
+    """The RNG pool is per process: after a fork, parent and child draw different fill."""
+    a = "4012345678909"
+    sn.pin_block_encode(3, "1234", a)  # fill the pool before forking
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report its next blocks and leave at once
+        try:
+            os.write(write_fd, b"".join(sn.pin_block_encode(3, "1234", a) for _ in range(8)))
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    parent = b"".join(sn.pin_block_encode(3, "1234", a) for _ in range(8))
+    with os.fdopen(read_fd, "rb") as pipe:
+        child = pipe.read()
+    os.waitpid(pid, 0)
+    assert len(child) == 64
+    assert {parent[i : i + 8] for i in range(0, 64, 8)}.isdisjoint(
+        {child[i : i + 8] for i in range(0, 64, 8)}
+    )

@@ -126,10 +126,12 @@ impl ClearBlock {
 }
 
 /// Bytes drawn from the OS RNG in one system call and handed out in order, each byte once.
-/// Why: a `getrandom` call costs about 1 µs, as much as the whole PIN translation.
+/// Why: a `getrandom` call costs about 1 µs, as much as the whole PIN translation. The pool
+/// remembers the process id and refills after a fork, so parent and child never share bytes.
 struct RandomPool {
     bytes: [u8; 1024],
     used: usize,
+    pid: u32,
 }
 
 impl Drop for RandomPool {
@@ -140,7 +142,7 @@ impl Drop for RandomPool {
 
 thread_local! {
     static POOL: std::cell::RefCell<RandomPool> = const {
-        std::cell::RefCell::new(RandomPool { bytes: [0; 1024], used: 1024 })
+        std::cell::RefCell::new(RandomPool { bytes: [0; 1024], used: 1024, pid: 0 })
     };
 }
 
@@ -150,9 +152,11 @@ fn random_fill(buf: &mut [u8]) -> Result<()> {
     };
     let pooled = POOL.try_with(|p| -> Result<()> {
         let mut p = p.borrow_mut();
-        if p.used + buf.len() > p.bytes.len() {
+        let pid = std::process::id();
+        if p.used + buf.len() > p.bytes.len() || p.pid != pid {
             os_fill(&mut p.bytes)?;
             p.used = 0;
+            p.pid = pid;
         }
         let start = p.used;
         buf.copy_from_slice(&p.bytes[start..start + buf.len()]);
