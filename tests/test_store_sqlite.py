@@ -93,3 +93,12 @@ def test_alert_outbox_claim_sent_failed(tmp_path: Path) -> None:
         await s.close()
 
     asyncio.run(go())
+
+
+def test_sqlite_store_satisfies_the_store_protocol(tmp_path: Path) -> None:
+    from switch.notify.outbox import AlertOutbox
+    from switch.store.api import Store
+
+    store: Store = SqliteStore(tmp_path / "db")  # checked by mypy (strict) too
+    outbox: AlertOutbox = store
+    assert isinstance(store, SqliteStore) and outbox is store

@@ -168,6 +168,9 @@ async def seed_demo(store: Store, hsm: HsmClient, pan_key: bytes) -> None:
         aid = account(c.account, AccountKind.CCP, c.holder, c.phone, c.balance)
         lmk_pin = await hsm.encrypt_pin(c.pin, c.pan)
         pvv = await hsm.generate_pvv(pvk, lmk_pin, c.pan, PVKI)
+        # CW: the CVV2 the HSM derives must be the one ``demo show`` prints (never stored)
+        if await hsm.generate_cvv(cvk, c.pan, c.expiry, "000") != cvv2(c.pan, c.expiry):
+            raise RuntimeError("demo CVK: the HSM's CVV2 differs from the documented one")
         store.insert_card(
             Card(
                 card_id=i,

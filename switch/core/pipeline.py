@@ -55,6 +55,13 @@ RC = ResponseCode
 MAX_AMOUNT: Final = 10**12  # minor units; anything above is a malformed amount
 IDEMPOTENCY_WINDOW_S: Final = 2 * 86400
 OTP_TTL_S: Final = 300.0
+DECIMALISATION_TABLE: Final = "0123456789012345"  # IBM 3624 offsets (cards without a PVV)
+
+
+def ibm_validation_data(pan: str) -> str:
+    """IBM 3624 PIN validation data: the last 16 digits of the PAN (F-padded if shorter)."""
+    return pan[-16:].ljust(16, "F")
+
 
 DEBIT_TYPES = frozenset(
     {
@@ -639,9 +646,18 @@ class Pipeline:
             raise Decline(RC.INVALID_TRANSACTION, "terminal_id: unknown terminal, no PIN key")
         if card.pin_tries >= product.pin_tries:
             raise Decline(RC.PIN_TRIES_EXCEEDED, "PIN tries exceeded")
-        ok = await self.hsm.verify_pin_pvv(
-            term.tpk, card.pvk, req.pin_block, req.pan, card.pvki, card.pvv, req.pin_block_format
-        )
+        if card.pvv:
+            ok = await self.hsm.verify_pin_pvv(
+                term.tpk, card.pvk, req.pin_block, req.pan, card.pvki, card.pvv,
+                req.pin_block_format,
+            )  # fmt: skip
+        elif card.ibm_offset:
+            ok = await self.hsm.verify_pin_ibm(
+                term.tpk, card.pvk, req.pin_block, req.pan, card.ibm_offset, DECIMALISATION_TABLE,
+                ibm_validation_data(req.pan), len(card.ibm_offset), req.pin_block_format,
+            )  # fmt: skip
+        else:
+            raise Decline(RC.NOT_PERMITTED_TO_CARDHOLDER, "no PIN on file for this card")
         if ok:
             if card.pin_tries:
                 card.pin_tries = 0
