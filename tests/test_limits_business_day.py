@@ -65,3 +65,12 @@ def test_bad_input_names_the_field() -> None:
         day_number(0, "Mars/Olympus")
     with pytest.raises(ValueError, match="epoch_seconds"):
         day_number(float("nan"))
+
+
+def test_sub_microsecond_edges_round_like_datetime() -> None:
+    """An instant within half a microsecond of midnight is dated as datetime dates it."""
+    midnight = datetime(2035, 1, 1, tzinfo=ZoneInfo("Europe/London")).timestamp()
+    for t in (2051222399.9999995, midnight - 4e-7, midnight - 6e-7, midnight - 1e-6, midnight):
+        for tz in ("Europe/London", "Africa/Algiers"):
+            day_number(t - 10, tz)  # warm the cache just before the edge
+            assert day_number(t, tz) == _expected(t, tz), (t, tz)

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 DEFAULT_TZ = "Africa/Algiers"
 _BUCKET = 900
 _DAY = 86400
+_EDGE = 1e-6
 
 # tz name -> (lo, hi, day): every instant in [lo, hi) has local day number ``day``.
 _cache: dict[str, tuple[float, float, int]] = {}
@@ -37,17 +38,22 @@ def _compute(epoch_seconds: float, tz: str) -> int:
     if not math.isfinite(epoch_seconds):
         raise ValueError(f"epoch_seconds must be finite, got {epoch_seconds!r}")
     zone = _zone(tz)
-    bucket = math.floor(epoch_seconds / _BUCKET)
-    lo = bucket * _BUCKET
+    # Whole seconds as ``datetime.fromtimestamp`` sees them: it rounds to the microsecond
+    # (half-even), so an instant 0.4 us before midnight already belongs to the next day.
+    sec = math.floor(epoch_seconds)
+    if round((epoch_seconds - sec) * 1e6) >= 1_000_000:
+        sec += 1
+    lo = sec - sec % _BUCKET
     hi = lo + _BUCKET
     offset = _utc_offset(lo, zone)
     if offset != _utc_offset(hi - 1, zone):
         # The bucket holds a transition: convert exactly and cache nothing.
-        return int((epoch_seconds + _utc_offset(epoch_seconds, zone)) // _DAY)
-    day = int((epoch_seconds + offset) // _DAY)
-    # The offset is constant on [lo, hi): keep the part of it that is inside local day ``day``.
+        return (sec + _utc_offset(sec, zone)) // _DAY
+    day = (sec + offset) // _DAY
+    # The offset is constant on [lo, hi): keep the part of it that is inside local day ``day``,
+    # less the last microsecond, whose instants may round up into the next second.
     day_lo = day * _DAY - offset
-    _cache[tz] = (max(lo, day_lo), min(hi, day_lo + _DAY), day)
+    _cache[tz] = (max(lo, day_lo), min(hi, day_lo + _DAY) - _EDGE, day)
     return day
 
 

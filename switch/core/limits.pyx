@@ -15,7 +15,8 @@ Layout and memory (the issuer plans for ~16 million cards):
   per category an ``int64`` amount and an ``int32`` count: **4 + 12 x n_categories bytes
   per active card** (88 bytes with the 7 categories of ``switch.core.categories``; 3 million
   cards active in a day cost 264 MB, the 16 million worst case 1.4 GB). Slots grow by
-  doubling and are all recycled when the day rolls over.
+  doubling, never beyond the number of card ids, and are all recycled when the day rolls
+  over.
 
 Day rollover: the engine holds one current day (days since the epoch in the issuer's time
 zone, see ``switch.core.business_day``); every counter belongs to it. A check for a later
@@ -292,7 +293,8 @@ cdef class LimitsEngine:
 
     cdef int _grow_slots(self) except -1:
         cdef Py_ssize_t old = self._slot_card.shape[0]
-        cdef Py_ssize_t cap = 2 * old
+        # Never more slots than card ids: 16 million cards never cost 32 million slots.
+        cdef Py_ssize_t cap = max(old + 1, min(2 * old, self._index.shape[0]))
         cdef Py_ssize_t ncat = self.n_categories
         # np.empty, never np.zeros: NumPy releases the GIL around a large calloc, which
         # would let another thread reserve into the arrays being replaced.
