@@ -20,17 +20,25 @@ import hashlib
 import hmac
 import logging
 import re
-import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Final
 
 from switch.config import Product, Schedule, SwitchConfig
 from switch.core.business_day import day_number
 from switch.core.categories import N_CATEGORIES, LimitCategory, categories_for
+from switch.core.context import (
+    DEBIT_TYPES,
+    REFERRING_TYPES,
+    Ctx,
+    Decline,
+    OriginalState,
+    categories_text,
+    fingerprint,
+    idempotency_key,
+    yymm,
+)
 from switch.core.domain import (
-    ONUS,
     Account,
     Biller,
     Card,
@@ -42,6 +50,8 @@ from switch.core.domain import (
     mask_pan,
 )
 from switch.core.emv import TlvError, arqc_transaction_data, encode_tlv, parse_tlv
+from switch.core.followups import referring
+from switch.core.ledger_accounts import GL_FEES, GL_INTERBANK_ATM, GL_INTERBANK_POS
 from switch.core.limits import LimitsEngine
 from switch.core.model import AuthRequest, AuthResult, Channel, ResponseCode, TxnType
 from switch.core.remote import BinTable, RemoteIssuer
@@ -63,16 +73,6 @@ def ibm_validation_data(pan: str) -> str:
     return pan[-16:].ljust(16, "F")
 
 
-DEBIT_TYPES = frozenset(
-    {
-        TxnType.CASH_WITHDRAWAL,
-        TxnType.PURCHASE,
-        TxnType.PREAUTH,
-        TxnType.BILL_PAYMENT,
-        TxnType.TRANSFER,
-    }
-)
-REFERRING_TYPES = frozenset({TxnType.COMPLETION, TxnType.REFUND, TxnType.VOID, TxnType.REVERSAL})
 ALLOWED_CHANNELS: dict[TxnType, frozenset[Channel]] = {
     TxnType.CASH_WITHDRAWAL: frozenset({Channel.ATM, Channel.COUNTER}),
     TxnType.BALANCE_INQUIRY: frozenset({Channel.ATM, Channel.COUNTER, Channel.POS}),
@@ -89,9 +89,6 @@ ALERT_KIND: dict[TxnType, str] = {
     TxnType.TRANSFER: "transfer",
     TxnType.REFUND: "refund",
 }
-GL_FEES: Final = "GL-FEES"
-GL_INTERBANK_ATM: Final = "GL-INTERBANK-ATM"
-GL_INTERBANK_POS: Final = "GL-INTERBANK-POS"
 
 try:  # the bilingual texts (switch.notify); a plain line if that part is absent
     from switch.notify.messages import render_alert as _render_alert
@@ -108,61 +105,6 @@ def render_alert(
         except ValueError:
             log.warning("alert text rejected for kind %s; using the plain form", kind)
     return f"{kind} {amount / 100:.2f} card {masked[-4:]} {place} balance {avail / 100:.2f}"
-
-
-class Decline(Exception):
-    """Raised inside a step to answer with ``code`` (journaled like any other answer)."""
-
-    def __init__(self, code: ResponseCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-@dataclass(slots=True)
-class OriginalState:
-    """Live view of an earlier transaction that later operations refer to."""
-
-    txn_id: str
-    txn_type: TxnType
-    approved: bool
-    card_id: int | None
-    account_id: int | None
-    amount: int
-    fee: int
-    currency: int
-    categories: tuple[int, ...]
-    business_day: int
-    merchant_id: str
-    counter_account_id: int | None
-    route: str
-    reversed: int = 0
-    refunded: int = 0
-    captured: int = 0
-    fee_reversed: int = 0
-
-
-@dataclass(slots=True)
-class Ctx:
-    """Per-request working state."""
-
-    req: AuthRequest
-    now: float
-    day: int
-    key: str
-    fingerprint: str
-    txn_id: str = ""
-    pan_hash: bytes = b""
-    card: Card | None = None
-    account: Account | None = None
-    fee: int = 0
-    categories: tuple[int, ...] = ()
-    counter_account_id: int | None = None
-    original_txn_id: str | None = None
-    route: str = ONUS
-    changes: Changes = field(default_factory=Changes)
-    issuer_script: bytes | None = None
-    arqc_inputs: tuple[object, ...] | None = None
 
 
 class Pipeline:
@@ -295,47 +237,6 @@ class Pipeline:
             return None
         return self.accounts.setdefault(loaded.account_id, loaded)
 
-    async def _original(self, txn_id: str) -> OriginalState | None:
-        o = self.originals.get(txn_id)
-        if o is not None:
-            return o
-        summary = await self.store.original(txn_id)
-        if summary is None:
-            return None
-        o = self.originals.get(txn_id)  # loaded meanwhile
-        if o is not None:
-            return o
-        o = OriginalState(
-            txn_id=summary.txn_id,
-            txn_type=TxnType(summary.txn_type),
-            approved=summary.response_code == RC.APPROVED.value,
-            card_id=summary.card_id,
-            account_id=summary.account_id,
-            amount=summary.amount,
-            fee=summary.fee,
-            currency=summary.currency,
-            categories=tuple(int(c) for c in summary.categories.split(",") if c),
-            business_day=summary.business_day,
-            merchant_id=summary.merchant_id,
-            counter_account_id=summary.counter_account_id,
-            route=summary.route,
-            reversed=summary.reversed,
-            refunded=summary.refunded,
-            captured=summary.captured,
-            fee_reversed=summary.fee_reversed,
-        )
-        self.originals[txn_id] = o
-        return o
-
-    async def _hold(self, txn_id: str) -> Hold | None:
-        h = self.holds.get(txn_id)
-        if h is None:
-            loaded = await self.store.hold(txn_id)
-            if loaded is None:
-                return None
-            h = self.holds.setdefault(txn_id, loaded)
-        return h
-
     # -- entry point -------------------------------------------------------------------------
     async def authorize(self, req: AuthRequest) -> AuthResult:
         try:
@@ -434,7 +335,7 @@ class Pipeline:
         req = ctx.req
         try:
             if req.txn_type in REFERRING_TYPES:
-                result = await self._referring(ctx)
+                result = await referring(self, ctx)
             else:
                 route = self.bins.route(req.pan)
                 if route is None:
@@ -478,7 +379,7 @@ class Pipeline:
             amount=(result.approved_amount or 0) if approved else req.amount,
             fee=ctx.fee if approved else 0,
             currency=req.currency,
-            categories=_categories_text(ctx.categories) if approved else "",
+            categories=categories_text(ctx.categories) if approved else "",
             acquirer_id=req.acquirer_id,
             terminal_id=req.terminal_id,
             stan=req.stan,
@@ -571,7 +472,7 @@ class Pipeline:
             if st in (CardStatus.ORDERED, CardStatus.DELIVERED):
                 raise Decline(RC.RESTRICTED_CARD, "card not activated yet")
             raise Decline(RC.RESTRICTED_CARD, "card blocked")
-        if card.expiry < _yymm(ctx.day):
+        if card.expiry < yymm(ctx.day):
             raise Decline(RC.EXPIRED_CARD, "card expired")
         req = ctx.req
         if req.expiry is not None and not hmac.compare_digest(req.expiry, card.expiry):
@@ -866,275 +767,3 @@ class Pipeline:
             else (ctx.req.amount if result.approved else None),
             result.issuer_script,
         )
-
-    # -- reversals, voids, completions, refunds ------------------------------------------------
-    async def _find_original(self, ctx: Ctx) -> OriginalState | None:
-        req = ctx.req
-        ref = req.original
-        assert ref is not None
-        txn_id = ref.transaction_id
-        if txn_id is None:
-            if not ref.stan or not ref.transmission:
-                raise Decline(
-                    RC.FORMAT_ERROR, "original: transaction_id or stan+transmission required"
-                )
-            okey = iso_key(
-                ref.acquirer_id or req.acquirer_id,
-                req.terminal_id,
-                ref.stan,
-                ref.transmission,
-                "fin",
-            )
-            pending = self._inflight.get(okey)
-            if pending is not None:
-                await asyncio.shield(pending)  # let the original finish first
-            txn_id = await self.store.txn_id_for_key(okey)
-            if txn_id is None:
-                return None
-        o = await self._original(txn_id)
-        if o is not None and req.pan and o.card_id is not None:
-            card = self.cards_by_id.get(o.card_id) or await self.store.card_by_id(o.card_id)
-            if card is None or not hmac.compare_digest(card.pan_hash, ctx.pan_hash):
-                raise Decline(
-                    RC.INVALID_TRANSACTION, "pan: does not match the original transaction"
-                )
-        return o
-
-    async def _referring(self, ctx: Ctx) -> AuthResult:
-        req = ctx.req
-        t = req.txn_type
-        o = await self._find_original(ctx)
-        if o is None:
-            if t is TxnType.REVERSAL:
-                return AuthResult(
-                    RC.APPROVED,
-                    "reversal for an unknown original: recorded",
-                    transaction_id=ctx.txn_id,
-                    approved_amount=0,
-                )
-            raise Decline(RC.INVALID_TRANSACTION, "original: no such transaction")
-        ctx.original_txn_id = o.txn_id
-        if o.route != ONUS:
-            ctx.route = o.route
-            return await self._remote(ctx, o.route)
-        if not o.approved:
-            if t is TxnType.REVERSAL:
-                return AuthResult(
-                    RC.APPROVED,
-                    "original was declined: nothing to reverse",
-                    transaction_id=ctx.txn_id,
-                    approved_amount=0,
-                )
-            raise Decline(RC.INVALID_TRANSACTION, "original: was declined")
-        if (
-            req.merchant_id
-            and o.merchant_id
-            and req.merchant_id != o.merchant_id
-            and t is not TxnType.REVERSAL
-        ):
-            raise Decline(RC.INVALID_TRANSACTION, "original: belongs to another merchant")
-        if o.account_id is None or o.card_id is None:
-            raise Decline(RC.INVALID_TRANSACTION, "original: not a card transaction")
-        account = await self.account(o.account_id)
-        if o.counter_account_id is not None:
-            await self.account(o.counter_account_id)
-        card = self.cards_by_id.get(o.card_id) or await self.store.card_by_id(o.card_id)
-        if account is None or card is None:
-            raise Decline(RC.SYSTEM_MALFUNCTION, "original: account or card missing")
-        ctx.account = account
-        ctx.card = self.cards.setdefault(card.pan_hash, card)
-        self.cards_by_id.setdefault(card.card_id, ctx.card)
-        hold = await self._hold(o.txn_id) if o.txn_type is TxnType.PREAUTH else None
-        if req.currency != o.currency:
-            raise Decline(RC.INVALID_AMOUNT, "currency: differs from the original")
-        # -- decision section: no await below ------------------------------------------------
-        if t is TxnType.REVERSAL:
-            return self._reverse(ctx, o, account, hold, void=False)
-        if t is TxnType.VOID:
-            if o.txn_type is TxnType.PREAUTH:
-                if hold is None or hold.status != "open":
-                    raise Decline(RC.INVALID_TRANSACTION, "original: already captured or released")
-            elif (
-                o.txn_type not in (TxnType.PURCHASE, TxnType.BILL_PAYMENT)
-                or o.business_day != ctx.day
-            ):
-                raise Decline(
-                    RC.INVALID_TRANSACTION, "void: only same-day sales and open pre-authorizations"
-                )
-            if o.reversed or o.refunded:
-                raise Decline(RC.INVALID_TRANSACTION, "original: already reversed or refunded")
-            return self._reverse(ctx, o, account, hold, void=True)
-        if t is TxnType.COMPLETION:
-            return self._complete(ctx, o, account, hold)
-        return self._refund(ctx, o, account)
-
-    def _reverse(
-        self, ctx: Ctx, o: OriginalState, account: Account, hold: Hold | None, *, void: bool
-    ) -> AuthResult:
-        req = ctx.req
-        if o.txn_type in REFERRING_TYPES - {TxnType.COMPLETION, TxnType.REFUND}:
-            raise Decline(RC.INVALID_TRANSACTION, "original: cannot reverse a reversal or void")
-        if o.txn_type is TxnType.BALANCE_INQUIRY:
-            return AuthResult(
-                RC.APPROVED, "nothing to reverse", transaction_id=ctx.txn_id, approved_amount=0
-            )
-        if o.txn_type is TxnType.PREAUTH:
-            remaining = hold.remaining if hold is not None and hold.status == "open" else 0
-        elif o.txn_type is TxnType.REFUND:
-            remaining = o.amount - o.reversed
-        else:
-            remaining = o.amount - o.reversed - o.refunded
-        if remaining <= 0:
-            return AuthResult(
-                RC.APPROVED, "already reversed", transaction_id=ctx.txn_id, approved_amount=0
-            )
-        replacement = None if void else req.replacement_amount
-        if replacement is not None and replacement < 0:
-            raise Decline(RC.FORMAT_ERROR, "replacement_amount: negative")
-        if replacement is not None:
-            amount = o.amount - o.reversed - replacement
-        elif void or req.amount == 0 or req.amount >= remaining:
-            amount = remaining
-        else:
-            amount = req.amount
-        amount = max(0, min(amount, remaining))
-        if amount == 0:
-            return AuthResult(
-                RC.APPROVED, "nothing to reverse", transaction_id=ctx.txn_id, approved_amount=0
-            )
-        full = amount == o.amount - o.reversed and o.reversed == 0
-        fee = o.fee - o.fee_reversed if full else 0
-        if o.txn_type is TxnType.PREAUTH:
-            assert hold is not None
-            hold.remaining -= amount
-            account.held -= amount
-            if hold.remaining == 0:
-                hold.status = "released"
-            ctx.changes.holds.append(
-                (hold.txn_id, hold.account_id, hold.amount, hold.remaining, hold.status)
-            )
-            self._snapshot_account(ctx.changes, account)
-        elif o.txn_type is TxnType.REFUND:
-            if account.available < amount:
-                raise Decline(RC.INSUFFICIENT_FUNDS, "refund already spent: cannot reverse")
-            assert o.counter_account_id is not None
-            self._post(ctx, [(account.account_id, -amount), (o.counter_account_id, amount)])
-        else:
-            assert o.counter_account_id is not None
-            legs = [(account.account_id, amount + fee), (o.counter_account_id, -amount)]
-            if fee:
-                legs.append((self.gl[GL_FEES], -fee))
-            self._post(ctx, legs)
-        for c in o.categories:
-            self.limits.release(o.card_id or 0, c, amount, o.business_day, 1 if full else 0)
-        if full and o.txn_type is TxnType.BILL_PAYMENT:
-            for k, paid in self.bills_paid.items():
-                if paid == o.txn_id:
-                    self.bills_paid[k] = None
-                    ctx.changes.bills.append((k[0], k[1], None))
-                    break
-        o.reversed += amount
-        o.fee_reversed += fee
-        ctx.fee = fee
-        ctx.counter_account_id = o.counter_account_id
-        return self._answer(ctx, account, amount, "reversed" if not void else "voided")
-
-    def _complete(
-        self, ctx: Ctx, o: OriginalState, account: Account, hold: Hold | None
-    ) -> AuthResult:
-        req = ctx.req
-        if o.txn_type is not TxnType.PREAUTH or hold is None:
-            raise Decline(RC.INVALID_TRANSACTION, "original: not a pre-authorization")
-        if hold.status != "open":
-            raise Decline(RC.INVALID_TRANSACTION, "original: already captured or released")
-        amount = req.amount
-        if amount <= 0 or amount > hold.remaining:
-            raise Decline(RC.INVALID_AMOUNT, f"amount: must be 1..{hold.remaining}")
-        assert o.counter_account_id is not None
-        rest = hold.remaining
-        account.held -= rest
-        hold.remaining = 0
-        hold.status = "captured"
-        ctx.changes.holds.append((hold.txn_id, hold.account_id, hold.amount, 0, "captured"))
-        self._post(ctx, [(account.account_id, -amount), (o.counter_account_id, amount)])
-        if rest > amount:  # the uncaptured part goes back to the daily envelope
-            for c in o.categories:
-                self.limits.release(o.card_id or 0, c, rest - amount, o.business_day, 0)
-        o.captured += amount
-        ctx.counter_account_id = o.counter_account_id
-        return self._answer(ctx, account, amount, "captured")
-
-    def _refund(self, ctx: Ctx, o: OriginalState, account: Account) -> AuthResult:
-        req = ctx.req
-        if o.txn_type is TxnType.PREAUTH:
-            refundable = o.captured - o.refunded
-        elif o.txn_type in (TxnType.PURCHASE, TxnType.COMPLETION, TxnType.BILL_PAYMENT):
-            refundable = o.amount - o.reversed - o.refunded
-        else:
-            raise Decline(RC.INVALID_TRANSACTION, "original: cannot be refunded")
-        amount = req.amount
-        if amount <= 0 or amount > refundable:
-            raise Decline(RC.INVALID_AMOUNT, f"amount: refundable is {max(refundable, 0)}")
-        assert o.counter_account_id is not None
-        self._post(ctx, [(o.counter_account_id, -amount), (account.account_id, amount)])
-        o.refunded += amount
-        ctx.counter_account_id = o.counter_account_id
-        card = ctx.card
-        if card is not None:
-            self._alert(ctx, "refund", amount, account, card.masked_pan)
-        return self._answer(ctx, account, amount, "refunded")
-
-    def _answer(self, ctx: Ctx, account: Account, amount: int, message: str) -> AuthResult:
-        r = self._approve(ctx, account, amount)
-        return AuthResult(
-            r.response_code, message, r.auth_code, r.transaction_id, r.available_balance,
-            r.ledger_balance, r.currency, amount,
-        )  # fmt: skip
-
-
-_yymm_cache: dict[int, str] = {}
-_cat_text: dict[tuple[int, ...], str] = {}
-
-
-def _categories_text(cats: tuple[int, ...]) -> str:
-    s = _cat_text.get(cats)
-    if s is None:
-        s = _cat_text[cats] = ",".join(str(int(c)) for c in cats)
-    return s
-
-
-def _yymm(day: int) -> str:
-    """YYMM of a business day number (cards are valid to the end of their expiry month)."""
-    s = _yymm_cache.get(day)
-    if s is None:
-        d = dt.date(1970, 1, 1) + dt.timedelta(days=day)
-        s = _yymm_cache[day] = f"{d.year % 100:02d}{d.month:02d}"
-    return s
-
-
-def iso_key(acquirer: str, terminal: str, stan: str, transmission: str, cls: str) -> str:
-    return f"iso:{cls}:{acquirer}:{terminal}:{stan}:{transmission}"
-
-
-def idempotency_key(req: AuthRequest) -> str:
-    """(acquirer, terminal, STAN, transmission date) -- or the merchant's idempotency key."""
-    if req.idempotency_key is not None:
-        return f"api:{req.merchant_id or req.acquirer_id}:{req.idempotency_key}"
-    cls = "rev" if req.txn_type is TxnType.REVERSAL else "fin"
-    return iso_key(req.acquirer_id, req.terminal_id, req.stan, req.transmission, cls)
-
-
-def fingerprint(req: AuthRequest, pan_hash: bytes) -> str:
-    """What must be equal for a retransmission to be the same request (no secrets in clear)."""
-    o = req.original
-    ref = "" if o is None else f"{o.transaction_id}|{o.stan}|{o.transmission}"
-    text = (
-        f"{req.txn_type._value_}|{req.channel._value_}|{pan_hash.hex()}|{req.amount}|"
-        f"{req.currency}|{req.merchant_id or ''}|{ref}|{req.biller_id or ''}|"
-        f"{req.bill_reference or ''}|{req.destination_account or ''}"
-    )
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
-
-
-def new_otp() -> str:
-    return f"{secrets.randbelow(1_000_000):06d}"

@@ -44,9 +44,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from switch.config import SwitchConfig, load_config
+from switch.core.context import new_otp
 from switch.core.domain import ALLOWED_TRANSITIONS, Card, CardStatus, Merchant, Terminal
 from switch.core.model import AuthRequest, AuthResult
-from switch.core.pipeline import OTP_TTL_S, Pipeline, new_otp, render_alert
+from switch.core.pipeline import OTP_TTL_S, Pipeline, render_alert
 from switch.core.remote import RemoteIssuer, Route
 from switch.hsm.client import HsmClient
 from switch.store.api import AlertRow, Changes, JournalRow

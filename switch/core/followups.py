@@ -1,0 +1,297 @@
+"""Operations that refer to an earlier transaction: reversal, void, completion, refund.
+
+A reversal gives back exactly what the original took (amount, fee on a full reversal, the
+daily limit envelope, a bill's paid mark, a pre-authorization's hold) and never more than
+is left; one for an unknown original is acknowledged and recorded (DESIGN.md section 4).
+Functions over the ``Pipeline`` state, kept apart from the debit path they share no code with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from typing import TYPE_CHECKING
+
+from switch.core.context import REFERRING_TYPES, Ctx, Decline, OriginalState, iso_key
+from switch.core.domain import ONUS, Account, Hold
+from switch.core.ledger_accounts import GL_FEES
+from switch.core.model import AuthResult, ResponseCode, TxnType
+
+if TYPE_CHECKING:
+    from switch.core.pipeline import Pipeline
+
+RC = ResponseCode
+
+
+async def original_state(p: Pipeline, txn_id: str) -> OriginalState | None:
+    o = p.originals.get(txn_id)
+    if o is not None:
+        return o
+    summary = await p.store.original(txn_id)
+    if summary is None:
+        return None
+    o = p.originals.get(txn_id)  # loaded meanwhile
+    if o is not None:
+        return o
+    o = OriginalState(
+        txn_id=summary.txn_id,
+        txn_type=TxnType(summary.txn_type),
+        approved=summary.response_code == RC.APPROVED.value,
+        card_id=summary.card_id,
+        account_id=summary.account_id,
+        amount=summary.amount,
+        fee=summary.fee,
+        currency=summary.currency,
+        categories=tuple(int(c) for c in summary.categories.split(",") if c),
+        business_day=summary.business_day,
+        merchant_id=summary.merchant_id,
+        counter_account_id=summary.counter_account_id,
+        route=summary.route,
+        reversed=summary.reversed,
+        refunded=summary.refunded,
+        captured=summary.captured,
+        fee_reversed=summary.fee_reversed,
+    )
+    p.originals[txn_id] = o
+    return o
+
+
+async def hold_of(p: Pipeline, txn_id: str) -> Hold | None:
+    h = p.holds.get(txn_id)
+    if h is None:
+        loaded = await p.store.hold(txn_id)
+        if loaded is None:
+            return None
+        h = p.holds.setdefault(txn_id, loaded)
+    return h
+
+
+# -- reversals, voids, completions, refunds ------------------------------------------------
+async def find_original(p: Pipeline, ctx: Ctx) -> OriginalState | None:
+    req = ctx.req
+    ref = req.original
+    assert ref is not None
+    txn_id = ref.transaction_id
+    if txn_id is None:
+        if not ref.stan or not ref.transmission:
+            raise Decline(RC.FORMAT_ERROR, "original: transaction_id or stan+transmission required")
+        okey = iso_key(
+            ref.acquirer_id or req.acquirer_id,
+            req.terminal_id,
+            ref.stan,
+            ref.transmission,
+            "fin",
+        )
+        pending = p._inflight.get(okey)
+        if pending is not None:
+            await asyncio.shield(pending)  # let the original finish first
+        txn_id = await p.store.txn_id_for_key(okey)
+        if txn_id is None:
+            return None
+    o = await original_state(p, txn_id)
+    if o is not None and req.pan and o.card_id is not None:
+        card = p.cards_by_id.get(o.card_id) or await p.store.card_by_id(o.card_id)
+        if card is None or not hmac.compare_digest(card.pan_hash, ctx.pan_hash):
+            raise Decline(RC.INVALID_TRANSACTION, "pan: does not match the original transaction")
+    return o
+
+
+async def referring(p: Pipeline, ctx: Ctx) -> AuthResult:
+    req = ctx.req
+    t = req.txn_type
+    o = await find_original(p, ctx)
+    if o is None:
+        if t is TxnType.REVERSAL:
+            return AuthResult(
+                RC.APPROVED,
+                "reversal for an unknown original: recorded",
+                transaction_id=ctx.txn_id,
+                approved_amount=0,
+            )
+        raise Decline(RC.INVALID_TRANSACTION, "original: no such transaction")
+    ctx.original_txn_id = o.txn_id
+    if o.route != ONUS:
+        ctx.route = o.route
+        return await p._remote(ctx, o.route)
+    if not o.approved:
+        if t is TxnType.REVERSAL:
+            return AuthResult(
+                RC.APPROVED,
+                "original was declined: nothing to reverse",
+                transaction_id=ctx.txn_id,
+                approved_amount=0,
+            )
+        raise Decline(RC.INVALID_TRANSACTION, "original: was declined")
+    if (
+        req.merchant_id
+        and o.merchant_id
+        and req.merchant_id != o.merchant_id
+        and t is not TxnType.REVERSAL
+    ):
+        raise Decline(RC.INVALID_TRANSACTION, "original: belongs to another merchant")
+    if o.account_id is None or o.card_id is None:
+        raise Decline(RC.INVALID_TRANSACTION, "original: not a card transaction")
+    account = await p.account(o.account_id)
+    if o.counter_account_id is not None:
+        await p.account(o.counter_account_id)
+    card = p.cards_by_id.get(o.card_id) or await p.store.card_by_id(o.card_id)
+    if account is None or card is None:
+        raise Decline(RC.SYSTEM_MALFUNCTION, "original: account or card missing")
+    ctx.account = account
+    ctx.card = p.cards.setdefault(card.pan_hash, card)
+    p.cards_by_id.setdefault(card.card_id, ctx.card)
+    hold = await hold_of(p, o.txn_id) if o.txn_type is TxnType.PREAUTH else None
+    if req.currency != o.currency:
+        raise Decline(RC.INVALID_AMOUNT, "currency: differs from the original")
+    # -- decision section: no await below ------------------------------------------------
+    if t is TxnType.REVERSAL:
+        return _reverse(p, ctx, o, account, hold, void=False)
+    if t is TxnType.VOID:
+        if o.txn_type is TxnType.PREAUTH:
+            if hold is None or hold.status != "open":
+                raise Decline(RC.INVALID_TRANSACTION, "original: already captured or released")
+        elif (
+            o.txn_type not in (TxnType.PURCHASE, TxnType.BILL_PAYMENT) or o.business_day != ctx.day
+        ):
+            raise Decline(
+                RC.INVALID_TRANSACTION, "void: only same-day sales and open pre-authorizations"
+            )
+        if o.reversed or o.refunded:
+            raise Decline(RC.INVALID_TRANSACTION, "original: already reversed or refunded")
+        return _reverse(p, ctx, o, account, hold, void=True)
+    if t is TxnType.COMPLETION:
+        return _complete(p, ctx, o, account, hold)
+    return _refund(p, ctx, o, account)
+
+
+def _reverse(
+    p: Pipeline,
+    ctx: Ctx,
+    o: OriginalState,
+    account: Account,
+    hold: Hold | None,
+    *,
+    void: bool,
+) -> AuthResult:
+    req = ctx.req
+    if o.txn_type in REFERRING_TYPES - {TxnType.COMPLETION, TxnType.REFUND}:
+        raise Decline(RC.INVALID_TRANSACTION, "original: cannot reverse a reversal or void")
+    if o.txn_type is TxnType.BALANCE_INQUIRY:
+        return AuthResult(
+            RC.APPROVED, "nothing to reverse", transaction_id=ctx.txn_id, approved_amount=0
+        )
+    if o.txn_type is TxnType.PREAUTH:
+        remaining = hold.remaining if hold is not None and hold.status == "open" else 0
+    elif o.txn_type is TxnType.REFUND:
+        remaining = o.amount - o.reversed
+    else:
+        remaining = o.amount - o.reversed - o.refunded
+    if remaining <= 0:
+        return AuthResult(
+            RC.APPROVED, "already reversed", transaction_id=ctx.txn_id, approved_amount=0
+        )
+    replacement = None if void else req.replacement_amount
+    if replacement is not None and replacement < 0:
+        raise Decline(RC.FORMAT_ERROR, "replacement_amount: negative")
+    if replacement is not None:
+        amount = o.amount - o.reversed - replacement
+    elif void or req.amount == 0 or req.amount >= remaining:
+        amount = remaining
+    else:
+        amount = req.amount
+    amount = max(0, min(amount, remaining))
+    if amount == 0:
+        return AuthResult(
+            RC.APPROVED, "nothing to reverse", transaction_id=ctx.txn_id, approved_amount=0
+        )
+    full = amount == o.amount - o.reversed and o.reversed == 0
+    fee = o.fee - o.fee_reversed if full else 0
+    if o.txn_type is TxnType.PREAUTH:
+        assert hold is not None
+        hold.remaining -= amount
+        account.held -= amount
+        if hold.remaining == 0:
+            hold.status = "released"
+        ctx.changes.holds.append(
+            (hold.txn_id, hold.account_id, hold.amount, hold.remaining, hold.status)
+        )
+        p._snapshot_account(ctx.changes, account)
+    elif o.txn_type is TxnType.REFUND:
+        if account.available < amount:
+            raise Decline(RC.INSUFFICIENT_FUNDS, "refund already spent: cannot reverse")
+        assert o.counter_account_id is not None
+        p._post(ctx, [(account.account_id, -amount), (o.counter_account_id, amount)])
+    else:
+        assert o.counter_account_id is not None
+        legs = [(account.account_id, amount + fee), (o.counter_account_id, -amount)]
+        if fee:
+            legs.append((p.gl[GL_FEES], -fee))
+        p._post(ctx, legs)
+    for c in o.categories:
+        p.limits.release(o.card_id or 0, c, amount, o.business_day, 1 if full else 0)
+    if full and o.txn_type is TxnType.BILL_PAYMENT:
+        for k, paid in p.bills_paid.items():
+            if paid == o.txn_id:
+                p.bills_paid[k] = None
+                ctx.changes.bills.append((k[0], k[1], None))
+                break
+    o.reversed += amount
+    o.fee_reversed += fee
+    ctx.fee = fee
+    ctx.counter_account_id = o.counter_account_id
+    return _answer(p, ctx, account, amount, "reversed" if not void else "voided")
+
+
+def _complete(
+    p: Pipeline, ctx: Ctx, o: OriginalState, account: Account, hold: Hold | None
+) -> AuthResult:
+    req = ctx.req
+    if o.txn_type is not TxnType.PREAUTH or hold is None:
+        raise Decline(RC.INVALID_TRANSACTION, "original: not a pre-authorization")
+    if hold.status != "open":
+        raise Decline(RC.INVALID_TRANSACTION, "original: already captured or released")
+    amount = req.amount
+    if amount <= 0 or amount > hold.remaining:
+        raise Decline(RC.INVALID_AMOUNT, f"amount: must be 1..{hold.remaining}")
+    assert o.counter_account_id is not None
+    rest = hold.remaining
+    account.held -= rest
+    hold.remaining = 0
+    hold.status = "captured"
+    ctx.changes.holds.append((hold.txn_id, hold.account_id, hold.amount, 0, "captured"))
+    p._post(ctx, [(account.account_id, -amount), (o.counter_account_id, amount)])
+    if rest > amount:  # the uncaptured part goes back to the daily envelope
+        for c in o.categories:
+            p.limits.release(o.card_id or 0, c, rest - amount, o.business_day, 0)
+    o.captured += amount
+    ctx.counter_account_id = o.counter_account_id
+    return _answer(p, ctx, account, amount, "captured")
+
+
+def _refund(p: Pipeline, ctx: Ctx, o: OriginalState, account: Account) -> AuthResult:
+    req = ctx.req
+    if o.txn_type is TxnType.PREAUTH:
+        refundable = o.captured - o.refunded
+    elif o.txn_type in (TxnType.PURCHASE, TxnType.COMPLETION, TxnType.BILL_PAYMENT):
+        refundable = o.amount - o.reversed - o.refunded
+    else:
+        raise Decline(RC.INVALID_TRANSACTION, "original: cannot be refunded")
+    amount = req.amount
+    if amount <= 0 or amount > refundable:
+        raise Decline(RC.INVALID_AMOUNT, f"amount: refundable is {max(refundable, 0)}")
+    assert o.counter_account_id is not None
+    p._post(ctx, [(o.counter_account_id, -amount), (account.account_id, amount)])
+    o.refunded += amount
+    ctx.counter_account_id = o.counter_account_id
+    card = ctx.card
+    if card is not None:
+        p._alert(ctx, "refund", amount, account, card.masked_pan)
+    return _answer(p, ctx, account, amount, "refunded")
+
+
+def _answer(p: Pipeline, ctx: Ctx, account: Account, amount: int, message: str) -> AuthResult:
+    r = p._approve(ctx, account, amount)
+    return AuthResult(
+        r.response_code, message, r.auth_code, r.transaction_id, r.available_balance,
+        r.ledger_balance, r.currency, amount,
+    )  # fmt: skip
