@@ -338,3 +338,31 @@ def test_counter_cash_has_its_own_envelope_and_no_atm_fee(state: Path) -> None:
         await ok(core, t.withdrawal(pan=rich.pan, pin=rich.pin, amount=5_000_000))  # ATM still open
 
     run(state, body)
+
+
+def test_limit_counters_are_rebuilt_net_of_reversals_at_restart(state: Path) -> None:
+    rich = t.RICH_CARD
+    w1 = t.withdrawal(pan=rich.pan, pin=rich.pin, amount=2_000_000)
+    w2 = t.withdrawal(pan=rich.pan, pin=rich.pin, amount=2_000_000)
+    w3 = t.withdrawal(pan=rich.pan, pin=rich.pin, amount=500_000)
+
+    async def before(core: SwitchCore) -> None:
+        for w in (w1, w2, w3):
+            await ok(core, w)
+        await ok(core, t.reversal_of(w2))  # full: amount and count come back
+        await ok(core, t.reversal_of(w3, replacement_amount=200_000))  # partial: 3,000 back
+
+    async def after(core: SwitchCore) -> None:
+        p = core._p  # white-box: the counters rebuilt from the journal
+        day = p.limits.current_day or 0
+        assert p.limits.usage(8, 0, day) == (2_000_000 + 200_000, 2)
+        # and they are enforced: 50,000 - 22,000 = 28,000 DZD left today
+        await ok(
+            core,
+            t.withdrawal(pan=rich.pan, pin=rich.pin, amount=2_900_000),
+            RC.EXCEEDS_AMOUNT_LIMIT,
+        )
+        await ok(core, t.withdrawal(pan=rich.pan, pin=rich.pin, amount=2_800_000))
+
+    run(state, before)
+    run(state, after)
