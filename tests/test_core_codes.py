@@ -374,3 +374,19 @@ def test_ibm_offset_cards_verify_through_the_hsm(template: Path, tmp_path: Path)
             await core.close()
 
     asyncio.run(go())
+
+
+def test_a_store_without_demo_data_starts_empty_and_routes_nothing(tmp_path: Path) -> None:
+    async def go() -> None:
+        core = await SwitchCore.open(tmp_path / "bare", seed_demo=False)
+        try:
+            assert core.terminal("GAB00001") is None
+            await auth(core, t.withdrawal(), RC.INVALID_CARD_NUMBER)  # no BIN route at all
+            gl = core.store.query("SELECT number FROM accounts ORDER BY account_id")
+            assert [g for (g,) in gl] == ["GL-FEES", "GL-INTERBANK-ATM", "GL-INTERBANK-POS"]
+        finally:
+            await core.close()
+        again = await SwitchCore.open(tmp_path / "bare", seed_demo=False)  # idempotent
+        await again.close()
+
+    asyncio.run(go())

@@ -45,8 +45,17 @@ from pathlib import Path
 
 from switch.config import SwitchConfig, load_config
 from switch.core.context import new_otp
-from switch.core.domain import ALLOWED_TRANSITIONS, Card, CardStatus, Merchant, Terminal
-from switch.core.model import AuthRequest, AuthResult
+from switch.core.domain import (
+    ALLOWED_TRANSITIONS,
+    Account,
+    AccountKind,
+    Card,
+    CardStatus,
+    Merchant,
+    Terminal,
+)
+from switch.core.ledger_accounts import GL_FEES, GL_INTERBANK_ATM, GL_INTERBANK_POS
+from switch.core.model import DZD, AuthRequest, AuthResult
 from switch.core.pipeline import OTP_TTL_S, Pipeline, render_alert
 from switch.core.remote import RemoteIssuer, Route
 from switch.hsm.client import HsmClient
@@ -105,6 +114,18 @@ def _load_or_create_secret(path: Path) -> bytes:
     return key
 
 
+def _ensure_internal_accounts(store: SqliteStore) -> None:
+    """The shared GL accounts every ledger needs (a store created without demo data)."""
+    have = {str(n) for (n,) in store.query("SELECT number FROM accounts WHERE kind = 'gl'")}
+    missing = [c for c in (GL_FEES, GL_INTERBANK_ATM, GL_INTERBANK_POS) if c not in have]
+    if not missing:
+        return
+    next_id = int(store.query("SELECT COALESCE(MAX(account_id), 0) FROM accounts")[0][0]) + 1
+    for i, code in enumerate(missing):
+        store.insert_account(Account(next_id + i, code, AccountKind.GL, code, "", DZD, 0, 0, True))
+    store.flush_admin()
+
+
 class SwitchCore:
     def __init__(self, pipeline: Pipeline, store: SqliteStore, hsm: HsmClient) -> None:
         self._p = pipeline
@@ -140,6 +161,7 @@ class SwitchCore:
                 if await seeder.diagnostics() != await hsm.diagnostics():
                     raise CoreError("hsm: its LMK is not the one in state_dir/lmk.json")
                 await seed(store, seeder, pan_key)
+            _ensure_internal_accounts(store)
             pipeline = Pipeline(
                 store=store, hsm=hsm, config=config or load_config(), pan_key=pan_key
             )
