@@ -12,7 +12,8 @@ three balanced postings, the journal row, the idempotency answer and the SMS out
 committed before ``authorize`` returns. 2,000 cards, each used 20 times (the first use of a
 card also reads it from SQLite). "auth per CPU-second" divides by the CPU time of all the
 process's threads, so it is the one-core figure even when the machine is shared.
-Environment knobs: ``BENCH_CORE_TXNS``, ``BENCH_CORE_CARDS``, ``BENCH_CORE_CONCURRENCY``.
+Environment knobs: ``BENCH_CORE_TXNS``, ``BENCH_CORE_CARDS``, ``BENCH_CORE_CONCURRENCY``,
+``BENCH_CORE_ROUNDS``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from switch.hsm.lmk import Lmk
 N_CARDS = int(os.environ.get("BENCH_CORE_CARDS", "2000"))
 N_TXNS = int(os.environ.get("BENCH_CORE_TXNS", "40000"))
 CONCURRENCY = int(os.environ.get("BENCH_CORE_CONCURRENCY", "512"))
+ROUNDS = int(os.environ.get("BENCH_CORE_ROUNDS", "3"))
 PIN = "1234"
 TPK = bytes.fromhex(TERMINALS[0].tpk_clear)
 
@@ -72,7 +74,8 @@ async def add_cards(state: Path, pans: list[str]) -> None:
     await core.close()
 
 
-async def run(state: Path, durable: bool, pans: list[str], profile: bool = False) -> float:
+async def run(state: Path, durable: bool, pans: list[str]) -> tuple[float, float, float]:
+    """One run on a fresh copy of the store: (auth/s wall, auth per CPU-second, batch size)."""
     core = await SwitchCore.open(state, durable=durable)
     blocks = {p: switch_native.pin_block_encrypt(TPK, 0, PIN, p) for p in pans}
     reqs = [
@@ -108,12 +111,7 @@ async def run(state: Path, durable: bool, pans: list[str], profile: bool = False
     await core.close()
     if approved != N_TXNS:
         print(f"  warning: {N_TXNS - approved} declined", file=sys.stderr)
-    print(
-        f"  {'durable' if durable else 'no fsync':<9} {N_TXNS / elapsed:>9,.0f} auth/s wall, "
-        f"{N_TXNS / cpu:>9,.0f} auth per CPU-second (all threads), "
-        f"{units / max(batches, 1):.0f} authorizations per commit"
-    )
-    return N_TXNS / elapsed
+    return N_TXNS / elapsed, N_TXNS / cpu, units / max(batches, 1)
 
 
 def main() -> None:
@@ -130,14 +128,25 @@ def main() -> None:
         asyncio.run(add_cards(template, pans))
         print(
             f"bench_core: {N_TXNS} PIN-verified ATM withdrawals over {N_CARDS} cards, "
-            f"{CONCURRENCY} in flight, in-process HSM + SQLite"
+            f"{CONCURRENCY} in flight, in-process HSM + SQLite; best of {ROUNDS} alternating runs"
         )
-        results = {}
+        best: dict[bool, tuple[float, float, float]] = {}
+        for r in range(ROUNDS):
+            for durable in (False, True):
+                state = base / f"run-{r}-{durable}"
+                shutil.copytree(template, state)
+                got = asyncio.run(run(state, durable, pans))
+                shutil.rmtree(state, ignore_errors=True)
+                if durable not in best or got[1] > best[durable][1]:
+                    best[durable] = got
         for durable in (False, True):
-            state = base / ("durable" if durable else "nofsync")
-            shutil.copytree(template, state)
-            results[durable] = asyncio.run(run(state, durable, pans))
-        print(f"  durable / no-fsync: {results[True] / results[False]:.2f}")
+            wall, per_cpu, batch = best[durable]
+            print(
+                f"  {'durable' if durable else 'no fsync':<9} {wall:>9,.0f} auth/s wall, "
+                f"{per_cpu:>9,.0f} auth per CPU-second (all threads), "
+                f"{batch:.0f} authorizations per commit"
+            )
+        print(f"  durable / no-fsync (per CPU-second): {best[True][1] / best[False][1]:.2f}")
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
