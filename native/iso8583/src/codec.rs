@@ -239,6 +239,16 @@ fn read_prefix(
     Ok(v)
 }
 
+/// View bytes already checked to be ASCII as `str` without a second validation pass (the
+/// check is the caller's: `digit_ok` accepts only bytes below 0x80, and the BCD path writes
+/// only digits and '='). A debug build re-checks.
+#[inline]
+fn ascii_str(b: &[u8]) -> &str {
+    debug_assert!(b.is_ascii());
+    // SAFETY: every byte is below 0x80 (see above), and ASCII is valid UTF-8.
+    unsafe { std::str::from_utf8_unchecked(b) }
+}
+
 #[inline]
 fn digit_ok(kind: Kind, c: u8) -> bool {
     match kind {
@@ -315,11 +325,7 @@ fn decode_field<S: Sink>(
             if let Some(i) = body.iter().position(|&c| !digit_ok(kind, c)) {
                 return Err(content_error(kind, loc, at + i, body[i]).into());
             }
-            // Every byte is ASCII, hence valid UTF-8.
-            let s = std::str::from_utf8(body).map_err(|e| {
-                content_error(kind, loc, at + e.valid_up_to(), body[e.valid_up_to()])
-            })?;
-            sink.field(n, Value::Text(s))
+            sink.field(n, Value::Text(ascii_str(body)))
         }
         (kind, Encoding::Ebcdic) => {
             scratch.text.clear();
@@ -358,10 +364,7 @@ fn decode_field<S: Sink>(
                     }
                 }
             }
-            // Only ASCII digits and '=' were written.
-            let s = std::str::from_utf8(buf)
-                .map_err(|_| Error::new(loc, at, ErrorKind::NonNumeric { byte: 0 }))?;
-            sink.field(n, Value::Text(s))
+            sink.field(n, Value::Text(ascii_str(buf)))
         }
     }
 }
