@@ -703,7 +703,7 @@ class Pipeline:
         return AuthResult(
             RC.APPROVED,
             "approved",
-            auth_code=f"{self._seq % 1_000_000:06d}",
+            auth_code=ctx.txn_id[-6:],  # unique within a million transactions
             transaction_id=ctx.txn_id,
             available_balance=account.available,
             ledger_balance=account.balance,
