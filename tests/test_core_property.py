@@ -57,9 +57,22 @@ def build(
         return t.ecommerce(tt, pan=c.pan, amount=amount)
     if not history:
         return None
-    req, res = history[a % len(history)]
     if kind == "retransmit":
-        return req
+        return history[a % len(history)][0]
+    wanted = {
+        "reverse": None,
+        "refund": {TxnType.PURCHASE, TxnType.COMPLETION, TxnType.PREAUTH},
+        "complete": {TxnType.PREAUTH},
+        "void": {TxnType.PREAUTH, TxnType.PURCHASE},
+    }[kind]
+    # mostly approved originals of the right kind, sometimes anything (declines, unknowns)
+    pool = [h for h in history if h[1].approved and (wanted is None or h[0].txn_type in wanted)]
+    if kind == "complete":  # prefer holds nothing has touched yet, or captures are rare
+        touched = {r.original.transaction_id for r, _ in history if r.original is not None}
+        pool = [h for h in pool if h[1].transaction_id not in touched] or pool
+    if not pool or a % 10 == 0:
+        pool = history
+    req, res = pool[a % len(pool)]
     if kind == "reverse":
         if req.channel is Channel.ATM and req.txn_type is TxnType.CASH_WITHDRAWAL:
             return t.reversal_of(req, amount=b * 100)
@@ -69,11 +82,13 @@ def build(
     if res.transaction_id is None:
         return None
     tt = {"refund": TxnType.REFUND, "complete": TxnType.COMPLETION, "void": TxnType.VOID}[kind]
-    return t.follow_up(tt, res.transaction_id, b * 100)
+    # captures and refunds of 1..100 % of the original (plus the odd over-amount)
+    share = (res.approved_amount or req.amount) * (b % 110 + 1) // 100
+    return t.follow_up(tt, res.transaction_id, max(share, 1))
 
 
 @settings(
-    max_examples=25,
+    max_examples=60,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
