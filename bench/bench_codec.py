@@ -58,14 +58,15 @@ def _binary87_pyiso_spec() -> dict[str, dict[str, Any]]:
         "p": {"data_enc": "b", "len_enc": "ascii", "len_type": 0, "max_len": 8},
         "1": {"data_enc": "b", "len_enc": "ascii", "len_type": 0, "max_len": 8},
     }
-    for n, kind, _enc, length, _prefix, max_len, _pad in Codec("binary87").spec.fields():
+    for n, kind, _enc, length, _prefix, max_len, pad in Codec("binary87").spec.fields():
         entry: dict[str, Any] = {
             "len_enc": "bcd",
             "len_type": {"fixed": 0, "LL": 1, "LLL": 2}[length],
             "max_len": max_len,
         }
         if kind in ("n", "z"):
-            entry |= {"data_enc": "b", "len_count": "nibbles", "left_pad": "0"}
+            side = "left_pad" if pad == "left" else "right_pad"
+            entry |= {"data_enc": "b", "len_count": "nibbles", side: "0"}
         else:
             entry |= {"data_enc": "b" if kind == "b" else "ascii"}
         spec[str(n)] = entry

@@ -106,18 +106,20 @@ def _from_pyiso(doc: dict[str, str], spec: Spec) -> Message:
 
 
 def _binary87_in_pyiso_terms() -> dict[str, dict[str, Any]]:
-    """binary87 written as a pyiso8583 spec: BCD digits counted in nibbles, left pad "0"."""
+    """binary87 written as a pyiso8583 spec: BCD digits counted in nibbles, pad nibble 0 on the
+    side the spec says (left for fixed numerics, right for LL ones, as jPOS ISO87BPackager)."""
     spec: dict[str, dict[str, Any]] = {
         "h": {"data_enc": "ascii", "len_enc": "ascii", "len_type": 0, "max_len": 0},
         "t": {"data_enc": "b", "len_enc": "ascii", "len_type": 0, "max_len": 2},
         "p": {"data_enc": "b", "len_enc": "ascii", "len_type": 0, "max_len": 8},
         "1": {"data_enc": "b", "len_enc": "ascii", "len_type": 0, "max_len": 8},
     }
-    for n, kind, _enc, length, _prefix, max_len, _pad in BINARY87.fields():
+    for n, kind, _enc, length, _prefix, max_len, pad in BINARY87.fields():
         len_type = {"fixed": 0, "LL": 1, "LLL": 2}[length]
         entry: dict[str, Any] = {"len_enc": "bcd", "len_type": len_type, "max_len": max_len}
         if kind in ("n", "z"):
-            entry |= {"data_enc": "b", "len_count": "nibbles", "left_pad": "0"}
+            side = "left_pad" if pad == "left" else "right_pad"
+            entry |= {"data_enc": "b", "len_count": "nibbles", side: "0"}
         elif kind == "b":
             entry |= {"data_enc": "b"}
         else:

@@ -4,9 +4,11 @@
 //!
 //! Where pyiso8583's `default_ascii` and jPOS `ISO87APackager` disagree, `ascii87` follows
 //! pyiso8583 (the oracle the tests run against): field 54 max 240 (jPOS 120), field 55 is
-//! LLL with up to 510 hex characters (jPOS: LLLCHAR 999), field 65 (tertiary bitmap in
-//! pyiso8583, 1-byte binary in jPOS) is not defined. Numeric fields are stricter than both:
-//! digits only.
+//! LLL with up to 510 hex characters (jPOS: LLLCHAR 999), field 93 is 5 characters (jPOS 6),
+//! field 96 is 8 bytes as 16 hex characters (jPOS 16 bytes as 32), field 65 (tertiary
+//! bitmap in pyiso8583, 1-byte binary in jPOS) is not defined. Numeric fields are stricter
+//! than both: digits only. `binary87` has no pyiso8583 counterpart and follows jPOS
+//! `ISO87BPackager` for those lengths.
 use crate::spec::{
     BitmapEncoding, Encoding, FieldSpec, Kind, LengthType, MtiEncoding, Pad, PrefixEncoding, Spec,
 };
@@ -181,8 +183,13 @@ pub fn ascii87() -> Spec {
         .expect("built-in ascii87 spec is valid")
 }
 
-/// `binary87`: BCD MTI, numerics (left-padded) and length prefixes; binary bitmaps and binary
-/// fields; ASCII text (like jPOS `ISO87BPackager`).
+/// Where `binary87` follows jPOS `ISO87BPackager` rather than the shared 1987 layout (which
+/// carries pyiso8583's lengths): (field, max length).
+const BINARY87_MAX: &[(u8, usize)] = &[(54, 120), (55, 999), (93, 6), (96, 16)];
+
+/// `binary87`: BCD MTI, numerics and length prefixes; binary bitmaps and binary fields; ASCII
+/// text (like jPOS `ISO87BPackager`: fixed numerics left-padded, LL numerics right-padded
+/// with a 0 nibble when their length is odd).
 pub fn binary87() -> Spec {
     let fields = LAYOUT_1987.iter().map(|&(n, kind, digits, max)| {
         let encoding = match kind {
@@ -190,13 +197,23 @@ pub fn binary87() -> Spec {
             Kind::Numeric | Kind::Track => Encoding::Bcd,
             Kind::Text => Encoding::Ascii,
         };
+        let max = BINARY87_MAX
+            .iter()
+            .find(|&&(f, _)| f == n)
+            .map_or(max, |&(_, m)| m);
+        // Pad only matters for BCD; other fields keep the spec-file default (left).
+        let pad = if digits != 0 && encoding == Encoding::Bcd {
+            Pad::Right
+        } else {
+            Pad::Left
+        };
         let f = FieldSpec::new(
             kind,
             encoding,
             length(digits),
             PrefixEncoding::Bcd,
             max,
-            Pad::Left,
+            pad,
         )
         .expect("built-in binary87 layout is valid");
         (n, f)

@@ -486,3 +486,28 @@ fn mutation_fuzz_never_panics() {
     // The run must exercise both outcomes, or it tests nothing.
     assert!(decoded_ok > 100, "only {decoded_ok} mutants decoded");
 }
+
+#[test]
+fn binary87_pads_like_jpos_iso87bpackager() {
+    // Fixed numerics are left-padded (IFB_NUMERIC pad=true), LL numerics right-padded
+    // (IFB_LLNUM pad=false): an odd 15-digit PAN ends in a 0 nibble; track 2's '=' is nibble D.
+    let m = msg(
+        "0200",
+        &[
+            (2, text("476173900101011")),
+            (22, text("051")),
+            (35, text("4761=281")),
+        ],
+    );
+    let out = encode(&binary87(), &m).unwrap();
+    assert_eq!(
+        &out[10..19],
+        &[0x15, 0x47, 0x61, 0x73, 0x90, 0x01, 0x01, 0x01, 0x10]
+    );
+    assert_eq!(&out[19..21], &[0x00, 0x51]);
+    assert_eq!(&out[21..], &[0x08, 0x47, 0x61, 0xD2, 0x81]);
+    assert_eq!(decode(&binary87(), &out).unwrap(), m);
+    let f = binary87();
+    assert_eq!(f.field(54).unwrap().max_len, 120);
+    assert_eq!(f.field(96).unwrap().max_len, 16);
+}
