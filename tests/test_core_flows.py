@@ -366,3 +366,44 @@ def test_limit_counters_are_rebuilt_net_of_reversals_at_restart(state: Path) -> 
 
     run(state, before)
     run(state, after)
+
+
+def test_payment_shows_what_happened_to_it_since(state: Path) -> None:
+    async def body(core: SwitchCore) -> None:
+        pre = await ok(core, t.ecommerce(TxnType.PREAUTH, amount=1_000_000))
+        assert pre.transaction_id
+        await ok(core, t.follow_up(TxnType.COMPLETION, pre.transaction_id, 600_000))
+        await ok(core, t.follow_up(TxnType.REFUND, pre.transaction_id, 100_000))
+        got = await core.payment(t.ECOM.merchant_id, pre.transaction_id)
+        assert got is not None
+        assert (got.amount, got.captured, got.refunded, got.reversed) == (
+            1_000_000,
+            600_000,
+            100_000,
+            0,
+        )
+
+    run(state, body)
+
+
+def test_terminal_key_change_takes_effect_and_persists(state: Path) -> None:
+    new_clear = "0123456789ABCDEFFEDCBA9876543210"
+
+    async def body(core: SwitchCore) -> None:
+        from switch.hsm.client import KeyType
+        from switch.hsm.inprocess import InProcessHsm
+        from switch.hsm.lmk import Lmk
+
+        seeder = InProcessHsm(Lmk.load(state / "lmk.json"), authorised=True)
+        tpk = (await seeder.form_key_from_clear_components(KeyType.TPK, [new_clear])).key_under_lmk
+        await core.set_terminal_keys("GAB00001", tpk=tpk)
+        r = await ok(core, t.withdrawal(), RC.INCORRECT_PIN)  # old key: garbage PIN block now
+        assert "terminal key" in r.message
+        assert core.store.query("SELECT pin_tries FROM cards WHERE card_id = 1") == [(0,)]
+        await ok(core, t.withdrawal(pin_block=t.pin_block(t.CARD.pan, t.CARD.pin, new_clear)))
+
+    async def after(core: SwitchCore) -> None:
+        await ok(core, t.withdrawal(pin_block=t.pin_block(t.CARD.pan, t.CARD.pin, new_clear)))
+
+    run(state, body)
+    run(state, after)

@@ -65,6 +65,9 @@ RC = ResponseCode
 MAX_AMOUNT: Final = 10**12  # minor units; anything above is a malformed amount
 IDEMPOTENCY_WINDOW_S: Final = 2 * 86400
 OTP_TTL_S: Final = 300.0
+# payShield errors meaning "not a valid PIN block under that key" (20: PIN block invalid,
+# 23: format, 24: PIN length): for the cardholder that is a 55, not a system error.
+BAD_PIN_BLOCK_CODES: Final = frozenset({"20", "23", "24"})
 DECIMALISATION_TABLE: Final = "0123456789012345"  # IBM 3624 offsets (cards without a PVV)
 
 
@@ -542,24 +545,19 @@ class Pipeline:
 
     async def _verify_pin(self, ctx: Ctx, card: Card, product: Product) -> None:
         req = ctx.req
-        assert req.pin_block is not None
         term = self.terminals.get(req.terminal_id)
         if term is None or not term.tpk:
             raise Decline(RC.INVALID_TRANSACTION, "terminal_id: unknown terminal, no PIN key")
         if card.pin_tries >= product.pin_tries:
             raise Decline(RC.PIN_TRIES_EXCEEDED, "PIN tries exceeded")
-        if card.pvv:
-            ok = await self.hsm.verify_pin_pvv(
-                term.tpk, card.pvk, req.pin_block, req.pan, card.pvki, card.pvv,
-                req.pin_block_format,
-            )  # fmt: skip
-        elif card.ibm_offset:
-            ok = await self.hsm.verify_pin_ibm(
-                term.tpk, card.pvk, req.pin_block, req.pan, card.ibm_offset, DECIMALISATION_TABLE,
-                ibm_validation_data(req.pan), len(card.ibm_offset), req.pin_block_format,
-            )  # fmt: skip
-        else:
-            raise Decline(RC.NOT_PERMITTED_TO_CARDHOLDER, "no PIN on file for this card")
+        try:
+            ok = await self._pin_matches(req, term, card)
+        except HsmError as exc:
+            if exc.code not in BAD_PIN_BLOCK_CODES:
+                raise
+            # Not a PIN at all under this terminal's key (keys out of sync, a corrupted field):
+            # decline as a PIN failure without spending one of the cardholder's tries.
+            raise Decline(RC.INCORRECT_PIN, "PIN block not valid under the terminal key") from None
         if ok:
             if card.pin_tries:
                 card.pin_tries = 0
@@ -568,10 +566,23 @@ class Pipeline:
         card.pin_tries += 1
         self._snapshot_card(ctx.changes, card)
         if card.pin_tries >= product.pin_tries:
-            raise Decline(
-                RC.PIN_TRIES_EXCEEDED, "incorrect PIN; PIN tries exceeded, card to capture"
-            )
+            raise Decline(RC.PIN_TRIES_EXCEEDED, "incorrect PIN; PIN tries exceeded, capture card")
         raise Decline(RC.INCORRECT_PIN, "incorrect PIN")
+
+    async def _pin_matches(self, req: AuthRequest, term: Terminal, card: Card) -> bool:
+        """DC (PVV) or DA (IBM 3624 offset) under the terminal's TPK, in the HSM."""
+        assert req.pin_block is not None
+        if card.pvv:
+            return await self.hsm.verify_pin_pvv(
+                term.tpk, card.pvk, req.pin_block, req.pan, card.pvki, card.pvv,
+                req.pin_block_format,
+            )  # fmt: skip
+        if card.ibm_offset:
+            return await self.hsm.verify_pin_ibm(
+                term.tpk, card.pvk, req.pin_block, req.pan, card.ibm_offset, DECIMALISATION_TABLE,
+                ibm_validation_data(req.pan), len(card.ibm_offset), req.pin_block_format,
+            )  # fmt: skip
+        raise Decline(RC.NOT_PERMITTED_TO_CARDHOLDER, "no PIN on file for this card")
 
     async def _verify_otp(self, ctx: Ctx, card: Card, product: Product) -> None:
         otp = ctx.req.otp or ""

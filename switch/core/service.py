@@ -23,6 +23,9 @@ Stable API (other parts code against these names):
 ``core.merchant(merchant_id) -> Merchant | None``
 ``await core.payment(merchant_id, transaction_id) -> Payment | None``
 ``await core.payments(merchant_id, limit=50) -> list[Payment]``  (newest first)
+    ``Payment``: the journal entry plus the amounts later captured / refunded / reversed.
+``await core.set_terminal_keys(terminal_id, tpk=..., tak=...) -> Terminal``
+    Key change (0800/101): stores the new key cryptograms (under the LMK) for the terminal.
 ``core.route(pan) -> Route | None``
     BIN routing decision: ``.on_us`` or ``.destination`` = remote issuer name.
 ``core.register_remote_issuer(name, issuer: RemoteIssuer)``
@@ -40,7 +43,7 @@ import datetime as dt
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from switch.config import SwitchConfig, load_config
@@ -59,7 +62,7 @@ from switch.core.model import DZD, AuthRequest, AuthResult
 from switch.core.pipeline import OTP_TTL_S, Pipeline, render_alert
 from switch.core.remote import RemoteIssuer, Route
 from switch.hsm.client import HsmClient
-from switch.store.api import AlertRow, Changes, JournalRow
+from switch.store.api import AlertRow, Changes, JournalRow, OriginalSummary
 from switch.store.sqlite import SqliteStore
 
 
@@ -81,6 +84,9 @@ class Payment:
     original_transaction_id: str | None
     auth_code: str | None
     message: str
+    captured: int = 0  # amounts moved so far by later operations on this payment
+    refunded: int = 0
+    reversed: int = 0  # reversals and voids
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +95,7 @@ class OtpChallenge:
     expires_at: float
 
 
-def _payment(j: JournalRow) -> Payment:
+def _payment(j: JournalRow, o: OriginalSummary | None) -> Payment:
     return Payment(
         j.txn_id,
         j.txn_type,
@@ -101,6 +107,9 @@ def _payment(j: JournalRow) -> Payment:
         j.original_txn_id,
         j.auth_code,
         j.message,
+        0 if o is None else o.captured,
+        0 if o is None else o.refunded,
+        0 if o is None else o.reversed,
     )
 
 
@@ -194,10 +203,25 @@ class SwitchCore:
         j = await self.store.journal_entry(transaction_id)
         if j is None or j.merchant_id != merchant_id:
             return None
-        return _payment(j)
+        return _payment(j, await self.store.original(transaction_id))
 
     async def payments(self, merchant_id: str, limit: int = 50) -> list[Payment]:
-        return [_payment(j) for j in await self.store.journal_for_merchant(merchant_id, limit)]
+        rows = await self.store.journal_for_merchant(merchant_id, limit)
+        return [_payment(j, await self.store.original(j.txn_id)) for j in rows]
+
+    async def set_terminal_keys(
+        self, terminal_id: str, *, tpk: str | None = None, tak: str | None = None
+    ) -> Terminal:
+        """Key change (ISO 8583 0800/101): new keys, as cryptograms under the LMK."""
+        term = self._p.terminals.get(terminal_id)
+        if term is None:
+            raise CoreError(f"terminal_id: unknown terminal {terminal_id!r}")
+        new = replace(
+            term, tpk=term.tpk if tpk is None else tpk, tak=term.tak if tak is None else tak
+        )
+        self.store.update_terminal_keys(terminal_id, new.tpk, new.tak)
+        self._p.terminals[terminal_id] = new
+        return new
 
     def route(self, pan: str) -> Route | None:
         return self._p.bins.route(pan)

@@ -600,6 +600,11 @@ class SqliteStore:
                 conn.execute("ROLLBACK")
                 raise
 
+    def update_terminal_keys(self, terminal_id: str, tpk: str, tak: str) -> None:
+        self._admin_tx(
+            "UPDATE terminals SET tpk = ?, tak = ? WHERE terminal_id = ?", (tpk, tak, terminal_id)
+        )
+
     def mark_alert_sent(self, alert_id: int, carrier_id: str, now: float) -> None:
         self._admin_tx(
             "UPDATE alerts SET status = 'sent', carrier_id = ?, attempts = attempts + 1 "
