@@ -7,6 +7,11 @@ rows) that must be durable before the answer leaves. ``commit`` may batch many u
 one database transaction (group commit) but resolves each awaiting caller only after that
 transaction is durable. Nothing here depends on SQLite semantics: reads are by key, writes
 are plain inserts/updates of whole rows, and each unit is all-or-nothing.
+
+Hot-path methods are ``async`` (a PostgreSQL backend awaits its driver there). The plain
+methods run at start-up (loading terminals, routes, today's limit usage), for seeding and
+operators, and for the SMS worker (``AlertOutbox`` is a blocking contract run in its own
+thread); a networked backend may implement them with a synchronous connection.
 """
 
 from __future__ import annotations
