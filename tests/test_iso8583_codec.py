@@ -355,3 +355,14 @@ def test_message_equality_and_codec_type_checks() -> None:
         codec.decode(bad)
     assert repr(codec) == "Codec('ascii87')"
     assert isinstance(codec.decode(codec.encode(a)), Message)
+
+
+def test_peek_mti_reads_the_class_of_an_undecodable_message() -> None:
+    ascii_codec, binary_codec = Codec("ascii87"), Codec("binary87")
+    broken = ascii_codec.encode(withdrawal())[:-3]
+    with pytest.raises(Iso8583DecodeError):
+        ascii_codec.decode(broken)
+    assert ascii_codec.peek_mti(broken) == "0200"
+    assert ascii_codec.peek_mti(b"02") is None
+    assert ascii_codec.peek_mti(b"0X00") is None
+    assert binary_codec.peek_mti(b"\x04\x20garbage") == "0420"

@@ -314,6 +314,12 @@ impl PySpec {
         encode_parts(&self.inner, py, mti, fields)
     }
 
+    /// The MTI at the start of `data`, or None if even that cannot be read. For answering a
+    /// message that fails to decode with a format error of the right class.
+    fn peek_mti(&self, data: &[u8]) -> Option<String> {
+        iso::peek_mti(&self.inner, data).ok()
+    }
+
     fn __repr__(&self) -> String {
         format!("Spec({:?})", self.inner.name)
     }

@@ -49,6 +49,11 @@ class Codec(CodecBase):
 
         def decode(self, data: bytes | bytearray | memoryview) -> Message: ...
 
+    def peek_mti(self, data: bytes | bytearray | memoryview) -> str | None:
+        """The MTI of a message that may not decode (None if even the MTI is unreadable), so
+        the server can answer a malformed request with a format error of the right class."""
+        return self.spec.peek_mti(bytes(data))
+
     def __repr__(self) -> str:
         return f"Codec({self.spec.name!r})"
 

@@ -110,6 +110,15 @@ pub fn decode_into<S: Sink>(spec: &Spec, data: &[u8], sink: &mut S) -> Result<()
     Ok(())
 }
 
+/// Read only the MTI at the start of `data`, e.g. to answer a message that does not decode
+/// with a format error of the right message class.
+pub fn peek_mti(spec: &Spec, data: &[u8]) -> Result<String, Error> {
+    let mut r = Reader { data, pos: 0 };
+    let mut mti = [0u8; 4];
+    read_mti(spec.mti, &mut r, &mut mti)?;
+    Ok(mti.iter().map(|&b| b as char).collect())
+}
+
 fn read_mti(enc: MtiEncoding, r: &mut Reader<'_>, out: &mut [u8; 4]) -> Result<(), Error> {
     let at = r.pos;
     match enc {

@@ -13,6 +13,8 @@ pub mod error;
 pub mod spec;
 pub mod tlv;
 
-pub use codec::{decode, decode_into, encode, encode_into, Message, OwnedValue, Sink, Value};
+pub use codec::{
+    decode, decode_into, encode, encode_into, peek_mti, Message, OwnedValue, Sink, Value,
+};
 pub use error::{Error, ErrorKind, Location, SpecError};
 pub use spec::{FieldSpec, Spec};

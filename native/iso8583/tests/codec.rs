@@ -511,3 +511,15 @@ fn binary87_pads_like_jpos_iso87bpackager() {
     assert_eq!(f.field(54).unwrap().max_len, 120);
     assert_eq!(f.field(96).unwrap().max_len, 16);
 }
+
+#[test]
+fn peek_mti_reads_only_the_mti() {
+    use switch_iso8583::peek_mti;
+    assert_eq!(peek_mti(&ascii87(), b"0200garbage").unwrap(), "0200");
+    assert_eq!(peek_mti(&binary87(), &[0x04, 0x20, 0xFF]).unwrap(), "0420");
+    assert_eq!(
+        peek_mti(&ascii87(), b"02").unwrap_err().location,
+        Location::Mti
+    );
+    assert!(peek_mti(&ascii87(), b"02X0").is_err());
+}
