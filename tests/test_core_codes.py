@@ -390,3 +390,22 @@ def test_a_store_without_demo_data_starts_empty_and_routes_nothing(tmp_path: Pat
         await again.close()
 
     asyncio.run(go())
+
+
+def test_one_process_per_state_dir(template: Path, tmp_path: Path) -> None:
+    from switch.core.service import CoreError
+
+    state = tmp_path / "s"
+    shutil.copytree(template, state)
+
+    async def go() -> None:
+        first = await SwitchCore.open(state)
+        try:
+            with pytest.raises(CoreError, match="in use"):
+                await SwitchCore.open(state)
+        finally:
+            await first.close()
+        second = await SwitchCore.open(state)  # released on close
+        await second.close()
+
+    asyncio.run(go())

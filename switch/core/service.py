@@ -9,7 +9,8 @@ Stable API (other parts code against these names):
     ``InProcessHsm`` on that LMK is used. On a fresh store with ``seed_demo`` the demo data
     set (``switch.core.demo``) is loaded through an authorised in-process HSM on the same
     LMK (a given ``hsm`` must therefore use ``state_dir/lmk.json``'s LMK).
-    ``durable=False`` turns off fsync (benchmarks only).
+    ``durable=False`` turns off fsync (benchmarks only). One process per ``state_dir``
+    (the live balances are in its memory): a second ``open`` raises ``CoreError``.
 ``await core.authorize(req: AuthRequest) -> AuthResult``
     Never raises for a bad request: declines and errors are results (DESIGN.md codes).
     Reversals: ``req.original`` (field 90 data or ``transaction_id``); partial reversal via
@@ -40,6 +41,7 @@ Stable API (other parts code against these names):
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import os
 import secrets
 import time
@@ -113,6 +115,17 @@ def _payment(j: JournalRow, o: OriginalSummary | None) -> Payment:
     )
 
 
+def _lock_state_dir(state_dir: Path) -> int:
+    """One switch process per state directory: the live balances are in its memory."""
+    fd = os.open(state_dir / "switch.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise CoreError(f"state_dir: {state_dir} is in use by another switch process") from None
+    return fd
+
+
 def _load_or_create_secret(path: Path) -> bytes:
     if path.exists():
         return bytes.fromhex(path.read_text().strip())
@@ -140,6 +153,7 @@ class SwitchCore:
         self._p = pipeline
         self.store = store
         self.hsm = hsm
+        self._lock = -1
 
     @classmethod
     async def open(
@@ -156,12 +170,17 @@ class SwitchCore:
 
         state_dir = Path(state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
+        lock = _lock_state_dir(state_dir)
         lmk = Lmk.load_or_create(state_dir / "lmk.json")
         if hsm is None:
             hsm = InProcessHsm(lmk)
         pan_key = _load_or_create_secret(state_dir / "pan.key")
         store = SqliteStore(state_dir / "switch.db", durable=durable)
-        await store.open()
+        try:
+            await store.open()
+        except BaseException:
+            os.close(lock)
+            raise
         try:
             if store.is_empty() and seed_demo:
                 from switch.core.demo import seed_demo as seed
@@ -177,14 +196,20 @@ class SwitchCore:
             await pipeline.load()
         except BaseException:
             await store.close()
+            os.close(lock)
             raise
-        return cls(pipeline, store, hsm)
+        core = cls(pipeline, store, hsm)
+        core._lock = lock
+        return core
 
     async def authorize(self, req: AuthRequest) -> AuthResult:
         return await self._p.authorize(req)
 
     async def close(self) -> None:
         await self.store.close()
+        if self._lock >= 0:
+            os.close(self._lock)  # releases the state directory for the next process
+            self._lock = -1
 
     # -- lookups for the wire layers -----------------------------------------------------------
     def terminal(self, terminal_id: str) -> Terminal | None:
