@@ -98,3 +98,52 @@ def test_splitter_rejects_bad_ascii_header_and_short_tpdu_frame() -> None:
         FrameSplitter(ASCII4).feed(b"00a1x")
     with pytest.raises(FramingError, match="shorter than its TPDU"):
         FrameSplitter(Framing(tpdu=True)).feed(b"\x00\x03abc")
+
+
+def test_splitter_and_codec_in_an_asyncio_protocol_over_tcp() -> None:
+    """A real TCP connection: the client writes 40 framed 0800s in odd-sized pieces, the server
+    Protocol cuts them with FrameSplitter in data_received, decodes, answers 0810."""
+    import asyncio
+
+    from switch.iso8583.codec import Codec
+    from switch.iso8583.message import Message
+
+    codec = Codec("ascii87")
+
+    class EchoServer(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            assert isinstance(transport, asyncio.Transport)
+            self.transport = transport
+            self.splitter = FrameSplitter()
+
+        def data_received(self, data: bytes) -> None:
+            for f in self.splitter.feed(data):
+                req = codec.decode(f.payload)
+                resp = Message(req.response_mti(), {11: req.text(11), 39: "00", 70: "301"})
+                self.transport.write(frame(codec.encode(resp)))
+
+    async def run() -> list[Message]:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(EchoServer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        stream = b"".join(
+            frame(codec.encode(Message("0800", {11: f"{i:06d}", 70: "301"}))) for i in range(40)
+        )
+        for start in range(0, len(stream), 37):
+            writer.write(stream[start : start + 37])
+            await writer.drain()
+        splitter = FrameSplitter()
+        answers: list[Message] = []
+        while len(answers) < 40:
+            chunk = await reader.read(4096)
+            assert chunk, "server closed early"
+            answers.extend(codec.decode(f.payload) for f in splitter.feed(chunk))
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        return answers
+
+    answers = asyncio.run(asyncio.wait_for(run(), timeout=20))
+    assert [a.mti for a in answers] == ["0810"] * 40
+    assert [a.text(11) for a in answers] == [f"{i:06d}" for i in range(40)]
