@@ -366,3 +366,39 @@ def test_peek_mti_reads_the_class_of_an_undecodable_message() -> None:
     assert ascii_codec.peek_mti(b"02") is None
     assert ascii_codec.peek_mti(b"0X00") is None
     assert binary_codec.peek_mti(b"\x04\x20garbage") == "0420"
+
+
+# One broken message per decode error class, for both specs: (spec, hex or ASCII bytes,
+# field (None: MTI/bitmap/message), offset, words the reason must contain).
+BROKEN = [
+    ("ascii87", b"", None, 0, "truncated"),
+    ("ascii87", b"0200", None, 4, "truncated"),
+    ("ascii87", b"02002000000000000000011", 3, 20, "truncated"),
+    ("ascii87", b"0200400000000000000020" + b"1" * 20, 2, 20, "exceeds max 19"),
+    ("ascii87", b"02004000000000000000A2", 2, 20, "not a decimal"),
+    ("ascii87", b"0200200000000000000001100A", 3, 25, "non-numeric"),
+    ("ascii87", b"02A02000000000000000011000", None, 2, "non-numeric"),
+    ("ascii87", b"02000000000002000000\x800", 39, 20, "non-ASCII"),
+    ("ascii87", b"0200G000000000000000", None, 4, "invalid hex"),
+    ("ascii87", b"02000000000000001000" + b"00000000000000ZZ", 52, 34, "invalid hex"),
+    ("ascii87", b"0200000000000000000000", None, 20, "trailing"),
+    ("ascii87", b"020080000000000000008000000000000000", 65, 4, "not defined"),
+    ("binary87", bytes.fromhex("0200"), None, 2, "truncated"),
+    ("binary87", bytes.fromhex("0A00"), None, 0, "non-numeric"),
+    ("binary87", bytes.fromhex("020000000400000000001051"), 22, 10, "pad nibble 1"),
+    ("binary87", bytes.fromhex("0200400000000000000003123001"), None, 13, "trailing"),
+    ("binary87", bytes.fromhex("02004000000000000000031231"), 2, 12, "pad nibble 1"),
+    ("binary87", bytes.fromhex("0200400000000000000003A230"), 2, 11, "non-numeric"),
+    ("binary87", bytes.fromhex("020040000000000000002A"), 2, 10, "not a decimal"),
+    ("binary87", bytes.fromhex("020040000000000000002012"), 2, 10, "exceeds max 19"),
+]
+
+
+@pytest.mark.parametrize(("spec", "data", "field", "offset", "words"), BROKEN)
+def test_broken_message_corpus(
+    spec: str, data: bytes, field: int | None, offset: int, words: str
+) -> None:
+    e = _decode_error(data, spec)
+    assert (e.field, e.offset) == (field, offset), str(e)
+    assert words in str(e)
+    assert str(e).endswith(f"at offset {offset}")
