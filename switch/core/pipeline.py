@@ -93,22 +93,6 @@ ALERT_KIND: dict[TxnType, str] = {
     TxnType.REFUND: "refund",
 }
 
-try:  # the bilingual texts (switch.notify); a plain line if that part is absent
-    from switch.notify.messages import render_alert as _render_alert
-except ImportError:  # pragma: no cover
-    _render_alert = None  # type: ignore[assignment]
-
-
-def render_alert(
-    kind: str, masked: str, amount: int, currency: int, place: str, when: dt.datetime, avail: int
-) -> str:
-    if _render_alert is not None:
-        try:
-            return _render_alert(kind, masked, amount, currency, place, when, avail)
-        except ValueError:
-            log.warning("alert text rejected for kind %s; using the plain form", kind)
-    return f"{kind} {amount / 100:.2f} card {masked[-4:]} {place} balance {avail / 100:.2f}"
-
 
 class Pipeline:
     def __init__(

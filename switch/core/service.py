@@ -61,9 +61,10 @@ from switch.core.domain import (
 )
 from switch.core.ledger_accounts import GL_FEES, GL_INTERBANK_ATM, GL_INTERBANK_POS
 from switch.core.model import DZD, AuthRequest, AuthResult
-from switch.core.pipeline import OTP_TTL_S, Pipeline, render_alert
+from switch.core.pipeline import OTP_TTL_S, Pipeline
 from switch.core.remote import RemoteIssuer, Route
 from switch.hsm.client import HsmClient
+from switch.notify.messages import render_alert
 from switch.store.api import AlertRow, Changes, JournalRow, OriginalSummary
 from switch.store.sqlite import SqliteStore
 
