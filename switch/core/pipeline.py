@@ -125,7 +125,8 @@ class Pipeline:
         self._bill_due: dict[tuple[str, str], int] = {}
         self._inflight: dict[str, asyncio.Future[tuple[str, AuthResult]]] = {}
         # Keys answered recently, so a new request costs no idempotency read. Two generations
-        # (current and previous window): older keys fall out and are found by a store read.
+        # (current and previous window, at least IDEMPOTENCY_WINDOW_S): a key older than that
+        # is a new request (ISO 8583 dates repeat yearly) and takes its stored slot over.
         self._done_keys: set[str] = set()
         self._done_prev: set[str] = set()
         self._done_rotated = 0.0
