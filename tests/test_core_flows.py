@@ -407,3 +407,20 @@ def test_terminal_key_change_takes_effect_and_persists(state: Path) -> None:
 
     run(state, body)
     run(state, after)
+
+
+def test_a_caller_cancelled_during_the_commit_does_not_cause_a_double_posting(state: Path) -> None:
+    async def body(core: SwitchCore) -> None:
+        req = t.ecommerce(amount=300_000, key="deadline-1")
+        task = asyncio.create_task(core.authorize(req))
+        while not core.store._pending and not core.store._committing:  # white-box: in commit
+            await asyncio.sleep(0)
+        task.cancel()  # e.g. the gRPC client's deadline expired
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        retry = await ok(core, req)  # the client retries with the same idempotency key
+        assert retry.replayed
+        assert core.store.query("SELECT COUNT(DISTINCT txn_id) FROM postings") == [(1,)]
+        assert retry.available_balance == BAL - 300_000
+
+    run(state, body)

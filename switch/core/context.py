@@ -8,13 +8,14 @@ retransmission (DESIGN.md section 4).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import secrets
 from dataclasses import dataclass, field
 
 from switch.core.domain import ONUS, Account, Card
-from switch.core.model import AuthRequest, ResponseCode, TxnType
+from switch.core.model import AuthRequest, AuthResult, ResponseCode, TxnType
 from switch.store.api import Changes
 
 DEBIT_TYPES = frozenset(
@@ -82,6 +83,10 @@ class Ctx:
     changes: Changes = field(default_factory=Changes)
     issuer_script: bytes | None = None
     arqc_inputs: tuple[object, ...] | None = None
+    # retransmissions of this request wait on ``inflight``; once the unit went to the store
+    # (``submitted``) only the commit's completion settles it, even if the caller is cancelled
+    inflight: asyncio.Future[tuple[str, AuthResult]] | None = None
+    submitted: bool = False
 
 
 _YYMM: dict[int, str] = {}

@@ -71,6 +71,12 @@ BAD_PIN_BLOCK_CODES: Final = frozenset({"20", "23", "24"})
 DECIMALISATION_TABLE: Final = "0123456789012345"  # IBM 3624 offsets (cards without a PVV)
 
 
+def _failure(f: asyncio.Future[None]) -> BaseException | None:
+    if f.cancelled():
+        return StoreError("commit cancelled")
+    return f.exception()
+
+
 def ibm_validation_data(pan: str) -> str:
     """IBM 3624 PIN validation data: the last 16 digits of the PAN (F-padded if shorter)."""
     return pan[-16:].ljust(16, "F")
@@ -258,17 +264,15 @@ class Pipeline:
         ctx.pan_hash = pan_hash
         ctx.txn_id = self._next_txn_id()
         fut: asyncio.Future[tuple[str, AuthResult]] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = fut
+        self._inflight[key] = ctx.inflight = fut
         try:
-            result = await self._process(ctx)
-            fut.set_result((fp, result))
-            return result
+            return await self._process(ctx)
         except BaseException as exc:
-            fut.set_exception(exc)
-            fut.exception()  # mark retrieved: waiters get it, nobody else needs to
-            raise
-        finally:
-            del self._inflight[key]
+            if not ctx.submitted:  # nothing reached the store: waiters see the failure
+                del self._inflight[key]
+                fut.set_exception(exc)
+                fut.exception()  # mark retrieved: waiters get it, nobody else needs to
+            raise  # (once submitted, _settle runs when the commit completes, cancelled or not)
 
     @staticmethod
     def _replay(first_fp: str, fp: str, first: AuthResult) -> AuthResult:
@@ -383,15 +387,37 @@ class Pipeline:
             ctx.key, ctx.fingerprint, ctx.txn_id, encode_result(result), ctx.now
         )
         try:
-            await self.store.commit(ch)
+            committed = self.store.submit(ch)
         except StoreError as exc:
-            self.halted = str(exc)
-            log.critical("store commit failed, approvals stopped: %s", exc)
+            return self._settle(ctx, result, exc)
+        ctx.submitted = True
+        # Bookkeeping rides on the commit itself, not on this coroutine: a caller cancelled
+        # while waiting (a gRPC deadline) must not leave a durable posting without its
+        # idempotency entry, or the client's retry would post twice.
+        committed.add_done_callback(lambda f: self._settle(ctx, result, _failure(f)))
+        try:
+            await asyncio.shield(committed)
+        except StoreError:
             return AuthResult(RC.SYSTEM_MALFUNCTION, "store unavailable", transaction_id=ctx.txn_id)
-        self._done_keys.add(ctx.key)
-        if ctx.now - self._done_rotated > IDEMPOTENCY_WINDOW_S:
-            self._done_prev, self._done_keys = self._done_keys, set()
-            self._done_rotated = ctx.now
+        return result
+
+    def _settle(self, ctx: Ctx, result: AuthResult, error: BaseException | None) -> AuthResult:
+        """The unit is durable (or failed): answer retransmissions and remember the key."""
+        if error is None:
+            self._done_keys.add(ctx.key)
+            if ctx.now - self._done_rotated > IDEMPOTENCY_WINDOW_S:
+                self._done_prev, self._done_keys = self._done_keys, set()
+                self._done_rotated = ctx.now
+        else:
+            self.halted = str(error)
+            log.critical("store commit failed, approvals stopped: %s", error)
+            result = AuthResult(
+                RC.SYSTEM_MALFUNCTION, "store unavailable", transaction_id=ctx.txn_id
+            )
+        if self._inflight.get(ctx.key) is ctx.inflight:
+            del self._inflight[ctx.key]
+        if ctx.inflight is not None and not ctx.inflight.done():
+            ctx.inflight.set_result((ctx.fingerprint, result))
         return result
 
     # -- on-us debits and inquiries ----------------------------------------------------------

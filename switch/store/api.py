@@ -16,6 +16,7 @@ thread); a networked backend may implement them with a synchronous connection.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -147,6 +148,11 @@ class Store(AlertOutbox, Protocol):
 
     async def commit(self, changes: Changes) -> None:
         """Persist ``changes`` atomically; return only once durable (group-committed)."""
+        ...
+
+    def submit(self, changes: Changes) -> asyncio.Future[None]:
+        """Queue ``changes`` for the next group commit; the future completes once durable
+        (or fails with ``StoreError``). Cancelling a waiter does not withdraw the unit."""
         ...
 
     # -- reads -----------------------------------------------------------------------------

@@ -190,6 +190,9 @@ class SqliteStore:
 
     # -- group commit ------------------------------------------------------------------------
     async def commit(self, changes: Changes) -> None:
+        await self.submit(changes)
+
+    def submit(self, changes: Changes) -> asyncio.Future[None]:
         if self._failed is not None:
             raise StoreError(f"store is halted after a failed commit: {self._failed}")
         loop = self._loop
@@ -200,7 +203,7 @@ class SqliteStore:
         if not self._committing and not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)  # after every task runnable now has queued its unit
-        await fut
+        return fut
 
     def _flush(self) -> None:
         self._flush_scheduled = False
