@@ -71,12 +71,6 @@ BAD_PIN_BLOCK_CODES: Final = frozenset({"20", "23", "24"})
 DECIMALISATION_TABLE: Final = "0123456789012345"  # IBM 3624 offsets (cards without a PVV)
 
 
-def _failure(f: asyncio.Future[None]) -> BaseException | None:
-    if f.cancelled():
-        return StoreError("commit cancelled")
-    return f.exception()
-
-
 def ibm_validation_data(pan: str) -> str:
     """IBM 3624 PIN validation data: the last 16 digits of the PAN (F-padded if shorter)."""
     return pan[-16:].ljust(16, "F")
@@ -386,17 +380,17 @@ class Pipeline:
         ch.idempotency = IdempotencyRow(
             ctx.key, ctx.fingerprint, ctx.txn_id, encode_result(result), ctx.now
         )
+        # Bookkeeping rides on the commit itself, not on this coroutine: a caller cancelled
+        # while waiting (a gRPC deadline) must not leave a durable posting without its
+        # idempotency entry, or the client's retry would post twice.
+        ch.on_settled = lambda error: self._settle(ctx, result, error)
         try:
             committed = self.store.submit(ch)
         except StoreError as exc:
             return self._settle(ctx, result, exc)
         ctx.submitted = True
-        # Bookkeeping rides on the commit itself, not on this coroutine: a caller cancelled
-        # while waiting (a gRPC deadline) must not leave a durable posting without its
-        # idempotency entry, or the client's retry would post twice.
-        committed.add_done_callback(lambda f: self._settle(ctx, result, _failure(f)))
         try:
-            await asyncio.shield(committed)
+            await committed
         except StoreError:
             return AuthResult(RC.SYSTEM_MALFUNCTION, "store unavailable", transaction_id=ctx.txn_id)
         return result

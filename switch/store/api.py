@@ -17,6 +17,7 @@ thread); a networked backend may implement them with a synchronous connection.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -109,6 +110,9 @@ class Changes:
     otp_deletes: list[int] = field(default_factory=list)
     idempotency: IdempotencyRow | None = None
     alerts: list[AlertRow] = field(default_factory=list)
+    # Called exactly once with the outcome (None = durable) when the commit completes, even
+    # if whoever awaited the commit was cancelled meanwhile.
+    on_settled: Callable[[BaseException | None], object] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +156,8 @@ class Store(AlertOutbox, Protocol):
 
     def submit(self, changes: Changes) -> asyncio.Future[None]:
         """Queue ``changes`` for the next group commit; the future completes once durable
-        (or fails with ``StoreError``). Cancelling a waiter does not withdraw the unit."""
+        (or fails with ``StoreError``). Cancelling a waiter does not withdraw the unit, and
+        ``changes.on_settled`` still runs when the outcome is known."""
         ...
 
     # -- reads -----------------------------------------------------------------------------

@@ -18,6 +18,7 @@ refuses further commits (the core then answers 96): memory and disk must not div
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import threading
 import time
@@ -112,6 +113,9 @@ def _account(r: tuple[Any, ...]) -> Account:
 
 def _journal(r: tuple[Any, ...]) -> JournalRow:
     return JournalRow(*r)
+
+
+log = logging.getLogger("switch.store")
 
 
 class SqliteStore:
@@ -633,10 +637,17 @@ class SqliteStore:
 def _resolve(
     batch: list[tuple[Changes, asyncio.Future[None]]], error: BaseException | None
 ) -> None:
-    for _, f in batch:
-        if f.done():
+    failure = None if error is None else StoreError(f"commit failed: {error}")
+    for changes, f in batch:
+        settled = changes.on_settled
+        if settled is not None:
+            try:
+                settled(failure)
+            except Exception:  # one unit's bookkeeping must not starve the others
+                log.exception("on_settled callback failed")
+        if f.done():  # its waiter was cancelled: the unit was committed all the same
             continue
-        if error is None:
+        if failure is None:
             f.set_result(None)
         else:
-            f.set_exception(StoreError(f"commit failed: {error}"))
+            f.set_exception(failure)
