@@ -150,9 +150,10 @@ struct DictSink<'py> {
 }
 
 extern "C" {
-    /// CPython's dict constructor with room for `minused` items (exported by every CPython 3
-    /// release, used by CPython's own BUILD_MAP): saves the two or three resizes a ~20-field
-    /// message would otherwise cost.
+    /// CPython's dict constructor with room for `minused` items: saves the two or three
+    /// resizes a ~20-field message would otherwise cost. Private but exported by every CPython
+    /// 3 release (3.13 restored it after a removal attempt because Cython, mypyc and orjson
+    /// rely on it); if a future CPython drops it, replace this with `PyDict::new`.
     fn _PyDict_NewPresized(minused: pyo3::ffi::Py_ssize_t) -> *mut pyo3::ffi::PyObject;
 }
 
