@@ -641,6 +641,7 @@ def _resolve(
     for changes, f in batch:
         settled = changes.on_settled
         if settled is not None:
+            changes.on_settled = None  # it usually closes over its owner: break the cycle
             try:
                 settled(failure)
             except Exception:  # one unit's bookkeeping must not starve the others
