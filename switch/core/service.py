@@ -15,6 +15,10 @@ Stable API (other parts code against these names):
     Never raises for a bad request: declines and errors are results (DESIGN.md codes).
     Reversals: ``req.original`` (field 90 data or ``transaction_id``); partial reversal via
     ``req.replacement_amount`` (what was really dispensed) or a smaller ``req.amount``.
+    Retransmissions (same acquirer, terminal, STAN and field 7; or same merchant + idempotency
+    key) get the first answer with ``replayed=True``; the same identifiers on a different
+    request get 94. The answer is returned only once its journal row, postings, idempotency
+    entry and SMS outbox row are durable.
 ``await core.close()``
 ``core.terminal(terminal_id) -> Terminal | None``
     ``.tpk`` (TPK under LMK), ``.tak`` (MAC key under LMK, '' if none), ``.pin_block_format``,
