@@ -424,3 +424,47 @@ def test_a_caller_cancelled_during_the_commit_does_not_cause_a_double_posting(st
         assert retry.available_balance == BAL - 300_000
 
     run(state, body)
+
+
+def test_voided_bill_payment_reopens_the_bill_even_after_restart(state: Path) -> None:
+    paid: list[str] = []
+    base = replace(
+        t.ecommerce(), txn_type=TxnType.BILL_PAYMENT, biller_id="ADE", bill_reference="0000000001"
+    )
+
+    async def pay(core: SwitchCore) -> None:
+        r = await ok(core, replace(base, amount=98_000, idempotency_key="bill-a"))
+        assert r.transaction_id
+        paid.append(r.transaction_id)
+
+    async def void_and_repay(core: SwitchCore) -> None:
+        await ok(core, t.follow_up(TxnType.VOID, paid[0], 0))
+        q = "SELECT paid_txn FROM bills WHERE reference = '0000000001'"
+        assert core.store.query(q) == [(None,)]
+        again = await ok(core, replace(base, amount=98_000, idempotency_key="bill-b"))
+        assert core.store.query(q) == [(again.transaction_id,)]
+        balanced(core)
+
+    run(state, pay)
+    run(state, void_and_repay)
+
+
+def test_a_transfer_cannot_be_reversed_once_the_beneficiary_spent_it(state: Path) -> None:
+    async def body(core: SwitchCore) -> None:
+        poor = t.POOR_CARD  # 5,000 DZD
+        tr = replace(
+            t.withdrawal(amount=1_000_000),
+            txn_type=TxnType.TRANSFER,
+            destination_account=poor.account,
+        )
+        await ok(core, tr)
+        # the beneficiary takes out 14,000 DZD (+ fee) of the 15,000 they now have
+        await ok(core, t.withdrawal(pan=poor.pan, pin=poor.pin, amount=1_400_000))
+        await ok(core, t.reversal_of(tr), RC.INSUFFICIENT_FUNDS)
+        bal = core.store.query(
+            "SELECT balance - held FROM accounts WHERE number = ?", (poor.account,)
+        )
+        assert bal[0][0] >= 0
+        balanced(core)
+
+    run(state, body)

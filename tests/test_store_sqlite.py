@@ -28,7 +28,7 @@ def test_migrations_apply_once_and_store_starts_empty(tmp_path: Path) -> None:
         await s.close()
         s = await opened(tmp_path / "db")
         assert not s.is_empty()
-        assert s.query("SELECT version FROM schema_version") == [(1,), (2,)]
+        assert s.query("SELECT version FROM schema_version") == [(1,), (2,), (3,)]
         mode = s.query("PRAGMA journal_mode")
         assert mode == [("wal",)]
         await s.close()

@@ -141,11 +141,15 @@ async def referring(p: Pipeline, ctx: Ctx) -> AuthResult:
     ctx.card = p.cards.setdefault(card.pan_hash, card)
     p.cards_by_id.setdefault(card.card_id, ctx.card)
     hold = await hold_of(p, o.txn_id) if o.txn_type is TxnType.PREAUTH else None
+    bill_key: tuple[str, str] | None = None
+    if o.txn_type is TxnType.BILL_PAYMENT and t in (TxnType.REVERSAL, TxnType.VOID):
+        bill = await p.store.bill_paid_by(o.txn_id)
+        bill_key = None if bill is None else (bill.biller_id, bill.reference)
     if req.currency != o.currency:
         raise Decline(RC.INVALID_AMOUNT, "currency: differs from the original")
     # -- decision section: no await below ------------------------------------------------
     if t is TxnType.REVERSAL:
-        return _reverse(p, ctx, o, account, hold, void=False)
+        return _reverse(p, ctx, o, account, hold, bill_key, void=False)
     if t is TxnType.VOID:
         if o.txn_type is TxnType.PREAUTH:
             if hold is None or hold.status != "open":
@@ -158,7 +162,7 @@ async def referring(p: Pipeline, ctx: Ctx) -> AuthResult:
             )
         if o.reversed or o.refunded:
             raise Decline(RC.INVALID_TRANSACTION, "original: already reversed or refunded")
-        return _reverse(p, ctx, o, account, hold, void=True)
+        return _reverse(p, ctx, o, account, hold, bill_key, void=True)
     if t is TxnType.COMPLETION:
         return _complete(p, ctx, o, account, hold)
     return _refund(p, ctx, o, account)
@@ -170,6 +174,7 @@ def _reverse(
     o: OriginalState,
     account: Account,
     hold: Hold | None,
+    bill_key: tuple[str, str] | None,
     *,
     void: bool,
 ) -> AuthResult:
@@ -223,18 +228,19 @@ def _reverse(
         p._post(ctx, [(account.account_id, -amount), (o.counter_account_id, amount)])
     else:
         assert o.counter_account_id is not None
+        counter = p.accounts[o.counter_account_id]
+        if not counter.may_go_negative and counter.available < amount:
+            # a transfer whose beneficiary already spent it: no overdraft on their account
+            raise Decline(RC.INSUFFICIENT_FUNDS, "credited account no longer holds the amount")
         legs = [(account.account_id, amount + fee), (o.counter_account_id, -amount)]
         if fee:
             legs.append((p.gl[GL_FEES], -fee))
         p._post(ctx, legs)
     for c in o.categories:
         p.limits.release(o.card_id or 0, c, amount, o.business_day, 1 if full else 0)
-    if full and o.txn_type is TxnType.BILL_PAYMENT:
-        for k, paid in p.bills_paid.items():
-            if paid == o.txn_id:
-                p.bills_paid[k] = None
-                ctx.changes.bills.append((k[0], k[1], None))
-                break
+    if full and bill_key is not None:  # the bill is open again
+        p.bills_paid[bill_key] = None
+        ctx.changes.bills.append((bill_key[0], bill_key[1], None))
     o.reversed += amount
     o.fee_reversed += fee
     ctx.fee = fee

@@ -499,7 +499,7 @@ class Pipeline:
         if not re.fullmatch(biller.reference_pattern, ref):
             raise Decline(RC.FORMAT_ERROR, "bill_reference: does not match the biller's format")
         key = (biller.biller_id, ref)
-        if key not in self.bills_paid:
+        if key not in self._bill_due:
             bill = await self.store.bill(*key)
             if bill is None:
                 raise Decline(RC.INVALID_TRANSACTION, "bill_reference: no such bill")

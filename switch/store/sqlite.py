@@ -377,6 +377,16 @@ class SqliteStore:
         b, r, a, p = rows[0]
         return Bill(str(b), str(r), int(a), None if p is None else str(p))
 
+    async def bill_paid_by(self, txn_id: str) -> Bill | None:
+        rows = self._q(
+            "SELECT biller_id, reference, amount_due, paid_txn FROM bills WHERE paid_txn = ?",
+            (txn_id,),
+        )
+        if not rows:
+            return None
+        b, r, a, paid = rows[0]
+        return Bill(str(b), str(r), int(a), str(paid))
+
     async def hold(self, txn_id: str) -> Hold | None:
         rows = self._q(
             "SELECT txn_id, account_id, amount, remaining, status FROM holds WHERE txn_id = ?",
