@@ -1,7 +1,7 @@
-"""Property: under random interleavings of authorizations, reversals, captures, voids and
-refunds, every transaction's postings sum to zero, money is neither created nor lost, the
-stored balances equal opening balance + postings, and no card account's available balance
-ever goes below zero."""
+"""Property: under random interleavings of authorizations, transfers, reversals, captures,
+voids and refunds, every transaction's postings sum to zero, money is neither created nor
+lost, the stored balances equal opening balance + postings, and no card account's available
+balance ever goes below zero."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ op = st.one_of(
     st.tuples(st.just("withdraw"), st.integers(0, 1), st.integers(1_000, 40_000)),
     st.tuples(st.just("purchase"), st.integers(0, 1), st.integers(1, 30_000)),
     st.tuples(st.just("preauth"), st.integers(0, 1), st.integers(1, 30_000)),
+    st.tuples(st.just("transfer"), st.integers(0, 1), st.integers(1, 50_000)),
     st.tuples(st.just("reverse"), st.integers(0, 1000), st.integers(0, 40_000)),
     st.tuples(st.just("refund"), st.integers(0, 1000), st.integers(1, 30_000)),
     st.tuples(st.just("complete"), st.integers(0, 1000), st.integers(1, 30_000)),
@@ -48,11 +49,15 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def build(
     kind: str, a: int, b: int, history: list[tuple[AuthRequest, AuthResult]]
 ) -> AuthRequest | None:
-    if kind in ("withdraw", "purchase", "preauth"):
+    if kind in ("withdraw", "purchase", "preauth", "transfer"):
         c = CARDS[a]
         amount = b * 100
         if kind == "withdraw":
             return t.withdrawal(pan=c.pan, pin=c.pin, amount=amount)
+        if kind == "transfer":  # to the other card's account: reversals may meet spent money
+            to = CARDS[1 - a].account
+            w = t.withdrawal(pan=c.pan, pin=c.pin, amount=amount)
+            return replace(w, txn_type=TxnType.TRANSFER, destination_account=to)
         tt = TxnType.PURCHASE if kind == "purchase" else TxnType.PREAUTH
         return t.ecommerce(tt, pan=c.pan, amount=amount)
     if not history:
