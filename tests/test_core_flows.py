@@ -468,3 +468,31 @@ def test_a_transfer_cannot_be_reversed_once_the_beneficiary_spent_it(state: Path
         balanced(core)
 
     run(state, body)
+
+
+def test_refunds_and_completion_reversals_never_give_back_more_than_was_captured(
+    state: Path,
+) -> None:
+    ids: dict[str, str] = {}
+
+    async def capture_and_refund(core: SwitchCore) -> None:
+        pre = await ok(core, t.ecommerce(TxnType.PREAUTH, amount=1_000_000))
+        assert pre.transaction_id
+        cap = await ok(core, t.follow_up(TxnType.COMPLETION, pre.transaction_id, 600_000))
+        assert cap.transaction_id
+        ids.update(pre=pre.transaction_id, cap=cap.transaction_id)
+        # a refund against the capture is a refund of the payment
+        r = await ok(core, t.follow_up(TxnType.REFUND, cap.transaction_id, 200_000))
+        assert r.available_balance == BAL - 400_000
+
+    async def reverse_after_restart(core: SwitchCore) -> None:
+        # reversing the capture gives back only what is still captured: 6,000 - 2,000
+        rev = await ok(core, t.follow_up(TxnType.REVERSAL, ids["cap"], 0))
+        assert rev.approved_amount == 400_000 and rev.available_balance == BAL
+        await ok(core, t.follow_up(TxnType.REFUND, ids["pre"], 1), RC.INVALID_AMOUNT)
+        got = await core.payment(t.ECOM.merchant_id, ids["pre"])
+        assert got is not None and (got.captured, got.refunded) == (200_000, 200_000)
+        balanced(core)
+
+    run(state, capture_and_refund)
+    run(state, reverse_after_restart)

@@ -60,6 +60,7 @@ class OriginalState:
     refunded: int = 0
     captured: int = 0
     fee_reversed: int = 0
+    parent_txn_id: str | None = None  # a completion's pre-authorization
 
 
 @dataclass(slots=True)

@@ -51,6 +51,7 @@ async def original_state(p: Pipeline, txn_id: str) -> OriginalState | None:
         refunded=summary.refunded,
         captured=summary.captured,
         fee_reversed=summary.fee_reversed,
+        parent_txn_id=summary.parent_txn_id,
     )
     p.originals[txn_id] = o
     return o
@@ -109,6 +110,14 @@ async def referring(p: Pipeline, ctx: Ctx) -> AuthResult:
                 approved_amount=0,
             )
         raise Decline(RC.INVALID_TRANSACTION, "original: no such transaction")
+    # A capture's money is accounted on its pre-authorization (the merchant's payment id):
+    # refunds of a completion are refunds of that payment, and reversing a completion
+    # un-captures it, so the two ways of giving money back can never add up to more.
+    parent: OriginalState | None = None
+    if o.txn_type is TxnType.COMPLETION and o.parent_txn_id is not None:
+        parent = await original_state(p, o.parent_txn_id)
+        if parent is not None and t is TxnType.REFUND:
+            o, parent = parent, None
     ctx.original_txn_id = o.txn_id
     if o.route != ONUS:
         ctx.route = o.route
@@ -149,7 +158,7 @@ async def referring(p: Pipeline, ctx: Ctx) -> AuthResult:
         raise Decline(RC.INVALID_AMOUNT, "currency: differs from the original")
     # -- decision section: no await below ------------------------------------------------
     if t is TxnType.REVERSAL:
-        return _reverse(p, ctx, o, account, hold, bill_key, void=False)
+        return _reverse(p, ctx, o, account, hold, bill_key, parent, void=False)
     if t is TxnType.VOID:
         if o.txn_type is TxnType.PREAUTH:
             if hold is None or hold.status != "open":
@@ -162,7 +171,7 @@ async def referring(p: Pipeline, ctx: Ctx) -> AuthResult:
             )
         if o.reversed or o.refunded:
             raise Decline(RC.INVALID_TRANSACTION, "original: already reversed or refunded")
-        return _reverse(p, ctx, o, account, hold, bill_key, void=True)
+        return _reverse(p, ctx, o, account, hold, bill_key, parent, void=True)
     if t is TxnType.COMPLETION:
         return _complete(p, ctx, o, account, hold)
     return _refund(p, ctx, o, account)
@@ -175,6 +184,7 @@ def _reverse(
     account: Account,
     hold: Hold | None,
     bill_key: tuple[str, str] | None,
+    parent: OriginalState | None,
     *,
     void: bool,
 ) -> AuthResult:
@@ -191,6 +201,8 @@ def _reverse(
         remaining = o.amount - o.reversed
     else:
         remaining = o.amount - o.reversed - o.refunded
+    if parent is not None:  # a completion: not what its payment has refunded already
+        remaining = min(remaining, parent.captured - parent.refunded)
     if remaining <= 0:
         return AuthResult(
             RC.APPROVED, "already reversed", transaction_id=ctx.txn_id, approved_amount=0
@@ -243,6 +255,8 @@ def _reverse(
         ctx.changes.bills.append((bill_key[0], bill_key[1], None))
     o.reversed += amount
     o.fee_reversed += fee
+    if parent is not None:
+        parent.captured -= amount
     ctx.fee = fee
     ctx.counter_account_id = o.counter_account_id
     return _answer(p, ctx, account, amount, "reversed" if not void else "voided")

@@ -137,6 +137,7 @@ class OriginalSummary:
     captured: int
     fee_reversed: int
     route: str
+    parent_txn_id: str | None = None  # what this one referred to (a completion's pre-auth)
 
 
 class Store(AlertOutbox, Protocol):

@@ -435,6 +435,16 @@ class SqliteStore:
         }
         rev = sums.get("reversal", (0, 0))
         void = sums.get("void", (0, 0))
+        # captures given back later (a reversed completion) are no longer captured
+        uncaptured = int(
+            self._q(
+                "SELECT COALESCE(SUM(r.amount), 0) FROM journal r JOIN journal c "
+                "ON r.original_txn_id = c.txn_id WHERE c.original_txn_id = ? "
+                "AND c.txn_type = 'completion' AND c.response_code = '00' "
+                "AND r.response_code = '00' AND r.txn_type IN ('reversal', 'void')",
+                (txn_id,),
+            )[0][0]
+        )
         return OriginalSummary(
             txn_id=j.txn_id,
             txn_type=j.txn_type,
@@ -451,9 +461,10 @@ class SqliteStore:
             counter_account_id=j.counter_account_id,
             reversed=rev[0] + void[0],
             refunded=sums.get("refund", (0, 0))[0],
-            captured=sums.get("completion", (0, 0))[0],
+            captured=sums.get("completion", (0, 0))[0] - uncaptured,
             fee_reversed=rev[1] + void[1],
             route=j.route,
+            parent_txn_id=j.original_txn_id,
         )
 
     def terminals(self) -> list[Terminal]:
