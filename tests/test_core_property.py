@@ -142,6 +142,17 @@ def check(core: SwitchCore) -> None:
             (c.account,),
         )[0][0]
         assert held == open_holds
+        # apart from transfers, a card account can only lose money: refunds and reversals
+        # never give back more than the payments and withdrawals took
+        (non_transfer,) = q(
+            "SELECT COALESCE(SUM(p.amount), 0) FROM postings p JOIN accounts a "
+            "ON a.account_id = p.account_id JOIN journal j ON j.txn_id = p.txn_id "
+            "LEFT JOIN journal o ON o.txn_id = j.original_txn_id WHERE a.number = ? "
+            "AND j.txn_type != 'transfer' AND NOT (j.txn_type IN ('reversal', 'void') "
+            "AND o.txn_type IS NOT NULL AND o.txn_type = 'transfer')",
+            (c.account,),
+        )[0]
+        assert non_transfer <= 0
     # every approved, posting-bearing journal entry has balanced postings, and vice versa
     orphans = q(
         "SELECT p.txn_id FROM postings p LEFT JOIN journal j ON j.txn_id = p.txn_id "
