@@ -1,0 +1,266 @@
+"""ISO 8583 acquirer messages <-> the channel-neutral ``AuthRequest`` / ``AuthResult``.
+
+The wire layer never touches the ledger (DESIGN.md section 1): this module only translates.
+A request whose fields cannot be translated raises :class:`FieldError` naming the field, and
+the server answers it with response code 30 (format error) before anything reaches the core.
+
+Field usage (DESIGN.md section 3): 2 PAN (or 35 track 2), 3 processing code, 4 amount in minor
+units, 7 transmission date-time, 11 STAN, 12/13 local time, 14 expiry, 18 MCC, 22 entry mode,
+32 acquirer id (defaults to the terminal's), 37 RRN, 41 terminal, 42 merchant, 43 card
+acceptor, 49 currency (defaults to 012), 52 PIN block, 55 EMV data, 90 original data
+elements, 95 replacement amounts. Bill payments carry ``biller/reference`` in field 48,
+transfers the credited CCP account in field 103 (account identification 2).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from switch.core.domain import Terminal
+from switch.core.model import DZD, AuthRequest, AuthResult, Channel, OriginalRef, TxnType
+from switch.iso8583.message import Message
+
+__all__ = [
+    "FINANCIAL_MTIS",
+    "REVERSAL_MTIS",
+    "FieldError",
+    "balances_field",
+    "request_from_message",
+    "response_to",
+    "result_to_message",
+]
+
+FINANCIAL_MTIS = frozenset({"0100", "0200"})
+REVERSAL_MTIS = frozenset({"0400", "0401", "0420", "0421"})
+
+#: Processing code (field 3, first two digits) -> transaction type for 0200.
+_PROCESSING: dict[str, TxnType] = {
+    "01": TxnType.CASH_WITHDRAWAL,
+    "31": TxnType.BALANCE_INQUIRY,
+    "00": TxnType.PURCHASE,
+    "50": TxnType.BILL_PAYMENT,
+    "40": TxnType.TRANSFER,
+    "20": TxnType.REFUND,
+}
+
+_CHANNELS = {"atm": Channel.ATM, "pos": Channel.POS, "counter": Channel.COUNTER}
+
+#: Fields echoed from the request into every answer (ISO 8583:1987 "mandatory echo").
+_ECHO = (2, 3, 4, 7, 11, 12, 13, 32, 37, 41, 42, 49, 90)
+
+
+class FieldError(ValueError):
+    """A request field is missing or unusable; ``field`` names it for the log and the 30."""
+
+    def __init__(self, field: int, reason: str) -> None:
+        super().__init__(f"field {field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+def _text(msg: Message, number: int, *, required: bool = True) -> str | None:
+    value = msg.fields.get(number)
+    if value is None:
+        if required:
+            raise FieldError(number, "missing")
+        return None
+    if not isinstance(value, str):
+        raise FieldError(number, "must be text")
+    return value
+
+
+def _req(msg: Message, number: int) -> str:
+    value = _text(msg, number)
+    assert value is not None
+    return value
+
+
+def _digits(
+    msg: Message, number: int, size: int | None = None, *, required: bool = True
+) -> str | None:
+    value = _text(msg, number, required=required)
+    if value is None:
+        return None
+    if not value.isdigit() or (size is not None and len(value) != size):
+        raise FieldError(number, f"must be {size or 'some'} digits")
+    return value
+
+
+def _track2(value: str) -> tuple[str, str | None, str | None]:
+    """PAN, expiry (YYMM) and service code from track 2 equivalent data."""
+    sep = "=" if "=" in value else "D" if "D" in value else None
+    if sep is None:
+        raise FieldError(35, "no separator")
+    pan, rest = value.split(sep, 1)
+    if not pan.isdigit():
+        raise FieldError(35, "PAN part is not digits")
+    expiry = rest[:4] if len(rest) >= 4 and rest[:4].isdigit() else None
+    service = rest[4:7] if len(rest) >= 7 and rest[4:7].isdigit() else None
+    return pan, expiry, service
+
+
+def _local_time(msg: Message) -> dt.datetime | None:
+    hhmmss = msg.fields.get(12)
+    mmdd = msg.fields.get(13)
+    if not isinstance(hhmmss, str) or not isinstance(mmdd, str):
+        return None
+    try:
+        year = dt.datetime.now(dt.UTC).year
+        return dt.datetime.strptime(f"{year}{mmdd}{hhmmss}", "%Y%m%d%H%M%S")
+    except ValueError:
+        raise FieldError(12, "local date/time is not a valid MMDD hhmmss") from None
+
+
+def _original(msg: Message, acquirer_id: str) -> OriginalRef:
+    value = _digits(msg, 90)
+    assert value is not None
+    if len(value) < 20:
+        raise FieldError(90, "needs at least MTI, STAN and transmission date-time")
+    acq90 = value[20:31]
+    acq: str | None = None
+    if acq90 and int(acq90) != int(acquirer_id or "0"):
+        acq = acq90.lstrip("0") or "0"
+    return OriginalRef(mti=value[:4], stan=value[4:10], transmission=value[10:20], acquirer_id=acq)
+
+
+def request_from_message(msg: Message, terminal: Terminal | None) -> AuthRequest:
+    """The ``AuthRequest`` for a 0100/0200/04x0 ``msg``; ``FieldError`` names a bad field.
+
+    ``terminal`` is the switch's record of field 41 (None if unknown: the core declines it);
+    it gives the channel and the default acquirer id.
+    """
+    mti = msg.mti
+    proc = _digits(msg, 3, 6)
+    assert proc is not None
+    stan = _digits(msg, 11, 6)
+    transmission = _digits(msg, 7, 10)
+    terminal_id = _req(msg, 41).strip()
+    if not terminal_id:
+        raise FieldError(41, "blank")
+    expiry = _digits(msg, 14, 4, required=False)
+    service_code: str | None = None
+    track2 = _text(msg, 35, required=False)
+    pan = _text(msg, 2, required=False)
+    if track2 is not None:
+        t_pan, t_exp, service_code = _track2(track2)
+        if pan is not None and pan != t_pan:
+            raise FieldError(35, "PAN differs from field 2")
+        pan = t_pan
+        expiry = expiry or t_exp
+    if pan is None:
+        raise FieldError(2, "missing (and no track 2)")
+    if not pan.isdigit():
+        raise FieldError(2, "must be digits")
+    acquirer_id = _digits(msg, 32, required=False) or (terminal.acquirer_id if terminal else "")
+    if not acquirer_id:
+        raise FieldError(32, "missing and terminal unknown")
+    currency_text = _digits(msg, 49, 3, required=False)
+    currency = int(currency_text) if currency_text else DZD
+
+    code = proc[:2]
+    original: OriginalRef | None = None
+    replacement: int | None = None
+    if mti in REVERSAL_MTIS:
+        txn_type = TxnType.REVERSAL
+        original = _original(msg, acquirer_id)
+        repl = _text(msg, 95, required=False)
+        if repl is not None:
+            if len(repl) < 12 or not repl[:12].isdigit():
+                raise FieldError(95, "actual amount must be 12 digits")
+            replacement = int(repl[:12])
+    elif mti == "0100" and code == "00":
+        txn_type = TxnType.PREAUTH
+    else:
+        found = _PROCESSING.get(code)
+        if found is None:
+            raise FieldError(3, f"processing code {code} not supported")
+        txn_type = found
+    amount_text = _digits(msg, 4, 12, required=txn_type is not TxnType.BALANCE_INQUIRY)
+    amount = int(amount_text) if amount_text else 0
+
+    pin = msg.fields.get(52)
+    if pin is not None and (not isinstance(pin, bytes) or len(pin) != 8):
+        raise FieldError(52, "PIN block must be 8 bytes")
+    emv = msg.fields.get(55)
+    if emv is not None and not isinstance(emv, bytes):
+        raise FieldError(55, "must be binary")
+
+    biller_id = bill_ref = None
+    if txn_type is TxnType.BILL_PAYMENT:
+        bill = _req(msg, 48)
+        if "/" not in bill:
+            raise FieldError(48, "must be biller/reference")
+        biller_id, bill_ref = (part.strip() for part in bill.split("/", 1))
+    destination = None
+    if txn_type is TxnType.TRANSFER:
+        destination = _req(msg, 103).strip()
+        if not destination:
+            raise FieldError(103, "blank")
+
+    channel = _CHANNELS.get(terminal.kind, Channel.ATM) if terminal else Channel.ATM
+    merchant = _text(msg, 42, required=False)
+    return AuthRequest(
+        txn_type=txn_type,
+        channel=channel,
+        pan=pan,
+        amount=amount,
+        currency=currency,
+        acquirer_id=acquirer_id,
+        terminal_id=terminal_id,
+        stan=stan or "",
+        transmission=transmission or "",
+        local_time=_local_time(msg),
+        rrn=_text(msg, 37, required=False),
+        merchant_id=merchant.strip() if merchant else None,
+        mcc=_digits(msg, 18, 4, required=False),
+        card_acceptor=(_text(msg, 43, required=False) or "").strip() or None,
+        expiry=expiry,
+        service_code=service_code,
+        entry_mode=_digits(msg, 22, required=False),
+        track2=track2,
+        pin_block=pin,
+        pin_block_format=terminal.pin_block_format if terminal else "01",
+        emv_data=emv,
+        original=original,
+        biller_id=biller_id,
+        bill_reference=bill_ref,
+        destination_account=destination,
+        replacement_amount=replacement,
+    )
+
+
+def balances_field(account_type: str, result: AuthResult) -> str | None:
+    """Field 54 (additional amounts): ledger (01) and available (02) balances, 20 chars each:
+    account type (2), amount type (2), currency (3), C/D sign, amount (12 digits)."""
+    parts = []
+    currency = f"{result.currency if result.currency is not None else DZD:03d}"
+    for amount_type, value in (("01", result.ledger_balance), ("02", result.available_balance)):
+        if value is None:
+            continue
+        sign = "C" if value >= 0 else "D"
+        parts.append(f"{account_type}{amount_type}{currency}{sign}{abs(value):012d}")
+    return "".join(parts) or None
+
+
+def response_to(msg: Message, code: str) -> Message:
+    """An answer to ``msg`` with response code ``code`` and the usual echoed fields."""
+    fields = msg.fields
+    out = Message(msg.response_mti(), {n: fields[n] for n in _ECHO if n in fields})
+    out.fields[39] = code
+    return out
+
+
+def result_to_message(msg: Message, result: AuthResult) -> Message:
+    """The 0110/0210/0410/0430 answering ``msg`` with ``result``."""
+    out = response_to(msg, result.response_code.value)
+    f = out.fields
+    if result.auth_code:
+        f[38] = result.auth_code[:6].rjust(6, "0")
+    proc = msg.fields.get(3)
+    if isinstance(proc, str) and proc[:2] in ("01", "31") and msg.mti not in REVERSAL_MTIS:
+        balances = balances_field(proc[2:4] or "00", result)
+        if balances:
+            f[54] = balances
+    if result.issuer_script:
+        f[55] = result.issuer_script
+    return out

@@ -1,0 +1,291 @@
+"""The ISO 8583 acquirer listener: ATMs and POS networks connect here (DESIGN.md section 3).
+
+One :class:`asyncio.Protocol` per connection (no stream objects on the hot path). Each framed
+request becomes a task, so many requests are in flight per connection and answers go out as
+they complete -- possibly out of order; acquirers match them by STAN (field 11).
+
+Failure rules (DESIGN.md section 4):
+
+* a frame that cannot be cut from the stream (bad length header, over ``max_frame``) or whose
+  MTI cannot be read closes *that* connection only;
+* a readable request MTI with undecodable or unusable fields gets the answer MTI with
+  39 = 30 and the offending field named in the log; nothing reaches the core;
+* back-pressure: with ``max_in_flight`` requests pending on a connection (or the transport's
+  write buffer full) reading pauses until answers drain;
+* a connection with nothing in flight and no traffic for ``idle_timeout`` seconds is closed.
+
+Logs never show a full PAN, PIN block, track 2 or EMV data (``Message.__repr__`` masks them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from switch.core.model import ResponseCode
+from switch.core.service import SwitchCore
+from switch.iso8583.codec import Codec, Iso8583Error
+from switch.iso8583.framing import Frame, FrameSplitter, Framing, FramingError, frame, swap_tpdu
+from switch.iso8583.mapping import (
+    FINANCIAL_MTIS,
+    REVERSAL_MTIS,
+    FieldError,
+    request_from_message,
+    response_to,
+    result_to_message,
+)
+from switch.iso8583.message import Message
+from switch.iso8583.network import handle_network
+
+__all__ = ["IsoListener", "ListenerConfig", "start_iso_server"]
+
+log = logging.getLogger("switch.iso8583.server")
+
+_FORMAT_ERROR = ResponseCode.FORMAT_ERROR.value
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerConfig:
+    """One acquirer listener: where it binds, its spec and framing, its limits."""
+
+    host: str = "127.0.0.1"
+    port: int = 8583
+    spec: str = "ascii87"
+    framing: Framing = field(default_factory=Framing)
+    max_in_flight: int = 256  # per connection, before reading pauses
+    idle_timeout: float = 300.0  # seconds without traffic (and nothing in flight)
+
+
+class IsoListener:
+    """Shared state of one listener: the core, the codec, the config, open connections."""
+
+    def __init__(self, core: SwitchCore, config: ListenerConfig) -> None:
+        self.core = core
+        self.config = config
+        self.codec = Codec(config.spec)
+        self.connections: set[_Connection] = set()
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> asyncio.Server:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(
+            lambda: _Connection(self), self.config.host, self.config.port
+        )
+        return self.server
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Stop accepting, let in-flight requests answer (up to ``grace`` s), close."""
+        if self.server is not None:
+            self.server.close()
+        pending = [t for c in self.connections for t in c.tasks]
+        if pending:
+            await asyncio.wait(pending, timeout=grace)
+        for conn in list(self.connections):
+            conn.close()
+        if self.server is not None:
+            await self.server.wait_closed()
+
+
+async def start_iso_server(core: SwitchCore, config: ListenerConfig | None = None) -> IsoListener:
+    """Start one acquirer listener on the running loop; ``await listener.close()`` to stop."""
+    listener = IsoListener(core, config or ListenerConfig())
+    await listener.start()
+    return listener
+
+
+class _Connection(asyncio.Protocol):
+    __slots__ = (
+        "_idle_handle",
+        "_last_activity",
+        "_paused",
+        "_write_paused",
+        "listener",
+        "peer",
+        "splitter",
+        "tasks",
+        "transport",
+    )
+
+    def __init__(self, listener: IsoListener) -> None:
+        self.listener = listener
+        self.splitter = FrameSplitter(listener.config.framing)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self._paused = False
+        self._write_paused = False
+        self._last_activity = time.monotonic()
+        self._idle_handle: asyncio.TimerHandle | None = None
+
+    # ---- connection lifecycle ------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.listener.connections.add(self)
+        self._arm_idle()
+        log.info("acquirer connected from %s", self.peer)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.listener.connections.discard(self)
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+        self.transport = None
+        log.info("acquirer %s disconnected", self.peer)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def _arm_idle(self) -> None:
+        timeout = self.listener.config.idle_timeout
+        if timeout > 0:
+            loop = asyncio.get_running_loop()
+            self._idle_handle = loop.call_later(timeout, self._check_idle)
+
+    def _check_idle(self) -> None:
+        if self.transport is None:
+            return
+        idle = time.monotonic() - self._last_activity
+        timeout = self.listener.config.idle_timeout
+        if idle >= timeout and not self.tasks:
+            log.info("closing idle connection from %s after %.0f s", self.peer, idle)
+            self.transport.close()
+            return
+        loop = asyncio.get_running_loop()
+        self._idle_handle = loop.call_later(max(timeout - idle, 0.5), self._check_idle)
+
+    # ---- flow control ---------------------------------------------------------------------
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        limit = self.listener.config.max_in_flight
+        want_pause = self._write_paused or len(self.tasks) >= limit
+        if want_pause and not self._paused:
+            transport.pause_reading()
+            self._paused = True
+        elif self._paused and not self._write_paused and len(self.tasks) <= limit // 2:
+            transport.resume_reading()
+            self._paused = False
+
+    # ---- requests -------------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        self._last_activity = time.monotonic()
+        try:
+            frames = self.splitter.feed(data)
+        except FramingError as exc:
+            log.warning("closing connection from %s: unreadable frame (%s)", self.peer, exc)
+            self.close()
+            return
+        for fr in frames:
+            self._dispatch(fr)
+            if self.transport is None or self.transport.is_closing():
+                return
+        self._update_reading()
+
+    def _dispatch(self, fr: Frame) -> None:
+        codec = self.listener.codec
+        try:
+            msg = codec.decode(fr.payload)
+        except Iso8583Error as exc:
+            mti = codec.peek_mti(fr.payload)
+            answer_mti = _answer_mti(mti)
+            if answer_mti is None:
+                log.warning(
+                    "closing connection from %s: unreadable message (MTI %r): %s",
+                    self.peer,
+                    mti,
+                    exc,
+                )
+                self.close()
+                return
+            log.warning("format error from %s in %s: %s -> 30", self.peer, mti, exc)
+            self._send(Message(answer_mti, {39: _FORMAT_ERROR}), fr.tpdu)
+            return
+        if _answer_mti(msg.mti) is None:
+            log.warning("closing connection from %s: MTI %s is not a request", self.peer, msg.mti)
+            self.close()
+            return
+        task = asyncio.get_running_loop().create_task(self._handle(msg, fr.tpdu))
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if self._paused:
+            self._update_reading()
+
+    async def _handle(self, msg: Message, tpdu: bytes | None) -> None:
+        try:
+            answer = await self.answer(msg)
+        except Exception:  # a bug must not kill the connection nor leave the ATM waiting
+            log.exception("error handling %s from %s", msg.mti, self.peer)
+            answer = response_to(msg, ResponseCode.SYSTEM_MALFUNCTION.value)
+        self._send(answer, tpdu)
+
+    async def answer(self, msg: Message) -> Message:
+        mti = msg.mti
+        core = self.listener.core
+        if mti in FINANCIAL_MTIS or mti in REVERSAL_MTIS:
+            tid = msg.fields.get(41)
+            terminal = core.terminal(tid.strip()) if isinstance(tid, str) else None
+            try:
+                req = request_from_message(msg, terminal)
+            except FieldError as exc:
+                log.warning("format error from %s in %s: %s -> 30", self.peer, mti, exc)
+                return response_to(msg, _FORMAT_ERROR)
+            result = await core.authorize(req)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "%s %s stan=%s -> %s %s",
+                    mti,
+                    req.txn_type,
+                    req.stan,
+                    result.response_code.value,
+                    result.message,
+                )
+            return result_to_message(msg, result)
+        if mti == "0800":
+            return await handle_network(core, msg)
+        log.warning("unsupported MTI %s from %s -> 12", mti, self.peer)
+        return response_to(msg, ResponseCode.INVALID_TRANSACTION.value)
+
+    def _send(self, msg: Message, tpdu: bytes | None) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return  # the acquirer left; it will retransmit or reverse (DESIGN.md section 4)
+        listener = self.listener
+        try:
+            payload = listener.codec.encode(msg)
+            data = frame(
+                payload,
+                listener.config.framing,
+                swap_tpdu(tpdu) if tpdu is not None else None,
+            )
+        except (Iso8583Error, FramingError) as exc:
+            log.error("cannot encode the %s answer for %s: %s", msg.mti, self.peer, exc)
+            return
+        transport.write(data)
+
+
+def _answer_mti(mti: str | None) -> str | None:
+    """The answer MTI of a request MTI, None if ``mti`` is unreadable or not a request."""
+    if mti is None or len(mti) != 4 or not mti.isdigit() or int(mti[2]) % 2 == 1:
+        return None
+    return mti[:2] + str(int(mti[2]) + 1) + mti[3]
