@@ -1,0 +1,164 @@
+"""``switch run``: one process with the core, the ISO 8583 listener(s), the SMS worker and gRPC.
+
+Wiring only -- every part is built elsewhere. On first start the state directory is created
+with the SQLite store, a development LMK and the demo data (``SwitchCore.open``). The SMS
+worker prints alerts on the console by default (``SWITCH_SMS`` selects another transport), so
+a newcomer sees the alert of a withdrawal in the switch's terminal. SIGINT/SIGTERM stop the
+listeners, let requests in flight answer, stop the worker, then close the store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import uvloop
+
+from switch.config import load_config
+from switch.core.service import SwitchCore
+from switch.hsm.client import HsmClient
+from switch.iso8583.framing import Framing, LengthHeader
+from switch.iso8583.server import IsoListener, ListenerConfig, start_iso_server
+from switch.notify.factory import transport_from_url
+from switch.notify.worker import AlertWorker
+
+log = logging.getLogger("switch.app")
+
+BANNER_HSM_DEV = (
+    "HSM: in-process software emulator with a DEVELOPMENT LMK ({lmk}) -- test keys only, "
+    "never real cards"
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", type=Path, default=Path("./var"))
+    parser.add_argument("--host", default="127.0.0.1", help="address the listeners bind to")
+    parser.add_argument("--iso-port", type=int, default=8583)
+    parser.add_argument("--iso-spec", default="ascii87", help="ascii87, binary87 or a spec file")
+    parser.add_argument(
+        "--iso-listener",
+        action="append",
+        default=[],
+        metavar="PORT:SPEC[:tpdu]",
+        help="an extra acquirer listener, e.g. 8584:binary87 or 8585:binary87:tpdu",
+    )
+    parser.add_argument("--grpc-port", type=int, default=50051)
+    parser.add_argument(
+        "--hsm",
+        default=None,
+        help="tcp://host:port of a payShield-protocol HSM (default: in-process)",
+    )
+    parser.add_argument("--config", type=Path, default=None, help="card products TOML")
+    parser.add_argument(
+        "--no-fsync", action="store_true", help="do not fsync commits (benchmarks only)"
+    )
+    parser.add_argument("--log-level", default="INFO")
+
+
+def _listener(spec_text: str, host: str) -> ListenerConfig:
+    parts = spec_text.split(":")
+    if len(parts) < 2 or not parts[0].isdigit():
+        raise SystemExit(f"--iso-listener {spec_text!r}: expected PORT:SPEC[:tpdu]")
+    tpdu = len(parts) > 2 and parts[2] == "tpdu"
+    return ListenerConfig(
+        host=host, port=int(parts[0]), spec=parts[1], framing=Framing(LengthHeader.BINARY2, tpdu)
+    )
+
+
+def _hsm_client(url: str | None) -> HsmClient | None:
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme != "tcp" or not parts.hostname or parts.port is None:
+        raise SystemExit(f"--hsm {url!r}: expected tcp://host:port")
+    from switch.hsm.tcp_client import TcpHsmClient
+
+    return TcpHsmClient(parts.hostname, parts.port)
+
+
+async def _start_grpc(core: SwitchCore, host: str, port: int) -> object | None:
+    """The merchant gRPC API, when that part is installed (``switch.api.server``)."""
+    try:
+        module = importlib.import_module("switch.api.server")
+    except ImportError:
+        print("gRPC API: not available in this build (switch.api.server missing)", flush=True)
+        return None
+    server = await module.start_grpc_server(core, host, port)
+    print(f"gRPC merchant API on {host}:{port}", flush=True)
+    return server
+
+
+async def serve(args: argparse.Namespace) -> int:
+    state_dir: Path = args.state_dir
+    hsm = _hsm_client(args.hsm)
+    config = load_config(args.config) if args.config else None
+    core = await SwitchCore.open(state_dir, hsm=hsm, durable=not args.no_fsync, config=config)
+    listeners: list[IsoListener] = []
+    grpc_server: object | None = None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    worker = AlertWorker(
+        core.store, transport_from_url(os.environ.get("SWITCH_SMS"), state_dir), poll_interval=0.5
+    )
+    worker_task = asyncio.create_task(worker.run(stop))
+    try:
+        configs = [
+            ListenerConfig(host=args.host, port=args.iso_port, spec=args.iso_spec),
+            *(_listener(text, args.host) for text in args.iso_listener),
+        ]
+        for cfg in configs:
+            listener = await start_iso_server(core, cfg)
+            listeners.append(listener)
+        print(f"switch: state directory {state_dir.resolve()}", flush=True)
+        for listener in listeners:
+            cfg = listener.config
+            tpdu = " + TPDU" if cfg.framing.tpdu else ""
+            print(
+                f"ISO 8583 acquirer listener on {cfg.host}:{listener.port} "
+                f"(spec {cfg.spec}, 2-byte length header{tpdu})",
+                flush=True,
+            )
+        if args.hsm:
+            print(f"HSM: {args.hsm} (payShield host protocol)", flush=True)
+        else:
+            print(BANNER_HSM_DEV.format(lmk=state_dir / "lmk.json"), flush=True)
+        print(
+            "SMS alerts: " + (os.environ.get("SWITCH_SMS") or "console (printed here)"), flush=True
+        )
+        grpc_server = await _start_grpc(core, args.host, args.grpc_port)
+        print("switch ready -- Ctrl-C to stop", flush=True)
+        await stop.wait()
+        print("switch: stopping", flush=True)
+    finally:
+        for listener in listeners:
+            await listener.close()
+        if grpc_server is not None:
+            with contextlib.suppress(Exception):
+                await grpc_server.stop(5)  # type: ignore[attr-defined]
+        stop.set()
+        await worker_task
+        worker.close()
+        await core.close()
+        if hsm is not None:
+            await hsm.close()
+    print("switch: stopped", flush=True)
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return uvloop.run(serve(args))
