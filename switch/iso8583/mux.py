@@ -1,0 +1,85 @@
+"""Match answers from a remote host to the requests waiting for them (the MUX).
+
+Many requests to one remote issuer are in flight on a single connection, and the host
+answers in whatever order it finishes. Each request is keyed by its STAN (field 11) and
+terminal id (field 41, when present): the pair an issuer always echoes back. A key already
+in flight is refused rather than silently overwritten, so two callers can never receive
+each other's answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from switch.iso8583.message import Message
+
+__all__ = ["Mux", "MuxKeyInUseError", "mux_key"]
+
+MuxKey = tuple[str, str]
+
+
+class MuxKeyInUseError(ValueError):
+    """A request with the same STAN and terminal id is already waiting for its answer."""
+
+
+def mux_key(msg: Message) -> MuxKey:
+    """(STAN, terminal id) of a request or of its answer; raises KeyError without a STAN."""
+    stan = msg.get(11)
+    if not isinstance(stan, str) or not stan:
+        raise KeyError("field 11: STAN missing")
+    term = msg.get(41)
+    return stan, term.strip() if isinstance(term, str) else ""
+
+
+class Mux:
+    """Pending requests by key; ``resolve`` hands an answer to its waiter."""
+
+    __slots__ = ("_pending",)
+
+    def __init__(self) -> None:
+        self._pending: dict[MuxKey, tuple[str, asyncio.Future[Message]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def expect(self, request: Message) -> asyncio.Future[Message]:
+        """Register ``request``; the future gets the answer whose key and MTI match."""
+        key = mux_key(request)
+        if key in self._pending:
+            raise MuxKeyInUseError(f"field 11: STAN {key[0]} already in flight for {key[1]!r}")
+        fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._pending[key] = (request.response_mti(), fut)
+        return fut
+
+    def forget(self, request: Message, fut: asyncio.Future[Message]) -> None:
+        """Drop ``fut`` (timed out or cancelled): a late answer is then unmatched."""
+        try:
+            key = mux_key(request)
+        except KeyError:
+            return
+        entry = self._pending.get(key)
+        if entry is not None and entry[1] is fut:
+            del self._pending[key]
+        if not fut.done():
+            fut.cancel()
+
+    def resolve(self, answer: Message) -> bool:
+        """Deliver ``answer``; False when nobody waits for it (late or unsolicited)."""
+        try:
+            key = mux_key(answer)
+        except KeyError:
+            return False
+        entry = self._pending.get(key)
+        if entry is None or entry[0] != answer.mti:
+            return False
+        del self._pending[key]
+        if not entry[1].done():
+            entry[1].set_result(answer)
+        return True
+
+    def fail_all(self, exc: BaseException) -> None:
+        """The connection is gone: every waiter learns it now rather than at its time-out."""
+        pending, self._pending = self._pending, {}
+        for _, fut in pending.values():
+            if not fut.done():
+                fut.set_exception(exc)

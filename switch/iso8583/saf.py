@@ -1,0 +1,130 @@
+"""Store-and-forward queue of reversals (0420, repeated as 0421) owed to remote issuers.
+
+When a request to a remote issuer times out its outcome is unknown: the issuer may have
+debited the card. The switch answers 91 and owes the issuer a reversal until the issuer
+acknowledges it (0430), across restarts (DESIGN.md section 4). So a reversal is written here
+-- committed and fsynced (WAL, ``synchronous=FULL``) -- *before* the 91 goes back, and it is
+deleted only once acknowledged.
+
+A small SQLite file of its own (``state_dir/saf.db``, mode 0600) rather than a table in the
+core's store: the queue belongs to the ISO 8583 link, is written only on failures, and must
+not wait behind the core's group commit. Rows hold the reversal's fields (PAN included, no
+PIN block or track data: a reversal carries neither).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from switch.iso8583.message import FieldValue, Message
+
+__all__ = ["SafEntry", "SafQueue"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS saf (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    issuer TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_attempt REAL,
+    mti TEXT NOT NULL,
+    fields TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS saf_issuer ON saf (issuer, id);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class SafEntry:
+    entry_id: int
+    issuer: str
+    message: Message  # the first transmission (0420); repeats go out as 0421
+    attempts: int  # sends already made (a repeat is due when > 0)
+    created_at: float
+
+
+def _dump(fields: dict[int, FieldValue]) -> str:
+    return json.dumps(
+        {str(k): ({"hex": v.hex()} if isinstance(v, bytes) else v) for k, v in fields.items()}
+    )
+
+
+def _load(text: str) -> dict[int, FieldValue]:
+    raw = json.loads(text)
+    return {int(k): (bytes.fromhex(v["hex"]) if isinstance(v, dict) else v) for k, v in raw.items()}
+
+
+class SafQueue:
+    """The durable queue; every method runs its SQLite work off the event loop."""
+
+    def __init__(self, path: Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # each commit fsyncs the WAL
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _query_now(self, sql: str, args: tuple[object, ...]) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def _exec_now(self, sql: str, args: tuple[object, ...]) -> int:
+        with self._lock:
+            return self._db.execute(sql, args).lastrowid or 0
+
+    async def _query(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        return await asyncio.to_thread(self._query_now, sql, args)
+
+    async def _exec(self, sql: str, args: tuple[object, ...]) -> int:
+        return await asyncio.to_thread(self._exec_now, sql, args)
+
+    async def add(self, issuer: str, message: Message) -> int:
+        """Queue ``message`` (an 0420) for ``issuer``; returns once durable."""
+        return await self._exec(
+            "INSERT INTO saf (issuer, created_at, mti, fields) VALUES (?, ?, ?, ?)",
+            (issuer, time.time(), message.mti, _dump(dict(message.fields))),
+        )
+
+    async def pending(self, issuer: str, limit: int = 100) -> list[SafEntry]:
+        """The oldest unacknowledged reversals for ``issuer``, in the order they were queued."""
+        rows = await self._query(
+            "SELECT id, issuer, mti, fields, attempts, created_at FROM saf"
+            " WHERE issuer = ? ORDER BY id LIMIT ?",
+            (issuer, limit),
+        )
+        return [SafEntry(r[0], r[1], Message(r[2], _load(r[3])), r[4], r[5]) for r in rows]
+
+    async def count(self, issuer: str | None = None) -> int:
+        if issuer is None:
+            rows = await self._query("SELECT COUNT(*) FROM saf")
+        else:
+            rows = await self._query("SELECT COUNT(*) FROM saf WHERE issuer = ?", (issuer,))
+        return int(rows[0][0])
+
+    async def mark_attempt(self, entry_id: int) -> None:
+        """Record a send before it happens: after a restart the next send is a repeat."""
+        await self._exec(
+            "UPDATE saf SET attempts = attempts + 1, last_attempt = ? WHERE id = ?",
+            (time.time(), entry_id),
+        )
+
+    async def acknowledge(self, entry_id: int) -> None:
+        """The issuer answered 0430: the reversal is delivered and leaves the queue."""
+        await self._exec("DELETE FROM saf WHERE id = ?", (entry_id,))
