@@ -91,7 +91,7 @@ async def _start_grpc(core: SwitchCore, host: str, port: int) -> object | None:
     except ImportError:
         print("gRPC API: not available in this build (switch.api.server missing)", flush=True)
         return None
-    server = await module.start_grpc_server(core, host, port)
+    server: object = await module.start_grpc_server(core, host, port)
     print(f"gRPC merchant API on {host}:{port}", flush=True)
     return server
 

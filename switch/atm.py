@@ -204,6 +204,7 @@ def describe(answer: Message) -> str:
     lines = []
     if code == "00":
         auth = answer.fields.get(38)
+        auth = auth if isinstance(auth, str) else None
         lines.append(f"APPROVED (00){f', authorization code {auth}' if auth else ''}")
     else:
         lines.append(f"DECLINED ({code}): {reason}")

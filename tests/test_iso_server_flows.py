@@ -1,0 +1,313 @@
+"""The ISO 8583 acquirer listener end to end: a real core (SQLite in a temp dir, in-process HSM)
+behind a real TCP listener on a free port, driven by the ATM simulator's client, raw sockets
+and pyiso8583 (an independent implementation) as the acquirer."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import iso8583
+import iso8583.specs
+import pytest
+import switch_native
+
+from switch.atm import AtmClient, financial, parse_balances, reversal
+from switch.core import demo
+from switch.core.service import SwitchCore
+from switch.iso8583.codec import Codec
+from switch.iso8583.framing import FrameSplitter, Framing, LengthHeader, frame
+from switch.iso8583.message import Message
+from switch.iso8583.server import IsoListener, ListenerConfig, start_iso_server
+
+CARD = demo.CARDS[0]  # 150,000 DZD, PIN 1234
+POOR = demo.CARDS[1]  # 5,000 DZD, PIN 4321
+ATM = demo.TERMINALS[0]
+
+Body = Callable[[SwitchCore, list[IsoListener]], Awaitable[None]]
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("iso-template")
+
+    async def seed() -> None:
+        await (await SwitchCore.open(path)).close()
+
+    asyncio.run(seed())
+    return path
+
+
+@pytest.fixture
+def state(template: Path, tmp_path: Path) -> Path:
+    s = tmp_path / "state"
+    shutil.copytree(template, s)
+    return s
+
+
+def serve(state: Path, body: Body, *configs: ListenerConfig) -> None:
+    async def go() -> None:
+        core = await SwitchCore.open(state)
+        listeners = [
+            await start_iso_server(core, c) for c in (configs or (ListenerConfig(port=0),))
+        ]
+        try:
+            await asyncio.wait_for(body(core, listeners), 30)
+        finally:
+            for listener in listeners:
+                await listener.close(grace=1)
+            await core.close()
+
+    asyncio.run(go())
+
+
+async def client(listener: IsoListener, spec: str = "ascii87") -> AtmClient:
+    c = AtmClient(spec, listener.config.framing)
+    await c.connect("127.0.0.1", listener.port)
+    return c
+
+
+def withdraw(amount_dzd: int, card: demo.DemoCard = CARD, pin: str | None = None) -> Message:
+    return financial("010000", card.pan, pin or card.pin, amount_dzd * 100, ATM.terminal_id)
+
+
+async def available(c: AtmClient, card: demo.DemoCard = CARD) -> int:
+    answer = await c.request(financial("310000", card.pan, card.pin, 0, ATM.terminal_id))
+    assert answer.fields[39] == "00"
+    return parse_balances(answer.text(54))["available"]
+
+
+def test_withdrawal_approved_with_balances_and_auth_code(state: Path) -> None:
+    async def body(core: SwitchCore, ls: list[IsoListener]) -> None:
+        c = await client(ls[0])
+        req = withdraw(5_000)
+        answer = await c.request(req)
+        assert answer.mti == "0210"
+        assert answer.fields[39] == "00"
+        assert answer.fields[11] == req.fields[11] and answer.fields[41] == ATM.terminal_id
+        assert len(answer.text(38)) == 6
+        bal = parse_balances(answer.text(54))
+        fee = 3_000  # 30 DZD on our own ATM
+        assert bal["available"] == CARD.balance - 500_000 - fee
+        assert bal["ledger"] == bal["available"]
+        assert answer.text(54)[4:8] == "012C"  # currency and sign
+        await c.close()
+
+    serve(state, body)
+
+
+def test_declines_wrong_pin_limit_insufficient_funds(state: Path) -> None:
+    async def body(core: SwitchCore, ls: list[IsoListener]) -> None:
+        c = await client(ls[0])
+        assert (await c.request(withdraw(5_000, pin="9999"))).fields[39] == "55"
+        assert (await c.request(withdraw(5_000))).fields[39] == "00"
+        over = await c.request(withdraw(46_000))  # 5,000 + 46,000 > 50,000 a day
+        assert over.fields[39] == "61"
+        assert (await c.request(withdraw(10_000, card=POOR))).fields[39] == "51"
+        assert (await c.request(withdraw(5_000, card=demo.CARDS[3]))).fields[39] == "41"
+        assert await available(c) == CARD.balance - 500_000 - 3_000  # declines took nothing
+        await c.close()
+
+    serve(state, body)
+
+
+def test_retransmission_gets_the_same_answer_and_posts_once(state: Path) -> None:
+    async def body(core: SwitchCore, ls: list[IsoListener]) -> None:
+        c = await client(ls[0])
+        req = withdraw(2_000)
+        first = await c.request(req)
+        again = await c.request(req.copy())
+        assert first.fields[39] == again.fields[39] == "00"
+        assert first.fields[38] == again.fields[38]
+        assert await available(c) == CARD.balance - 200_000 - 3_000
+        await c.close()
+
+    serve(state, body)
+
+
+def test_reversal_by_field_90_and_unknown_original(state: Path) -> None:
+    async def body(core: SwitchCore, ls: list[IsoListener]) -> None:
+        c = await client(ls[0])
+        req = withdraw(8_000)
+        assert (await c.request(req)).fields[39] == "00"
+        rev = reversal(CARD.pan, 800_000, req.text(11), req.text(7), ATM.terminal_id)
+        answer = await c.request(rev)
+        assert answer.mti == "0430" and answer.fields[39] == "00"
+        assert await available(c) == CARD.balance
+        unknown = reversal(CARD.pan, 100_000, "999999", "0101000000", ATM.terminal_id)
+        ack = await c.request(unknown)
+        assert ack.mti == "0430" and ack.fields[39] == "00"
+        assert await available(c) == CARD.balance
+        # partial: only 3,000 DZD dispensed of 6,000
+        req2 = withdraw(6_000)
+        assert (await c.request(req2)).fields[39] == "00"
+        part = reversal(CARD.pan, 600_000, req2.text(11), req2.text(7), ATM.terminal_id, 300_000)
+        assert (await c.request(part)).fields[39] == "00"
+        assert await available(c) == CARD.balance - 300_000 - 3_000
+        await c.close()
+
+    serve(state, body)
+
+
+async def _raw(listener: IsoListener) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", listener.port)
+
+
+async def _read_answers(
+    reader: asyncio.StreamReader, n: int, spec: str = "ascii87"
+) -> list[Message]:
+    splitter = FrameSplitter()
+    codec = Codec(spec)
+    out: list[Message] = []
+    while len(out) < n:
+        data = await asyncio.wait_for(reader.read(65536), 10)
+        assert data, "connection closed before the answers"
+        out += [codec.decode(f.payload) for f in splitter.feed(data)]
+    return out
+
+
+def test_pipelined_answers_may_come_out_of_order(state: Path) -> None:
+    async def body(core: SwitchCore, ls: list[IsoListener]) -> None:
+        codec = Codec("ascii87")
+        reader, writer = await _raw(ls[0])
+        w = withdraw(1_000)
+        echo = Message("0800", {7: "1129120000", 11: "777777", 70: "301"})
+        writer.write(frame(codec.encode(w)) + frame(codec.encode(echo)))
+        first, second = await _read_answers(reader, 2)
+        # the echo needs no PIN check nor commit: it overtakes the withdrawal
+        assert (first.mti, second.mti) == ("0810", "0210")
+        assert second.fields[11] == w.fields[11] and second.fields[39] == "00"
+        # 30 requests in flight on one connection, each answered once, matched by STAN
+        c = await client(ls[0])
+        rich = demo.CARDS[7]
+        reqs = [withdraw(1_000, card=rich) for _ in range(15)]
+        reqs += [financial("310000", rich.pan, rich.pin, 0, ATM.terminal_id) for _ in range(15)]
+        answers = await asyncio.gather(*(c.request(r) for r in reqs))
+        assert [a.fields[11] for a in answers] == [r.fields[11] for r in reqs]
+        assert all(a.fields[39] == "00" for a in answers)
+        writer.close()
+        await c.close()
+
+    serve(state, body)
+
+
+def test_garbage_frame_closes_only_that_connection(state: Path) -> None:
+    async def body(core: SwitchCore, ls: list[IsoListener]) -> None:
+        good = await client(ls[0])
+        for garbage in (b"\x00\x05hello", b"\xff\xff" + b"x" * 10):
+            reader, writer = await _raw(ls[0])
+            writer.write(garbage)
+            assert await asyncio.wait_for(reader.read(100), 10) == b""  # closed by the switch
+            writer.close()
+        assert (await good.request(withdraw(1_000))).fields[39] == "00"
+        await good.close()
+
+    serve(state, body)
+
+
+def test_format_errors_answer_30_and_touch_nothing(
+    state: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def body(core: SwitchCore, ls: list[IsoListener]) -> None:
+        codec = Codec("ascii87")
+        reader, writer = await _raw(ls[0])
+        # undecodable: a letter inside field 4 (numeric); the MTI is still readable
+        bad = bytearray(codec.encode(withdraw(5_000)))
+        bad[bad.index(b"000000500000") + 3] = ord("X")
+        writer.write(frame(bytes(bad)))
+        (answer,) = await _read_answers(reader, 1)
+        assert answer.mti == "0210" and answer.fields[39] == "30"
+        # decodable but field 41 missing: echoed STAN, 30, the field named in the log
+        req = withdraw(5_000)
+        del req.fields[41]
+        writer.write(frame(codec.encode(req)))
+        (answer,) = await _read_answers(reader, 1)
+        assert answer.fields[39] == "30" and answer.fields[11] == req.fields[11]
+        assert "field 41" in caplog.text
+        assert CARD.pan not in caplog.text
+        # unsupported processing code
+        req = financial("990000", CARD.pan, CARD.pin, 100_000, ATM.terminal_id)
+        writer.write(frame(codec.encode(req)))
+        (answer,) = await _read_answers(reader, 1)
+        assert answer.fields[39] == "30"
+        c = await client(ls[0])
+        assert await available(c) == CARD.balance
+        writer.close()
+        await c.close()
+
+    with caplog.at_level("WARNING"):
+        serve(state, body)
+
+
+def test_network_management_0800(state: Path) -> None:
+    async def body(core: SwitchCore, ls: list[IsoListener]) -> None:
+        c = await client(ls[0])
+        for code in ("001", "301", "002"):
+            msg = Message("0800", {7: "1129120000", 11: f"000{code}", 41: "GAB00001", 70: code})
+            answer = await c.request(msg)
+            assert answer.mti == "0810" and answer.fields[39] == "00"
+            assert answer.fields[70] == code
+        answer = await c.request(Message("0800", {7: "1129120000", 11: "000999", 70: "999"}))
+        assert answer.fields[39] == "30"
+        await c.close()
+
+    serve(state, body)
+
+
+def test_binary87_listener_with_tpdu_next_to_ascii87(state: Path) -> None:
+    binary = ListenerConfig(port=0, spec="binary87", framing=Framing(LengthHeader.BINARY2, True))
+
+    async def body(core: SwitchCore, ls: list[IsoListener]) -> None:
+        ascii_listener, binary_listener = ls
+        codec = Codec("binary87")
+        reader, writer = await _raw(binary_listener)
+        req = withdraw(5_000)
+        tpdu = b"\x60\x00\x01\x00\x02"
+        writer.write(frame(codec.encode(req), binary_listener.config.framing, tpdu))
+        splitter = FrameSplitter(binary_listener.config.framing)
+        frames = []
+        while not frames:
+            frames = splitter.feed(await asyncio.wait_for(reader.read(4096), 10))
+        assert frames[0].tpdu == b"\x60\x00\x02\x00\x01"  # addresses swapped
+        answer = codec.decode(frames[0].payload)
+        assert answer.mti == "0210" and answer.fields[39] == "00"
+        assert parse_balances(answer.text(54))["available"] == CARD.balance - 503_000
+        c = await client(ascii_listener)
+        assert await available(c) == CARD.balance - 503_000
+        writer.close()
+        await c.close()
+
+    serve(state, body, ListenerConfig(port=0), binary)
+
+
+def test_pyiso8583_as_the_atm(state: Path) -> None:
+    async def body(core: SwitchCore, ls: list[IsoListener]) -> None:
+        spec = iso8583.specs.default_ascii
+        pin = switch_native.pin_block_encrypt(bytes.fromhex(ATM.tpk_clear), 0, CARD.pin, CARD.pan)
+        doc = {
+            "t": "0200",
+            "2": CARD.pan,
+            "3": "010000",
+            "4": "000000500000",
+            "7": "1129120000",
+            "11": "424242",
+            "32": "628058",
+            "41": "GAB00001",
+            "49": "012",
+            "52": pin.hex().upper(),
+        }
+        raw, _ = iso8583.encode(doc, spec)
+        reader, writer = await _raw(ls[0])
+        writer.write(len(raw).to_bytes(2, "big") + bytes(raw))
+        header = await asyncio.wait_for(reader.readexactly(2), 10)
+        body_bytes = await asyncio.wait_for(reader.readexactly(int.from_bytes(header, "big")), 10)
+        answer, _ = iso8583.decode(body_bytes, spec)
+        assert answer["t"] == "0210"
+        assert answer["39"] == "00" and answer["11"] == "424242"
+        assert len(answer["38"]) == 6
+        assert answer["54"][:8] == "0001012C" and len(answer["54"]) == 40
+        writer.close()
+
+    serve(state, body)
