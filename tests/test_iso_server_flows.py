@@ -18,7 +18,7 @@ from switch.atm import AtmClient, financial, parse_balances, reversal
 from switch.core import demo
 from switch.core.service import SwitchCore
 from switch.iso8583.codec import Codec
-from switch.iso8583.framing import FrameSplitter, Framing, LengthHeader, frame
+from switch.iso8583.framing import Frame, FrameSplitter, Framing, LengthHeader, frame
 from switch.iso8583.message import Message
 from switch.iso8583.server import IsoListener, ListenerConfig, start_iso_server
 
@@ -267,7 +267,7 @@ def test_binary87_listener_with_tpdu_next_to_ascii87(state: Path) -> None:
         tpdu = b"\x60\x00\x01\x00\x02"
         writer.write(frame(codec.encode(req), binary_listener.config.framing, tpdu))
         splitter = FrameSplitter(binary_listener.config.framing)
-        frames = []
+        frames: list[Frame] = []
         while not frames:
             frames = splitter.feed(await asyncio.wait_for(reader.read(4096), 10))
         assert frames[0].tpdu == b"\x60\x00\x02\x00\x01"  # addresses swapped

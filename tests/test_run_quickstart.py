@@ -1,0 +1,94 @@
+"""The README Quick start, for real: ``switch run`` as a subprocess on free ports with a temp
+state dir, ``switch atm`` as the ATM. A 5,000 DZD withdrawal is approved and its SMS alert is
+printed by the switch; a second one over the 50,000 DZD daily ATM limit is declined with 61;
+SIGTERM stops the switch cleanly; a restart on the same state keeps the balance."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SWITCH = [sys.executable, "-m", "switch.cli"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start(state: Path, iso: int, out: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("SWITCH_SMS", None)
+    cmd = [*SWITCH, "run", "--state-dir", str(state), "--iso-port", str(iso)]
+    cmd += ["--grpc-port", str(_free_port())]
+    proc = subprocess.Popen(cmd, stdout=out.open("wb"), stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 30
+    while "switch ready" not in out.read_text(errors="replace"):
+        assert proc.poll() is None, out.read_text(errors="replace")
+        assert time.monotonic() < deadline, "switch run did not start"
+        time.sleep(0.1)
+    return proc
+
+
+def _atm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SWITCH, "atm", *args], capture_output=True, text=True, timeout=30, check=False
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+
+
+def test_quickstart_withdrawal_sms_and_limit(tmp_path: Path) -> None:
+    state = tmp_path / "var"
+    out = tmp_path / "switch.out"
+    port = _free_port()
+    proc = _start(state, port, out)
+    try:
+        banner = out.read_text()
+        assert f"127.0.0.1:{port}" in banner and "DEVELOPMENT LMK" in banner
+        first = _atm("withdraw", "--amount", "5000", "--port", str(port))
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "APPROVED (00)" in first.stdout
+        assert "available balance: 144,970.00 DZD" in first.stdout  # 150,000 - 5,000 - 30 fee
+        deadline = time.monotonic() + 15
+        while "+213550000001" not in out.read_text(errors="replace"):
+            assert time.monotonic() < deadline, "no SMS alert printed:\n" + out.read_text()
+            time.sleep(0.1)
+        sms = next(line for line in out.read_text().splitlines() if "+213550000001" in line)
+        assert "5 030,00 DZD" in sms and "***0017" in sms
+        assert "6280580000000017" not in out.read_text()  # never a full PAN in the output
+        second = _atm("withdraw", "--amount", "46000", "--port", str(port))
+        assert second.returncode == 1
+        assert "DECLINED (61)" in second.stdout
+        wrong_pin = _atm("withdraw", "--amount", "1000", "--pin", "0000", "--port", str(port))
+        assert "DECLINED (55)" in wrong_pin.stdout
+    finally:
+        rc = _stop(proc)
+    assert rc == 0, out.read_text()
+    assert "switch: stopped" in out.read_text()
+    # restart on the same state: the posting is durable
+    proc = _start(state, port, out)
+    try:
+        balance = _atm("balance", "--port", str(port))
+        assert "available balance: 144,970.00 DZD" in balance.stdout, balance.stdout
+    finally:
+        assert _stop(proc) == 0
+
+
+def test_atm_reports_a_switch_that_is_not_running() -> None:
+    result = _atm("balance", "--port", str(_free_port()), "--timeout", "2")
+    assert result.returncode == 3
+    assert "cannot connect to the switch" in result.stderr
