@@ -1,0 +1,218 @@
+"""A small typed async client of the merchant API -- the code a merchant developer copies.
+
+    async with MerchantClient("127.0.0.1:50051", "M-ECOM-001", api_key) as client:
+        result = await client.sale(250_000, pan, expiry, cvv2, idempotency_key="order-42")
+        if not result.approved:
+            print(result.response_code, result.decline_reason)
+
+Declines come back as results; errors raise ``grpc.aio.AioRpcError`` (``.code()``,
+``.details()`` naming the field). Every money-moving call needs an idempotency key: retry
+with the same key after a timeout and you get the first answer, never a second posting.
+"""
+
+from __future__ import annotations
+
+import uuid
+from types import TracebackType
+
+import grpc
+
+from switch.core.model import DZD
+from switch.gen.switch.v1 import merchant_pb2 as mpb
+from switch.gen.switch.v1 import merchant_pb2_grpc as mgrpc
+from switch.gen.switch.v1 import types_pb2 as pb
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+
+
+def new_key() -> str:
+    """A fresh idempotency key (store it with the order before sending, to retry safely)."""
+    return uuid.uuid4().hex
+
+
+class MerchantClient:
+    def __init__(
+        self,
+        target: str,
+        merchant_id: str,
+        api_key: str,
+        *,
+        timeout: float = 10.0,
+        channel: grpc.aio.Channel | None = None,
+    ) -> None:
+        self.channel = channel or grpc.aio.insecure_channel(target)
+        self._metadata = (("x-merchant-id", merchant_id), ("x-api-key", api_key))
+        self.timeout = timeout
+        self.payments = mgrpc.PaymentsStub(self.channel)
+        self.bills = mgrpc.BillsStub(self.channel)
+        self.transfers = mgrpc.TransfersStub(self.channel)
+        self.verification = mgrpc.VerificationStub(self.channel)
+
+    async def __aenter__(self) -> MerchantClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return self._metadata
+
+    @staticmethod
+    def money(amount_minor: int, currency: int = DZD) -> pb.Money:
+        return pb.Money(amount_minor=amount_minor, currency=currency)
+
+    @staticmethod
+    def card(pan: str, expiry: str, cvv2: str, otp: str = "") -> pb.Card:
+        return pb.Card(pan=pan, expiry=expiry, cvv2=cvv2, otp=otp)
+
+    async def sale(
+        self,
+        amount_minor: int,
+        pan: str,
+        expiry: str,
+        cvv2: str,
+        *,
+        otp: str = "",
+        currency: int = DZD,
+        idempotency_key: str | None = None,
+    ) -> pb.PaymentResult:
+        req = mpb.CardPaymentRequest(
+            idempotency_key=idempotency_key or new_key(),
+            amount=self.money(amount_minor, currency),
+            card=self.card(pan, expiry, cvv2, otp),
+        )
+        return await self.payments.Sale(req, metadata=self._metadata, timeout=self.timeout)
+
+    async def authorize(
+        self,
+        amount_minor: int,
+        pan: str,
+        expiry: str,
+        cvv2: str,
+        *,
+        otp: str = "",
+        currency: int = DZD,
+        idempotency_key: str | None = None,
+    ) -> pb.PaymentResult:
+        req = mpb.CardPaymentRequest(
+            idempotency_key=idempotency_key or new_key(),
+            amount=self.money(amount_minor, currency),
+            card=self.card(pan, expiry, cvv2, otp),
+        )
+        return await self.payments.Authorize(req, metadata=self._metadata, timeout=self.timeout)
+
+    async def capture(
+        self,
+        payment_id: str,
+        amount_minor: int | None = None,
+        *,
+        currency: int = DZD,
+        idempotency_key: str | None = None,
+    ) -> pb.PaymentResult:
+        req = mpb.CaptureRequest(
+            idempotency_key=idempotency_key or new_key(), payment_id=payment_id
+        )
+        if amount_minor is not None:
+            req.amount.CopyFrom(self.money(amount_minor, currency))
+        return await self.payments.Capture(req, metadata=self._metadata, timeout=self.timeout)
+
+    async def void(self, payment_id: str, *, idempotency_key: str | None = None) -> pb.PaymentResult:
+        req = mpb.VoidRequest(idempotency_key=idempotency_key or new_key(), payment_id=payment_id)
+        return await self.payments.Void(req, metadata=self._metadata, timeout=self.timeout)
+
+    async def refund(
+        self,
+        payment_id: str,
+        amount_minor: int | None = None,
+        *,
+        currency: int = DZD,
+        idempotency_key: str | None = None,
+    ) -> pb.PaymentResult:
+        req = mpb.RefundRequest(idempotency_key=idempotency_key or new_key(), payment_id=payment_id)
+        if amount_minor is not None:
+            req.amount.CopyFrom(self.money(amount_minor, currency))
+        return await self.payments.Refund(req, metadata=self._metadata, timeout=self.timeout)
+
+    async def get_payment(self, payment_id: str) -> pb.Payment:
+        return await self.payments.GetPayment(
+            mpb.GetPaymentRequest(payment_id=payment_id),
+            metadata=self._metadata,
+            timeout=self.timeout,
+        )
+
+    async def list_payments(
+        self, *, page_size: int = 50, page_token: str = ""
+    ) -> mpb.ListPaymentsResponse:
+        return await self.payments.ListPayments(
+            mpb.ListPaymentsRequest(page_size=page_size, page_token=page_token),
+            metadata=self._metadata,
+            timeout=self.timeout,
+        )
+
+    async def lookup_bill(self, biller_id: str, reference: str) -> mpb.Bill:
+        return await self.bills.LookupBill(
+            mpb.LookupBillRequest(biller_id=biller_id, reference=reference),
+            metadata=self._metadata,
+            timeout=self.timeout,
+        )
+
+    async def pay_bill(
+        self,
+        biller_id: str,
+        reference: str,
+        amount_minor: int,
+        pan: str,
+        expiry: str,
+        cvv2: str,
+        *,
+        otp: str = "",
+        idempotency_key: str | None = None,
+    ) -> pb.PaymentResult:
+        req = mpb.PayBillRequest(
+            idempotency_key=idempotency_key or new_key(),
+            biller_id=biller_id,
+            reference=reference,
+            amount=self.money(amount_minor),
+            card=self.card(pan, expiry, cvv2, otp),
+        )
+        return await self.bills.PayBill(req, metadata=self._metadata, timeout=self.timeout)
+
+    async def transfer(
+        self,
+        destination_account: str,
+        amount_minor: int,
+        pan: str,
+        expiry: str,
+        cvv2: str,
+        *,
+        otp: str = "",
+        idempotency_key: str | None = None,
+    ) -> pb.PaymentResult:
+        req = mpb.TransferRequest(
+            idempotency_key=idempotency_key or new_key(),
+            card=self.card(pan, expiry, cvv2, otp),
+            destination_account=destination_account,
+            amount=self.money(amount_minor),
+        )
+        return await self.transfers.Transfer(req, metadata=self._metadata, timeout=self.timeout)
+
+    async def start_verification(
+        self, pan: str, amount_minor: int, *, idempotency_key: str | None = None
+    ) -> mpb.StartVerificationResponse:
+        req = mpb.StartVerificationRequest(
+            idempotency_key=idempotency_key or new_key(),
+            pan=pan,
+            amount=self.money(amount_minor),
+        )
+        return await self.verification.StartVerification(
+            req, metadata=self._metadata, timeout=self.timeout
+        )
