@@ -1,0 +1,274 @@
+"""ISO 8583 acquirer throughput: ``switch run`` (subprocess) under a pipelined load generator.
+
+The switch runs its embedded default -- durable SQLite (fsync per group commit), in-process
+HSM, the PIN verified on every request -- on a bench state directory holding extra cards
+(``bench_core.add_cards``: the demo product's real limits, so each card takes at most 20
+withdrawals a day; the load is spread over enough cards instead of weakening the defaults).
+The generator runs in its own process: several TCP connections, many 0200s in flight on each,
+frames encoded before the clock starts, answers matched by STAN. It reports approved
+withdrawals/s with p50/p99/p99.9 latency. The baseline, measured in the same run on a copy of
+the same state, is ``SwitchCore.authorize`` called in process (no network, no codec).
+
+Run: ``python -m bench bench_iso``. Knobs: ``BENCH_ISO_TXNS`` (default 20000),
+``BENCH_ISO_CONNS`` (8), ``BENCH_ISO_DEPTH`` (64 in flight per connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import switch_native
+
+from bench.bench_core import PIN, TPK, add_cards, bench_pans
+from switch.core.demo import ACQUIRER_ID
+from switch.core.model import AuthRequest, Channel, TxnType
+from switch.core.service import SwitchCore
+from switch.iso8583.codec import Codec
+from switch.iso8583.framing import FrameSplitter, frame
+from switch.iso8583.message import Message
+
+N_TXNS = int(os.environ.get("BENCH_ISO_TXNS", "20000"))
+CONNS = int(os.environ.get("BENCH_ISO_CONNS", "8"))
+DEPTH = int(os.environ.get("BENCH_ISO_DEPTH", "64"))
+PER_CARD = 10  # withdrawals per card (the product allows 20 a day)
+AMOUNT = 100_000  # 1,000 DZD, the minimum ATM withdrawal
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _percentile(sorted_values: list[float], p: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, int(p * len(sorted_values)))]
+
+
+# ---- the generator (its own process) ------------------------------------------------------
+
+
+def _frames(pans: list[str], conn: int, n: int, offset: int) -> list[tuple[str, bytes]]:
+    codec = Codec("ascii87")
+    out = []
+    for i in range(n):
+        pan = pans[(offset + i) // PER_CARD % len(pans)]
+        stan = f"{i + 1:06d}"
+        msg = Message(
+            "0200",
+            {
+                2: pan,
+                3: "010000",
+                4: f"{AMOUNT:012d}",
+                7: f"1129{conn:06d}",
+                11: stan,
+                32: ACQUIRER_ID,
+                41: "GAB00001",
+                49: "012",
+                52: switch_native.pin_block_encrypt(TPK, 0, PIN, pan),
+            },
+        )
+        out.append((stan, frame(codec.encode(msg))))
+    return out
+
+
+class _Load(asyncio.Protocol):
+    def __init__(self, frames: list[tuple[str, bytes]], depth: int, done: asyncio.Future[None]):
+        self.frames = frames
+        self.depth = depth
+        self.done = done
+        self.next = 0
+        self.sent: dict[str, float] = {}
+        self.latencies: list[float] = []
+        self.approved = 0
+        self.codes: dict[str, int] = {}
+        self.splitter = FrameSplitter()
+        self.codec = Codec("ascii87")
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self._fill()
+
+    def _fill(self) -> None:
+        assert self.transport is not None
+        chunks = []
+        now = time.perf_counter()
+        while len(self.sent) < self.depth and self.next < len(self.frames):
+            stan, data = self.frames[self.next]
+            self.next += 1
+            self.sent[stan] = now
+            chunks.append(data)
+        if chunks:
+            self.transport.write(b"".join(chunks))
+
+    def data_received(self, data: bytes) -> None:
+        now = time.perf_counter()
+        for fr in self.splitter.feed(data):
+            msg = self.codec.decode(fr.payload)
+            t0 = self.sent.pop(str(msg.fields[11]))
+            self.latencies.append(now - t0)
+            code = str(msg.fields.get(39))
+            self.codes[code] = self.codes.get(code, 0) + 1
+            self.approved += code == "00"
+        self._fill()
+        if not self.sent and self.next >= len(self.frames) and not self.done.done():
+            self.done.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_exception(ConnectionError(f"switch closed the connection: {exc}"))
+
+
+async def _generate(
+    port: int, pans: list[str], n: int, conns: int, depth: int
+) -> dict[str, object]:
+    loop = asyncio.get_running_loop()
+    per_conn = n // conns
+    plans = [_frames(pans, c, per_conn, c * per_conn) for c in range(conns)]
+    protos = []
+    dones = []
+    t0 = time.perf_counter()
+    for c in range(conns):
+        done: asyncio.Future[None] = loop.create_future()
+        dones.append(done)
+        _, proto = await loop.create_connection(
+            lambda c=c, done=done: _Load(plans[c], depth, done), "127.0.0.1", port
+        )
+        protos.append(proto)
+    await asyncio.wait_for(asyncio.gather(*dones), 600)
+    elapsed = time.perf_counter() - t0
+    lat = sorted(x for p in protos for x in p.latencies)
+    codes: dict[str, int] = {}
+    for p in protos:
+        for k, v in p.codes.items():
+            codes[k] = codes.get(k, 0) + v
+    for p in protos:
+        if p.transport is not None:
+            p.transport.close()
+    return {
+        "requests": per_conn * conns,
+        "approved": sum(p.approved for p in protos),
+        "elapsed": elapsed,
+        "p50": _percentile(lat, 0.5),
+        "p99": _percentile(lat, 0.99),
+        "p999": _percentile(lat, 0.999),
+        "codes": codes,
+    }
+
+
+def generator_main(argv: list[str]) -> None:
+    """``python -m bench.bench_iso --generate PORT N CONNS DEPTH CARDS``: prints JSON."""
+    import uvloop
+
+    port, n, conns, depth, cards = (int(x) for x in argv)
+    result = uvloop.run(_generate(port, bench_pans(cards), n, conns, depth))
+    print(json.dumps(result))
+
+
+# ---- baseline and orchestration -----------------------------------------------------------
+
+
+async def _baseline(state: Path, pans: list[str], n: int, concurrency: int) -> tuple[float, int]:
+    core = await SwitchCore.open(state)
+    reqs = [
+        AuthRequest(
+            TxnType.CASH_WITHDRAWAL, Channel.ATM, pans[i // PER_CARD % len(pans)], AMOUNT, 12,
+            ACQUIRER_ID, "GAB00001", f"{i % 1_000_000:06d}", f"{1000000000 + i // 1_000_000}",
+            pin_block=switch_native.pin_block_encrypt(TPK, 0, PIN, pans[i // PER_CARD % len(pans)]),
+        )
+        for i in range(n)
+    ]  # fmt: skip
+    it = iter(reqs)
+    approved = 0
+
+    async def worker() -> None:
+        nonlocal approved
+        for req in it:
+            result = await core.authorize(req)  # not `approved += await ...`: lost updates
+            approved += result.approved
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - t0
+    await core.close()
+    return approved / elapsed, approved
+
+
+def _start_switch(state: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "switch.cli", "run", "--state-dir", str(state)]
+    cmd += ["--iso-port", str(port), "--grpc-port", str(_free_port()), "--log-level", "WARNING"]
+    env = {**os.environ, "SWITCH_SMS": f"file:{state / 'sms.log'}", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 60
+    while "switch ready" not in log.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("switch run did not start:\n" + log.read_text(errors="replace"))
+        time.sleep(0.1)
+    return proc
+
+
+def main() -> None:
+    import uvloop
+
+    n_cards = -(-N_TXNS // PER_CARD)
+    base = Path(tempfile.mkdtemp(prefix="bench-iso-"))
+    try:
+        pans = bench_pans(n_cards)
+        template = base / "template"
+        uvloop.run(add_cards(template, pans))
+        print(
+            f"bench_iso: {N_TXNS} PIN-verified ATM withdrawals (0200/0210 ascii87) over "
+            f"{n_cards} cards; switch run subprocess (durable SQLite, in-process HSM); "
+            f"generator process: {CONNS} connections x {DEPTH} in flight"
+        )
+        state = base / "baseline"
+        shutil.copytree(template, state)
+        rate, approved = uvloop.run(_baseline(state, pans, N_TXNS, CONNS * DEPTH))
+        print(
+            f"  baseline  SwitchCore.authorize in process: {rate:>9,.0f} approved/s "
+            f"({approved} approved)"
+        )
+        state = base / "switch"
+        shutil.copytree(template, state)
+        port = _free_port()
+        proc = _start_switch(state, port, base / "switch.log")
+        try:
+            gen = subprocess.run(
+                [sys.executable, "-m", "bench.bench_iso", "--generate", str(port), str(N_TXNS),
+                 str(CONNS), str(DEPTH), str(n_cards)],
+                capture_output=True, text=True, timeout=900, check=True,
+            )  # fmt: skip
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+        r = json.loads(gen.stdout)
+        print(
+            f"  ISO 8583  switch run over TCP:            "
+            f"{r['approved'] / r['elapsed']:>9,.0f} approved/s ({r['approved']}/{r['requests']}"
+            f" approved), latency p50 {r['p50'] * 1e3:.1f} ms, p99 {r['p99'] * 1e3:.1f} ms, "
+            f"p99.9 {r['p999'] * 1e3:.1f} ms"
+        )
+        if r["approved"] != r["requests"]:
+            print(f"  response codes: {r['codes']}")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--generate":
+        generator_main(sys.argv[2:])
+    else:
+        main()
