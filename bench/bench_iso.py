@@ -16,6 +16,7 @@ Run: ``python -m bench bench_iso``. Knobs: ``BENCH_ISO_TXNS`` (default 20000),
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import shutil
@@ -144,7 +145,7 @@ async def _generate(
         done: asyncio.Future[None] = loop.create_future()
         dones.append(done)
         _, proto = await loop.create_connection(
-            lambda c=c, done=done: _Load(plans[c], depth, done), "127.0.0.1", port
+            functools.partial(_Load, plans[c], depth, done), "127.0.0.1", port
         )
         protos.append(proto)
     await asyncio.wait_for(asyncio.gather(*dones), 600)
