@@ -14,6 +14,7 @@ import pytest
 from switch.api.testing import Harness, serve_api
 from switch.core import demo
 from switch.core.service import SwitchCore
+from switch.gen.switch.v1 import merchant_pb2 as mpb
 from switch.gen.switch.v1 import types_pb2 as pb
 
 Body = Callable[[Harness], Awaitable[None]]
@@ -191,10 +192,7 @@ def test_a_merchant_never_sees_or_acts_on_another_merchants_payments(state: Path
             assert code is grpc.StatusCode.NOT_FOUND and "payment_id" in msg
         assert (await h.other.list_payments()).payments == []
         req_list = h.other.payments.ListPayments(
-            __import__("switch.gen.switch.v1.merchant_pb2", fromlist=["x"]).ListPaymentsRequest(
-                merchant_id="M-ECOM-001"
-            ),
-            metadata=h.other.metadata,
+            mpb.ListPaymentsRequest(merchant_id="M-ECOM-001"), metadata=h.other.metadata
         )
         code, msg = await status_of(req_list)
         assert code is grpc.StatusCode.PERMISSION_DENIED and "merchant_id" in msg
@@ -207,9 +205,10 @@ def test_list_payments_pages_and_time_range(state: Path) -> None:
     async def body(h: Harness) -> None:
         from google.protobuf.timestamp_pb2 import Timestamp
 
-        from switch.gen.switch.v1 import merchant_pb2 as mpb
-
-        ids = [(await h.client.sale(1000 + i, CARD.pan, CARD.expiry, CVV2)).payment_id for i in range(5)]
+        ids = [
+            (await h.client.sale(1000 + i, CARD.pan, CARD.expiry, CVV2)).payment_id
+            for i in range(5)
+        ]
         seen: list[str] = []
         token = ""
         while True:

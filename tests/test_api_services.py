@@ -143,9 +143,7 @@ def test_verification_sends_an_sms_and_the_code_approves(state: Path) -> None:
         code_ = next(w for w in str(alerts[0][0]).split() if w.isdigit() and len(w) == 6)
         r = await h.client.sale(250_000, CARD.pan, CARD.expiry, CVV2, otp=code_)
         assert r.approved
-        code, msg = await status_of(
-            h.client.start_verification(CARD.pan, 1, idempotency_key="v1")
-        )
+        code, msg = await status_of(h.client.start_verification(CARD.pan, 1, idempotency_key="v1"))
         assert code is grpc.StatusCode.ALREADY_EXISTS and "idempotency_key" in msg
         code, msg = await status_of(h.client.start_verification(demo.REMOTE_CARD_PAN, 1))
         assert code is grpc.StatusCode.NOT_FOUND and "pan" in msg

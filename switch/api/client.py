@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import uuid
 from types import TracebackType
+from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
 from switch.core.model import DZD
 from switch.gen.switch.v1 import merchant_pb2 as mpb
@@ -23,6 +25,7 @@ from switch.gen.switch.v1 import merchant_pb2_grpc as mgrpc
 from switch.gen.switch.v1 import types_pb2 as pb
 
 DEFAULT_TARGET = "127.0.0.1:50051"
+M = TypeVar("M", bound=Message)
 
 
 def new_key() -> str:
@@ -62,6 +65,13 @@ class MerchantClient:
     async def close(self) -> None:
         await self.channel.close()
 
+    async def _call(self, method: Any, request: Message, response_type: type[M]) -> M:
+        """One unary call with the merchant's credentials (and a typed answer)."""
+        response = await method(request, metadata=self._metadata, timeout=self.timeout)
+        if not isinstance(response, response_type):
+            raise TypeError(f"expected {response_type.__name__}, got {type(response).__name__}")
+        return response
+
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
         return self._metadata
@@ -90,7 +100,7 @@ class MerchantClient:
             amount=self.money(amount_minor, currency),
             card=self.card(pan, expiry, cvv2, otp),
         )
-        return await self.payments.Sale(req, metadata=self._metadata, timeout=self.timeout)
+        return await self._call(self.payments.Sale, req, pb.PaymentResult)
 
     async def authorize(
         self,
@@ -108,7 +118,7 @@ class MerchantClient:
             amount=self.money(amount_minor, currency),
             card=self.card(pan, expiry, cvv2, otp),
         )
-        return await self.payments.Authorize(req, metadata=self._metadata, timeout=self.timeout)
+        return await self._call(self.payments.Authorize, req, pb.PaymentResult)
 
     async def capture(
         self,
@@ -123,11 +133,13 @@ class MerchantClient:
         )
         if amount_minor is not None:
             req.amount.CopyFrom(self.money(amount_minor, currency))
-        return await self.payments.Capture(req, metadata=self._metadata, timeout=self.timeout)
+        return await self._call(self.payments.Capture, req, pb.PaymentResult)
 
-    async def void(self, payment_id: str, *, idempotency_key: str | None = None) -> pb.PaymentResult:
+    async def void(
+        self, payment_id: str, *, idempotency_key: str | None = None
+    ) -> pb.PaymentResult:
         req = mpb.VoidRequest(idempotency_key=idempotency_key or new_key(), payment_id=payment_id)
-        return await self.payments.Void(req, metadata=self._metadata, timeout=self.timeout)
+        return await self._call(self.payments.Void, req, pb.PaymentResult)
 
     async def refund(
         self,
@@ -140,29 +152,27 @@ class MerchantClient:
         req = mpb.RefundRequest(idempotency_key=idempotency_key or new_key(), payment_id=payment_id)
         if amount_minor is not None:
             req.amount.CopyFrom(self.money(amount_minor, currency))
-        return await self.payments.Refund(req, metadata=self._metadata, timeout=self.timeout)
+        return await self._call(self.payments.Refund, req, pb.PaymentResult)
 
     async def get_payment(self, payment_id: str) -> pb.Payment:
-        return await self.payments.GetPayment(
-            mpb.GetPaymentRequest(payment_id=payment_id),
-            metadata=self._metadata,
-            timeout=self.timeout,
+        return await self._call(
+            self.payments.GetPayment, mpb.GetPaymentRequest(payment_id=payment_id), pb.Payment
         )
 
     async def list_payments(
         self, *, page_size: int = 50, page_token: str = ""
     ) -> mpb.ListPaymentsResponse:
-        return await self.payments.ListPayments(
+        return await self._call(
+            self.payments.ListPayments,
             mpb.ListPaymentsRequest(page_size=page_size, page_token=page_token),
-            metadata=self._metadata,
-            timeout=self.timeout,
+            mpb.ListPaymentsResponse,
         )
 
     async def lookup_bill(self, biller_id: str, reference: str) -> mpb.Bill:
-        return await self.bills.LookupBill(
+        return await self._call(
+            self.bills.LookupBill,
             mpb.LookupBillRequest(biller_id=biller_id, reference=reference),
-            metadata=self._metadata,
-            timeout=self.timeout,
+            mpb.Bill,
         )
 
     async def pay_bill(
@@ -184,7 +194,7 @@ class MerchantClient:
             amount=self.money(amount_minor),
             card=self.card(pan, expiry, cvv2, otp),
         )
-        return await self.bills.PayBill(req, metadata=self._metadata, timeout=self.timeout)
+        return await self._call(self.bills.PayBill, req, pb.PaymentResult)
 
     async def transfer(
         self,
@@ -203,7 +213,7 @@ class MerchantClient:
             destination_account=destination_account,
             amount=self.money(amount_minor),
         )
-        return await self.transfers.Transfer(req, metadata=self._metadata, timeout=self.timeout)
+        return await self._call(self.transfers.Transfer, req, pb.PaymentResult)
 
     async def start_verification(
         self, pan: str, amount_minor: int, *, idempotency_key: str | None = None
@@ -213,6 +223,6 @@ class MerchantClient:
             pan=pan,
             amount=self.money(amount_minor),
         )
-        return await self.verification.StartVerification(
-            req, metadata=self._metadata, timeout=self.timeout
+        return await self._call(
+            self.verification.StartVerification, req, mpb.StartVerificationResponse
         )

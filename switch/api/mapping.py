@@ -23,9 +23,7 @@ MAX_AMOUNT = 10**12  # minor units; the core refuses anything larger as malforme
 MAX_KEY_LEN = 64
 # ISO 4217 numeric codes the API accepts; the switch itself settles only in DZD (12), so a
 # known foreign currency is a decline from the core, an unknown code a malformed request.
-KNOWN_CURRENCIES = frozenset(
-    {12, 36, 124, 156, 392, 434, 504, 682, 756, 784, 788, 826, 840, 978}
-)
+KNOWN_CURRENCIES = frozenset({12, 36, 124, 156, 392, 434, 504, 682, 756, 784, 788, 826, 840, 978})
 _DIGITS = re.compile(r"\d+")
 
 TYPE_OF: dict[str, int] = {

@@ -65,6 +65,6 @@ async def start_grpc_server(
     if bound == 0:
         raise OSError(f"grpc: cannot bind {host}:{port}")
     await server.start()
-    server.bound_port = bound  # type: ignore[attr-defined]
+    server.bound_port = bound
     log.info("merchant gRPC API listening on %s:%d", host, bound)
     return server

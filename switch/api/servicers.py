@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TypeAlias, TypeVar
 
 import grpc
 
@@ -32,7 +32,7 @@ MAX_PAGE = 500
 MAX_OTP_KEYS = 100_000  # remembered StartVerification keys (oldest forgotten first)
 
 T = TypeVar("T")
-Ctx = grpc.aio.ServicerContext
+Ctx: TypeAlias = grpc.aio.ServicerContext
 
 
 class Api:
@@ -42,7 +42,9 @@ class Api:
         self.core = core
         # StartVerification sends an SMS outside the authorization journal: its idempotency
         # entries live here, (merchant, key) -> (request fingerprint, answer future).
-        self._otp_keys: dict[tuple[str, str], tuple[str, asyncio.Future[object]]] = {}
+        self._otp_keys: dict[
+            tuple[str, str], tuple[str, asyncio.Future[mpb.StartVerificationResponse]]
+        ] = {}
 
     def merchant(self, context: Ctx) -> Merchant:
         md = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
@@ -217,8 +219,11 @@ class PaymentsServicer(mgrpc.PaymentsServicer):
             token = request.page_token
             if token and not (len(token) <= 32 and token.isdigit()):
                 raise invalid("page_token: not a token from a previous response")
-            start = request.start_time.ToNanoseconds() / 1e9 if request.HasField("start_time") else None
-            end = request.end_time.ToNanoseconds() / 1e9 if request.HasField("end_time") else None
+            start = end = None
+            if request.HasField("start_time"):
+                start = request.start_time.ToNanoseconds() / 1e9
+            if request.HasField("end_time"):
+                end = request.end_time.ToNanoseconds() / 1e9
             if start is not None and end is not None and end < start:
                 raise invalid("end_time: before start_time")
             rows = await payments_page(
@@ -351,8 +356,10 @@ class VerificationServicer(mgrpc.VerificationServicer):
                         grpc.StatusCode.ALREADY_EXISTS,
                         "idempotency_key: already used for a different request",
                     )
-                return await asyncio.shield(seen[1])  # type: ignore[return-value]
-            fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+                return await asyncio.shield(seen[1])
+            fut: asyncio.Future[mpb.StartVerificationResponse] = (
+                asyncio.get_running_loop().create_future()
+            )
             if len(api._otp_keys) >= MAX_OTP_KEYS:
                 del api._otp_keys[next(iter(api._otp_keys))]
             api._otp_keys[slot] = (fp, fut)

@@ -32,7 +32,7 @@ class Harness:
 @asynccontextmanager
 async def serve_api(core: SwitchCore) -> AsyncIterator[Harness]:
     server = await start_grpc_server(core, "127.0.0.1", 0)
-    target = f"127.0.0.1:{server.bound_port}"  # type: ignore[attr-defined]
+    target = f"127.0.0.1:{server.bound_port}"
     client = MerchantClient(target, ECOM.merchant_id, ECOM.api_key)
     other = MerchantClient(target, FUEL.merchant_id, FUEL.api_key)
     try:
