@@ -81,6 +81,7 @@ class RemoteIssuerConfig:
     timeout: float = 5.0  # seconds to wait for an answer before 91 + reversal
     echo_interval: float = 30.0
     saf_retry: float = 5.0  # seconds between repeats of an unacknowledged reversal
+    reconnect_max: float = 10.0  # longest back-off between reconnection attempts
     pin_block_format: str = "01"  # format of the PIN block sent to the issuer (ISO 0)
     acquirer_zpks: Mapping[str, str] = field(default_factory=dict)  # acquirer id -> ZPK
 
@@ -106,6 +107,7 @@ class RemoteIssuerConfig:
             timeout=float(d.get("timeout", 5.0)),
             echo_interval=float(d.get("echo_interval", 30.0)),
             saf_retry=float(d.get("saf_retry", 5.0)),
+            reconnect_max=float(d.get("reconnect_max", 10.0)),
             acquirer_zpks=dict(d.get("acquirer_zpks", {})),
         )
 
@@ -265,6 +267,7 @@ class RemoteIssuerClient:
             framing=config.framing,
             echo_interval=config.echo_interval,
             echo_timeout=config.timeout,
+            backoff_max=config.reconnect_max,
             on_connected=self._wake.set,
         )
         self._forwarder: asyncio.Task[None] | None = None

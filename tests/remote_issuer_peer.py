@@ -1,0 +1,97 @@
+"""A second switch acting as the remote issuer of BIN 627000, in its own process.
+
+``python -m tests.remote_issuer_peer STATE_DIR PORT`` seeds STATE_DIR on first start with the
+issuer's own small data set (BIN 627000 on-us, card 6270000000000018 / PIN 1234, and the
+interchange link's PIN key), opens ``SwitchCore`` on it and serves the real ISO 8583 listener
+(``switch.iso8583.server``) on PORT (0 = any free port), printing ``PORT <n>`` once ready.
+SIGTERM stops it cleanly; the tests SIGSTOP/SIGCONT it to play an issuer that stops answering.
+
+How the link's PIN key is known to this issuer's core: the core verifies PIN blocks under the
+*terminal's* key (DC), keyed by field 41, and has no per-acquirer ZPK yet. So the acquirer's
+terminal ``GAB00001`` is recorded here with the link key (same clear test value as the ZPK the
+acquirer translates to) as its PIN key: the PIN block the acquirer's HSM produced under the
+ZPK decrypts under it, and a wrong key would fail the PIN check (tested).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import signal
+import sys
+from pathlib import Path
+
+from switch.core.domain import ONUS, Account, AccountKind, BinRoute, Card, CardStatus, Terminal
+from switch.core.ledger_accounts import GL_FEES, GL_INTERBANK_ATM, GL_INTERBANK_POS
+from switch.hsm.client import KeyType
+from switch.hsm.inprocess import InProcessHsm
+from switch.hsm.lmk import Lmk
+from switch.store.sqlite import SqliteStore
+
+ISSUER_BIN = "627000"
+CARD_PAN = "6270000000000018"
+CARD_PIN = "1234"
+CARD_BALANCE = 10_000_000  # 100,000.00 DZD
+ACQUIRER_TERMINAL = "GAB00001"  # the demo acquirer's ATM, as seen by this issuer
+ACQUIRER_ID = "628058"
+#: Clear test value of the interchange zone PIN key (both sides form it from this component).
+LINK_ZPK_CLEAR = "0123456789ABCDEF0123456789ABCDEF"
+PAN_KEY = bytes(range(32))  # this issuer's PAN-hash key (test value)
+PVK_CLEAR = "89ABCDEF0123456776543210FEDCBA98"
+
+
+async def seed(state_dir: Path) -> None:
+    """The issuer's data set, written once into a fresh store."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / "pan.key").write_text(PAN_KEY.hex())
+    hsm = InProcessHsm(Lmk.load_or_create(state_dir / "lmk.json"), authorised=True)
+    store = SqliteStore(state_dir / "switch.db")
+    await store.open()
+    try:
+        for aid, code in enumerate((GL_FEES, GL_INTERBANK_ATM, GL_INTERBANK_POS), start=1):
+            store.insert_account(Account(aid, code, AccountKind.GL, code, "", 12, 0, 0, True))
+        store.insert_account(
+            Account(4, "0009000001-18", AccountKind.CCP, "Remote Holder", "+213550009001",
+                    12, CARD_BALANCE, 0, False)
+        )  # fmt: skip
+        store.insert_account(Account(5, "GL-CASH-ACQ", AccountKind.GL, "acq", "", 12, 0, 0, True))
+        pvk = (await hsm.form_key_from_clear_components(KeyType.PVK, [PVK_CLEAR])).key_under_lmk
+        cvk = (await hsm.form_key_from_clear_components(KeyType.CVK, [PVK_CLEAR])).key_under_lmk
+        mk = (await hsm.form_key_from_clear_components(KeyType.MK_AC, [PVK_CLEAR])).key_under_lmk
+        pvv = await hsm.generate_pvv(pvk, await hsm.encrypt_pin(CARD_PIN, CARD_PAN), CARD_PAN, 1)
+        pan_hash = hmac.new(PAN_KEY, CARD_PAN.encode(), hashlib.sha256).digest()
+        store.insert_card(
+            Card(1, pan_hash, CARD_PAN[:6], CARD_PAN[-4:], 4, "EDAHABIA_CLASSIC", "3012", "201",
+                 "00", 1, pvv, "", pvk, cvk, mk, CardStatus.ACTIVE)
+        )  # fmt: skip
+        link = await hsm.form_key_from_clear_components(KeyType.TPK, [LINK_ZPK_CLEAR])
+        store.insert_terminal(
+            Terminal(ACQUIRER_TERMINAL, "atm", ACQUIRER_ID, False, "Partner ATM",
+                     link.key_under_lmk, "", "01", 5)
+        )  # fmt: skip
+        store.insert_bin_route(BinRoute(ISSUER_BIN, ONUS))
+        store.flush_admin()
+    finally:
+        await store.close()
+
+
+async def serve(state_dir: Path, port: int) -> None:
+    from switch.core.service import SwitchCore
+    from switch.iso8583.server import ListenerConfig, start_iso_server
+
+    if not (state_dir / "switch.db").exists():
+        await seed(state_dir)
+    core = await SwitchCore.open(state_dir, seed_demo=False)
+    listener = await start_iso_server(core, ListenerConfig(port=port))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    print(f"PORT {listener.port}", flush=True)
+    await stop.wait()
+    await listener.close(grace=1.0)
+    await core.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(serve(Path(sys.argv[1]), int(sys.argv[2])))

@@ -1,0 +1,342 @@
+"""Remote issuer routing end to end: this switch (the acquirer, demo data) forwards BIN
+627000 over ISO 8583 to a SECOND switch running in its own process as the issuer
+(``tests.remote_issuer_peer``: ``SwitchCore`` + the real ``switch.iso8583.server`` listener).
+
+Covers approvals and declines across the link, PIN translation (the issuer verifies under its
+own key), 91 + store-and-forward 0420 on time-out (issuer SIGSTOPped), the queue surviving an
+acquirer restart, 91 without a reversal when the line is down, echo keep-alive, reconnect
+after the issuer restarts, and many requests in flight on one connection (MUX).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from switch.core import testing as t
+from switch.core.model import AuthRequest, AuthResult, ResponseCode
+from switch.core.service import SwitchCore
+from switch.hsm.client import KeyType
+from switch.hsm.inprocess import InProcessHsm
+from switch.hsm.lmk import Lmk
+from switch.iso8583.remote import RemoteIssuerClient, RemoteIssuerConfig, attach_remote_issuer
+from switch.iso8583.saf import SafQueue
+from tests import remote_issuer_peer as peer
+
+RC = ResponseCode
+ROOT = Path(__file__).resolve().parent.parent
+WRONG_ZPK_CLEAR = "FEDCBA9876543210FEDCBA9876543210"
+
+
+class IssuerProcess:
+    """The issuer switch as a subprocess: start (on a port), pause, resume, stop."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.proc: subprocess.Popen[str] | None = None
+        self.port = 0
+
+    def start(self, port: int = 0) -> int:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.remote_issuer_peer", str(self.state_dir), str(port)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], 30)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line.startswith("PORT "):
+            self.proc.kill()
+            raise RuntimeError(f"issuer did not start: {line!r}")
+        self.port = int(line.split()[1])
+        return self.port
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.resume()
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+
+@pytest.fixture
+def issuer(tmp_path: Path) -> Iterator[IssuerProcess]:
+    p = IssuerProcess(tmp_path / "issuer")
+    p.start()
+    yield p
+    p.stop()
+
+
+class Acquirer:
+    """This switch: demo data (BIN 627000 routed to "remote-bank") + the remote issuer."""
+
+    def __init__(self, core: SwitchCore, remote: RemoteIssuerClient, saf: SafQueue) -> None:
+        self.core = core
+        self.remote = remote
+        self.saf = saf
+
+    @classmethod
+    async def open(
+        cls, state_dir: Path, port: int, zpk_clear: str = peer.LINK_ZPK_CLEAR, timeout: float = 1.0
+    ) -> Acquirer:
+        core = await SwitchCore.open(state_dir, durable=False)
+        ceremony = InProcessHsm(Lmk.load_or_create(state_dir / "lmk.json"), authorised=True)
+        zpk = (await ceremony.form_key_from_clear_components(KeyType.ZPK, [zpk_clear])).key_under_lmk
+        saf = SafQueue(state_dir / "saf.db")
+        config = RemoteIssuerConfig(
+            "remote-bank", "127.0.0.1", port, zpk, timeout=timeout, echo_interval=0.3,
+            saf_retry=0.3, reconnect_max=0.5,
+        )  # fmt: skip
+        remote = await attach_remote_issuer(core, config, saf)
+        assert await remote.client.wait_connected(10), "no sign-on with the issuer"
+        return cls(core, remote, saf)
+
+    async def close(self) -> None:
+        await self.remote.close()
+        await self.core.close()
+        self.saf.close()
+
+    async def authorize(self, req: AuthRequest) -> AuthResult:
+        return await self.core.authorize(req)
+
+    async def available(self) -> int:
+        r = await self.authorize(t.balance_inquiry(pan=peer.CARD_PAN, pin=peer.CARD_PIN))
+        assert r.response_code is RC.APPROVED, r
+        assert r.available_balance is not None
+        return r.available_balance
+
+
+def withdrawal(amount: int = 500_000, pin: str = peer.CARD_PIN) -> AuthRequest:
+    return t.withdrawal(pan=peer.CARD_PAN, amount=amount, pin=pin)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 15.0) -> float:
+    start = time.monotonic()
+    while not await check():
+        if time.monotonic() - start > within:
+            raise AssertionError(f"condition not met within {within}s")
+        await asyncio.sleep(0.05)
+    return time.monotonic() - start
+
+
+def run(coro: Awaitable[None]) -> None:
+    asyncio.run(asyncio.wait_for(coro, 90))  # type: ignore[arg-type]
+
+
+def test_approvals_and_declines_across_the_link(tmp_path: Path, issuer: IssuerProcess) -> None:
+    async def go() -> None:
+        acq = await Acquirer.open(tmp_path / "acq", issuer.port)
+        try:
+            before = await acq.available()
+            assert before == peer.CARD_BALANCE
+            ok = await acq.authorize(withdrawal(500_000))
+            assert ok.response_code is RC.APPROVED, ok
+            assert ok.auth_code and ok.transaction_id
+            assert ok.approved_amount == 500_000
+            # the issuer posted it: 500,000 + its 35 DZD other-bank ATM fee
+            assert await acq.available() == before - 500_000 - 3_500
+            over = await acq.authorize(withdrawal(6_000_000))  # above the 50,000 DZD cap
+            assert over.response_code is RC.EXCEEDS_AMOUNT_LIMIT, over
+            bad_pin = await acq.authorize(withdrawal(100_000, pin="9999"))
+            assert bad_pin.response_code is RC.INCORRECT_PIN, bad_pin
+            # a remote decline is the acquirer's journal entry too, with the issuer's code
+            row = await acq.core.store.journal_entry(bad_pin.transaction_id or "")
+            assert row is not None and row.response_code == "55"
+        finally:
+            await acq.close()
+
+    run(go())
+
+
+def test_pin_is_translated_to_the_issuer_zone_key(tmp_path: Path, issuer: IssuerProcess) -> None:
+    """Under a ZPK the issuer does not share, the right PIN is refused by the issuer (55):
+    so the approvals above really were verified under the issuer's own key."""
+
+    async def go() -> None:
+        acq = await Acquirer.open(tmp_path / "acq", issuer.port, zpk_clear=WRONG_ZPK_CLEAR)
+        try:
+            r = await acq.authorize(withdrawal(100_000))
+            assert r.response_code is RC.INCORRECT_PIN, r
+        finally:
+            await acq.close()
+
+    run(go())
+
+
+def test_timeout_answers_91_and_the_reversal_is_delivered_later(
+    tmp_path: Path, issuer: IssuerProcess
+) -> None:
+    async def go() -> None:
+        acq = await Acquirer.open(tmp_path / "acq", issuer.port)
+        try:
+            before = await acq.available()
+            issuer.pause()
+            start = time.monotonic()
+            r = await acq.authorize(withdrawal(700_000))
+            took = time.monotonic() - start
+            assert r.response_code is RC.ISSUER_UNAVAILABLE, r
+            assert 0.9 <= took < 3.0, took  # the configured 1 s time-out, not a hang
+            assert await acq.saf.count("remote-bank") == 1
+            issuer.resume()
+            # the issuer did act on the stalled request once resumed; the 0420 undoes it
+            await eventually(lambda: _saf_empty(acq.saf))
+            assert acq.remote.reversals_delivered == 1
+            assert await acq.available() == before
+        finally:
+            issuer.resume()
+            await acq.close()
+
+    run(go())
+
+
+async def _saf_empty(saf: SafQueue) -> bool:
+    return await saf.count() == 0
+
+
+def test_reversal_queue_survives_an_acquirer_restart(tmp_path: Path, issuer: IssuerProcess) -> None:
+    async def go() -> None:
+        acq = await Acquirer.open(tmp_path / "acq", issuer.port)
+        before = await acq.available()
+        issuer.pause()
+        try:
+            r = await acq.authorize(withdrawal(900_000))
+            assert r.response_code is RC.ISSUER_UNAVAILABLE
+            await acq.close()  # the acquirer goes down with the reversal still owed
+            reopened = SafQueue(tmp_path / "acq" / "saf.db")
+            (entry,) = await reopened.pending("remote-bank")
+            assert entry.message.mti == "0420"
+            assert entry.message.text(90)[:4] == "0200"  # field 90: the original 0200
+            reopened.close()
+            issuer.resume()
+            acq = await Acquirer.open(tmp_path / "acq", issuer.port)
+            await eventually(lambda: _saf_empty(acq.saf))
+            assert acq.remote.reversals_delivered == 1
+            assert await acq.available() == before
+        finally:
+            issuer.resume()
+            await acq.close()
+
+    run(go())
+
+
+def test_line_down_answers_91_at_once_and_owes_nothing(
+    tmp_path: Path, issuer: IssuerProcess
+) -> None:
+    async def go() -> None:
+        acq = await Acquirer.open(tmp_path / "acq", issuer.port)
+        try:
+            issuer.stop()
+            await eventually(lambda: _disconnected(acq.remote))
+            start = time.monotonic()
+            r = await acq.authorize(withdrawal(100_000))
+            assert r.response_code is RC.ISSUER_UNAVAILABLE
+            assert "not connected" in r.message
+            assert time.monotonic() - start < 0.5
+            assert await acq.saf.count() == 0
+        finally:
+            await acq.close()
+
+    run(go())
+
+
+async def _disconnected(remote: RemoteIssuerClient) -> bool:
+    return not remote.client.connected
+
+
+def test_echo_keep_alive_and_reconnect_after_issuer_restart(
+    tmp_path: Path, issuer: IssuerProcess
+) -> None:
+    async def go() -> None:
+        acq = await Acquirer.open(tmp_path / "acq", issuer.port)
+        try:
+            await asyncio.sleep(1.2)
+            assert acq.remote.client.echoes_answered >= 2  # every 0.3 s while idle
+            port = issuer.port
+            issuer.stop()
+            await eventually(lambda: _disconnected(acq.remote))
+            issuer.start(port)  # same state dir, same port
+            assert await acq.remote.client.wait_connected(10)
+            assert acq.remote.client.connects == 2
+            r = await acq.authorize(withdrawal(100_000))
+            assert r.response_code is RC.APPROVED, r
+        finally:
+            await acq.close()
+
+    run(go())
+
+
+def test_acquirer_reversal_of_a_remote_withdrawal(tmp_path: Path, issuer: IssuerProcess) -> None:
+    async def go() -> None:
+        acq = await Acquirer.open(tmp_path / "acq", issuer.port)
+        try:
+            before = await acq.available()
+            req = withdrawal(300_000)
+            assert (await acq.authorize(req)).approved
+            rev = await acq.authorize(t.reversal_of(req))
+            assert rev.response_code is RC.APPROVED, rev
+            await eventually(lambda: _saf_empty(acq.saf))
+            assert await acq.available() == before
+        finally:
+            await acq.close()
+
+    run(go())
+
+
+def test_mux_many_requests_in_flight(tmp_path: Path, issuer: IssuerProcess) -> None:
+    async def go() -> None:
+        acq = await Acquirer.open(tmp_path / "acq", issuer.port, timeout=5.0)
+        try:
+            reqs = [withdrawal(100_000 if i % 2 == 0 else 6_000_000) for i in range(16)]
+            reqs += [t.balance_inquiry(pan=peer.CARD_PAN, pin=peer.CARD_PIN) for _ in range(8)]
+            results = await asyncio.gather(*(acq.authorize(r) for r in reqs))
+            for req, res in zip(reqs, results, strict=True):
+                if req.amount == 100_000:
+                    assert res.response_code is RC.APPROVED, res
+                elif req.amount == 6_000_000:
+                    assert res.response_code is RC.EXCEEDS_AMOUNT_LIMIT, res
+                else:
+                    assert res.response_code is RC.APPROVED and res.available_balance, res
+            assert await acq.available() == peer.CARD_BALANCE - 8 * (100_000 + 3_500)
+            assert acq.remote.client.unmatched_answers == 0
+        finally:
+            await acq.close()
+
+    run(go())
+
+
+def test_bad_request_fields_are_named_and_not_sent(tmp_path: Path, issuer: IssuerProcess) -> None:
+    async def go() -> None:
+        acq = await Acquirer.open(tmp_path / "acq", issuer.port)
+        try:
+            long_tid = replace(withdrawal(100_000), terminal_id="GAB000012345", pin_block=None)
+            r = await acq.remote.authorize(long_tid)
+            assert r.response_code is RC.FORMAT_ERROR
+            assert "terminal_id: longer than 8" in r.message
+        finally:
+            await acq.close()
+
+    run(go())
