@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module, one-line help)
     "hsm": ("switch.hsm.cli", "software HSM (payShield host protocol): switch hsm serve"),
     "demo": ("switch.core.demo_cli", "the demo data set: switch demo show --json"),
+    "pay": ("switch.api.cli", "merchant API client: switch pay sale|refund|bill|... (gRPC)"),
     "run": ("switch.app", "run the switch: ISO 8583 listener, SMS alerts, gRPC API"),
     "atm": ("switch.atm", "ATM simulator sending real ISO 8583: withdraw, balance, reverse"),
 }
