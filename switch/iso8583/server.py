@@ -104,6 +104,7 @@ class _Connection(asyncio.Protocol):
     __slots__ = (
         "_idle_handle",
         "_last_activity",
+        "_out",
         "_paused",
         "_write_paused",
         "listener",
@@ -123,6 +124,7 @@ class _Connection(asyncio.Protocol):
         self._write_paused = False
         self._last_activity = time.monotonic()
         self._idle_handle: asyncio.TimerHandle | None = None
+        self._out: list[bytes] = []  # answers of this loop turn, written in one syscall
 
     # ---- connection lifecycle ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -281,7 +283,15 @@ class _Connection(asyncio.Protocol):
         except (Iso8583Error, FramingError) as exc:
             log.error("cannot encode the %s answer for %s: %s", msg.mti, self.peer, exc)
             return
-        transport.write(data)
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._out.append(data)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(b"".join(out))
 
 
 def _answer_mti(mti: str | None) -> str | None:
