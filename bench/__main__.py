@@ -11,6 +11,7 @@ BENCHMARKS: list[str] = [
     "bench_core",
     "bench_crypto",
     "bench_codec",
+    "bench_grpc",
     "bench_iso",
 ]
 

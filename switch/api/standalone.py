@@ -25,7 +25,12 @@ async def serve(state_dir: Path, host: str, port: int, durable: bool) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        loop.add_reader(sys.stdin.fileno(), lambda: sys.stdin.read(1) or stop.set())
+
+        def on_stdin() -> None:
+            if not sys.stdin.read(1):  # EOF: the parent closed our stdin
+                stop.set()
+
+        loop.add_reader(sys.stdin.fileno(), on_stdin)
         print(f"LISTENING {server.bound_port}", flush=True)
         await stop.wait()
         await server.stop(1.0)
