@@ -141,6 +141,7 @@ async def _generate(
     protos = []
     dones = []
     t0 = time.perf_counter()
+    c0 = time.process_time()
     for c in range(conns):
         done: asyncio.Future[None] = loop.create_future()
         dones.append(done)
@@ -150,6 +151,7 @@ async def _generate(
         protos.append(proto)
     await asyncio.wait_for(asyncio.gather(*dones), 600)
     elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     lat = sorted(x for p in protos for x in p.latencies)
     codes: dict[str, int] = {}
     for p in protos:
@@ -162,6 +164,7 @@ async def _generate(
         "requests": per_conn * conns,
         "approved": sum(p.approved for p in protos),
         "elapsed": elapsed,
+        "generator_cpu": cpu,
         "p50": _percentile(lat, 0.5),
         "p99": _percentile(lat, 0.99),
         "p999": _percentile(lat, 0.999),
@@ -221,6 +224,15 @@ def _start_switch(state: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     return proc
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     import uvloop
 
@@ -246,12 +258,14 @@ def main() -> None:
         shutil.copytree(template, state)
         port = _free_port()
         proc = _start_switch(state, port, base / "switch.log")
+        cpu0 = _cpu_seconds(proc.pid)
         try:
             gen = subprocess.run(
                 [sys.executable, "-m", "bench.bench_iso", "--generate", str(port), str(N_TXNS),
                  str(CONNS), str(DEPTH), str(n_cards)],
                 capture_output=True, text=True, timeout=900, check=True,
             )  # fmt: skip
+            switch_cpu = _cpu_seconds(proc.pid) - cpu0
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
@@ -261,6 +275,10 @@ def main() -> None:
             f"{r['approved'] / r['elapsed']:>9,.0f} approved/s ({r['approved']}/{r['requests']}"
             f" approved), latency p50 {r['p50'] * 1e3:.1f} ms, p99 {r['p99'] * 1e3:.1f} ms, "
             f"p99.9 {r['p999'] * 1e3:.1f} ms"
+        )
+        print(
+            f"  CPU seconds during the run: switch {switch_cpu:.1f}, generator "
+            f"{r['generator_cpu']:.1f}, wall {r['elapsed']:.1f} (2 cores shared)"
         )
         if r["approved"] != r["requests"]:
             print(f"  response codes: {r['codes']}")
