@@ -35,6 +35,7 @@ N_SALES = int(os.environ.get("BENCH_GRPC_SALES", "20000"))
 CONCURRENCY = int(os.environ.get("BENCH_GRPC_CONCURRENCY", "256"))
 CHANNELS = int(os.environ.get("BENCH_GRPC_CHANNELS", "4"))
 DURABLE = os.environ.get("BENCH_GRPC_FSYNC", "1") == "1"
+UVLOOP = os.environ.get("BENCH_GRPC_UVLOOP", "1") == "1"  # the server's event loop
 PER_CARD = 20  # the e-commerce daily count limit of the default product
 EXPIRY = "3012"
 AMOUNT = 10_000  # 100 DZD
@@ -121,6 +122,8 @@ def start_server(state: Path) -> tuple[subprocess.Popen[str], str]:
     cmd = [sys.executable, "-m", "switch.api.standalone", "--state-dir", str(state)]
     if not DURABLE:
         cmd.append("--no-fsync")
+    if UVLOOP:
+        cmd.append("--uvloop")
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
