@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import importlib
 import logging
 import os
 import signal
@@ -20,8 +18,10 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import grpc
 import uvloop
 
+from switch.api.server import start_grpc_server
 from switch.config import load_config
 from switch.core.service import SwitchCore
 from switch.hsm.client import HsmClient
@@ -84,25 +84,13 @@ def _hsm_client(url: str | None) -> HsmClient | None:
     return TcpHsmClient(parts.hostname, parts.port)
 
 
-async def _start_grpc(core: SwitchCore, host: str, port: int) -> object | None:
-    """The merchant gRPC API, when that part is installed (``switch.api.server``)."""
-    try:
-        module = importlib.import_module("switch.api.server")
-    except ImportError:
-        print("gRPC API: not available in this build (switch.api.server missing)", flush=True)
-        return None
-    server: object = await module.start_grpc_server(core, host, port)
-    print(f"gRPC merchant API on {host}:{port}", flush=True)
-    return server
-
-
 async def serve(args: argparse.Namespace) -> int:
     state_dir: Path = args.state_dir
     hsm = _hsm_client(args.hsm)
     config = load_config(args.config) if args.config else None
     core = await SwitchCore.open(state_dir, hsm=hsm, durable=not args.no_fsync, config=config)
     listeners: list[IsoListener] = []
-    grpc_server: object | None = None
+    grpc_server: grpc.aio.Server | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -135,7 +123,8 @@ async def serve(args: argparse.Namespace) -> int:
         print(
             "SMS alerts: " + (os.environ.get("SWITCH_SMS") or "console (printed here)"), flush=True
         )
-        grpc_server = await _start_grpc(core, args.host, args.grpc_port)
+        grpc_server = await start_grpc_server(core, args.host, args.grpc_port)
+        print(f"gRPC merchant API on {args.host}:{args.grpc_port}", flush=True)
         print("switch ready -- Ctrl-C to stop", flush=True)
         await stop.wait()
         print("switch: stopping", flush=True)
@@ -143,8 +132,7 @@ async def serve(args: argparse.Namespace) -> int:
         for listener in listeners:
             await listener.close()
         if grpc_server is not None:
-            with contextlib.suppress(Exception):
-                await grpc_server.stop(5)  # type: ignore[attr-defined]
+            await grpc_server.stop(5)
         stop.set()
         await worker_task
         worker.close()

@@ -22,11 +22,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start(state: Path, iso: int, out: Path) -> subprocess.Popen[bytes]:
+def _start(state: Path, iso: int, out: Path, grpc: int = 0) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("SWITCH_SMS", None)
     cmd = [*SWITCH, "run", "--state-dir", str(state), "--iso-port", str(iso)]
-    cmd += ["--grpc-port", str(_free_port())]
+    cmd += ["--grpc-port", str(grpc or _free_port())]
     proc = subprocess.Popen(cmd, stdout=out.open("wb"), stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 30
     while "switch ready" not in out.read_text(errors="replace"):
@@ -54,11 +54,13 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
 def test_quickstart_withdrawal_sms_and_limit(tmp_path: Path) -> None:
     state = tmp_path / "var"
     out = tmp_path / "switch.out"
-    port = _free_port()
-    proc = _start(state, port, out)
+    port, grpc_port = _free_port(), _free_port()
+    proc = _start(state, port, out, grpc_port)
     try:
         banner = out.read_text()
         assert f"127.0.0.1:{port}" in banner and "DEVELOPMENT LMK" in banner
+        assert f"gRPC merchant API on 127.0.0.1:{grpc_port}" in banner
+        socket.create_connection(("127.0.0.1", grpc_port), timeout=5).close()
         first = _atm("withdraw", "--amount", "5000", "--port", str(port))
         assert first.returncode == 0, first.stdout + first.stderr
         assert "APPROVED (00)" in first.stdout
