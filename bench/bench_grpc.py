@@ -22,6 +22,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import grpc
+
 from bench.bench_core import add_cards, bench_pans
 from switch.api import mapping
 from switch.api.client import MerchantClient
@@ -29,10 +31,11 @@ from switch.core import demo
 from switch.core.model import TxnType
 from switch.core.service import SwitchCore
 from switch.gen.switch.v1 import merchant_pb2 as mpb
+from switch.gen.switch.v1 import merchant_pb2_grpc as mgrpc
 from switch.gen.switch.v1 import types_pb2 as pb
 
 N_SALES = int(os.environ.get("BENCH_GRPC_SALES", "20000"))
-CONCURRENCY = int(os.environ.get("BENCH_GRPC_CONCURRENCY", "256"))
+CONCURRENCY = int(os.environ.get("BENCH_GRPC_CONCURRENCY", "64"))
 CHANNELS = int(os.environ.get("BENCH_GRPC_CHANNELS", "4"))
 DURABLE = os.environ.get("BENCH_GRPC_FSYNC", "1") == "1"
 UVLOOP = os.environ.get("BENCH_GRPC_UVLOOP", "1") == "1"  # the server's event loop
@@ -49,7 +52,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
 def report(name: str, n: int, elapsed: float, lat: list[float], approved: int) -> None:
     lat.sort()
     print(
-        f"  {name:<28} {n / elapsed:>8,.0f} sales/s   p50 {percentile(lat, 0.50) * 1e3:6.2f} ms"
+        f"  {name:<40} {n / elapsed:>8,.0f} sales/s   p50 {percentile(lat, 0.50) * 1e3:6.2f} ms"
         f"   p99 {percentile(lat, 0.99) * 1e3:6.2f} ms   ({approved}/{n} approved)"
     )
 
@@ -84,7 +87,7 @@ async def in_process(state: Path, cards: list[tuple[str, str]]) -> None:
     report("in-process authorize", N_SALES, elapsed, lat, approved)
 
 
-async def over_grpc(target: str, cards: list[tuple[str, str]]) -> None:
+async def over_grpc(target: str, cards: list[tuple[str, str]], label: str = "gRPC Sale") -> None:
     clients = [MerchantClient(target, ECOM.merchant_id, ECOM.api_key) for _ in range(CHANNELS)]
     reqs = [
         mpb.CardPaymentRequest(
@@ -115,15 +118,36 @@ async def over_grpc(target: str, cards: list[tuple[str, str]]) -> None:
     elapsed = time.perf_counter() - t0
     for c in clients:
         await c.close()
-    report(f"gRPC Sale ({CHANNELS} channels)", N_SALES, elapsed, lat, approved)
+    report(f"{label} ({CHANNELS} channels)", N_SALES, elapsed, lat, approved)
 
 
-def start_server(state: Path) -> tuple[subprocess.Popen[str], str]:
-    cmd = [sys.executable, "-m", "switch.api.standalone", "--state-dir", str(state)]
+class EmptyPayments(mgrpc.PaymentsServicer):
+    """A Sale that answers at once: the ceiling of grpc.aio itself on this machine."""
+
+    async def Sale(self, request: mpb.CardPaymentRequest, context: object) -> pb.PaymentResult:
+        return pb.PaymentResult(payment_id="1", approved=True, response_code="00")
+
+
+async def serve_empty() -> None:
+    server = grpc.aio.server()
+    mgrpc.add_PaymentsServicer_to_server(EmptyPayments(), server)  # type: ignore[abstract]
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    print(f"LISTENING {port}", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await server.stop(None)
+
+
+def start_server(state: Path | None) -> tuple[subprocess.Popen[str], str]:
+    if state is None:
+        cmd = [sys.executable, "-m", "bench.bench_grpc", "serve-empty"]
+    else:
+        cmd = [sys.executable, "-m", "switch.api.standalone", "--state-dir", str(state)]
     if not DURABLE:
         cmd.append("--no-fsync")
     if UVLOOP:
         cmd.append("--uvloop")
+    sys.stdout.flush()
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -164,9 +188,19 @@ def main() -> None:
             asyncio.run(over_grpc(target, cards))
         finally:
             stop_server(proc)
+        proc, target = start_server(None)
+        try:
+            asyncio.run(over_grpc(target, cards, "gRPC empty handler (ceiling)"))
+        finally:
+            stop_server(proc)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["serve-empty"]:
+        import uvloop
+
+        uvloop.run(serve_empty())
+    else:
+        main()
