@@ -105,7 +105,9 @@ class Acquirer:
     ) -> Acquirer:
         core = await SwitchCore.open(state_dir, durable=False)
         ceremony = InProcessHsm(Lmk.load_or_create(state_dir / "lmk.json"), authorised=True)
-        zpk = (await ceremony.form_key_from_clear_components(KeyType.ZPK, [zpk_clear])).key_under_lmk
+        zpk = (
+            await ceremony.form_key_from_clear_components(KeyType.ZPK, [zpk_clear])
+        ).key_under_lmk
         saf = SafQueue(state_dir / "saf.db")
         config = RemoteIssuerConfig(
             "remote-bank", "127.0.0.1", port, zpk, timeout=timeout, echo_interval=0.3,
@@ -144,7 +146,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 15.0)
 
 
 def run(coro: Awaitable[None]) -> None:
-    asyncio.run(asyncio.wait_for(coro, 90))  # type: ignore[arg-type]
+    asyncio.run(asyncio.wait_for(coro, 60))
 
 
 def test_approvals_and_declines_across_the_link(tmp_path: Path, issuer: IssuerProcess) -> None:

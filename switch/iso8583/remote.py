@@ -271,6 +271,7 @@ class RemoteIssuerClient:
             on_connected=self._wake.set,
         )
         self._forwarder: asyncio.Task[None] | None = None
+        self._closed = False
         self.timeouts = 0  # requests answered 91 after the issuer did not answer in time
         self.reversals_delivered = 0
 
@@ -280,6 +281,8 @@ class RemoteIssuerClient:
             self._forwarder = asyncio.create_task(self._forward(), name=f"saf-{self.name}")
 
     async def close(self) -> None:
+        self._closed = True  # also ends the loop if a cancellation gets lost in wait_for
+        self._wake.set()
         if self._forwarder is not None:
             self._forwarder.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -312,9 +315,10 @@ class RemoteIssuerClient:
         except TimeoutError:
             # Outcome unknown: the issuer may have debited the card. Never resend it; owe a
             # reversal, durable before the 91 goes back.
+            # Not sent at once: the first try waits ``saf_retry``, so a stalled issuer is less
+            # likely to see the reversal before the request it reverses.
             self.timeouts += 1
             await self.saf.add(self.name, reversal_for(msg, self.client.next_stan()))
-            self._wake.set()
             log.warning(
                 "%s: no answer in %.1fs, 91 + reversal queued", self.name, self.config.timeout
             )
@@ -353,11 +357,11 @@ class RemoteIssuerClient:
     # -- store and forward ----------------------------------------------------------------
     async def _forward(self) -> None:
         """Deliver queued reversals, oldest first, while the line is up; repeat as 0421."""
-        while True:
+        while not self._closed:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.config.saf_retry)
             self._wake.clear()
-            if not self.client.connected:
+            if self._closed or not self.client.connected:
                 continue
             try:
                 await self._deliver_pending()

@@ -1,0 +1,145 @@
+"""Remote issuer pieces without a network: outbound mapping (checked against the acquirer
+listener's inbound mapping), answer parsing, the MUX, and the durable SAF queue."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from switch.core import testing as t
+from switch.core.model import AuthRequest, AuthResult, ResponseCode, TxnType
+from switch.iso8583.codec import Codec
+from switch.iso8583.mapping import balances_field, request_from_message, result_to_message
+from switch.iso8583.message import Message
+from switch.iso8583.mux import Mux, MuxKeyInUseError
+from switch.iso8583.remote import (
+    RemoteIssuerConfig,
+    acquirer_reversal,
+    answer_to_result,
+    request_to_message,
+    reversal_for,
+)
+from switch.iso8583.saf import SafQueue
+
+PAN = "6270000000000018"
+
+
+@pytest.mark.parametrize("spec", ["ascii87", "binary87"])
+@pytest.mark.parametrize(
+    "req",
+    [
+        t.withdrawal(pan=PAN, amount=123_400),
+        t.balance_inquiry(pan=PAN),
+        replace(
+            t.withdrawal(pan=PAN, amount=5_000),
+            txn_type=TxnType.BILL_PAYMENT,
+            biller_id="SONELGAZ",
+            bill_reference="000000000001",
+            rrn="123456789012",
+            local_time=dt.datetime(2026, 11, 29, 12, 30, 5),
+        ),
+        replace(
+            t.withdrawal(pan=PAN, amount=7_000),
+            txn_type=TxnType.TRANSFER,
+            destination_account="0001000002-25",
+        ),
+    ],
+    ids=["withdrawal", "balance", "bill", "transfer"],
+)
+def test_outbound_mapping_reads_back_as_the_same_request(spec: str, req: AuthRequest) -> None:
+    codec = Codec(spec)
+    pin = bytes(range(8))
+    wire = codec.decode(codec.encode(request_to_message(req, pin)))
+    back = request_from_message(wire, None)  # the issuer side's inbound mapping
+    assert back.txn_type is req.txn_type
+    assert (back.pan, back.amount, back.currency) == (req.pan, req.amount, req.currency)
+    assert (back.stan, back.transmission) == (req.stan, req.transmission)
+    assert (back.acquirer_id, back.terminal_id) == (req.acquirer_id, req.terminal_id)
+    assert back.pin_block == pin
+    assert back.biller_id == req.biller_id and back.bill_reference == req.bill_reference
+    assert back.destination_account == req.destination_account
+    assert back.local_time == req.local_time and back.rrn == req.rrn
+
+
+def test_timeout_reversal_names_the_original_in_field_90() -> None:
+    req = t.withdrawal(pan=PAN, amount=50_000)
+    original = request_to_message(req, None)
+    rev = reversal_for(original, "000777")
+    back = request_from_message(Codec().decode(Codec().encode(rev)), None)
+    assert back.txn_type is TxnType.REVERSAL and back.amount == 50_000
+    assert back.original is not None
+    assert (back.original.mti, back.original.stan) == ("0200", req.stan)
+    assert back.original.transmission == req.transmission
+    assert back.original.acquirer_id is None  # same acquirer as field 32
+
+
+def test_acquirer_reversal_needs_iso_original_data() -> None:
+    req = t.reversal_of(t.withdrawal(pan=PAN))
+    assert acquirer_reversal(req, "000001").text(90)[4:10] == req.original.stan  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="original"):
+        acquirer_reversal(replace(req, original=None), "000001")
+
+
+def test_answer_parsing_matches_the_listener_answers() -> None:
+    req_msg = request_to_message(t.balance_inquiry(pan=PAN), None)
+    res = AuthResult(ResponseCode.APPROVED, auth_code="A1B2C3", available_balance=990_000,
+                     ledger_balance=-5, currency=12, issuer_script=b"\x91\x02ab")  # fmt: skip
+    assert balances_field("00", res)
+    answer = Codec().decode(Codec().encode(result_to_message(req_msg, res)))
+    got = answer_to_result("x", answer)
+    assert got.response_code is ResponseCode.APPROVED and got.auth_code == "A1B2C3"
+    assert (got.available_balance, got.ledger_balance, got.currency) == (990_000, -5, 12)
+    assert got.issuer_script == b"\x91\x02ab"
+    odd = answer_to_result("x", Message("0210", {11: "000001", 39: "Z9"}))
+    assert odd.response_code is ResponseCode.DO_NOT_HONOUR and "Z9" in odd.message
+
+
+def test_config_from_mapping_names_missing_keys() -> None:
+    c = RemoteIssuerConfig.from_mapping("rb", {"host": "h", "port": 9, "zpk": "U" + "0" * 32,
+                                              "length_header": "ascii4", "timeout": 2})  # fmt: skip
+    assert c.framing.header.value == "ascii4" and c.timeout == 2.0
+    with pytest.raises(ValueError, match=r"remote_issuers\.rb\.zpk"):
+        RemoteIssuerConfig.from_mapping("rb", {"host": "h", "port": 9})
+
+
+def test_mux_matches_by_stan_and_terminal_out_of_order() -> None:
+    async def go() -> None:
+        mux = Mux()
+        a = Message("0200", {11: "000001", 41: "T1      "})
+        b = Message("0200", {11: "000001", 41: "T2      "})
+        fa, fb = mux.expect(a), mux.expect(b)
+        with pytest.raises(MuxKeyInUseError):
+            mux.expect(Message("0200", {11: "000001", 41: "T1"}))
+        assert not mux.resolve(Message("0110", {11: "000001", 41: "T2"}))  # wrong MTI class
+        assert mux.resolve(Message("0210", {11: "000001", 41: "T2", 39: "51"}))
+        assert mux.resolve(Message("0210", {11: "000001", 41: "T1", 39: "00"}))
+        assert (await fa)[39] == "00" and (await fb)[39] == "51"
+        assert not mux.resolve(Message("0210", {11: "000001", 41: "T1"}))  # late duplicate
+        assert len(mux) == 0
+
+    asyncio.run(go())
+
+
+def test_saf_queue_is_durable_and_ordered(tmp_path: Path) -> None:
+    async def go() -> None:
+        q = SafQueue(tmp_path / "saf.db")
+        first = await q.add("rb", Message("0420", {11: "000001", 52: b"\x00" * 8}))
+        await q.add("rb", Message("0420", {11: "000002"}))
+        await q.add("other", Message("0420", {11: "000003"}))
+        await q.mark_attempt(first)
+        q.close()
+        q = SafQueue(tmp_path / "saf.db")  # as after a restart
+        entries = await q.pending("rb")
+        assert [e.message.text(11) for e in entries] == ["000001", "000002"]
+        assert entries[0].attempts == 1 and entries[1].attempts == 0
+        assert entries[0].message.binary(52) == b"\x00" * 8
+        await q.acknowledge(first)
+        assert await q.count("rb") == 1 and await q.count() == 2
+        assert (tmp_path / "saf.db").stat().st_mode & 0o077 == 0
+        q.close()
+
+    asyncio.run(go())
