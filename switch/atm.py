@@ -22,6 +22,7 @@ from switch.core import demo
 from switch.core.model import ResponseCode
 from switch.iso8583.codec import Codec
 from switch.iso8583.framing import FrameSplitter, Framing, frame
+from switch.iso8583.mac import MacLayout, mac_field
 from switch.iso8583.message import Message
 
 __all__ = ["AtmClient", "AtmError", "describe", "parse_balances"]
@@ -172,6 +173,23 @@ def reversal(
     return Message("0420", fields)
 
 
+def sign(msg: Message, tak_clear: str, codec: Codec) -> Message:
+    """``msg`` with its MAC (64 or 128) under the clear test TAK, as the ATM's PIN pad adds it."""
+    data = MacLayout(codec).covered(msg)
+    msg.fields[mac_field(msg)] = switch_native.mac_iso9797_1_alg3(bytes.fromhex(tak_clear), data)
+    return msg
+
+
+def mac_ok(answer: Message, tak_clear: str, codec: Codec) -> bool:
+    """Whether the answer's MAC verifies under the clear test TAK."""
+    mac = answer.fields.get(mac_field(answer))
+    if not isinstance(mac, bytes):
+        return False
+    data = MacLayout(codec).covered(answer)
+    expected = switch_native.mac_iso9797_1_alg3(bytes.fromhex(tak_clear), data)
+    return bool(switch_native.constant_time_eq(expected, mac))
+
+
 # ---- presenting answers --------------------------------------------------------------------
 
 
@@ -200,7 +218,7 @@ def describe(answer: Message) -> str:
     try:
         reason = ResponseCode(code).name.replace("_", " ").lower()
     except ValueError:
-        reason = "unknown response code"
+        reason = "security violation (MAC)" if code == "63" else "unknown response code"
     lines = []
     if code == "00":
         auth = answer.fields.get(38)
@@ -267,6 +285,9 @@ async def _run(args: argparse.Namespace) -> int:
         )
         what = f"reversal of {dzd(args.amount)} (original STAN {args.stan})"
     client = AtmClient(args.spec)
+    tak = _terminal(args.terminal).tak_clear
+    if tak:  # this ATM has a MAC key: sign the request, check the answer
+        sign(msg, tak, client.codec)
     await client.connect(args.host, args.port)
     try:
         answer = await client.request(msg, args.timeout)
@@ -276,6 +297,9 @@ async def _run(args: argparse.Namespace) -> int:
     print(f"{what} -- card {masked} at {args.terminal}")
     print(f"  STAN {msg.text(11)}, transmission {msg.text(7)}")
     print(describe(answer))
+    if tak and not mac_ok(answer, tak, client.codec):
+        print("  WARNING: the answer's MAC does not verify under this ATM's TAK")
+        return 2
     return 0 if answer.fields.get(39) == "00" else 1
 
 

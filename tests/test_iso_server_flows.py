@@ -14,7 +14,7 @@ import iso8583.specs
 import pytest
 import switch_native
 
-from switch.atm import AtmClient, financial, parse_balances, reversal
+from switch.atm import AtmClient, financial, mac_ok, parse_balances, reversal, sign
 from switch.core import demo
 from switch.core.service import SwitchCore
 from switch.iso8583.codec import Codec
@@ -311,3 +311,58 @@ def test_pyiso8583_as_the_atm(state: Path) -> None:
         writer.close()
 
     serve(state, body)
+
+
+def test_mac_checked_and_answer_signed(state: Path) -> None:
+    async def body(core: SwitchCore, ls: list[IsoListener]) -> None:
+        c = await client(ls[0])
+        signed = sign(withdraw(5_000), ATM.tak_clear, c.codec)
+        assert 64 in signed.fields
+        answer = await c.request(signed)
+        assert answer.fields[39] == "00"
+        assert mac_ok(answer, ATM.tak_clear, c.codec)
+        # one changed amount digit after signing: 63, nothing posted
+        forged = sign(withdraw(5_000), ATM.tak_clear, c.codec)
+        forged.fields[4] = "000000900000"
+        refused = await c.request(forged)
+        assert refused.fields[39] == "63"
+        # a reversal carries field 90, so its MAC is field 128
+        rev = sign(
+            reversal(CARD.pan, 500_000, signed.text(11), signed.text(7), ATM.terminal_id),
+            ATM.tak_clear,
+            c.codec,
+        )
+        assert 128 in rev.fields and 64 not in rev.fields
+        rev_answer = await c.request(rev)
+        assert rev_answer.fields[39] == "00" and mac_ok(rev_answer, ATM.tak_clear, c.codec)
+        # a terminal without a TAK cannot sign
+        pos = demo.TERMINALS[2]
+        unsignable = financial("310000", CARD.pan, CARD.pin, 0, pos.terminal_id)
+        unsignable.fields[64] = b"\x01" * 8
+        assert (await c.request(unsignable)).fields[39] == "30"
+        assert await available(c) == CARD.balance
+        await c.close()
+
+    serve(state, body)
+
+
+def test_require_mac_refuses_unsigned_requests_from_mac_terminals(state: Path) -> None:
+    async def body(core: SwitchCore, ls: list[IsoListener]) -> None:
+        c = await client(ls[0])
+        assert (await c.request(withdraw(5_000))).fields[39] == "30"
+        signed = sign(withdraw(5_000), ATM.tak_clear, c.codec)
+        assert (await c.request(signed)).fields[39] == "00"
+        await c.close()
+
+    serve(state, body, ListenerConfig(port=0, require_mac=True))
+
+
+def test_idle_connection_is_closed(state: Path) -> None:
+    async def body(core: SwitchCore, ls: list[IsoListener]) -> None:
+        reader, writer = await _raw(ls[0])
+        t0 = asyncio.get_running_loop().time()
+        assert await asyncio.wait_for(reader.read(100), 10) == b""
+        assert asyncio.get_running_loop().time() - t0 >= 0.25
+        writer.close()
+
+    serve(state, body, ListenerConfig(port=0, idle_timeout=0.3))

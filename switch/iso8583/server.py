@@ -14,6 +14,11 @@ Failure rules (DESIGN.md section 4):
   write buffer full) reading pauses until answers drain;
 * a connection with nothing in flight and no traffic for ``idle_timeout`` seconds is closed.
 
+MAC (fields 64/128, :mod:`switch.iso8583.mac`): a signed request is verified under its
+terminal's TAK by the HSM before anything else (63 on a mismatch, 30 if the terminal has no
+TAK) and its answer is signed; ``require_mac`` also refuses unsigned requests from terminals
+that have a TAK.
+
 Logs never show a full PAN, PIN block, track 2 or EMV data (``Message.__repr__`` masks them).
 """
 
@@ -24,10 +29,13 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from switch.core.domain import Terminal
 from switch.core.model import ResponseCode
 from switch.core.service import SwitchCore
+from switch.hsm.client import HsmError, KeyType
 from switch.iso8583.codec import Codec, Iso8583Error
 from switch.iso8583.framing import Frame, FrameSplitter, Framing, FramingError, frame, swap_tpdu
+from switch.iso8583.mac import MacLayout, mac_field
 from switch.iso8583.mapping import (
     FINANCIAL_MTIS,
     REVERSAL_MTIS,
@@ -44,6 +52,7 @@ __all__ = ["IsoListener", "ListenerConfig", "start_iso_server"]
 log = logging.getLogger("switch.iso8583.server")
 
 _FORMAT_ERROR = ResponseCode.FORMAT_ERROR.value
+MAC_FAILURE = "63"  # ISO 8583:1987 "security violation": the MAC (64/128) does not verify
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +65,9 @@ class ListenerConfig:
     framing: Framing = field(default_factory=Framing)
     max_in_flight: int = 256  # per connection, before reading pauses
     idle_timeout: float = 300.0  # seconds without traffic (and nothing in flight)
+    #: Refuse unsigned messages from terminals that have a TAK. Off by default: a signed
+    #: message is always checked, and its answer signed, whatever this says.
+    require_mac: bool = False
 
 
 class IsoListener:
@@ -65,6 +77,7 @@ class IsoListener:
         self.core = core
         self.config = config
         self.codec = Codec(config.spec)
+        self.mac_layout = MacLayout(self.codec)
         self.connections: set[_Connection] = set()
         self.server: asyncio.Server | None = None
 
@@ -242,11 +255,49 @@ class _Connection(asyncio.Protocol):
         self._send(answer, tpdu)
 
     async def answer(self, msg: Message) -> Message:
+        core = self.listener.core
+        tid = msg.fields.get(41)
+        terminal = core.terminal(tid.strip()) if isinstance(tid, str) else None
+        tak = terminal.tak if terminal is not None else ""
+        signed = 64 in msg.fields or 128 in msg.fields
+        if signed or (tak and self.listener.config.require_mac):
+            refused = await self._check_mac(msg, tak)
+            if refused is not None:
+                return refused
+        answer = await self._answer(msg, terminal)
+        if signed:
+            layout = self.listener.mac_layout
+            answer.fields.pop(64, None)
+            answer.fields[mac_field(answer)] = await core.hsm.generate_mac(
+                KeyType.TAK, tak, layout.covered(answer)
+            )
+        return answer
+
+    async def _check_mac(self, msg: Message, tak: str) -> Message | None:
+        """None if the MAC is right; otherwise the answer refusing the message."""
+        field = mac_field(msg)
+        mac = msg.fields.get(field)
+        if not tak or not isinstance(mac, bytes):
+            why = "terminal has no MAC key" if not tak else "missing"
+            log.warning(
+                "format error from %s in %s: field %d: %s -> 30", self.peer, msg.mti, field, why
+            )
+            return response_to(msg, _FORMAT_ERROR)
+        data = self.listener.mac_layout.covered(msg)
+        try:
+            ok = await self.listener.core.hsm.verify_mac(KeyType.TAK, tak, data, mac)
+        except HsmError as exc:
+            log.error("MAC check failed in the HSM for %s: %s -> 96", self.peer, exc)
+            return response_to(msg, ResponseCode.SYSTEM_MALFUNCTION.value)
+        if not ok:
+            log.warning("MAC mismatch from %s in %s (field %d) -> 63", self.peer, msg.mti, field)
+            return response_to(msg, MAC_FAILURE)
+        return None
+
+    async def _answer(self, msg: Message, terminal: Terminal | None) -> Message:
         mti = msg.mti
         core = self.listener.core
         if mti in FINANCIAL_MTIS or mti in REVERSAL_MTIS:
-            tid = msg.fields.get(41)
-            terminal = core.terminal(tid.strip()) if isinstance(tid, str) else None
             try:
                 req = request_from_message(msg, terminal)
             except FieldError as exc:
