@@ -239,6 +239,9 @@ def test_unavailable_when_the_core_is_halted(state: Path) -> None:
         h.core._p.halted = "test: store commit failed"  # what a failed commit sets
         code, msg = await status_of(h.client.sale(1000, CARD.pan, CARD.expiry, CVV2))
         assert code is grpc.StatusCode.UNAVAILABLE and "switch" in msg
+        async with grpc.aio.insecure_channel(h.target) as ch:
+            r = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest())
+            assert r.status == health_pb2.HealthCheckResponse.NOT_SERVING
 
     run(state, body)
 

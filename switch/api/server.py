@@ -1,8 +1,8 @@
 """Start the ``switch.v1`` merchant gRPC server (grpc.aio) on a ``SwitchCore``.
 
 Besides the four merchant services it registers the standard health service (overall and
-per service, SERVING once started) and server reflection, so ``grpcurl`` and load balancers
-work without the .proto files.
+per service: SERVING once started, NOT_SERVING once a call finds the core halted) and server
+reflection, so ``grpcurl`` and load balancers work without the .proto files.
 """
 
 from __future__ import annotations
@@ -41,6 +41,12 @@ def add_services(server: grpc.aio.Server, core: SwitchCore) -> health.HealthServ
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", *SERVICE_NAMES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    def not_serving() -> None:  # the core halted (a failed commit): take us out of rotation
+        for name in ("", *SERVICE_NAMES):
+            health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    api.on_halt = not_serving
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )

@@ -42,6 +42,7 @@ class Api:
         self.core = core
         # StartVerification sends an SMS outside the authorization journal: its idempotency
         # entries live here, (merchant, key) -> (request fingerprint, answer future).
+        self.on_halt: Callable[[], None] | None = None  # the server flips health checks
         self._otp_keys: dict[
             tuple[str, str], tuple[str, asyncio.Future[mpb.StartVerificationResponse]]
         ] = {}
@@ -78,6 +79,8 @@ class Api:
 
     async def authorize(self, req: AuthRequest, *, followup: bool = False) -> pb.PaymentResult:
         if self.core.halted is not None:
+            if self.on_halt is not None:
+                self.on_halt()
             raise ApiError(grpc.StatusCode.UNAVAILABLE, "switch: approvals are halted")
         r = await self.core.authorize(req)
         self.check(r, followup=followup)
