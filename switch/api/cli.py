@@ -12,12 +12,13 @@ import asyncio
 import json
 import os
 import sys
+from pathlib import Path
 
 import grpc
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
-from switch.api.client import DEFAULT_TARGET, MerchantClient
+from switch.api.client import DEFAULT_TARGET, ClientTls, MerchantClient
 
 
 def _card(p: argparse.ArgumentParser) -> None:
@@ -35,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--key", default=None, help="idempotency key (default: a fresh one)")
     parser.add_argument("--timeout", type=float, default=10.0)
+    parser.add_argument("--tls-ca", type=Path, help="CA of the server certificate (enables TLS)")
+    parser.add_argument("--tls-cert", type=Path, help="our client certificate (PEM)")
+    parser.add_argument("--tls-key", type=Path, help="its private key (PEM)")
     sub = parser.add_subparsers(dest="op", required=True, metavar="OP")
     for name in ("sale", "authorize"):
         p = sub.add_parser(name, help=f"{name} (amount in minor units)")
@@ -134,7 +138,10 @@ async def _main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    async with MerchantClient(args.target, args.merchant_id, api_key, timeout=args.timeout) as c:
+    tls = None if args.tls_ca is None else ClientTls(args.tls_ca, args.tls_cert, args.tls_key)
+    async with MerchantClient(
+        args.target, args.merchant_id, api_key, timeout=args.timeout, tls=tls
+    ) as c:
         try:
             answer = await _run(args, c)
         except grpc.aio.AioRpcError as e:

@@ -13,6 +13,8 @@ with the same key after a timeout and you get the first answer, never a second p
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -33,6 +35,22 @@ def new_key() -> str:
     return uuid.uuid4().hex
 
 
+@dataclass(frozen=True, slots=True)
+class ClientTls:
+    """PEM files: the CA that signed the server, and our own certificate when it asks for one."""
+
+    ca: Path
+    cert_chain: Path | None = None
+    private_key: Path | None = None
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.ca.read_bytes(),
+            private_key=None if self.private_key is None else self.private_key.read_bytes(),
+            certificate_chain=None if self.cert_chain is None else self.cert_chain.read_bytes(),
+        )
+
+
 class MerchantClient:
     def __init__(
         self,
@@ -42,8 +60,15 @@ class MerchantClient:
         *,
         timeout: float = 10.0,
         channel: grpc.aio.Channel | None = None,
+        tls: ClientTls | None = None,
     ) -> None:
-        self.channel = channel or grpc.aio.insecure_channel(target)
+        if channel is None:
+            channel = (
+                grpc.aio.insecure_channel(target)
+                if tls is None
+                else grpc.aio.secure_channel(target, tls.credentials())
+            )
+        self.channel = channel
         self._metadata = (("x-merchant-id", merchant_id), ("x-api-key", api_key))
         self.timeout = timeout
         self.payments = mgrpc.PaymentsStub(self.channel)

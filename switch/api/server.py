@@ -8,6 +8,8 @@ reflection, so ``grpcurl`` and load balancers work without the .proto files.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -53,12 +55,34 @@ def add_services(server: grpc.aio.Server, core: SwitchCore) -> health.HealthServ
     return health_servicer
 
 
+@dataclass(frozen=True, slots=True)
+class ServerTls:
+    """PEM files for TLS; with ``client_ca`` every client must present a certificate it signed."""
+
+    cert_chain: Path
+    private_key: Path
+    client_ca: Path | None = None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        ca = self.client_ca.read_bytes() if self.client_ca is not None else None
+        return grpc.ssl_server_credentials(
+            [(self.private_key.read_bytes(), self.cert_chain.read_bytes())],
+            root_certificates=ca,
+            require_client_auth=ca is not None,
+        )
+
+
 async def start_grpc_server(
-    core: SwitchCore, host: str = "127.0.0.1", port: int = 50051
+    core: SwitchCore,
+    host: str = "127.0.0.1",
+    port: int = 50051,
+    *,
+    tls: ServerTls | None = None,
 ) -> grpc.aio.Server:
     """Build, bind and start the server; the caller owns it (``await server.stop(grace)``).
 
     ``port=0`` binds a free port: read it back with ``server.bound_port`` (set here).
+    Without ``tls`` the port is plaintext (the default: 127.0.0.1 behind a TLS proxy).
     """
     server = grpc.aio.server(
         options=[
@@ -67,10 +91,19 @@ async def start_grpc_server(
         ]
     )
     add_services(server, core)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    address = f"{host}:{port}"
+    if tls is None:
+        bound = server.add_insecure_port(address)
+    else:
+        bound = server.add_secure_port(address, tls.credentials())
     if bound == 0:
         raise OSError(f"grpc: cannot bind {host}:{port}")
     await server.start()
     server.bound_port = bound
-    log.info("merchant gRPC API listening on %s:%d", host, bound)
+    log.info(
+        "merchant gRPC API listening on %s:%d (%s)",
+        host,
+        bound,
+        "plaintext" if tls is None else "TLS" + (" + client certificates" if tls.client_ca else ""),
+    )
     return server
