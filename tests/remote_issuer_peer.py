@@ -35,6 +35,8 @@ CARD_PIN = "1234"
 CARD_BALANCE = 10_000_000  # 100,000.00 DZD
 ACQUIRER_TERMINAL = "GAB00001"  # the demo acquirer's ATM, as seen by this issuer
 ACQUIRER_ID = "628058"
+NETWORK_TERMINAL = "NETW0001"  # a terminal behind another acquirer network (PIN under its ZPK)
+NETWORK_ACQUIRER = "000077"
 #: Clear test value of the interchange zone PIN key (both sides form it from this component).
 LINK_ZPK_CLEAR = "0123456789ABCDEF0123456789ABCDEF"
 PAN_KEY = bytes(range(32))  # this issuer's PAN-hash key (test value)
@@ -68,6 +70,10 @@ async def seed(state_dir: Path) -> None:
         link = await hsm.form_key_from_clear_components(KeyType.TPK, [LINK_ZPK_CLEAR])
         store.insert_terminal(
             Terminal(ACQUIRER_TERMINAL, "atm", ACQUIRER_ID, False, "Partner ATM",
+                     link.key_under_lmk, "", "01", 5)
+        )  # fmt: skip
+        store.insert_terminal(
+            Terminal(NETWORK_TERMINAL, "atm", NETWORK_ACQUIRER, False, "Network ATM",
                      link.key_under_lmk, "", "01", 5)
         )  # fmt: skip
         store.insert_bin_route(BinRoute(ISSUER_BIN, ONUS))

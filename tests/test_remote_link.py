@@ -36,6 +36,7 @@ from tests import remote_issuer_peer as peer
 RC = ResponseCode
 ROOT = Path(__file__).resolve().parent.parent
 WRONG_ZPK_CLEAR = "FEDCBA9876543210FEDCBA9876543210"
+NETWORK_ZPK_CLEAR = "1C1C1C1C1C1C1C1C2A2A2A2A2A2A2A2A"  # zone key of another acquirer network
 
 
 class IssuerProcess:
@@ -105,13 +106,16 @@ class Acquirer:
     ) -> Acquirer:
         core = await SwitchCore.open(state_dir, durable=False)
         ceremony = InProcessHsm(Lmk.load_or_create(state_dir / "lmk.json"), authorised=True)
-        zpk = (
-            await ceremony.form_key_from_clear_components(KeyType.ZPK, [zpk_clear])
-        ).key_under_lmk
+
+        async def zpk_of(clear: str) -> str:
+            formed = await ceremony.form_key_from_clear_components(KeyType.ZPK, [clear])
+            return formed.key_under_lmk
+
         saf = SafQueue(state_dir / "saf.db")
         config = RemoteIssuerConfig(
-            "remote-bank", "127.0.0.1", port, zpk, timeout=timeout, echo_interval=0.3,
-            saf_retry=0.3, reconnect_max=0.5,
+            "remote-bank", "127.0.0.1", port, await zpk_of(zpk_clear), timeout=timeout,
+            echo_interval=0.3, saf_retry=0.3, reconnect_max=0.5,
+            acquirer_zpks={peer.NETWORK_ACQUIRER: await zpk_of(NETWORK_ZPK_CLEAR)},
         )  # fmt: skip
         remote = await attach_remote_issuer(core, config, saf)
         assert await remote.client.wait_connected(10), "no sign-on with the issuer"
@@ -183,6 +187,33 @@ def test_pin_is_translated_to_the_issuer_zone_key(tmp_path: Path, issuer: Issuer
         try:
             r = await acq.authorize(withdrawal(100_000))
             assert r.response_code is RC.INCORRECT_PIN, r
+        finally:
+            await acq.close()
+
+    run(go())
+
+
+def test_pin_from_another_network_is_translated_zpk_to_zpk(
+    tmp_path: Path, issuer: IssuerProcess
+) -> None:
+    """A request from a terminal we do not know, whose acquirer network shares a ZPK with us:
+    its PIN block is under that ZPK and goes to the issuer through CC."""
+
+    async def go() -> None:
+        acq = await Acquirer.open(tmp_path / "acq", issuer.port)
+        try:
+            base = replace(
+                withdrawal(100_000), terminal_id=peer.NETWORK_TERMINAL,
+                acquirer_id=peer.NETWORK_ACQUIRER,
+            )  # fmt: skip
+            ok = replace(base, pin_block=t.pin_block(peer.CARD_PAN, "1234", NETWORK_ZPK_CLEAR))
+            assert (await acq.authorize(ok)).response_code is RC.APPROVED
+            bad = replace(
+                base,
+                stan=t.next_stan(),
+                pin_block=t.pin_block(peer.CARD_PAN, "1234", WRONG_ZPK_CLEAR),
+            )
+            assert (await acq.authorize(bad)).response_code is RC.INCORRECT_PIN
         finally:
             await acq.close()
 

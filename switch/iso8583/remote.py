@@ -31,7 +31,8 @@ from typing import Any
 
 from switch.core.domain import Terminal
 from switch.core.model import DZD, AuthRequest, AuthResult, ResponseCode, TxnType
-from switch.hsm.client import HsmClient
+from switch.core.pipeline import BAD_PIN_BLOCK_CODES
+from switch.hsm.client import HsmClient, HsmError
 from switch.iso8583.client import ConnectionDownError, IsoClient, transmission_now
 from switch.iso8583.codec import Iso8583Error
 from switch.iso8583.framing import DEFAULT_FRAMING, Framing, LengthHeader
@@ -51,6 +52,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RC = ResponseCode
+
 
 #: Transaction type -> processing code (field 3, first two digits) of the outbound 0100/0200.
 _PROCESSING: dict[TxnType, str] = {
@@ -301,6 +303,11 @@ class RemoteIssuerClient:
         try:
             pin = await self._translate_pin(req)
             msg = request_to_message(req, pin)
+        except HsmError as exc:
+            if exc.code not in BAD_PIN_BLOCK_CODES:
+                raise  # the core answers 96 for an HSM failure
+            # garbage under the acquirer's key (keys out of sync): as the core does on-us
+            return self._result(RC.INCORRECT_PIN, "PIN block not valid under the acquirer key")
         except ValueError as exc:  # incl. Iso8583Error: the request cannot be expressed
             field_error = RC.INVALID_TRANSACTION if "txn_type" in str(exc) else RC.FORMAT_ERROR
             return self._result(field_error, str(exc))
