@@ -52,6 +52,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--grpc-port", type=int, default=50051)
     parser.add_argument(
+        "--zmk",
+        default="",
+        help="zone master key under the LMK for 0800/101 key changes (default: refused)",
+    )
+    parser.add_argument(
+        "--require-mac",
+        action="store_true",
+        help="refuse unsigned requests from terminals that have a MAC key",
+    )
+    parser.add_argument(
         "--hsm",
         default=None,
         help="tcp://host:port of a payShield-protocol HSM (default: in-process)",
@@ -63,13 +73,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="INFO")
 
 
-def _listener(spec_text: str, host: str) -> ListenerConfig:
+def _listener(spec_text: str, args: argparse.Namespace) -> ListenerConfig:
     parts = spec_text.split(":")
     if len(parts) < 2 or not parts[0].isdigit():
         raise SystemExit(f"--iso-listener {spec_text!r}: expected PORT:SPEC[:tpdu]")
     tpdu = len(parts) > 2 and parts[2] == "tpdu"
     return ListenerConfig(
-        host=host, port=int(parts[0]), spec=parts[1], framing=Framing(LengthHeader.BINARY2, tpdu)
+        host=args.host,
+        port=int(parts[0]),
+        spec=parts[1],
+        framing=Framing(LengthHeader.BINARY2, tpdu),
+        require_mac=args.require_mac,
+        zmk=args.zmk,
     )
 
 
@@ -101,8 +116,14 @@ async def serve(args: argparse.Namespace) -> int:
     worker_task = asyncio.create_task(worker.run(stop))
     try:
         configs = [
-            ListenerConfig(host=args.host, port=args.iso_port, spec=args.iso_spec),
-            *(_listener(text, args.host) for text in args.iso_listener),
+            ListenerConfig(
+                host=args.host,
+                port=args.iso_port,
+                spec=args.iso_spec,
+                require_mac=args.require_mac,
+                zmk=args.zmk,
+            ),
+            *(_listener(text, args) for text in args.iso_listener),
         ]
         for cfg in configs:
             listener = await start_iso_server(core, cfg)

@@ -17,6 +17,7 @@ import switch_native
 from switch.atm import AtmClient, financial, mac_ok, parse_balances, reversal, sign
 from switch.core import demo
 from switch.core.service import SwitchCore
+from switch.hsm.client import KeyType
 from switch.iso8583.codec import Codec
 from switch.iso8583.framing import Frame, FrameSplitter, Framing, LengthHeader, frame
 from switch.iso8583.message import Message
@@ -366,3 +367,41 @@ def test_idle_connection_is_closed(state: Path) -> None:
         writer.close()
 
     serve(state, body, ListenerConfig(port=0, idle_timeout=0.3))
+
+
+def test_key_change_0800_101_imports_the_new_tpk_under_the_zmk(state: Path) -> None:
+    async def go() -> None:
+        core = await SwitchCore.open(state)
+        zmk = (await core.hsm.generate_key(KeyType.ZMK)).key_under_lmk
+        listener = await start_iso_server(core, ListenerConfig(port=0, zmk=zmk))
+        no_zmk = await start_iso_server(core, ListenerConfig(port=0))
+        try:
+            c = await client(listener)
+            new = await core.hsm.generate_key(KeyType.TPK, zmk=zmk)
+            assert new.key_under_zmk is not None
+            change = {7: "1129120000", 41: ATM.terminal_id, 70: "101"}
+            bad_kcv = Message(
+                "0800", {**change, 11: "000101", 48: f"TPK:{new.key_under_zmk}:000000"}
+            )
+            assert (await c.request(bad_kcv)).fields[39] == "30"
+            garbled = Message("0800", {**change, 11: "000102", 48: "TPK:nothex:123456"})
+            assert (await c.request(garbled)).fields[39] == "30"
+            good = f"TPK:{new.key_under_zmk}:{new.check_value}"
+            c2 = await client(no_zmk)
+            refused = Message("0800", {**change, 11: "000103", 48: good})
+            assert (await c2.request(refused)).fields[39] == "12"
+            answer = await c.request(Message("0800", {**change, 11: "000104", 48: good}))
+            assert answer.mti == "0810" and answer.fields[39] == "00"
+            term = core.terminal(ATM.terminal_id)
+            assert term is not None
+            assert await core.hsm.key_check_value(KeyType.TPK, term.tpk) == new.check_value
+            # the old test TPK no longer decrypts this ATM's PIN blocks
+            assert (await c.request(withdraw(5_000))).fields[39] == "55"
+            await c.close()
+            await c2.close()
+        finally:
+            await listener.close(grace=1)
+            await no_zmk.close(grace=1)
+            await core.close()
+
+    asyncio.run(asyncio.wait_for(go(), 30))

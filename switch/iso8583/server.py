@@ -68,6 +68,7 @@ class ListenerConfig:
     #: Refuse unsigned messages from terminals that have a TAK. Off by default: a signed
     #: message is always checked, and its answer signed, whatever this says.
     require_mac: bool = False
+    zmk: str = ""  # zone master key under the LMK, for 0800/101 key changes ('' = refused)
 
 
 class IsoListener:
@@ -315,7 +316,7 @@ class _Connection(asyncio.Protocol):
                 )
             return result_to_message(msg, result)
         if mti == "0800":
-            return await handle_network(core, msg)
+            return await handle_network(core, msg, self.listener.config.zmk)
         log.warning("unsupported MTI %s from %s -> 12", mti, self.peer)
         return response_to(msg, ResponseCode.INVALID_TRANSACTION.value)
 
