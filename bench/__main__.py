@@ -13,6 +13,7 @@ BENCHMARKS: list[str] = [
     "bench_codec",
     "bench_grpc",
     "bench_iso",
+    "bench_remote",
 ]
 
 
