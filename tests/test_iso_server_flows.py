@@ -405,3 +405,21 @@ def test_key_change_0800_101_imports_the_new_tpk_under_the_zmk(state: Path) -> N
             await core.close()
 
     asyncio.run(asyncio.wait_for(go(), 30))
+
+
+def test_0100_preauthorization_and_0200_purchase_at_a_pos(state: Path) -> None:
+    async def body(core: SwitchCore, ls: list[IsoListener]) -> None:
+        c = await client(ls[0])
+        pos = demo.TERMINALS[2]
+        fuel = demo.MERCHANTS[1]
+        for mti, amount in (("0100", 300_000), ("0200", 250_000)):
+            msg = financial("000000", CARD.pan, CARD.pin, amount, pos.terminal_id)
+            msg = Message(mti, {**msg.fields, 18: fuel.mcc, 42: fuel.merchant_id.ljust(15)})
+            answer = await c.request(msg)
+            assert answer.mti == mti[:2] + "10"
+            assert answer.fields[39] == "00", answer
+            assert 54 not in answer.fields  # balances only on withdrawals and inquiries
+        assert await available(c) == CARD.balance - 300_000 - 250_000
+        await c.close()
+
+    serve(state, body)
