@@ -14,6 +14,7 @@ import asyncio
 import os
 import select
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -229,7 +230,8 @@ def test_timeout_answers_91_and_the_reversal_is_delivered_later(
             before = await acq.available()
             issuer.pause()
             start = time.monotonic()
-            r = await acq.authorize(withdrawal(700_000))
+            req = withdrawal(700_000)
+            r = await acq.authorize(req)
             took = time.monotonic() - start
             assert r.response_code is RC.ISSUER_UNAVAILABLE, r
             assert 0.9 <= took < 3.0, took  # the configured 1 s time-out, not a hang
@@ -239,11 +241,26 @@ def test_timeout_answers_91_and_the_reversal_is_delivered_later(
             await eventually(lambda: _saf_empty(acq.saf))
             assert acq.remote.reversals_delivered == 1
             assert await acq.available() == before
+            rows = issuer_journal(issuer.state_dir)
+            assert ("cash_withdrawal", "00", 700_000, req.stan) in rows  # it did happen...
+            assert [x[1] for x in rows if x[0] == "reversal"] == ["00"]  # ...and was undone
+            # the acquirer never resent the request: one journal row for its STAN on each side
+            assert len([x for x in rows if x[3] == req.stan]) == 1
         finally:
             issuer.resume()
             await acq.close()
 
     run(go())
+
+
+def issuer_journal(state_dir: Path) -> list[tuple[str, str, int, str]]:
+    """The issuer switch's journal, read while it runs (WAL: committed rows only)."""
+    db = sqlite3.connect(f"file:{state_dir / 'switch.db'}?mode=ro", uri=True)
+    try:
+        sql = "SELECT txn_type, response_code, amount, stan FROM journal ORDER BY txn_id"
+        return [(str(a), str(b), int(c), str(d)) for a, b, c, d in db.execute(sql)]
+    finally:
+        db.close()
 
 
 async def _saf_empty(saf: SafQueue) -> bool:
@@ -256,19 +273,29 @@ def test_reversal_queue_survives_an_acquirer_restart(tmp_path: Path, issuer: Iss
         before = await acq.available()
         issuer.pause()
         try:
-            r = await acq.authorize(withdrawal(900_000))
+            req = withdrawal(900_000)
+            r = await acq.authorize(req)
             assert r.response_code is RC.ISSUER_UNAVAILABLE
             await acq.close()  # the acquirer goes down with the reversal still owed
             reopened = SafQueue(tmp_path / "acq" / "saf.db")
             (entry,) = await reopened.pending("remote-bank")
             assert entry.message.mti == "0420"
-            assert entry.message.text(90)[:4] == "0200"  # field 90: the original 0200
+            assert entry.message.text(90)[:10] == "0200" + req.stan  # names the original
+            if entry.attempts == 0:  # as if the process died just after sending the 0420
+                await reopened.mark_attempt(entry.entry_id)
             reopened.close()
             issuer.resume()
             acq = await Acquirer.open(tmp_path / "acq", issuer.port)
             await eventually(lambda: _saf_empty(acq.saf))
             assert acq.remote.reversals_delivered == 1
             assert await acq.available() == before
+            # on the issuer: the stalled withdrawal was approved once, then reversed once
+            rows = issuer_journal(issuer.state_dir)
+            assert [x for x in rows if x[0] == "cash_withdrawal"] == [
+                ("cash_withdrawal", "00", 900_000, req.stan)
+            ]
+            reversals = [x for x in rows if x[0] == "reversal"]
+            assert len(reversals) == 1 and reversals[0][1] == "00", reversals
         finally:
             issuer.resume()
             await acq.close()

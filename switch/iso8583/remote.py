@@ -387,6 +387,11 @@ class RemoteIssuerClient:
                 return  # the line is down or slow: retry on reconnect / after saf_retry
             except MuxKeyInUseError:
                 continue
+            except Iso8583Error as exc:  # our own row no longer encodes: skip, keep it queued
+                log.error(
+                    "%s: queued reversal %d does not encode: %s", self.name, entry.entry_id, exc
+                )
+                continue
             await self.saf.acknowledge(entry.entry_id)
             self.reversals_delivered += 1
 
