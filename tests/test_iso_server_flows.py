@@ -423,3 +423,18 @@ def test_0100_preauthorization_and_0200_purchase_at_a_pos(state: Path) -> None:
         await c.close()
 
     serve(state, body)
+
+
+def test_back_pressure_pauses_reading_and_still_answers_everything(state: Path) -> None:
+    async def body(core: SwitchCore, ls: list[IsoListener]) -> None:
+        c = await client(ls[0])
+        (conn,) = ls[0].connections
+        rich = demo.CARDS[7]
+        reqs = [financial("310000", rich.pan, rich.pin, 0, ATM.terminal_id) for _ in range(40)]
+        answers = await asyncio.gather(*(c.request(r) for r in reqs))
+        assert all(a.fields[39] == "00" for a in answers)
+        assert conn.pauses > 0  # reading paused at 4 in flight...
+        assert not conn.tasks and not conn._paused  # ...and resumed once the answers drained
+        await c.close()
+
+    serve(state, body, ListenerConfig(port=0, max_in_flight=4))

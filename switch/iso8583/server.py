@@ -122,6 +122,7 @@ class _Connection(asyncio.Protocol):
         "_paused",
         "_write_paused",
         "listener",
+        "pauses",
         "peer",
         "splitter",
         "tasks",
@@ -136,6 +137,7 @@ class _Connection(asyncio.Protocol):
         self.peer = "?"
         self._paused = False
         self._write_paused = False
+        self.pauses = 0  # times reading was paused for back-pressure (a metric)
         self._last_activity = time.monotonic()
         self._idle_handle: asyncio.TimerHandle | None = None
         self._out: list[bytes] = []  # answers of this loop turn, written in one syscall
@@ -196,6 +198,7 @@ class _Connection(asyncio.Protocol):
         if want_pause and not self._paused:
             transport.pause_reading()
             self._paused = True
+            self.pauses += 1
         elif self._paused and not self._write_paused and len(self.tasks) <= limit // 2:
             transport.resume_reading()
             self._paused = False
