@@ -6,6 +6,9 @@ SQLite store live there). Baseline in the same run: the same sales through
 ``SwitchCore.authorize`` in process (no gRPC, no protobuf, no second process). Every sale is
 a full card-not-present authorization: CVV2 verified by the HSM, limits, postings, journal,
 idempotency entry and SMS outbox row committed before the answer. Fresh store copy per run.
+A third line runs the same load against a server whose Sale answers at once: the ceiling of
+grpc.aio itself (Python client and server sharing the machine's cores), so the cost of the
+API layer + core shows as the gap between the last two lines.
 Run: ``python -m bench bench_grpc``. Knobs: ``BENCH_GRPC_SALES``, ``BENCH_GRPC_CONCURRENCY``,
 ``BENCH_GRPC_CHANNELS``, ``BENCH_GRPC_FSYNC`` (1 = durable commits, the default).
 """
