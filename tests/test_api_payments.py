@@ -231,3 +231,43 @@ def test_list_payments_pages_and_time_range(state: Path) -> None:
         assert len(past.payments) == 5
 
     run(state, body)
+
+
+def test_fifty_concurrent_refunds_one_key_one_posting(state: Path) -> None:
+    async def body(h: Harness) -> None:
+        s = await h.client.sale(500_000, CARD.pan, CARD.expiry, CVV2)
+        n = postings(h.core)
+        results = await asyncio.gather(
+            *(h.client.refund(s.payment_id, 1_000, idempotency_key="r") for _ in range(50))
+        )
+        assert {r.payment_id for r in results} == {results[0].payment_id}
+        assert all(r.approved for r in results) and postings(h.core) == n + 1
+        assert (await h.client.get_payment(s.payment_id)).refunded_minor == 1_000
+
+    run(state, body)
+
+
+def test_concurrent_verification_one_key_one_sms(state: Path) -> None:
+    async def body(h: Harness) -> None:
+        answers = await asyncio.gather(
+            *(h.client.start_verification(CARD.pan, 1000, idempotency_key="v") for _ in range(20))
+        )
+        assert all(a == answers[0] for a in answers)
+        assert h.core.store.query("SELECT COUNT(*) FROM alerts")[0][0] == 1
+
+    run(state, body)
+
+
+def test_replay_survives_a_restart(state: Path) -> None:
+    first: list[pb.PaymentResult] = []
+
+    async def before(h: Harness) -> None:
+        first.append(await h.client.sale(42_000, CARD.pan, CARD.expiry, CVV2, idempotency_key="p"))
+
+    async def after(h: Harness) -> None:
+        again = await h.client.sale(42_000, CARD.pan, CARD.expiry, CVV2, idempotency_key="p")
+        assert again.replayed and again.payment_id == first[0].payment_id
+        assert balance(h.core, CARD.account) == CARD.balance - 42_000
+
+    run(state, before)
+    run(state, after)
