@@ -30,7 +30,7 @@ from switch.core.service import SwitchCore
 from switch.hsm.client import KeyType
 from switch.hsm.inprocess import InProcessHsm
 from switch.hsm.lmk import Lmk
-from switch.iso8583.remote import RemoteIssuerClient, RemoteIssuerConfig, attach_remote_issuer
+from switch.iso8583.remote import RemoteIssuerClient, RemoteIssuerConfig, start_remote_issuers
 from switch.iso8583.saf import SafQueue
 from tests import remote_issuer_peer as peer
 
@@ -112,13 +112,13 @@ class Acquirer:
             formed = await ceremony.form_key_from_clear_components(KeyType.ZPK, [clear])
             return formed.key_under_lmk
 
-        saf = SafQueue(state_dir / "saf.db")
         config = RemoteIssuerConfig(
             "remote-bank", "127.0.0.1", port, await zpk_of(zpk_clear), timeout=timeout,
             echo_interval=0.3, saf_retry=0.3, reconnect_max=0.5,
             acquirer_zpks={peer.NETWORK_ACQUIRER: await zpk_of(NETWORK_ZPK_CLEAR)},
         )  # fmt: skip
-        remote = await attach_remote_issuer(core, config, saf)
+        started = await start_remote_issuers(core, [config], state_dir)  # as ``switch run``
+        remote, saf = started.issuers["remote-bank"], started.saf
         assert await remote.client.wait_connected(10), "no sign-on with the issuer"
         return cls(core, remote, saf)
 

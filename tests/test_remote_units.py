@@ -20,6 +20,7 @@ from switch.iso8583.remote import (
     RemoteIssuerConfig,
     acquirer_reversal,
     answer_to_result,
+    load_remote_issuers,
     request_to_message,
     reversal_for,
 )
@@ -104,6 +105,22 @@ def test_config_from_mapping_names_missing_keys() -> None:
     assert c.framing.header.value == "ascii4" and c.timeout == 2.0
     with pytest.raises(ValueError, match=r"remote_issuers\.rb\.zpk"):
         RemoteIssuerConfig.from_mapping("rb", {"host": "h", "port": 9})
+
+
+def test_load_remote_issuers_from_toml(tmp_path: Path) -> None:
+    path = tmp_path / "remote.toml"
+    path.write_text(
+        '[remote_issuers.remote-bank]\nhost = "10.0.0.5"\nport = 8600\nzpk = "U00"\n'
+        'spec = "binary87"\ntimeout = 4.5\n[remote_issuers.remote-bank.acquirer_zpks]\n'
+        '"000077" = "U11"\n'
+    )
+    (c,) = load_remote_issuers(path)
+    assert (c.name, c.host, c.port, c.spec, c.timeout) == ("remote-bank", "10.0.0.5", 8600,
+                                                          "binary87", 4.5)  # fmt: skip
+    assert c.acquirer_zpks == {"000077": "U11"}
+    path.write_text('[remote_issuers.x]\nhost = "h"\nport = 1\n')
+    with pytest.raises(ValueError, match=r"remote_issuers\.x\.zpk"):
+        load_remote_issuers(path)
 
 
 def test_mux_matches_by_stan_and_terminal_out_of_order() -> None:

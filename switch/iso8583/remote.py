@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,10 +44,14 @@ from switch.iso8583.saf import SafQueue
 __all__ = [
     "RemoteIssuerClient",
     "RemoteIssuerConfig",
+    "RemoteIssuers",
     "answer_to_result",
     "attach_remote_issuer",
+    "load_remote_issuers",
+    "open_saf",
     "request_to_message",
     "reversal_for",
+    "start_remote_issuers",
 ]
 
 log = logging.getLogger(__name__)
@@ -394,6 +399,42 @@ class RemoteIssuerClient:
                 continue
             await self.saf.acknowledge(entry.entry_id)
             self.reversals_delivered += 1
+
+
+def load_remote_issuers(path: Path) -> list[RemoteIssuerConfig]:
+    """The ``[remote_issuers.<name>]`` tables of a TOML file (name = the BIN route's
+    destination). Keys: host, port, zpk (under the LMK), and optionally spec, length_header
+    (binary2 | ascii4), tpdu, timeout, echo_interval, saf_retry, reconnect_max and
+    ``acquirer_zpks`` (acquirer id -> ZPK under the LMK). ValueError names a bad key."""
+    with open(path, "rb") as fh:
+        data = tomllib.load(fh)
+    tables = data.get("remote_issuers", {})
+    if not isinstance(tables, dict):
+        raise ValueError("remote_issuers: must be a table of tables")
+    return [RemoteIssuerConfig.from_mapping(name, d) for name, d in tables.items()]
+
+
+@dataclass
+class RemoteIssuers:
+    """Every remote issuer of one switch, sharing its reversal queue."""
+
+    issuers: dict[str, RemoteIssuerClient]
+    saf: SafQueue
+
+    async def close(self) -> None:
+        for issuer in self.issuers.values():
+            await issuer.close()
+        self.saf.close()
+
+
+async def start_remote_issuers(
+    core: Any, configs: list[RemoteIssuerConfig], state_dir: Path
+) -> RemoteIssuers:
+    """Start and register each issuer on ``core`` (a ``SwitchCore``); the reversal queue is
+    ``state_dir/saf.db``. Close the result before closing the core."""
+    saf = open_saf(state_dir)
+    issuers = {c.name: await attach_remote_issuer(core, c, saf) for c in configs}
+    return RemoteIssuers(issuers, saf)
 
 
 async def attach_remote_issuer(
