@@ -24,8 +24,7 @@ from switch.core.service import SwitchCore
 from switch.hsm.client import KeyType
 from switch.hsm.inprocess import InProcessHsm
 from switch.hsm.lmk import Lmk
-from switch.iso8583.remote import RemoteIssuerConfig, attach_remote_issuer
-from switch.iso8583.saf import SafQueue
+from switch.iso8583.remote import RemoteIssuerConfig, attach_remote_issuer, open_saf
 
 N = int(os.environ.get("BENCH_REMOTE_N", "2000"))
 CONCURRENCY = 32
@@ -63,7 +62,7 @@ async def _run(tmp: Path, port: int) -> None:
     zpk = (
         await ceremony.form_key_from_clear_components(KeyType.ZPK, [LINK_ZPK_CLEAR])
     ).key_under_lmk
-    saf = SafQueue(acq / "saf.db")
+    saf = open_saf(acq)
     remote = await attach_remote_issuer(
         core, RemoteIssuerConfig("remote-bank", "127.0.0.1", port, zpk), saf
     )

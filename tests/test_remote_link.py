@@ -30,7 +30,12 @@ from switch.core.service import SwitchCore
 from switch.hsm.client import KeyType
 from switch.hsm.inprocess import InProcessHsm
 from switch.hsm.lmk import Lmk
-from switch.iso8583.remote import RemoteIssuerClient, RemoteIssuerConfig, start_remote_issuers
+from switch.iso8583.remote import (
+    RemoteIssuerClient,
+    RemoteIssuerConfig,
+    open_saf,
+    start_remote_issuers,
+)
 from switch.iso8583.saf import SafQueue
 from tests import remote_issuer_peer as peer
 
@@ -277,7 +282,7 @@ def test_reversal_queue_survives_an_acquirer_restart(tmp_path: Path, issuer: Iss
             r = await acq.authorize(req)
             assert r.response_code is RC.ISSUER_UNAVAILABLE
             await acq.close()  # the acquirer goes down with the reversal still owed
-            reopened = SafQueue(tmp_path / "acq" / "saf.db")
+            reopened = open_saf(tmp_path / "acq")
             (entry,) = await reopened.pending("remote-bank")
             assert entry.message.mti == "0420"
             assert entry.message.text(90)[:10] == "0200" + req.stan  # names the original

@@ -24,9 +24,10 @@ from switch.iso8583.remote import (
     request_to_message,
     reversal_for,
 )
-from switch.iso8583.saf import SafQueue
+from switch.iso8583.saf import SafQueue, SafSealError
 
 PAN = "6270000000000018"
+KEY = bytes(range(32))
 
 
 @pytest.mark.parametrize("spec", ["ascii87", "binary87"])
@@ -143,13 +144,13 @@ def test_mux_matches_by_stan_and_terminal_out_of_order() -> None:
 
 def test_saf_queue_is_durable_and_ordered(tmp_path: Path) -> None:
     async def go() -> None:
-        q = SafQueue(tmp_path / "saf.db")
+        q = SafQueue(tmp_path / "saf.db", KEY)
         first = await q.add("rb", Message("0420", {11: "000001", 52: b"\x00" * 8}))
         await q.add("rb", Message("0420", {11: "000002"}))
         await q.add("other", Message("0420", {11: "000003"}))
         await q.mark_attempt(first)
         q.close()
-        q = SafQueue(tmp_path / "saf.db")  # as after a restart
+        q = SafQueue(tmp_path / "saf.db", KEY)  # as after a restart
         entries = await q.pending("rb")
         assert [e.message.text(11) for e in entries] == ["000001", "000002"]
         assert entries[0].attempts == 1 and entries[1].attempts == 0
@@ -157,6 +158,25 @@ def test_saf_queue_is_durable_and_ordered(tmp_path: Path) -> None:
         await q.acknowledge(first)
         assert await q.count("rb") == 1 and await q.count() == 2
         assert (tmp_path / "saf.db").stat().st_mode & 0o077 == 0
+        q.close()
+
+    asyncio.run(go())
+
+
+def test_saf_rows_show_no_pan_and_refuse_another_key(tmp_path: Path) -> None:
+    async def go() -> None:
+        q = SafQueue(tmp_path / "saf.db", KEY)
+        await q.add("rb", Message("0420", {2: PAN, 11: "000001"}))
+        q.close()
+        raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+        assert PAN.encode() not in raw and PAN.encode().hex().encode() not in raw
+        q = SafQueue(tmp_path / "saf.db", KEY)
+        (entry,) = await q.pending("rb")
+        assert entry.message.text(2) == PAN
+        q.close()
+        q = SafQueue(tmp_path / "saf.db", bytes(32))
+        with pytest.raises(SafSealError):
+            await q.pending("rb")
         q.close()
 
     asyncio.run(go())

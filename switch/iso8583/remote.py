@@ -448,5 +448,8 @@ async def attach_remote_issuer(
 
 
 def open_saf(state_dir: Path) -> SafQueue:
-    """The switch's reversal queue: ``state_dir/saf.db``."""
-    return SafQueue(Path(state_dir) / "saf.db")
+    """The switch's reversal queue: ``state_dir/saf.db``, rows sealed under a key derived
+    from ``state_dir/pan.key`` (created by ``SwitchCore.open``)."""
+    state_dir = Path(state_dir)
+    key = bytes.fromhex((state_dir / "pan.key").read_text().strip())
+    return SafQueue(state_dir / "saf.db", key)

@@ -8,15 +8,19 @@ deleted only once acknowledged.
 
 A small SQLite file of its own (``state_dir/saf.db``, mode 0600) rather than a table in the
 core's store: the queue belongs to the ISO 8583 link, is written only on failures, and must
-not wait behind the core's group commit. Rows hold the reversal's fields (PAN included, no
-PIN block or track data: a reversal carries neither).
+not wait behind the core's group commit. A reversal carries the PAN (no PIN block or track
+data), so each row's fields are sealed: AES-256-CBC + HMAC-SHA256 (encrypt-then-MAC) under
+keys derived from the switch's secret (``state_dir/pan.key``), so the file alone shows no PAN.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import os
+import secrets
 import sqlite3
 import threading
 import time
@@ -24,9 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import switch_native
+
 from switch.iso8583.message import FieldValue, Message
 
-__all__ = ["SafEntry", "SafQueue"]
+__all__ = ["SafEntry", "SafQueue", "SafSealError"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS saf (
@@ -36,7 +42,7 @@ CREATE TABLE IF NOT EXISTS saf (
     attempts INTEGER NOT NULL DEFAULT 0,
     last_attempt REAL,
     mti TEXT NOT NULL,
-    fields TEXT NOT NULL
+    sealed BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS saf_issuer ON saf (issuer, id);
 """
@@ -62,10 +68,39 @@ def _load(text: str) -> dict[int, FieldValue]:
     return {int(k): (bytes.fromhex(v["hex"]) if isinstance(v, dict) else v) for k, v in raw.items()}
 
 
+class SafSealError(ValueError):
+    """A queued row does not authenticate under this switch's key (tampered, other key)."""
+
+
+class _Sealer:
+    """Encrypt-then-MAC of one row; keys derived from the switch secret by HMAC labels."""
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < 16:
+            raise ValueError("saf key: at least 16 bytes")
+        self._enc = hmac.new(secret, b"switch saf encryption", hashlib.sha256).digest()
+        self._mac = hmac.new(secret, b"switch saf authentication", hashlib.sha256).digest()
+
+    def seal(self, plain: bytes) -> bytes:
+        iv = secrets.token_bytes(16)
+        pad = 16 - len(plain) % 16
+        body = iv + switch_native.aes_encrypt_cbc(self._enc, iv, plain + bytes([pad]) * pad)
+        return body + hmac.new(self._mac, body, hashlib.sha256).digest()
+
+    def open(self, sealed: bytes) -> bytes:
+        body, tag = sealed[:-32], sealed[-32:]
+        want = hmac.new(self._mac, body, hashlib.sha256).digest()
+        if len(body) < 32 or not hmac.compare_digest(tag, want):
+            raise SafSealError("saf row: authentication failed")
+        plain = switch_native.aes_decrypt_cbc(self._enc, body[:16], body[16:])
+        return plain[: -plain[-1]]
+
+
 class SafQueue:
     """The durable queue; every method runs its SQLite work off the event loop."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, key: bytes) -> None:
+        self._sealer = _Sealer(key)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
@@ -98,18 +133,24 @@ class SafQueue:
     async def add(self, issuer: str, message: Message) -> int:
         """Queue ``message`` (an 0420) for ``issuer``; returns once durable."""
         return await self._exec(
-            "INSERT INTO saf (issuer, created_at, mti, fields) VALUES (?, ?, ?, ?)",
-            (issuer, time.time(), message.mti, _dump(dict(message.fields))),
+            "INSERT INTO saf (issuer, created_at, mti, sealed) VALUES (?, ?, ?, ?)",
+            (issuer, time.time(), message.mti, self._seal(message)),
         )
 
     async def pending(self, issuer: str, limit: int = 100) -> list[SafEntry]:
         """The oldest unacknowledged reversals for ``issuer``, in the order they were queued."""
         rows = await self._query(
-            "SELECT id, issuer, mti, fields, attempts, created_at FROM saf"
+            "SELECT id, issuer, mti, sealed, attempts, created_at FROM saf"
             " WHERE issuer = ? ORDER BY id LIMIT ?",
             (issuer, limit),
         )
-        return [SafEntry(r[0], r[1], Message(r[2], _load(r[3])), r[4], r[5]) for r in rows]
+        return [SafEntry(r[0], r[1], self._unseal(r[2], r[3]), r[4], r[5]) for r in rows]
+
+    def _seal(self, message: Message) -> bytes:
+        return self._sealer.seal(_dump(dict(message.fields)).encode())
+
+    def _unseal(self, mti: str, sealed: bytes) -> Message:
+        return Message(mti, _load(self._sealer.open(sealed).decode()))
 
     async def count(self, issuer: str | None = None) -> int:
         if issuer is None:
