@@ -23,7 +23,7 @@ import uvloop
 
 from switch.api.server import start_grpc_server
 from switch.config import load_config
-from switch.core.service import SwitchCore
+from switch.core.service import CoreError, SwitchCore
 from switch.hsm.client import HsmClient
 from switch.iso8583.framing import Framing, LengthHeader
 from switch.iso8583.server import IsoListener, ListenerConfig, start_iso_server
@@ -170,4 +170,11 @@ def main(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    return uvloop.run(serve(args))
+    try:
+        return uvloop.run(serve(args))
+    except CoreError as exc:  # e.g. another switch already runs on this state directory
+        print(f"switch run: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # e.g. a port already in use
+        print(f"switch run: cannot start: {exc}", file=sys.stderr)
+        return 1

@@ -75,6 +75,18 @@ def test_quickstart_withdrawal_sms_and_limit(tmp_path: Path) -> None:
         second = _atm("withdraw", "--amount", "46000", "--port", str(port))
         assert second.returncode == 1
         assert "DECLINED (61)" in second.stdout
+        second_switch = subprocess.run(
+            [*SWITCH, "run", "--state-dir", str(state), "--iso-port", str(_free_port())],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert second_switch.returncode == 1
+        assert "switch run:" in second_switch.stderr and "Traceback" not in second_switch.stderr
+        busy_port = subprocess.run(
+            [*SWITCH, "run", "--state-dir", str(tmp_path / "other"), "--iso-port", str(port)],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert busy_port.returncode == 1, busy_port.stderr
+        assert "cannot start" in busy_port.stderr and "Traceback" not in busy_port.stderr
         wrong_pin = _atm("withdraw", "--amount", "1000", "--pin", "0000", "--port", str(port))
         assert "DECLINED (55)" in wrong_pin.stdout
     finally:
