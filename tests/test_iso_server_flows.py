@@ -438,3 +438,27 @@ def test_back_pressure_pauses_reading_and_still_answers_everything(state: Path) 
         await c.close()
 
     serve(state, body, ListenerConfig(port=0, max_in_flight=4))
+
+
+def test_bill_payment_and_transfer_at_the_atm(state: Path) -> None:
+    async def body(core: SwitchCore, ls: list[IsoListener]) -> None:
+        c = await client(ls[0])
+        bill = financial("500000", CARD.pan, CARD.pin, 345_000, ATM.terminal_id)
+        bill.fields[48] = "SONELGAZ/000000000001"
+        assert (await c.request(bill)).fields[39] == "00"
+        paid_again = financial("500000", CARD.pan, CARD.pin, 345_000, ATM.terminal_id)
+        paid_again.fields[48] = "SONELGAZ/000000000001"
+        assert (await c.request(paid_again)).fields[39] != "00"  # a bill is paid once
+        no_ref = financial("500000", CARD.pan, CARD.pin, 345_000, ATM.terminal_id)
+        no_ref.fields[48] = "SONELGAZ"
+        assert (await c.request(no_ref)).fields[39] == "30"
+        transfer = financial("400000", CARD.pan, CARD.pin, 100_000, ATM.terminal_id)
+        transfer.fields[103] = POOR.account
+        assert (await c.request(transfer)).fields[39] == "00"
+        no_dest = financial("400000", CARD.pan, CARD.pin, 100_000, ATM.terminal_id)
+        assert (await c.request(no_dest)).fields[39] == "30"
+        poor = await available(c, POOR)
+        assert poor == POOR.balance + 100_000  # credited to the beneficiary
+        await c.close()
+
+    serve(state, body)
