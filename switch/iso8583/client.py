@@ -164,7 +164,7 @@ class IsoClient:
                     self.on_connected()
                 await self._echo_until_down(writer, reading)
             except (OSError, TimeoutError, ConnectionDownError, Iso8583Error) as exc:
-                log.warning("%s: line down (%s)", self.name, exc or type(exc).__name__)
+                log.warning("%s: line down (%s)", self.name, str(exc) or type(exc).__name__)
             finally:
                 reading.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
