@@ -15,9 +15,10 @@ import pytest
 import switch_native
 
 from switch.atm import AtmClient, financial, mac_ok, parse_balances, reversal, sign
-from switch.core import demo
+from switch.core import demo, testing
 from switch.core.service import SwitchCore
 from switch.hsm.client import KeyType
+from switch.iso8583 import tlv
 from switch.iso8583.codec import Codec
 from switch.iso8583.framing import Frame, FrameSplitter, Framing, LengthHeader, frame
 from switch.iso8583.message import Message
@@ -459,6 +460,28 @@ def test_bill_payment_and_transfer_at_the_atm(state: Path) -> None:
         assert (await c.request(no_dest)).fields[39] == "30"
         poor = await available(c, POOR)
         assert poor == POOR.balance + 100_000  # credited to the beneficiary
+        await c.close()
+
+    serve(state, body)
+
+
+def test_emv_arqc_in_field_55_gets_the_arpc_in_tag_91(state: Path) -> None:
+    async def body(core: SwitchCore, ls: list[IsoListener]) -> None:
+        c = await client(ls[0])
+        req = withdraw(5_000)
+        req.fields[55] = testing.emv_request_data(CARD.pan, 500_000)
+        req.fields[22] = "051"  # chip
+        answer = await c.request(req)
+        assert answer.fields[39] == "00"
+        script = tlv.to_dict(answer.binary(55))
+        arpc = testing.expected_arpc(CARD.pan, req.binary(55), b"00")
+        assert script[0x91] == arpc + b"00"  # ARPC (method 1) + ARC
+        # a tampered cryptogram is not approved
+        bad = withdraw(5_000)
+        emv = bytearray(testing.emv_request_data(CARD.pan, 500_000, atc=2))
+        emv[-1] ^= 0xFF
+        bad.fields[55] = bytes(emv)
+        assert (await c.request(bad)).fields[39] != "00"
         await c.close()
 
     serve(state, body)
