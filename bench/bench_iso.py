@@ -7,7 +7,9 @@ withdrawals a day; the load is spread over enough cards instead of weakening the
 The generator runs in its own process: several TCP connections, many 0200s in flight on each,
 frames encoded before the clock starts, answers matched by STAN. It reports approved
 withdrawals/s with p50/p99/p99.9 latency. The baseline, measured in the same run on a copy of
-the same state, is ``SwitchCore.authorize`` called in process (no network, no codec).
+the same state, is ``SwitchCore.authorize`` called in process (no network, no codec). A third
+line runs the same load against a listener whose core answers at once: the ISO layer's own
+cost (codec, mapping, framing, tasks, TCP), so the two others can be told apart.
 
 Run: ``python -m bench bench_iso``. Knobs: ``BENCH_ISO_TXNS`` (default 20000),
 ``BENCH_ISO_CONNS`` (8), ``BENCH_ISO_DEPTH`` (16 in flight per connection; deeper
@@ -28,16 +30,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import cast
 
 import switch_native
 
 from bench.bench_core import PIN, TPK, add_cards, bench_pans
 from switch.core.demo import ACQUIRER_ID
-from switch.core.model import AuthRequest, Channel, TxnType
+from switch.core.model import AuthRequest, AuthResult, Channel, ResponseCode, TxnType
 from switch.core.service import SwitchCore
 from switch.iso8583.codec import Codec
 from switch.iso8583.framing import FrameSplitter, frame
 from switch.iso8583.message import Message
+from switch.iso8583.server import ListenerConfig, start_iso_server
 
 N_TXNS = int(os.environ.get("BENCH_ISO_TXNS", "20000"))
 CONNS = int(os.environ.get("BENCH_ISO_CONNS", "8"))
@@ -211,6 +215,33 @@ async def _baseline(state: Path, pans: list[str], n: int, concurrency: int) -> t
     return approved / elapsed, approved
 
 
+class _InstantCore:
+    """Answers every request at once: isolates the ISO layer's own cost (codec, mapping,
+    framing, tasks, TCP) from the core's -- for the third line of the report only."""
+
+    hsm = None
+
+    def terminal(self, terminal_id: str) -> None:
+        return None
+
+    async def authorize(self, req: AuthRequest) -> AuthResult:
+        await asyncio.sleep(0)
+        return AuthResult(ResponseCode.APPROVED, "approved", "123456", "t", 100, 100, 12)
+
+
+async def _iso_layer_only(n: int, cards: int) -> tuple[dict[str, object], float]:
+    listener = await start_iso_server(cast(SwitchCore, _InstantCore()), ListenerConfig(port=0))
+    c0 = time.process_time()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.bench_iso", "--generate", str(listener.port), str(n),
+        str(CONNS), str(DEPTH), str(cards), stdout=subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    cpu = time.process_time() - c0
+    await listener.close()
+    return json.loads(out), cpu
+
+
 def _start_switch(state: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "switch.cli", "run", "--state-dir", str(state)]
     cmd += ["--iso-port", str(port), "--grpc-port", str(_free_port()), "--log-level", "WARNING"]
@@ -283,6 +314,12 @@ def main() -> None:
         )
         if r["approved"] != r["requests"]:
             print(f"  response codes: {r['codes']}")
+        only, cpu = uvloop.run(_iso_layer_only(N_TXNS, n_cards))
+        elapsed = float(cast(float, only["elapsed"]))
+        print(
+            f"  ISO layer alone (core answering at once):  {N_TXNS / elapsed:>9,.0f} answers/s, "
+            f"{cpu / N_TXNS * 1e6:.0f} us CPU per request in the listener process"
+        )
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
