@@ -3,8 +3,9 @@
 Run: ``python -m bench bench_remote``.
 
 The remote path adds: a CA PIN translation in the acquirer's HSM, encode + TCP round trip on
-the persistent connection (MUX), the issuer switch's own full authorization (its PIN check and
-durable journal, in another process), and decoding the answer. Concurrency 32 in flight.
+the persistent connection (MUX), the issuer switch's own full authorization (``switch run``
+in another process: its PIN check and durable journal), and decoding the answer.
+Concurrency 32 in flight.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +27,6 @@ from switch.iso8583.remote import RemoteIssuerConfig, attach_remote_issuer, open
 
 N = int(os.environ.get("BENCH_REMOTE_N", "2000"))
 CONCURRENCY = 32
-ROOT = Path(__file__).resolve().parent.parent
 ISSUER_PAN = "6270000000000018"  # tests.remote_issuer_peer's card, PIN 1234
 LINK_ZPK_CLEAR = "0123456789ABCDEF0123456789ABCDEF"
 
@@ -86,20 +84,13 @@ async def _run(tmp: Path, port: int) -> None:
 
 
 def main() -> None:
+    from tests.remote_issuer_peer import start_issuer_switch
+
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.remote_issuer_peer", str(tmp / "issuer"), "0"],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        proc, port = start_issuer_switch(tmp / "issuer")
         try:
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            if not line.startswith("PORT "):
-                raise RuntimeError(f"bench: issuer did not start: {line!r}")
-            asyncio.run(_run(tmp, int(line.split()[1])))
+            asyncio.run(_run(tmp, port))
         finally:
             proc.terminate()
             proc.wait(10)

@@ -1,10 +1,11 @@
-"""A second switch acting as the remote issuer of BIN 627000, in its own process.
+"""A second switch acting as the remote issuer of BIN 627000: ``switch run`` in its own process.
 
-``python -m tests.remote_issuer_peer STATE_DIR PORT`` seeds STATE_DIR on first start with the
-issuer's own small data set (BIN 627000 on-us, card 6270000000000018 / PIN 1234, and the
-interchange link's PIN key), opens ``SwitchCore`` on it and serves the real ISO 8583 listener
-(``switch.iso8583.server``) on PORT (0 = any free port), printing ``PORT <n>`` once ready.
-SIGTERM stops it cleanly; the tests SIGSTOP/SIGCONT it to play an issuer that stops answering.
+:func:`start_issuer_switch` seeds a state directory on first start with the issuer's own
+small data set (BIN 627000 on-us, card 6270000000000018 / PIN 1234, and the interchange
+link's PIN key) through the store's public API -- ``SwitchCore.open`` seeds the demo set only
+into an *empty* store, so the real defaults stay untouched -- then runs ``switch run`` on it
+(real ISO 8583 listener, core, SMS worker, gRPC) on free ports. SIGTERM stops it cleanly;
+the tests SIGSTOP/SIGCONT it to play an issuer that stops answering.
 
 How the link's PIN key is known to this issuer's core: the core verifies PIN blocks under the
 *terminal's* key (DC), keyed by field 41, and has no per-acquirer ZPK yet. So the acquirer's
@@ -18,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import signal
+import re
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 from switch.core.domain import ONUS, Account, AccountKind, BinRoute, Card, CardStatus, Terminal
@@ -82,22 +85,29 @@ async def seed(state_dir: Path) -> None:
         await store.close()
 
 
-async def serve(state_dir: Path, port: int) -> None:
-    from switch.core.service import SwitchCore
-    from switch.iso8583.server import ListenerConfig, start_iso_server
-
+def start_issuer_switch(state_dir: Path, iso_port: int = 0) -> tuple[subprocess.Popen[bytes], int]:
+    """Seed ``state_dir`` (first time) and start ``switch run`` on it as the issuer process;
+    returns the process and its ISO 8583 port once it says ready. Its console (SMS alerts
+    included) goes to ``state_dir/console.log`` so no pipe can fill up and stall it."""
     if not (state_dir / "switch.db").exists():
-        await seed(state_dir)
-    core = await SwitchCore.open(state_dir, seed_demo=False)
-    listener = await start_iso_server(core, ListenerConfig(port=port))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    print(f"PORT {listener.port}", flush=True)
-    await stop.wait()
-    await listener.close(grace=1.0)
-    await core.close()
-
-
-if __name__ == "__main__":
-    asyncio.run(serve(Path(sys.argv[1]), int(sys.argv[2])))
+        asyncio.run(seed(state_dir))
+    log = state_dir / "console.log"
+    offset = log.stat().st_size if log.exists() else 0
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "switch.cli", "run", "--state-dir", str(state_dir),
+             "--iso-port", str(iso_port), "--grpc-port", "0", "--log-level", "warning"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        text = log.read_bytes()[offset:].decode(errors="replace")
+        if "switch ready" in text:
+            found = re.search(r"ISO 8583 acquirer listener on [\d.]+:(\d+)", text)
+            if found:
+                return proc, int(found.group(1))
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"issuer switch did not start: {log.read_bytes()[offset:][-2000:]!r}")

@@ -1,6 +1,6 @@
 """Remote issuer routing end to end: this switch (the acquirer, demo data) forwards BIN
-627000 over ISO 8583 to a SECOND switch running in its own process as the issuer
-(``tests.remote_issuer_peer``: ``SwitchCore`` + the real ``switch.iso8583.server`` listener).
+627000 over ISO 8583 to a SECOND switch, ``switch run`` in its own process with its own
+state directory and data set (``tests.remote_issuer_peer``), as the issuer.
 
 Covers approvals and declines across the link, PIN translation (the issuer verifies under its
 own key), 91 + store-and-forward 0420 on time-out (issuer SIGSTOPped), the queue surviving an
@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import select
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
@@ -46,27 +44,16 @@ NETWORK_ZPK_CLEAR = "1C1C1C1C1C1C1C1C2A2A2A2A2A2A2A2A"  # zone key of another ac
 
 
 class IssuerProcess:
-    """The issuer switch as a subprocess: start (on a port), pause, resume, stop."""
+    """The issuer switch (``switch run``) as a subprocess: start (on a port), pause, resume,
+    stop."""
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
-        self.proc: subprocess.Popen[str] | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
 
     def start(self, port: int = 0) -> int:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.remote_issuer_peer", str(self.state_dir), str(port)],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], 30)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line.startswith("PORT "):
-            self.proc.kill()
-            raise RuntimeError(f"issuer did not start: {line!r}")
-        self.port = int(line.split()[1])
+        self.proc, self.port = peer.start_issuer_switch(self.state_dir, port)
         return self.port
 
     def pause(self) -> None:
