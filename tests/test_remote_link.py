@@ -92,6 +92,7 @@ class Acquirer:
         self.core = core
         self.remote = remote
         self.saf = saf
+        self.closed = False
 
     @classmethod
     async def open(
@@ -115,6 +116,9 @@ class Acquirer:
         return cls(core, remote, saf)
 
     async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         await self.remote.close()
         await self.core.close()
         self.saf.close()
