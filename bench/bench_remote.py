@@ -88,9 +88,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        proc, port = start_issuer_switch(tmp / "issuer")
+        proc, ports = start_issuer_switch(tmp / "issuer")
         try:
-            asyncio.run(_run(tmp, port))
+            asyncio.run(_run(tmp, ports[0]))
         finally:
             proc.terminate()
             proc.wait(10)

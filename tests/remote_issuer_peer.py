@@ -85,9 +85,12 @@ async def seed(state_dir: Path) -> None:
         await store.close()
 
 
-def start_issuer_switch(state_dir: Path, iso_port: int = 0) -> tuple[subprocess.Popen[bytes], int]:
+def start_issuer_switch(
+    state_dir: Path, iso_port: int = 0, extra_listeners: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen[bytes], list[int]]:
     """Seed ``state_dir`` (first time) and start ``switch run`` on it as the issuer process;
-    returns the process and its ISO 8583 port once it says ready. Its console (SMS alerts
+    returns the process and its ISO 8583 ports (main listener first, then each of
+    ``extra_listeners``, e.g. ``"0:binary87"``) once it says ready. Its console (SMS alerts
     included) goes to ``state_dir/console.log`` so no pipe can fill up and stall it."""
     if not (state_dir / "switch.db").exists():
         asyncio.run(seed(state_dir))
@@ -96,16 +99,17 @@ def start_issuer_switch(state_dir: Path, iso_port: int = 0) -> tuple[subprocess.
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "switch.cli", "run", "--state-dir", str(state_dir),
-             "--iso-port", str(iso_port), "--grpc-port", "0", "--log-level", "warning"],
+             "--iso-port", str(iso_port), "--grpc-port", "0", "--log-level", "warning",
+             *(arg for e in extra_listeners for arg in ("--iso-listener", e))],
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         text = log.read_bytes()[offset:].decode(errors="replace")
         if "switch ready" in text:
-            found = re.search(r"ISO 8583 acquirer listener on [\d.]+:(\d+)", text)
-            if found:
-                return proc, int(found.group(1))
+            found = re.findall(r"ISO 8583 acquirer listener on [\d.]+:(\d+)", text)
+            if len(found) == 1 + len(extra_listeners):
+                return proc, [int(p) for p in found]
         if proc.poll() is not None:
             break
         time.sleep(0.05)

@@ -51,9 +51,11 @@ class IssuerProcess:
         self.state_dir = state_dir
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
+        self.binary87_port = 0
 
     def start(self, port: int = 0) -> int:
-        self.proc, self.port = peer.start_issuer_switch(self.state_dir, port)
+        self.proc, ports = peer.start_issuer_switch(self.state_dir, port, ("0:binary87",))
+        self.port, self.binary87_port = ports
         return self.port
 
     def pause(self) -> None:
@@ -96,7 +98,12 @@ class Acquirer:
 
     @classmethod
     async def open(
-        cls, state_dir: Path, port: int, zpk_clear: str = peer.LINK_ZPK_CLEAR, timeout: float = 1.0
+        cls,
+        state_dir: Path,
+        port: int,
+        zpk_clear: str = peer.LINK_ZPK_CLEAR,
+        timeout: float = 1.0,
+        spec: str = "ascii87",
     ) -> Acquirer:
         core = await SwitchCore.open(state_dir, durable=False)
         ceremony = InProcessHsm(Lmk.load_or_create(state_dir / "lmk.json"), authorised=True)
@@ -106,7 +113,7 @@ class Acquirer:
             return formed.key_under_lmk
 
         config = RemoteIssuerConfig(
-            "remote-bank", "127.0.0.1", port, await zpk_of(zpk_clear), timeout=timeout,
+            "remote-bank", "127.0.0.1", port, await zpk_of(zpk_clear), spec=spec, timeout=timeout,
             echo_interval=0.3, saf_retry=0.3, reconnect_max=0.5,
             acquirer_zpks={peer.NETWORK_ACQUIRER: await zpk_of(NETWORK_ZPK_CLEAR)},
         )  # fmt: skip
@@ -169,6 +176,21 @@ def test_approvals_and_declines_across_the_link(tmp_path: Path, issuer: IssuerPr
             # a remote decline is the acquirer's journal entry too, with the issuer's code
             row = await acq.core.store.journal_entry(bad_pin.transaction_id or "")
             assert row is not None and row.response_code == "55"
+        finally:
+            await acq.close()
+
+    run(go())
+
+
+def test_binary87_link(tmp_path: Path, issuer: IssuerProcess) -> None:
+    """The issuer's spec is per link: the same flow over its binary87 listener."""
+
+    async def go() -> None:
+        acq = await Acquirer.open(tmp_path / "acq", issuer.binary87_port, spec="binary87")
+        try:
+            before = await acq.available()
+            assert (await acq.authorize(withdrawal(200_000))).response_code is RC.APPROVED
+            assert await acq.available() == before - 200_000 - 3_500
         finally:
             await acq.close()
 

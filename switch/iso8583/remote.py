@@ -92,16 +92,22 @@ class RemoteIssuerConfig:
     pin_block_format: str = "01"  # format of the PIN block sent to the issuer (ISO 0)
     acquirer_zpks: Mapping[str, str] = field(default_factory=dict)  # acquirer id -> ZPK
 
+    def __post_init__(self) -> None:
+        if self.framing.tpdu:
+            raise ValueError(f"remote_issuers.{self.name}.tpdu: not supported on an issuer link")
+        if self.timeout <= 0:
+            raise ValueError(f"remote_issuers.{self.name}.timeout: must be positive")
+
     @classmethod
     def from_mapping(cls, name: str, d: Mapping[str, Any]) -> RemoteIssuerConfig:
         """From a config table (``[remote_issuers.<name>]``); ValueError names a bad key."""
         for key in ("host", "port", "zpk"):
             if key not in d:
                 raise ValueError(f"remote_issuers.{name}.{key}: required")
+        if d.get("tpdu"):
+            raise ValueError(f"remote_issuers.{name}.tpdu: not supported on an issuer link")
         try:
-            framing = Framing(
-                LengthHeader(d.get("length_header", "binary2")), bool(d.get("tpdu", False))
-            )
+            framing = Framing(LengthHeader(d.get("length_header", "binary2")))
         except ValueError as exc:
             raise ValueError(f"remote_issuers.{name}.length_header: {exc}") from None
         return cls(
@@ -404,7 +410,7 @@ class RemoteIssuerClient:
 def load_remote_issuers(path: Path) -> list[RemoteIssuerConfig]:
     """The ``[remote_issuers.<name>]`` tables of a TOML file (name = the BIN route's
     destination). Keys: host, port, zpk (under the LMK), and optionally spec, length_header
-    (binary2 | ascii4), tpdu, timeout, echo_interval, saf_retry, reconnect_max and
+    (binary2 | ascii4), timeout, echo_interval, saf_retry, reconnect_max and
     ``acquirer_zpks`` (acquirer id -> ZPK under the LMK). ValueError names a bad key."""
     with open(path, "rb") as fh:
         data = tomllib.load(fh)
