@@ -26,6 +26,7 @@ from switch.config import load_config
 from switch.core.service import CoreError, SwitchCore
 from switch.hsm.client import HsmClient
 from switch.iso8583.framing import Framing, LengthHeader
+from switch.iso8583.remote import RemoteIssuers, load_remote_issuers, start_remote_issuers
 from switch.iso8583.server import IsoListener, ListenerConfig, start_iso_server
 from switch.notify.factory import transport_from_url
 from switch.notify.worker import AlertWorker
@@ -68,6 +69,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--config", type=Path, default=None, help="card products TOML")
     parser.add_argument(
+        "--remote-issuers",
+        type=Path,
+        default=None,
+        metavar="TOML",
+        help="[remote_issuers.<name>] tables: ISO 8583 links to other issuers (BIN routes)",
+    )
+    parser.add_argument(
         "--no-fsync", action="store_true", help="do not fsync commits (benchmarks only)"
     )
     parser.add_argument("--log-level", default="INFO")
@@ -103,7 +111,9 @@ async def serve(args: argparse.Namespace) -> int:
     state_dir: Path = args.state_dir
     hsm = _hsm_client(args.hsm)
     config = load_config(args.config) if args.config else None
+    remote_configs = load_remote_issuers(args.remote_issuers) if args.remote_issuers else []
     core = await SwitchCore.open(state_dir, hsm=hsm, durable=not args.no_fsync, config=config)
+    remotes: RemoteIssuers | None = None
     listeners: list[IsoListener] = []
     grpc_server: grpc.aio.Server | None = None
     stop = asyncio.Event()
@@ -115,6 +125,8 @@ async def serve(args: argparse.Namespace) -> int:
     )
     worker_task = asyncio.create_task(worker.run(stop))
     try:
+        if remote_configs:
+            remotes = await start_remote_issuers(core, remote_configs, state_dir)
         configs = [
             ListenerConfig(
                 host=args.host,
@@ -144,6 +156,8 @@ async def serve(args: argparse.Namespace) -> int:
         print(
             "SMS alerts: " + (os.environ.get("SWITCH_SMS") or "console (printed here)"), flush=True
         )
+        for rc in remote_configs:
+            print(f"remote issuer {rc.name}: ISO 8583 link to {rc.host}:{rc.port}", flush=True)
         grpc_server = await start_grpc_server(core, args.host, args.grpc_port)
         print(f"gRPC merchant API on {args.host}:{args.grpc_port}", flush=True)
         print("switch ready -- Ctrl-C to stop", flush=True)
@@ -157,6 +171,8 @@ async def serve(args: argparse.Namespace) -> int:
         stop.set()
         await worker_task
         worker.close()
+        if remotes is not None:
+            await remotes.close()
         await core.close()
         if hsm is not None:
             await hsm.close()
@@ -173,6 +189,9 @@ def main(args: argparse.Namespace) -> int:
     try:
         return uvloop.run(serve(args))
     except CoreError as exc:  # e.g. another switch already runs on this state directory
+        print(f"switch run: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:  # a bad --remote-issuers file (the message names the key)
         print(f"switch run: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:  # e.g. a port already in use

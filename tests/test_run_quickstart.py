@@ -22,11 +22,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start(state: Path, iso: int, out: Path, grpc: int = 0) -> subprocess.Popen[bytes]:
+def _start(
+    state: Path, iso: int, out: Path, grpc: int = 0, extra: list[str] | None = None
+) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("SWITCH_SMS", None)
     cmd = [*SWITCH, "run", "--state-dir", str(state), "--iso-port", str(iso)]
-    cmd += ["--grpc-port", str(grpc or _free_port())]
+    cmd += ["--grpc-port", str(grpc or _free_port()), *(extra or [])]
     proc = subprocess.Popen(cmd, stdout=out.open("wb"), stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 30
     while "switch ready" not in out.read_text(errors="replace"):
