@@ -138,6 +138,14 @@ def test_mux_matches_by_stan_and_terminal_out_of_order() -> None:
         assert (await fa)[39] == "00" and (await fb)[39] == "51"
         assert not mux.resolve(Message("0210", {11: "000001", 41: "T1"}))  # late duplicate
         assert len(mux) == 0
+        # the same STAN and terminal id from two acquirers (field 32) are two requests
+        c = Message("0200", {11: "000009", 41: "T1", 32: "628058"})
+        d = Message("0200", {11: "000009", 41: "T1", 32: "000099"})
+        fc, fd = mux.expect(c), mux.expect(d)
+        assert mux.resolve(Message("0210", {11: "000009", 41: "T1", 32: "000099", 39: "05"}))
+        assert not fc.done() and (await fd)[39] == "05"
+        mux.forget(c, fc)
+        assert fc.cancelled() and len(mux) == 0
 
     asyncio.run(go())
 

@@ -1,8 +1,9 @@
 """Match answers from a remote host to the requests waiting for them (the MUX).
 
 Many requests to one remote issuer are in flight on a single connection, and the host
-answers in whatever order it finishes. Each request is keyed by its STAN (field 11) and
-terminal id (field 41, when present): the pair an issuer always echoes back. A key already
+answers in whatever order it finishes. Each request is keyed by its STAN (field 11), terminal
+id (41) and acquirer id (32), when present: the fields an issuer echoes back (the STAN is the
+acquirer's, passed through, so it is unique only per acquirer and terminal). A key already
 in flight is refused rather than silently overwritten, so two callers can never receive
 each other's answer.
 """
@@ -15,7 +16,7 @@ from switch.iso8583.message import Message
 
 __all__ = ["Mux", "MuxKeyInUseError", "mux_key"]
 
-MuxKey = tuple[str, str]
+MuxKey = tuple[str, str, str]
 
 
 class MuxKeyInUseError(ValueError):
@@ -23,12 +24,18 @@ class MuxKeyInUseError(ValueError):
 
 
 def mux_key(msg: Message) -> MuxKey:
-    """(STAN, terminal id) of a request or of its answer; raises KeyError without a STAN."""
+    """(STAN, terminal id, acquirer id) of a request or of its answer (41 and 32 are ''
+    when absent); raises KeyError without a STAN."""
     stan = msg.get(11)
     if not isinstance(stan, str) or not stan:
         raise KeyError("field 11: STAN missing")
     term = msg.get(41)
-    return stan, term.strip() if isinstance(term, str) else ""
+    acquirer = msg.get(32)
+    return (
+        stan,
+        term.strip() if isinstance(term, str) else "",
+        acquirer if isinstance(acquirer, str) else "",
+    )
 
 
 class Mux:
