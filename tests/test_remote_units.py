@@ -108,6 +108,13 @@ def test_config_from_mapping_names_missing_keys() -> None:
         RemoteIssuerConfig.from_mapping("rb", {"host": "h", "port": 9})
 
 
+@pytest.mark.parametrize(("key", "value"), [("port", [8583]), ("port", "x"), ("timeout", None)])
+def test_config_from_mapping_names_a_bad_number(key: str, value: object) -> None:
+    table: dict[str, object] = {"host": "h", "port": 9, "zpk": "U" + "0" * 32, key: value}
+    with pytest.raises(ValueError, match=rf"remote_issuers\.rb\.{key}: .* is not a"):
+        RemoteIssuerConfig.from_mapping("rb", table)
+
+
 def test_load_remote_issuers_from_toml(tmp_path: Path) -> None:
     path = tmp_path / "remote.toml"
     path.write_text(

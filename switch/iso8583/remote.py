@@ -110,17 +110,27 @@ class RemoteIssuerConfig:
             framing = Framing(LengthHeader(d.get("length_header", "binary2")))
         except ValueError as exc:
             raise ValueError(f"remote_issuers.{name}.length_header: {exc}") from None
+
+        def number(key: str, default: float | None, kind: type[int] | type[float]) -> Any:
+            value = d.get(key, default)
+            try:
+                return kind(value)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"remote_issuers.{name}.{key}: {value!r} is not a {kind.__name__}"
+                ) from None
+
         return cls(
             name,
             str(d["host"]),
-            int(d["port"]),
+            number("port", None, int),
             str(d["zpk"]),
             spec=str(d.get("spec", "ascii87")),
             framing=framing,
-            timeout=float(d.get("timeout", 5.0)),
-            echo_interval=float(d.get("echo_interval", 30.0)),
-            saf_retry=float(d.get("saf_retry", 5.0)),
-            reconnect_max=float(d.get("reconnect_max", 10.0)),
+            timeout=number("timeout", 5.0, float),
+            echo_interval=number("echo_interval", 30.0, float),
+            saf_retry=number("saf_retry", 5.0, float),
+            reconnect_max=number("reconnect_max", 10.0, float),
             acquirer_zpks=dict(d.get("acquirer_zpks", {})),
         )
 
