@@ -159,7 +159,7 @@ async def serve(args: argparse.Namespace) -> int:
         for rc in remote_configs:
             print(f"remote issuer {rc.name}: ISO 8583 link to {rc.host}:{rc.port}", flush=True)
         grpc_server = await start_grpc_server(core, args.host, args.grpc_port)
-        print(f"gRPC merchant API on {args.host}:{args.grpc_port}", flush=True)
+        print(f"gRPC merchant API on {args.host}:{grpc_server.bound_port}", flush=True)
         print("switch ready -- Ctrl-C to stop", flush=True)
         await stop.wait()
         print("switch: stopping", flush=True)
