@@ -4,53 +4,22 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from pathlib import Path
 
 import grpc
 import pytest
 
-from switch.api.testing import Harness, serve_api
+from switch.api.testing import Harness
+from switch.api.testing import run_with_api as run
 from switch.core import demo
 from switch.core.service import SwitchCore
 from switch.gen.switch.v1 import merchant_pb2 as mpb
 from switch.gen.switch.v1 import types_pb2 as pb
 
-Body = Callable[[Harness], Awaitable[None]]
 CARD = demo.CARDS[0]
 POOR = demo.CARDS[1]
 CVV2 = demo.cvv2(CARD.pan, CARD.expiry)
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("api-template")
-
-    async def seed() -> None:
-        await (await SwitchCore.open(path, durable=False)).close()
-
-    asyncio.run(seed())
-    return path
-
-
-@pytest.fixture
-def state(template: Path, tmp_path: Path) -> Path:
-    s = tmp_path / "state"
-    shutil.copytree(template, s)
-    return s
-
-
-def run(state: Path, body: Body) -> None:
-    async def go() -> None:
-        core = await SwitchCore.open(state, durable=False)
-        try:
-            async with serve_api(core) as h:
-                await asyncio.wait_for(body(h), 30)
-        finally:
-            await core.close()
-
-    asyncio.run(go())
 
 
 def postings(core: SwitchCore) -> int:

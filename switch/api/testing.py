@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 
@@ -41,3 +43,23 @@ async def serve_api(core: SwitchCore) -> AsyncIterator[Harness]:
         await client.close()
         await other.close()
         await server.stop(None)
+
+
+def run_with_api(
+    state: Path, body: Callable[[Harness], Awaitable[None]], timeout: float = 30.0
+) -> None:
+    """Open the core on ``state`` (no fsync), serve the API beside it, run ``body`` against it.
+
+    The API tests each run one scenario against a fresh copy of a seeded state directory;
+    this is that scenario's whole lifetime, closed whatever ``body`` does.
+    """
+
+    async def go() -> None:
+        core = await SwitchCore.open(state, durable=False)
+        try:
+            async with serve_api(core) as h:
+                await asyncio.wait_for(body(h), timeout)
+        finally:
+            await core.close()
+
+    asyncio.run(go())
