@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -213,7 +213,7 @@ class CrashingOutbox:
     def claim_due_alerts(self, now: float, limit: int) -> list[Alert]:
         return self.store.claim_due_alerts(now, limit)
 
-    def mark_alert_sent(self, alert_id: int, carrier_id: str, now: float) -> None:
+    def mark_alerts_sent(self, sent: Sequence[tuple[int, str]], now: float) -> None:
         raise CrashAfterSend
 
     def mark_alert_failed(
@@ -383,7 +383,7 @@ class BrokenOutbox:
         self.claims += 1
         raise OSError("disk I/O error")
 
-    def mark_alert_sent(self, alert_id: int, carrier_id: str, now: float) -> None:
+    def mark_alerts_sent(self, sent: Sequence[tuple[int, str]], now: float) -> None:
         raise AssertionError("never reached")
 
     def mark_alert_failed(

@@ -83,7 +83,7 @@ def test_alert_outbox_claim_sent_failed(tmp_path: Path) -> None:
         await s.commit(ch)
         due = s.claim_due_alerts(now=11.5, limit=10)
         assert [a.text for a in due] == ["text 0", "text 1"]
-        s.mark_alert_sent(due[0].alert_id, "carrier-1", 12.0)
+        s.mark_alerts_sent([(due[0].alert_id, "carrier-1")], 12.0)
         s.mark_alert_failed(due[1].alert_id, "timeout", next_attempt_at=100.0, give_up=False)
         assert [a.text for a in s.claim_due_alerts(now=50.0, limit=10)] == ["text 2"]
         again = s.claim_due_alerts(now=100.0, limit=10)

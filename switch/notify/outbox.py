@@ -7,6 +7,7 @@ worker claims due rows, sends them and marks them. The store implements ``AlertO
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,7 +25,10 @@ class AlertOutbox(Protocol):
         """Pending alerts whose next attempt time is due, oldest first."""
         ...
 
-    def mark_alert_sent(self, alert_id: int, carrier_id: str, now: float) -> None: ...
+    def mark_alerts_sent(self, sent: Sequence[tuple[int, str]], now: float) -> None:
+        """Mark ``(alert_id, carrier_id)`` pairs sent, all in one transaction: the worker
+        marks a whole batch at once (one commit, not one fsync per SMS)."""
+        ...
 
     def mark_alert_failed(
         self, alert_id: int, error: str, next_attempt_at: float, give_up: bool

@@ -22,6 +22,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from importlib import resources
@@ -616,13 +617,17 @@ class SqliteStore:
         return out
 
     def _admin_tx(self, sql: str, args: tuple[object, ...]) -> None:
+        self._admin_tx_many(sql, [args])
+
+    def _admin_tx_many(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
+        """One statement over ``rows`` in one transaction on the admin connection."""
         conn = self._adminc
         if conn is None:
             raise StoreError("store is not open")
         with self._admin_lock:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute(sql, args)
+                conn.executemany(sql, rows)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -633,11 +638,13 @@ class SqliteStore:
             "UPDATE terminals SET tpk = ?, tak = ? WHERE terminal_id = ?", (tpk, tak, terminal_id)
         )
 
-    def mark_alert_sent(self, alert_id: int, carrier_id: str, now: float) -> None:
-        self._admin_tx(
+    def mark_alerts_sent(self, sent: Sequence[tuple[int, str]], now: float) -> None:
+        if not sent:
+            return
+        self._admin_tx_many(
             "UPDATE alerts SET status = 'sent', carrier_id = ?, attempts = attempts + 1 "
             "WHERE alert_id = ?",
-            (carrier_id, alert_id),
+            [(carrier_id, alert_id) for alert_id, carrier_id in sent],
         )
 
     def mark_alert_failed(
