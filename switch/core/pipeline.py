@@ -51,6 +51,7 @@ from switch.core.domain import (
 )
 from switch.core.emv import TlvError, arqc_transaction_data, encode_tlv, parse_tlv
 from switch.core.followups import referring
+from switch.core.interchange import AcquirerConfig, PinKey, is_our_terminal, pin_key
 from switch.core.ledger_accounts import GL_FEES, GL_INTERBANK_ATM, GL_INTERBANK_POS
 from switch.core.limits import LimitsEngine
 from switch.core.model import AuthRequest, AuthResult, Channel, ResponseCode, TxnType
@@ -119,6 +120,7 @@ class Pipeline:
         self.billers: dict[str, Biller] = {}
         self.bins = BinTable([])
         self.remote: dict[str, RemoteIssuer] = {}
+        self.acquirers: dict[str, AcquirerConfig] = {}  # interchange acquirers (field 32)
         self.originals: dict[str, OriginalState] = {}
         self.holds: dict[str, Hold] = {}
         self.bills_paid: dict[tuple[str, str], str | None] = {}
@@ -550,19 +552,24 @@ class Pipeline:
 
     async def _verify_pin(self, ctx: Ctx, card: Card, product: Product) -> None:
         req = ctx.req
-        term = self.terminals.get(req.terminal_id)
-        if term is None or not term.tpk:
+        # Our terminal's TPK, or the ZPK of the interchange acquirer (field 32) it came from.
+        aid = req.acquirer_id
+        key = pin_key(
+            self.terminals.get(req.terminal_id), aid, self.acquirers.get(aid), req.pin_block_format
+        )
+        if key is None:
             raise Decline(RC.INVALID_TRANSACTION, "terminal_id: unknown terminal, no PIN key")
         if card.pin_tries >= product.pin_tries:
             raise Decline(RC.PIN_TRIES_EXCEEDED, "PIN tries exceeded")
         try:
-            ok = await self._pin_matches(req, term, card)
+            ok = await self._pin_matches(req, key, card)
         except HsmError as exc:
             if exc.code not in BAD_PIN_BLOCK_CODES:
                 raise
-            # Not a PIN at all under this terminal's key (keys out of sync, a corrupted field):
-            # decline as a PIN failure without spending one of the cardholder's tries.
-            raise Decline(RC.INCORRECT_PIN, "PIN block not valid under the terminal key") from None
+            # Not a PIN at all under this key (keys out of sync, a corrupted field): decline
+            # as a PIN failure without spending one of the cardholder's tries.
+            where = "acquirer zone key" if key.interchange else "terminal key"
+            raise Decline(RC.INCORRECT_PIN, f"PIN block not valid under the {where}") from None
         if ok:
             if card.pin_tries:
                 card.pin_tries = 0
@@ -574,18 +581,19 @@ class Pipeline:
             raise Decline(RC.PIN_TRIES_EXCEEDED, "incorrect PIN; PIN tries exceeded, capture card")
         raise Decline(RC.INCORRECT_PIN, "incorrect PIN")
 
-    async def _pin_matches(self, req: AuthRequest, term: Terminal, card: Card) -> bool:
-        """DC (PVV) or DA (IBM 3624 offset) under the terminal's TPK, in the HSM."""
+    async def _pin_matches(self, req: AuthRequest, key: PinKey, card: Card) -> bool:
+        """PVV (DC under a TPK, EC under a ZPK) or IBM 3624 offset (DA / EA), in the HSM."""
         assert req.pin_block is not None
         if card.pvv:
             return await self.hsm.verify_pin_pvv(
-                term.tpk, card.pvk, req.pin_block, req.pan, card.pvki, card.pvv,
-                req.pin_block_format,
+                key.key, card.pvk, req.pin_block, req.pan, card.pvki, card.pvv,
+                key.pin_block_format, key.interchange,
             )  # fmt: skip
         if card.ibm_offset:
             return await self.hsm.verify_pin_ibm(
-                term.tpk, card.pvk, req.pin_block, req.pan, card.ibm_offset, DECIMALISATION_TABLE,
-                ibm_validation_data(req.pan), len(card.ibm_offset), req.pin_block_format,
+                key.key, card.pvk, req.pin_block, req.pan, card.ibm_offset, DECIMALISATION_TABLE,
+                ibm_validation_data(req.pan), len(card.ibm_offset), key.pin_block_format,
+                key.interchange,
             )  # fmt: skip
         raise Decline(RC.NOT_PERMITTED_TO_CARDHOLDER, "no PIN on file for this card")
 
@@ -668,7 +676,7 @@ class Pipeline:
         fee = 0
         counter: int | None = ctx.counter_account_id
         if t is TxnType.CASH_WITHDRAWAL:
-            term = self.terminals.get(req.terminal_id)
+            term = self._own_terminal(req)
             if req.channel is Channel.ATM:  # counter cash at a post office carries no ATM fee
                 own = term is not None and term.own
                 fee = sched.fee_own_atm if own else sched.fee_other_atm
@@ -714,6 +722,15 @@ class Pipeline:
             ch.bills.append((bill_key[0], bill_key[1], ctx.txn_id))
         self._alert(ctx, ALERT_KIND[t], amount + fee, account, card.masked_pan)
         return self._approve(ctx, account, amount)
+
+    def _own_terminal(self, req: AuthRequest) -> Terminal | None:
+        """Our record of the request's terminal; None for another acquirer's terminal (ids
+        are unique only per acquirer): its cash is settled with the interbank GL account."""
+        term = self.terminals.get(req.terminal_id)
+        if term is None or not self.acquirers:
+            return term
+        aid = req.acquirer_id
+        return term if is_our_terminal(term, aid, self.acquirers.get(aid)) else None
 
     def _approve(self, ctx: Ctx, account: Account, amount: int) -> AuthResult:
         return AuthResult(

@@ -35,6 +35,10 @@ Stable API (other parts code against these names):
     BIN routing decision: ``.on_us`` or ``.destination`` = remote issuer name.
 ``core.register_remote_issuer(name, issuer: RemoteIssuer)``
     The ISO issuer client registers itself; unregistered routes answer 91.
+``core.register_acquirer(config: AcquirerConfig)`` / ``core.acquirer(acquirer_id)``
+    Interchange acquirers (``switch.core.interchange``): other switches that route our BINs
+    to us. A request from a terminal that is not ours has its PIN verified under the ZPK of
+    the acquirer in field 32 (EC/EA) and, if it has a ZAK, its MAC checked under that.
 ``await core.start_otp(pan, merchant_name, amount) -> OtpChallenge``
     E-commerce secret code: sent by SMS through the outbox; then ``req.otp`` in authorize.
 ``await core.activate_card(pan, place)`` / ``await core.set_card_status(pan, status)`` /
@@ -63,6 +67,7 @@ from switch.core.domain import (
     Merchant,
     Terminal,
 )
+from switch.core.interchange import AcquirerConfig
 from switch.core.ledger_accounts import GL_FEES, GL_INTERBANK_ATM, GL_INTERBANK_POS
 from switch.core.model import DZD, AuthRequest, AuthResult
 from switch.core.pipeline import OTP_TTL_S, Pipeline
@@ -258,6 +263,14 @@ class SwitchCore:
 
     def register_remote_issuer(self, name: str, issuer: RemoteIssuer) -> None:
         self._p.remote[name] = issuer
+
+    def register_acquirer(self, config: AcquirerConfig) -> None:
+        """An interchange acquirer and its zone keys (replaces an earlier registration)."""
+        self._p.acquirers[config.acquirer_id] = config
+
+    def acquirer(self, acquirer_id: str) -> AcquirerConfig | None:
+        """The registered interchange acquirer with this field 32 id, if any."""
+        return self._p.acquirers.get(acquirer_id)
 
     @property
     def halted(self) -> str | None:

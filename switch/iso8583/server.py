@@ -17,7 +17,8 @@ Failure rules (DESIGN.md section 4):
 MAC (fields 64/128, :mod:`switch.iso8583.mac`): a signed request is verified under its
 terminal's TAK by the HSM before anything else (63 on a mismatch, 30 if the terminal has no
 TAK) and its answer is signed; ``require_mac`` also refuses unsigned requests from terminals
-that have a TAK.
+that have a TAK. A request from a terminal that is not ours uses the ZAK of the interchange
+acquirer in field 32 instead (``switch.core.interchange``); such an acquirer must sign.
 
 Logs never show a full PAN, PIN block, track 2 or EMV data (``Message.__repr__`` masks them).
 """
@@ -30,9 +31,10 @@ import time
 from dataclasses import dataclass, field
 
 from switch.core.domain import Terminal
+from switch.core.interchange import MacKey, mac_key
 from switch.core.model import ResponseCode
 from switch.core.service import SwitchCore
-from switch.hsm.client import HsmError, KeyType
+from switch.hsm.client import HsmError
 from switch.iso8583.codec import Codec, Iso8583Error
 from switch.iso8583.framing import Frame, FrameSplitter, Framing, FramingError, frame, swap_tpdu
 from switch.iso8583.mac import MacLayout, mac_field
@@ -262,10 +264,13 @@ class _Connection(asyncio.Protocol):
         core = self.listener.core
         tid = msg.fields.get(41)
         terminal = core.terminal(tid.strip()) if isinstance(tid, str) else None
-        tak = terminal.tak if terminal is not None else ""
+        # Our terminal's TAK, or the ZAK of the interchange acquirer (field 32) it came from.
+        f32 = msg.fields.get(32)
+        aid = f32 if isinstance(f32, str) else terminal.acquirer_id if terminal else ""
+        key = mac_key(terminal, aid, core.acquirer(aid))
         signed = 64 in msg.fields or 128 in msg.fields
-        if signed or (tak and self.listener.config.require_mac):
-            refused = await self._check_mac(msg, tak)
+        if signed or (key.key and (key.required or self.listener.config.require_mac)):
+            refused = await self._check_mac(msg, key)
             if refused is not None:
                 return refused
         answer = await self._answer(msg, terminal)
@@ -273,23 +278,23 @@ class _Connection(asyncio.Protocol):
             layout = self.listener.mac_layout
             answer.fields.pop(64, None)
             answer.fields[mac_field(answer)] = await core.hsm.generate_mac(
-                KeyType.TAK, tak, layout.covered(answer)
+                key.key_type, key.key, layout.covered(answer)
             )
         return answer
 
-    async def _check_mac(self, msg: Message, tak: str) -> Message | None:
+    async def _check_mac(self, msg: Message, key: MacKey) -> Message | None:
         """None if the MAC is right; otherwise the answer refusing the message."""
         field = mac_field(msg)
         mac = msg.fields.get(field)
-        if not tak or not isinstance(mac, bytes):
-            why = "terminal has no MAC key" if not tak else "missing"
+        if not key.key or not isinstance(mac, bytes):
+            why = "terminal has no MAC key" if not key.key else "missing"
             log.warning(
                 "format error from %s in %s: field %d: %s -> 30", self.peer, msg.mti, field, why
             )
             return response_to(msg, _FORMAT_ERROR)
         data = self.listener.mac_layout.covered(msg)
         try:
-            ok = await self.listener.core.hsm.verify_mac(KeyType.TAK, tak, data, mac)
+            ok = await self.listener.core.hsm.verify_mac(key.key_type, key.key, data, mac)
         except HsmError as exc:
             log.error("MAC check failed in the HSM for %s: %s -> 96", self.peer, exc)
             return response_to(msg, ResponseCode.SYSTEM_MALFUNCTION.value)
