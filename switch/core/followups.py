@@ -4,23 +4,37 @@ A reversal gives back exactly what the original took (amount, fee on a full reve
 daily limit envelope, a bill's paid mark, a pre-authorization's hold) and never more than
 is left; one for an unknown original is acknowledged and recorded (DESIGN.md section 4).
 Functions over the ``Pipeline`` state, kept apart from the debit path they share no code with.
+
+A follow-up of a *remote* original (authorised by another issuer host) goes to that same
+issuer, which holds the money; this side checks what it can know from its own journal (the
+original was approved, belongs to the same merchant, a completion does not exceed the
+pre-authorization nor capture it twice, a refund stays within what was paid) and passes the
+issuer client the original's wire identity: ``req.original`` filled with the MTI, STAN,
+field 7 and acquirer id the original went out with, and its terminal in
+``req.extra[ORIGINAL_TERMINAL]`` -- a merchant's follow-up by payment id knows none of them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from switch.core.context import REFERRING_TYPES, Ctx, Decline, OriginalState, iso_key
 from switch.core.domain import ONUS, Account, Hold
 from switch.core.ledger_accounts import GL_FEES
-from switch.core.model import AuthResult, ResponseCode, TxnType
+from switch.core.model import AuthResult, OriginalRef, ResponseCode, TxnType
 
 if TYPE_CHECKING:
     from switch.core.pipeline import Pipeline
 
 RC = ResponseCode
+
+#: ``AuthRequest.extra`` key: the terminal id of a remote follow-up's original.
+ORIGINAL_TERMINAL = "original_terminal_id"
+#: The MTI a remote original went out with, by its transaction type.
+_ORIGINAL_MTI = {TxnType.PREAUTH: "0100", TxnType.COMPLETION: "0220"}
 
 
 async def original_state(p: Pipeline, txn_id: str) -> OriginalState | None:
@@ -121,7 +135,7 @@ async def referring(p: Pipeline, ctx: Ctx) -> AuthResult:
     ctx.original_txn_id = o.txn_id
     if o.route != ONUS:
         ctx.route = o.route
-        return await p._remote(ctx, o.route)
+        return await _remote_followup(p, ctx, o)
     if not o.approved:
         if t is TxnType.REVERSAL:
             return AuthResult(
@@ -175,6 +189,70 @@ async def referring(p: Pipeline, ctx: Ctx) -> AuthResult:
     if t is TxnType.COMPLETION:
         return _complete(p, ctx, o, account, hold)
     return _refund(p, ctx, o, account)
+
+
+async def _remote_followup(p: Pipeline, ctx: Ctx, o: OriginalState) -> AuthResult:
+    """Check a follow-up of a remote original against our journal, then forward it to the
+    original's issuer with the original's wire identity (see the module docstring)."""
+    req = ctx.req
+    t = req.txn_type
+    if not o.approved:
+        if t is TxnType.REVERSAL:  # nothing went through (a time-out queued its own 0420)
+            return AuthResult(
+                RC.APPROVED,
+                "original was declined: nothing to reverse",
+                transaction_id=ctx.txn_id,
+                approved_amount=0,
+            )
+        raise Decline(RC.INVALID_TRANSACTION, "original: was declined")
+    if req.merchant_id and o.merchant_id and req.merchant_id != o.merchant_id:
+        if t is not TxnType.REVERSAL:
+            raise Decline(RC.INVALID_TRANSACTION, "original: belongs to another merchant")
+    if req.currency != o.currency:
+        raise Decline(RC.INVALID_AMOUNT, "currency: differs from the original")
+    amount = req.amount
+    if t is TxnType.COMPLETION:
+        if o.txn_type is not TxnType.PREAUTH:
+            raise Decline(RC.INVALID_TRANSACTION, "original: not a pre-authorization")
+        open_amount = o.amount - o.reversed
+        if o.captured or open_amount <= 0:
+            raise Decline(RC.INVALID_TRANSACTION, "original: already captured or released")
+        if amount <= 0 or amount > open_amount:
+            raise Decline(RC.INVALID_AMOUNT, f"amount: must be 1..{open_amount}")
+    elif t is TxnType.REFUND:
+        if o.txn_type is TxnType.PREAUTH:
+            refundable = o.captured - o.refunded
+        elif o.txn_type in (TxnType.PURCHASE, TxnType.COMPLETION, TxnType.BILL_PAYMENT):
+            refundable = o.amount - o.reversed - o.refunded
+        else:
+            raise Decline(RC.INVALID_TRANSACTION, "original: cannot be refunded")
+        if amount <= 0 or amount > refundable:
+            raise Decline(RC.INVALID_AMOUNT, f"amount: refundable is {max(refundable, 0)}")
+    row = await p.store.journal_entry(o.txn_id)
+    if row is None:
+        raise Decline(RC.SYSTEM_MALFUNCTION, "original: journal entry missing")
+    ref = OriginalRef(
+        mti=_ORIGINAL_MTI.get(o.txn_type, "0200"),
+        stan=row.stan,
+        transmission=row.transmission,
+        acquirer_id=row.acquirer_id,
+        transaction_id=o.txn_id,
+    )
+    ctx.req = replace(req, original=ref, extra={**req.extra, ORIGINAL_TERMINAL: row.terminal_id})
+    # Reserve before the await, so two concurrent captures (or refunds) cannot both pass.
+    captured = amount if t is TxnType.COMPLETION else 0
+    refunded = amount if t is TxnType.REFUND else 0
+    o.captured += captured
+    o.refunded += refunded
+    approved = False
+    try:
+        result = await p._remote(ctx, o.route)
+        approved = result.approved
+    finally:
+        if not approved:
+            o.captured -= captured
+            o.refunded -= refunded
+    return result
 
 
 def _reverse(

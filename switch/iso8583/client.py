@@ -11,6 +11,15 @@ each answer to its caller, so many requests are in flight at once.
 :class:`ConnectionDownError` before anything is written, so the caller knows the host never
 saw the request (nothing to reverse). A :class:`TimeoutError` means the opposite: the request
 was written and its outcome is unknown.
+
+With a :class:`~switch.iso8583.link_mac.LinkMac` every transaction message is signed (field
+64/128) just before it is written and every answer must carry a valid MAC. An answer whose
+MAC is missing or wrong is no answer: ``request`` raises :class:`AnswerMacError`, a
+:class:`TimeoutError` -- the request was sent and its outcome is unknown (the real issuer may
+have acted on it; the bytes we got may be forged), which is exactly the time-out case.
+
+A framing with a TPDU (NAC-style links) sends the configured ``tpdu`` on every message and
+answers the host's own 0800s with the TPDU it received, addresses swapped.
 """
 
 from __future__ import annotations
@@ -26,11 +35,20 @@ from pathlib import Path
 from switch_native import Spec
 
 from switch.iso8583.codec import Codec, Iso8583Error
-from switch.iso8583.framing import DEFAULT_FRAMING, FrameSplitter, Framing, FramingError, frame
+from switch.iso8583.framing import (
+    DEFAULT_FRAMING,
+    TPDU_SIZE,
+    FrameSplitter,
+    Framing,
+    FramingError,
+    frame,
+    swap_tpdu,
+)
+from switch.iso8583.link_mac import LinkMac, is_network
 from switch.iso8583.message import Message
 from switch.iso8583.mux import Mux
 
-__all__ = ["ConnectionDownError", "IsoClient", "transmission_now"]
+__all__ = ["AnswerMacError", "ConnectionDownError", "IsoClient", "transmission_now"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +58,11 @@ ECHO = "301"
 
 class ConnectionDownError(ConnectionError):
     """The remote host is not connected (or signed on): nothing was sent."""
+
+
+class AnswerMacError(TimeoutError):
+    """The request was sent but its answer's MAC is missing or wrong: no valid answer, so
+    the outcome is unknown (a TimeoutError, handled like one)."""
 
 
 def transmission_now() -> str:
@@ -64,7 +87,13 @@ class IsoClient:
         backoff_min: float = 0.1,
         backoff_max: float = 10.0,
         on_connected: Callable[[], None] | None = None,
+        mac: LinkMac | None = None,
+        tpdu: bytes | None = None,
     ) -> None:
+        if framing.tpdu and (tpdu is None or len(tpdu) != TPDU_SIZE):
+            raise ValueError(f"tpdu: this framing needs {TPDU_SIZE} bytes")
+        if tpdu is not None and not framing.tpdu:
+            raise ValueError("tpdu: this framing has no TPDU")
         self.name = name
         self.host = host
         self.port = port
@@ -76,6 +105,8 @@ class IsoClient:
         self.backoff_min = backoff_min
         self.backoff_max = backoff_max
         self.on_connected = on_connected
+        self.mac = mac
+        self.tpdu = tpdu
         self.mux = Mux()
         self._stan = secrets.randbelow(999_999)
         self._writer: asyncio.StreamWriter | None = None
@@ -86,6 +117,7 @@ class IsoClient:
         self.connects = 0
         self.echoes_answered = 0
         self.unmatched_answers = 0
+        self.bad_macs = 0  # answers refused for a missing or wrong MAC
 
     # -- public ---------------------------------------------------------------------------
     @property
@@ -120,18 +152,40 @@ class IsoClient:
         """Send ``msg`` and await its answer.
 
         Raises ConnectionDownError (not sent), TimeoutError (sent, no answer in time; also
-        when the line drops while waiting: the host may have acted on it) or MuxKeyInUseError.
+        when the line drops while waiting: the host may have acted on it), AnswerMacError
+        (a TimeoutError: sent, the answer's MAC is not valid) or MuxKeyInUseError; HsmError
+        when the MAC cannot be generated (not sent).
         """
+        self._writer_or_down()
+        signing = self.mac is not None and not is_network(msg)
+        if signing:
+            assert self.mac is not None
+            msg = await self.mac.sign(msg)
+        writer = self._writer_or_down()  # the line may have dropped while the HSM worked
+        answer = await self._exchange(writer, msg, timeout)
+        if signing:
+            assert self.mac is not None
+            problem = await self.mac.problem(answer)
+            if problem is not None:
+                self.bad_macs += 1
+                log.warning(
+                    "%s: %s answer to STAN %s refused: %s (treated as no answer)",
+                    self.name, answer.mti, msg.get(11), problem,
+                )  # fmt: skip
+                raise AnswerMacError(f"remote issuer {self.name}: {problem}")
+        return answer
+
+    def _writer_or_down(self) -> asyncio.StreamWriter:
         writer = self._writer
         if not self.connected or writer is None or writer.is_closing():
             raise ConnectionDownError(f"remote issuer {self.name}: not connected")
-        return await self._exchange(writer, msg, timeout)
+        return writer
 
     # -- the line -------------------------------------------------------------------------
     async def _exchange(
         self, writer: asyncio.StreamWriter, msg: Message, timeout: float
     ) -> Message:
-        data = frame(self.codec.encode(msg), self.framing)  # encode errors surface here
+        data = frame(self.codec.encode(msg), self.framing, self.tpdu)  # encode errors here
         fut = self.mux.expect(msg)
         try:
             writer.write(data)
@@ -224,7 +278,8 @@ class IsoClient:
                         "0810", {k: v for k, v in msg.fields.items() if k in (7, 11, 70)}
                     )
                     reply[39] = "00"
-                    writer.write(frame(self.codec.encode(reply), self.framing))
+                    tpdu = swap_tpdu(f.tpdu) if f.tpdu is not None else None
+                    writer.write(frame(self.codec.encode(reply), self.framing, tpdu))
                 elif not self.mux.resolve(msg):
                     self.unmatched_answers += 1
                     log.warning("%s: unmatched %s (late or unknown)", self.name, msg.mti)

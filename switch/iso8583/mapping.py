@@ -10,6 +10,16 @@ units, 7 transmission date-time, 11 STAN, 12/13 local time, 14 expiry, 18 MCC, 2
 acceptor, 49 currency (defaults to 012), 52 PIN block, 55 EMV data, 90 original data
 elements, 95 replacement amounts. Bill payments carry ``biller/reference`` in field 48,
 transfers the credited CCP account in field 103 (account identification 2).
+
+Follow-ups name their original in field 90 (MTI, STAN, transmission date-time, acquirer; the
+terminal is field 41, so a follow-up comes from the original's terminal): reversals
+(04x0/04x1), refunds (0200 processing code 20) and pre-authorization completions, which
+arrive as financial advices (0220, repeated as 0221: the acquirer already approved them on
+the strength of the pre-authorization's hold, so they are answered 0230 and never queued
+behind anything). A follow-up may omit the PAN (fields 2/35): an acquirer that does not keep
+card numbers refers to its original by field 90 alone, and the core finds the card from it.
+A repeat (4th MTI digit 1: 0221, 0401, 0421) is answered with the MTI of the first
+transmission's answer (0230, 0410, 0430), as ISO 8583:1987 has it.
 """
 
 from __future__ import annotations
@@ -24,16 +34,23 @@ from switch.iso8583.message import FieldValue, Message
 Fields = dict[int, FieldValue]
 
 __all__ = [
+    "ADVICE_MTIS",
     "FINANCIAL_MTIS",
+    "MCC_ATM",
+    "MCC_COUNTER",
+    "POS_CONDITION_ECOMMERCE",
     "REVERSAL_MTIS",
     "FieldError",
+    "answer_mti",
     "balances_field",
     "request_from_message",
     "response_to",
     "result_to_message",
 ]
 
-FINANCIAL_MTIS = frozenset({"0100", "0200"})
+#: Requests the core authorizes (0220/0221 are completion advices, see the module doc).
+FINANCIAL_MTIS = frozenset({"0100", "0200", "0220", "0221"})
+ADVICE_MTIS = frozenset({"0220", "0221"})
 REVERSAL_MTIS = frozenset({"0400", "0401", "0420", "0421"})
 
 #: Processing code (field 3, first two digits) -> transaction type for 0200.
@@ -47,6 +64,11 @@ _PROCESSING: dict[str, TxnType] = {
 }
 
 _CHANNELS = {"atm": Channel.ATM, "pos": Channel.POS, "counter": Channel.COUNTER}
+#: Merchant types (field 18) that name the channel of another acquirer's terminal.
+MCC_ATM = "6011"  # automated cash disbursement
+MCC_COUNTER = "6010"  # manual cash disbursement (a post-office counter)
+#: Point-of-service condition code (field 25) of card-not-present electronic commerce.
+POS_CONDITION_ECOMMERCE = "59"
 
 #: Fields echoed from the request into every answer (ISO 8583:1987 "mandatory echo").
 _ECHO = (2, 3, 4, 7, 11, 12, 13, 32, 37, 41, 42, 49, 90)
@@ -132,11 +154,27 @@ def _original(f: Fields, acquirer_id: str) -> OriginalRef:
     return OriginalRef(mti=value[:4], stan=value[4:10], transmission=value[10:20], acquirer_id=acq)
 
 
+def _foreign_channel(mcc: str | None, condition: str | None) -> Channel:
+    """The channel of a terminal we have no record of (another acquirer's, over an
+    interchange link), from its merchant type (18) and POS condition code (25). With
+    neither, an ATM: what acquirers sent before these fields were read."""
+    if mcc == MCC_ATM:
+        return Channel.ATM
+    if mcc == MCC_COUNTER:
+        return Channel.COUNTER
+    if condition == POS_CONDITION_ECOMMERCE:
+        return Channel.ECOMMERCE
+    if mcc is not None or condition is not None:
+        return Channel.POS
+    return Channel.ATM
+
+
 def request_from_message(msg: Message, terminal: Terminal | None) -> AuthRequest:
     """The ``AuthRequest`` for a 0100/0200/04x0 ``msg``; ``FieldError`` names a bad field.
 
-    ``terminal`` is the switch's record of field 41 (None if unknown: the core declines it);
-    it gives the channel and the default acquirer id.
+    ``terminal`` is the switch's record of field 41 (None for another acquirer's terminal);
+    it gives the channel and the default acquirer id. Without it the channel comes from
+    fields 18 and 25 (:func:`_foreign_channel`).
     """
     mti = msg.mti
     f = msg.fields
@@ -157,9 +195,7 @@ def request_from_message(msg: Message, terminal: Terminal | None) -> AuthRequest
             raise FieldError(35, "PAN differs from field 2")
         pan = t_pan
         expiry = expiry or t_exp
-    if pan is None:
-        raise FieldError(2, "missing (and no track 2)")
-    if not pan.isdigit():
+    if pan is not None and not pan.isdigit():
         raise FieldError(2, "must be digits")
     acquirer_id = _digits(f, 32, required=False) or (terminal.acquirer_id if terminal else "")
     if not acquirer_id:
@@ -178,6 +214,13 @@ def request_from_message(msg: Message, terminal: Terminal | None) -> AuthRequest
             if len(repl) < 12 or not repl[:12].isdigit():
                 raise FieldError(95, "actual amount must be 12 digits")
             replacement = int(repl[:12])
+    elif mti in ADVICE_MTIS:
+        if code != "00":
+            raise FieldError(3, f"processing code {code}: an advice completes a purchase (00)")
+        if 90 not in f:
+            raise FieldError(90, "missing: a completion names its pre-authorization")
+        txn_type = TxnType.COMPLETION
+        original = _original(f, acquirer_id)
     elif mti == "0100" and code == "00":
         txn_type = TxnType.PREAUTH
     else:
@@ -185,6 +228,14 @@ def request_from_message(msg: Message, terminal: Terminal | None) -> AuthRequest
         if found is None:
             raise FieldError(3, f"processing code {code} not supported")
         txn_type = found
+        if txn_type is TxnType.REFUND:
+            if 90 not in f:
+                raise FieldError(90, "missing: a refund names the transaction it refunds")
+            original = _original(f, acquirer_id)
+    if pan is None:
+        if original is None:
+            raise FieldError(2, "missing (and no track 2)")
+        pan = ""  # a follow-up found by field 90 alone
     amount_text = _digits(f, 4, 12, required=txn_type is not TxnType.BALANCE_INQUIRY)
     amount = int(amount_text) if amount_text else 0
 
@@ -207,7 +258,11 @@ def request_from_message(msg: Message, terminal: Terminal | None) -> AuthRequest
         if not destination:
             raise FieldError(103, "blank")
 
-    channel = _CHANNELS.get(terminal.kind, Channel.ATM) if terminal else Channel.ATM
+    mcc = _digits(f, 18, 4, required=False)
+    if terminal is not None:
+        channel = _CHANNELS.get(terminal.kind, Channel.ATM)
+    else:
+        channel = _foreign_channel(mcc, _digits(f, 25, 2, required=False))
     merchant = _text(f, 42, required=False)
     return AuthRequest(
         txn_type=txn_type,
@@ -222,7 +277,7 @@ def request_from_message(msg: Message, terminal: Terminal | None) -> AuthRequest
         local_time=_local_time(msg),
         rrn=_text(f, 37, required=False),
         merchant_id=merchant.strip() if merchant else None,
-        mcc=_digits(f, 18, 4, required=False),
+        mcc=mcc,
         card_acceptor=(_text(f, 43, required=False) or "").strip() or None,
         expiry=expiry,
         service_code=service_code,
@@ -252,10 +307,18 @@ def balances_field(account_type: str, result: AuthResult) -> str | None:
     return "".join(parts) or None
 
 
+def answer_mti(mti: str) -> str:
+    """The answer's MTI: 0200 -> 0210, and a repeat answered as its first transmission
+    (0221 -> 0230, 0421 -> 0430); ValueError if ``mti`` is not a request."""
+    if len(mti) != 4 or not mti.isdigit() or int(mti[2]) % 2 == 1:
+        raise ValueError(f"MTI {mti!r} is not a request")
+    return f"{mti[:2]}{int(mti[2]) + 1}{int(mti[3]) & ~1}"
+
+
 def response_to(msg: Message, code: str) -> Message:
     """An answer to ``msg`` with response code ``code`` and the usual echoed fields."""
     fields = msg.fields
-    out = Message(msg.response_mti(), {n: fields[n] for n in _ECHO if n in fields})
+    out = Message(answer_mti(msg.mti), {n: fields[n] for n in _ECHO if n in fields})
     out.fields[39] = code
     return out
 

@@ -6,6 +6,10 @@ id (41) and acquirer id (32), when present: the fields an issuer echoes back (th
 acquirer's, passed through, so it is unique only per acquirer and terminal). A key already
 in flight is refused rather than silently overwritten, so two callers can never receive
 each other's answer.
+
+The answer's MTI must fit the request: 0200 -> 0210. A repeat (0221, 0421) is answered as
+its first transmission by ISO 8583:1987 (0230, 0430); some hosts answer 0231 / 0431, which
+is accepted too.
 """
 
 from __future__ import annotations
@@ -14,9 +18,17 @@ import asyncio
 
 from switch.iso8583.message import Message
 
-__all__ = ["Mux", "MuxKeyInUseError", "mux_key"]
+__all__ = ["Mux", "MuxKeyInUseError", "answer_mtis", "mux_key"]
 
 MuxKey = tuple[str, str, str]
+
+
+def answer_mtis(request: Message) -> frozenset[str]:
+    """The MTIs that answer ``request`` (ValueError if it is not a request)."""
+    direct = request.response_mti()
+    if int(direct[3]) % 2 == 1:  # a repeat: its first transmission's answer, or the echo
+        return frozenset({direct, direct[:3] + str(int(direct[3]) - 1)})
+    return frozenset({direct})
 
 
 class MuxKeyInUseError(ValueError):
@@ -44,7 +56,7 @@ class Mux:
     __slots__ = ("_pending",)
 
     def __init__(self) -> None:
-        self._pending: dict[MuxKey, tuple[str, asyncio.Future[Message]]] = {}
+        self._pending: dict[MuxKey, tuple[frozenset[str], asyncio.Future[Message]]] = {}
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -55,7 +67,7 @@ class Mux:
         if key in self._pending:
             raise MuxKeyInUseError(f"field 11: STAN {key[0]} already in flight for {key[1]!r}")
         fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        self._pending[key] = (request.response_mti(), fut)
+        self._pending[key] = (answer_mtis(request), fut)
         return fut
 
     def forget(self, request: Message, fut: asyncio.Future[Message]) -> None:
@@ -77,7 +89,7 @@ class Mux:
         except KeyError:
             return False
         entry = self._pending.get(key)
-        if entry is None or entry[0] != answer.mti:
+        if entry is None or answer.mti not in entry[0]:
             return False
         del self._pending[key]
         if not entry[1].done():
