@@ -23,6 +23,7 @@ import uvloop
 
 from switch.api.server import start_grpc_server
 from switch.config import load_config
+from switch.core.interchange import check_acquirer_keys, load_acquirers
 from switch.core.service import CoreError, SwitchCore
 from switch.hsm.client import HsmClient
 from switch.iso8583.framing import Framing, LengthHeader
@@ -73,7 +74,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="TOML",
-        help="[remote_issuers.<name>] tables: ISO 8583 links to other issuers (BIN routes)",
+        help="[remote_issuers.<name>] tables: ISO 8583 links to other issuers (BIN routes); "
+        "[acquirers.<id>] tables: zone keys of acquirers that route our BINs to us",
+    )
+    parser.add_argument(
+        "--interchange",
+        type=Path,
+        default=None,
+        metavar="TOML",
+        help="the same kind of file as --remote-issuers (an alias; both may be given)",
     )
     parser.add_argument(
         "--no-fsync", action="store_true", help="do not fsync commits (benchmarks only)"
@@ -111,8 +120,19 @@ async def serve(args: argparse.Namespace) -> int:
     state_dir: Path = args.state_dir
     hsm = _hsm_client(args.hsm)
     config = load_config(args.config) if args.config else None
-    remote_configs = load_remote_issuers(args.remote_issuers) if args.remote_issuers else []
+    links = list(dict.fromkeys(p for p in (args.remote_issuers, args.interchange) if p))
+    remote_configs = [c for path in links for c in load_remote_issuers(path)]
+    acquirers = load_acquirers(links)
     core = await SwitchCore.open(state_dir, hsm=hsm, durable=not args.no_fsync, config=config)
+    try:
+        acquirer_lines = await check_acquirer_keys(core.hsm, acquirers)
+    except BaseException:  # a zone key the HSM refuses: stop before serving anything
+        await core.close()
+        if hsm is not None:
+            await hsm.close()
+        raise
+    for acq in acquirers:
+        core.register_acquirer(acq)
     remotes: RemoteIssuers | None = None
     listeners: list[IsoListener] = []
     grpc_server: grpc.aio.Server | None = None
@@ -158,6 +178,8 @@ async def serve(args: argparse.Namespace) -> int:
         )
         for rc in remote_configs:
             print(f"remote issuer {rc.name}: ISO 8583 link to {rc.host}:{rc.port}", flush=True)
+        for line in acquirer_lines:
+            print(line, flush=True)
         grpc_server = await start_grpc_server(core, args.host, args.grpc_port)
         print(f"gRPC merchant API on {args.host}:{grpc_server.bound_port}", flush=True)
         print("switch ready -- Ctrl-C to stop", flush=True)
@@ -191,7 +213,7 @@ def main(args: argparse.Namespace) -> int:
     except CoreError as exc:  # e.g. another switch already runs on this state directory
         print(f"switch run: {exc}", file=sys.stderr)
         return 1
-    except ValueError as exc:  # a bad --remote-issuers file (the message names the key)
+    except ValueError as exc:  # a bad --remote-issuers/--interchange file (names the key)
         print(f"switch run: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:  # e.g. a port already in use

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from switch.core.domain import Terminal
-from switch.hsm.client import HsmClient, HsmError, KeyType
+from switch.hsm.client import HsmClient, HsmError, HsmUnavailableError, KeyType
 
 __all__ = [
     "PIN_BLOCK_FORMATS",
@@ -136,6 +136,10 @@ async def check_acquirer_keys(hsm: HsmClient, acquirers: Iterable[AcquirerConfig
                 continue
             try:
                 kcv = await hsm.key_check_value(key_type, key)
+            except HsmUnavailableError as exc:
+                raise ValueError(
+                    f"acquirers.{acq.acquirer_id}.{key_name}: cannot be checked: {exc.message}"
+                ) from None
             except HsmError as exc:
                 raise ValueError(
                     f"acquirers.{acq.acquirer_id}.{key_name}: the HSM refused it as a "
