@@ -47,14 +47,19 @@ class IssuerProcess:
     """The issuer switch (``switch run``) as a subprocess: start (on a port), pause, resume,
     stop."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *, mac: bool = False) -> None:
         self.state_dir = state_dir
+        self.mac = mac  # the issuer knows the acquirer's ZAK: checks MACs, signs answers
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.binary87_port = 0
 
     def start(self, port: int = 0) -> int:
-        self.proc, ports = peer.start_issuer_switch(self.state_dir, port, ("0:binary87",))
+        extra = ("0:binary87",)
+        if self.mac:
+            self.proc, ports = peer.start_issuer_switch(self.state_dir, port, extra, mac=True)
+        else:
+            self.proc, ports = peer.start_issuer_switch(self.state_dir, port, extra)
         self.port, self.binary87_port = ports
         return self.port
 
