@@ -418,6 +418,7 @@ class RemoteIssuerClient:
         self.timeouts = 0  # requests answered 91 after the issuer did not answer in time
         self.reversals_delivered = 0
         self.advices_delivered = 0
+        self.repeats_sent = 0  # queued messages sent again (0221 / 0421)
 
     def start(self) -> None:
         self.client.start()
@@ -540,6 +541,7 @@ class RemoteIssuerClient:
             msg = entry.message
             if entry.attempts > 0:  # a repeat: 0420 -> 0421, 0220 -> 0221
                 msg = Message(msg.mti[:3] + "1", dict(msg.fields))
+                self.repeats_sent += 1
             await self.saf.mark_attempt(entry.entry_id)  # durable before it can be seen
             try:
                 answer = await self.client.request(msg, self.config.timeout)
