@@ -11,15 +11,30 @@ from pathlib import Path
 import pytest
 
 from switch.core import testing as t
-from switch.core.model import AuthRequest, AuthResult, ResponseCode, TxnType
+from switch.core.followups import ORIGINAL_TERMINAL
+from switch.core.model import (
+    AuthRequest,
+    AuthResult,
+    Channel,
+    OriginalRef,
+    ResponseCode,
+    TxnType,
+)
 from switch.iso8583.codec import Codec
-from switch.iso8583.mapping import balances_field, request_from_message, result_to_message
+from switch.iso8583.mapping import (
+    FieldError,
+    answer_mti,
+    balances_field,
+    request_from_message,
+    result_to_message,
+)
 from switch.iso8583.message import Message
 from switch.iso8583.mux import Mux, MuxKeyInUseError
 from switch.iso8583.remote import (
     RemoteIssuerConfig,
     acquirer_reversal,
     answer_to_result,
+    completion_advice,
     load_remote_issuers,
     request_to_message,
     reversal_for,
@@ -195,3 +210,114 @@ def test_saf_rows_show_no_pan_and_refuse_another_key(tmp_path: Path) -> None:
         q.close()
 
     asyncio.run(go())
+
+
+# -- follow-ups: refunds (0200/20) and completion advices (0220) ----------------------------
+ORIGINAL = OriginalRef(mti="0100", stan="000123", transmission="1129101010", acquirer_id="628058")
+
+
+def _followup(txn_type: TxnType, pan: str = PAN) -> AuthRequest:
+    """A merchant's follow-up as the core hands it to the issuer client: the original's wire
+    identity in ``original`` and its terminal in ``extra``."""
+    base = t.follow_up(txn_type, "T-1", 45_000, pan=pan, merchant_id="M-1")
+    return replace(base, original=ORIGINAL, extra={ORIGINAL_TERMINAL: "POS00001"})
+
+
+@pytest.mark.parametrize("spec", ["ascii87", "binary87"])
+@pytest.mark.parametrize("pan", [PAN, ""], ids=["pan", "no-pan"])
+def test_refund_maps_to_0200_20_naming_its_original(spec: str, pan: str) -> None:
+    codec = Codec(spec)
+    msg = request_to_message(_followup(TxnType.REFUND, pan), None)
+    assert (msg.mti, msg.text(3)[:2], msg.text(41)) == ("0200", "20", "POS00001")
+    assert (2 in msg) is bool(pan)
+    back = request_from_message(codec.decode(codec.encode(msg)), None)
+    assert back.txn_type is TxnType.REFUND and back.amount == 45_000 and back.pan == pan
+    assert back.terminal_id == "POS00001"  # the issuer finds the original by 41 + 90
+    assert back.original == replace(ORIGINAL, acquirer_id=None)  # same acquirer as field 32
+
+
+@pytest.mark.parametrize("mti", ["0220", "0221"])
+def test_completion_advice_maps_to_a_completion_of_the_preauth(mti: str) -> None:
+    advice = completion_advice(_followup(TxnType.COMPLETION))
+    assert advice.mti == "0220" and advice.text(90)[:4] == "0100"
+    wire = Codec().decode(Codec().encode(Message(mti, dict(advice.fields))))
+    back = request_from_message(wire, None)
+    assert back.txn_type is TxnType.COMPLETION and back.amount == 45_000
+    assert back.original is not None and back.original.stan == ORIGINAL.stan
+    # a repeat is answered with the first transmission's answer MTI
+    assert result_to_message(wire, AuthResult(ResponseCode.APPROVED)).mti == "0230"
+
+
+def test_followups_without_original_data_are_refused_naming_the_field() -> None:
+    with pytest.raises(ValueError, match="original: the remote issuer needs"):
+        request_to_message(replace(_followup(TxnType.REFUND), original=None), None)
+    with pytest.raises(ValueError, match="original"):
+        completion_advice(replace(_followup(TxnType.COMPLETION), original=OriginalRef()))
+    refund = request_to_message(_followup(TxnType.REFUND), None)
+    advice = completion_advice(_followup(TxnType.COMPLETION))
+    for msg, field in ((refund, 90), (advice, 90)):
+        del msg.fields[field]
+        with pytest.raises(FieldError, match=f"field {field}: missing"):
+            request_from_message(msg, None)
+    advice = completion_advice(_followup(TxnType.COMPLETION))
+    advice[3] = "200000"
+    with pytest.raises(FieldError, match="field 3"):
+        request_from_message(advice, None)
+    purchase = request_to_message(t.withdrawal(pan=PAN), None)
+    del purchase.fields[2]
+    with pytest.raises(FieldError, match="field 2: missing"):  # only follow-ups may omit it
+        request_from_message(purchase, None)
+
+
+@pytest.mark.parametrize(
+    ("channel", "mcc", "expected"),
+    [
+        (Channel.ATM, None, Channel.ATM),
+        (Channel.COUNTER, None, Channel.COUNTER),
+        (Channel.POS, "5411", Channel.POS),
+        (Channel.POS, None, Channel.POS),
+        (Channel.ECOMMERCE, "5999", Channel.ECOMMERCE),
+    ],
+)
+def test_the_issuer_reads_a_foreign_terminals_channel_from_18_and_25(
+    channel: Channel, mcc: str | None, expected: Channel
+) -> None:
+    req = replace(t.withdrawal(pan=PAN), channel=channel, mcc=mcc)
+    wire = request_to_message(req, None)
+    assert request_from_message(wire, None).channel is expected
+    wire.fields.pop(18, None)
+    del wire.fields[25]
+    assert request_from_message(wire, None).channel is Channel.ATM  # as before: neither
+
+
+def test_repeats_are_answered_as_their_first_transmission() -> None:
+    assert answer_mti("0421") == "0430" and answer_mti("0221") == "0230"
+    assert answer_mti("0200") == "0210" and answer_mti("0800") == "0810"
+    with pytest.raises(ValueError):
+        answer_mti("0210")
+
+    async def go() -> None:
+        mux = Mux()
+        rev = Message("0421", {11: "000005", 41: "T1"})
+        fut = mux.expect(rev)
+        assert not mux.resolve(Message("0410", {11: "000005", 41: "T1"}))
+        assert mux.resolve(Message("0430", {11: "000005", 41: "T1", 39: "00"}))
+        assert (await fut).mti == "0430"
+        fut = mux.expect(rev)  # some hosts echo the repeat bit: accepted too
+        assert mux.resolve(Message("0431", {11: "000005", 41: "T1", 39: "00"}))
+        assert (await fut).mti == "0431"
+
+    asyncio.run(go())
+
+
+def test_config_zak_and_tpdu() -> None:
+    base = {"host": "h", "port": 9, "zpk": "U" + "0" * 32}
+    c = RemoteIssuerConfig.from_mapping("rb", {**base, "zak": "U" + "1" * 32, "tpdu": "6000010000"})
+    assert c.zak == "U" + "1" * 32 and c.tpdu == bytes.fromhex("6000010000") and c.framing.tpdu
+    plain = RemoteIssuerConfig.from_mapping("rb", base)
+    assert plain.zak == "" and plain.tpdu is None and not plain.framing.tpdu
+    for bad in ("60000100", "zz00010000", True):
+        with pytest.raises(ValueError, match=r"remote_issuers\.rb\.tpdu: .* is not 10 hex"):
+            RemoteIssuerConfig.from_mapping("rb", {**base, "tpdu": bad})
+    with pytest.raises(ValueError, match=r"remote_issuers\.rb\.zak"):
+        RemoteIssuerConfig.from_mapping("rb", {**base, "zak": 5})
