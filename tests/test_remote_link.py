@@ -28,6 +28,7 @@ from switch.core.service import SwitchCore
 from switch.hsm.client import KeyType
 from switch.hsm.inprocess import InProcessHsm
 from switch.hsm.lmk import Lmk
+from switch.iso8583.framing import Framing
 from switch.iso8583.remote import (
     RemoteIssuerClient,
     RemoteIssuerConfig,
@@ -53,14 +54,15 @@ class IssuerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.binary87_port = 0
+        self.tpdu_port = 0  # binary87 behind a TPDU (NAC framing)
 
     def start(self, port: int = 0) -> int:
-        extra = ("0:binary87",)
+        extra = ("0:binary87", "0:binary87:tpdu")
         if self.mac:
             self.proc, ports = peer.start_issuer_switch(self.state_dir, port, extra, mac=True)
         else:
             self.proc, ports = peer.start_issuer_switch(self.state_dir, port, extra)
-        self.port, self.binary87_port = ports
+        self.port, self.binary87_port, self.tpdu_port = ports
         return self.port
 
     def pause(self) -> None:
@@ -109,6 +111,8 @@ class Acquirer:
         zpk_clear: str = peer.LINK_ZPK_CLEAR,
         timeout: float = 1.0,
         spec: str = "ascii87",
+        tpdu: bytes | None = None,
+        zak_clear: str | None = None,
     ) -> Acquirer:
         core = await SwitchCore.open(state_dir, durable=False)
         ceremony = InProcessHsm(Lmk.load_or_create(state_dir / "lmk.json"), authorised=True)
@@ -117,10 +121,15 @@ class Acquirer:
             formed = await ceremony.form_key_from_clear_components(KeyType.ZPK, [clear])
             return formed.key_under_lmk
 
+        zak = ""
+        if zak_clear is not None:
+            formed = await ceremony.form_key_from_clear_components(KeyType.ZAK, [zak_clear])
+            zak = formed.key_under_lmk
         config = RemoteIssuerConfig(
             "remote-bank", "127.0.0.1", port, await zpk_of(zpk_clear), spec=spec, timeout=timeout,
             echo_interval=0.3, saf_retry=0.3, reconnect_max=0.5,
             acquirer_zpks={peer.NETWORK_ACQUIRER: await zpk_of(NETWORK_ZPK_CLEAR)},
+            framing=Framing(tpdu=tpdu is not None), tpdu=tpdu, zak=zak,
         )  # fmt: skip
         started = await start_remote_issuers(core, [config], state_dir)  # as ``switch run``
         remote, saf = started.issuers["remote-bank"], started.saf
@@ -196,6 +205,25 @@ def test_binary87_link(tmp_path: Path, issuer: IssuerProcess) -> None:
             before = await acq.available()
             assert (await acq.authorize(withdrawal(200_000))).response_code is RC.APPROVED
             assert await acq.available() == before - 200_000 - 3_500
+        finally:
+            await acq.close()
+
+    run(go())
+
+
+def test_tpdu_link(tmp_path: Path, issuer: IssuerProcess) -> None:
+    """An issuer behind a NAC: every message framed with the configured TPDU (the issuer's
+    listener refuses frames without one, and answers with the addresses swapped)."""
+
+    async def go() -> None:
+        acq = await Acquirer.open(
+            tmp_path / "acq", issuer.tpdu_port, spec="binary87", tpdu=bytes.fromhex("6000010000")
+        )
+        try:
+            before = await acq.available()
+            assert (await acq.authorize(withdrawal(200_000))).response_code is RC.APPROVED
+            assert await acq.available() == before - 200_000 - 3_500
+            assert acq.remote.client.unmatched_answers == 0
         finally:
             await acq.close()
 

@@ -25,7 +25,7 @@ import pytest
 from psec.mac import generate_retail_mac
 
 from switch.core import testing as t
-from switch.core.model import AuthRequest, ResponseCode
+from switch.core.model import AuthRequest, ResponseCode, TxnType
 from switch.core.service import SwitchCore
 from switch.hsm.client import KeyType
 from switch.hsm.inprocess import InProcessHsm
@@ -37,7 +37,8 @@ from switch.iso8583.mapping import answer_mti
 from switch.iso8583.message import Message
 from switch.iso8583.remote import RemoteIssuerClient, RemoteIssuerConfig, start_remote_issuers
 from tests import remote_issuer_peer as peer
-from tests.test_remote_link import IssuerProcess, eventually, issuer_journal
+from tests.test_remote_followups import pos
+from tests.test_remote_link import Acquirer, IssuerProcess, eventually, issuer_journal
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*TripleDES")  # psec's 3DES, the oracle
 RC = ResponseCode
@@ -260,3 +261,31 @@ async def _available(core: SwitchCore) -> int:
     assert r.response_code is RC.APPROVED, r
     assert r.available_balance is not None
     return r.available_balance
+
+
+def test_signed_preauth_completion_and_refund(tmp_path: Path, mac_issuer: IssuerProcess) -> None:
+    """0100, the 0220 advice (through the queue) and the 0200 refund, all signed and their
+    answers checked, with the issuer switch that refuses anything unsigned."""
+
+    async def go() -> None:
+        acq = await Acquirer.open(tmp_path / "acq", mac_issuer.port, zak_clear=peer.LINK_ZAK_CLEAR)
+        try:
+            before = await acq.available()
+            pre = await acq.authorize(pos(TxnType.PREAUTH, 500_000))
+            assert pre.response_code is RC.APPROVED and pre.transaction_id, pre
+            done = await acq.authorize(t.follow_up(TxnType.COMPLETION, pre.transaction_id, 400_000))
+            assert done.response_code is RC.APPROVED and done.transaction_id, done
+            await eventually(lambda: _queue_empty(acq))
+            assert acq.remote.advices_delivered == 1
+            back = await acq.authorize(t.follow_up(TxnType.REFUND, done.transaction_id, 100_000))
+            assert back.response_code is RC.APPROVED, back
+            assert await acq.available() == before - 300_000
+            assert acq.remote.client.bad_macs == 0
+        finally:
+            await acq.close()
+
+    run(go())
+
+
+async def _queue_empty(acq: Acquirer) -> bool:
+    return await acq.saf.count() == 0
