@@ -1,10 +1,13 @@
-"""Store-and-forward queue of reversals (0420, repeated as 0421) owed to remote issuers.
+"""Store-and-forward queue of messages owed to remote issuers: reversals (0420, repeated as
+0421) and pre-authorization completion advices (0220, repeated as 0221).
 
 When a request to a remote issuer times out its outcome is unknown: the issuer may have
 debited the card. The switch answers 91 and owes the issuer a reversal until the issuer
 acknowledges it (0430), across restarts (DESIGN.md section 4). So a reversal is written here
 -- committed and fsynced (WAL, ``synchronous=FULL``) -- *before* the 91 goes back, and it is
-deleted only once acknowledged.
+deleted only once acknowledged. A completion is owed the same way: approved to the acquirer
+once its advice is durable here, delivered in order with the reversals (one queue per issuer,
+oldest first) until the issuer answers 0230.
 
 A small SQLite file of its own (``state_dir/saf.db``, mode 0600) rather than a table in the
 core's store: the queue belongs to the ISO 8583 link, is written only on failures, and must
@@ -52,7 +55,7 @@ CREATE INDEX IF NOT EXISTS saf_issuer ON saf (issuer, id);
 class SafEntry:
     entry_id: int
     issuer: str
-    message: Message  # the first transmission (0420); repeats go out as 0421
+    message: Message  # the first transmission (0420 / 0220); repeats go out as 0421 / 0221
     attempts: int  # sends already made (a repeat is due when > 0)
     created_at: float
 
@@ -131,14 +134,14 @@ class SafQueue:
         return await asyncio.to_thread(self._exec_now, sql, args)
 
     async def add(self, issuer: str, message: Message) -> int:
-        """Queue ``message`` (an 0420) for ``issuer``; returns once durable."""
+        """Queue ``message`` (an 0420 or 0220) for ``issuer``; returns once durable."""
         return await self._exec(
             "INSERT INTO saf (issuer, created_at, mti, sealed) VALUES (?, ?, ?, ?)",
             (issuer, time.time(), message.mti, self._seal(message)),
         )
 
     async def pending(self, issuer: str, limit: int = 100) -> list[SafEntry]:
-        """The oldest unacknowledged reversals for ``issuer``, in the order they were queued."""
+        """The oldest unacknowledged messages for ``issuer``, in the order they were queued."""
         rows = await self._query(
             "SELECT id, issuer, mti, sealed, attempts, created_at FROM saf"
             " WHERE issuer = ? ORDER BY id LIMIT ?",
@@ -167,5 +170,5 @@ class SafQueue:
         )
 
     async def acknowledge(self, entry_id: int) -> None:
-        """The issuer answered 0430: the reversal is delivered and leaves the queue."""
+        """The issuer answered (0430 / 0230): the message is delivered, it leaves the queue."""
         await self._exec("DELETE FROM saf WHERE id = ?", (entry_id,))
