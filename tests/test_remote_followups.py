@@ -188,3 +188,27 @@ def test_completion_is_delivered_when_the_issuer_comes_back(
 async def _sent_once(acq: Acquirer) -> bool:
     entries = await acq.saf.pending("remote-bank")
     return bool(entries) and entries[0].attempts >= 1
+
+
+def test_void_of_a_remote_preauth_releases_it_and_bars_its_completion(
+    tmp_path: Path, issuer: IssuerProcess
+) -> None:
+    async def go() -> None:
+        acq = await Acquirer.open(tmp_path / "acq", issuer.port)
+        try:
+            before = await acq.available()
+            pre = await acq.authorize(pos(TxnType.PREAUTH, 250_000))
+            assert pre.response_code is RC.APPROVED and pre.transaction_id, pre
+            void = await acq.authorize(t.follow_up(TxnType.VOID, pre.transaction_id, 0))
+            assert void.response_code is RC.APPROVED, void
+            assert void.approved_amount == 250_000  # what it gives back, as journaled
+            await eventually(lambda: saf_empty(acq))
+            assert await acq.available() == before  # the issuer released the hold
+            late = t.follow_up(TxnType.COMPLETION, pre.transaction_id, 250_000)
+            r = await acq.authorize(late)
+            assert r.response_code is RC.INVALID_TRANSACTION and "released" in r.message, r
+            assert await acq.saf.count() == 0  # no advice the issuer would have to refuse
+        finally:
+            await acq.close()
+
+    run(go())

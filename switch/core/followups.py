@@ -135,7 +135,7 @@ async def referring(p: Pipeline, ctx: Ctx) -> AuthResult:
     ctx.original_txn_id = o.txn_id
     if o.route != ONUS:
         ctx.route = o.route
-        return await _remote_followup(p, ctx, o)
+        return await _remote_followup(p, ctx, o, parent)
     if not o.approved:
         if t is TxnType.REVERSAL:
             return AuthResult(
@@ -191,9 +191,16 @@ async def referring(p: Pipeline, ctx: Ctx) -> AuthResult:
     return _refund(p, ctx, o, account)
 
 
-async def _remote_followup(p: Pipeline, ctx: Ctx, o: OriginalState) -> AuthResult:
+async def _remote_followup(
+    p: Pipeline, ctx: Ctx, o: OriginalState, parent: OriginalState | None
+) -> AuthResult:
     """Check a follow-up of a remote original against our journal, then forward it to the
-    original's issuer with the original's wire identity (see the module docstring)."""
+    original's issuer with the original's wire identity (see the module docstring).
+
+    What it takes from the original (captured, refunded, reversed) is reserved before the
+    issuer is asked and given back unless approved, so concurrent follow-ups cannot both
+    pass; a reversal's approval carries the amount it gives back, as the journal keeps it.
+    """
     req = ctx.req
     t = req.txn_type
     if not o.approved:
@@ -228,6 +235,8 @@ async def _remote_followup(p: Pipeline, ctx: Ctx, o: OriginalState) -> AuthResul
             raise Decline(RC.INVALID_TRANSACTION, "original: cannot be refunded")
         if amount <= 0 or amount > refundable:
             raise Decline(RC.INVALID_AMOUNT, f"amount: refundable is {max(refundable, 0)}")
+    else:  # reversal or void: what the issuer will give back, as the on-us rules count it
+        amount = _remote_reversal_amount(o, req.amount, req.replacement_amount, t)
     row = await p.store.journal_entry(o.txn_id)
     if row is None:
         raise Decline(RC.SYSTEM_MALFUNCTION, "original: journal entry missing")
@@ -242,8 +251,13 @@ async def _remote_followup(p: Pipeline, ctx: Ctx, o: OriginalState) -> AuthResul
     # Reserve before the await, so two concurrent captures (or refunds) cannot both pass.
     captured = amount if t is TxnType.COMPLETION else 0
     refunded = amount if t is TxnType.REFUND else 0
+    reversed_ = amount if t in (TxnType.REVERSAL, TxnType.VOID) else 0
+    uncaptured = reversed_ if parent is not None else 0  # a reversed completion
     o.captured += captured
     o.refunded += refunded
+    o.reversed += reversed_
+    if parent is not None:
+        parent.captured -= uncaptured
     approved = False
     try:
         result = await p._remote(ctx, o.route)
@@ -252,7 +266,25 @@ async def _remote_followup(p: Pipeline, ctx: Ctx, o: OriginalState) -> AuthResul
         if not approved:
             o.captured -= captured
             o.refunded -= refunded
+            o.reversed -= reversed_
+            if parent is not None:
+                parent.captured += uncaptured
+    if t in (TxnType.REVERSAL, TxnType.VOID):
+        result = replace(result, approved_amount=reversed_)
     return result
+
+
+def _remote_reversal_amount(
+    o: OriginalState, requested: int, replacement: int | None, t: TxnType
+) -> int:
+    """What a reversal or void of a remote original gives back: all that is left for a void
+    or a zero/too large amount, the difference for a replacement amount (field 95)."""
+    remaining = max(o.amount - o.reversed, 0)
+    if t is TxnType.VOID or (replacement is None and (requested == 0 or requested >= remaining)):
+        return remaining
+    if replacement is not None:
+        return max(0, min(o.amount - o.reversed - replacement, remaining))
+    return requested
 
 
 def _reverse(

@@ -548,7 +548,7 @@ class RemoteIssuerClient:
             except (ConnectionDownError, TimeoutError):
                 return  # down, slow or a bad MAC: retry on reconnect / after saf_retry
             except MuxKeyInUseError:
-                continue
+                return  # its STAN is in flight on the line: next pass, still in order
             except Iso8583Error as exc:  # our own row no longer encodes: skip, keep it queued
                 log.error(
                     "%s: queued %s %d does not encode: %s",
