@@ -66,6 +66,7 @@ def foreign(
     acquirer: str = SIGNING,
     terminal: str = FOREIGN_ATM,
     pin: str = CARD.pin,
+    mcc: str = "6011",
 ) -> Message:
     """A 0200 as the acquirer forwards it: its ATM's id, the PIN block under the ZPK."""
     now = dt.datetime.now(dt.UTC)
@@ -74,7 +75,7 @@ def foreign(
         "0200",
         {
             2: CARD.pan, 3: proc, 4: f"{amount:012d}", 7: now7(), 11: new_stan(),
-            12: now.strftime("%H%M%S"), 13: now.strftime("%m%d"), 18: "6011", 22: "021",
+            12: now.strftime("%H%M%S"), 13: now.strftime("%m%d"), 18: mcc, 22: "021",
             32: acquirer, 41: terminal, 43: "Partner ATM / Oran".ljust(40), 49: "012", 52: block,
         },
     )  # fmt: skip
@@ -158,5 +159,24 @@ def test_an_acquirer_without_a_zak_and_our_own_terminals(state: Path) -> None:
         # network management without field 32 needs no MAC
         echo = await c.request(Message("0800", {7: now7(), 11: new_stan(), 70: "301"}))
         assert echo.fields[39] == "00"
+
+    serve(state, body)
+
+
+def test_a_foreign_pos_with_one_of_our_terminal_ids_is_mapped_as_foreign(state: Path) -> None:
+    """Our GAB00001 is an ATM; the acquirer's GAB00001 is a shop (MCC 5411): its purchase
+    is a POS payment settled with the interbank POS account, not refused as an ATM's."""
+
+    async def body(core: SwitchCore, c: AtmClient) -> None:
+        buy = foreign("000000", 250_000, acquirer=UNSIGNED, terminal=ATM.terminal_id, mcc="5411")
+        answer = await c.request(buy)
+        assert answer.fields[39] == "00", answer
+        (row,) = core.store.query(
+            "SELECT channel, counter_account_id FROM journal WHERE stan = ?", (buy.text(11),)
+        )
+        interbank_pos = core.store.query(
+            "SELECT account_id FROM accounts WHERE number = 'GL-INTERBANK-POS'"
+        )[0][0]
+        assert row == ("pos", interbank_pos)
 
     serve(state, body)
