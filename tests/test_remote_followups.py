@@ -212,3 +212,38 @@ def test_void_of_a_remote_preauth_releases_it_and_bars_its_completion(
             await acq.close()
 
     run(go())
+
+
+def test_a_refund_that_times_out_is_reversed_not_resent(
+    tmp_path: Path, issuer: IssuerProcess
+) -> None:
+    """Outcome unknown (issuer stalled): 91, and the refund's 0420 undoes it if it happened."""
+
+    async def go() -> None:
+        acq = await Acquirer.open(tmp_path / "acq", issuer.port)
+        try:
+            paid = await acq.authorize(pos(TxnType.PURCHASE, 300_000))
+            assert paid.response_code is RC.APPROVED and paid.transaction_id, paid
+            after_sale = await acq.available()
+            issuer.pause()
+            refund = t.follow_up(TxnType.REFUND, paid.transaction_id, 100_000)
+            r = await acq.authorize(refund)
+            assert r.response_code is RC.ISSUER_UNAVAILABLE and "reversal queued" in r.message, r
+            (entry,) = await acq.saf.pending("remote-bank")
+            assert entry.message.mti == "0420" and entry.message.text(90)[:10] == "0200" + (
+                refund.stan
+            )
+            issuer.resume()
+            await eventually(lambda: saf_empty(acq), within=20)
+            assert await acq.available() == after_sale  # refunded once, then reversed
+            refunds = rows_of(issuer.state_dir, "refund")
+            assert [(x[1], x[2]) for x in refunds] == [("00", 100_000)]  # never resent
+            # the merchant may refund again: the timed-out one did not count here
+            again = await acq.authorize(t.follow_up(TxnType.REFUND, paid.transaction_id, 300_000))
+            assert again.response_code is RC.APPROVED, again
+            assert await acq.available() == after_sale + 300_000
+        finally:
+            issuer.resume()
+            await acq.close()
+
+    run(go())

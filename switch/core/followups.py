@@ -127,10 +127,11 @@ async def referring(p: Pipeline, ctx: Ctx) -> AuthResult:
     # A capture's money is accounted on its pre-authorization (the merchant's payment id):
     # refunds of a completion are refunds of that payment, and reversing a completion
     # un-captures it, so the two ways of giving money back can never add up to more.
+    # Reversing a refund gives the refunded payment its refundable amount back.
     parent: OriginalState | None = None
-    if o.txn_type is TxnType.COMPLETION and o.parent_txn_id is not None:
+    if o.txn_type in (TxnType.COMPLETION, TxnType.REFUND) and o.parent_txn_id is not None:
         parent = await original_state(p, o.parent_txn_id)
-        if parent is not None and t is TxnType.REFUND:
+        if parent is not None and o.txn_type is TxnType.COMPLETION and t is TxnType.REFUND:
             o, parent = parent, None
     ctx.original_txn_id = o.txn_id
     if o.route != ONUS:
@@ -252,12 +253,15 @@ async def _remote_followup(
     captured = amount if t is TxnType.COMPLETION else 0
     refunded = amount if t is TxnType.REFUND else 0
     reversed_ = amount if t in (TxnType.REVERSAL, TxnType.VOID) else 0
-    uncaptured = reversed_ if parent is not None else 0  # a reversed completion
+    completion = o.txn_type is TxnType.COMPLETION
+    uncaptured = reversed_ if parent is not None and completion else 0
+    unrefunded = reversed_ if parent is not None and o.txn_type is TxnType.REFUND else 0
     o.captured += captured
     o.refunded += refunded
     o.reversed += reversed_
     if parent is not None:
         parent.captured -= uncaptured
+        parent.refunded -= unrefunded
     approved = False
     try:
         result = await p._remote(ctx, o.route)
@@ -269,6 +273,7 @@ async def _remote_followup(
             o.reversed -= reversed_
             if parent is not None:
                 parent.captured += uncaptured
+                parent.refunded += unrefunded
     if t in (TxnType.REVERSAL, TxnType.VOID):
         result = replace(result, approved_amount=reversed_)
     return result
@@ -311,7 +316,8 @@ def _reverse(
         remaining = o.amount - o.reversed
     else:
         remaining = o.amount - o.reversed - o.refunded
-    if parent is not None:  # a completion: not what its payment has refunded already
+    if parent is not None and o.txn_type is TxnType.COMPLETION:
+        # a completion: not what its payment has refunded already
         remaining = min(remaining, parent.captured - parent.refunded)
     if remaining <= 0:
         return AuthResult(
@@ -366,7 +372,10 @@ def _reverse(
     o.reversed += amount
     o.fee_reversed += fee
     if parent is not None:
-        parent.captured -= amount
+        if o.txn_type is TxnType.COMPLETION:
+            parent.captured -= amount
+        else:  # a reversed refund: refundable again
+            parent.refunded -= amount
     ctx.fee = fee
     ctx.counter_account_id = o.counter_account_id
     return _answer(p, ctx, account, amount, "reversed" if not void else "voided")
