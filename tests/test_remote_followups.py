@@ -247,3 +247,25 @@ def test_a_refund_that_times_out_is_reversed_not_resent(
             await acq.close()
 
     run(go())
+
+
+def test_concurrent_completions_of_a_remote_preauth_capture_once(
+    tmp_path: Path, issuer: IssuerProcess
+) -> None:
+    async def go() -> None:
+        acq = await Acquirer.open(tmp_path / "acq", issuer.port)
+        try:
+            before = await acq.available()
+            pre = await acq.authorize(pos(TxnType.PREAUTH, 500_000))
+            assert pre.response_code is RC.APPROVED and pre.transaction_id, pre
+            reqs = [t.follow_up(TxnType.COMPLETION, pre.transaction_id, a) for a in (400_000,) * 4]
+            results = await asyncio.gather(*(acq.authorize(r) for r in reqs))
+            codes = sorted(r.response_code.value for r in results)
+            assert codes == ["00", "12", "12", "12"], results
+            await eventually(lambda: saf_empty(acq))
+            assert acq.remote.advices_delivered == 1
+            assert await acq.available() == before - 400_000
+        finally:
+            await acq.close()
+
+    run(go())

@@ -218,6 +218,10 @@ async def _remote_followup(
             raise Decline(RC.INVALID_TRANSACTION, "original: belongs to another merchant")
     if req.currency != o.currency:
         raise Decline(RC.INVALID_AMOUNT, "currency: differs from the original")
+    row = await p.store.journal_entry(o.txn_id)
+    if row is None:
+        raise Decline(RC.SYSTEM_MALFUNCTION, "original: journal entry missing")
+    # -- no await from the checks to the reservation --------------------------------------
     amount = req.amount
     if t is TxnType.COMPLETION:
         if o.txn_type is not TxnType.PREAUTH:
@@ -238,9 +242,6 @@ async def _remote_followup(
             raise Decline(RC.INVALID_AMOUNT, f"amount: refundable is {max(refundable, 0)}")
     else:  # reversal or void: what the issuer will give back, as the on-us rules count it
         amount = _remote_reversal_amount(o, req.amount, req.replacement_amount, t)
-    row = await p.store.journal_entry(o.txn_id)
-    if row is None:
-        raise Decline(RC.SYSTEM_MALFUNCTION, "original: journal entry missing")
     ref = OriginalRef(
         mti=_ORIGINAL_MTI.get(o.txn_type, "0200"),
         stan=row.stan,
@@ -249,7 +250,8 @@ async def _remote_followup(
         transaction_id=o.txn_id,
     )
     ctx.req = replace(req, original=ref, extra={**req.extra, ORIGINAL_TERMINAL: row.terminal_id})
-    # Reserve before the await, so two concurrent captures (or refunds) cannot both pass.
+    # Reserve before the issuer is asked, so two concurrent captures (or refunds) cannot
+    # both pass.
     captured = amount if t is TxnType.COMPLETION else 0
     refunded = amount if t is TxnType.REFUND else 0
     reversed_ = amount if t in (TxnType.REVERSAL, TxnType.VOID) else 0
