@@ -102,3 +102,36 @@ def test_sqlite_store_satisfies_the_store_protocol(tmp_path: Path) -> None:
     store: Store = SqliteStore(tmp_path / "db")  # checked by mypy (strict) too
     outbox: AlertOutbox = store
     assert isinstance(store, SqliteStore) and outbox is store
+
+
+def test_one_batch_writes_many_rows_and_later_rows_win(tmp_path: Path) -> None:
+    """The group commit writes each table in multi-row statements (chunked): a batch larger
+    than one chunk lands whole, and an upsert of the same key twice in one batch keeps the
+    later row, as one statement per row did."""
+    from switch.store import sqlite as sqlite_store
+
+    async def go() -> None:
+        s = await opened(tmp_path / "db", durable=False)
+        s.insert_account(Account(1, "A", AccountKind.CCP, "x", "", 12, 0))
+        s.insert_account(Account(2, "B", AccountKind.GL, "y", "", 12, 0, 0, True))
+        s.flush_admin()
+        n = sqlite_store._CHUNK * 2 + 3
+        units = []
+        for i in range(1, n + 1):
+            ch = Changes()
+            ch.postings = [(f"t{i}", 0, 1, -i), (f"t{i}", 1, 2, i)]
+            ch.accounts = [(1, -i * (i + 1) // 2, 0), (2, i * (i + 1) // 2, 0)]
+            ch.holds = [("h1", 1, 500, 500 - i, "open" if i < n else "closed")]
+            units.append(s.commit(ch))
+        await asyncio.gather(*units)
+        assert s.units / s.batches > sqlite_store._CHUNK  # batches spanned several chunks
+        assert s.query("SELECT COUNT(*), SUM(amount) FROM postings") == [(2 * n, 0)]
+        total = n * (n + 1) // 2
+        assert s.query("SELECT account_id, balance FROM accounts ORDER BY account_id") == [
+            (1, -total),
+            (2, total),
+        ]
+        assert s.query("SELECT txn_id, remaining, status FROM holds") == [("h1", 500 - n, "closed")]
+        await s.close()
+
+    asyncio.run(go())
