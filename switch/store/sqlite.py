@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from importlib import resources
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -739,4 +740,4 @@ def _rows(
     in one batch ends with the later row, as ``executemany`` did)."""
     for i in range(0, len(rows), _CHUNK):
         chunk = rows[i : i + _CHUNK]
-        conn.execute(_values_sql(head, width, len(chunk), tail), [v for r in chunk for v in r])
+        conn.execute(_values_sql(head, width, len(chunk), tail), [*chain.from_iterable(chunk)])
