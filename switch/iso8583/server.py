@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 
 from switch.core.domain import Terminal
-from switch.core.interchange import MacKey, is_our_terminal, mac_key
+from switch.core.interchange import NO_MAC_KEY, MacKey, is_our_terminal, mac_key
 from switch.core.model import ResponseCode
 from switch.core.service import SwitchCore
 from switch.hsm.client import HsmError
@@ -268,10 +268,14 @@ class _Connection(asyncio.Protocol):
         f32 = msg.fields.get(32)
         aid = f32 if isinstance(f32, str) else terminal.acquirer_id if terminal else ""
         acquirer = core.acquirer(aid)
-        key = mac_key(terminal, aid, acquirer)
+        signed = 64 in msg.fields or 128 in msg.fields
+        # Only an acquirer's ZAK is ever *required*: without a signature, require_mac or a
+        # registered acquirer there is nothing to check (the common ATM case skips the rule).
+        key = NO_MAC_KEY
+        if signed or acquirer is not None or self.listener.config.require_mac:
+            key = mac_key(terminal, aid, acquirer)
         if not is_our_terminal(terminal, aid, acquirer):
             terminal = None  # another acquirer's terminal with one of our ids: not ours
-        signed = 64 in msg.fields or 128 in msg.fields
         if signed or (key.key and (key.required or self.listener.config.require_mac)):
             refused = await self._check_mac(msg, key)
             if refused is not None:
