@@ -9,9 +9,10 @@ durable. While one COMMIT is in flight, new units accumulate and go out together
 transaction: the cost of an fsync is shared by every authorization that arrived meanwhile.
 
 Reads use their own connection on the loop thread (WAL readers never block the writer);
-administrative writes and the SMS outbox (called from the delivery worker's thread) use a
-third connection behind a lock. If a batch fails, every unit in it fails and the store
-refuses further commits (the core then answers 96): memory and disk must not diverge.
+administrative writes use a third connection behind a lock, and the SMS outbox (called from
+the delivery worker's thread) a fourth, owned by ``SqliteOutbox``. If a batch fails, every
+unit in it fails and the store refuses further commits (the core then answers 96): memory and
+disk must not diverge.
 """
 
 # ruff: noqa: S608 -- the f-strings only splice fixed column lists, never input
@@ -25,7 +26,6 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from importlib import resources
 from itertools import chain
 from pathlib import Path
@@ -43,7 +43,6 @@ from switch.core.domain import (
     Merchant,
     Terminal,
 )
-from switch.notify.messages import render_alert
 from switch.notify.outbox import Alert
 from switch.store.api import (
     Changes,
@@ -52,6 +51,7 @@ from switch.store.api import (
     OriginalSummary,
     StoreError,
 )
+from switch.store.sqlite_outbox import SqliteOutbox
 
 _CARD_COLS = (
     "card_id, pan_hash, pan_first6, pan_last4, account_id, product, expiry, service_code, "
@@ -131,6 +131,7 @@ class SqliteStore:
         self._write: sqlite3.Connection | None = None
         self._adminc: sqlite3.Connection | None = None
         self._admin_lock = threading.Lock()
+        self._outbox: SqliteOutbox | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[tuple[Changes, asyncio.Future[None]]] = []
@@ -163,6 +164,7 @@ class SqliteStore:
         # group-commit connection leaves them off: the core only posts to accounts it has
         # loaded, and the per-row parent lookups were a measurable share of the write cost.
         self._adminc.execute("PRAGMA foreign_keys=ON")
+        self._outbox = SqliteOutbox(self.path, durable=self.durable)
         self._loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-commit")
 
@@ -197,6 +199,9 @@ class SqliteStore:
                 if conn is not None:
                     conn.close()
             self._read = self._write = self._adminc = None
+        if self._outbox is not None:
+            self._outbox.close()
+            self._outbox = None
 
     # -- group commit ------------------------------------------------------------------------
     async def commit(self, changes: Changes) -> None:
@@ -632,24 +637,15 @@ class SqliteStore:
         )
 
     # -- AlertOutbox -----------------------------------------------------------------------------
-    def claim_due_alerts(self, now: float, limit: int) -> list[Alert]:
-        conn = self._adminc  # the delivery worker's thread: not the loop's read connection
-        if conn is None:
+    # The SQL lives in ``SqliteOutbox`` (its own connection), which the delivery worker also
+    # uses alone in its own process; the store only delegates.
+    def _alert_outbox(self) -> SqliteOutbox:
+        if self._outbox is None:
             raise StoreError("store is not open")
-        with self._admin_lock:
-            rows = conn.execute(
-                "SELECT alert_id, msisdn, text, attempts, kind, masked_pan, amount, currency, "
-                "place, available, created_at FROM alerts WHERE status = 'pending' "
-                "AND next_attempt_at <= ? ORDER BY alert_id LIMIT ?",
-                (now, limit),
-            ).fetchall()
-        out = []
-        for alert_id, msisdn, text, attempts, kind, masked, amount, cur, place, avail, at in rows:
-            if not text:
-                when = datetime.fromtimestamp(at, UTC)
-                text = render_alert(kind, masked, amount, cur, place, when, avail)
-            out.append(Alert(int(alert_id), str(msisdn), str(text), int(attempts)))
-        return out
+        return self._outbox
+
+    def claim_due_alerts(self, now: float, limit: int) -> list[Alert]:
+        return self._alert_outbox().claim_due_alerts(now, limit)
 
     def _admin_tx(self, sql: str, args: tuple[object, ...]) -> None:
         self._admin_tx_many(sql, [args])
@@ -674,22 +670,12 @@ class SqliteStore:
         )
 
     def mark_alerts_sent(self, sent: Sequence[tuple[int, str]], now: float) -> None:
-        if not sent:
-            return
-        self._admin_tx_many(
-            "UPDATE alerts SET status = 'sent', carrier_id = ?, attempts = attempts + 1 "
-            "WHERE alert_id = ?",
-            [(carrier_id, alert_id) for alert_id, carrier_id in sent],
-        )
+        self._alert_outbox().mark_alerts_sent(sent, now)
 
     def mark_alert_failed(
         self, alert_id: int, error: str, next_attempt_at: float, give_up: bool
     ) -> None:
-        self._admin_tx(
-            "UPDATE alerts SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, "
-            "status = ? WHERE alert_id = ?",
-            (error[:500], next_attempt_at, "parked" if give_up else "pending", alert_id),
-        )
+        self._alert_outbox().mark_alert_failed(alert_id, error, next_attempt_at, give_up)
 
     # -- inspection helpers for tests and operators ----------------------------------------------
     def query(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
