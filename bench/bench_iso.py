@@ -11,6 +11,11 @@ the same state, is ``SwitchCore.authorize`` called in process (no network, no co
 line runs the same load against a listener whose core answers at once: the ISO layer's own
 cost (codec, mapping, framing, tasks, TCP), so the two others can be told apart.
 
+Every approved withdrawal owes its cardholder an SMS alert. The report says how many were
+still unsent when the load ended and how long the worker took to send the rest, and the
+switch's CPU per withdrawal *with its alert sent* (process tree: the SMS worker may run in a
+child process): a switch that looks fast by leaving its alerts for later is not.
+
 Run: ``python -m bench bench_iso``. Knobs: ``BENCH_ISO_TXNS`` (default 20000),
 ``BENCH_ISO_CONNS`` (8), ``BENCH_ISO_DEPTH`` (16 in flight per connection; deeper
 pipelines trade latency for throughput: the latency is mostly queueing).
@@ -25,6 +30,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -224,6 +230,9 @@ class _InstantCore:
     def terminal(self, terminal_id: str) -> None:
         return None
 
+    def acquirer(self, acquirer_id: str) -> None:
+        return None
+
     async def authorize(self, req: AuthRequest) -> AuthResult:
         await asyncio.sleep(0)
         return AuthResult(ResponseCode.APPROVED, "approved", "123456", "t", 100, 100, 12)
@@ -257,12 +266,37 @@ def _start_switch(state: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (all its threads), from /proc."""
+    """User + system CPU of a process (all its threads) and of its live children (the SMS
+    worker runs in a child of ``switch run``), from /proc."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        total += sum(_cpu_seconds(int(child)) for child in children)
+    return total
+
+
+def _pending_alerts(state: Path) -> int:
+    """SMS alerts not yet handed to the SMS transport (the outbox rows still pending)."""
+    db = sqlite3.connect(f"file:{state / 'switch.db'}?mode=ro", uri=True, timeout=30)
+    try:
+        return int(db.execute("SELECT COUNT(*) FROM alerts WHERE status = 'pending'").fetchone()[0])
+    finally:
+        db.close()
+
+
+def _drain_alerts(state: Path, timeout: float = 120.0) -> float:
+    """Wait until the SMS worker has sent every alert; returns the seconds it took."""
+    t0 = time.perf_counter()
+    while _pending_alerts(state) and time.perf_counter() - t0 < timeout:
+        time.sleep(0.05)
+    return time.perf_counter() - t0
 
 
 def main() -> None:
@@ -298,6 +332,10 @@ def main() -> None:
                 capture_output=True, text=True, timeout=900, check=True,
             )  # fmt: skip
             switch_cpu = _cpu_seconds(proc.pid) - cpu0
+            backlog = _pending_alerts(state)
+            drain = _drain_alerts(state)
+            all_in_cpu = _cpu_seconds(proc.pid) - cpu0
+            left = _pending_alerts(state)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
@@ -311,6 +349,11 @@ def main() -> None:
         print(
             f"  CPU seconds during the run: switch {switch_cpu:.1f}, generator "
             f"{r['generator_cpu']:.1f}, wall {r['elapsed']:.1f} (2 cores shared)"
+        )
+        print(
+            f"  SMS alerts: {backlog} of {r['approved']} still unsent when the load ended, all "
+            f"sent {drain:.1f} s later{'' if not left else f' EXCEPT {left}'}; switch CPU "
+            f"per withdrawal with its alert sent: {all_in_cpu / max(r['approved'], 1) * 1e6:.0f} us"
         )
         if r["approved"] != r["requests"]:
             print(f"  response codes: {r['codes']}")
