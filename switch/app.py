@@ -1,10 +1,13 @@
-"""``switch run``: one process with the core, the ISO 8583 listener(s), the SMS worker and gRPC.
+"""``switch run``: the core, the ISO 8583 listener(s) and gRPC in one process; SMS beside it.
 
 Wiring only -- every part is built elsewhere. On first start the state directory is created
 with the SQLite store, a development LMK and the demo data (``SwitchCore.open``). The SMS
-worker prints alerts on the console by default (``SWITCH_SMS`` selects another transport), so
-a newcomer sees the alert of a withdrawal in the switch's terminal. SIGINT/SIGTERM stop the
-listeners, let requests in flight answer, stop the worker, then close the store.
+alert worker runs as a supervised child process by default (``--sms-worker process``: its
+CPU no longer competes with the event loop answering ATMs), or in this process (``inline``),
+or not at all (``off``: another worker delivers the outbox); see ``switch.notify.delivery``.
+It prints alerts on the console by default (``SWITCH_SMS`` selects another transport) and the
+child shares this terminal, so a newcomer sees the alert of a withdrawal here. SIGINT/SIGTERM
+stop the listeners, let requests in flight answer, stop the worker, then close the store.
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ from switch.hsm.client import HsmClient
 from switch.iso8583.framing import Framing, LengthHeader
 from switch.iso8583.remote import RemoteIssuers, load_remote_issuers, start_remote_issuers
 from switch.iso8583.server import IsoListener, ListenerConfig, start_iso_server
-from switch.notify.factory import transport_from_url
-from switch.notify.worker import AlertWorker
+from switch.notify.delivery import MODES, SmsDelivery, check_sms_setting, start_sms_delivery
+from switch.notify.worker_lock import WorkerLockError
 
 log = logging.getLogger("switch.app")
 
@@ -87,6 +90,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-fsync", action="store_true", help="do not fsync commits (benchmarks only)"
     )
+    parser.add_argument(
+        "--sms-worker",
+        choices=MODES,
+        default="process",
+        help="SMS alert delivery: a supervised child process (default), inline in this "
+        "process, or off (alerts stay pending for `python -m switch.notify.service`)",
+    )
     parser.add_argument("--log-level", default="INFO")
 
 
@@ -123,6 +133,7 @@ async def serve(args: argparse.Namespace) -> int:
     links = list(dict.fromkeys(p for p in (args.remote_issuers, args.interchange) if p))
     remote_configs = [c for path in links for c in load_remote_issuers(path)]
     acquirers = load_acquirers(links)
+    check_sms_setting(os.environ.get("SWITCH_SMS"), state_dir)  # a bad URL stops us here
     core = await SwitchCore.open(state_dir, hsm=hsm, durable=not args.no_fsync, config=config)
     try:
         acquirer_lines = await check_acquirer_keys(core.hsm, acquirers)
@@ -140,10 +151,7 @@ async def serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    worker = AlertWorker(
-        core.store, transport_from_url(os.environ.get("SWITCH_SMS"), state_dir), poll_interval=0.5
-    )
-    worker_task = asyncio.create_task(worker.run(stop))
+    sms: SmsDelivery | None = None
     try:
         if remote_configs:
             remotes = await start_remote_issuers(core, remote_configs, state_dir)
@@ -160,6 +168,9 @@ async def serve(args: argparse.Namespace) -> int:
         for cfg in configs:
             listener = await start_iso_server(core, cfg)
             listeners.append(listener)
+        sms = await start_sms_delivery(
+            args.sms_worker, core.store, state_dir, log_level=str(args.log_level)
+        )
         print(f"switch: state directory {state_dir.resolve()}", flush=True)
         for listener in listeners:
             cfg = listener.config
@@ -173,9 +184,7 @@ async def serve(args: argparse.Namespace) -> int:
             print(f"HSM: {args.hsm} (payShield host protocol)", flush=True)
         else:
             print(BANNER_HSM_DEV.format(lmk=state_dir / "lmk.json"), flush=True)
-        print(
-            "SMS alerts: " + (os.environ.get("SWITCH_SMS") or "console (printed here)"), flush=True
-        )
+        print(f"SMS alerts: {sms.banner}", flush=True)
         for rc in remote_configs:
             print(f"remote issuer {rc.name}: ISO 8583 link to {rc.host}:{rc.port}", flush=True)
         for line in acquirer_lines:
@@ -190,9 +199,8 @@ async def serve(args: argparse.Namespace) -> int:
             await listener.close()
         if grpc_server is not None:
             await grpc_server.stop(5)
-        stop.set()
-        await worker_task
-        worker.close()
+        if sms is not None:
+            await sms.stop()
         if remotes is not None:
             await remotes.close()
         await core.close()
@@ -215,6 +223,9 @@ def main(args: argparse.Namespace) -> int:
         return 1
     except ValueError as exc:  # a bad --remote-issuers/--interchange file (names the key)
         print(f"switch run: {exc}", file=sys.stderr)
+        return 1
+    except WorkerLockError as exc:  # --sms-worker inline beside a running worker process
+        print(f"switch run: --sms-worker inline: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:  # e.g. a port already in use
         print(f"switch run: cannot start: {exc}", file=sys.stderr)

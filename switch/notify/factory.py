@@ -61,3 +61,16 @@ def transport_from_url(
         timeout=timeout,
         enquire_link_interval=enquire,
     )
+
+
+def describe_transport(url: str | None) -> str:
+    """``url`` as a banner or a log may show it: a password in an SMPP URL is masked."""
+    spec = (url or "console").strip()
+    if spec == "console":
+        return "console (printed here)"
+    parts = urlsplit(spec)
+    if parts.scheme == "smpp" and parts.password is not None:
+        userinfo, hostport = parts.netloc.rsplit("@", 1)
+        masked = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
+        return parts._replace(netloc=masked).geturl()
+    return spec

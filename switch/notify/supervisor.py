@@ -1,0 +1,149 @@
+"""Keep the SMS worker process running beside ``switch run``, and never leave it behind.
+
+Why supervise: alerts queue up in the outbox while no worker runs, so a worker that crashed
+(a transport bug, the OOM killer) must come back by itself -- but a worker that dies at once
+on every start must not be respawned in a tight loop either: restarts back off from
+``initial_backoff`` doubling to ``max_backoff``, and the back-off starts over once a child
+stayed up ``stable_after`` seconds.
+
+Why a session of its own (``start_new_session``): a Ctrl-C in the terminal then reaches only
+the switch, which stops its listeners first and only then the worker (SIGTERM, up to
+``stop_timeout`` seconds to finish its batch, then SIGKILL). The child inherits stdout and
+stderr, so console alerts still print in the switch's terminal. If the switch itself is
+killed outright, the child notices it was re-parented (``--parent-pid``) and stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import subprocess
+from collections.abc import Sequence
+
+log = logging.getLogger("switch.notify.supervisor")
+
+
+class WorkerProcess:
+    """Runs ``argv`` as a child process and restarts it until ``stop``."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        initial_backoff: float = 1.0,
+        max_backoff: float = 30.0,
+        stable_after: float = 30.0,
+        stop_timeout: float = 10.0,
+    ) -> None:
+        if not argv:
+            raise ValueError("argv must name a program")
+        if initial_backoff <= 0 or max_backoff < initial_backoff:
+            raise ValueError("initial_backoff must be > 0 and max_backoff >= initial_backoff")
+        self.argv = list(argv)
+        self.initial_backoff = initial_backoff
+        self.max_backoff = max_backoff
+        self.stable_after = stable_after
+        self.stop_timeout = stop_timeout
+        self.restarts = 0
+        self._proc: asyncio.subprocess.Process | None = None
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The running child's pid (None between a crash and its restart)."""
+        proc = self._proc
+        return proc.pid if proc is not None and proc.returncode is None else None
+
+    async def start(self) -> int:
+        """Spawn the first child (``OSError`` if it cannot be) and supervise it; its pid."""
+        if self._task is not None:
+            raise RuntimeError("already started")
+        proc = await self._spawn()
+        self._task = asyncio.create_task(self._supervise(proc), name="sms-worker-supervisor")
+        return proc.pid
+
+    async def stop(self) -> None:
+        """Stop supervising, then SIGTERM the child; SIGKILL it after ``stop_timeout``."""
+        self._stopping.set()
+        proc = self._proc
+        if proc is not None:
+            await self._terminate(proc)
+        if self._task is not None:
+            await self._task  # it terminates a child it was spawning meanwhile
+
+    # -- internals ---------------------------------------------------------------------------
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            *self.argv, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+        self._proc = proc
+        log.info("SMS worker process started (pid %d)", proc.pid)
+        return proc
+
+    async def _supervise(self, first: asyncio.subprocess.Process) -> None:
+        loop = asyncio.get_running_loop()
+        proc: asyncio.subprocess.Process | None = first
+        backoff = self.initial_backoff
+        try:
+            while True:
+                if proc is not None:
+                    started = loop.time()
+                    status = await proc.wait()
+                    if self._stopping.is_set():
+                        return
+                    if loop.time() - started >= self.stable_after:
+                        backoff = self.initial_backoff
+                    log.warning(
+                        "SMS worker process (pid %d) exited unexpectedly (%s); restarting in %g s",
+                        proc.pid,
+                        _describe(status),
+                        backoff,
+                    )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), backoff)
+                if self._stopping.is_set():
+                    return
+                backoff = min(backoff * 2, self.max_backoff)
+                try:
+                    proc = await self._spawn()
+                except OSError as exc:
+                    log.error("cannot start the SMS worker process: %s; retrying", exc)
+                    proc = None
+                    continue
+                self.restarts += 1
+                if self._stopping.is_set():  # stop() ran while we were spawning
+                    await self._terminate(proc)
+                    return
+        finally:
+            current = self._proc
+            if current is not None and current.returncode is None and not self._stopping.is_set():
+                current.kill()  # cancelled: do not leave the child running on its own
+
+    async def _terminate(self, proc: asyncio.subprocess.Process) -> None:
+        if proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), self.stop_timeout)
+        except TimeoutError:
+            log.warning(
+                "SMS worker process (pid %d) ignored SIGTERM for %g s: killing it",
+                proc.pid,
+                self.stop_timeout,
+            )
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+
+def _describe(status: int) -> str:
+    if status < 0:
+        try:
+            return f"killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"killed by signal {-status}"
+    return f"exit status {status}"
