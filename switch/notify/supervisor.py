@@ -11,6 +11,11 @@ the switch, which stops its listeners first and only then the worker (SIGTERM, u
 ``stop_timeout`` seconds to finish its batch, then SIGKILL). The child inherits stdout and
 stderr, so console alerts still print in the switch's terminal. If the switch itself is
 killed outright, the child notices it was re-parented (``--parent-pid``) and stops.
+
+Why ``subprocess.Popen`` and a waiter thread rather than the event loop's subprocess support:
+Popen starts the child with ``vfork``, while uvloop's (libuv's) ``fork`` copies the page
+tables of the whole switch -- a pause of the event loop that grows with the card cache --
+and runs every ``pthread_atfork`` handler (gRPC's warns on each restart).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import contextlib
 import logging
 import signal
 import subprocess
+import threading
 from collections.abc import Sequence
 
 log = logging.getLogger("switch.notify.supervisor")
@@ -47,7 +53,7 @@ class WorkerProcess:
         self.stable_after = stable_after
         self.stop_timeout = stop_timeout
         self.restarts = 0
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: _Child | None = None
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -75,17 +81,18 @@ class WorkerProcess:
             await self._task  # it terminates a child it was spawning meanwhile
 
     # -- internals ---------------------------------------------------------------------------
-    async def _spawn(self) -> asyncio.subprocess.Process:
-        proc = await asyncio.create_subprocess_exec(
-            *self.argv, stdin=subprocess.DEVNULL, start_new_session=True
+    async def _spawn(self) -> _Child:
+        proc = _Child(
+            subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, start_new_session=True),
+            asyncio.get_running_loop(),
         )
         self._proc = proc
         log.info("SMS worker process started (pid %d)", proc.pid)
         return proc
 
-    async def _supervise(self, first: asyncio.subprocess.Process) -> None:
+    async def _supervise(self, first: _Child) -> None:
         loop = asyncio.get_running_loop()
-        proc: asyncio.subprocess.Process | None = first
+        proc: _Child | None = first
         backoff = self.initial_backoff
         try:
             while True:
@@ -122,7 +129,7 @@ class WorkerProcess:
             if current is not None and current.returncode is None and not self._stopping.is_set():
                 current.kill()  # cancelled: do not leave the child running on its own
 
-    async def _terminate(self, proc: asyncio.subprocess.Process) -> None:
+    async def _terminate(self, proc: _Child) -> None:
         if proc.returncode is not None:
             return
         with contextlib.suppress(ProcessLookupError):
@@ -147,3 +154,41 @@ def _describe(status: int) -> str:
         except ValueError:
             return f"killed by signal {-status}"
     return f"exit status {status}"
+
+
+class _Child:
+    """A ``Popen`` whose exit status is awaitable: a daemon thread blocks in ``waitpid`` for
+    it (reaping only this pid, so it never steals another child's status)."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self._exited: asyncio.Future[int] = loop.create_future()
+        threading.Thread(
+            target=self._reap, args=(loop,), name=f"sms-worker-wait-{self.pid}", daemon=True
+        ).start()
+
+    def _reap(self, loop: asyncio.AbstractEventLoop) -> None:
+        status = self.popen.wait()
+        try:
+            loop.call_soon_threadsafe(self._settle, status)
+        except RuntimeError:  # the loop is closed: nobody awaits the status any more
+            pass
+
+    def _settle(self, status: int) -> None:
+        if not self._exited.done():
+            self._exited.set_result(status)
+
+    @property
+    def returncode(self) -> int | None:
+        return self._exited.result() if self._exited.done() else None
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._exited)
+
+    def send_signal(self, sig: int) -> None:
+        if not self._exited.done():
+            self.popen.send_signal(sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
