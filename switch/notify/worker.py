@@ -25,8 +25,9 @@ Blocking work (the SQLite outbox, smpplib's socket calls) runs in a one-thread e
 the event loop serving authorizations never waits on an SMS centre.
 
 Run **one worker per outbox**: ``claim_due_alerts`` reads due rows without leasing them, so two
-workers on the same store would both send the rows they see. (Scaling out needs a claim that
-leases, e.g. moving ``next_attempt_at`` forward in the claiming transaction.)
+workers on the same store would both send the rows they see (``switch.notify.worker_lock``
+enforces it for the ways the project runs a worker). Scaling out needs a claim that leases,
+e.g. moving ``next_attempt_at`` forward in the claiming transaction.
 """
 
 from __future__ import annotations
