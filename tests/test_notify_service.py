@@ -451,3 +451,21 @@ def test_run_refuses_a_bad_sms_url_at_start(state: Path) -> None:
     assert result.returncode == 1
     assert "switch run: SWITCH_SMS: smpp url port must be a number" in result.stderr
     assert "Traceback" not in result.stderr and "switch ready" not in result.stdout
+
+
+def test_run_failing_at_start_after_spawning_the_worker_leaves_no_child(state: Path) -> None:
+    """The gRPC port is taken: ``switch run`` fails after it started the worker process,
+    and takes the worker down with it."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        result = subprocess.run(
+            [*SWITCH, "run", "--state-dir", str(state), "--iso-port", str(_free_port()),
+             "--grpc-port", str(busy.getsockname()[1])],
+            env=_env(), capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert result.returncode != 0 and "switch ready" not in result.stdout
+    m = re.search(r"SMS worker process started \(pid (\d+)\)", result.stderr)
+    assert m is not None, result.stderr
+    # gone already: stopped and reaped by the switch, not by its own parent check (0.5 s)
+    assert not _alive(int(m.group(1)))
