@@ -476,16 +476,20 @@ class SqliteStore:
         }
         rev = sums.get("reversal", (0, 0))
         void = sums.get("void", (0, 0))
-        # captures given back later (a reversed completion) are no longer captured
-        uncaptured = int(
-            self._q(
-                "SELECT COALESCE(SUM(r.amount), 0) FROM journal r JOIN journal c "
+        # What was given back later by reversing a follow-up: a reversed completion is no
+        # longer captured, and a reversed refund makes the payment refundable again (as the
+        # in-memory path in switch/core/followups.py does).
+        undone = {
+            str(t): int(a)
+            for t, a in self._q(
+                "SELECT c.txn_type, COALESCE(SUM(r.amount), 0) FROM journal r JOIN journal c "
                 "ON r.original_txn_id = c.txn_id WHERE c.original_txn_id = ? "
-                "AND c.txn_type = 'completion' AND c.response_code = '00' "
-                "AND r.response_code = '00' AND r.txn_type IN ('reversal', 'void')",
+                "AND c.txn_type IN ('completion', 'refund') AND c.response_code = '00' "
+                "AND r.response_code = '00' AND r.txn_type IN ('reversal', 'void') "
+                "GROUP BY c.txn_type",
                 (txn_id,),
-            )[0][0]
-        )
+            )
+        }
         return OriginalSummary(
             txn_id=j.txn_id,
             txn_type=j.txn_type,
@@ -501,8 +505,8 @@ class SqliteStore:
             merchant_id=j.merchant_id,
             counter_account_id=j.counter_account_id,
             reversed=rev[0] + void[0],
-            refunded=sums.get("refund", (0, 0))[0],
-            captured=sums.get("completion", (0, 0))[0] - uncaptured,
+            refunded=sums.get("refund", (0, 0))[0] - undone.get("refund", 0),
+            captured=sums.get("completion", (0, 0))[0] - undone.get("completion", 0),
             fee_reversed=rev[1] + void[1],
             route=j.route,
             parent_txn_id=j.original_txn_id,
