@@ -281,7 +281,11 @@ def test_service_without_a_store_says_so(tmp_path: Path) -> None:
 
 
 # -- the supervisor --------------------------------------------------------------------------
-def test_supervisor_restarts_with_doubling_back_off_and_kills_a_stubborn_child() -> None:
+def test_supervisor_restarts_with_doubling_back_off_and_kills_a_stubborn_child(
+    tmp_path: Path,
+) -> None:
+    ready = tmp_path / "ready"
+
     async def go() -> None:
         crashing = WorkerProcess(
             [sys.executable, "-c", "import sys; sys.exit(3)"],
@@ -294,7 +298,9 @@ def test_supervisor_restarts_with_doubling_back_off_and_kills_a_stubborn_child()
             assert time.monotonic() - t0 < 20, "no restarts"
             await asyncio.sleep(0.02)
         elapsed = time.monotonic() - t0
-        await crashing.stop()
+        t1 = time.monotonic()
+        await crashing.stop()  # during a back-off pause: returns at once, no further start
+        assert time.monotonic() - t1 < 1.0 and crashing.pid is None
         assert elapsed >= 0.1 + 0.2 + 0.4 + 0.4  # 0.1, 0.2, 0.4, then capped at 0.4
         stubborn = WorkerProcess(
             [
@@ -302,13 +308,15 @@ def test_supervisor_restarts_with_doubling_back_off_and_kills_a_stubborn_child()
                 "-c",
                 "import signal, time\n"
                 "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-                "print('ready', flush=True)\n"
+                f"open({str(ready)!r}, 'w').close()\n"
                 "time.sleep(60)",
             ],
             stop_timeout=0.5,
         )
         pid = await stubborn.start()
-        await asyncio.sleep(0.5)  # let it ignore SIGTERM before we send it
+        while not ready.exists():  # it ignores SIGTERM from now on
+            assert time.monotonic() - t1 < 30, "the stubborn child did not start"
+            await asyncio.sleep(0.02)
         t1 = time.monotonic()
         await stubborn.stop()
         assert 0.5 <= time.monotonic() - t1 < 5
