@@ -477,3 +477,37 @@ def test_run_failing_at_start_after_spawning_the_worker_leaves_no_child(state: P
     assert m is not None, result.stderr
     # gone already: stopped and reaped by the switch, not by its own parent check (0.5 s)
     assert not _alive(int(m.group(1)))
+
+
+def test_run_inline_refuses_to_start_beside_another_worker(state: Path, tmp_path: Path) -> None:
+    """One worker per state directory: a separate service already delivers this outbox, so
+    an inline worker would send every SMS a second time."""
+    cmd = [*SERVICE, "--state-dir", str(state), "--poll-interval", "0.1"]
+    worker = subprocess.Popen(cmd, env=_env(SWITCH_SMS=f"file:{tmp_path / 'sms.log'}"))
+
+    def worker_holds_the_lock() -> bool:  # read from /proc/locks: taking it would race
+        assert worker.poll() is None, "the worker exited"
+        lock = state / LOCK_NAME
+        if not lock.exists():
+            return False
+        inode = lock.stat().st_ino
+        for line in Path("/proc/locks").read_text().splitlines():
+            fields = line.split()
+            if fields[1] == "FLOCK" and fields[4] == str(worker.pid):
+                if fields[5].endswith(f":{inode}"):
+                    return True
+        return False
+
+    try:
+        _wait_for(worker_holds_the_lock, "the worker to take the lock")
+        result = subprocess.run(
+            [*SWITCH, "run", "--state-dir", str(state), "--iso-port", str(_free_port()),
+             "--grpc-port", str(_free_port()), "--sms-worker", "inline"],
+            env=_env(), capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "switch run: --sms-worker inline:" in result.stderr
+        assert "another SMS worker" in result.stderr and "Traceback" not in result.stderr
+        assert _stop(worker) == 0
+    finally:
+        _kill(worker)

@@ -96,7 +96,8 @@ def command(
     log_level: str = "INFO",
 ) -> list[str]:
     """The argv that runs this service with the current interpreter (for supervisors)."""
-    argv = [sys.executable, "-m", "switch.notify.service", "--state-dir", str(state_dir)]
+    state = str(Path(state_dir).absolute())
+    argv = [sys.executable, "-m", "switch.notify.service", "--state-dir", state]
     argv += ["--poll-interval", repr(poll_interval), "--log-level", log_level]
     if parent_pid is not None:
         argv += ["--parent-pid", str(parent_pid)]
