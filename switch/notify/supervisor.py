@@ -78,7 +78,10 @@ class WorkerProcess:
         if proc is not None:
             await self._terminate(proc)
         if self._task is not None:
-            await self._task  # it terminates a child it was spawning meanwhile
+            try:
+                await self._task
+            except Exception:  # a supervisor bug must not keep the switch from closing its store
+                log.exception("SMS worker supervisor failed")
 
     # -- internals ---------------------------------------------------------------------------
     async def _spawn(self) -> _Child:
@@ -121,9 +124,6 @@ class WorkerProcess:
                     proc = None
                     continue
                 self.restarts += 1
-                if self._stopping.is_set():  # stop() ran while we were spawning
-                    await self._terminate(proc)
-                    return
         finally:
             current = self._proc
             if current is not None and current.returncode is None and not self._stopping.is_set():
