@@ -26,7 +26,7 @@ from switch.core import testing as t
 from switch.core.model import ResponseCode
 from switch.core.service import SwitchCore
 from switch.notify.console import read_console_file
-from switch.notify.supervisor import WorkerProcess
+from switch.notify.supervisor import RestartBackoff, WorkerProcess
 from switch.notify.worker_lock import LOCK_NAME
 from switch.store.api import AlertRow, Changes, StoreError
 from switch.store.sqlite import SqliteStore
@@ -511,3 +511,11 @@ def test_run_inline_refuses_to_start_beside_another_worker(state: Path, tmp_path
         assert _stop(worker) == 0
     finally:
         _kill(worker)
+
+
+def test_restart_back_off_doubles_to_its_cap_and_starts_over_after_a_stable_run() -> None:
+    backoff = RestartBackoff(1.0, 30.0, stable_after=30.0)
+    delays = [backoff.next_delay(ran_for=0.5) for _ in range(7)]
+    assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert backoff.next_delay(ran_for=45.0) == 1.0  # it had been up long enough: healthy
+    assert backoff.next_delay(ran_for=2.0) == 2.0

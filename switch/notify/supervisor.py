@@ -31,6 +31,25 @@ from collections.abc import Sequence
 log = logging.getLogger("switch.notify.supervisor")
 
 
+class RestartBackoff:
+    """Delays between restarts: ``initial`` doubling up to ``cap``; a child that ran at least
+    ``stable_after`` seconds was healthy, so the next delay starts over at ``initial``."""
+
+    def __init__(self, initial: float, cap: float, stable_after: float) -> None:
+        self.initial = initial
+        self.cap = cap
+        self.stable_after = stable_after
+        self._next = initial
+
+    def next_delay(self, ran_for: float) -> float:
+        """Seconds to wait before restarting a child that ran ``ran_for`` seconds."""
+        if ran_for >= self.stable_after:
+            self._next = self.initial
+        delay = self._next
+        self._next = min(self._next * 2, self.cap)
+        return delay
+
+
 class WorkerProcess:
     """Runs ``argv`` as a child process and restarts it until ``stop``."""
 
@@ -96,27 +115,27 @@ class WorkerProcess:
     async def _supervise(self, first: _Child) -> None:
         loop = asyncio.get_running_loop()
         proc: _Child | None = first
-        backoff = self.initial_backoff
+        backoff = RestartBackoff(self.initial_backoff, self.max_backoff, self.stable_after)
         try:
             while True:
-                if proc is not None:
+                if proc is None:  # the last start failed
+                    delay = backoff.next_delay(ran_for=0.0)
+                else:
                     started = loop.time()
                     status = await proc.wait()
                     if self._stopping.is_set():
                         return
-                    if loop.time() - started >= self.stable_after:
-                        backoff = self.initial_backoff
+                    delay = backoff.next_delay(ran_for=loop.time() - started)
                     log.warning(
                         "SMS worker process (pid %d) exited unexpectedly (%s); restarting in %g s",
                         proc.pid,
                         _describe(status),
-                        backoff,
+                        delay,
                     )
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), backoff)
+                    await asyncio.wait_for(self._stopping.wait(), delay)
                 if self._stopping.is_set():
                     return
-                backoff = min(backoff * 2, self.max_backoff)
                 try:
                     proc = await self._spawn()
                 except OSError as exc:
