@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from switch.core import testing as t
+from switch.core.interchange import AcquirerConfig
 from switch.core.model import AuthRequest, AuthResult, ResponseCode
 from switch.core.service import SwitchCore
 from switch.hsm.client import KeyType
@@ -128,9 +129,12 @@ class Acquirer:
         config = RemoteIssuerConfig(
             "remote-bank", "127.0.0.1", port, await zpk_of(zpk_clear), spec=spec, timeout=timeout,
             echo_interval=0.3, saf_retry=0.3, reconnect_max=0.5,
-            acquirer_zpks={peer.NETWORK_ACQUIRER: await zpk_of(NETWORK_ZPK_CLEAR)},
             framing=Framing(tpdu=tpdu is not None), tpdu=tpdu, zak=zak,
         )  # fmt: skip
+        # the other network's acquirer, as an [acquirers.<id>] table makes it in ``switch run``
+        core.register_acquirer(
+            AcquirerConfig(peer.NETWORK_ACQUIRER, zpk=await zpk_of(NETWORK_ZPK_CLEAR))
+        )
         started = await start_remote_issuers(core, [config], state_dir)  # as ``switch run``
         remote, saf = started.issuers["remote-bank"], started.saf
         assert await remote.client.wait_connected(10), "no sign-on with the issuer"

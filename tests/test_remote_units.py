@@ -134,13 +134,17 @@ def test_load_remote_issuers_from_toml(tmp_path: Path) -> None:
     path = tmp_path / "remote.toml"
     path.write_text(
         '[remote_issuers.remote-bank]\nhost = "10.0.0.5"\nport = 8600\nzpk = "U00"\n'
-        'spec = "binary87"\ntimeout = 4.5\n[remote_issuers.remote-bank.acquirer_zpks]\n'
-        '"000077" = "U11"\n'
+        'spec = "binary87"\ntimeout = 4.5\n'
     )
     (c,) = load_remote_issuers(path)
     assert (c.name, c.host, c.port, c.spec, c.timeout) == ("remote-bank", "10.0.0.5", 8600,
                                                           "binary87", 4.5)  # fmt: skip
-    assert c.acquirer_zpks == {"000077": "U11"}
+    # acquirer keys have one home, the [acquirers.<id>] tables, for both directions
+    path.write_text(path.read_text() + '[remote_issuers.remote-bank.acquirer_zpks]\n"7" = "U1"\n')
+    with pytest.raises(
+        ValueError, match=r"remote_issuers\.remote-bank\.acquirer_zpks: .*acquirers"
+    ):
+        load_remote_issuers(path)
     path.write_text('[remote_issuers.x]\nhost = "h"\nport = 1\n')
     with pytest.raises(ValueError, match=r"remote_issuers\.x\.zpk"):
         load_remote_issuers(path)

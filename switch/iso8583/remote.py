@@ -5,7 +5,8 @@ The core routes a card by BIN; when the route names a remote issuer it calls tha
 PIN block still under the acquirer's terminal key -- and posts nothing itself. This module:
 
 * translates the PIN block to the issuer's zone key in the HSM (CA from the terminal's TPK,
-  or CC from an acquirer ZPK for requests that came in over another interchange link);
+  or CC from the ZPK of the ``[acquirers.<id>]`` table for requests that came in over another
+  interchange link);
 * maps the request to an 0100/0200 (our own outbound mapping: ``switch.iso8583.mapping``
   maps the other direction, and this module follows its field conventions -- 48 for bills,
   103 for transfers, 54 balances, 90 original data) and sends it on the persistent
@@ -60,12 +61,13 @@ import contextlib
 import logging
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from switch.core.domain import Terminal
 from switch.core.followups import ORIGINAL_TERMINAL
+from switch.core.interchange import AcquirerConfig, pin_key
 from switch.core.model import DZD, AuthRequest, AuthResult, Channel, ResponseCode, TxnType
 from switch.core.pipeline import BAD_PIN_BLOCK_CODES
 from switch.hsm.client import HsmClient, HsmError
@@ -147,7 +149,6 @@ class RemoteIssuerConfig:
     saf_retry: float = 5.0  # seconds between repeats of an unacknowledged reversal
     reconnect_max: float = 10.0  # longest back-off between reconnection attempts
     pin_block_format: str = "01"  # format of the PIN block sent to the issuer (ISO 0)
-    acquirer_zpks: Mapping[str, str] = field(default_factory=dict)  # acquirer id -> ZPK
     zak: str = ""  # zone MAC key under our LMK: MAC every message and check every answer
     tpdu: bytes | None = None  # the TPDU sent on every message (framing.tpdu must be set)
 
@@ -165,6 +166,11 @@ class RemoteIssuerConfig:
         for key in ("host", "port", "zpk"):
             if key not in d:
                 raise ValueError(f"remote_issuers.{name}.{key}: required")
+        if "acquirer_zpks" in d:  # one registry of acquirer keys, for both directions
+            raise ValueError(
+                f"remote_issuers.{name}.acquirer_zpks: not a remote issuer setting; declare "
+                "each acquirer once in an [acquirers.<acquirer_id>] table (zpk, zak)"
+            )
         tpdu = _tpdu(name, d.get("tpdu"))
         try:
             framing = Framing(LengthHeader(d.get("length_header", "binary2")), tpdu is not None)
@@ -194,7 +200,6 @@ class RemoteIssuerConfig:
             echo_interval=number("echo_interval", 30.0, float),
             saf_retry=number("saf_retry", 5.0, float),
             reconnect_max=number("reconnect_max", 10.0, float),
-            acquirer_zpks=dict(d.get("acquirer_zpks", {})),
             zak=zak,
             tpdu=tpdu,
         )
@@ -392,12 +397,14 @@ class RemoteIssuerClient:
         hsm: HsmClient,
         saf: SafQueue,
         terminal_of: Callable[[str], Terminal | None],
+        acquirer_of: Callable[[str], AcquirerConfig | None] = lambda _: None,
     ) -> None:
         self.config = config
         self.name = config.name
         self.hsm = hsm
         self.saf = saf
         self._terminal_of = terminal_of
+        self._acquirer_of = acquirer_of
         self._wake = asyncio.Event()
         mac = LinkMac(hsm, config.zak, Codec(config.spec)) if config.zak else None
         self.client = IsoClient(
@@ -481,24 +488,22 @@ class RemoteIssuerClient:
         return answer_to_result(self.name, answer)
 
     async def _translate_pin(self, req: AuthRequest) -> bytes | None:
-        """The PIN block under the issuer's ZPK: CA from the terminal TPK, CC from an
-        acquirer ZPK. The clear PIN exists only inside the HSM."""
+        """The PIN block under the issuer's ZPK: CA from our terminal's TPK, CC from the
+        ZPK of the interchange acquirer it came from -- the key chosen by the same rule the
+        core verifies PINs with (``switch.core.interchange.pin_key``). The clear PIN exists
+        only inside the HSM."""
         if req.pin_block is None:
             return None
         cfg = self.config
-        term = self._terminal_of(req.terminal_id)
-        if term is not None and term.tpk:
-            return await self.hsm.translate_pin_tpk_to_zpk(
-                term.tpk, cfg.zpk, req.pin_block, req.pan, req.pin_block_format,
-                cfg.pin_block_format,
-            )  # fmt: skip
-        acquirer_zpk = cfg.acquirer_zpks.get(req.acquirer_id)
-        if acquirer_zpk:
-            return await self.hsm.translate_pin_zpk_to_zpk(
-                acquirer_zpk, cfg.zpk, req.pin_block, req.pan, req.pin_block_format,
-                cfg.pin_block_format,
-            )  # fmt: skip
-        raise ValueError("terminal_id: no PIN key for this terminal or acquirer")
+        terminal = self._terminal_of(req.terminal_id)
+        acquirer = self._acquirer_of(req.acquirer_id)
+        key = pin_key(terminal, req.acquirer_id, acquirer, req.pin_block_format)
+        if key is None:
+            raise ValueError("terminal_id: no PIN key for this terminal or acquirer")
+        args = (key.key, cfg.zpk, req.pin_block, req.pan, key.pin_block_format)
+        if key.interchange:
+            return await self.hsm.translate_pin_zpk_to_zpk(*args, cfg.pin_block_format)
+        return await self.hsm.translate_pin_tpk_to_zpk(*args, cfg.pin_block_format)
 
     async def _forward_reversal(self, req: AuthRequest) -> AuthResult:
         try:
@@ -578,8 +583,9 @@ def load_remote_issuers(path: Path) -> list[RemoteIssuerConfig]:
     """The ``[remote_issuers.<name>]`` tables of a TOML file (name = the BIN route's
     destination). Keys: host, port, zpk (under the LMK), and optionally spec, length_header
     (binary2 | ascii4), tpdu (10 hex digits), timeout, echo_interval, saf_retry,
-    reconnect_max, zak (zone MAC key under the LMK: MAC on the link) and ``acquirer_zpks``
-    (acquirer id -> ZPK under the LMK). ValueError names a bad key."""
+    reconnect_max, zak (zone MAC key under the LMK: MAC on the link). The ZPKs of the
+    acquirers whose requests we forward live in ``[acquirers.<id>]`` tables
+    (``switch.core.interchange``). ValueError names a bad key."""
     with open(path, "rb") as fh:
         data = tomllib.load(fh)
     tables = data.get("remote_issuers", {})
@@ -615,7 +621,7 @@ async def attach_remote_issuer(
     core: Any, config: RemoteIssuerConfig, saf: SafQueue
 ) -> RemoteIssuerClient:
     """Build, start and register the issuer on ``core`` (a ``SwitchCore``) under its name."""
-    issuer = RemoteIssuerClient(config, core.hsm, saf, core.terminal)
+    issuer = RemoteIssuerClient(config, core.hsm, saf, core.terminal, core.acquirer)
     issuer.start()
     core.register_remote_issuer(config.name, issuer)
     return issuer
