@@ -94,15 +94,21 @@ class SqliteOutbox:
 
     # -- AlertOutbox -------------------------------------------------------------------------
     def claim_due_alerts(self, now: float, limit: int) -> list[Alert]:
-        """Pending alerts due at ``now``, oldest first; an alert stored without its text (the
-        core stores only the posting's facts) is rendered here, off the authorization path."""
+        """Pending alerts due at ``now``, longest due first (a fresh alert is due when it is
+        created, a retried one when its back-off ends); an alert stored without its text (the
+        core stores only the posting's facts) is rendered here, off the authorization path.
+
+        The order is the ``alerts_due (status, next_attempt_at)`` index's own (ties by
+        ``alert_id``, the rowid it carries), so a claim reads ``limit`` rows: ordering by
+        ``alert_id`` alone sorted *every* pending row on each claim, 42 us per alert with a
+        20,000-alert backlog."""
         with self._lock:
             rows = (
                 self._open()
                 .execute(
                     "SELECT alert_id, msisdn, text, attempts, kind, masked_pan, amount, currency, "
                     "place, available, created_at FROM alerts WHERE status = 'pending' "
-                    "AND next_attempt_at <= ? ORDER BY alert_id LIMIT ?",
+                    "AND next_attempt_at <= ? ORDER BY next_attempt_at, alert_id LIMIT ?",
                     (now, limit),
                 )
                 .fetchall()
