@@ -26,6 +26,7 @@ import uvloop
 
 from switch.api.server import start_grpc_server
 from switch.config import load_config
+from switch.core.holds import EXPIRY_INTERVAL_S, expire_holds_every
 from switch.core.interchange import check_acquirer_keys, load_acquirers
 from switch.core.service import CoreError, SwitchCore
 from switch.hsm.client import HsmClient
@@ -152,6 +153,8 @@ async def serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     sms: SmsDelivery | None = None
+    # releases pre-authorization holds past their validity: once now, then every minute
+    expiry = asyncio.create_task(expire_holds_every(core.expire_holds, EXPIRY_INTERVAL_S))
     try:
         if remote_configs:
             remotes = await start_remote_issuers(core, remote_configs, state_dir)
@@ -195,6 +198,7 @@ async def serve(args: argparse.Namespace) -> int:
         await stop.wait()
         print("switch: stopping", flush=True)
     finally:
+        expiry.cancel()
         for listener in listeners:
             await listener.close()
         if grpc_server is not None:

@@ -18,6 +18,7 @@ from typing import Any
 from switch.core.categories import LimitCategory
 
 DEFAULT_PRODUCT = "EDAHABIA_CLASSIC"
+DEFAULT_PREAUTH_VALIDITY_HOURS = 168  # 7 days
 
 
 class ConfigError(ValueError):
@@ -39,6 +40,10 @@ class Schedule:
     fee_other_atm: int
     fee_balance_inquiry: int
     limits: dict[int, Limit]  # keyed by LimitCategory (an IntEnum: plain ints work too)
+    # How long a pre-authorization's hold lasts when it is never completed or reversed
+    # (issuers release it after a validity period; a fuel pump's is often shorter).
+    preauth_validity_hours: int = DEFAULT_PREAUTH_VALIDITY_HOURS
+    fuel_preauth_validity_hours: int = DEFAULT_PREAUTH_VALIDITY_HOURS
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +87,13 @@ def _int(table: dict[str, Any], key: str, where: str, default: int | None = None
     return value
 
 
+def _positive(table: dict[str, Any], key: str, where: str, default: int) -> int:
+    value = _int(table, key, where, default)
+    if value == 0:
+        raise ConfigError(f"{where}.{key}: expected a positive integer, got 0")
+    return value
+
+
 def _schedule(raw: dict[str, Any], where: str) -> Schedule:
     eff = raw.get("effective_from")
     if not isinstance(eff, dt.date):
@@ -98,6 +110,7 @@ def _schedule(raw: dict[str, Any], where: str) -> Schedule:
             per_txn=_int(lim, "per_txn", w, 0),
             daily_count=_int(lim, "daily_count", w),
         )
+    validity = _positive(raw, "preauth_validity_hours", where, DEFAULT_PREAUTH_VALIDITY_HOURS)
     return Schedule(
         effective_from=eff,
         min_atm_withdrawal=_int(raw, "min_atm_withdrawal", where, 0),
@@ -105,6 +118,8 @@ def _schedule(raw: dict[str, Any], where: str) -> Schedule:
         fee_other_atm=_int(raw, "fee_other_atm", where, 0),
         fee_balance_inquiry=_int(raw, "fee_balance_inquiry", where, 0),
         limits=limits,
+        preauth_validity_hours=validity,
+        fuel_preauth_validity_hours=_positive(raw, "fuel_preauth_validity_hours", where, validity),
     )
 
 

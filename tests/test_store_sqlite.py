@@ -28,7 +28,7 @@ def test_migrations_apply_once_and_store_starts_empty(tmp_path: Path) -> None:
         await s.close()
         s = await opened(tmp_path / "db")
         assert not s.is_empty()
-        assert s.query("SELECT version FROM schema_version") == [(1,), (2,), (3,)]
+        assert s.query("SELECT version FROM schema_version") == [(1,), (2,), (3,), (4,)]
         mode = s.query("PRAGMA journal_mode")
         assert mode == [("wal",)]
         await s.close()
@@ -87,8 +87,9 @@ def test_alert_outbox_claim_sent_failed(tmp_path: Path) -> None:
         s.mark_alert_failed(due[1].alert_id, "timeout", next_attempt_at=100.0, give_up=False)
         assert [a.text for a in s.claim_due_alerts(now=50.0, limit=10)] == ["text 2"]
         again = s.claim_due_alerts(now=100.0, limit=10)
-        assert [(a.text, a.attempts) for a in again] == [("text 1", 1), ("text 2", 0)]
-        s.mark_alert_failed(again[0].alert_id, "rejected", 200.0, give_up=True)
+        # longest due first: text 2 is due since it was written, text 1 only since its retry
+        assert [(a.text, a.attempts) for a in again] == [("text 2", 0), ("text 1", 1)]
+        s.mark_alert_failed(again[1].alert_id, "rejected", 200.0, give_up=True)
         assert [a.text for a in s.claim_due_alerts(now=1e9, limit=10)] == ["text 2"]
         await s.close()
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from switch.core.context import REFERRING_TYPES, Ctx, Decline, OriginalState, iso_key
 from switch.core.domain import ONUS, Account, Hold
+from switch.core.holds import EXPIRED
 from switch.core.ledger_accounts import GL_FEES
 from switch.core.model import AuthResult, OriginalRef, ResponseCode, TxnType
 
@@ -389,6 +390,8 @@ def _complete(
     req = ctx.req
     if o.txn_type is not TxnType.PREAUTH or hold is None:
         raise Decline(RC.INVALID_TRANSACTION, "original: not a pre-authorization")
+    if hold.status == EXPIRED:
+        raise Decline(RC.INVALID_TRANSACTION, "original: pre-authorization expired, hold released")
     if hold.status != "open":
         raise Decline(RC.INVALID_TRANSACTION, "original: already captured or released")
     amount = req.amount

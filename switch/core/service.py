@@ -20,6 +20,10 @@ Stable API (other parts code against these names):
     request get 94. The answer is returned only once its journal row, postings, idempotency
     entry and SMS outbox row are durable.
 ``await core.close()``
+``await core.expire_holds(now=None) -> int``
+    Releases every open pre-authorization hold older than its product's validity
+    (``switch.core.holds``); returns how many, once durable. ``switch run`` calls it every
+    minute.
 ``core.terminal(terminal_id) -> Terminal | None``
     ``.tpk`` (TPK under LMK), ``.tak`` (MAC key under LMK, '' if none), ``.pin_block_format``,
     ``.kind``, ``.own``, ``.acquirer_id``, ``.location``.
@@ -67,6 +71,7 @@ from switch.core.domain import (
     Merchant,
     Terminal,
 )
+from switch.core.holds import expire_holds
 from switch.core.interchange import AcquirerConfig
 from switch.core.ledger_accounts import GL_FEES, GL_INTERBANK_ATM, GL_INTERBANK_POS
 from switch.core.model import DZD, AuthRequest, AuthResult
@@ -214,6 +219,11 @@ class SwitchCore:
 
     async def authorize(self, req: AuthRequest) -> AuthResult:
         return await self._p.authorize(req)
+
+    async def expire_holds(self, now: float | None = None) -> int:
+        """Release the holds of pre-authorizations never completed within their validity
+        (default: the core's clock), so the cardholder's money is not locked for good."""
+        return await expire_holds(self._p, now)
 
     async def close(self) -> None:
         await self.store.close()

@@ -89,6 +89,26 @@ class AlertRow(NamedTuple):
     available: int = 0
 
 
+class OpenHold(NamedTuple):
+    """An open pre-authorization hold with what its expiry needs from the pre-authorization's
+    journal row (when it was placed, under which card product and limit categories)."""
+
+    txn_id: str
+    account_id: int
+    amount: int
+    remaining: int
+    placed_at: float  # the pre-authorization's journal created_at
+    business_day: int
+    categories: str
+    card_id: int | None
+    product: str  # the card's product code ('' if the card row is gone)
+    channel: str
+    merchant_id: str
+    masked_pan: str
+    currency: int
+    counter_account_id: int | None
+
+
 @dataclass(slots=True)
 class Changes:
     """Everything one authorization writes; committed atomically, durable before the answer.
@@ -175,6 +195,12 @@ class Store(AlertOutbox, Protocol):
     async def txn_id_for_key(self, key: str) -> str | None: ...
     async def journal_for_merchant(self, merchant_id: str, limit: int) -> list[JournalRow]: ...
     async def journal_entry(self, txn_id: str) -> JournalRow | None: ...
+    async def open_holds_placed_before(
+        self, cutoff: float, after_txn_id: str, limit: int
+    ) -> list[OpenHold]:
+        """Open holds whose pre-authorization was placed at or before ``cutoff``, in txn_id
+        order after ``after_txn_id`` (pages of ``limit``), for the periodic expiry."""
+        ...
 
     def terminals(self) -> list[Terminal]: ...
     def merchants(self) -> list[Merchant]: ...

@@ -48,6 +48,7 @@ from switch.store.api import (
     Changes,
     IdempotencyRow,
     JournalRow,
+    OpenHold,
     OriginalSummary,
     StoreError,
 )
@@ -461,6 +462,21 @@ class SqliteStore:
             (merchant_id, limit),
         )
         return [_journal(r) for r in rows]
+
+    async def open_holds_placed_before(
+        self, cutoff: float, after_txn_id: str, limit: int
+    ) -> list[OpenHold]:
+        rows = self._q(
+            "SELECT h.txn_id, h.account_id, h.amount, h.remaining, j.created_at, "
+            "j.business_day, j.categories, j.card_id, COALESCE(c.product, ''), j.channel, "
+            "j.merchant_id, j.masked_pan, j.currency, j.counter_account_id "
+            "FROM holds h JOIN journal j ON j.txn_id = h.txn_id "
+            "LEFT JOIN cards c ON c.card_id = j.card_id "
+            "WHERE h.status = 'open' AND h.txn_id > ? AND j.created_at <= ? "
+            "ORDER BY h.txn_id LIMIT ?",
+            (after_txn_id, cutoff, limit),
+        )
+        return [OpenHold(*r) for r in rows]
 
     async def original(self, txn_id: str) -> OriginalSummary | None:
         j = await self.journal_entry(txn_id)
