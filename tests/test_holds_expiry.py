@@ -7,13 +7,16 @@ import asyncio
 import datetime as dt
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
+import grpc
 import pytest
 
+from switch.api.testing import Harness, run_with_api
 from switch.config import ConfigError, load_config, parse_config
 from switch.core import demo
 from switch.core import testing as t
@@ -365,6 +368,33 @@ def test_completion_racing_expiry_applies_exactly_one(
             await core.close()
 
     run(body)
+
+
+def test_merchant_api_capture_after_expiry_refused_and_payment_shows_release(
+    state: Path,
+) -> None:
+    async def body(h: Harness) -> None:
+        cvv2 = demo.cvv2(t.CARD.pan, t.CARD.expiry)
+        a = await h.client.authorize(1_000_000, t.CARD.pan, t.CARD.expiry, cvv2)
+        assert a.approved
+        assert await h.core.expire_holds(now=time.time() + 169 * HOUR) == 1
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await h.client.capture(a.payment_id, 500_000)
+        assert err.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+        assert err.value.details() == "original: pre-authorization expired, hold released"
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await h.client.capture(a.payment_id)  # "the whole amount": nothing is left
+        assert err.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+        p = await h.client.get_payment(a.payment_id)
+        assert (p.reversed_minor, p.captured_minor) == (1_000_000, 0)
+        listed = (await h.client.list_payments()).payments
+        follow_ups = [x for x in listed if x.original_payment_id == a.payment_id]
+        [release] = [x for x in follow_ups if x.message.startswith("hold expired")]
+        assert (release.response_code, release.amount.amount_minor) == ("00", 1_000_000)
+        assert all(x.response_code != "00" for x in follow_ups if x is not release)
+        assert balance_held(h.core) == (BAL, 0)
+
+    run_with_api(state, body)
 
 
 # -- the periodic task -----------------------------------------------------------------------
