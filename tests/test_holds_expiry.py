@@ -6,9 +6,16 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import os
 import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import closing
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
@@ -431,3 +438,44 @@ def test_periodic_expiry_logs_and_survives_errors(
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("hold expiry failed") for m in messages), messages
     assert messages.count("released 1 expired pre-authorization hold(s)") == 1, messages
+
+
+def test_switch_run_releases_an_old_hold_at_start(tmp_path: Path) -> None:
+    """The wiring: ``switch run`` expires at start (then every minute) and logs the count."""
+    state = tmp_path / "var"
+    placed = time.time() - 8 * 24 * HOUR
+
+    async def seed() -> str:
+        core = await opened(state, now=placed)
+        try:
+            return await preauth(core, 1_000_000, placed)
+        finally:
+            await core.close()
+
+    txn = asyncio.run(seed())
+    out = tmp_path / "switch.out"
+    ports = [str(_free_port()) for _ in range(2)]
+    cmd = [sys.executable, "-m", "switch.cli", "run", "--state-dir", str(state)]
+    cmd += ["--iso-port", ports[0], "--grpc-port", ports[1], "--sms-worker", "off"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdout=out.open("wb"), stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while "released 1 expired pre-authorization hold(s)" not in out.read_text("utf-8"):
+            assert proc.poll() is None, out.read_text("utf-8")
+            assert time.monotonic() < deadline, out.read_text("utf-8")
+            time.sleep(0.1)
+        with closing(sqlite3.connect(state / "switch.db")) as db:
+            row = db.execute("SELECT remaining, status FROM holds WHERE txn_id = ?", (txn,))
+            assert row.fetchall() == [(0, EXPIRED)]
+            held = db.execute("SELECT held FROM accounts WHERE number = ?", (t.CARD.account,))
+            assert held.fetchall() == [(0,)]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0, out.read_text("utf-8")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
