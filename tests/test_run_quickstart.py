@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 SWITCH = [sys.executable, "-m", "switch.cli"]
 
 
@@ -108,3 +110,21 @@ def test_atm_reports_a_switch_that_is_not_running() -> None:
     result = _atm("balance", "--port", str(_free_port()), "--timeout", "2")
     assert result.returncode == 3
     assert "cannot connect to the switch" in result.stderr
+
+
+@pytest.mark.parametrize("which", ["--iso-port", "--grpc-port"])
+def test_a_port_in_use_stops_switch_run_with_a_message(tmp_path: Path, which: str) -> None:
+    """Another program holds the port: ``switch run`` says so and exits 1 (no traceback)."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        ports = {"--iso-port": _free_port(), "--grpc-port": _free_port()}
+        ports[which] = busy.getsockname()[1]
+        cmd = [*SWITCH, "run", "--state-dir", str(tmp_path / "var"), "--sms-worker", "off"]
+        for flag, port in ports.items():
+            cmd += [flag, str(port)]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1, result.stderr
+    assert "switch run: cannot start:" in result.stderr
+    assert str(ports[which]) in result.stderr and "in use" in result.stderr
+    assert "Traceback" not in result.stderr and "switch ready" not in result.stdout

@@ -92,12 +92,15 @@ async def start_grpc_server(
     )
     add_services(server, core)
     address = f"{host}:{port}"
-    if tls is None:
-        bound = server.add_insecure_port(address)
-    else:
-        bound = server.add_secure_port(address, tls.credentials())
+    try:  # grpcio reports a port in use as RuntimeError (newer) or 0 (older)
+        if tls is None:
+            bound = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, tls.credentials())
+    except RuntimeError:
+        bound = 0
     if bound == 0:
-        raise OSError(f"grpc: cannot bind {host}:{port}")
+        raise OSError(f"gRPC: cannot bind {host}:{port} (address in use?)")
     await server.start()
     server.bound_port = bound
     log.info(
