@@ -17,8 +17,9 @@ switch's CPU per withdrawal *with its alert sent* (process tree: the SMS worker 
 child process): a switch that looks fast by leaving its alerts for later is not.
 
 Run: ``python -m bench bench_iso``. Knobs: ``BENCH_ISO_TXNS`` (default 20000),
-``BENCH_ISO_CONNS`` (8), ``BENCH_ISO_DEPTH`` (16 in flight per connection; deeper
-pipelines trade latency for throughput: the latency is mostly queueing).
+``BENCH_ISO_CONNS`` (8), ``BENCH_ISO_DEPTH`` (16 in flight per connection; the load runs at
+that depth and again at half of it, because deeper pipelines trade latency for throughput:
+the latency is mostly queueing behind the group commit).
 """
 
 from __future__ import annotations
@@ -299,6 +300,46 @@ def _drain_alerts(state: Path, timeout: float = 120.0) -> float:
     return time.perf_counter() - t0
 
 
+def _switch_run_line(state: Path, log: Path, depth: int, n_cards: int) -> None:
+    """Load ``switch run`` on ``state`` with ``CONNS`` x ``depth`` requests in flight; print
+    throughput, latency, CPU and the SMS alerts' fate."""
+    port = _free_port()
+    proc = _start_switch(state, port, log)
+    cpu0 = _cpu_seconds(proc.pid)
+    try:
+        gen = subprocess.run(
+            [sys.executable, "-m", "bench.bench_iso", "--generate", str(port), str(N_TXNS),
+             str(CONNS), str(depth), str(n_cards)],
+            capture_output=True, text=True, timeout=900, check=True,
+        )  # fmt: skip
+        switch_cpu = _cpu_seconds(proc.pid) - cpu0
+        backlog = _pending_alerts(state)
+        drain = _drain_alerts(state)
+        all_in_cpu = _cpu_seconds(proc.pid) - cpu0
+        left = _pending_alerts(state)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    r = json.loads(gen.stdout)
+    print(
+        f"  ISO 8583  switch run, {CONNS} x {depth:<2} in flight:  "
+        f"{r['approved'] / r['elapsed']:>9,.0f} approved/s ({r['approved']}/{r['requests']}"
+        f" approved), latency p50 {r['p50'] * 1e3:.1f} ms, p99 {r['p99'] * 1e3:.1f} ms, "
+        f"p99.9 {r['p999'] * 1e3:.1f} ms"
+    )
+    print(
+        f"  CPU seconds during the run: switch {switch_cpu:.1f}, generator "
+        f"{r['generator_cpu']:.1f}, wall {r['elapsed']:.1f} (2 cores shared)"
+    )
+    print(
+        f"  SMS alerts: {backlog} of {r['approved']} still unsent when the load ended, all "
+        f"sent {drain:.1f} s later{'' if not left else f' EXCEPT {left}'}; switch CPU "
+        f"per withdrawal with its alert sent: {all_in_cpu / max(r['approved'], 1) * 1e6:.0f} us"
+    )
+    if r["approved"] != r["requests"]:
+        print(f"  response codes: {r['codes']}")
+
+
 def main() -> None:
     import uvloop
 
@@ -311,7 +352,8 @@ def main() -> None:
         print(
             f"bench_iso: {N_TXNS} PIN-verified ATM withdrawals (0200/0210 ascii87) over "
             f"{n_cards} cards; switch run subprocess (durable SQLite, in-process HSM); "
-            f"generator process: {CONNS} connections x {DEPTH} in flight"
+            f"generator process: {CONNS} connections, {DEPTH} then {max(1, DEPTH // 2)} "
+            "in flight on each"
         )
         state = base / "baseline"
         shutil.copytree(template, state)
@@ -320,43 +362,10 @@ def main() -> None:
             f"  baseline  SwitchCore.authorize in process: {rate:>9,.0f} approved/s "
             f"({approved} approved)"
         )
-        state = base / "switch"
-        shutil.copytree(template, state)
-        port = _free_port()
-        proc = _start_switch(state, port, base / "switch.log")
-        cpu0 = _cpu_seconds(proc.pid)
-        try:
-            gen = subprocess.run(
-                [sys.executable, "-m", "bench.bench_iso", "--generate", str(port), str(N_TXNS),
-                 str(CONNS), str(DEPTH), str(n_cards)],
-                capture_output=True, text=True, timeout=900, check=True,
-            )  # fmt: skip
-            switch_cpu = _cpu_seconds(proc.pid) - cpu0
-            backlog = _pending_alerts(state)
-            drain = _drain_alerts(state)
-            all_in_cpu = _cpu_seconds(proc.pid) - cpu0
-            left = _pending_alerts(state)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=60)
-        r = json.loads(gen.stdout)
-        print(
-            f"  ISO 8583  switch run over TCP:            "
-            f"{r['approved'] / r['elapsed']:>9,.0f} approved/s ({r['approved']}/{r['requests']}"
-            f" approved), latency p50 {r['p50'] * 1e3:.1f} ms, p99 {r['p99'] * 1e3:.1f} ms, "
-            f"p99.9 {r['p999'] * 1e3:.1f} ms"
-        )
-        print(
-            f"  CPU seconds during the run: switch {switch_cpu:.1f}, generator "
-            f"{r['generator_cpu']:.1f}, wall {r['elapsed']:.1f} (2 cores shared)"
-        )
-        print(
-            f"  SMS alerts: {backlog} of {r['approved']} still unsent when the load ended, all "
-            f"sent {drain:.1f} s later{'' if not left else f' EXCEPT {left}'}; switch CPU "
-            f"per withdrawal with its alert sent: {all_in_cpu / max(r['approved'], 1) * 1e6:.0f} us"
-        )
-        if r["approved"] != r["requests"]:
-            print(f"  response codes: {r['codes']}")
+        for depth in dict.fromkeys((DEPTH, max(1, DEPTH // 2))):
+            state = base / f"switch-{depth}"
+            shutil.copytree(template, state)
+            _switch_run_line(state, base / f"switch-{depth}.log", depth, n_cards)
         only, cpu = uvloop.run(_iso_layer_only(N_TXNS, n_cards))
         elapsed = float(cast(float, only["elapsed"]))
         print(
