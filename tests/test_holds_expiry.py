@@ -25,7 +25,7 @@ import pytest
 
 from switch.api.testing import Harness, run_with_api
 from switch.config import ConfigError, load_config, parse_config
-from switch.core import demo
+from switch.core import demo, holds
 from switch.core import testing as t
 from switch.core.categories import LimitCategory
 from switch.core.holds import EXPIRED, expire_holds_every
@@ -218,6 +218,30 @@ def test_fuel_preauth_expires_sooner(state: Path) -> None:
             assert hold(core, ecom) == (300_000, "open")
             [(_, _, _, message)] = expiry_rows(core, fuel.transaction_id)
             assert "within 48 h" in message
+            assert_ledger(core)
+        finally:
+            await core.close()
+
+    run(body)
+
+
+def test_pages_of_holds_not_yet_due_do_not_hide_a_due_one(
+    state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(holds, "PAGE_SIZE", 2)
+
+    async def body() -> None:
+        core = await opened(state)
+        try:
+            ecom = [await preauth(core, 100_000, T0) for _ in range(4)]  # 2 full pages, 168 h
+            core._p.clock = Clock(T0 + HOUR)
+            fuel = await ok(core, fuel_preauth(200_000))  # alone on the 3rd page, 48 h
+            assert fuel.transaction_id is not None
+            assert await core.expire_holds(now=T0 + 49 * HOUR) == 1
+            assert hold(core, fuel.transaction_id) == (0, EXPIRED)
+            assert [hold(core, x) for x in ecom] == [(100_000, "open")] * 4
+            assert await core.expire_holds(now=T0 + 168 * HOUR) == 4  # 2 pages, all due
+            assert balance_held(core) == (BAL, 0)
             assert_ledger(core)
         finally:
             await core.close()
