@@ -51,6 +51,7 @@ from switch.core.domain import (
 )
 from switch.core.emv import TlvError, arqc_transaction_data, encode_tlv, parse_tlv
 from switch.core.followups import referring
+from switch.core.hmac_sha256 import HmacSha256
 from switch.core.interchange import AcquirerConfig, PinKey, is_our_terminal, pin_key
 from switch.core.ledger_accounts import GL_FEES, GL_INTERBANK_ATM, GL_INTERBANK_POS
 from switch.core.limits import LimitsEngine
@@ -109,6 +110,7 @@ class Pipeline:
         self.hsm = hsm
         self.config = config
         self._pan_key = pan_key
+        self._pan_hmac = HmacSha256(pan_key)
         self.clock = clock
         self.tz = config.timezone
         self.limits = LimitsEngine(N_CATEGORIES)
@@ -188,7 +190,7 @@ class Pipeline:
 
     # -- helpers -----------------------------------------------------------------------------
     def pan_hash(self, pan: str) -> bytes:
-        return hmac.digest(self._pan_key, pan.encode(), "sha256")  # one-shot, in C
+        return self._pan_hmac.digest(pan.encode())
 
     def _next_txn_id(self) -> str:
         self._seq += 1
