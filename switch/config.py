@@ -57,6 +57,9 @@ class Product:
     allow_transfers: bool
     allow_ecommerce: bool
     schedules: tuple[Schedule, ...]  # sorted by effective_from
+    # Accept a chip card's magnetic-stripe read (EMV fallback)? Off for Edahabia: a stripe
+    # read of a chip card is how a skimmed copy is used (switch.core.card_checks).
+    allow_chip_fallback: bool = False
 
     def schedule_on(self, day: dt.date) -> Schedule:
         """The schedule in force on ``day`` (the latest one that has started)."""
@@ -84,6 +87,13 @@ def _int(table: dict[str, Any], key: str, where: str, default: int | None = None
     value = table.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ConfigError(f"{where}.{key}: expected a non-negative integer, got {value!r}")
+    return value
+
+
+def _bool(table: dict[str, Any], key: str, where: str, default: bool) -> bool:
+    value = table.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}.{key}: expected true or false, got {value!r}")
     return value
 
 
@@ -145,6 +155,7 @@ def parse_config(data: dict[str, Any]) -> SwitchConfig:
             allow_transfers=bool(raw.get("allow_transfers", True)),
             allow_ecommerce=bool(raw.get("allow_ecommerce", True)),
             schedules=tuple(sorted(scheds, key=lambda s: s.effective_from)),
+            allow_chip_fallback=_bool(raw, "allow_chip_fallback", where, False),
         )
     if not products:
         raise ConfigError("product: at least one card product is needed")

@@ -26,6 +26,7 @@ from typing import Final
 
 from switch.config import Product, Schedule, SwitchConfig
 from switch.core.business_day import day_number
+from switch.core.card_checks import check_track2_rules, verify_track2_cvv
 from switch.core.categories import N_CATEGORIES, LimitCategory, categories_for
 from switch.core.context import (
     DEBIT_TYPES,
@@ -138,6 +139,8 @@ class Pipeline:
         self._sched_cache: dict[tuple[str, int], Schedule] = {}
         self.gl: dict[str, int] = {}
         self.halted: str | None = None
+        #: answers given, by (txn type, response code): read by ``SwitchCore.authorization_counts``
+        self.authorizations: dict[tuple[TxnType | None, ResponseCode], int] = {}
 
     # -- start -------------------------------------------------------------------------------
     async def load(self) -> None:
@@ -232,12 +235,19 @@ class Pipeline:
     # -- entry point -------------------------------------------------------------------------
     async def authorize(self, req: AuthRequest) -> AuthResult:
         try:
-            return await self._authorize(req)
+            result = await self._authorize(req)
         except Decline as d:  # a validation failure before anything was journaled
-            return AuthResult(d.code, d.message)
+            result = AuthResult(d.code, d.message)
         except Exception:  # never crash the caller: 96, and the reason in the log
             log.exception("authorization failed unexpectedly (txn type %s)", req.txn_type)
-            return AuthResult(RC.SYSTEM_MALFUNCTION, "internal error")
+            result = AuthResult(RC.SYSTEM_MALFUNCTION, "internal error")
+        # The metrics' only cost on the hot path: one dict increment (switch.observe reads it).
+        # A txn_type that is not a TxnType (declined 12) is counted under None: labels stay a
+        # fixed set whatever a caller sends.
+        kind = req.txn_type if isinstance(req.txn_type, TxnType) else None
+        counted = (kind, result.response_code)
+        self.authorizations[counted] = self.authorizations.get(counted, 0) + 1
+        return result
 
     async def _authorize(self, req: AuthRequest) -> AuthResult:
         if self.halted is not None:
@@ -489,6 +499,7 @@ class Pipeline:
         req = ctx.req
         if req.expiry is not None and not hmac.compare_digest(req.expiry, card.expiry):
             raise Decline(RC.EXPIRED_CARD, "expiry: does not match the card")
+        check_track2_rules(req, card, product)  # service code, chip fallback (track 2 only)
         if card.pin_tries >= product.pin_tries and (
             req.pin_block is not None or req.channel in (Channel.ATM, Channel.COUNTER)
         ):
@@ -532,9 +543,11 @@ class Pipeline:
         return dest
 
     async def _security(self, ctx: Ctx, card: Card, product: Product) -> None:
-        """PIN (card-present), CVV2 (card-not-present), OTP, ARQC -- all through the HSM."""
+        """Track 2 CVV / iCVV and PIN (card-present), CVV2 (card-not-present), OTP, ARQC --
+        all through the HSM."""
         req = ctx.req
         ch = req.channel
+        await verify_track2_cvv(self.hsm, req, card)  # before the PIN: a fake spends no try
         if req.pin_block is not None:
             await self._verify_pin(ctx, card, product)
         elif ch in (Channel.ATM, Channel.COUNTER):

@@ -131,6 +131,53 @@ def emv_request_data(pan: str, amount: int, atc: int = 1, pan_seq: str = "00") -
     return body
 
 
+CHIP_READ = "051"  # field 22: chip (contact) read, PIN entry capability
+STRIPE_READ = "901"  # field 22: full magnetic stripe read
+
+
+def track2(
+    card: demo.DemoCard = CARD,
+    *,
+    chip: bool,
+    service_code: str | None = None,
+    cvv: str | None = None,
+) -> str:
+    """Track 2 as our cards carry it (``switch.core.card_checks``): PAN=YYMM SSS PVKI PVV CVV.
+
+    ``chip``: the chip's track 2 equivalent, whose CVV is the iCVV (service code 999);
+    otherwise the magnetic stripe's, with the CVV for the card's service code. The PVV is
+    the real one (demo PVK); ``service_code`` / ``cvv`` override what the card would hold.
+    """
+    sc = service_code or card.service_code
+    pvv = switch_native.pvv_generate(bytes.fromhex(demo.PVK_CLEAR), card.pan, demo.PVKI, card.pin)
+    if cvv is None:
+        cvk = bytes.fromhex(demo.CVK_CLEAR)
+        cvv = switch_native.cvv_generate(cvk, card.pan, card.expiry, "999" if chip else sc)
+    return f"{card.pan}={card.expiry}{sc}{demo.PVKI}{pvv}{cvv}"
+
+
+def card_read(
+    req: AuthRequest,
+    *,
+    chip: bool,
+    service_code: str | None = None,
+    cvv: str | None = None,
+) -> AuthRequest:
+    """``req`` as a terminal that read the card sends it: track 2 (field 35, see
+    :func:`track2`) and entry mode (22); a chip read also carries field 55 with a genuine
+    ARQC."""
+    c = next(c for c in demo.CARDS if c.pan == req.pan)
+    t2 = track2(c, chip=chip, service_code=service_code, cvv=cvv)
+    return replace(
+        req,
+        track2=t2,
+        service_code=t2.split("=", 1)[1][4:7],
+        expiry=c.expiry,
+        entry_mode=CHIP_READ if chip else STRIPE_READ,
+        emv_data=emv_request_data(req.pan, req.amount) if chip else req.emv_data,
+    )
+
+
 def expected_arpc(pan: str, emv: bytes, arc: bytes, pan_seq: str = "00") -> bytes:
     tags = parse_tlv(emv)
     imk = bytes.fromhex(demo.MK_AC_CLEAR)
