@@ -57,8 +57,10 @@ import fcntl
 import os
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import MappingProxyType
 
 from switch.config import SwitchConfig, load_config
 from switch.core.context import new_otp
@@ -74,7 +76,7 @@ from switch.core.domain import (
 from switch.core.holds import expire_holds
 from switch.core.interchange import AcquirerConfig
 from switch.core.ledger_accounts import GL_FEES, GL_INTERBANK_ATM, GL_INTERBANK_POS
-from switch.core.model import DZD, AuthRequest, AuthResult
+from switch.core.model import DZD, AuthRequest, AuthResult, ResponseCode, TxnType
 from switch.core.pipeline import OTP_TTL_S, Pipeline
 from switch.core.remote import RemoteIssuer, Route
 from switch.hsm.client import HsmClient
@@ -286,6 +288,11 @@ class SwitchCore:
     def halted(self) -> str | None:
         """Why approvals stopped (a failed commit), or ``None`` while healthy."""
         return self._p.halted
+
+    def authorization_counts(self) -> Mapping[tuple[TxnType | None, ResponseCode], int]:
+        """Answers given since start, by (txn type, response code): a live read-only view
+        for the metrics endpoint, so a scrape copies nothing on the hot path's side."""
+        return MappingProxyType(self._p.authorizations)
 
     # -- card lifecycle --------------------------------------------------------------------------
     async def _card(self, pan: str) -> Card:
