@@ -18,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 
 import switch_native
 
-from switch.core import demo
+from switch.core import demo, testing
 from switch.core.model import ResponseCode
 from switch.iso8583.codec import Codec
 from switch.iso8583.framing import FrameSplitter, Framing, frame
@@ -99,6 +99,9 @@ class AtmClient:
 # ---- message builders ----------------------------------------------------------------------
 
 
+READS = ("keyed", "chip", "stripe")  # how ``financial`` presents the card (--read)
+
+
 def new_stan() -> str:
     return f"{secrets.randbelow(999_999) + 1:06d}"
 
@@ -122,12 +125,18 @@ def financial(
     terminal_id: str = "GAB00001",
     stan: str | None = None,
     transmission: str | None = None,
+    read: str = "keyed",
 ) -> Message:
-    """A 0200 as the demo ATM ``terminal_id`` sends it, PIN block under its test TPK."""
+    """A 0200 as the demo ATM ``terminal_id`` sends it, PIN block under its test TPK.
+
+    ``read``: ``keyed`` (field 2, entry mode 021, no track), or how a card reader gives a demo
+    card: ``chip`` (track 2 equivalent with the iCVV, entry mode 051, ARQC in field 55) or
+    ``stripe`` (magnetic stripe track 2 with the CVV, entry mode 901: a chip card's fallback).
+    """
     term = _terminal(terminal_id)
     now = dt.datetime.now(dt.UTC)
     pin_block = switch_native.pin_block_encrypt(bytes.fromhex(term.tpk_clear), 0, pin, pan)
-    return Message(
+    msg = Message(
         "0200",
         {
             2: pan,
@@ -145,6 +154,22 @@ def financial(
             52: pin_block,
         },
     )
+    if read != "keyed":
+        _card_read(msg, pan, amount, chip=read == "chip")
+    return msg
+
+
+def _card_read(msg: Message, pan: str, amount: int, *, chip: bool) -> None:
+    """Fields 35 and 22 (and 55 for a chip) as the ATM's reader gives them for a demo card;
+    the PAN then comes from track 2 (``switch.core.card_checks`` documents its layout)."""
+    card = next((c for c in demo.CARDS if c.pan == pan), None)
+    if card is None:
+        raise AtmError("a card read (--read chip/stripe) needs a demo card: its track is unknown")
+    del msg.fields[2]
+    msg.fields[35] = testing.track2(card, chip=chip)
+    msg.fields[22] = testing.CHIP_READ if chip else testing.STRIPE_READ
+    if chip:
+        msg.fields[55] = testing.emv_request_data(pan, amount)
 
 
 def reversal(
@@ -265,6 +290,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     w.add_argument("--amount", type=_amount, required=True, help="in DZD, e.g. 5000")
     b = sub.add_parser("balance", parents=[common], help="balance inquiry (0200, code 31)")
     b.add_argument("--pin", default=card.pin)
+    for p in (w, b):
+        p.add_argument(
+            "--read",
+            choices=READS,
+            default="keyed",
+            help="keyed PAN (default), chip (track 2 equivalent + ARQC) or stripe (fallback)",
+        )
     r = sub.add_parser("reverse", parents=[common], help="reverse a withdrawal (0420, field 90)")
     r.add_argument("--amount", type=_amount, required=True, help="the original amount in DZD")
     r.add_argument("--stan", required=True, help="the original's STAN (field 11)")
@@ -274,10 +306,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def _run(args: argparse.Namespace) -> int:
     if args.atm_command == "withdraw":
-        msg = financial("010000", args.card, args.pin, args.amount, args.terminal)
+        msg = financial("010000", args.card, args.pin, args.amount, args.terminal, read=args.read)
         what = f"withdrawal of {dzd(args.amount)}"
     elif args.atm_command == "balance":
-        msg = financial("310000", args.card, args.pin, 0, args.terminal)
+        msg = financial("310000", args.card, args.pin, 0, args.terminal, read=args.read)
         what = "balance inquiry"
     else:
         msg = reversal(

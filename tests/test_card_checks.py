@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from switch import cli
 from switch.atm import AtmClient, financial, parse_balances
 from switch.config import ConfigError, SwitchConfig, load_config, parse_config
 from switch.core import card_checks, demo
@@ -21,7 +22,6 @@ from switch.core.context import Decline
 from switch.core.domain import Card, CardStatus
 from switch.core.model import AuthRequest, AuthResult, ResponseCode
 from switch.core.service import SwitchCore
-from switch.iso8583.message import Message
 from switch.iso8583.server import ListenerConfig, start_iso_server
 
 RC = ResponseCode
@@ -278,17 +278,9 @@ def test_allow_chip_fallback_is_read_from_the_product_table() -> None:
 
 
 def test_iso_0200_with_field_35_end_to_end(state: Path) -> None:
-    """A real 0200 over TCP: chip read (22 = 051, 35 = track 2 equivalent with the iCVV,
-    55 = ARQC) approved; the same with a wrong iCVV, and a stripe fallback, declined."""
-
-    def message(track2: str, entry_mode: str, emv: bool) -> Message:
-        msg = financial("010000", CARD.pan, CARD.pin, 500_000, ATM.terminal_id)
-        del msg.fields[2]  # the PAN comes from track 2, as from a real card reader
-        msg.fields[35] = track2
-        msg.fields[22] = entry_mode
-        if emv:
-            msg.fields[55] = t.emv_request_data(CARD.pan, 500_000)
-        return msg
+    """Real 0200s over TCP from the ATM simulator's builder: a chip read (22 = 051, 35 = track
+    2 equivalent with the iCVV, 55 = ARQC, no field 2) approved; the same with the stripe's
+    CVV in the track declined 05; a stripe read of the chip card (fallback) declined 57."""
 
     async def go() -> None:
         core = await SwitchCore.open(state, durable=False)
@@ -296,21 +288,23 @@ def test_iso_0200_with_field_35_end_to_end(state: Path) -> None:
         c = AtmClient("ascii87", listener.config.framing)
         try:
             await c.connect("127.0.0.1", listener.port)
-            good = t.track2(CARD, chip=True)
-            answer = await c.request(message(good, t.CHIP_READ, emv=True))
+            good = financial("010000", CARD.pan, CARD.pin, 500_000, ATM.terminal_id, read="chip")
+            assert 2 not in good.fields and good.fields[22] == "051" and 55 in good.fields
+            assert good.fields[35] == t.track2(CARD, chip=True)
+            answer = await c.request(good)
             assert answer.fields[39] == "00"
             balance = parse_balances(answer.text(54))["available"]
             assert balance == CARD.balance - 500_000 - FEE
-            bad = t.track2(CARD, chip=True, cvv=stripe_cvv())
-            answer = await c.request(message(bad, t.CHIP_READ, emv=True))
-            assert answer.fields[39] == "05"
-            fallback = t.track2(CARD, chip=False)
-            answer = await c.request(message(fallback, t.STRIPE_READ, emv=False))
-            assert answer.fields[39] == "57"
+            bad = financial("010000", CARD.pan, CARD.pin, 500_000, ATM.terminal_id, read="chip")
+            bad.fields[35] = t.track2(CARD, chip=True, cvv=stripe_cvv())
+            assert (await c.request(bad)).fields[39] == "05"
+            fallback = financial("310000", CARD.pan, CARD.pin, 0, ATM.terminal_id, read="stripe")
+            assert fallback.fields[22] == "901" and 55 not in fallback.fields
+            assert (await c.request(fallback)).fields[39] == "57"
             rows = core.store.query("SELECT response_code, message FROM journal ORDER BY txn_id")
             assert [r[0] for r in rows] == ["00", "05", "57"]
             assert "iCVV" in str(rows[1][1]) and "fallback" in str(rows[2][1])
-            assert CARD.pan not in str(rows) and good not in str(rows)  # masked, no track
+            assert CARD.pan not in str(rows) and str(good.fields[35]) not in str(rows)
             assert pin_tries(core) == 0
             balanced(core)
         finally:
@@ -319,3 +313,9 @@ def test_iso_0200_with_field_35_end_to_end(state: Path) -> None:
             await core.close()
 
     asyncio.run(asyncio.wait_for(go(), 30))
+
+
+def test_atm_cli_card_read_needs_a_demo_card(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["atm", "withdraw", "--amount", "5000", "--read", "chip", "--port", "1"]
+    assert cli.main([*args, "--card", "6280589999999999"]) == 3
+    assert "needs a demo card" in capsys.readouterr().err
