@@ -139,6 +139,17 @@ def test_chip_read_refuses_the_magnetic_stripe_cvv(state: Path) -> None:
         r = await auth(core, req, RC.DO_NOT_HONOUR)
         assert "iCVV" in r.message
         nothing_posted(core, r)
+        # the chip gets the ARPC of the decline (ARC 05), so it sees the issuer's decision
+        assert req.emv_data is not None and r.issuer_script is not None
+        arpc = t.expected_arpc(CARD.pan, req.emv_data, b"05")
+        assert r.issuer_script == b"\x91\x0a" + arpc + b"05"
+        # a chip read whose cryptogram is wrong is refused before the PIN too
+        good = t.card_read(t.withdrawal(pin="9999"), chip=True)
+        assert good.emv_data is not None
+        forged = again(good, emv_data=good.emv_data[:-1] + bytes([good.emv_data[-1] ^ 0xFF]))
+        r = await auth(core, forged, RC.DO_NOT_HONOUR)
+        assert r.message == "ARQC verification failed"
+        assert pin_tries(core) == 0
 
     run(state, body)
 

@@ -547,6 +547,10 @@ class Pipeline:
         all through the HSM."""
         req = ctx.req
         ch = req.channel
+        # With track 2 and field 55, the ARQC goes first: a declined iCVV still gets its ARPC.
+        arqc_first = req.track2 is not None and bool(req.emv_data)
+        if arqc_first:
+            await self._verify_arqc(ctx, card)
         await verify_track2_cvv(self.hsm, req, card)  # before the PIN: a fake spends no try
         if req.pin_block is not None:
             await self._verify_pin(ctx, card, product)
@@ -561,7 +565,8 @@ class Pipeline:
         if req.otp is not None:
             await self._verify_otp(ctx, card, product)
         if req.emv_data:
-            await self._verify_arqc(ctx, card)
+            if not arqc_first:
+                await self._verify_arqc(ctx, card)
         elif ch is Channel.POS and req.pin_block is None:
             raise Decline(RC.FORMAT_ERROR, "pin_block or emv_data: required at a POS")
 
