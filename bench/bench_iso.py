@@ -255,6 +255,7 @@ async def _iso_layer_only(n: int, cards: int) -> tuple[dict[str, object], float]
 def _start_switch(state: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "switch.cli", "run", "--state-dir", str(state)]
     cmd += ["--iso-port", str(port), "--grpc-port", str(_free_port()), "--log-level", "WARNING"]
+    cmd += ["--http-port", "0"]
     env = {**os.environ, "SWITCH_SMS": f"file:{state / 'sms.log'}", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 60

@@ -35,6 +35,9 @@ from switch.iso8583.remote import RemoteIssuers, load_remote_issuers, start_remo
 from switch.iso8583.server import IsoListener, ListenerConfig, start_iso_server
 from switch.notify.delivery import MODES, SmsDelivery, check_sms_setting, start_sms_delivery
 from switch.notify.worker_lock import WorkerLockError
+from switch.observe.endpoints import start_observe_server
+from switch.observe.http import HttpServer
+from switch.observe.state import Observed, Phase
 
 log = logging.getLogger("switch.app")
 
@@ -57,6 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="an extra acquirer listener, e.g. 8584:binary87 or 8585:binary87:tpdu",
     )
     parser.add_argument("--grpc-port", type=int, default=50051)
+    parser.add_argument(
+        "--http-port",
+        type=int,
+        default=8080,
+        help="HTTP /healthz, /readyz and /metrics (0: a free port, -1: off)",
+    )
     parser.add_argument(
         "--zmk",
         default="",
@@ -153,11 +162,16 @@ async def serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     sms: SmsDelivery | None = None
+    observed = Observed(core, listeners)  # /readyz says 503 until Phase.READY
+    http_server: HttpServer | None = None
     # releases pre-authorization holds past their validity: once now, then every minute
     expiry = asyncio.create_task(expire_holds_every(core.expire_holds, EXPIRY_INTERVAL_S))
     try:
+        if args.http_port >= 0:  # first: probes get an answer (503 not ready) during the start
+            http_server = await start_observe_server(observed, args.host, args.http_port)
         if remote_configs:
             remotes = await start_remote_issuers(core, remote_configs, state_dir)
+            observed.remotes = remotes
         configs = [
             ListenerConfig(
                 host=args.host,
@@ -194,10 +208,14 @@ async def serve(args: argparse.Namespace) -> int:
             print(line, flush=True)
         grpc_server = await start_grpc_server(core, args.host, args.grpc_port)
         print(f"gRPC merchant API on {args.host}:{grpc_server.bound_port}", flush=True)
+        if http_server is not None:
+            print(f"HTTP health/metrics on {args.host}:{http_server.port}", flush=True)
+        observed.phase = Phase.READY
         print("switch ready -- Ctrl-C to stop", flush=True)
         await stop.wait()
         print("switch: stopping", flush=True)
     finally:
+        observed.phase = Phase.STOPPING
         expiry.cancel()
         for listener in listeners:
             await listener.close()
@@ -207,6 +225,8 @@ async def serve(args: argparse.Namespace) -> int:
             await sms.stop()
         if remotes is not None:
             await remotes.close()
+        if http_server is not None:  # last before the store: it reads the store's counters
+            await http_server.close()
         await core.close()
         if hsm is not None:
             await hsm.close()

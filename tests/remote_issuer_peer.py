@@ -129,7 +129,7 @@ def start_issuer_switch(
         proc = subprocess.Popen(
             [sys.executable, "-m", "switch.cli", "run", "--state-dir", str(state_dir),
              "--iso-port", str(iso_port), "--grpc-port", "0", "--log-level", "warning",
-             "--interchange", str(interchange),
+             "--http-port", "0", "--interchange", str(interchange),
              *(arg for e in extra_listeners for arg in ("--iso-listener", e))],
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip

@@ -481,6 +481,7 @@ def test_switch_run_releases_an_old_hold_at_start(tmp_path: Path) -> None:
     ports = [str(_free_port()) for _ in range(2)]
     cmd = [sys.executable, "-m", "switch.cli", "run", "--state-dir", str(state)]
     cmd += ["--iso-port", ports[0], "--grpc-port", ports[1], "--sms-worker", "off"]
+    cmd += ["--http-port", "0"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, stdout=out.open("wb"), stderr=subprocess.STDOUT, env=env)
     try:

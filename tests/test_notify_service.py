@@ -335,7 +335,7 @@ class Switch:
         self.out = out
         self.port = _free_port()
         cmd = [*SWITCH, "run", "--state-dir", str(state), "--iso-port", str(self.port)]
-        cmd += ["--grpc-port", str(_free_port()), *extra]
+        cmd += ["--grpc-port", str(_free_port()), "--http-port", "0", *extra]
         env = _env() if sms is None else _env(SWITCH_SMS=sms)
         self.proc = subprocess.Popen(cmd, stdout=out.open("wb"), stderr=subprocess.STDOUT, env=env)
 
@@ -452,7 +452,7 @@ def test_run_sms_worker_inline_delivers_in_process(running: Callable[..., Switch
 def test_run_refuses_a_bad_sms_url_at_start(state: Path) -> None:
     result = subprocess.run(
         [*SWITCH, "run", "--state-dir", str(state), "--iso-port", str(_free_port()),
-         "--grpc-port", str(_free_port())],
+         "--grpc-port", str(_free_port()), "--http-port", "0"],
         env=_env(SWITCH_SMS="smpp://sys:pw@host:notaport"),
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
@@ -469,7 +469,7 @@ def test_run_failing_at_start_after_spawning_the_worker_leaves_no_child(state: P
         busy.listen()
         result = subprocess.run(
             [*SWITCH, "run", "--state-dir", str(state), "--iso-port", str(_free_port()),
-             "--grpc-port", str(busy.getsockname()[1])],
+             "--grpc-port", str(busy.getsockname()[1]), "--http-port", "0"],
             env=_env(), capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
     assert result.returncode != 0 and "switch ready" not in result.stdout
@@ -502,7 +502,7 @@ def test_run_inline_refuses_to_start_beside_another_worker(state: Path, tmp_path
         _wait_for(worker_holds_the_lock, "the worker to take the lock")
         result = subprocess.run(
             [*SWITCH, "run", "--state-dir", str(state), "--iso-port", str(_free_port()),
-             "--grpc-port", str(_free_port()), "--sms-worker", "inline"],
+             "--grpc-port", str(_free_port()), "--sms-worker", "inline", "--http-port", "0"],
             env=_env(), capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         assert result.returncode == 1, result.stdout + result.stderr

@@ -30,7 +30,7 @@ def _start(
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("SWITCH_SMS", None)
     cmd = [*SWITCH, "run", "--state-dir", str(state), "--iso-port", str(iso)]
-    cmd += ["--grpc-port", str(grpc or _free_port()), *(extra or [])]
+    cmd += ["--grpc-port", str(grpc or _free_port()), "--http-port", "0", *(extra or [])]
     proc = subprocess.Popen(cmd, stdout=out.open("wb"), stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 30
     while "switch ready" not in out.read_text(errors="replace"):
@@ -80,13 +80,15 @@ def test_quickstart_withdrawal_sms_and_limit(tmp_path: Path) -> None:
         assert second.returncode == 1
         assert "DECLINED (61)" in second.stdout
         second_switch = subprocess.run(
-            [*SWITCH, "run", "--state-dir", str(state), "--iso-port", str(_free_port())],
+            [*SWITCH, "run", "--state-dir", str(state), "--iso-port", str(_free_port()),
+             "--http-port", "0"],
             capture_output=True, text=True, timeout=30, check=False,
         )  # fmt: skip
         assert second_switch.returncode == 1
         assert "switch run:" in second_switch.stderr and "Traceback" not in second_switch.stderr
         busy_port = subprocess.run(
-            [*SWITCH, "run", "--state-dir", str(tmp_path / "other"), "--iso-port", str(port)],
+            [*SWITCH, "run", "--state-dir", str(tmp_path / "other"), "--iso-port", str(port),
+             "--http-port", "0"],
             capture_output=True, text=True, timeout=30, check=False,
         )  # fmt: skip
         assert busy_port.returncode == 1, busy_port.stderr
@@ -121,6 +123,7 @@ def test_a_port_in_use_stops_switch_run_with_a_message(tmp_path: Path, which: st
         ports = {"--iso-port": _free_port(), "--grpc-port": _free_port()}
         ports[which] = busy.getsockname()[1]
         cmd = [*SWITCH, "run", "--state-dir", str(tmp_path / "var"), "--sms-worker", "off"]
+        cmd += ["--http-port", "0"]
         for flag, port in ports.items():
             cmd += [flag, str(port)]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)

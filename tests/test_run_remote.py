@@ -133,6 +133,7 @@ def test_a_bad_acquirer_table_stops_switch_run_naming_the_key(tmp_path: Path) ->
         path.write_text(toml)
         cmd = [sys.executable, "-m", "switch.cli", "run", "--state-dir", str(tmp_path / "s")]
         cmd += ["--iso-port", "0", "--grpc-port", "0", "--interchange", str(path)]
+        cmd += ["--http-port", "0"]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
 
     missing = run('[acquirers.628058]\nname = "partner"\n')

@@ -1,0 +1,7 @@
+"""Operations: the HTTP health and metrics endpoint of ``switch run`` (DESIGN.md section 3).
+
+``http`` is a deliberately tiny HTTP/1.1 server (GET/HEAD, one request per connection) so
+that a probe or a Prometheus scrape needs no framework in the switch process; ``metrics``
+renders the Prometheus text format from state the parts already keep; ``endpoints`` wires
+``/healthz``, ``/readyz`` and ``/metrics`` together.
+"""
