@@ -1,0 +1,297 @@
+"""The HTTP health and metrics endpoint, for real: a ``switch run`` subprocess on free ports
+probed with the standard library's HTTP client and raw sockets (status codes, the
+Prometheus text format, a withdrawal counted, bad requests answered, a silent client dropped
+without stalling anything), plus the renderer on a real in-process core that is made to halt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from switch.core import demo
+from switch.core import testing as t
+from switch.core.model import ResponseCode
+from switch.core.service import SwitchCore
+from switch.observe.endpoints import health, readiness, start_observe_server
+from switch.observe.http import BadRequest, parse_head
+from switch.observe.metrics import render_metrics
+from switch.observe.state import Observed, Phase
+
+SWITCH = [sys.executable, "-m", "switch.cli"]
+WITHDRAWAL_OK = 'switch_authorizations_total{txn_type="cash_withdrawal",response_code="00"}'
+# name{label="value",...} value -- the sample line shape of the 0.0.4 text format
+SAMPLE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-z_]+="[^"\\\n]*",?)*\})? -?[0-9.e+]+$')
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Running:
+    """One ``switch run`` (SMS worker off: alerts stay pending, which a metric shows)."""
+
+    def __init__(self, state: Path, out: Path) -> None:
+        self.out = out
+        self.iso = _free_port()
+        cmd = [*SWITCH, "run", "--state-dir", str(state), "--iso-port", str(self.iso)]
+        cmd += ["--grpc-port", "0", "--http-port", "0", "--sms-worker", "off"]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("SWITCH_SMS", None)
+        self.proc = subprocess.Popen(cmd, stdout=out.open("wb"), stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 30
+        while "switch ready" not in self.text():
+            assert self.proc.poll() is None, self.text()
+            assert time.monotonic() < deadline, "switch run did not start:\n" + self.text()
+            time.sleep(0.1)
+        m = re.search(r"HTTP health/metrics on 127\.0\.0\.1:(\d+)", self.text())
+        assert m is not None, self.text()
+        self.http = int(m.group(1))
+
+    def text(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    def get(self, path: str, method: str = "GET") -> tuple[int, str, str]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.http, timeout=10)
+        try:
+            conn.request(method, path)
+            r = conn.getresponse()
+            return r.status, r.getheader("Content-Type", ""), r.read().decode()
+        finally:
+            conn.close()
+
+    def raw(self, data: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", self.http), timeout=10) as s:
+            s.sendall(data)
+            chunks = []
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def switch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    tmp = tmp_path_factory.mktemp("observe")
+    running = Running(tmp / "var", tmp / "switch.out")
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def _samples(text: str) -> dict[str, float]:
+    """Every sample of an exposition, checking the format on the way."""
+    samples: dict[str, float] = {}
+    helped: set[str] = set()
+    typed: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            helped.add(line.split(" ")[2])
+        elif line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ")
+            assert kind in ("counter", "gauge"), line
+            assert kind != "counter" or name.endswith("_total"), line
+            assert name in helped, f"TYPE before HELP: {line}"
+            typed.add(name)
+        else:
+            assert SAMPLE.match(line), f"not a sample line: {line!r}"
+            key, value = line.rsplit(" ", 1)
+            assert key.split("{")[0] in typed, f"sample without TYPE: {line}"
+            samples[key] = float(value)
+    return samples
+
+
+def _atm_withdraw(port: int) -> None:
+    r = subprocess.run(
+        [*SWITCH, "atm", "withdraw", "--amount", "5000", "--port", str(port)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0 and "APPROVED (00)" in r.stdout, r.stdout + r.stderr
+
+
+def test_healthz_and_readyz_answer_200(switch: Running) -> None:
+    assert switch.get("/healthz")[::2] == (200, "ok\n")
+    assert switch.get("/readyz")[::2] == (200, "ready\n")
+    assert switch.get("/healthz?verbose=1")[0] == 200  # a query string does not matter
+    status, _, body = switch.get("/healthz", "HEAD")
+    assert (status, body) == (200, "")
+
+
+def test_metrics_parse_and_count_a_withdrawal(switch: Running) -> None:
+    status, ctype, text = switch.get("/metrics")
+    assert status == 200 and ctype.startswith("text/plain; version=0.0.4")
+    before = _samples(text)
+    assert before["switch_up"] == 1 and before["switch_halted"] == 0
+    assert before[f'switch_iso_connections{{listener="127.0.0.1:{switch.iso}"}}'] == 0
+    for name in ("switch_store_commits_total", "switch_store_units_total"):
+        assert name in before
+    assert "# TYPE switch_remote_issuer_up gauge" in text  # the family, with no issuer here
+    assert "# TYPE switch_saf_pending gauge" in text
+    first = before.get(WITHDRAWAL_OK, 0)
+    pending = before["switch_sms_alerts_pending"]
+
+    _atm_withdraw(switch.iso)
+    text = switch.get("/metrics")[2]
+    after = _samples(text)
+    assert after[WITHDRAWAL_OK] == first + 1
+    assert after["switch_store_commits_total"] > before["switch_store_commits_total"]
+    assert after["switch_store_units_total"] > before["switch_store_units_total"]
+    assert after["switch_sms_alerts_pending"] == pending + 1  # the worker is off
+    for card in demo.CARDS:  # no cardholder data in a scrape, whatever happened
+        assert card.pan not in text
+
+
+def test_bad_requests_get_a_clear_answer(switch: Running) -> None:
+    status, _, body = switch.get("/healthz", "POST")
+    assert status == 405 and body == "method not allowed: use GET or HEAD\n"
+    assert switch.get("/metrics", "DELETE")[0] == 405
+    status, _, body = switch.get("/admin")
+    assert status == 404 and body == "not found\n"
+    assert switch.raw(b"GARBAGE\r\n\r\n").startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert switch.raw(b"GET healthz HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    assert switch.raw(b"GET /healthz HTTP/1.1\r\nno colon\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    assert switch.raw(b"GET /\xff HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    big = b"GET /healthz HTTP/1.1\r\nX-Pad: " + b"a" * 9000 + b"\r\n\r\n"
+    assert switch.raw(big).startswith(b"HTTP/1.1 431 ")
+    # a POST with a body: the answer arrives intact (the unread body causes no reset)
+    answer = switch.raw(b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+    assert answer.startswith(b"HTTP/1.1 405 ") and b"Allow: GET, HEAD\r\n" in answer
+    assert switch.get("/healthz")[0] == 200  # and the switch still serves
+
+
+def test_a_silent_client_is_dropped_and_does_not_stall_probes(switch: Running) -> None:
+    with socket.create_connection(("127.0.0.1", switch.http), timeout=15) as silent:
+        started = time.monotonic()
+        for _ in range(3):  # answered at once while the silent client holds its connection
+            assert switch.get("/healthz")[0] == 200
+        assert time.monotonic() - started < 2
+        data = silent.recv(65536)  # the server gives up after its 5 s read timeout
+        waited = time.monotonic() - started
+        assert data.startswith(b"HTTP/1.1 408 "), data
+        assert 4 < waited < 10, waited
+        while silent.recv(65536):
+            pass  # then closes the connection
+    assert switch.get("/healthz")[0] == 200
+
+
+def test_a_busy_http_port_is_a_one_line_cannot_start(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cmd = [*SWITCH, "run", "--state-dir", str(tmp_path / "var"), "--sms-worker", "off"]
+        cmd += ["--iso-port", "0", "--grpc-port", "0", "--http-port", str(port)]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "switch run: cannot start:" in result.stderr and str(port) in result.stderr
+    assert "Traceback" not in result.stderr and "switch ready" not in result.stdout
+
+
+# -- in process: the request-head parser and the renderer on a real core ---------------------
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET /healthz\r\n\r\n",
+        b"GET /healthz HTTP/2.0\r\n\r\n",
+        b"get /healthz HTTP/1.1\r\n\r\n",
+        b"GET http://x/healthz HTTP/1.1\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\n: empty name\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nbad header\r\n\r\n",
+        b"GET /h\xc3\xa9 HTTP/1.1\r\n\r\n",
+    ],
+)
+def test_malformed_heads_are_refused(head: bytes) -> None:
+    with pytest.raises(BadRequest):
+        parse_head(head)
+
+
+def test_a_good_head_gives_method_and_path() -> None:
+    head = b"HEAD /metrics?x=1 HTTP/1.0\r\nHost: a\r\nAccept: */*\r\n\r\n"
+    assert parse_head(head) == ("HEAD", "/metrics")
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("observe-core")
+
+    async def seed() -> None:
+        core = await SwitchCore.open(path)
+        await core.close()
+
+    asyncio.run(seed())
+    return path
+
+
+def test_renderer_on_a_real_core_then_halted(template: Path, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    shutil.copytree(template, state)
+
+    async def go() -> None:
+        core = await SwitchCore.open(state)
+        try:
+            observed = Observed(core)
+            assert readiness(observed).status == 503  # STARTING
+            observed.phase = Phase.READY
+            assert readiness(observed).status == 200
+            assert health(observed).status == 200
+            r = await core.authorize(t.withdrawal())
+            assert r.response_code is ResponseCode.APPROVED
+            samples = _samples(await render_metrics(observed))
+            assert samples[WITHDRAWAL_OK] == 1 and samples["switch_halted"] == 0
+            assert samples["switch_store_commits_total"] >= 1
+            # another process breaks the database under the switch: the next commit fails
+            other = sqlite3.connect(core.store.path)
+            other.execute("ALTER TABLE postings RENAME TO postings_gone")
+            other.commit()
+            other.close()
+            r = await core.authorize(t.withdrawal())
+            assert r.response_code is ResponseCode.SYSTEM_MALFUNCTION and core.halted
+            h = health(observed)
+            assert h.status == 503 and h.body.startswith("halted: ")
+            assert h.body.count("\n") == 1  # one line, whatever the store said
+            samples = _samples(await render_metrics(observed))
+            assert samples["switch_halted"] == 1
+            failed = 'switch_authorizations_total{txn_type="cash_withdrawal",response_code="96"}'
+            assert samples[failed] == 1
+            # and over HTTP, on a real socket
+            server = await start_observe_server(observed, "127.0.0.1", 0)
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+                writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                answer = await asyncio.wait_for(reader.read(), 5)
+                writer.close()
+                assert answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+                assert b"\r\n\r\nhalted: " in answer
+            finally:
+                await server.close()
+        finally:
+            await core.close()
+
+    asyncio.run(asyncio.wait_for(go(), 30))
