@@ -17,7 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,10 +26,14 @@ from switch.core import demo
 from switch.core import testing as t
 from switch.core.model import ResponseCode
 from switch.core.service import SwitchCore
+from switch.hsm.client import KeyType
+from switch.hsm.inprocess import InProcessHsm
+from switch.hsm.lmk import Lmk
 from switch.observe.endpoints import health, readiness, start_observe_server
 from switch.observe.http import BadRequest, parse_head
 from switch.observe.metrics import render_metrics
 from switch.observe.state import Observed, Phase
+from tests import remote_issuer_peer as peer
 
 SWITCH = [sys.executable, "-m", "switch.cli"]
 WITHDRAWAL_OK = 'switch_authorizations_total{txn_type="cash_withdrawal",response_code="00"}'
@@ -46,11 +50,11 @@ def _free_port() -> int:
 class Running:
     """One ``switch run`` (SMS worker off: alerts stay pending, which a metric shows)."""
 
-    def __init__(self, state: Path, out: Path) -> None:
+    def __init__(self, state: Path, out: Path, extra: tuple[str, ...] = ()) -> None:
         self.out = out
         self.iso = _free_port()
         cmd = [*SWITCH, "run", "--state-dir", str(state), "--iso-port", str(self.iso)]
-        cmd += ["--grpc-port", "0", "--http-port", "0", "--sms-worker", "off"]
+        cmd += ["--grpc-port", "0", "--http-port", "0", "--sms-worker", "off", *extra]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("SWITCH_SMS", None)
         self.proc = subprocess.Popen(cmd, stdout=out.open("wb"), stderr=subprocess.STDOUT, env=env)
@@ -82,6 +86,11 @@ class Running:
             while chunk := s.recv(65536):
                 chunks.append(chunk)
         return b"".join(chunks)
+
+    def metrics(self) -> dict[str, float]:
+        status, _, text = self.get("/metrics")
+        assert status == 200, text
+        return _samples(text)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -125,12 +134,19 @@ def _samples(text: str) -> dict[str, float]:
     return samples
 
 
-def _atm_withdraw(port: int) -> None:
+def _atm_withdraw(port: int, *card: str) -> str:
     r = subprocess.run(
-        [*SWITCH, "atm", "withdraw", "--amount", "5000", "--port", str(port)],
+        [*SWITCH, "atm", "withdraw", "--amount", "5000", "--port", str(port), *card],
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
-    assert r.returncode == 0 and "APPROVED (00)" in r.stdout, r.stdout + r.stderr
+    return r.stdout + r.stderr
+
+
+def _eventually(what: str, check: Callable[[], bool], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
 
 
 def test_healthz_and_readyz_answer_200(switch: Running) -> None:
@@ -154,7 +170,8 @@ def test_metrics_parse_and_count_a_withdrawal(switch: Running) -> None:
     first = before.get(WITHDRAWAL_OK, 0)
     pending = before["switch_sms_alerts_pending"]
 
-    _atm_withdraw(switch.iso)
+    answer = _atm_withdraw(switch.iso)
+    assert "APPROVED (00)" in answer, answer
     text = switch.get("/metrics")[2]
     after = _samples(text)
     assert after[WITHDRAWAL_OK] == first + 1
@@ -209,6 +226,59 @@ def test_a_busy_http_port_is_a_one_line_cannot_start(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stdout + result.stderr
     assert "switch run: cannot start:" in result.stderr and str(port) in result.stderr
     assert "Traceback" not in result.stderr and "switch ready" not in result.stdout
+
+
+async def _link_zpk(state: Path) -> str:
+    """The link ZPK under the acquirer's LMK (the key ceremony before the first start)."""
+    await (await SwitchCore.open(state)).close()  # creates the LMK and the demo data
+    ceremony = InProcessHsm(Lmk.load(state / "lmk.json"), authorised=True)
+    zpk = await ceremony.form_key_from_clear_components(KeyType.ZPK, [peer.LINK_ZPK_CLEAR])
+    return zpk.key_under_lmk
+
+
+def test_remote_issuer_metrics_over_a_real_link(tmp_path: Path) -> None:
+    """A second switch is the issuer of BIN 627000: link up, a time-out (issuer SIGSTOPped)
+    counted with its reversal queued, then delivered once the issuer answers again."""
+    issuer, ports = peer.start_issuer_switch(tmp_path / "issuer")
+    acquirer: Running | None = None
+    try:
+        state = tmp_path / "acquirer"
+        zpk = asyncio.run(_link_zpk(state))
+        links = tmp_path / "links.toml"
+        links.write_text(
+            f'[remote_issuers.remote-bank]\nhost = "127.0.0.1"\nport = {ports[0]}\n'
+            f'zpk = "{zpk}"\ntimeout = 1\nsaf_retry = 0.3\n'
+        )
+        acquirer = Running(state, tmp_path / "acquirer.out", ("--remote-issuers", str(links)))
+        up = 'switch_remote_issuer_up{issuer="remote-bank"}'
+        timeouts = 'switch_remote_issuer_timeouts_total{issuer="remote-bank"}'
+        delivered = 'switch_remote_reversals_delivered_total{issuer="remote-bank"}'
+        saf = 'switch_saf_pending{issuer="remote-bank"}'
+        _eventually("the link to sign on", lambda: acquirer.metrics()[up] == 1)
+        m = acquirer.metrics()
+        assert (m[timeouts], m[delivered], m[saf]) == (0, 0, 0)
+        card = ("--card", peer.CARD_PAN, "--pin", peer.CARD_PIN)
+        assert "APPROVED (00)" in _atm_withdraw(acquirer.iso, *card)
+        os.kill(issuer.pid, signal.SIGSTOP)
+        try:
+            answer = _atm_withdraw(acquirer.iso, *card)
+            assert "DECLINED (91)" in answer, answer
+            m = acquirer.metrics()
+            assert m[timeouts] == 1 and m[saf] == 1, m
+        finally:
+            os.kill(issuer.pid, signal.SIGCONT)
+        _eventually("the reversal delivered", lambda: acquirer.metrics()[delivered] == 1)
+        assert acquirer.metrics()[saf] == 0
+        assert acquirer.metrics()[up] == 1
+    finally:
+        if acquirer is not None:
+            acquirer.stop()
+        issuer.send_signal(signal.SIGTERM)
+        try:
+            issuer.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            issuer.kill()
+            issuer.wait(timeout=10)
 
 
 # -- in process: the request-head parser and the renderer on a real core ---------------------
