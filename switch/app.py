@@ -35,7 +35,7 @@ from switch.iso8583.remote import RemoteIssuers, load_remote_issuers, start_remo
 from switch.iso8583.server import IsoListener, ListenerConfig, start_iso_server
 from switch.notify.delivery import MODES, SmsDelivery, check_sms_setting, start_sms_delivery
 from switch.notify.worker_lock import WorkerLockError
-from switch.observe.endpoints import start_observe_server
+from switch.observe.endpoints import http_port, start_observe_server
 from switch.observe.http import HttpServer
 from switch.observe.state import Observed, Phase
 
@@ -62,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grpc-port", type=int, default=50051)
     parser.add_argument(
         "--http-port",
-        type=int,
+        type=http_port,
         default=8080,
         help="HTTP /healthz, /readyz and /metrics (0: a free port, -1: off)",
     )

@@ -6,6 +6,7 @@ without stalling anything), plus the renderer on a real in-process core that is 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import http.client
 import os
@@ -29,8 +30,8 @@ from switch.core.service import SwitchCore
 from switch.hsm.client import KeyType
 from switch.hsm.inprocess import InProcessHsm
 from switch.hsm.lmk import Lmk
-from switch.observe.endpoints import health, readiness, start_observe_server
-from switch.observe.http import BadRequest, parse_head
+from switch.observe.endpoints import health, http_port, readiness, start_observe_server
+from switch.observe.http import BadRequest, HttpServer, Response, parse_head
 from switch.observe.metrics import render_metrics
 from switch.observe.state import Observed, Phase
 from tests import remote_issuer_peer as peer
@@ -281,6 +282,32 @@ def test_remote_issuer_metrics_over_a_real_link(tmp_path: Path) -> None:
             issuer.wait(timeout=10)
 
 
+def test_http_port_minus_one_turns_the_endpoint_off(tmp_path: Path) -> None:
+    out = tmp_path / "switch.out"
+    cmd = [*SWITCH, "run", "--state-dir", str(tmp_path / "var"), "--sms-worker", "off"]
+    cmd += ["--iso-port", "0", "--grpc-port", "0", "--http-port", "-1"]
+    proc = subprocess.Popen(cmd, stdout=out.open("wb"), stderr=subprocess.STDOUT)
+    try:
+        _eventually("switch ready", lambda: "switch ready" in out.read_text(), timeout=30)
+        assert "HTTP health/metrics" not in out.read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode == 0, out.read_text()
+    bad = subprocess.run(
+        [*SWITCH, "run", "--http-port", "-2"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert bad.returncode == 2 and "--http-port: -2 is not a port" in bad.stderr
+
+
 # -- in process: the request-head parser and the renderer on a real core ---------------------
 
 
@@ -300,6 +327,47 @@ def test_remote_issuer_metrics_over_a_real_link(tmp_path: Path) -> None:
 def test_malformed_heads_are_refused(head: bytes) -> None:
     with pytest.raises(BadRequest):
         parse_head(head)
+
+
+def test_http_port_values() -> None:
+    assert [http_port(v) for v in ("-1", "0", "8080", "65535")] == [-1, 0, 8080, 65535]
+    for bad in ("-2", "65536", "x", ""):
+        with pytest.raises(argparse.ArgumentTypeError):
+            http_port(bad)
+
+
+def test_connections_over_the_cap_are_closed_and_idle_ones_time_out() -> None:
+    """Small limits in process: two idle clients fill the server; a third is closed at once;
+    once the read timeout drops the idle ones, a probe is answered again."""
+
+    async def ok() -> Response:
+        return Response(200, "ok\n")
+
+    async def go() -> None:
+        server = HttpServer({"/healthz": ok}, read_timeout=0.5, max_connections=2)
+        await server.start("127.0.0.1", 0)
+        try:
+            idle = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
+            await asyncio.sleep(0.1)
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"GET /healthz HTTP/1.1\r\n\r\n")
+            try:
+                refused = await asyncio.wait_for(reader.read(), 2)
+            except ConnectionResetError:
+                refused = b""
+            assert refused == b""  # closed without an answer: the server is full
+            writer.close()
+            for r, w in idle:  # 408 after the read timeout, then closed
+                assert (await asyncio.wait_for(r.read(), 3)).startswith(b"HTTP/1.1 408 ")
+                w.close()
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"GET /healthz HTTP/1.1\r\n\r\n")
+            assert (await asyncio.wait_for(reader.read(), 2)).endswith(b"\r\n\r\nok\n")
+            writer.close()
+        finally:
+            await server.close()
+
+    asyncio.run(asyncio.wait_for(go(), 20))
 
 
 def test_a_good_head_gives_method_and_path() -> None:
@@ -330,6 +398,9 @@ def test_renderer_on_a_real_core_then_halted(template: Path, tmp_path: Path) -> 
             assert readiness(observed).status == 503  # STARTING
             observed.phase = Phase.READY
             assert readiness(observed).status == 200
+            observed.phase = Phase.STOPPING
+            assert readiness(observed) == Response(503, "not ready: stopping\n")
+            observed.phase = Phase.READY
             assert health(observed).status == 200
             r = await core.authorize(t.withdrawal())
             assert r.response_code is ResponseCode.APPROVED
