@@ -3,7 +3,10 @@
 Everything comes from counters the parts already keep (the core's answers by txn type and
 response code, the SQLite store's group-commit statistics, the listeners' open connections,
 the remote issuer links' counters and their store-and-forward queue); the only queries are
-two COUNTs on read connections, made here and not on the authorization path.
+two COUNTs on read connections, made here and not on the authorization path. The SMS one
+runs on the store's read connection on the loop thread, as every core read does; it walks
+only the pending rows of the ``alerts_due (status, ...)`` index (a handful while a worker
+delivers), so a scrape costs the loop well under a millisecond.
 
 Security: label values come only from fixed sets -- the ``TxnType`` and ``ResponseCode``
 enums, listener addresses and issuer names from the configuration -- never from a request,
