@@ -6,7 +6,7 @@ the remote issuer links' counters and their store-and-forward queue); the only q
 two COUNTs on read connections, made here and not on the authorization path. The SMS one
 runs on the store's read connection on the loop thread, as every core read does; it walks
 only the pending rows of the ``alerts_due (status, ...)`` index (a handful while a worker
-delivers), so a scrape costs the loop well under a millisecond.
+delivers; a backlog of pending alerts makes it proportionally longer).
 
 Security: label values come only from fixed sets -- the ``TxnType`` and ``ResponseCode``
 enums, listener addresses and issuer names from the configuration -- never from a request,
