@@ -29,6 +29,7 @@ from switch.config import load_config
 from switch.core.holds import EXPIRY_INTERVAL_S, expire_holds_every
 from switch.core.interchange import check_acquirer_keys, load_acquirers
 from switch.core.service import CoreError, SwitchCore
+from switch.gc_tuning import tune_gc_for_serving
 from switch.hsm.client import HsmClient
 from switch.iso8583.framing import Framing, LengthHeader
 from switch.iso8583.remote import RemoteIssuers, load_remote_issuers, start_remote_issuers
@@ -145,6 +146,7 @@ async def serve(args: argparse.Namespace) -> int:
     acquirers = load_acquirers(links)
     check_sms_setting(os.environ.get("SWITCH_SMS"), state_dir)  # a bad URL stops us here
     core = await SwitchCore.open(state_dir, hsm=hsm, durable=not args.no_fsync, config=config)
+    tune_gc_for_serving()  # the loaded state is frozen out of the collector's scans
     try:
         acquirer_lines = await check_acquirer_keys(core.hsm, acquirers)
     except BaseException:  # a zone key the HSM refuses: stop before serving anything
