@@ -24,7 +24,8 @@ from urllib.parse import urlsplit
 import grpc
 import uvloop
 
-from switch.api.server import start_grpc_server
+from switch.api.server import start_grpc_server, transport
+from switch.api.tls_files import server_tls
 from switch.config import load_config
 from switch.core.holds import EXPIRY_INTERVAL_S, expire_holds_every
 from switch.core.interchange import check_acquirer_keys, load_acquirers
@@ -61,6 +62,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="an extra acquirer listener, e.g. 8584:binary87 or 8585:binary87:tpdu",
     )
     parser.add_argument("--grpc-port", type=int, default=50051)
+    parser.add_argument(
+        "--grpc-tls-cert",
+        type=Path,
+        default=None,
+        metavar="PEM",
+        help="serve gRPC over TLS with this certificate (chain); needs --grpc-tls-key",
+    )
+    parser.add_argument(
+        "--grpc-tls-key", type=Path, default=None, metavar="PEM", help="its private key"
+    )
+    parser.add_argument(
+        "--grpc-client-ca",
+        type=Path,
+        default=None,
+        metavar="PEM",
+        help="require gRPC clients to present a certificate signed by this CA (mutual TLS)",
+    )
     parser.add_argument(
         "--http-port",
         type=http_port,
@@ -139,6 +157,7 @@ def _hsm_client(url: str | None) -> HsmClient | None:
 
 async def serve(args: argparse.Namespace) -> int:
     state_dir: Path = args.state_dir
+    grpc_tls = server_tls(args.grpc_tls_cert, args.grpc_tls_key, args.grpc_client_ca)
     hsm = _hsm_client(args.hsm)
     config = load_config(args.config) if args.config else None
     links = list(dict.fromkeys(p for p in (args.remote_issuers, args.interchange) if p))
@@ -208,8 +227,11 @@ async def serve(args: argparse.Namespace) -> int:
             print(f"remote issuer {rc.name}: ISO 8583 link to {rc.host}:{rc.port}", flush=True)
         for line in acquirer_lines:
             print(line, flush=True)
-        grpc_server = await start_grpc_server(core, args.host, args.grpc_port)
-        print(f"gRPC merchant API on {args.host}:{grpc_server.bound_port}", flush=True)
+        grpc_server = await start_grpc_server(core, args.host, args.grpc_port, tls=grpc_tls)
+        print(
+            f"gRPC merchant API on {args.host}:{grpc_server.bound_port} ({transport(grpc_tls)})",
+            flush=True,
+        )
         if http_server is not None:
             print(f"HTTP health/metrics on {args.host}:{http_server.port}", flush=True)
         observed.phase = Phase.READY

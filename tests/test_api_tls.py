@@ -63,9 +63,9 @@ def _write(path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) 
     )
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("pki")
+def make_pki(d: Path) -> Path:
+    """``ca``, ``server`` (for 127.0.0.1/localhost), ``client`` (signed by ``ca``) and a
+    self-signed ``rogue``, each as ``NAME.crt`` + ``NAME.key`` (PEM) in ``d``."""
     ca_key = ec.generate_private_key(ec.SECP256R1())
     _write(d / "ca", _cert("test CA", ca_key, "test CA", ca_key, ca=True), ca_key)
     for name, san in (("server", True), ("client", False)):
@@ -74,6 +74,11 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rogue = ec.generate_private_key(ec.SECP256R1())
     _write(d / "rogue", _cert("rogue", rogue, "rogue", rogue), rogue)
     return d
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def test_mutual_tls(pki: Path, tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
-from switch.api.client import DEFAULT_TARGET, ClientTls, MerchantClient
+from switch.api.client import DEFAULT_TARGET, MerchantClient
+from switch.api.tls_files import TlsFileError, client_tls
 
 
 def _card(p: argparse.ArgumentParser) -> None:
@@ -37,8 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", default=None, help="idempotency key (default: a fresh one)")
     parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--tls-ca", type=Path, help="CA of the server certificate (enables TLS)")
-    parser.add_argument("--tls-cert", type=Path, help="our client certificate (PEM)")
-    parser.add_argument("--tls-key", type=Path, help="its private key (PEM)")
+    parser.add_argument(
+        "--tls-cert", type=Path, help="our client certificate (PEM), for a mutual-TLS server"
+    )
+    parser.add_argument("--tls-key", type=Path, help="its private key (PEM, unencrypted)")
     sub = parser.add_subparsers(dest="op", required=True, metavar="OP")
     for name in ("sale", "authorize"):
         p = sub.add_parser(name, help=f"{name} (amount in minor units)")
@@ -138,7 +141,11 @@ async def _main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    tls = None if args.tls_ca is None else ClientTls(args.tls_ca, args.tls_cert, args.tls_key)
+    try:
+        tls = client_tls(args.tls_ca, args.tls_cert, args.tls_key)
+    except TlsFileError as e:
+        print(f"pay: {e}", file=sys.stderr)
+        return 2
     async with MerchantClient(
         args.target, args.merchant_id, api_key, timeout=args.timeout, tls=tls
     ) as c:

@@ -72,6 +72,13 @@ class ServerTls:
         )
 
 
+def transport(tls: ServerTls | None) -> str:
+    """How the port is protected, for the start banner and the log."""
+    if tls is None:
+        return "plaintext"
+    return "TLS + client certificates" if tls.client_ca is not None else "TLS"
+
+
 async def start_grpc_server(
     core: SwitchCore,
     host: str = "127.0.0.1",
@@ -103,10 +110,5 @@ async def start_grpc_server(
         raise OSError(f"gRPC: cannot bind {host}:{port} (address in use?)")
     await server.start()
     server.bound_port = bound
-    log.info(
-        "merchant gRPC API listening on %s:%d (%s)",
-        host,
-        bound,
-        "plaintext" if tls is None else "TLS" + (" + client certificates" if tls.client_ca else ""),
-    )
+    log.info("merchant gRPC API listening on %s:%d (%s)", host, bound, transport(tls))
     return server
