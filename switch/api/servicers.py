@@ -7,9 +7,6 @@ same key + different request -> response code 94, surfaced here as ALREADY_EXIST
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import hmac
 from collections.abc import Awaitable, Callable
 from typing import TypeAlias, TypeVar
 
@@ -17,6 +14,7 @@ import grpc
 
 from switch.api import mapping as m
 from switch.api.mapping import ApiError, invalid
+from switch.api.verification import VerificationStarts
 from switch.core.domain import Merchant
 from switch.core.merchant_queries import lookup_bill, payments_page
 from switch.core.model import AuthRequest, AuthResult, ResponseCode, TxnType
@@ -24,12 +22,12 @@ from switch.core.service import CoreError, SwitchCore
 from switch.gen.switch.v1 import merchant_pb2 as mpb
 from switch.gen.switch.v1 import merchant_pb2_grpc as mgrpc
 from switch.gen.switch.v1 import types_pb2 as pb
+from switch.store.api import StoreError
 
 MERCHANT_ID_HEADER = "x-merchant-id"
 API_KEY_HEADER = "x-api-key"
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
-MAX_OTP_KEYS = 100_000  # remembered StartVerification keys (oldest forgotten first)
 
 T = TypeVar("T")
 Ctx: TypeAlias = grpc.aio.ServicerContext
@@ -40,12 +38,10 @@ class Api:
 
     def __init__(self, core: SwitchCore) -> None:
         self.core = core
-        # StartVerification sends an SMS outside the authorization journal: its idempotency
-        # entries live here, (merchant, key) -> (request fingerprint, answer future).
         self.on_halt: Callable[[], None] | None = None  # the server flips health checks
-        self._otp_keys: dict[
-            tuple[str, str], tuple[str, asyncio.Future[mpb.StartVerificationResponse]]
-        ] = {}
+        # StartVerification sends an SMS outside the authorization journal: its idempotency
+        # is kept beside it (``switch.api.verification``), durable with the code itself
+        self.verifications = VerificationStarts(core)
 
     def merchant(self, context: Ctx) -> Merchant:
         md = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
@@ -348,46 +344,27 @@ class VerificationServicer(mgrpc.VerificationServicer):
             key = m.idempotency_key(request.idempotency_key)
             pan = m.pan(request.pan, "pan")
             amount = m.money(request.amount, request.HasField("amount"))
-            fp = hashlib.blake2b(
-                f"{pan}|{amount}|{request.amount.currency}".encode(), digest_size=16
-            ).hexdigest()
-            slot = (merchant.merchant_id, key)
-            seen = api._otp_keys.get(slot)
-            if seen is not None:
-                if not hmac.compare_digest(seen[0], fp):
-                    raise ApiError(
-                        grpc.StatusCode.ALREADY_EXISTS,
-                        "idempotency_key: already used for a different request",
-                    )
-                return await asyncio.shield(seen[1])
-            fut: asyncio.Future[mpb.StartVerificationResponse] = (
-                asyncio.get_running_loop().create_future()
-            )
-            if len(api._otp_keys) >= MAX_OTP_KEYS:
-                del api._otp_keys[next(iter(api._otp_keys))]
-            api._otp_keys[slot] = (fp, fut)
+            if api.core.halted is not None:
+                raise ApiError(grpc.StatusCode.UNAVAILABLE, "switch: approvals are halted")
             try:
-                challenge = await api.core.start_otp(pan, merchant.name, amount)
-            except BaseException as e:
-                # nothing was sent: forget the key so a retry can try again
-                del api._otp_keys[slot]
-                err: BaseException = e
-                if isinstance(e, CoreError):
-                    text = str(e)
-                    code = (
-                        grpc.StatusCode.NOT_FOUND
-                        if "unknown card" in text
-                        else grpc.StatusCode.FAILED_PRECONDITION
-                    )
-                    err = ApiError(code, text)
-                fut.set_exception(err)
-                fut.exception()  # retrieved: concurrent waiters get it, nobody else needs to
-                raise err from None
-            resp = mpb.StartVerificationResponse(
+                challenge = await api.verifications.start(
+                    merchant, key, pan, amount, request.amount.currency
+                )
+            except CoreError as e:
+                text = str(e)
+                code = (
+                    grpc.StatusCode.NOT_FOUND
+                    if "unknown card" in text
+                    else grpc.StatusCode.FAILED_PRECONDITION
+                )
+                raise ApiError(code, text) from None
+            except StoreError:
+                raise ApiError(
+                    grpc.StatusCode.UNAVAILABLE, "switch: store unavailable; retry later"
+                ) from None
+            return mpb.StartVerificationResponse(
                 masked_phone=challenge.masked_phone,
                 expires_at=m.timestamp(challenge.expires_at),
             )
-            fut.set_result(resp)
-            return resp
 
         return await self.api.run(context, body)

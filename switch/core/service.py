@@ -43,8 +43,11 @@ Stable API (other parts code against these names):
     Interchange acquirers (``switch.core.interchange``): other switches that route our BINs
     to us. A request from a terminal that is not ours has its PIN verified under the ZPK of
     the acquirer in field 32 (EC/EA) and, if it has a ZAK, its MAC checked under that.
-``await core.start_otp(pan, merchant_name, amount) -> OtpChallenge``
+``await core.start_otp(pan, merchant_name, amount, *, idempotency=None) -> OtpChallenge``
     E-commerce secret code: sent by SMS through the outbox; then ``req.otp`` in authorize.
+    ``idempotency=(key, fingerprint)`` stores that idempotency row, answer = the challenge
+    (``OtpChallenge.to_json``), in the same commit as the code and its SMS.
+``core.otp_fingerprint(pan, amount, currency) -> str``: a keyed digest of such a request.
 ``await core.activate_card(pan, place)`` / ``await core.set_card_status(pan, status)`` /
 ``await core.reset_pin_tries(pan)``: card lifecycle (activation sends an SMS).
 ``core.store``: the ``Store`` (also the ``AlertOutbox`` for the SMS worker).
@@ -54,6 +57,8 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import hashlib
+import json
 import os
 import secrets
 import time
@@ -81,7 +86,7 @@ from switch.core.pipeline import OTP_TTL_S, Pipeline
 from switch.core.remote import RemoteIssuer, Route
 from switch.hsm.client import HsmClient
 from switch.notify.messages import render_alert
-from switch.store.api import AlertRow, Changes, JournalRow, OriginalSummary
+from switch.store.api import AlertRow, Changes, IdempotencyRow, JournalRow, OriginalSummary
 from switch.store.sqlite import SqliteStore
 
 
@@ -112,6 +117,15 @@ class Payment:
 class OtpChallenge:
     masked_phone: str
     expires_at: float
+
+    def to_json(self) -> str:
+        """The answer as an idempotency row keeps it, so a replay is the very same answer."""
+        return json.dumps({"masked_phone": self.masked_phone, "expires_at": self.expires_at})
+
+    @classmethod
+    def from_json(cls, text: str) -> OtpChallenge:
+        doc = json.loads(text)
+        return cls(str(doc["masked_phone"]), float(doc["expires_at"]))
 
 
 def _payment(j: JournalRow, o: OriginalSummary | None) -> Payment:
@@ -340,8 +354,26 @@ class SwitchCore:
         self._p._snapshot_card(ch, card)
         await self.store.commit(ch)
 
-    async def start_otp(self, pan: str, merchant_name: str, amount: int) -> OtpChallenge:
-        """Send a one-time e-commerce code by SMS; the code itself is never returned or logged."""
+    def otp_fingerprint(self, pan: str, amount: int, currency: int) -> str:
+        """What makes two code requests the same, keyed like the stored PAN hashes: the
+        idempotency table must hold nothing a PAN could be guessed back from."""
+        text = f"{self._p.pan_hash(pan).hex()}|{amount}|{currency}"
+        return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+    async def start_otp(
+        self,
+        pan: str,
+        merchant_name: str,
+        amount: int,
+        *,
+        idempotency: tuple[str, str] | None = None,
+    ) -> OtpChallenge:
+        """Send a one-time e-commerce code by SMS; the code itself is never returned or logged.
+
+        With ``idempotency=(key, fingerprint)`` the row remembering the request rides in the
+        same unit as the code and its SMS: a crash leaves both or neither, so a retry after a
+        restart finds the key exactly when the cardholder got the code.
+        """
         from switch.notify.messages import render_otp
 
         card = await self._card(pan)
@@ -354,8 +386,12 @@ class SwitchCore:
         ch.otps.append((card.card_id, self._p.otp_hash(card.card_id, code), now + OTP_TTL_S))
         text = render_otp(code, merchant_name, amount, account.currency)
         ch.alerts.append(AlertRow(account.phone, text, None, now))
-        await self.store.commit(ch)
         phone = account.phone
-        return OtpChallenge(
+        challenge = OtpChallenge(
             f"{phone[:4]}{'*' * max(len(phone) - 6, 0)}{phone[-2:]}", now + OTP_TTL_S
         )
+        if idempotency is not None:
+            key, fingerprint = idempotency
+            ch.idempotency = IdempotencyRow(key, fingerprint, "", challenge.to_json(), now)
+        await self.store.commit(ch)
+        return challenge
