@@ -40,14 +40,7 @@ def config(*, fallback: bool) -> SwitchConfig:
 
 
 def run(state: Path, body: Body, *, fallback: bool = False) -> None:
-    async def go() -> None:
-        core = await SwitchCore.open(state, durable=False, config=config(fallback=fallback))
-        try:
-            await asyncio.wait_for(body(core), 30)
-        finally:
-            await core.close()
-
-    asyncio.run(go())
+    t.run_core(state, body, durable=False, config=config(fallback=fallback))
 
 
 async def auth(core: SwitchCore, req: AuthRequest, code: ResponseCode) -> AuthResult:

@@ -14,7 +14,7 @@ import pytest
 
 from switch.core import demo
 from switch.core import testing as t
-from switch.core.model import AuthRequest, AuthResult, OriginalRef, ResponseCode, TxnType
+from switch.core.model import AuthResult, OriginalRef, ResponseCode, TxnType
 from switch.core.service import SwitchCore
 
 RC = ResponseCode
@@ -41,20 +41,10 @@ def state(template: Path, tmp_path: Path) -> Path:
 
 
 def run(state: Path, body: Body) -> None:
-    async def go() -> None:
-        core = await SwitchCore.open(state)
-        try:
-            await asyncio.wait_for(body(core), 30)
-        finally:
-            await core.close()
-
-    asyncio.run(go())
+    t.run_core(state, body)
 
 
-async def ok(core: SwitchCore, req: AuthRequest, code: ResponseCode = RC.APPROVED) -> AuthResult:
-    r = await core.authorize(req)
-    assert r.response_code is code, r
-    return r
+ok = t.authorize_expecting
 
 
 def balanced(core: SwitchCore) -> None:

@@ -59,10 +59,7 @@ def run(body: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(body(), 30))
 
 
-async def ok(core: SwitchCore, req: AuthRequest, code: ResponseCode = RC.APPROVED) -> AuthResult:
-    r = await core.authorize(req)
-    assert r.response_code is code, r
-    return r
+ok = t.authorize_expecting
 
 
 async def preauth(core: SwitchCore, amount: int, at: float) -> str:

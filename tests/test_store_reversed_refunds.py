@@ -8,13 +8,12 @@ store, in-process HSM, demo data), closed and reopened on the same state directo
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from switch.core import demo
 from switch.core import testing as t
-from switch.core.model import AuthRequest, AuthResult, ResponseCode, TxnType
+from switch.core.model import ResponseCode, TxnType
 from switch.core.service import SwitchCore
 
 RC = ResponseCode
@@ -23,21 +22,10 @@ BAL = demo.CARDS[0].balance
 
 def run(state: Path, body: Callable[[SwitchCore], Awaitable[None]]) -> None:
     """``body`` on a freshly opened core; closed afterwards (the next run is a restart)."""
-
-    async def go() -> None:
-        core = await SwitchCore.open(state, durable=False)
-        try:
-            await asyncio.wait_for(body(core), 30)
-        finally:
-            await core.close()
-
-    asyncio.run(go())
+    t.run_core(state, body, durable=False)
 
 
-async def ok(core: SwitchCore, req: AuthRequest, code: ResponseCode = RC.APPROVED) -> AuthResult:
-    r = await core.authorize(req)
-    assert r.response_code is code, r
-    return r
+ok = t.authorize_expecting
 
 
 def test_full_refund_after_a_reversed_refund_and_a_restart(state: Path) -> None:

@@ -7,14 +7,29 @@ an ATM, a card and a merchant would send.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import switch_native
 
 from switch.core import demo
 from switch.core.emv import arqc_transaction_data, encode_tlv, parse_tlv
-from switch.core.model import DZD, AuthRequest, Channel, OriginalRef, TxnType
+from switch.core.model import (
+    DZD,
+    AuthRequest,
+    AuthResult,
+    Channel,
+    OriginalRef,
+    ResponseCode,
+    TxnType,
+)
+
+if TYPE_CHECKING:
+    from switch.core.service import SwitchCore
 
 _stan = itertools.count(1)
 
@@ -184,3 +199,28 @@ def expected_arpc(pan: str, emv: bytes, arc: bytes, pan_seq: str = "00") -> byte
     icc = switch_native.emv_derive_icc_master_key_option_a(imk, pan, pan_seq)
     sk = switch_native.emv_derive_common_session_key(icc, tags[0x9F36])
     return switch_native.emv_arpc_method1(sk, tags[0x9F26], arc)
+
+
+# -- running a core in a test ----------------------------------------------------------------
+def run_core(state: Path, body: Callable[[SwitchCore], Awaitable[None]], **open_kw: Any) -> None:
+    """``body`` on a core freshly opened on ``state`` (``SwitchCore.open(state, **open_kw)``),
+    closed afterwards -- so the next ``run_core`` on the same state is a restart."""
+    from switch.core.service import SwitchCore
+
+    async def go() -> None:
+        core = await SwitchCore.open(state, **open_kw)
+        try:
+            await asyncio.wait_for(body(core), 30)
+        finally:
+            await core.close()
+
+    asyncio.run(go())
+
+
+async def authorize_expecting(
+    core: SwitchCore, req: AuthRequest, code: ResponseCode = ResponseCode.APPROVED
+) -> AuthResult:
+    """``core.authorize(req)``, asserting the response code it must get."""
+    result = await core.authorize(req)
+    assert result.response_code is code, result
+    return result
