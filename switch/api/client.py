@@ -120,11 +120,8 @@ class MerchantClient:
         currency: int = DZD,
         idempotency_key: str | None = None,
     ) -> pb.PaymentResult:
-        req = mpb.CardPaymentRequest(
-            idempotency_key=idempotency_key or new_key(),
-            amount=self.money(amount_minor, currency),
-            card=self.card(pan, expiry, cvv2, otp),
-        )
+        """Authorized and captured at once."""
+        req = self._card_payment(amount_minor, pan, expiry, cvv2, otp, currency, idempotency_key)
         return await self._call(self.payments.Sale, req, pb.PaymentResult)
 
     async def authorize(
@@ -138,12 +135,25 @@ class MerchantClient:
         currency: int = DZD,
         idempotency_key: str | None = None,
     ) -> pb.PaymentResult:
-        req = mpb.CardPaymentRequest(
+        """A pre-authorization: the amount is held until captured, voided or expired."""
+        req = self._card_payment(amount_minor, pan, expiry, cvv2, otp, currency, idempotency_key)
+        return await self._call(self.payments.Authorize, req, pb.PaymentResult)
+
+    def _card_payment(
+        self,
+        amount_minor: int,
+        pan: str,
+        expiry: str,
+        cvv2: str,
+        otp: str,
+        currency: int,
+        idempotency_key: str | None,
+    ) -> mpb.CardPaymentRequest:
+        return mpb.CardPaymentRequest(
             idempotency_key=idempotency_key or new_key(),
             amount=self.money(amount_minor, currency),
             card=self.card(pan, expiry, cvv2, otp),
         )
-        return await self._call(self.payments.Authorize, req, pb.PaymentResult)
 
     async def capture(
         self,
