@@ -77,18 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 async def _run(args: argparse.Namespace, c: MerchantClient) -> Message:
     k = args.key
     op = args.op
-    if op == "sale":
-        return await c.sale(
-            args.amount,
-            args.pan,
-            args.expiry,
-            args.cvv2,
-            otp=args.otp,
-            currency=args.currency,
-            idempotency_key=k,
-        )
-    if op == "authorize":
-        return await c.authorize(
+    if op in ("sale", "authorize"):
+        pay = c.sale if op == "sale" else c.authorize
+        return await pay(
             args.amount,
             args.pan,
             args.expiry,
