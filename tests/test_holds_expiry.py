@@ -186,6 +186,15 @@ def test_old_preauth_released_younger_one_kept(state: Path) -> None:
             [(kind, rc, amount, message)] = expiry_rows(core, old)
             assert (kind, rc, amount) == ("reversal", "00", 1_000_000)
             assert message == "hold expired: pre-authorization not completed within 168 h, released"
+            # the cardholder is told, in the same unit as the release (rendered when sent)
+            [(phone, alert_kind, alert_amount, available)] = core.store.query(
+                "SELECT a.msisdn, a.kind, a.amount, a.available FROM alerts a "
+                "JOIN journal j ON j.txn_id = a.txn_id WHERE j.original_txn_id = ? "
+                "AND j.message LIKE 'hold expired%'",
+                (old,),
+            )
+            assert (phone, alert_kind, alert_amount) == (t.CARD.phone, "hold_released", 1_000_000)
+            assert available == BAL - 400_000  # what the cardholder can spend after the release
             # the merchant's payment shows the authorization given back
             pay = await core.payment(t.ECOM.merchant_id, old)
             assert pay is not None and pay.reversed == 1_000_000 and pay.captured == 0

@@ -14,7 +14,8 @@ for the amount released, with no terminal and the message ``hold expired: ...`` 
 operator (and the merchant's payment, whose ``reversed`` grows) sees why the money came back,
 and every view derived from the journal (what is left to reverse, the daily limit usage
 rebuilt at start) counts it like the reversal it stands for. No postings: a hold moves no
-money. A later completion or void of the pre-authorization is declined (12, "expired").
+money. The cardholder gets an SMS alert (``hold_released``) in the same unit. A later
+completion or void of the pre-authorization is declined (12, "expired").
 
 Races: the core is single-threaded asyncio and a hold has one live ``Hold`` object
 (``Pipeline.holds``) that completions, reversals and voids check and change with no
@@ -36,7 +37,7 @@ from switch.core.business_day import day_number
 from switch.core.categories import LimitCategory
 from switch.core.domain import ONUS, Hold
 from switch.core.model import ResponseCode, TxnType
-from switch.store.api import Changes, JournalRow, OpenHold, StoreError
+from switch.store.api import AlertRow, Changes, JournalRow, OpenHold, StoreError
 
 if TYPE_CHECKING:
     from switch.core.pipeline import Pipeline
@@ -147,8 +148,15 @@ def _expire(p: Pipeline, row: OpenHold, hold: Hold, hours: int, now: float) -> C
     o = p.originals.get(hold.txn_id)
     if o is not None:
         o.reversed += amount
+    txn_id = p._next_txn_id()
+    if account.phone:  # the cardholder sees the money come back, as for a refund
+        merchant = p.merchants.get(row.merchant_id)
+        ch.alerts.append(
+            AlertRow(account.phone, "", txn_id, now, "hold_released", row.masked_pan, amount,
+                     account.currency, merchant.name if merchant else "", account.available)
+        )  # fmt: skip
     ch.journal = JournalRow(
-        txn_id=p._next_txn_id(),
+        txn_id=txn_id,
         created_at=now,
         business_day=day_number(now, p.tz),
         txn_type=TxnType.REVERSAL.value,

@@ -31,6 +31,7 @@ ALERT_KINDS = (
     "bill_payment",
     "transfer",
     "refund",
+    "hold_released",
     "activation",
     "otp",
 )
@@ -95,6 +96,7 @@ _FR = {
     "bill_payment": "Facture",
     "transfer": "Virement",
     "refund": "Remboursé",
+    "hold_released": "Libéré",
 }
 _AR = {
     "withdrawal": "سحب نقدي",
@@ -102,6 +104,7 @@ _AR = {
     "bill_payment": "فاتورة",
     "transfer": "تحويل",
     "refund": "استرداد",
+    "hold_released": "تحرير حجز",
 }
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
