@@ -64,8 +64,11 @@ class MerchantUser(User):
         self.payments = mgrpc.PaymentsStub(self.channel)
 
     def on_stop(self) -> None:
+        # close and drop the channel now, while gevent runs: grpcio closes it again when it is
+        # garbage collected, which at interpreter exit prints "greenlet is being finalized"
         if self.channel is not None:
             self.channel.close()
+        self.channel = self.payments = None
 
     def _call(self, name: str, method: Callable[..., Any], request: Any) -> Any:
         """One unary call, timed and reported to Locust; the answer, or None on an error."""

@@ -106,6 +106,7 @@ def _assert_clean(run: LocustRun) -> int:
     assert int(total["Request Count"]) > 0, run.output
     assert int(total["Failure Count"]) == 0, run.output
     assert run.returncode == 0, run.output
+    assert "Traceback" not in run.output, run.output  # e.g. an error in a user's on_start
     assert not any(pan in run.output for pan in PANS)  # never a full PAN in Locust's output
     return int(total["Request Count"])
 
