@@ -44,20 +44,6 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A seeded state directory, copied per switch: seeding costs more than a copy."""
-    from switch.core.service import SwitchCore
-
-    path = tmp_path_factory.mktemp("template")
-
-    async def seed() -> None:
-        await (await SwitchCore.open(path, durable=False)).close()
-
-    asyncio.run(seed())
-    return path
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -69,15 +55,6 @@ def _run_args(state: Path, grpc_port: int) -> list[str]:
         *SWITCH, "run", "--state-dir", str(state), "--iso-port", str(_free_port()),
         "--grpc-port", str(grpc_port), "--http-port", "-1", "--sms-worker", "off", "--no-fsync",
     ]  # fmt: skip
-
-
-@pytest.fixture
-def state(template: Path, tmp_path: Path) -> Path:
-    import shutil
-
-    s = tmp_path / "state"
-    shutil.copytree(template, s)
-    return s
 
 
 @contextmanager

@@ -5,7 +5,6 @@ restart persistence. Real SQLite store and real in-process HSM with the demo dat
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -20,24 +19,6 @@ from switch.core.service import SwitchCore
 RC = ResponseCode
 Body = Callable[[SwitchCore], Awaitable[None]]
 BAL = demo.CARDS[0].balance
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("flows-template")
-
-    async def seed() -> None:
-        await (await SwitchCore.open(path)).close()
-
-    asyncio.run(seed())
-    return path
-
-
-@pytest.fixture
-def state(template: Path, tmp_path: Path) -> Path:
-    s = tmp_path / "state"
-    shutil.copytree(template, s)
-    return s
 
 
 def run(state: Path, body: Body) -> None:

@@ -8,7 +8,6 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -54,17 +53,6 @@ requests = st.builds(
     idempotency_key=st.none() | text,
     replacement_amount=st.none() | st.integers(-5, 10**9),
 )
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("fuzz-template")
-
-    async def seed() -> None:
-        await (await SwitchCore.open(path)).close()
-
-    asyncio.run(seed())
-    return path
 
 
 @settings(

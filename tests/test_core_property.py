@@ -11,7 +11,6 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,17 +32,6 @@ op = st.one_of(
     st.tuples(st.just("void"), st.integers(0, 1000), st.just(0)),
     st.tuples(st.just("retransmit"), st.integers(0, 1000), st.just(0)),
 )
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("prop-template")
-
-    async def seed() -> None:
-        await (await SwitchCore.open(path)).close()
-
-    asyncio.run(seed())
-    return path
 
 
 def build(

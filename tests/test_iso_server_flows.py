@@ -5,7 +5,6 @@ and pyiso8583 (an independent implementation) as the acquirer."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -29,24 +28,6 @@ POOR = demo.CARDS[1]  # 5,000 DZD, PIN 4321
 ATM = demo.TERMINALS[0]
 
 Body = Callable[[SwitchCore, list[IsoListener]], Awaitable[None]]
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("iso-template")
-
-    async def seed() -> None:
-        await (await SwitchCore.open(path)).close()
-
-    asyncio.run(seed())
-    return path
-
-
-@pytest.fixture
-def state(template: Path, tmp_path: Path) -> Path:
-    s = tmp_path / "state"
-    shutil.copytree(template, s)
-    return s
 
 
 def serve(state: Path, body: Body, *configs: ListenerConfig) -> None:

@@ -375,18 +375,6 @@ def test_a_good_head_gives_method_and_path() -> None:
     assert parse_head(head) == ("HEAD", "/metrics")
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("observe-core")
-
-    async def seed() -> None:
-        core = await SwitchCore.open(path)
-        await core.close()
-
-    asyncio.run(seed())
-    return path
-
-
 def test_renderer_on_a_real_core_then_halted(template: Path, tmp_path: Path) -> None:
     state = tmp_path / "state"
     shutil.copytree(template, state)
