@@ -40,19 +40,18 @@ T0 = dt.datetime(2026, 11, 29, 8, 0, tzinfo=dt.UTC).timestamp()
 BAL = t.CARD.balance
 
 
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def opened(state: Path, now: float = T0, config_path: Path | None = None) -> SwitchCore:
+    """A core whose every "now" (the day its limits load for, request times) is ``now`` until
+    a test moves it with ``at(core, ...)``."""
     config = load_config(config_path) if config_path else None
-    core = await SwitchCore.open(state, config=config)
-    core._p.clock = Clock(now)  # the pipeline's clock injection: when requests arrive
-    return core
+    return await SwitchCore.open(state, config=config, clock=t.ManualClock(now))
+
+
+def at(core: SwitchCore, when: float) -> None:
+    """Move the core's clock (the one it was opened with) to ``when``."""
+    clock = core._p.clock
+    assert isinstance(clock, t.ManualClock)
+    clock.now = when
 
 
 def run(body: Callable[[], Awaitable[None]]) -> None:
@@ -62,8 +61,8 @@ def run(body: Callable[[], Awaitable[None]]) -> None:
 ok = t.authorize_expecting
 
 
-async def preauth(core: SwitchCore, amount: int, at: float) -> str:
-    core._p.clock = Clock(at)
+async def preauth(core: SwitchCore, amount: int, when: float) -> str:
+    at(core, when)
     r = await ok(core, t.ecommerce(TxnType.PREAUTH, amount=amount))
     assert r.transaction_id is not None
     return r.transaction_id
@@ -240,7 +239,7 @@ def test_pages_of_holds_not_yet_due_do_not_hide_a_due_one(
         core = await opened(state)
         try:
             ecom = [await preauth(core, 100_000, T0) for _ in range(4)]  # 2 full pages, 168 h
-            core._p.clock = Clock(T0 + HOUR)
+            at(core, T0 + HOUR)
             fuel = await ok(core, fuel_preauth(200_000))  # alone on the 3rd page, 48 h
             assert fuel.transaction_id is not None
             assert await core.expire_holds(now=T0 + 49 * HOUR) == 1
@@ -326,7 +325,7 @@ def test_completion_and_void_after_expiry_declined(state: Path) -> None:
         try:
             txn = await preauth(core, 1_000_000, T0)
             assert await core.expire_holds(now=T0 + 169 * HOUR) == 1
-            core._p.clock = Clock(T0 + 170 * HOUR)
+            at(core, T0 + 170 * HOUR)
             r = await ok(
                 core, t.follow_up(TxnType.COMPLETION, txn, 500_000), RC.INVALID_TRANSACTION
             )
@@ -381,7 +380,7 @@ def test_completion_racing_expiry_applies_exactly_one(
             if restarted:  # the hold is in the store only: both sides load it
                 await core.close()
                 core = await opened(state)
-            core._p.clock = Clock(T0 + 169 * HOUR)
+            at(core, T0 + 169 * HOUR)
             complete = core.authorize(t.follow_up(TxnType.COMPLETION, txn, 600_000))
             expire = core.expire_holds(now=T0 + 169 * HOUR)
             if first == "completion":

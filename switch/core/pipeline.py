@@ -707,6 +707,14 @@ class Pipeline:
         ctx.counter_account_id = counter
         if account.available < amount + fee:
             raise Decline(RC.INSUFFICIENT_FUNDS, "insufficient funds")
+        today = self.limits.current_day
+        if today is not None and ctx.day < today:
+            # In flight across midnight: it arrived on the previous business day, but another
+            # request has already opened the new one (whose envelope started at 0). It counts
+            # against the day it is checked on, and its journal row says so, so that its
+            # reversal releases that day's envelope and a restart rebuilds the same counters.
+            ctx.day = today
+            sched = self.schedule(self.config.product(card.product), today)
         reserved: list[int] = []
         for c in ctx.categories:
             lim = sched.limits[c]

@@ -2,15 +2,19 @@
 
 Stable API (other parts code against these names):
 
-``await SwitchCore.open(state_dir, *, hsm=None, durable=True, seed_demo=True, config=None)``
+``await SwitchCore.open(state_dir, *, hsm=None, durable=True, seed_demo=True, config=None,
+clock=time.time)``
     Opens (creating on first start) ``state_dir/switch.db`` (SQLite store, migrations applied),
     ``state_dir/lmk.json`` (development LMK, via ``Lmk.load_or_create``) and
     ``state_dir/pan.key`` (the HMAC key of stored PAN hashes). With ``hsm=None`` an
     ``InProcessHsm`` on that LMK is used. On a fresh store with ``seed_demo`` the demo data
     set (``switch.core.demo``) is loaded through an authorised in-process HSM on the same
     LMK (a given ``hsm`` must therefore use ``state_dir/lmk.json``'s LMK).
-    ``durable=False`` turns off fsync (benchmarks only). One process per ``state_dir``
-    (the live balances are in its memory): a second ``open`` raises ``CoreError``.
+    ``durable=False`` turns off fsync (benchmarks only). ``clock`` (epoch seconds) is the
+    one source of "now" for the core: the business day the limits engine loads at start,
+    request times, hold expiry, OTP and activation times; tests pass a fixed clock. One
+    process per ``state_dir`` (the live balances are in its memory): a second ``open``
+    raises ``CoreError``.
 ``await core.authorize(req: AuthRequest) -> AuthResult``
     Never raises for a bad request: declines and errors are results (DESIGN.md codes).
     Reversals: ``req.original`` (field 90 data or ``transaction_id``); partial reversal via
@@ -62,7 +66,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -195,6 +199,7 @@ class SwitchCore:
         durable: bool = True,
         seed_demo: bool = True,
         config: SwitchConfig | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> SwitchCore:
         from switch.hsm.inprocess import InProcessHsm
         from switch.hsm.lmk import Lmk
@@ -222,7 +227,11 @@ class SwitchCore:
                 await seed(store, seeder, pan_key)
             _ensure_internal_accounts(store)
             pipeline = Pipeline(
-                store=store, hsm=hsm, config=config or load_config(), pan_key=pan_key
+                store=store,
+                hsm=hsm,
+                config=config or load_config(),
+                pan_key=pan_key,
+                clock=clock,
             )
             await pipeline.load()
         except BaseException:
@@ -333,7 +342,7 @@ class SwitchCore:
             return
         if CardStatus.ACTIVE not in ALLOWED_TRANSITIONS[card.status]:
             raise CoreError(f"status: a {card.status.value} card cannot be activated")
-        now = time.time()
+        now = self._p.clock()
         card.status = CardStatus.ACTIVE
         card.activated_at = now
         ch = Changes()
@@ -381,7 +390,7 @@ class SwitchCore:
         if account is None or not account.phone:
             raise CoreError("pan: no phone number on file for this card")
         code = new_otp()
-        now = time.time()
+        now = self._p.clock()
         ch = Changes()
         ch.otps.append((card.card_id, self._p.otp_hash(card.card_id, code), now + OTP_TTL_S))
         text = render_otp(code, merchant_name, amount, account.currency)

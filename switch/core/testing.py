@@ -202,6 +202,20 @@ def expected_arpc(pan: str, emv: bytes, arc: bytes, pan_seq: str = "00") -> byte
 
 
 # -- running a core in a test ----------------------------------------------------------------
+class ManualClock:
+    """A clock a test sets by hand (epoch seconds), passed as ``SwitchCore.open(clock=...)``:
+    the core then never reads the wall clock, so the test means the same on any date."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def run_core(state: Path, body: Callable[[SwitchCore], Awaitable[None]], **open_kw: Any) -> None:
     """``body`` on a core freshly opened on ``state`` (``SwitchCore.open(state, **open_kw)``),
     closed afterwards -- so the next ``run_core`` on the same state is a restart."""
