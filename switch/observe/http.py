@@ -6,8 +6,15 @@ that answers ATMs. What it must guarantee is the opposite of features: a slow or
 client can never stall the switch. So the request line and headers must arrive within
 ``read_timeout`` seconds and fit in ``max_head`` bytes (else 408/431, or a plain close), the
 answer's write is bounded too, every response says ``Connection: close``, request bodies are
-never read, and at most ``max_connections`` clients are served at once (the rest are closed
-on accept), so an idle-connection flood costs a few sockets for a few seconds, nothing more.
+never read, and at most ``max_connections`` clients hold a socket at once.
+
+A probe must be answered even while that many clients sit idle (a load balancer that sees
+no answer takes the switch out of service, or restarts it). So a new connection that finds
+every slot taken sheds the oldest *idle* client -- one that has not yet sent a complete
+request head, and so is owed nothing -- and takes its place. Only when every slot is busy
+answering (each bounded by the write time-out and the linger) is the new connection closed
+on accept. An idle-connection flood thus costs ``max_connections`` sockets and never blocks
+a client that sends its request at once.
 """
 
 from __future__ import annotations
@@ -116,7 +123,10 @@ class HttpServer:
         self.max_head = max_head
         self.max_connections = max_connections
         self.server: asyncio.Server | None = None
-        self._clients: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # every live connection: close() ends them
+        self._slots: set[asyncio.Task[None]] = set()  # those counted against max_connections
+        # the slot holders still waiting for their request head, oldest first (dicts keep order)
+        self._idle: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
     async def start(self, host: str, port: int) -> None:
         """Bind (OSError if the port is taken) and start accepting."""
@@ -131,31 +141,50 @@ class HttpServer:
         """Stop accepting and drop the connections still open (none waits on anything)."""
         if self.server is not None:
             self.server.close()
-        for task in list(self._clients):
+        for task in list(self._tasks):
             task.cancel()
-        if self._clients:
-            await asyncio.gather(*self._clients, return_exceptions=True)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.server is not None:
             await self.server.wait_closed()
             self.server = None
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self._clients) >= self.max_connections:
-            writer.transport.abort()  # full: the client retries; the switch keeps its sockets
+        if len(self._slots) >= self.max_connections and not self._shed_oldest_idle():
+            writer.transport.abort()  # every slot is busy answering: the client retries
             return
         task = asyncio.current_task()
         assert task is not None
-        self._clients.add(task)
+        self._tasks.add(task)
+        self._slots.add(task)
+        self._idle[task] = writer
         try:
-            await self._serve(reader, writer)
+            await self._serve(reader, writer, task)
             await self._linger(reader, writer)
         except (ConnectionError, TimeoutError):
             pass  # the client went away or would not read its answer
         except Exception:
             log.exception("http: connection failed")
         finally:
-            self._clients.discard(task)
+            self._tasks.discard(task)
+            self._slots.discard(task)
+            self._idle.pop(task, None)
             writer.transport.abort()  # whatever is left is given up on: the socket goes now
+
+    def _shed_oldest_idle(self) -> bool:
+        """Free the slot of the client idle the longest (no full request head yet), if any.
+
+        The slot is free at once and the socket is aborted here, not left to the victim's
+        task (which only ends when it next runs, cancelled out of its wait for the head).
+        False if every slot is busy answering a request."""
+        if not self._idle:
+            return False
+        victim = next(iter(self._idle))
+        writer = self._idle.pop(victim)
+        self._slots.discard(victim)
+        writer.transport.abort()
+        victim.cancel()
+        return True
 
     async def _linger(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Close our side, then read (and drop) what the client still sends, briefly.
@@ -170,7 +199,12 @@ class HttpServer:
                 if not await reader.read(self.max_head):
                     return
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        task: asyncio.Task[None],
+    ) -> None:
         try:
             async with asyncio.timeout(self.read_timeout):
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -182,6 +216,9 @@ class HttpServer:
             return
         except asyncio.IncompleteReadError:
             return  # closed before a full head: nothing to answer
+        # A full head: this client is owed an answer and is never shed. (One answered 408 or
+        # 431 above stays sheddable while that answer is written: it sent no request.)
+        self._idle.pop(task, None)
         try:
             method, path = parse_head(head)
         except BadRequest as exc:
