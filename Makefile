@@ -11,7 +11,7 @@ NATIVE_STAMP := $(VENV)/.native-stamp
 NATIVE_SRC   := $(shell find native -name '*.rs' -o -name Cargo.toml -o -name Cargo.lock -o -name '*.pyi' | grep -v '/target/')
 PYX_SRC      := $(wildcard switch/core/*.pyx switch/core/*.pxd) setup.py
 
-.PHONY: setup system-deps install run test test-py test-rust lint bench clean
+.PHONY: setup system-deps install run test test-py test-dates test-rust lint bench clean
 
 setup: install
 
@@ -51,7 +51,12 @@ test-rust:
 test-py: install system-deps
 	$(BIN)/pytest -q
 
-test: lint test-rust test-py
+# The suite again with the clock moved (month end and leap day, just before the issuer's
+# midnight): no test may depend on the day it runs.
+test-dates: install system-deps
+	bash scripts/test-dates.sh
+
+test: lint test-rust test-py test-dates
 
 bench: install
 	$(BIN)/python -m bench
