@@ -88,6 +88,9 @@ class Ctx:
     # (``submitted``) only the commit's completion settles it, even if the caller is cancelled
     inflight: asyncio.Future[tuple[str, AuthResult]] | None = None
     submitted: bool = False
+    # a 96 whose outcome elsewhere is unknown (a remote issuer's unreadable answer): unlike
+    # every other 96 it stays the key's answer, so a retry cannot move the money twice
+    outcome_unknown: bool = False
 
 
 _YYMM: dict[int, str] = {}

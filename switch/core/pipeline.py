@@ -71,7 +71,11 @@ OTP_TTL_S: Final = 300.0
 # payShield errors meaning "not a valid PIN block under that key" (20: PIN block invalid,
 # 23: format, 24: PIN length): for the cardholder that is a 55, not a system error.
 BAD_PIN_BLOCK_CODES: Final = frozenset({"20", "23", "24"})
-DECIMALISATION_TABLE: Final = "0123456789012345"  # IBM 3624 offsets (cards without a PVV)
+# IBM 3624 offsets (cards without a PVV): the table is the one the HSM holds at index 000
+# (``K000``, payShield user storage form), so no table travels to the HSM in clear and the
+# HSM never has to trust one from a host. DECIMALISATION_TABLE is what it holds by default.
+DECIMALISATION_TABLE: Final = "0123456789012345"
+DECIMALISATION_TABLE_REF: Final = "K000"
 
 
 def ibm_validation_data(pan: str) -> str:
@@ -95,6 +99,18 @@ ALERT_KIND: dict[TxnType, str] = {
     TxnType.TRANSFER: "transfer",
     TxnType.REFUND: "refund",
 }
+
+
+def retryable(ctx: Ctx, result: AuthResult) -> bool:
+    """Whether ``result`` must not become the answer to the request's key.
+
+    A 96 means the switch could not decide (the HSM or the store was unreachable, the HSM
+    failed, a record was missing, the issuer answered 96): nothing was posted, and the gRPC
+    API tells the merchant to retry with the same key. Were the 96 stored, that retry would
+    get it back forever. The one exception is a 96 whose outcome at a remote issuer is
+    unknown: it stays, so a retransmission is never forwarded twice.
+    """
+    return result.response_code is RC.SYSTEM_MALFUNCTION and not ctx.outcome_unknown
 
 
 class Pipeline:
@@ -391,9 +407,16 @@ class Pipeline:
             route=ctx.route,
             message=result.message,
         )
-        ch.idempotency = IdempotencyRow(
-            ctx.key, ctx.fingerprint, ctx.txn_id, encode_result(result), ctx.now
-        )
+        if retryable(ctx, result):
+            # "Could not decide" (HSM or store unreachable, an HSM failure): nothing moved, so
+            # the attempt is journaled for the operator but is not the key's answer -- a retry
+            # (same merchant key, or an ATM's retransmission) is processed afresh once the
+            # fault is gone. A one-time code it verified stays usable for that retry.
+            ch.otp_deletes.clear()
+        else:
+            ch.idempotency = IdempotencyRow(
+                ctx.key, ctx.fingerprint, ctx.txn_id, encode_result(result), ctx.now
+            )
         # Bookkeeping rides on the commit itself, not on this coroutine: a caller cancelled
         # while waiting (a gRPC deadline) must not leave a durable posting without its
         # idempotency entry, or the client's retry would post twice.
@@ -412,7 +435,8 @@ class Pipeline:
     def _settle(self, ctx: Ctx, result: AuthResult, error: BaseException | None) -> AuthResult:
         """The unit is durable (or failed): answer retransmissions and remember the key."""
         if error is None:
-            self._done_keys.add(ctx.key)
+            if ctx.changes.idempotency is not None:  # a retryable answer remembers no key
+                self._done_keys.add(ctx.key)
             if ctx.now - self._done_rotated > IDEMPOTENCY_WINDOW_S:
                 self._done_prev, self._done_keys = self._done_keys, set()
                 self._done_rotated = ctx.now
@@ -611,9 +635,9 @@ class Pipeline:
             )  # fmt: skip
         if card.ibm_offset:
             return await self.hsm.verify_pin_ibm(
-                key.key, card.pvk, req.pin_block, req.pan, card.ibm_offset, DECIMALISATION_TABLE,
-                ibm_validation_data(req.pan), len(card.ibm_offset), key.pin_block_format,
-                key.interchange,
+                key.key, card.pvk, req.pin_block, req.pan, card.ibm_offset,
+                DECIMALISATION_TABLE_REF, ibm_validation_data(req.pan), len(card.ibm_offset),
+                key.pin_block_format, key.interchange,
             )  # fmt: skip
         raise Decline(RC.NOT_PERMITTED_TO_CARDHOLDER, "no PIN on file for this card")
 
@@ -814,6 +838,7 @@ class Pipeline:
             raise Decline(RC.ISSUER_UNAVAILABLE, f"route to remote issuer {name}: not connected")
         result = await issuer.authorize(ctx.req)
         if not isinstance(result, AuthResult):
+            ctx.outcome_unknown = True  # it may have approved: never sent again as is
             raise Decline(RC.SYSTEM_MALFUNCTION, f"remote issuer {name}: bad answer")
         return AuthResult(
             result.response_code,
