@@ -1,4 +1,4 @@
-"""The ``switch`` console script (DESIGN.md section 3: CLI contract).
+"""The ``switch`` console script (docs/architecture.md §3: CLI contract).
 
 Each sub-command lives with the part it drives and is imported only when used, so
 ``switch demo show`` does not pay for starting gRPC, and a part's CLI stays next to its code.

@@ -1,6 +1,6 @@
 """Typed configuration: card products with dated limit and fee schedules.
 
-Limits and fees change often (DESIGN.md section 3), so they are data, not constants: a TOML
+Limits and fees change often (docs/architecture.md §3), so they are data, not constants: a TOML
 file (``switch/core/products.toml`` ships the Edahabia classic defaults) is loaded into the
 frozen objects below, and the core asks a product for the schedule in force on a business
 day. ``load_config(path)`` reads another file with the same layout (operators' overrides).

@@ -1,6 +1,6 @@
-"""Every DESIGN.md response code the core produces, against the real SQLite store and the
-real in-process HSM with the demo data (PIN blocks, CVV2s and ARQCs computed from the
-documented test keys)."""
+"""Every response code of docs/architecture.md §3 that the core produces, against the real
+SQLite store and the real in-process HSM with the demo data (PIN blocks, CVV2s and ARQCs
+computed from the documented test keys)."""
 
 from __future__ import annotations
 

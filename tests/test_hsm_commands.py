@@ -3,7 +3,7 @@
 Keys are generated here in the clear (the oracle knows them), loaded into the HSM through
 form-key-from-components (authorised state), and every HSM result is compared with what the
 independent library computes on the clear keys, plus the published vectors of
-``shared/vectors/payment-crypto.md``.
+docs/architecture.md §5.
 """
 
 from __future__ import annotations

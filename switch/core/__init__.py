@@ -1,4 +1,4 @@
-"""The channel-neutral authorization core (DESIGN.md section 1).
+"""The channel-neutral authorization core (docs/architecture.md §1).
 
 Entry point for the wire layers: ``switch.core.service.SwitchCore`` (its docstring lists the
 stable API). Inside:

@@ -3,7 +3,7 @@
 ``Ctx`` carries one authorization through the pipeline; ``Decline`` ends it with a response
 code; ``OriginalState`` is the live view of an earlier transaction that a reversal, capture,
 void or refund refers to. The idempotency key and fingerprint decide what counts as a
-retransmission (DESIGN.md section 4).
+retransmission (docs/architecture.md §4).
 """
 
 from __future__ import annotations

@@ -241,7 +241,7 @@ def cvv2(pan: str, expiry: str) -> str:
 
 
 def demo_document() -> dict[str, Any]:
-    """The demo set as printed by ``switch demo show --json`` (DESIGN.md section 3)."""
+    """The demo set as printed by ``switch demo show --json`` (docs/architecture.md §3)."""
     import switch_native
 
     def kcv(hex_key: str) -> str:

@@ -2,7 +2,7 @@
 
 A reversal gives back exactly what the original took (amount, fee on a full reversal, the
 daily limit envelope, a bill's paid mark, a pre-authorization's hold) and never more than
-is left; one for an unknown original is acknowledged and recorded (DESIGN.md section 4).
+is left; one for an unknown original is acknowledged and recorded (docs/architecture.md §4).
 Functions over the ``Pipeline`` state, kept apart from the debit path they share no code with.
 
 A follow-up of a *remote* original (authorised by another issuer host) goes to that same

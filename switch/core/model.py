@@ -2,7 +2,7 @@
 
 Every channel (ISO 8583 acquirers, the gRPC merchant API) maps its wire message to one
 ``AuthRequest`` and maps the ``AuthResult`` back; the core never sees wire bytes and the
-wire layers never touch the ledger (DESIGN.md section 1). Fields may be added; existing
+wire layers never touch the ledger (docs/architecture.md §1). Fields may be added; existing
 names and meanings are a contract between the parts and do not change.
 
 Money is always integer minor units plus an ISO 4217 numeric currency code.
@@ -36,7 +36,7 @@ DZD = 12
 
 
 class ResponseCode(enum.StrEnum):
-    """ISO 8583 field 39 values the switch produces (DESIGN.md section 3)."""
+    """ISO 8583 field 39 values the switch produces (docs/architecture.md §3)."""
 
     APPROVED = "00"
     DO_NOT_HONOUR = "05"

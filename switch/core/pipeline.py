@@ -1,6 +1,6 @@
 """The authorization pipeline: ``AuthRequest`` -> checks -> ledger -> ``AuthResult``.
 
-Steps (DESIGN.md section 1): validate (Luhn, amounts, currency, duplicates) -> route by BIN
+Steps (docs/architecture.md §1): validate (Luhn, amounts, currency, duplicates) -> route by BIN
 -> card and account -> security through the ``HsmClient`` (PIN by PVV, CVV2, ARQC/ARPC, OTP)
 -> limits and velocity (the compiled ``LimitsEngine``) -> ledger (balanced postings, holds,
 SMS alert) -> answer, sent only once the store says the unit is durable.

@@ -16,7 +16,7 @@ clock=time.time)``
     process per ``state_dir`` (the live balances are in its memory): a second ``open``
     raises ``CoreError``.
 ``await core.authorize(req: AuthRequest) -> AuthResult``
-    Never raises for a bad request: declines and errors are results (DESIGN.md codes).
+    Never raises for a bad request: declines and errors are results (docs/architecture.md §3).
     Reversals: ``req.original`` (field 90 data or ``transaction_id``); partial reversal via
     ``req.replacement_amount`` (what was really dispensed) or a smaller ``req.amount``.
     Retransmissions (same acquirer, terminal, STAN and field 7; or same merchant + idempotency

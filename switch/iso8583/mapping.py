@@ -1,10 +1,10 @@
 """ISO 8583 acquirer messages <-> the channel-neutral ``AuthRequest`` / ``AuthResult``.
 
-The wire layer never touches the ledger (DESIGN.md section 1): this module only translates.
+The wire layer never touches the ledger (docs/architecture.md §1): this module only translates.
 A request whose fields cannot be translated raises :class:`FieldError` naming the field, and
 the server answers it with response code 30 (format error) before anything reaches the core.
 
-Field usage (DESIGN.md section 3): 2 PAN (or 35 track 2), 3 processing code, 4 amount in minor
+Field usage (docs/architecture.md §3): 2 PAN (or 35 track 2), 3 processing code, 4 amount in minor
 units, 7 transmission date-time, 11 STAN, 12/13 local time, 14 expiry, 18 MCC, 22 entry mode,
 32 acquirer id (defaults to the terminal's), 37 RRN, 41 terminal, 42 merchant, 43 card
 acceptor, 49 currency (defaults to 012), 52 PIN block, 55 EMV data, 90 original data

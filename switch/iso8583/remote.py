@@ -11,7 +11,7 @@ PIN block still under the acquirer's terminal key -- and posts nothing itself. T
   maps the other direction, and this module follows its field conventions -- 48 for bills,
   103 for transfers, 54 balances, 90 original data) and sends it on the persistent
   :class:`~switch.iso8583.client.IsoClient`;
-* applies the failure rules of DESIGN.md section 4: connection down at send time -> 91 and
+* applies the failure rules of docs/architecture.md §4: connection down at send time -> 91 and
   nothing to reverse; no answer within ``timeout`` -> a reversal (0420) is made durable in the
   :class:`~switch.iso8583.saf.SafQueue` *then* 91 is answered; the request itself is never
   resent. A forwarder task delivers queued messages (repeats as 0421 / 0221) until the

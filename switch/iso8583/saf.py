@@ -3,7 +3,7 @@
 
 When a request to a remote issuer times out its outcome is unknown: the issuer may have
 debited the card. The switch answers 91 and owes the issuer a reversal until the issuer
-acknowledges it (0430), across restarts (DESIGN.md section 4). So a reversal is written here
+acknowledges it (0430), across restarts (docs/architecture.md §4). So a reversal is written here
 -- committed and fsynced (WAL, ``synchronous=FULL``) -- *before* the 91 goes back, and it is
 deleted only once acknowledged. A completion is owed the same way: approved to the acquirer
 once its advice is durable here, delivered in order with the reversals (one queue per issuer,

@@ -1,10 +1,10 @@
-"""The ISO 8583 acquirer listener: ATMs and POS networks connect here (DESIGN.md section 3).
+"""The ISO 8583 acquirer listener: ATMs and POS networks connect here (docs/architecture.md §3).
 
 One :class:`asyncio.Protocol` per connection (no stream objects on the hot path). Each framed
 request becomes a task, so many requests are in flight per connection and answers go out as
 they complete -- possibly out of order; acquirers match them by STAN (field 11).
 
-Failure rules (DESIGN.md section 4):
+Failure rules (docs/architecture.md §4):
 
 * a frame that cannot be cut from the stream (bad length header, over ``max_frame``) or whose
   MTI cannot be read closes *that* connection only;
@@ -338,7 +338,7 @@ class _Connection(asyncio.Protocol):
     def _send(self, msg: Message, tpdu: bytes | None) -> None:
         transport = self.transport
         if transport is None or transport.is_closing():
-            return  # the acquirer left; it will retransmit or reverse (DESIGN.md section 4)
+            return  # the acquirer left; it will retransmit or reverse (docs/architecture.md §4)
         listener = self.listener
         try:
             payload = listener.codec.encode(msg)

@@ -1,6 +1,6 @@
 """The outbox worker: claims due alerts, sends them, marks them; retries with back-off.
 
-Delivery guarantees (DESIGN.md section 4):
+Delivery guarantees (docs/architecture.md §4):
 
 * **Never lost.** The alert row is written in the same transaction as its posting; the worker
   marks it ``sent`` only *after* the transport accepted the SMS. A crash anywhere before that

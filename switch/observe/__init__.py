@@ -1,4 +1,4 @@
-"""Operations: the HTTP health and metrics endpoint of ``switch run`` (DESIGN.md section 3).
+"""Operations: the HTTP health and metrics endpoint of ``switch run`` (docs/architecture.md §3).
 
 ``http`` is a deliberately tiny HTTP/1.1 server (GET/HEAD, one request per connection) so
 that a probe or a Prometheus scrape needs no framework in the switch process; ``metrics``
