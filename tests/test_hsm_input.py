@@ -37,7 +37,7 @@ def test_in_process_bad_arguments_name_their_field() -> None:
                 hsm.verify_pin_ibm(tpk, pvk, bytes(8), PAN, "1234", "0" * 16, "N", 3),
             ),
             (
-                "15",
+                "25",  # payShield: decimalisation table error (not 16 digits, or weak)
                 "decimalisation",
                 hsm.verify_pin_ibm(tpk, pvk, bytes(8), PAN, "1234", "0" * 15, "N"),
             ),

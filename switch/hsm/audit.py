@@ -5,8 +5,8 @@ Records go to the dedicated logger ``switch.hsm.audit`` or, once ``attach_file``
 buffered writer that the server flushes after each batch of commands it read from a
 connection: one write per batch instead of a logging call per command, so auditing every
 command costs the TCP path little. PINs, PIN blocks, keys and PANs are never passed in, so
-they cannot be logged. An unconfigured logger costs the in-process hot path one cached
-level test.
+they cannot be logged (an alarm names an account by a keyed hash only). An unconfigured
+logger costs the in-process hot path one cached level test.
 """
 
 from __future__ import annotations
@@ -38,19 +38,32 @@ class Audit:
     def enabled(self) -> bool:
         return self.file is not None or self.logger.isEnabledFor(logging.INFO)
 
+    def _stamp_of(self, now: float) -> str:
+        second = int(now)
+        if second != self._second:  # one strftime per second, not per record
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+        return self._stamp
+
     def record(self, command: str, code: str, *check_values: str) -> None:
         kcvs = ",".join(check_values) or "-"
         if self.file is not None:
             now = time.time()
-            second = int(now)
-            if second != self._second:  # one strftime per second, not per record
-                self._second = second
-                self._stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
-            self.file.write(f"{self._stamp} cmd={command} rc={code} kcv={kcvs}\n")
+            self.file.write(f"{self._stamp_of(now)} cmd={command} rc={code} kcv={kcvs}\n")
             if now - self._flushed_at > self.FLUSH_INTERVAL:
                 self.flush()
         elif self.logger.isEnabledFor(logging.INFO):
             self.logger.info("cmd=%s rc=%s kcv=%s", command, code, kcvs)
+
+    def alarm(self, text: str) -> None:
+        """A security alarm (``ALARM`` + ``text``), written and flushed at once: an operator
+        reading the trail during an attack must not wait for the next batch. ``text`` carries
+        check values and keyed hashes only, like every record."""
+        if self.file is not None:
+            self.file.write(f"{self._stamp_of(time.time())} ALARM {text}\n")
+            self.flush()
+        else:
+            self.logger.warning("ALARM %s", text)
 
     def flush(self) -> None:
         if self.file is not None:

@@ -14,9 +14,13 @@ from pathlib import Path
 
 import uvloop
 
+from switch.hsm import dectables
 from switch.hsm.audit import Audit, attach_file
+from switch.hsm.client import HsmError
 from switch.hsm.core import HsmCore
-from switch.hsm.lmk import Lmk, LmkError
+from switch.hsm.dectables import MODES, STANDARD_TABLE, DecTables
+from switch.hsm.lmk import Lmk
+from switch.hsm.pinwatch import DEFAULT_LIMIT, DEFAULT_WINDOW_S, PinFailureWatch
 from switch.hsm.server import DEFAULT_HEADER_LENGTH, DEFAULT_PORT, bound_port, start_hsm_server
 
 log = logging.getLogger("switch.hsm")
@@ -27,24 +31,65 @@ BANNER = (
 )
 
 
+def _lmk_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", type=Path, default=Path("./var"))
+    parser.add_argument(
+        "--lmk-file",
+        type=Path,
+        help="LMK JSON (default: <state-dir>/lmk.json, shared with switch run; created)",
+    )
+    parser.add_argument("--test-lmk", action="store_true", help="use the fixed public test LMK")
+
+
+def _held_table(text: str) -> tuple[str, str]:
+    index, sep, table = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"--dec-table {text!r}: expected INDEX=TABLE")
+    return index, table
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="hsm_command", required=True, metavar="ACTION")
     serve = sub.add_parser("serve", help="serve the payShield-style host protocol over TCP")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT)
-    serve.add_argument("--state-dir", type=Path, default=Path("./var"))
-    serve.add_argument(
-        "--lmk-file",
-        type=Path,
-        help="LMK JSON (default: <state-dir>/lmk.json, shared with switch run; created)",
-    )
-    serve.add_argument("--test-lmk", action="store_true", help="use the fixed public test LMK")
+    _lmk_arguments(serve)
     serve.add_argument("--header-length", type=int, default=DEFAULT_HEADER_LENGTH)
+    serve.add_argument(
+        "--dec-tables",
+        choices=MODES,
+        default="clear",
+        help="DA/EA tables taken from the host besides held ones (K+index): clear = any "
+        "strong table, held = only tables the HSM holds, encrypted = 16H under LMK 18-19",
+    )
+    serve.add_argument(
+        "--dec-table",
+        type=_held_table,
+        action="append",
+        default=[],
+        metavar="INDEX=TABLE",
+        help=f"hold a decimalisation table at a 3-hex index (default 000={STANDARD_TABLE})",
+    )
+    serve.add_argument(
+        "--pin-failure-limit",
+        type=int,
+        default=DEFAULT_LIMIT,
+        help="alarm past this many failed PIN verifications per PVK and account in the window",
+    )
+    serve.add_argument("--pin-failure-window", type=float, default=DEFAULT_WINDOW_S, help="seconds")
     serve.add_argument(
         "--authorised",
         action="store_true",
         help="authorised state: allow commands that take or reveal clear PINs/keys (BA, NG, FK)",
     )
+
+    encrypt = sub.add_parser(
+        "encrypt-dec-table",
+        help="ED: print a decimalisation table encrypted under the LMK (for --dec-tables "
+        "encrypted)",
+    )
+    encrypt.add_argument("table", help="16 decimal digits, at least 8 distinct, none > 4 times")
+    _lmk_arguments(encrypt)
 
 
 def load_lmk(args: argparse.Namespace) -> Lmk:
@@ -55,11 +100,22 @@ def load_lmk(args: argparse.Namespace) -> Lmk:
     return Lmk.load_or_create(args.state_dir / "lmk.json")
 
 
-async def serve(args: argparse.Namespace) -> None:
+def build_core(args: argparse.Namespace) -> HsmCore:
+    """The HSM as configured; a bad LMK, table or alarm setting raises ``ValueError`` (named)
+    before anything listens."""
     lmk = load_lmk(args)
+    held = {"000": STANDARD_TABLE, **dict(args.dec_table)}
+    dec_tables = DecTables(lmk, args.dec_tables, held)
     audit = Audit()
+    watch = PinFailureWatch(lmk, audit, args.pin_failure_limit, args.pin_failure_window)
     attach_file(args.state_dir, audit)
-    core = HsmCore(lmk, authorised=args.authorised, audit=audit)
+    return HsmCore(
+        lmk, authorised=args.authorised, audit=audit, dec_tables=dec_tables, pin_watch=watch
+    )
+
+
+async def serve(args: argparse.Namespace, core: HsmCore) -> None:
+    lmk = core.lmk
     server = await start_hsm_server(
         lmk, args.host, args.port, header_length=args.header_length, core=core
     )
@@ -72,17 +128,38 @@ async def serve(args: argparse.Namespace) -> None:
         " (public test LMK)" if lmk.is_test else "",
         ", AUTHORISED STATE" if args.authorised else "",
     )
+    watch = core.pin_watch
+    log.warning(
+        "decimalisation tables: mode %s, held at %s; PIN failure alarm past %d in %gs",
+        core.dec_tables.mode,
+        ",".join(sorted(core.dec_tables.held)),
+        watch.limit,
+        watch.window,
+    )
     async with server:
         await server.serve_forever()
+
+
+def encrypt_table(args: argparse.Namespace) -> int:
+    try:
+        print(dectables.encrypt(load_lmk(args), args.table))
+    except HsmError as exc:
+        print(f"switch hsm encrypt-dec-table: {exc.message}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
-        uvloop.run(serve(args))
-    except LmkError as exc:
+        if args.hsm_command == "encrypt-dec-table":
+            return encrypt_table(args)
+        core = build_core(args)
+    except ValueError as exc:  # LmkError, or a bad table / alarm setting: names the field
         print(f"switch hsm: {exc}", file=sys.stderr)
         return 2
+    try:
+        uvloop.run(serve(args, core))
     except KeyboardInterrupt:
         return 0
     return 0

@@ -292,9 +292,11 @@ def cmd_ec(core: HsmCore, r: Reader) -> bytes:
 
 # ---- DA / EA: verify a PIN with the IBM 3624 offset -----------------------------------------
 # Request: TPK (DA) or ZPK (EA) | PVK | maximum PIN length 2N | PIN block 16H |
-#   PIN block format 2N | check length 2N | account number 12N | decimalisation table 16N |
+#   PIN block format 2N | check length 2N | account number 12N |
+#   decimalisation table 16N (clear), 16H (encrypted under LMK 18-19 variant 1, when the HSM's
+#   table mode is 'encrypted') or 'K' + 3H (index of a table the HSM holds) |
 #   PIN validation data 12A (hex and 'N' = last 5 account digits) | offset 12H (F-padded).
-# Response DB / EB: 00 or 01.
+# Response DB / EB: 00 or 01; 25 weak/invalid table, 21 no table held at that index.
 def _verify_ibm(core: HsmCore, r: Reader, interchange: bool) -> bytes:
     pin_key = r.key("ZPK" if interchange else "TPK")
     pvk = r.key("PVK")
@@ -303,7 +305,7 @@ def _verify_ibm(core: HsmCore, r: Reader, interchange: bool) -> bytes:
     fmt = r.digits(2, "PIN block format")
     check_length = r.number(2, "check length")
     pan = pan_of_account(r.digits(12, "account number"))
-    table = r.digits(16, "decimalisation table")
+    table = r.text(4 if r.peek() == "K" else 16, "decimalisation table")
     data = r.text(12, "PIN validation data")
     offset = r.text(12, "offset").rstrip("Ff")
     r.end()

@@ -20,8 +20,9 @@ from typing import NoReturn
 
 import switch_native as native
 
-from switch.hsm import errors
+from switch.hsm import dectables, errors
 from switch.hsm.audit import Audit
+from switch.hsm.dectables import DecTables
 from switch.hsm.errors import AuditedHsmError, fail
 from switch.hsm.keys import (
     CVK,
@@ -39,6 +40,7 @@ from switch.hsm.keys import (
     key_type,
 )
 from switch.hsm.lmk import Lmk
+from switch.hsm.pinwatch import PinFailureWatch
 
 #: payShield PIN block format code -> ISO 9564 format number.
 PIN_FORMATS = {"01": 0, "05": 1, "47": 3, "48": 4}
@@ -87,11 +89,22 @@ def _native_input(what: str) -> Iterator[None]:
 class HsmCore:
     """The software HSM's commands over one LMK. Thread-compatible, not thread-safe."""
 
-    def __init__(self, lmk: Lmk, authorised: bool = False, audit: Audit | None = None) -> None:
+    def __init__(
+        self,
+        lmk: Lmk,
+        authorised: bool = False,
+        audit: Audit | None = None,
+        dec_tables: DecTables | None = None,
+        pin_watch: PinFailureWatch | None = None,
+    ) -> None:
         self.lmk = lmk
         self.authorised = authorised
         self.keys = KeyStore(lmk)
         self.audit = audit or Audit()
+        #: decimalisation table policy and held tables (DA/EA); see switch.hsm.dectables
+        self.dec_tables = dec_tables or DecTables(lmk)
+        #: counts failed PIN verifications per PVK and account, alarms past a limit
+        self.pin_watch = pin_watch or PinFailureWatch(lmk, self.audit)
         caches = self.keys.caches
         self._tpk_cache = caches[TPK.code]
         self._zpk_cache = caches[ZPK.code]
@@ -341,6 +354,8 @@ class HsmCore:
             )
         code = errors.OK if ok else errors.VERIFICATION_FAILURE
         self.audit.record(command, code, pin_entry.check_value, pvk_entry.check_value)
+        if not ok:
+            self.pin_watch.failed(command, pvk_entry.check_value, pan)
         return bool(ok)
 
     def verify_pin_ibm(
@@ -357,7 +372,11 @@ class HsmCore:
         interchange: bool = False,
     ) -> bool:
         """DA (TPK) / EA (ZPK): IBM 3624 offset check. ``N`` in the validation data stands
-        for the last 5 digits of the account number, as on payShield."""
+        for the last 5 digits of the account number, as on payShield.
+
+        ``decimalisation_table``: ``K`` + 3 hex index of a table the HSM holds, or 16
+        characters taken as the HSM's table mode says (clear, held, encrypted); a weak table
+        is refused with 25 in every form (``switch.hsm.dectables``)."""
         command = "EA" if interchange else "DA"
         pin_entry = self._key(pin_key, ZPK if interchange else TPK)
         pvk_entry = self._key(pvk, PVK, errors.DEST_KEY_PARITY)
@@ -365,8 +384,8 @@ class HsmCore:
         if not 4 <= check_length <= 12:
             fail(errors.INVALID_INPUT, "check length: expected 04-12")
         _digits(offset, "offset", check_length, 12)
-        if len(decimalisation_table) != 16 or not decimalisation_table.isdigit():
-            fail(errors.INVALID_INPUT, "decimalisation table: expected 16 digits")
+        # A weak table would let the host read the PIN out of the answers (error 25).
+        table = self.dec_tables.resolve(decimalisation_table)
         data = validation_data.upper().replace("N", pan[-6:-1])
         if not 1 <= len(data) <= 16 or any(c not in "0123456789ABCDEF" for c in data):
             fail(errors.INVALID_INPUT, "PIN validation data: expected up to 16 hex (and N)")
@@ -379,7 +398,7 @@ class HsmCore:
                 pvk_entry.key,
                 offset[:check_length],
                 data,
-                decimalisation_table,
+                table,
                 check_length,
             )
         except ValueError as exc:
@@ -389,7 +408,17 @@ class HsmCore:
             )
         code = errors.OK if ok else errors.VERIFICATION_FAILURE
         self.audit.record(command, code, pin_entry.check_value, pvk_entry.check_value)
+        if not ok:
+            self.pin_watch.failed(command, pvk_entry.check_value, pan)
         return bool(ok)
+
+    def encrypt_decimalisation_table(self, table: str) -> str:
+        """ED (payShield console command; authorised state): a strong table encrypted under
+        LMK pair 18-19 variant 1, for hosts that send DA/EA tables encrypted."""
+        self._require_authorised("ED")
+        encrypted = dectables.encrypt(self.lmk, table)
+        self.audit.record("ED", errors.OK)
+        return encrypted
 
     # ---- PINs under the LMK: BA, NG, DG (authorised state) -------------------------------
 

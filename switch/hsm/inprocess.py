@@ -11,8 +11,10 @@ from __future__ import annotations
 from switch.hsm.audit import Audit
 from switch.hsm.client import GeneratedKey, HsmError, KeyType
 from switch.hsm.core import HsmCore
+from switch.hsm.dectables import DecTables
 from switch.hsm.errors import INVALID_INPUT, AuditedHsmError
 from switch.hsm.lmk import Lmk
+from switch.hsm.pinwatch import PinFailureWatch
 
 
 def _scheme_of(key: str) -> str:
@@ -22,8 +24,17 @@ def _scheme_of(key: str) -> str:
 class InProcessHsm:
     """The software HSM in this process, behind the ``HsmClient`` interface."""
 
-    def __init__(self, lmk: Lmk, authorised: bool = False, audit: Audit | None = None) -> None:
-        self.core = HsmCore(lmk, authorised=authorised, audit=audit)
+    def __init__(
+        self,
+        lmk: Lmk,
+        authorised: bool = False,
+        audit: Audit | None = None,
+        dec_tables: DecTables | None = None,
+        pin_watch: PinFailureWatch | None = None,
+    ) -> None:
+        self.core = HsmCore(
+            lmk, authorised=authorised, audit=audit, dec_tables=dec_tables, pin_watch=pin_watch
+        )
         self._tpk_to_zpk = self.core.translate_pin_tpk_to_zpk
 
     def _audit_error(self, command: str, exc: HsmError) -> None:
@@ -171,6 +182,14 @@ class InProcessHsm:
             )
         except HsmError as exc:
             self._audit_error("EA" if interchange else "DA", exc)
+            raise
+
+    async def encrypt_decimalisation_table(self, table: str) -> str:
+        """ED (authorised state; not part of ``HsmClient``): a table encrypted under the LMK."""
+        try:
+            return self.core.encrypt_decimalisation_table(table)
+        except HsmError as exc:
+            self._audit_error("ED", exc)
             raise
 
     async def encrypt_pin(self, pin: str, pan: str) -> str:
