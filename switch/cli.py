@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pay": ("switch.api.cli", "merchant API client: switch pay sale|refund|bill|... (gRPC)"),
     "run": ("switch.app", "run the switch: ISO 8583 listener, SMS alerts, gRPC API"),
     "atm": ("switch.atm", "ATM simulator sending real ISO 8583: withdraw, balance, reverse"),
+    "import": ("switch.cardbase.cli", "load an issuer's card base: switch import cards|accounts"),
 }
 
 

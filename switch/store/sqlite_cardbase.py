@@ -1,0 +1,168 @@
+"""The card base import's own SQLite connection: batches of new or changed cards and accounts.
+
+Why a class of its own (like ``SqliteOutbox``): ``switch import`` runs as a separate command,
+with the state directory locked so no ``switch run`` can hold live copies of the rows it
+writes, and needs none of ``SqliteStore``'s group commit. Each batch is one ``BEGIN
+IMMEDIATE`` ... ``COMMIT`` on this connection, and carries the file's ``import_progress`` row
+(migration 0005) in the same transaction: a batch is either entirely in the store with the
+progress that says so, or not at all.
+
+Reads are by key, ``IN`` lists of at most ``_IN_CHUNK`` values (well under SQLite's bound
+parameter limit), so a batch of 10,000 records costs a few dozen statements, not 10,000.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from switch.store.api import StoreError
+
+_IN_CHUNK = 500
+
+CARD_INSERT = (
+    "INSERT INTO cards (card_id, pan_hash, pan_first6, pan_last4, account_id, product, expiry, "
+    "service_code, pan_sequence, pvki, pvv, ibm_offset, pvk, cvk, mk_ac, status, holder) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+ACCOUNT_INSERT = (
+    "INSERT INTO accounts (account_id, number, kind, holder, phone, currency, balance, held, "
+    "may_go_negative) VALUES (?, ?, 'ccp', ?, ?, ?, ?, 0, 0)"
+)
+
+
+class StoredCard(NamedTuple):
+    card_id: int
+    account_id: int
+    status: str
+    expiry: str
+
+
+class StoredAccount(NamedTuple):
+    account_id: int
+    kind: str
+    currency: int
+    holder: str
+    phone: str
+
+
+class Progress(NamedTuple):
+    next_offset: int
+    next_line: int
+    loaded: int
+    updated: int
+    rejected: int
+    done: bool
+    updated_at: float
+
+
+class SqliteCardBase:
+    """Batched writes of an import into ``db_path`` (a store ``SqliteStore.open`` migrated)."""
+
+    def __init__(self, db_path: Path, *, durable: bool = True) -> None:
+        self._conn = sqlite3.connect(db_path, isolation_level=None, cached_statements=256)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
+        self._conn.execute("PRAGMA busy_timeout=5000")
+        # Each batch probes the UNIQUE indexes at random places (PAN hashes): keep them cached.
+        self._conn.execute("PRAGMA cache_size=-262144")  # 256 MiB, whatever the file's size
+        cols = {str(r[1]) for r in self._conn.execute("PRAGMA table_info(import_progress)")}
+        if not cols:
+            raise StoreError(f"{db_path}: no import_progress table (store not migrated)")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- transactions ------------------------------------------------------------------------
+    def begin(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        self._conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+
+    # -- progress ------------------------------------------------------------------------------
+    def progress(self, kind: str, file_sha256: str) -> Progress | None:
+        row = self._conn.execute(
+            "SELECT next_offset, next_line, loaded, updated, rejected, done, updated_at "
+            "FROM import_progress WHERE kind = ? AND file_sha256 = ?",
+            (kind, file_sha256),
+        ).fetchone()
+        if row is None:
+            return None
+        return Progress(int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]),
+                        bool(row[5]), float(row[6]))  # fmt: skip
+
+    def save_progress(
+        self, kind: str, file_sha256: str, file_name: str, p: Progress, now: float
+    ) -> None:
+        """Inside the batch's transaction: where the next run must resume."""
+        self._conn.execute(
+            "INSERT INTO import_progress (kind, file_sha256, file_name, next_offset, next_line, "
+            "loaded, updated, rejected, done, started_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kind, file_sha256) DO UPDATE "
+            "SET next_offset = excluded.next_offset, next_line = excluded.next_line, "
+            "loaded = excluded.loaded, updated = excluded.updated, rejected = excluded.rejected, "
+            "done = excluded.done, updated_at = excluded.updated_at",
+            (kind, file_sha256, file_name, p.next_offset, p.next_line, p.loaded, p.updated,
+             p.rejected, int(p.done), now, now),
+        )  # fmt: skip
+
+    # -- reads (inside the batch's transaction, so they see what it wrote) -------------------
+    def _in(self, sql: str, keys: Sequence[object]) -> Iterable[tuple[Any, ...]]:
+        for i in range(0, len(keys), _IN_CHUNK):
+            chunk = keys[i : i + _IN_CHUNK]
+            yield from self._conn.execute(sql.format(",".join("?" * len(chunk))), chunk)
+
+    def cards_by_hash(self, pan_hashes: Sequence[bytes]) -> dict[bytes, StoredCard]:
+        out: dict[bytes, StoredCard] = {}
+        for h, cid, aid, st, exp in self._in(
+            "SELECT pan_hash, card_id, account_id, status, expiry FROM cards "
+            "WHERE pan_hash IN ({})",
+            pan_hashes,
+        ):
+            out[bytes(h)] = StoredCard(int(cid), int(aid), str(st), str(exp))
+        return out
+
+    def accounts_by_number(self, numbers: Sequence[str]) -> dict[str, StoredAccount]:
+        out: dict[str, StoredAccount] = {}
+        for num, aid, kind, cur, holder, phone in self._in(
+            "SELECT number, account_id, kind, currency, holder, phone FROM accounts "
+            "WHERE number IN ({})",
+            numbers,
+        ):
+            out[str(num)] = StoredAccount(int(aid), str(kind), int(cur), str(holder), str(phone))
+        return out
+
+    def next_card_id(self) -> int:
+        return int(
+            self._conn.execute("SELECT COALESCE(MAX(card_id), 0) + 1 FROM cards").fetchone()[0]
+        )
+
+    def next_account_id(self) -> int:
+        row = self._conn.execute("SELECT COALESCE(MAX(account_id), 0) + 1 FROM accounts")
+        return int(row.fetchone()[0])
+
+    # -- writes ----------------------------------------------------------------------------------
+    def insert_cards(self, rows: Sequence[tuple[object, ...]]) -> None:
+        self._conn.executemany(CARD_INSERT, rows)
+
+    def update_cards(self, rows: Sequence[tuple[str, str, str, int]]) -> None:
+        """(status, expiry, holder, card_id): the fields a re-import may change."""
+        self._conn.executemany(
+            "UPDATE cards SET status = ?, expiry = ?, holder = ? WHERE card_id = ?", rows
+        )
+
+    def insert_accounts(self, rows: Sequence[tuple[object, ...]]) -> None:
+        self._conn.executemany(ACCOUNT_INSERT, rows)
+
+    def update_accounts(self, rows: Sequence[tuple[str, str, int]]) -> None:
+        """(holder, phone, account_id); never the balance: the ledger owns it once loaded."""
+        self._conn.executemany(
+            "UPDATE accounts SET holder = ?, phone = ? WHERE account_id = ?", rows
+        )
