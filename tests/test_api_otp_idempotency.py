@@ -22,6 +22,7 @@ from switch.core import demo
 from switch.core.pipeline import IDEMPOTENCY_WINDOW_S
 from switch.core.service import SwitchCore
 from switch.gen.switch.v1 import merchant_pb2 as mpb
+from switch.notify.sealing import AlertSeal, is_sealed
 
 CARD = demo.CARDS[0]
 OTHER = demo.CARDS[1]
@@ -29,7 +30,11 @@ CVV2 = demo.cvv2(CARD.pan, CARD.expiry)
 
 
 def sms_texts(core: SwitchCore) -> list[str]:
-    return [str(t) for (t,) in core.store.query("SELECT text FROM alerts ORDER BY alert_id")]
+    """The SMS texts as the handset reads them: the codes are sealed in the outbox, opened
+    here with the state directory's key as the SMS worker opens them for the SMS centre."""
+    seal = AlertSeal.for_state_dir(core.store.path.parent)
+    rows = core.store.query("SELECT msisdn, text FROM alerts ORDER BY alert_id")
+    return [seal.open(m, t).reveal() if is_sealed(t) else str(t) for m, t in rows]
 
 
 def otp_rows(core: SwitchCore) -> list[tuple[object, ...]]:

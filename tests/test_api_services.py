@@ -18,6 +18,7 @@ from switch.core import demo
 from switch.core.service import SwitchCore
 from switch.gen.switch.v1 import merchant_pb2 as mpb
 from switch.gen.switch.v1 import types_pb2 as pb
+from switch.notify.sealing import AlertSeal
 
 CARD = demo.CARDS[0]
 OTHER = demo.CARDS[1]
@@ -106,9 +107,10 @@ def test_verification_sends_an_sms_and_the_code_approves(state: Path) -> None:
         assert ch.expires_at.seconds > 0
         again = await h.client.start_verification(CARD.pan, 250_000, idempotency_key="v1")
         assert again == ch
-        alerts = h.core.store.query("SELECT text FROM alerts")
+        alerts = h.core.store.query("SELECT msisdn, text FROM alerts")
         assert len(alerts) == 1  # the replay sent no second SMS
-        code_ = next(w for w in str(alerts[0][0]).split() if w.isdigit() and len(w) == 6)
+        [(msisdn, sealed)] = alerts  # the code is sealed at rest: open it as the worker does
+        code_ = AlertSeal.for_state_dir(h.core.store.path.parent).open(msisdn, sealed).secrets[0]
         r = await h.client.sale(250_000, CARD.pan, CARD.expiry, CVV2, otp=code_)
         assert r.approved
         code, msg = await status_of(h.client.start_verification(CARD.pan, 1, idempotency_key="v1"))

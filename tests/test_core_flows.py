@@ -15,6 +15,7 @@ from switch.core import demo
 from switch.core import testing as t
 from switch.core.model import AuthResult, OriginalRef, ResponseCode, TxnType
 from switch.core.service import SwitchCore
+from switch.notify.sealing import AlertSeal
 
 RC = ResponseCode
 Body = Callable[[SwitchCore], Awaitable[None]]
@@ -239,8 +240,9 @@ def test_otp_has_its_own_try_counter(state: Path) -> None:
 def test_otp_accepted(state: Path) -> None:
     async def body(core: SwitchCore) -> None:
         await core.start_otp(t.CARD.pan, "Boutique Djazair", 250_000)
-        text = str(core.store.query("SELECT text FROM alerts")[0][0])
-        code = next(w for w in text.split() if w.isdigit() and len(w) == 6)
+        [(msisdn, sealed)] = core.store.query("SELECT msisdn, text FROM alerts")
+        # the code is sealed at rest: open it with the state dir's key, as the SMS worker does
+        code = AlertSeal.for_state_dir(state).open(msisdn, sealed).secrets[0]
         await ok(core, t.ecommerce(otp=code))
         await ok(core, t.ecommerce(otp=code), RC.INCORRECT_PIN)  # single use
 

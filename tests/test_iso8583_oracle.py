@@ -39,6 +39,9 @@ def _value(draw: st.DrawFn, f: FieldDef) -> FieldValue:
     if kind == "b":
         nbytes = units // 2 if enc == "hex" else units
         return draw(st.binary(min_size=nbytes, max_size=nbytes))
+    if kind == "x+n":
+        sign = draw(st.sampled_from("CD0123456789"))
+        return sign + draw(st.text(string.digits, min_size=units - 1, max_size=units - 1))
     if kind == "n":
         alphabet = string.digits
     elif kind == "z":
@@ -51,8 +54,8 @@ def _value(draw: st.DrawFn, f: FieldDef) -> FieldValue:
 
 
 @st.composite
-def messages(draw: st.DrawFn, spec: Spec) -> Message:
-    defs = {f[0]: f for f in spec.fields()}
+def messages(draw: st.DrawFn, spec: Spec, without: frozenset[int] = frozenset()) -> Message:
+    defs = {f[0]: f for f in spec.fields() if f[0] not in without}
     numbers = draw(st.sets(st.sampled_from(sorted(defs)), max_size=25))
     mti = draw(st.text(string.digits, min_size=4, max_size=4))
     return Message(mti, {n: _value(draw, defs[n]) for n in sorted(numbers)})
@@ -105,6 +108,12 @@ def _from_pyiso(doc: dict[str, str], spec: Spec) -> Message:
     return Message(doc["t"], fields)
 
 
+#: binary87 fields pyiso8583 cannot express: the x+n amounts (jPOS IFB_AMOUNT: a sign byte
+#: before BCD digits; tested against jPOS's own test message instead) and field 65 (its
+#: tertiary bitmap).
+_NOT_IN_PYISO = frozenset({28, 29, 30, 31, 65, 97})
+
+
 def _binary87_in_pyiso_terms() -> dict[str, dict[str, Any]]:
     """binary87 written as a pyiso8583 spec: BCD digits counted in nibbles, pad nibble 0 on the
     side the spec says (left for fixed numerics, right for LL ones, as jPOS ISO87BPackager)."""
@@ -115,6 +124,8 @@ def _binary87_in_pyiso_terms() -> dict[str, dict[str, Any]]:
         "1": {"data_enc": "b", "len_enc": "ascii", "len_type": 0, "max_len": 8},
     }
     for n, kind, _enc, length, _prefix, max_len, pad in BINARY87.fields():
+        if n in _NOT_IN_PYISO:
+            continue
         len_type = {"fixed": 0, "LL": 1, "LLL": 2}[length]
         entry: dict[str, Any] = {"len_enc": "bcd", "len_type": len_type, "max_len": max_len}
         if kind in ("n", "z"):
@@ -137,7 +148,7 @@ PYISO_SPECS = {"ascii87": default_ascii, "binary87": _binary87_in_pyiso_terms()}
 def test_pyiso8583_agrees_byte_for_byte(spec: Spec, data: st.DataObject) -> None:
     codec = Codec(spec)
     pyspec = PYISO_SPECS[spec.name]
-    m = data.draw(messages(spec))
+    m = data.draw(messages(spec, _NOT_IN_PYISO if spec is BINARY87 else frozenset()))
     ours = codec.encode(m)
 
     theirs, _ = iso8583.encode(_to_pyiso(m, spec), pyspec)

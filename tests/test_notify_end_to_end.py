@@ -16,6 +16,7 @@ from switch.core import testing as t
 from switch.core.model import ResponseCode, TxnType
 from switch.core.service import SwitchCore
 from switch.notify.messages import format_amount
+from switch.notify.sealing import AlertSeal
 from switch.notify.smpp import SmppTransport
 from switch.notify.worker import AlertWorker
 from tests.smpp_peer import SmppPeer
@@ -30,7 +31,7 @@ def run(state: Path, body: Callable[[SwitchCore, AlertWorker, SmppPeer], Awaitab
         transport = SmppTransport(
             "127.0.0.1", peer.port, system_id="switch", password="secret", timeout=3.0
         )
-        worker = AlertWorker(core.store, transport)
+        worker = AlertWorker(core.store, transport, seal=AlertSeal.for_state_dir(state))
         try:
             await asyncio.wait_for(body(core, worker, peer), 60)
         finally:

@@ -380,7 +380,8 @@ def running(state: Path, tmp_path: Path) -> Iterator[Callable[..., Switch]]:
 
 def _worker_pid(sw: Switch) -> int:
     m = re.search(
-        r"SMS alerts: console \(printed here\), delivered by worker process (\d+)", sw.text()
+        r"SMS alerts: console \(printed here, [^)]*\), delivered by worker process (\d+)",
+        sw.text(),
     )
     assert m is not None, sw.text()
     return int(m.group(1))
@@ -442,7 +443,8 @@ def test_run_sms_worker_off_leaves_alerts_pending_for_another_worker(
 
 def test_run_sms_worker_inline_delivers_in_process(running: Callable[..., Switch]) -> None:
     sw = running("--sms-worker", "inline", sms="file")
-    assert "SMS alerts: file, delivered in this process" in sw.text()
+    assert "SMS alerts: file (one-time codes masked" in sw.text()
+    assert "), delivered in this process" in sw.text()
     assert _children(sw.proc.pid) == []
     sw.withdraw()
     _wait_for(lambda: _sms_refs(sw.state / "sms.log") == ["alert-1"], "the inline delivery")

@@ -247,6 +247,8 @@ def test_crash_between_send_and_mark_resends_with_the_same_reference(
 
 
 class ExplodingTransport:
+    shows_secrets = False
+
     def __init__(self) -> None:
         self.calls = 0
 

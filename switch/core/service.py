@@ -6,7 +6,9 @@ Stable API (other parts code against these names):
 clock=time.time)``
     Opens (creating on first start) ``state_dir/switch.db`` (SQLite store, migrations applied),
     ``state_dir/lmk.json`` (development LMK, via ``Lmk.load_or_create``) and
-    ``state_dir/pan.key`` (the HMAC key of stored PAN hashes). With ``hsm=None`` an
+    ``state_dir/pan.key`` (the HMAC key of stored PAN hashes, and the root of the key that
+    seals one-time codes in the SMS outbox). The directory is made 0700 and every file in
+    it 0600 (``switch.store.files``; an older, looser one is tightened). With ``hsm=None`` an
     ``InProcessHsm`` on that LMK is used. On a fresh store with ``seed_demo`` the demo data
     set (``switch.core.demo``) is loaded through an authorised in-process HSM on the same
     LMK (a given ``hsm`` must therefore use ``state_dir/lmk.json``'s LMK).
@@ -90,7 +92,10 @@ from switch.core.pipeline import OTP_TTL_S, Pipeline
 from switch.core.remote import RemoteIssuer, Route
 from switch.hsm.client import HsmClient
 from switch.notify.messages import render_alert
+from switch.notify.reseal import seal_clear_otp_alerts
+from switch.notify.sealing import AlertSeal
 from switch.store.api import AlertRow, Changes, IdempotencyRow, JournalRow, OriginalSummary
+from switch.store.files import secure_state_dir
 from switch.store.sqlite import SqliteStore
 
 
@@ -205,7 +210,7 @@ class SwitchCore:
         from switch.hsm.lmk import Lmk
 
         state_dir = Path(state_dir)
-        state_dir.mkdir(parents=True, exist_ok=True)
+        secure_state_dir(state_dir)  # 0700, its files 0600 (an older one tightened, logged)
         lock = _lock_state_dir(state_dir)
         lmk = Lmk.load_or_create(state_dir / "lmk.json")
         if hsm is None:
@@ -218,6 +223,7 @@ class SwitchCore:
             os.close(lock)
             raise
         try:
+            seal_clear_otp_alerts(store, AlertSeal(pan_key))  # an older release's clear codes
             if store.is_empty() and seed_demo:
                 from switch.core.demo import seed_demo as seed
 
@@ -379,11 +385,16 @@ class SwitchCore:
     ) -> OtpChallenge:
         """Send a one-time e-commerce code by SMS; the code itself is never returned or logged.
 
+        The code never reaches the store in clear: the alert's text is sealed here
+        (``switch.notify.sealing``, a key derived from ``pan.key``) before the INSERT, so
+        neither ``alerts.text`` nor any WAL frame holds it; the SMS worker opens it only to
+        hand it to a transport that delivers it. ``otps`` keeps only its HMAC.
+
         With ``idempotency=(key, fingerprint)`` the row remembering the request rides in the
         same unit as the code and its SMS: a crash leaves both or neither, so a retry after a
         restart finds the key exactly when the cardholder got the code.
         """
-        from switch.notify.messages import render_otp
+        from switch.notify.messages import otp_text
 
         card = await self._card(pan)
         account = await self._p.account(card.account_id)
@@ -393,8 +404,9 @@ class SwitchCore:
         now = self._p.clock()
         ch = Changes()
         ch.otps.append((card.card_id, self._p.otp_hash(card.card_id, code), now + OTP_TTL_S))
-        text = render_otp(code, merchant_name, amount, account.currency)
-        ch.alerts.append(AlertRow(account.phone, text, None, now))
+        sms = otp_text(code, merchant_name, amount, account.currency)
+        sealed = AlertSeal(self._p._pan_key).seal(account.phone, sms)
+        ch.alerts.append(AlertRow(account.phone, sealed, None, now))
         phone = account.phone
         challenge = OtpChallenge(
             f"{phone[:4]}{'*' * max(len(phone) - 6, 0)}{phone[-2:]}", now + OTP_TTL_S

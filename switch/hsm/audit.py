@@ -78,7 +78,7 @@ class Audit:
 
 def attach_file(state_dir: Path, audit: Audit) -> Path:
     """Send ``audit``'s records to ``state_dir/hsm-audit.log`` (appended, mode 0600)."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = state_dir / "hsm-audit.log"
     path.touch(mode=0o600, exist_ok=True)
     audit.file = path.open("a", encoding="ascii", buffering=64 * 1024)

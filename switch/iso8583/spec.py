@@ -1,7 +1,8 @@
 """ISO 8583 specs as data: load a spec from a TOML or JSON file and compile it once.
 
 A spec file names the MTI and bitmap encodings and, per field number, the field's kind
-(``n`` digits, ``z`` track data, ``ans`` text, ``b`` binary), its encoding (``ascii``,
+(``n`` digits, ``z`` track data, ``ans`` text, ``b`` binary, ``x+n`` an amount with its C/D
+sign), its encoding (``ascii``,
 ``ebcdic``, ``bcd``, ``binary``, ``hex``), its length (``fixed`` or an ``L``..``LLLL``
 prefix written in ``ascii``, ``ebcdic``, ``bcd`` or ``binary``), its ``max`` length in wire
 units (digits for BCD, characters for text and hex, bytes for binary) and, for odd-length

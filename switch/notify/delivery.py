@@ -18,8 +18,9 @@ import os
 from pathlib import Path
 from typing import Literal, Protocol
 
-from switch.notify.factory import describe_transport, transport_from_url
+from switch.notify.factory import describe_transport, show_codes_setting, transport_from_url
 from switch.notify.outbox import AlertOutbox
+from switch.notify.sealing import AlertSeal
 from switch.notify.service import command
 from switch.notify.supervisor import WorkerProcess
 from switch.notify.worker import AlertWorker
@@ -39,12 +40,15 @@ class SmsDelivery(Protocol):
 
 
 def check_sms_setting(url: str | None, state_dir: Path) -> str:
-    """Validate ``SWITCH_SMS`` (``ValueError`` naming it and the part); the banner's text."""
+    """Validate ``SWITCH_SMS`` and ``SWITCH_SMS_SHOW_CODES`` (``ValueError`` naming the
+    variable and the part); the banner's text."""
+    shows = show_codes_setting()  # its ValueError names SWITCH_SMS_SHOW_CODES
     try:
-        transport_from_url(url, state_dir).close()  # builds only: no transport connects here
+        # builds only: no transport connects here
+        transport_from_url(url, state_dir, show_codes=shows).close()
     except ValueError as exc:
         raise ValueError(f"SWITCH_SMS: {exc}") from None
-    return describe_transport(url)
+    return describe_transport(url, show_codes=shows)
 
 
 async def start_sms_delivery(
@@ -66,9 +70,10 @@ async def start_sms_delivery(
         pid = await supervisor.start()
         return _ProcessDelivery(supervisor, f"{what}, delivered by worker process {pid}")
     if mode == "inline":
+        seal = AlertSeal.for_state_dir(state_dir)  # SwitchCore.open created pan.key
         transport = transport_from_url(url, state_dir)
         lock = acquire_worker_lock(state_dir)
-        worker = AlertWorker(outbox, transport, poll_interval=poll_interval)
+        worker = AlertWorker(outbox, transport, poll_interval=poll_interval, seal=seal)
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop), name="sms-worker")
         return _InlineDelivery(worker, stop, task, lock, f"{what}, delivered in this process")

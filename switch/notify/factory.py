@@ -8,6 +8,10 @@ Accepted forms (e.g. from a ``SWITCH_SMS`` environment variable or the config fi
   an SMPP transceiver. The password is taken from ``password_env`` (default
   ``SWITCH_SMPP_PASSWORD``) rather than the URL, so it stays out of process listings and logs;
   ``smpp://system_id:password@...`` is accepted for development.
+
+One-time codes: an SMS centre gets them (it delivers to the handset); the console and file
+transports print ``******`` in their place unless ``SWITCH_SMS_SHOW_CODES=1`` (development:
+the demo's ``make run`` sets it so that ``switch pay verify`` can be tried end to end).
 """
 
 from __future__ import annotations
@@ -22,19 +26,41 @@ from switch.notify.smpp import SmppTransport
 from switch.notify.transport import SmsTransport
 
 PASSWORD_ENV = "SWITCH_SMPP_PASSWORD"  # noqa: S105 - the variable's name, not a secret
+SHOW_CODES_ENV = "SWITCH_SMS_SHOW_CODES"
+_YES = ("1", "yes", "true", "on")
+_NO = ("", "0", "no", "false", "off")
+
+
+def show_codes_setting(value: str | None = None) -> bool:
+    """``SWITCH_SMS_SHOW_CODES`` (``value`` or the environment): may the console and file
+    transports print one-time codes? Default no; ``ValueError`` naming it for a bad value."""
+    text = (os.environ.get(SHOW_CODES_ENV, "") if value is None else value).strip().lower()
+    if text in _YES:
+        return True
+    if text in _NO:
+        return False
+    raise ValueError(f"{SHOW_CODES_ENV} must be 1 (development: print one-time codes) or 0")
 
 
 def transport_from_url(
-    url: str | None, state_dir: Path, *, password_env: str = PASSWORD_ENV
+    url: str | None,
+    state_dir: Path,
+    *,
+    password_env: str = PASSWORD_ENV,
+    show_codes: bool | None = None,
 ) -> SmsTransport:
-    """The transport ``url`` names; ``ValueError`` naming the part that is wrong."""
+    """The transport ``url`` names; ``ValueError`` naming the part that is wrong.
+
+    ``show_codes`` (default: ``SWITCH_SMS_SHOW_CODES``) lets a console/file transport print
+    one-time codes; it means nothing to SMPP, which always delivers them."""
     spec = (url or "console").strip()
-    if spec == "console":
-        return ConsoleTransport(state_dir / "sms.log", stdout=sys.stdout)
-    if spec == "file":
-        return ConsoleTransport(state_dir / "sms.log")
-    if spec.startswith("file:"):
-        return ConsoleTransport(Path(spec[len("file:") :]))
+    if spec in ("console", "file") or spec.startswith("file:"):
+        shows = show_codes_setting() if show_codes is None else show_codes
+        if spec == "console":
+            return ConsoleTransport(state_dir / "sms.log", stdout=sys.stdout, shows_secrets=shows)
+        if spec == "file":
+            return ConsoleTransport(state_dir / "sms.log", shows_secrets=shows)
+        return ConsoleTransport(Path(spec[len("file:") :]), shows_secrets=shows)
     parts = urlsplit(spec)
     if parts.scheme != "smpp":
         raise ValueError(f"sms transport must be console, file[:path] or smpp://..., got {spec!r}")
@@ -63,11 +89,19 @@ def transport_from_url(
     )
 
 
-def describe_transport(url: str | None) -> str:
-    """``url`` as a banner or a log may show it: a password in an SMPP URL is masked."""
+def describe_transport(url: str | None, *, show_codes: bool = False) -> str:
+    """``url`` as a banner or a log may show it: a password in an SMPP URL is masked, and a
+    console/file says whether it prints one-time codes."""
     spec = (url or "console").strip()
+    codes = (
+        f"one-time codes SHOWN ({SHOW_CODES_ENV}=1, development only)"
+        if show_codes
+        else f"one-time codes masked, {SHOW_CODES_ENV}=1 shows them"
+    )
     if spec == "console":
-        return "console (printed here)"
+        return f"console (printed here, {codes})"
+    if spec == "file" or spec.startswith("file:"):
+        return f"{spec} ({codes})"
     parts = urlsplit(spec)
     if parts.scheme == "smpp" and parts.password is not None:
         userinfo, hostport = parts.netloc.rsplit("@", 1)

@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+from switch.notify.sealing import SLOT, SecretText
+
 Lang = Literal["fr", "ar", "fr+ar"]
 
 ALERT_KINDS = (
@@ -177,22 +179,54 @@ def render_alert(
 def render_otp(
     code: str, merchant: str, amount: int, currency: int, *, lang: Lang = "fr+ar"
 ) -> str:
-    """The e-commerce one-time code SMS (the code must never be logged by the caller)."""
+    """The e-commerce one-time code SMS in clear, as the handset shows it. Only for a
+    transport sending it; what is stored is ``otp_text``'s template with the code sealed."""
+    return otp_text(code, merchant, amount, currency, lang=lang).reveal()
+
+
+def otp_text(
+    code: str, merchant: str, amount: int, currency: int, *, lang: Lang = "fr+ar"
+) -> SecretText:
+    """The one-time code SMS with the code kept apart (``switch.notify.sealing``): the
+    caller seals it before the text reaches the store, a log or a console."""
     if not (isinstance(code, str) and code.isascii() and code.isdigit() and 4 <= len(code) <= 8):
         raise ValueError("code must be 4 to 8 digits")
     if not isinstance(amount, int) or amount < 0:
         raise ValueError(f"amount must be a non-negative integer (minor units), got {amount!r}")
     amt = format_amount(amount, currency)
     where = _clean_place(merchant, field="merchant")
-    fr = f"Code {code} pour payer {amt} chez {where}. Ne le communiquez à personne."
-    ar = f"الرمز {code} لدفع {amt} لدى {where}. لا تشاركه مع أحد."
+    fr = f"Code {SLOT} pour payer {amt} chez {where}. Ne le communiquez à personne."
+    ar = f"الرمز {SLOT} لدفع {amt} لدى {where}. لا تشاركه مع أحد."
     if lang == "fr":
-        return fr
+        return SecretText(fr, (code,))
     if lang == "ar":
-        return ar
+        return SecretText(ar, (code,))
     if lang == "fr+ar":
-        return f"{fr}\n{ar}"
+        return SecretText(f"{fr}\n{ar}", (code, code))
     raise ValueError(f"lang must be fr, ar or fr+ar, got {lang!r}")
+
+
+# The code's places in a clear OTP text as releases before sealing stored it (``otp_text``'s
+# lines with the code in place of the slot): to seal or redact such rows in an old store.
+_CLEAR_OTP = re.compile(r"(?m)^(?:Code ([0-9]{4,8}) pour payer |الرمز ([0-9]{4,8}) لدفع )")
+
+
+def clear_otp_text(text: str) -> SecretText | None:
+    """A clear OTP text (stored by an older release) split into template and code(s);
+    ``None`` if ``text`` is not one."""
+    if SLOT in text:
+        return None
+    parts: list[str] = []
+    codes: list[str] = []
+    at = 0
+    for m in _CLEAR_OTP.finditer(text):
+        group = 1 if m.group(1) is not None else 2
+        parts.append(text[at : m.start(group)] + SLOT)
+        codes.append(m.group(group))
+        at = m.end(group)
+    if not codes:
+        return None
+    return SecretText("".join(parts) + text[at:], tuple(codes))
 
 
 def _lines(kind: str, card: str, amt: str, where: str, at: str, bal: str) -> tuple[str, str]:

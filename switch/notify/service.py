@@ -14,8 +14,12 @@ SIGINT finishes the batch in hand -- sent *and* marked -- then closes the transp
 so a restart does not resend anything. ``--parent-pid`` makes the worker stop by itself when
 that process is gone (even SIGKILLed): a supervised child never outlives its switch.
 
+One-time codes stay sealed in the outbox; the worker opens them with the key of the state
+directory (``pan.key``, see ``switch.notify.sealing``) only for a transport that delivers them.
+
 Exit status: 0 stopped by a signal (or its parent went away), 1 cannot run (no database,
-schema missing, another worker holds the lock), 2 bad option or ``SWITCH_SMS``.
+schema missing, no ``pan.key``, another worker holds the lock), 2 bad option, ``SWITCH_SMS``
+or ``SWITCH_SMS_SHOW_CODES``.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from pathlib import Path
 
 import uvloop
 
-from switch.notify.factory import transport_from_url
+from switch.notify.factory import show_codes_setting, transport_from_url
+from switch.notify.sealing import AlertSeal
 from switch.notify.transport import SmsTransport
 from switch.notify.worker import AlertWorker
 from switch.notify.worker_lock import WorkerLockError, acquire_worker_lock, release_worker_lock
@@ -121,13 +126,15 @@ async def serve(
     *,
     poll_interval: float,
     parent_pid: int | None = None,
+    seal: AlertSeal | None = None,
 ) -> None:
-    """Run the worker until SIGTERM/SIGINT (or the parent's death); then close the transport."""
+    """Run the worker until SIGTERM/SIGINT (or the parent's death); then close the transport.
+    ``seal`` opens sealed one-time codes for a transport that delivers them."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    worker = AlertWorker(outbox, transport, poll_interval=poll_interval)
+    worker = AlertWorker(outbox, transport, poll_interval=poll_interval, seal=seal)
     watch = None if parent_pid is None else asyncio.create_task(_watch_parent(parent_pid, stop))
     try:
         await worker.run(stop)
@@ -157,17 +164,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             outbox = cleanup.enter_context(SqliteOutbox(state_dir / DB_NAME))
             cleanup.callback(release_worker_lock, acquire_worker_lock(state_dir))
-        except (StoreError, WorkerLockError) as exc:
+            seal = AlertSeal.for_state_dir(state_dir)
+        except (StoreError, WorkerLockError, OSError, ValueError) as exc:
             print(f"{PROG}: --state-dir: {exc}", file=sys.stderr)
             return 1
         try:
-            transport = transport_from_url(os.environ.get("SWITCH_SMS"), state_dir)
+            shows = show_codes_setting()
+        except ValueError as exc:
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return 2
+        try:
+            transport = transport_from_url(
+                os.environ.get("SWITCH_SMS"), state_dir, show_codes=shows
+            )
         except ValueError as exc:
             print(f"{PROG}: SWITCH_SMS: {exc}", file=sys.stderr)
             return 2
         log.info("delivering the SMS alerts of %s (pid %d)", outbox.path, os.getpid())
         uvloop.run(
-            serve(outbox, transport, poll_interval=args.poll_interval, parent_pid=args.parent_pid)
+            serve(
+                outbox,
+                transport,
+                poll_interval=args.poll_interval,
+                parent_pid=args.parent_pid,
+                seal=seal,
+            )
         )
     return 0
 

@@ -97,6 +97,8 @@ def user_message_reference(reference: str) -> int:
 class SmppTransport:
     """``SmsTransport`` over one SMPP transceiver session (thread-safe, one send at a time)."""
 
+    shows_secrets = True  # the SMS centre delivers to the handset: it gets the real code
+
     def __init__(
         self,
         host: str,

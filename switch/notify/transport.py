@@ -15,6 +15,12 @@ class TransportError(Exception):
 
 
 class SmsTransport(Protocol):
+    shows_secrets: bool
+    """True when the text goes to the cardholder's handset (an SMS centre) or to a console
+    whose development flag asked for it: the worker then opens sealed secrets (one-time
+    codes) for ``send``. False for a sink that is only a log or a terminal: it gets the text
+    with each secret masked (``switch.notify.sealing``)."""
+
     def send(self, msisdn: str, text: str, reference: str) -> str:
         """Send ``text`` to ``msisdn``; return the carrier's message id.
 

@@ -21,6 +21,12 @@ Delivery guarantees (docs/architecture.md §4):
   capped; after ``max_attempts`` the alert is *parked* for an operator instead of retried
   forever.
 
+* **Secrets opened only to be sent.** A text whose one-time code is sealed
+  (``switch.notify.sealing``) is opened with ``seal`` right before ``transport.send``, and
+  only for a transport that delivers it (``shows_secrets``); a console or file transport gets
+  the code masked. A text that does not open (another key, an edited row) is parked at once:
+  retrying cannot help. Nothing here logs a text.
+
 Blocking work (the SQLite outbox, smpplib's socket calls) runs in a one-thread executor, so
 the event loop serving authorizations never waits on an SMS centre.
 
@@ -43,6 +49,7 @@ from typing import TypeVar
 
 from switch.notify.errors import LinkDown
 from switch.notify.outbox import Alert, AlertOutbox
+from switch.notify.sealing import AlertSeal, SealError, is_sealed, masked
 from switch.notify.transport import SmsTransport, TransportError
 
 log = logging.getLogger(__name__)
@@ -108,7 +115,10 @@ class AlertWorker:
         poll_interval: float = 1.0,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        seal: AlertSeal | None = None,
     ) -> None:
+        """``seal`` opens sealed one-time codes (``AlertSeal.for_state_dir``); without it a
+        sealed alert can only go to a transport that masks codes."""
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         if poll_interval <= 0:
@@ -120,6 +130,7 @@ class AlertWorker:
         self.poll_interval = poll_interval
         self.clock = clock
         self.rng = rng or random.Random()
+        self.seal = seal
         self.stats = WorkerStats()
         self.link_failures = 0  # consecutive LinkDown failures; 0 once anything gets through
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sms-worker")
@@ -161,7 +172,12 @@ class AlertWorker:
             outcome.attempted += 1
             ref = reference_for(alert.alert_id)
             try:
-                sent.append((alert.alert_id, self.transport.send(alert.msisdn, alert.text, ref)))
+                text = self._text_for_transport(alert)
+            except SealError as exc:  # logged as parked by run_once
+                outcome.failures.append((alert.alert_id, alert.attempts + 1, str(exc), True))
+                continue
+            try:
+                sent.append((alert.alert_id, self.transport.send(alert.msisdn, text, ref)))
                 outcome.reached = True
                 continue
             except LinkDown as exc:
@@ -183,6 +199,15 @@ class AlertWorker:
             next_at = self.clock() + self.policy.delay(attempt, self.rng)
             self.outbox.mark_alert_failed(alert_id, error, next_at, give_up)
         return outcome
+
+    def _text_for_transport(self, alert: Alert) -> str:
+        """The text as this transport may have it: a sealed code opened only for a transport
+        that delivers it to the handset, masked for any other."""
+        if not is_sealed(alert.text) or not self.transport.shows_secrets:
+            return masked(alert.text)
+        if self.seal is None:
+            raise SealError("no key to open a sealed alert (AlertWorker(seal=...))")
+        return self.seal.open(alert.msisdn, alert.text).reveal()
 
     def _fail(self, alert: Alert, error: str) -> tuple[int, int, str, bool]:
         attempt = alert.attempts + 1

@@ -52,6 +52,7 @@ from switch.store.api import (
     OriginalSummary,
     StoreError,
 )
+from switch.store.files import prepare_sqlite_file
 from switch.store.sqlite_outbox import SqliteOutbox
 
 _CARD_COLS = (
@@ -155,7 +156,7 @@ class SqliteStore:
         return conn
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        prepare_sqlite_file(self.path)  # 0600 before SQLite creates it (and its -wal/-shm)
         self._write = self._connect()
         self._migrate(self._write)
         self._read = self._connect()
@@ -683,6 +684,42 @@ class SqliteStore:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+
+    def rewrite_alert_texts(
+        self, texts: Sequence[tuple[int, str]], *, setting: tuple[str, str]
+    ) -> bool:
+        """Replace ``(alert_id, text)`` texts and record ``setting`` in one transaction, with
+        no copy of the old texts left behind: ``secure_delete`` zeroes the space they held in
+        each page, and a ``TRUNCATE`` checkpoint then writes the pages home and empties the
+        WAL (which may still hold frames of the old texts). For secrets stored by an older
+        release (``switch.notify.reseal``). False if a reader kept the checkpoint from
+        completing (the old frames go at a later checkpoint)."""
+        conn = self._adminc
+        if conn is None:
+            raise StoreError("store is not open")
+        with self._admin_lock:
+            (before,) = conn.execute("PRAGMA secure_delete").fetchone()
+            conn.execute("PRAGMA secure_delete=ON")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.executemany(
+                        "UPDATE alerts SET text = ? WHERE alert_id = ?",
+                        [(text, alert_id) for alert_id, text in texts],
+                    )
+                    conn.execute(
+                        "INSERT INTO settings VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET "
+                        "value = excluded.value",
+                        setting,
+                    )
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                conn.execute(f"PRAGMA secure_delete={int(before)}")
+        return not busy
 
     def update_terminal_keys(self, terminal_id: str, tpk: str, tak: str) -> None:
         self._admin_tx(

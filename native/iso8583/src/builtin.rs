@@ -8,7 +8,8 @@
 //! field 96 is 8 bytes as 16 hex characters (jPOS 16 bytes as 32), field 65 (tertiary
 //! bitmap in pyiso8583, 1-byte binary in jPOS) is not defined. Numeric fields are stricter
 //! than both: digits only. `binary87` has no pyiso8583 counterpart and follows jPOS
-//! `ISO87BPackager` for those lengths.
+//! `ISO87BPackager` field by field (`switch/iso8583/specs/README.md` lists the one
+//! difference kept: field 55 is binary, where jPOS reads the same bytes as text).
 use crate::spec::{
     BitmapEncoding, Encoding, FieldSpec, Kind, LengthType, MtiEncoding, Pad, PrefixEncoding, Spec,
 };
@@ -20,9 +21,11 @@ const N: Kind = Kind::Numeric;
 const Z: Kind = Kind::Track;
 const T: Kind = Kind::Text;
 const B: Kind = Kind::Binary;
+const X: Kind = Kind::Amount;
 
 /// ISO 8583:1987 data elements, lengths as in pyiso8583 `default_ascii` (binary fields in
-/// bytes). Amount fields of type x+n (28-31, 97) are text: the sign letter is part of the value.
+/// bytes). Amounts of type x+n (28-31, 97) hold the sign letter in the value: `ascii87`
+/// writes them as plain text (as pyiso8583), `binary87` as jPOS `IFB_AMOUNT`.
 const LAYOUT_1987: &[Layout] = &[
     (2, N, 2, 19),
     (3, N, 0, 6),
@@ -50,10 +53,10 @@ const LAYOUT_1987: &[Layout] = &[
     (25, N, 0, 2),
     (26, N, 0, 2),
     (27, N, 0, 1),
-    (28, T, 0, 9),
-    (29, T, 0, 9),
-    (30, T, 0, 9),
-    (31, T, 0, 9),
+    (28, X, 0, 9),
+    (29, X, 0, 9),
+    (30, X, 0, 9),
+    (31, X, 0, 9),
     (32, N, 2, 11),
     (33, N, 2, 11),
     (34, T, 2, 28),
@@ -118,7 +121,7 @@ const LAYOUT_1987: &[Layout] = &[
     (94, T, 0, 7),
     (95, T, 0, 42),
     (96, B, 0, 8),
-    (97, T, 0, 17),
+    (97, X, 0, 17),
     (98, T, 0, 25),
     (99, N, 2, 11),
     (100, N, 2, 11),
@@ -168,6 +171,12 @@ pub fn ascii87() -> Spec {
             Kind::Binary => (Encoding::Hex, max * 2),
             _ => (Encoding::Ascii, max),
         };
+        // pyiso8583 and jPOS IFA_AMOUNT read x+n as any 9 (17) characters: keep that.
+        let kind = if kind == Kind::Amount {
+            Kind::Text
+        } else {
+            kind
+        };
         let f = FieldSpec::new(
             kind,
             encoding,
@@ -187,21 +196,29 @@ pub fn ascii87() -> Spec {
 /// carries pyiso8583's lengths): (field, max length).
 const BINARY87_MAX: &[(u8, usize)] = &[(54, 120), (55, 999), (93, 6), (96, 16)];
 
-/// `binary87`: BCD MTI, numerics and length prefixes; binary bitmaps and binary fields; ASCII
-/// text (like jPOS `ISO87BPackager`: fixed numerics left-padded, LL numerics right-padded
-/// with a 0 nibble when their length is odd).
+/// Field 65 of ISO 8583:1987 (bitmap, extended: b 1), which `ascii87` leaves undefined
+/// (pyiso8583 reads a tertiary bitmap there) and jPOS `ISO87BPackager` defines as
+/// `IFB_BINARY(1)`.
+const BINARY87_EXTRA: &[Layout] = &[(65, B, 0, 1)];
+
+/// `binary87`: jPOS `ISO87BPackager`. BCD MTI, numerics and length prefixes; binary bitmaps
+/// and binary fields; ASCII text; fixed numerics left-padded, LL numerics right-padded with a
+/// 0 nibble when their length is odd; x+n amounts as a sign byte then BCD digits.
 pub fn binary87() -> Spec {
-    let fields = LAYOUT_1987.iter().map(|&(n, kind, digits, max)| {
+    let mut layout: Vec<Layout> = LAYOUT_1987.iter().chain(BINARY87_EXTRA).copied().collect();
+    layout.sort_unstable_by_key(|&(n, ..)| n);
+    let fields = layout.into_iter().map(|(n, kind, digits, max)| {
         let encoding = match kind {
             Kind::Binary => Encoding::Binary,
-            Kind::Numeric | Kind::Track => Encoding::Bcd,
+            Kind::Numeric | Kind::Track | Kind::Amount => Encoding::Bcd,
             Kind::Text => Encoding::Ascii,
         };
         let max = BINARY87_MAX
             .iter()
             .find(|&&(f, _)| f == n)
             .map_or(max, |&(_, m)| m);
-        // Pad only matters for BCD; other fields keep the spec-file default (left).
+        // Pad only matters for odd-length BCD; other fields keep the spec-file default
+        // (left). The x+n amounts have an even digit count (8, 16).
         let pad = if digits != 0 && encoding == Encoding::Bcd {
             Pad::Right
         } else {
@@ -241,8 +258,11 @@ mod tests {
             assert!(w[0].0 < w[1].0);
         }
         assert_eq!(ascii87().fields().count(), 126);
-        assert_eq!(binary87().fields().count(), 126);
+        assert_eq!(binary87().fields().count(), 127);
         assert!(ascii87().field(65).is_none());
+        assert_eq!(binary87().field(65).map(|f| f.max_len), Some(1));
+        assert_eq!(ascii87().field(28).map(|f| f.kind), Some(Kind::Text));
+        assert_eq!(binary87().field(28).map(|f| f.kind), Some(Kind::Amount));
         assert!(builtin("nope").is_none());
     }
 

@@ -258,21 +258,116 @@ fn ascii_str(b: &[u8]) -> &str {
     unsafe { std::str::from_utf8_unchecked(b) }
 }
 
+/// The sign of an x+n amount: C (credit), D (debit), or a digit for an unsigned amount.
 #[inline]
-fn digit_ok(kind: Kind, c: u8) -> bool {
+fn sign_ok(c: u8) -> bool {
+    c == b'C' || c == b'D' || c.is_ascii_digit()
+}
+
+/// Whether character `c` may stand at position `i` of a value of `kind` (text encodings).
+#[inline]
+fn char_ok(kind: Kind, i: usize, c: u8) -> bool {
     match kind {
         Kind::Numeric => c.is_ascii_digit(),
         Kind::Track => c.is_ascii_digit() || c == b'=' || c == b'D',
+        Kind::Amount if i == 0 => sign_ok(c),
+        Kind::Amount => c.is_ascii_digit(),
         _ => c < 0x80,
     }
 }
 
-fn content_error(kind: Kind, loc: Location, at: usize, byte: u8) -> Error {
+/// The first character of `b` that `kind` does not allow where it stands.
+#[inline]
+fn first_bad(kind: Kind, b: &[u8]) -> Option<usize> {
+    b.iter()
+        .enumerate()
+        .position(|(i, &c)| !char_ok(kind, i, c))
+}
+
+/// The error for `byte`, found at position `i` of a value of `kind`.
+fn content_error(kind: Kind, i: usize, loc: Location, at: usize, byte: u8) -> Error {
     let k = match kind {
         Kind::Text => ErrorKind::NotAscii { byte },
+        Kind::Amount if i == 0 => ErrorKind::BadSign { byte },
         _ => ErrorKind::NonNumeric { byte },
     };
     Error::new(loc, at, k)
+}
+
+/// Unpack `units` BCD digits from `body` into `buf` (the pad nibble of an odd count where
+/// `pad` says, checked); in track data the nibble D reads as '='. `at` is `body`'s offset.
+fn unpack_bcd(
+    body: &[u8],
+    units: usize,
+    pad: Pad,
+    kind: Kind,
+    loc: Location,
+    at: usize,
+    buf: &mut Vec<u8>,
+) -> Result<(), Error> {
+    buf.reserve(units);
+    let odd = units % 2 == 1;
+    let expected = if pad == Pad::RightF { 0x0F } else { 0 };
+    let last = body.len().wrapping_sub(1);
+    for (i, &byte) in body.iter().enumerate() {
+        let pad_hi = odd && i == 0 && pad == Pad::Left;
+        let pad_lo = odd && i == last && pad != Pad::Left;
+        for (nibble, is_pad) in [(byte >> 4, pad_hi), (byte & 0x0F, pad_lo)] {
+            if is_pad {
+                if nibble != expected {
+                    let e = ErrorKind::BadPad { nibble, expected };
+                    return Err(Error::new(loc, at + i, e));
+                }
+            } else if nibble <= 9 {
+                buf.push(b'0' + nibble);
+            } else if nibble == 0x0D && kind == Kind::Track {
+                buf.push(b'=');
+            } else {
+                return Err(Error::new(loc, at + i, ErrorKind::NonNumeric { byte }));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Pack the digits `b` (track data: '=' as the nibble D) as BCD into `out`, the pad nibble
+/// of an odd count where `pad` says. `at` is the output offset, for errors.
+fn pack_bcd(
+    b: &[u8],
+    pad: Pad,
+    kind: Kind,
+    loc: Location,
+    at: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), Error> {
+    let nibble = |i: usize, c: u8| -> Result<u8, Error> {
+        match c {
+            b'0'..=b'9' => Ok(c - b'0'),
+            b'=' if kind == Kind::Track => Ok(0x0D),
+            _ => Err(Error::new(
+                loc,
+                at + i / 2,
+                ErrorKind::NonNumeric { byte: c },
+            )),
+        }
+    };
+    let odd = b.len() % 2 == 1;
+    let mut i = 0;
+    if odd && pad == Pad::Left {
+        out.push(nibble(0, b[0])?);
+        i = 1;
+    }
+    while i + 1 < b.len() {
+        let hi = nibble(i, b[i])?;
+        let lo = nibble(i + 1, b[i + 1])?;
+        out.push((hi << 4) | lo);
+        i += 2;
+    }
+    if i < b.len() {
+        let p = if pad == Pad::RightF { 0x0F } else { 0 };
+        out.push((nibble(i, b[i])? << 4) | p);
+    }
+    Ok(())
 }
 
 fn decode_field<S: Sink>(
@@ -331,8 +426,8 @@ fn decode_field<S: Sink>(
             sink.field(n, Value::Bytes(&scratch.bytes))
         }
         (kind, Encoding::Ascii) => {
-            if let Some(i) = body.iter().position(|&c| !digit_ok(kind, c)) {
-                return Err(content_error(kind, loc, at + i, body[i]).into());
+            if let Some(i) = first_bad(kind, body) {
+                return Err(content_error(kind, i, loc, at + i, body[i]).into());
             }
             sink.field(n, Value::Text(ascii_str(body)))
         }
@@ -340,39 +435,38 @@ fn decode_field<S: Sink>(
             scratch.text.clear();
             for (i, &b) in body.iter().enumerate() {
                 let c = ebcdic::to_latin1(b);
-                if kind != Kind::Text && !digit_ok(kind, c) {
-                    return Err(content_error(kind, loc, at + i, b).into());
+                if kind != Kind::Text && !char_ok(kind, i, c) {
+                    return Err(content_error(kind, i, loc, at + i, b).into());
                 }
                 scratch.text.push(c as char);
             }
             sink.field(n, Value::Text(&scratch.text))
         }
+        (Kind::Amount, _) => {
+            // BCD x+n (jPOS IFB_AMOUNT): the sign as one ASCII byte, then the digits in BCD.
+            let buf = &mut scratch.bytes;
+            buf.clear();
+            if !sign_ok(body[0]) {
+                let e = ErrorKind::BadSign { byte: body[0] };
+                return Err(Error::new(loc, at, e).into());
+            }
+            buf.push(body[0]);
+            unpack_bcd(
+                &body[1..],
+                units - 1,
+                f.pad,
+                Kind::Numeric,
+                loc,
+                at + 1,
+                buf,
+            )?;
+            sink.field(n, Value::Text(ascii_str(buf)))
+        }
         (kind, _) => {
             // BCD numeric or track: two digits a byte, one pad nibble when the length is odd.
             let buf = &mut scratch.bytes;
             buf.clear();
-            buf.reserve(units);
-            let odd = units % 2 == 1;
-            let expected = if f.pad == Pad::RightF { 0x0F } else { 0 };
-            let last = body.len().wrapping_sub(1);
-            for (i, &byte) in body.iter().enumerate() {
-                let pad_hi = odd && i == 0 && f.pad == Pad::Left;
-                let pad_lo = odd && i == last && f.pad != Pad::Left;
-                for (nibble, is_pad) in [(byte >> 4, pad_hi), (byte & 0x0F, pad_lo)] {
-                    if is_pad {
-                        if nibble != expected {
-                            let e = ErrorKind::BadPad { nibble, expected };
-                            return Err(Error::new(loc, at + i, e).into());
-                        }
-                    } else if nibble <= 9 {
-                        buf.push(b'0' + nibble);
-                    } else if nibble == 0x0D && kind == Kind::Track {
-                        buf.push(b'=');
-                    } else {
-                        return Err(Error::new(loc, at + i, ErrorKind::NonNumeric { byte }).into());
-                    }
-                }
-            }
+            unpack_bcd(body, units, f.pad, kind, loc, at, buf)?;
             sink.field(n, Value::Text(ascii_str(buf)))
         }
     }
@@ -574,8 +668,8 @@ fn encode_field(
         }
         (kind, Encoding::Ascii, Value::Text(s)) => {
             let b = s.as_bytes();
-            if let Some(i) = b.iter().position(|&c| !digit_ok(kind, c)) {
-                return Err(content_error(kind, loc, at + i, b[i]));
+            if let Some(i) = first_bad(kind, b) {
+                return Err(content_error(kind, i, loc, at + i, b[i]));
             }
             out.extend_from_slice(b);
         }
@@ -586,43 +680,23 @@ fn encode_field(
                     return Err(Error::new(loc, at + i, ErrorKind::NotEncodable { ch }));
                 }
                 let c = code as u8;
-                if kind != Kind::Text && !digit_ok(kind, c) {
-                    return Err(Error::new(loc, at + i, ErrorKind::NonNumeric { byte: c }));
+                if kind != Kind::Text && !char_ok(kind, i, c) {
+                    return Err(content_error(kind, i, loc, at + i, c));
                 }
                 out.push(ebcdic::from_latin1(c));
             }
         }
-        (kind, _, Value::Text(s)) => {
-            // BCD numeric or track: '=' is the separator nibble D.
+        (Kind::Amount, _, Value::Text(s)) => {
+            // BCD x+n: the sign as one ASCII byte, then the digits in BCD. The length was
+            // checked above (fixed, at least 2), so there is a sign.
             let b = s.as_bytes();
-            let nibbles = |i: usize, c: u8| -> Result<u8, Error> {
-                match c {
-                    b'0'..=b'9' => Ok(c - b'0'),
-                    b'=' if kind == Kind::Track => Ok(0x0D),
-                    _ => Err(Error::new(
-                        loc,
-                        at + i / 2,
-                        ErrorKind::NonNumeric { byte: c },
-                    )),
-                }
-            };
-            let odd = b.len() % 2 == 1;
-            let mut i = 0;
-            if odd && f.pad == Pad::Left {
-                out.push(nibbles(0, b[0])?);
-                i = 1;
+            if !sign_ok(b[0]) {
+                return Err(Error::new(loc, at, ErrorKind::BadSign { byte: b[0] }));
             }
-            while i + 1 < b.len() {
-                let hi = nibbles(i, b[i])?;
-                let lo = nibbles(i + 1, b[i + 1])?;
-                out.push((hi << 4) | lo);
-                i += 2;
-            }
-            if i < b.len() {
-                let pad = if f.pad == Pad::RightF { 0x0F } else { 0 };
-                out.push((nibbles(i, b[i])? << 4) | pad);
-            }
+            out.push(b[0]);
+            pack_bcd(&b[1..], f.pad, Kind::Numeric, loc, at + 1, out)?;
         }
+        (kind, _, Value::Text(s)) => pack_bcd(s.as_bytes(), f.pad, kind, loc, at, out)?,
         // Kind/value agreement was checked above.
         _ => return Err(Error::new(loc, start, ErrorKind::ExpectedText)),
     }

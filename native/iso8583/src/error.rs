@@ -48,6 +48,8 @@ pub enum ErrorKind {
     NonNumeric { byte: u8 },
     /// An ASCII text field holds a byte or character outside 0..=127.
     NotAscii { byte: u8 },
+    /// The first character of an x+n amount is not its sign (C, D) nor a digit.
+    BadSign { byte: u8 },
     /// A character with no EBCDIC (cp500) code, i.e. above U+00FF.
     NotEncodable { ch: char },
     /// A hex-ASCII element holds something other than 0-9, A-F, a-f.
@@ -89,6 +91,9 @@ impl fmt::Display for ErrorKind {
             ErrorKind::BadLengthPrefix => f.write_str("length prefix is not a decimal number"),
             ErrorKind::NonNumeric { byte } => write!(f, "non-numeric data (byte 0x{byte:02X})"),
             ErrorKind::NotAscii { byte } => write!(f, "non-ASCII data (byte 0x{byte:02X})"),
+            ErrorKind::BadSign { byte } => {
+                write!(f, "amount sign is not C, D or a digit (byte 0x{byte:02X})")
+            }
             ErrorKind::NotEncodable { ch } => {
                 write!(f, "character U+{:04X} has no EBCDIC code", *ch as u32)
             }

@@ -19,6 +19,12 @@ pub enum Kind {
     Text,
     /// Binary (`b`). Value: bytes.
     Binary,
+    /// An amount of ISO 8583 type x+n (`x+n`, fields 28-31 and 97 of 1987): a sign character
+    /// then digits, fixed length. The sign is `C` (credit) or `D` (debit); a digit is also
+    /// read there, as an unsigned amount (jPOS's own ISO87 test message writes `0`). In BCD
+    /// the sign stays one ASCII byte and only the digits are packed (jPOS `IFB_AMOUNT`).
+    /// Value: str, the sign included, the same in every encoding.
+    Amount,
 }
 
 /// How the field's data is written.
@@ -89,6 +95,9 @@ impl FieldSpec {
                 matches!(encoding, Encoding::Ascii | Encoding::Ebcdic | Encoding::Bcd)
             }
             Kind::Text => matches!(encoding, Encoding::Ascii | Encoding::Ebcdic),
+            Kind::Amount => {
+                matches!(encoding, Encoding::Ascii | Encoding::Ebcdic | Encoding::Bcd)
+            }
             Kind::Binary => matches!(encoding, Encoding::Binary | Encoding::Hex),
         };
         if !ok {
@@ -100,6 +109,11 @@ impl FieldSpec {
         }
         if max_len == 0 {
             return Err(SpecError("max length must be at least 1".into()));
+        }
+        if kind == Kind::Amount && (length != LengthType::Fixed || max_len < 2) {
+            return Err(SpecError(
+                "x+n data is fixed length, at least 2 (a sign and a digit)".into(),
+            ));
         }
         if encoding == Encoding::Hex && length == LengthType::Fixed && max_len % 2 == 1 {
             return Err(SpecError(format!(
@@ -149,11 +163,13 @@ impl FieldSpec {
         )
     }
 
-    /// Bytes on the wire for a value of `units` wire units (digits, characters or bytes).
+    /// Bytes on the wire for a value of `units` wire units (digits, characters or bytes; for
+    /// x+n, the sign and the digits).
     #[inline]
     pub(crate) fn wire_bytes(&self, units: usize) -> usize {
-        match self.encoding {
-            Encoding::Bcd => units.div_ceil(2),
+        match (self.encoding, self.kind) {
+            (Encoding::Bcd, Kind::Amount) => 1 + (units - 1).div_ceil(2),
+            (Encoding::Bcd, _) => units.div_ceil(2),
             _ => units,
         }
     }
@@ -270,8 +286,9 @@ pub fn parse_kind(s: &str) -> Result<Kind, SpecError> {
         "z" => Ok(Kind::Track),
         "ans" => Ok(Kind::Text),
         "b" => Ok(Kind::Binary),
+        "x+n" => Ok(Kind::Amount),
         _ => Err(SpecError(format!(
-            "unknown kind {s:?} (use n, z, ans or b)"
+            "unknown kind {s:?} (use n, z, ans, b or x+n)"
         ))),
     }
 }
@@ -352,6 +369,7 @@ pub fn kind_name(k: Kind) -> &'static str {
         Kind::Track => "z",
         Kind::Text => "ans",
         Kind::Binary => "b",
+        Kind::Amount => "x+n",
     }
 }
 
@@ -423,6 +441,10 @@ mod tests {
         assert!(FieldSpec::from_names("n", "ascii", "LLLLL", "ascii", 5, "left").is_err());
         assert!(FieldSpec::from_names("n", "ascii", "fixed", "ascii", 0, "left").is_err());
         assert!(FieldSpec::from_names("q", "ascii", "fixed", "ascii", 1, "left").is_err());
+        assert!(FieldSpec::from_names("x+n", "bcd", "fixed", "bcd", 9, "left").is_ok());
+        assert!(FieldSpec::from_names("x+n", "binary", "fixed", "bcd", 9, "left").is_err());
+        assert!(FieldSpec::from_names("x+n", "ascii", "LL", "ascii", 9, "left").is_err());
+        assert!(FieldSpec::from_names("x+n", "ascii", "fixed", "ascii", 1, "left").is_err());
     }
 
     #[test]

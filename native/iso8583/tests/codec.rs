@@ -523,3 +523,114 @@ fn peek_mti_reads_only_the_mti() {
     );
     assert!(peek_mti(&ascii87(), b"02X0").is_err());
 }
+
+/// jPOS's own packager test message (ISO87.xml) as `ISO87BPackager` packs it.
+const JPOS_ISO87B: &[u8] = include_bytes!("vectors/jpos-ISO87BPackager.bin");
+/// The same message without field 90 (so without a secondary bitmap).
+const JPOS_ISO87B_F64: &[u8] = include_bytes!("vectors/jpos-ISO87B-Field64.bin");
+/// The same message as `ISO87APackager` packs it.
+const JPOS_ISO87A: &[u8] = include_bytes!("vectors/jpos-ISO87APackager.bin");
+
+#[test]
+fn jpos_iso87bpackager_test_message_decodes_and_reencodes_byte_for_byte() {
+    for image in [JPOS_ISO87B, JPOS_ISO87B_F64] {
+        let m = decode(&binary87(), image).unwrap();
+        assert_eq!(m.mti, "0800");
+        // Values as in jPOS's ISO87.xml.
+        assert_eq!(m.fields[&2], text("1234567890123456789"));
+        assert_eq!(m.fields[&27], text("1"));
+        assert_eq!(m.fields[&28], text("000000100")); // IFB_AMOUNT: '0' then 00000100 in BCD
+        assert_eq!(m.fields[&31], text("000000400"));
+        assert_eq!(m.fields[&32], text("123456"));
+        assert_eq!(m.fields[&35], text("1234567890123456=12345678901234567890"));
+        assert_eq!(
+            m.fields[&43],
+            text("JPOS CARD ACCEPTOR / WWW.JPOS.ORG       ")
+        );
+        assert_eq!(m.fields[&52], bytes(&[0, 1, 2, 3, 4, 5, 6, 7]));
+        assert_eq!(m.fields[&55], bytes(b"ABCD"));
+        assert_eq!(
+            m.fields[&64],
+            bytes(&[0xCA, 0xFE, 0xBA, 0xBE, 0xCA, 0xFE, 0xBA, 0xBE])
+        );
+        assert_eq!(encode(&binary87(), &m).unwrap(), image);
+    }
+    let m = decode(&binary87(), JPOS_ISO87B).unwrap();
+    assert_eq!(m.fields[&90], text(&"0".repeat(42)));
+    assert_eq!(m.fields.len(), 64);
+}
+
+#[test]
+fn jpos_iso87apackager_test_message_decodes_and_reencodes_byte_for_byte() {
+    let m = decode(&ascii87(), JPOS_ISO87A).unwrap();
+    assert_eq!(m.fields[&28], text("000000100"));
+    // jPOS writes field 55 as text ("ABCD"); ascii87 reads those 4 characters as hex.
+    assert_eq!(m.fields[&55], bytes(&[0xAB, 0xCD]));
+    assert_eq!(encode(&ascii87(), &m).unwrap(), JPOS_ISO87A);
+}
+
+#[test]
+fn binary87_amounts_are_jpos_ifb_amount() {
+    // 'C' or 'D' as one ASCII byte, then 8 digits in BCD: 5 bytes (field 28, 29, 30, 31);
+    // field 97 is the sign and 16 digits: 9 bytes.
+    let m = msg(
+        "0200",
+        &[
+            (28, text("D00001500")),
+            (32, text("628058")),
+            (97, text("C0000000000012345")),
+        ],
+    );
+    let out = encode(&binary87(), &m).unwrap();
+    // MTI 2 + primary 8 + secondary 8 bytes, then 28, then 32 (LL 06 + 3 bytes), then 97.
+    assert_eq!(&out[18..23], &[b'D', 0x00, 0x00, 0x15, 0x00]);
+    assert_eq!(&out[23..27], &[0x06, 0x62, 0x80, 0x58]);
+    assert_eq!(
+        &out[27..],
+        &[b'C', 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x23, 0x45]
+    );
+    assert_eq!(decode(&binary87(), &out).unwrap(), m);
+}
+
+#[test]
+fn binary87_amount_errors_name_the_amount_field() {
+    let good = encode(
+        &binary87(),
+        &msg("0200", &[(28, text("C00001500")), (32, text("628058"))]),
+    )
+    .unwrap();
+    // A sign that is neither C, D nor a digit.
+    let mut bad = good.clone();
+    bad[10] = b'X';
+    let e = decode(&binary87(), &bad).unwrap_err();
+    assert_eq!(e.location, Location::Field(28));
+    assert_eq!(
+        (e.offset, e.kind.clone()),
+        (10, ErrorKind::BadSign { byte: b'X' })
+    );
+    // A nibble above 9 among the digits.
+    let mut bad = good.clone();
+    bad[12] = 0x1A;
+    let e = decode(&binary87(), &bad).unwrap_err();
+    assert_eq!((e.location, e.offset), (Location::Field(28), 12));
+    // Truncated inside the amount.
+    let e = decode(&binary87(), &good[..13]).unwrap_err();
+    assert_eq!(e.location, Location::Field(28));
+    // Encode: the sign and the digits are checked, the length is fixed.
+    for v in ["X00001500", "C0000150A", "C0001500"] {
+        let e = encode(&binary87(), &msg("0200", &[(28, text(v))])).unwrap_err();
+        assert_eq!(e.location, Location::Field(28), "{v}");
+    }
+    // ASCII and EBCDIC x+n check the sign and the digits too.
+    let spec = one("x+n", "ascii", "fixed", "ascii", 9, "left");
+    assert_eq!(field2(&spec, text("C00001500")), b"C00001500");
+    let e = field2_decode_err(&spec, b"C0000150 ");
+    assert_eq!(e.kind, ErrorKind::NonNumeric { byte: b' ' });
+    let e = field2_decode_err(&spec, b"+00001500");
+    assert_eq!(e.kind, ErrorKind::BadSign { byte: b'+' });
+    let spec = one("x+n", "ebcdic", "fixed", "ascii", 3, "left");
+    assert_eq!(field2(&spec, text("D12")), vec![0xC4, 0xF1, 0xF2]);
+    // An odd digit count is padded where the spec says.
+    let spec = one("x+n", "bcd", "fixed", "ascii", 4, "left");
+    assert_eq!(field2(&spec, text("C123")), vec![b'C', 0x01, 0x23]);
+}
