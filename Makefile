@@ -35,8 +35,11 @@ install: $(NATIVE_STAMP) $(PYX_SRC)
 	$(BIN)/pip install -q --no-build-isolation --no-deps -e .
 	$(BIN)/python -m switch.devtools.genproto
 
+# The development run prints one-time codes on the console so the demo's `switch pay verify`
+# can be followed end to end; `switch run` itself masks them (README, SMS alerts).
+SWITCH_SMS_SHOW_CODES ?= 1
 run: install
-	$(BIN)/switch run
+	SWITCH_SMS_SHOW_CODES=$(SWITCH_SMS_SHOW_CODES) $(BIN)/switch run
 
 lint: install
 	$(BIN)/ruff check switch tests loadtests bench setup.py
