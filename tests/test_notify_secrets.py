@@ -38,6 +38,7 @@ from switch.notify.sealing import MASK, SLOT, AlertSeal, SealError, SecretText, 
 from switch.notify.smpp import SmppTransport
 from switch.notify.worker import AlertWorker
 from switch.store.api import AlertRow, Changes
+from switch.store.files import secure_state_dir
 from tests.smpp_peer import SmppPeer
 
 CARD = demo.CARDS[0]
@@ -286,6 +287,18 @@ def test_an_older_looser_state_dir_is_tightened_at_open_and_logged_once(
     modes = _modes(state)
     assert modes.pop(".") == 0o700
     assert modes and set(modes.values()) == {0o600}, modes
+
+
+def test_a_state_dir_reached_through_a_symlink_is_tightened_once(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    os.chmod(real, 0o755)  # noqa: S103 - a loose directory, to be tightened
+    (real / "sms.log").write_text("x")
+    os.chmod(real / "sms.log", 0o644)
+    (tmp_path / "var").symlink_to(real)
+    assert secure_state_dir(tmp_path / "var") == [". 0755 -> 0700", "sms.log 0644 -> 0600"]
+    assert secure_state_dir(tmp_path / "var") == []  # the link's own 0777 is not "looser"
+    assert stat.S_IMODE(real.stat().st_mode) == 0o700
 
 
 def _free_port() -> int:

@@ -37,7 +37,7 @@ def secure_state_dir(state_dir: Path) -> list[str]:
         os.chmod(state_dir, DIR_MODE)  # mkdir's mode went through the umask
         return []
     changed: list[str] = []
-    _tighten(state_dir, DIR_MODE, ".", changed)
+    _tighten(state_dir.resolve(), DIR_MODE, ".", changed)  # the directory a symlink names
     for root, dirs, files in os.walk(state_dir):
         for name in dirs:
             path = Path(root) / name
