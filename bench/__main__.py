@@ -14,6 +14,7 @@ BENCHMARKS: list[str] = [
     "bench_grpc",
     "bench_iso",
     "bench_remote",
+    "bench_import",
 ]
 
 

@@ -421,3 +421,39 @@ def test_an_import_killed_mid_file_resumes_and_loads_every_record_exactly_once(
     # and the same command a third time has nothing left to do
     assert run(*argv[1:]) == 1
     assert "already imported" in capsys.readouterr().out
+
+
+def test_ctrl_c_rolls_back_the_batch_in_flight_and_says_how_to_resume(
+    state: Path, keys: Path, tmp_path: Path
+) -> None:
+    accounts = write(tmp_path / "a.csv", ACCOUNT_HEADER, (f"{account_no(1)},012,100,A,",))
+    assert run("accounts", accounts, "--state-dir", state) == 0
+    n = 20_000
+    lines = (
+        card_line(i, account=account_no(1), pvv="1234", expiry="3000" if i % 50 == 0 else "3012")
+        for i in range(1, n + 1)
+    )
+    cards = write(tmp_path / "cards.csv", CARD_HEADER, lines)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "switch.cli", "import", "cards", str(cards), "--state-dir",
+         str(state), "--keys", str(keys), "--batch-size", "200", "--no-fsync"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        assert proc.stderr.readline().startswith(f"{cards}:51: expiry:")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert err.splitlines()[-1] == (
+        "switch import: interrupted; the batches committed so far stay, the same command "
+        "resumes after them"
+    )
+    ((loaded, done),) = query(
+        state, "SELECT loaded, done FROM import_progress WHERE kind = 'cards'"
+    )
+    assert done == 0
+    assert query(state, "SELECT COUNT(*) FROM cards WHERE card_id > 8") == [(loaded,)]

@@ -36,6 +36,7 @@ from switch.cardbase.reader import FormatError
 from switch.config import ConfigError, SwitchConfig, load_config
 
 USAGE_ERROR = 2
+INTERRUPTED = 130  # as a shell reports a SIGINT
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -166,6 +167,10 @@ def _import_locked(
                 )
             except FormatError as exc:
                 return _fail(f"{path}: {exc}")
+            except KeyboardInterrupt:  # the batch in flight was rolled back
+                print("switch import: interrupted; the batches committed so far stay, the same "
+                      "command resumes after them", file=sys.stderr, flush=True)  # fmt: skip
+                return INTERRUPTED
         return _summary(args.what, path, out, time.monotonic() - started)
     finally:
         db.close()

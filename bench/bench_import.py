@@ -1,0 +1,139 @@
+"""Card base import rate: ``switch import`` end to end vs a plain ``executemany`` of the rows.
+
+Generates ``BENCH_IMPORT_CARDS`` cards (default 100,000) on as many CCP accounts, as a card
+management system's CSV export, then imports both files into a fresh state directory with
+the real command (fsync on, batches of 10,000: the defaults). The baseline inserts the same
+card rows, already built (hash, keys, everything), with one ``executemany`` per 10,000 rows
+into a fresh store: what the database alone costs, so the difference is the import's own
+work (reading, checking, hashing, look-ups, progress rows).
+
+The issue's goal is 16 M cards in under 15 minutes, about 18,000 cards/s; the projection
+printed is a straight line from this size (the UNIQUE index on the PAN hash grows with the
+table, so the real 16 M figure is lower: ``bench_scale`` measures that size).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import io
+import os
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+import switch_native
+
+from switch.cli import main as switch_main
+from switch.core import demo
+from switch.core.domain import luhn_complete
+from switch.core.service import SwitchCore
+from switch.hsm.client import KeyType
+from switch.hsm.inprocess import InProcessHsm
+from switch.hsm.lmk import Lmk
+from switch.store.sqlite_cardbase import CARD_INSERT
+
+N = int(os.environ.get("BENCH_IMPORT_CARDS", "100000"))
+BATCH = 10_000
+GOAL_RATE = 16_000_000 / (15 * 60)
+
+
+def _fresh_state(path: Path) -> tuple[str, str, str]:
+    """A state directory with no demo data and the issuer keys formed under its LMK."""
+
+    async def go() -> tuple[str, str, str]:
+        await (await SwitchCore.open(path, seed_demo=False, durable=False)).close()
+        hsm = InProcessHsm(Lmk.load(path / "lmk.json"), authorised=True)
+        out = []
+        for kt, clear in ((KeyType.PVK, demo.PVK_CLEAR), (KeyType.CVK, demo.CVK_CLEAR),
+                          (KeyType.MK_AC, demo.MK_AC_CLEAR)):  # fmt: skip
+            out.append((await hsm.form_key_from_clear_components(kt, [clear])).key_under_lmk)
+        return out[0], out[1], out[2]
+
+    return asyncio.run(go())
+
+
+def _files(tmp: Path) -> tuple[Path, Path]:
+    pvk = bytes.fromhex(demo.PVK_CLEAR)
+    accounts, cards = tmp / "accounts.csv", tmp / "cards.csv"
+    with accounts.open("w") as a, cards.open("w") as c:
+        a.write("account,currency,balance,holder,phone\n")
+        c.write("pan,expiry,service_code,product,account,holder,phone,pvki,pvv,status\n")
+        for i in range(1, N + 1):
+            number = f"{4_000_000_000 + i:010d}-{i % 100:02d}"
+            pan = luhn_complete(f"628058{i:09d}")
+            pvv = switch_native.pvv_generate(pvk, pan, 1, f"{i % 10_000:04d}")
+            a.write(f"{number},012,{i * 100},Titulaire {i},+21355{i:07d}\n")
+            c.write(f"{pan},3012,201,EDAHABIA_CLASSIC,{number},TITULAIRE {i},,1,{pvv},active\n")
+    return accounts, cards
+
+
+def _timed_import(*argv: str | Path) -> float:
+    sink = io.StringIO()
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        rc = switch_main(["import", *map(str, argv)])
+    elapsed = time.perf_counter() - t0
+    if rc != 0:
+        raise RuntimeError(f"import failed ({rc}): {sink.getvalue()[-500:]}")
+    return elapsed
+
+
+def _baseline(state: Path, keys: tuple[str, str, str]) -> float:
+    """The same card rows, built beforehand, through ``executemany`` in 10,000-row commits."""
+    pan_key = bytes.fromhex((state / "pan.key").read_text().strip())
+    conn = sqlite3.connect(state / "switch.db", isolation_level=None)
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.executemany(
+        "INSERT INTO accounts (account_id, number, kind, holder, phone, currency, balance) "
+        "VALUES (?, ?, 'ccp', '', '', 12, 0)",
+        [(100 + i, f"{4_000_000_000 + i:010d}-{i % 100:02d}") for i in range(1, N + 1)],
+    )
+    rows = []
+    for i in range(1, N + 1):
+        pan = luhn_complete(f"628058{i:09d}")
+        h = hmac.new(pan_key, pan.encode(), hashlib.sha256).digest()
+        rows.append((i, h, pan[:6], pan[-4:], 100 + i, "EDAHABIA_CLASSIC", "3012", "201", "00",
+                     1, "1234", "", *keys, "active", ""))  # fmt: skip
+    t0 = time.perf_counter()
+    for j in range(0, N, BATCH):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(CARD_INSERT, rows[j : j + BATCH])
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    return elapsed
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="bench_import") as d:
+        tmp = Path(d)
+        state = tmp / "state"
+        keys = _fresh_state(state)
+        (tmp / "keys.toml").write_text(
+            f'pvk = "{keys[0]}"\ncvk = "{keys[1]}"\nmk_ac = "{keys[2]}"\n'
+        )
+        accounts, cards = _files(tmp)
+        t_accounts = _timed_import("accounts", accounts, "--state-dir", state)
+        t_cards = _timed_import("cards", cards, "--state-dir", state, "--keys", tmp / "keys.toml")
+        size = (state / "switch.db").stat().st_size
+        base_state = tmp / "baseline"
+        base_keys = _fresh_state(base_state)
+        t_base = _baseline(base_state, base_keys)
+    rate = N / t_cards
+    print(f"bench_import: {N:,} cards on {N:,} CCP accounts, CSV, batches of {BATCH:,}, fsync on")
+    print(f"  switch import accounts   {N / t_accounts:>10,.0f} accounts/s  ({t_accounts:.1f} s)")
+    print(f"  switch import cards      {rate:>10,.0f} cards/s     ({t_cards:.1f} s, "
+          f"file hash and key check included)")  # fmt: skip
+    print(f"  executemany, rows built  {N / t_base:>10,.0f} cards/s     ({t_base:.1f} s, the "
+          "database alone)")  # fmt: skip
+    print(f"  store after import       {size / 2**20:>10.1f} MiB")
+    print(f"  16 M cards at this rate  {16_000_000 / rate / 60:>10.1f} min  (goal: 15 min, "
+          f"{GOAL_RATE:,.0f} cards/s)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
