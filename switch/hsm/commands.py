@@ -67,8 +67,12 @@ class Reader:
     def peek(self) -> str:
         return chr(self.data[self.pos]) if self.pos < len(self.data) else ""
 
-    def key(self, name: str) -> str:
-        """A key field; its length follows from the scheme tag (``S``: from the block)."""
+    def key(self, name: str, untagged: int = 16) -> str:
+        """A key field; its length follows from the scheme tag (``S``: from the block).
+
+        Without a tag the key is ``untagged`` hex long: 16 (single length) for most fields,
+        32 where payShield takes the legacy double-length form (``32H or 1A+32H``: PVK
+        pairs, CVK A/B, MK-AC; BU by its key length flag)."""
         tag = self.peek()
         if tag == "":
             fail(errors.INVALID_INPUT, f"{name}: missing")
@@ -80,7 +84,7 @@ class Reader:
                 fail(errors.INVALID_INPUT, f"{name}: key block length is not 4 digits")
             n = 1 + int(length)
         elif ord(tag) in _HEX:
-            n = 16
+            n = untagged
         else:
             fail(errors.INVALID_KEY_SCHEME, f"{name}: unknown key scheme {tag!r}")
         start = self.pos
@@ -173,7 +177,7 @@ _BU_TYPE_CODES = {"00": "000", "01": "001", "02": "002", "03": "003", "08": "008
 def cmd_bu(core: HsmCore, r: Reader) -> bytes:
     code = r.text(2, "key type code").upper()
     flag = r.text(1, "key length flag")
-    key = r.key("key")
+    key = r.key("key", untagged=32 if flag == "1" else 16)
     if code == "FF":
         if r.text(1, "delimiter") != ";":
             fail(errors.INVALID_INPUT, "delimiter: expected ';' before the key type")
@@ -183,7 +187,7 @@ def cmd_bu(core: HsmCore, r: Reader) -> bytes:
     else:
         fail(errors.INVALID_KEY_TYPE, f"key type code: {code!r}")
     r.end()
-    expected = {"0": (16, 17), "1": (33,), "2": (49,)}.get(flag)
+    expected = {"0": (16, 17), "1": (32, 33), "2": (49,)}.get(flag)
     if expected is None or (not key.startswith("S") and len(key) not in expected):
         fail(errors.INVALID_KEY_LENGTH_FLAG, "key length flag: does not match the key")
     return _b("00" + core.key_check_value(type_code, key))
@@ -271,7 +275,7 @@ def cmd_cc(core: HsmCore, r: Reader) -> bytes:
 #   account number 12N | PVKI 1N | PVV 4N.   Response DD / ED: 00 or 01.
 def _verify_pvv(core: HsmCore, r: Reader, interchange: bool) -> bytes:
     pin_key = r.key("ZPK" if interchange else "TPK")
-    pvk = r.key("PVK")
+    pvk = r.key("PVK", untagged=32)
     block = r.hex(16, "PIN block")
     fmt = r.digits(2, "PIN block format")
     pan = pan_of_account(r.digits(12, "account number"))
@@ -299,7 +303,7 @@ def cmd_ec(core: HsmCore, r: Reader) -> bytes:
 # Response DB / EB: 00 or 01; 25 weak/invalid table, 21 no table held at that index.
 def _verify_ibm(core: HsmCore, r: Reader, interchange: bool) -> bytes:
     pin_key = r.key("ZPK" if interchange else "TPK")
-    pvk = r.key("PVK")
+    pvk = r.key("PVK", untagged=32)
     r.number(2, "maximum PIN length")
     block = r.hex(16, "PIN block")
     fmt = r.digits(2, "PIN block format")
@@ -343,7 +347,7 @@ def cmd_ng(core: HsmCore, r: Reader) -> bytes:
 
 
 def cmd_dg(core: HsmCore, r: Reader) -> bytes:
-    pvk = r.key("PVK")
+    pvk = r.key("PVK", untagged=32)
     lmk_pin = r.text(16, "PIN under LMK")
     pan = pan_of_account(r.digits(12, "account number"))
     pvki = r.number(1, "PVKI")
@@ -356,7 +360,7 @@ def cmd_dg(core: HsmCore, r: Reader) -> bytes:
 #   Response CX: 00 | CVV 3N.
 # CY request: CVK A/B | CVV 3N | PAN | ';' | expiry 4N | service code 3N. Response CZ: 00 / 01.
 def cmd_cw(core: HsmCore, r: Reader) -> bytes:
-    cvk = r.key("CVK")
+    cvk = r.key("CVK", untagged=32)
     pan = r.until(b";", "PAN", 19)
     expiry = r.digits(4, "expiry date")
     service_code = r.digits(3, "service code")
@@ -365,7 +369,7 @@ def cmd_cw(core: HsmCore, r: Reader) -> bytes:
 
 
 def cmd_cy(core: HsmCore, r: Reader) -> bytes:
-    cvk = r.key("CVK")
+    cvk = r.key("CVK", untagged=32)
     cvv = r.digits(3, "CVV")
     pan = r.until(b";", "PAN", 19)
     expiry = r.digits(4, "expiry date")
@@ -386,7 +390,7 @@ def cmd_kq(core: HsmCore, r: Reader) -> bytes:
     scheme = r.text(1, "scheme ID")
     if mode not in ("0", "1") or scheme not in ("1", "2"):
         fail(errors.INVALID_INPUT, "mode flag (0/1) or scheme ID (1/2)")
-    mk_ac = r.key("MK-AC")
+    mk_ac = r.key("MK-AC", untagged=32)
     pan_psn = r.raw(8, "PAN/PAN sequence number").hex()
     if not pan_psn.isdigit():
         fail(errors.INVALID_INPUT, "PAN/PAN sequence number: not BCD")
@@ -410,45 +414,70 @@ def cmd_kq(core: HsmCore, r: Reader) -> bytes:
 
 
 # ---- M6 / M8: generate / verify a MAC -------------------------------------------------------
-# Request: mode flag 1N (0 = only block) | input format flag 1N (0 binary, 1 hex) |
+# Request: mode flag 1N (0 only block, 1 first, 2 middle, 3 last block of a multi-block
+#   message) | input format flag 1N (0 binary, 1 hex-encoded binary, 2 text) |
 #   MAC size 1N (0 = 8H, 1 = 16H) | MAC algorithm 1N (1 = ISO 9797-1 alg 1, 3 = alg 3) |
-#   padding method 1N (1, 2) | key type 3H (003 TAK, 008 ZAK) | key | message length 4H |
-#   message | (M8 only) MAC 8H/16H.
-# Response M7: 00 | MAC 8H/16H.  Response M9: 00 / 01.
-def _mac_fields(r: Reader) -> tuple[str, str, bytes, int, int, int]:
-    if r.text(1, "mode flag") != "0":
-        fail(errors.INVALID_INPUT, "mode flag: only 0 (only block) is supported")
+#   padding method 1N (0 none: a multiple of 8 bytes, 1 zeros, 2 0x80, 3 length block, mode 0
+#   only) | key type 3H (003 TAK, 008 ZAK, FFF = the key block's usage) | key |
+#   [IV 16H, modes 2 and 3: the value the previous block's call returned] |
+#   message length 4H (characters of the next field) | message | (M8, modes 0 and 3) MAC.
+# Response M7: 00 | MAC 8H/16H (modes 0, 3) or IV 16H (modes 1, 2; encrypted under LMK 16-17
+#   variant 1, opaque to the host). Response M9: 00 / 01. Modes 1 and 2 take whole 8-byte
+#   blocks (else 80); padding applies to the last block.
+def _mac_fields(r: Reader) -> tuple[int, str, str, bytes, int, int, int, bytes | None]:
+    mode = r.text(1, "mode flag")
+    if mode not in ("0", "1", "2", "3"):
+        fail(errors.INVALID_INPUT, "mode flag: expected 0, 1, 2 or 3")
     input_format = r.text(1, "input format flag")
     mac_size = r.text(1, "MAC size")
     algorithm = r.number(1, "MAC algorithm")
     padding = r.number(1, "padding method")
     type_code = r.text(3, "key type")
     key = r.key("key")
+    iv = r.hex(16, "IV") if mode in ("2", "3") else None
     length = int.from_bytes(r.hex(4, "message length"), "big")
     if input_format == "0":
         message = r.raw(length, "message")
     elif input_format == "1":
         message = r.hex(length, "message")
+    elif input_format == "2":
+        message = r.text(length, "message").encode("ascii")
     else:
-        fail(errors.INVALID_INPUT, "input format flag: expected 0 or 1")
+        fail(errors.INVALID_INPUT, "input format flag: expected 0, 1 or 2")
     if mac_size not in ("0", "1"):
         fail(errors.INVALID_INPUT, "MAC size: expected 0 or 1")
-    return type_code, key, message, algorithm, padding, 4 if mac_size == "0" else 8
+    size = 4 if mac_size == "0" else 8
+    return int(mode), type_code, key, message, algorithm, padding, size, iv
 
 
 def cmd_m6(core: HsmCore, r: Reader) -> bytes:
-    type_code, key, message, algorithm, padding, size = _mac_fields(r)
+    mode, type_code, key, message, algorithm, padding, size, iv = _mac_fields(r)
     r.end()
-    mac = core.generate_mac(type_code, key, message, algorithm, padding)
-    return _b("00" + mac[:size].hex().upper())
+    mac = core.generate_mac(type_code, key, message, algorithm, padding, mode, iv)
+    return _b("00" + (mac if mode in (1, 2) else mac[:size]).hex().upper())
 
 
 def cmd_m8(core: HsmCore, r: Reader) -> bytes:
-    type_code, key, message, algorithm, padding, size = _mac_fields(r)
+    mode, type_code, key, message, algorithm, padding, size, iv = _mac_fields(r)
+    if mode in (1, 2):  # no MAC to check yet: chain like M6
+        r.end()
+        out = core.generate_mac(type_code, key, message, algorithm, padding, mode, iv, "M8")
+        return _b("00" + out.hex().upper())
     mac = r.hex(size * 2, "MAC")
     r.end()
-    ok = core.verify_mac(type_code, key, message, mac, algorithm, padding)
+    ok = core.verify_mac(type_code, key, message, mac, algorithm, padding, mode, iv)
     return b"00" if ok else b"01"
+
+
+# ---- B2: echo ---------------------------------------------------------------------------------
+# The keep-alive many host clients send. Request: length 4H | data (that many characters).
+# Response B3: 00 | the data.
+def cmd_b2(core: HsmCore, r: Reader) -> bytes:
+    length = int.from_bytes(r.hex(4, "length of data"), "big")
+    data = r.raw(length, "data")
+    r.end()
+    core.audit.record("B2", errors.OK)
+    return b"00" + data
 
 
 Handler = Callable[[HsmCore, Reader], bytes]
@@ -473,6 +502,7 @@ HANDLERS: dict[bytes, Handler] = {
     b"KQ": cmd_kq,
     b"M6": cmd_m6,
     b"M8": cmd_m8,
+    b"B2": cmd_b2,
 }
 
 

@@ -473,7 +473,7 @@ class HsmCore:
 
     def _cvv_inputs(self, cvk: str, pan: str, expiry: str, service_code: str) -> KeyEntry:
         entry = self._key(cvk, CVK)
-        _digits(pan, "PAN", 12, 19)
+        _digits(pan, "PAN", 1, 19)  # payShield CW/CY: "up to 19 N"
         _digits(expiry, "expiry date", 4, 4)
         _digits(service_code, "service code", 3, 3)
         if len(self._des(entry, "CVK")) != 16:
@@ -544,32 +544,94 @@ class HsmCore:
 
     # ---- MAC: M6, M8 ---------------------------------------------------------------------
 
+    def _mac_entry(self, type_code: str, key: str) -> KeyEntry:
+        """The MAC key: a TAK (003) or ZAK (008), or with key type ``FFF`` (payShield's code
+        for "see the key block") a key block whose usage names one of them."""
+        if type_code.upper() == "FFF":
+            if key[:1] != "S":
+                fail(errors.INVALID_KEY_TYPE, "key type FFF: the key must be a key block (S)")
+            usage = key[6:8]  # 'S' + version 1 + length 4, then the usage
+            spec = next((s for s in (TAK, ZAK) if s.usage == usage), None)
+            if spec is None:
+                fail(errors.KEY_FUNCTION_NOT_PERMITTED, f"key block usage {usage!r}: not a MAC key")
+        else:
+            spec = key_type(type_code)
+            if spec not in (TAK, ZAK):
+                fail(errors.INVALID_KEY_TYPE, "key type: MAC keys are TAK (003) or ZAK (008)")
+        return self._key(key, spec)
+
+    def _iv_key(self) -> bytes:
+        # payShield's MU/MW return the intermediate MAC value encrypted under LMK pair 16-17
+        # variant 1: a clear one would be a single-DES oracle under the MAC key's left half.
+        return self.lmk.variant_key(16, 0xA6, 0)
+
     def _mac(
-        self, type_code: str, key: str, data: bytes, algorithm: int, padding: int
+        self,
+        type_code: str,
+        key: str,
+        data: bytes,
+        algorithm: int,
+        padding: int,
+        mode: int = 0,
+        iv: bytes | None = None,
     ) -> tuple[bytes, KeyEntry]:
-        spec = key_type(type_code)
-        if spec not in (TAK, ZAK):
-            fail(errors.INVALID_KEY_TYPE, "key type: MAC keys are TAK (003) or ZAK (008)")
-        entry = self._key(key, spec)
-        if padding not in (1, 2):
-            fail(errors.INVALID_INPUT, "padding method: expected 1 or 2")
+        """ISO 9797-1 MAC (algorithm 1 or 3; padding 0 none, 1 zeros, 2 0x80, 3 length block)
+        over one message (mode 0) or one block of a multi-block message: 1 first, 2 middle
+        (these return the intermediate value encrypted under the LMK, 8 bytes), 3 last
+        (returns the MAC). ``iv``: the value mode 1 or 2 returned, for modes 2 and 3."""
+        entry = self._mac_entry(type_code, key)
         des_key = self._des(entry, "MAC key")
-        if algorithm == 3:
-            if len(des_key) != 16:
-                fail(errors.INCOMPATIBLE_KEY_LENGTH, "MAC algorithm 3 needs a double-length key")
+        if algorithm not in (1, 3):
+            fail(errors.INVALID_INPUT, "MAC algorithm: expected 1 or 3")
+        if algorithm == 3 and len(des_key) != 16:
+            fail(errors.INCOMPATIBLE_KEY_LENGTH, "MAC algorithm 3 needs a double-length key")
+        if padding not in (0, 1, 2, 3):
+            fail(errors.INVALID_INPUT, "padding method: expected 0, 1, 2 or 3")
+        if mode not in (0, 1, 2, 3):
+            fail(errors.INVALID_INPUT, "mode flag: expected 0, 1, 2 or 3")
+        if padding == 3 and mode != 0:
+            fail(errors.INVALID_INPUT, "padding method 3 (length block) needs mode 0")
+        aligned = len(data) > 0 and len(data) % 8 == 0
+        if (padding == 0 or mode in (1, 2)) and not aligned:
+            fail(errors.DATA_LENGTH, "message: not a non-empty multiple of 8 bytes")
+        if mode == 0:  # the whole message: one native call
+            fn = native.mac_iso9797_1_alg3 if algorithm == 3 else native.mac_iso9797_1_alg1
             with _native_input("MAC inputs"):
-                return native.mac_iso9797_1_alg3(des_key, data, padding), entry
-        if algorithm == 1:
-            with _native_input("MAC inputs"):
-                return native.mac_iso9797_1_alg1(des_key, data, padding), entry
-        fail(errors.INVALID_INPUT, "MAC algorithm: expected 1 or 3")
+                return fn(des_key, data, padding or 1), entry
+        if mode == 1:
+            chain = bytes(8)
+        else:
+            if iv is None or len(iv) != 8:
+                fail(errors.INVALID_INPUT, "IV: expected the 16 H value of the previous block")
+            chain = native.des_decrypt_ecb(self._iv_key(), iv)
+        if mode == 3 and padding == 2:
+            data += b"\x80"
+        if mode == 3:  # padding 1 and 2 pad the last block; earlier ones were whole blocks
+            data += bytes(-len(data) % 8)
+        cbc_key = des_key[:8] if algorithm == 3 else des_key
+        state = native.des_encrypt_cbc(cbc_key, chain, data)[-8:] if data else chain
+        if mode in (1, 2):
+            return native.des_encrypt_ecb(self._iv_key(), state), entry
+        if algorithm == 3:  # retail MAC output transformation: D under K', E under K
+            state = native.des_encrypt_ecb(cbc_key, native.des_decrypt_ecb(des_key[8:], state))
+        return state, entry
 
     def generate_mac(
-        self, type_code: str, key: str, data: bytes, algorithm: int = 3, padding: int = 1
+        self,
+        type_code: str,
+        key: str,
+        data: bytes,
+        algorithm: int = 3,
+        padding: int = 1,
+        mode: int = 0,
+        iv: bytes | None = None,
+        command: str = "M6",
     ) -> bytes:
-        """M6: ISO 9797-1 MAC (algorithm 3 = retail MAC by default), 8 bytes."""
-        mac, entry = self._mac(type_code, key, data, algorithm, padding)
-        self.audit.record("M6", errors.OK, entry.check_value)
+        """M6: ISO 9797-1 MAC (algorithm 3 = retail MAC by default), 8 bytes; in modes 1 and
+        2 the encrypted intermediate value to pass to the next block's call (M8 chains its
+        first and middle blocks the same way, ``command="M8"``)."""
+        mac, entry = self._mac(type_code, key, data, algorithm, padding, mode, iv)
+        self.audit.record(command, errors.OK, entry.check_value)
         return mac
 
     def verify_mac(
@@ -580,11 +642,16 @@ class HsmCore:
         mac: bytes,
         algorithm: int = 3,
         padding: int = 1,
+        mode: int = 0,
+        iv: bytes | None = None,
     ) -> bool:
-        """M8: constant-time check of a 4- or 8-byte MAC."""
+        """M8: constant-time check of a 4- or 8-byte MAC (modes 0 and 3; modes 1 and 2 only
+        chain, use ``generate_mac``)."""
+        if mode in (1, 2):
+            fail(errors.INVALID_INPUT, "mode flag: verify the last block (3) or all (0)")
         if len(mac) not in (4, 8):
             fail(errors.INVALID_INPUT, "MAC: expected 4 or 8 bytes")
-        expected, entry = self._mac(type_code, key, data, algorithm, padding)
+        expected, entry = self._mac(type_code, key, data, algorithm, padding, mode, iv)
         ok = bool(native.constant_time_eq(expected[: len(mac)], mac))
         self.audit.record("M8", errors.OK if ok else errors.VERIFICATION_FAILURE, entry.check_value)
         return ok

@@ -31,6 +31,7 @@ KEY_FUNCTION_NOT_PERMITTED = "29"
 INTERNAL_ERROR = "41"
 COMMAND_DISABLED = "68"
 PIN_FORMAT_DISABLED = "69"
+DATA_LENGTH = "80"  # payShield: data length error (MAC blocks not a multiple of 8)
 
 
 class AuditedHsmError(HsmError):

@@ -5,7 +5,10 @@ variant ``V`` as on payShield: the variant byte is XORed into byte 0 of the pair
 the key-length variant of the scheme tag (``U``: A6, 5A per half; ``T``: 6A, DE, 2B per third;
 single-length: none) into byte 0 of the right key; each 8-byte part of the key is then
 3DES-ECB encrypted under that modified pair. Cryptograms are written with the scheme tag:
-``U`` + 32 hex (double), ``T`` + 48 hex (triple), 16 hex or ``Z`` + 16 hex (single).
+``U`` + 32 hex (double), ``T`` + 48 hex (triple), 16 hex or ``Z`` + 16 hex (single). Read
+also: untagged 32 hex, payShield's legacy double-length form (a PVK pair, CVK A || CVK B),
+each half encrypted as a single key (no key-length variant); the command layer takes it
+where payShield does (the key fields documented ``32H or 1A+32H``).
 Under a ZMK (import/export) ``U``/``T`` use the ZMK with the same key-length variants and
 ``X``/``Y`` the plain X9.17 scheme (ECB, no variant).
 
@@ -131,7 +134,7 @@ def key_field_length(text: str, pos: int) -> int:
 
 
 def split_scheme(key: str) -> tuple[str, str]:
-    """``"U0123..."`` -> ``("U", "0123...")``; a bare 16-hex key has the empty tag."""
+    """``"U0123..."`` -> ``("U", "0123...")``; a bare 16- or 32-hex key has the empty tag."""
     if not key:
         errors.fail(errors.INVALID_INPUT, "key: empty")
     tag = key[0].upper()
@@ -140,8 +143,8 @@ def split_scheme(key: str) -> tuple[str, str]:
     if tag in SCHEME_HEX_LENGTH:
         body = key[1:]
         expected = SCHEME_HEX_LENGTH[tag]
-    elif len(key) == 16:
-        tag, body, expected = "", key, 16
+    elif len(key) in (16, 32):  # untagged: single, or the legacy double form (a key pair)
+        tag, body, expected = "", key, len(key)
     else:
         errors.fail(errors.INVALID_KEY_SCHEME, f"key: unknown key scheme {key[0]!r}")
     if len(body) != expected or not _HEX.issuperset(body):
@@ -196,12 +199,15 @@ class KeyStore:
         elif tag in ("X", "Y"):
             errors.fail(errors.INVALID_KEY_SCHEME, "key: X/Y schemes exist only under a ZMK")
         else:
+            # Untagged 32 hex is payShield's legacy double-length form (a PVK pair, CVK A || B):
+            # each half encrypted alone under the type's LMK variant, no key-length variant.
+            variants = SCHEME_VARIANTS[tag] if tag else (0x00,) * (len(body) // 16)
             clear = b"".join(
                 native.des_decrypt_ecb(
                     self.lmk.variant_key(spec.lmk_pair, spec.variant, sv),
                     bytes.fromhex(body[i * 16 : i * 16 + 16]),
                 )
-                for i, sv in enumerate(SCHEME_VARIANTS[tag])
+                for i, sv in enumerate(variants)
             )
             if not native.key_parity_is_odd(clear):
                 errors.fail(parity_code, f"{spec.name} key parity error (wrong key or key type)")

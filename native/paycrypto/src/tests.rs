@@ -141,6 +141,17 @@ fn visa_pvv_and_cvv_vectors() {
         cvv::generate(&cvk, "1234567890123456", "9912", "220").unwrap(),
         "170"
     );
+    // PANs of 12 and 19 digits (payShield CW/CY: up to 19 N); values from psec.
+    assert_eq!(
+        cvv::generate(&cvk, "412345678901", "8701", "101").unwrap(),
+        "411"
+    );
+    assert_eq!(
+        cvv::generate(&cvk, "1234567890123456789", "9912", "220").unwrap(),
+        "976"
+    );
+    assert!(cvv::generate(&cvk, "12345678901234567890", "9912", "220").is_err());
+    assert!(cvv::generate(&cvk, "", "9912", "220").is_err());
     assert!(cvv::verify(&cvk, "4123456789012345", "8701", "101", "561").unwrap());
     assert!(!cvv::verify(&cvk, "4123456789012345", "8701", "101", "562").unwrap());
     let blk = pinblock::encrypt(&h(K2), Format::Iso0, "4524", "1122334455667788").unwrap();
