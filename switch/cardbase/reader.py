@@ -101,7 +101,7 @@ def read_jsonl(
     for raw in fh:
         offset += len(raw)
         line += 1
-        text = raw.decode("utf-8", errors="replace").strip()
+        text = raw.decode("utf-8", errors="replace").strip().lstrip("\ufeff")
         if not text:
             continue
         try:
