@@ -226,6 +226,17 @@ def test_failed_verifications_past_the_limit_raise_one_alarm_without_the_pan(
         serve(scenario, core)
     audit.close()
     trail = audit_path.read_text()
+    # every failure's record counts per PVK and account (the trail itself shows the burst)
+    failures = [line for line in trail.splitlines() if "cmd=DA rc=01" in line]
+    assert len(failures) == 13
+    account = watch.account_id(PAN)
+    assert [line.rsplit("failures=", 1)[1] for line in failures] == [
+        *"123456789",  # the first window
+        *"1234",  # the next one
+    ]
+    assert all(f"account=#{account} " in line for line in failures)
+    successes = [line for line in trail.splitlines() if "cmd=DA rc=00" in line]
+    assert len(successes) == 1 and "account=" not in successes[0]
     alarm_lines = [line for line in trail.splitlines() if " ALARM " in line]
     assert len(alarm_lines) == 2
     assert "cmd=DA pin-failures=4 window=60s limit=3" in alarm_lines[0]

@@ -45,15 +45,18 @@ class Audit:
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
         return self._stamp
 
-    def record(self, command: str, code: str, *check_values: str) -> None:
+    def record(self, command: str, code: str, *check_values: str, note: str = "") -> None:
+        """One command's record; ``note`` (safe to log, e.g. a keyed account hash and a
+        failure count) is appended as is."""
         kcvs = ",".join(check_values) or "-"
+        tail = f" {note}" if note else ""
         if self.file is not None:
             now = time.time()
-            self.file.write(f"{self._stamp_of(now)} cmd={command} rc={code} kcv={kcvs}\n")
+            self.file.write(f"{self._stamp_of(now)} cmd={command} rc={code} kcv={kcvs}{tail}\n")
             if now - self._flushed_at > self.FLUSH_INTERVAL:
                 self.flush()
         elif self.logger.isEnabledFor(logging.INFO):
-            self.logger.info("cmd=%s rc=%s kcv=%s", command, code, kcvs)
+            self.logger.info("cmd=%s rc=%s kcv=%s%s", command, code, kcvs, tail)
 
     def alarm(self, text: str) -> None:
         """A security alarm (``ALARM`` + ``text``), written and flushed at once: an operator

@@ -352,10 +352,11 @@ class HsmCore:
             self._refuse(
                 command, code, f"PIN block: {exc}", pin_entry.check_value, pvk_entry.check_value
             )
-        code = errors.OK if ok else errors.VERIFICATION_FAILURE
-        self.audit.record(command, code, pin_entry.check_value, pvk_entry.check_value)
-        if not ok:
-            self.pin_watch.failed(command, pvk_entry.check_value, pan)
+        kcvs = (pin_entry.check_value, pvk_entry.check_value)
+        if ok:
+            self.audit.record(command, errors.OK, *kcvs)
+        else:
+            self.pin_watch.failed(command, pvk_entry.check_value, pan, *kcvs)
         return bool(ok)
 
     def verify_pin_ibm(
@@ -406,10 +407,11 @@ class HsmCore:
             self._refuse(
                 command, code, f"PIN block: {exc}", pin_entry.check_value, pvk_entry.check_value
             )
-        code = errors.OK if ok else errors.VERIFICATION_FAILURE
-        self.audit.record(command, code, pin_entry.check_value, pvk_entry.check_value)
-        if not ok:
-            self.pin_watch.failed(command, pvk_entry.check_value, pan)
+        kcvs = (pin_entry.check_value, pvk_entry.check_value)
+        if ok:
+            self.audit.record(command, errors.OK, *kcvs)
+        else:
+            self.pin_watch.failed(command, pvk_entry.check_value, pan, *kcvs)
         return bool(ok)
 
     def encrypt_decimalisation_table(self, table: str) -> str:

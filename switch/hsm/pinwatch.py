@@ -4,7 +4,8 @@ Why: every PIN-recovery attack through an HSM (the decimalisation-table attack a
 variants with strong but modified tables, offset probing, exhaustive PIN trial) is a burst of
 failed verifications for one account under one PVK. The switch's own PIN-tries counter only
 sees its own traffic; the HSM sees every host. So each failed DC/EC/DA/EA (error 01) is
-counted per (PVK check value, account) in a sliding window, and past ``limit`` failures in
+counted per (PVK check value, account) in a sliding window -- its audit record carries the
+account's keyed hash and that count -- and past ``limit`` failures in
 ``window`` seconds the HSM logs a WARNING on ``switch.hsm.alarm`` and writes an ``ALARM``
 record to the audit trail (payShield has the same idea as its fraud-detection limits).
 
@@ -26,6 +27,7 @@ from collections.abc import Callable
 from typing import Final
 
 from switch.hsm.audit import Audit
+from switch.hsm.errors import VERIFICATION_FAILURE
 from switch.hsm.lmk import Lmk
 
 log = logging.getLogger("switch.hsm.alarm")
@@ -71,8 +73,11 @@ class PinFailureWatch:
         digest = hmac.new(self._key, account_digits(pan).encode("ascii"), hashlib.sha256)
         return digest.hexdigest()[:16].upper()
 
-    def failed(self, command: str, pvk_check_value: str, pan: str) -> bool:
-        """Count one failed verification; returns whether it raised the alarm."""
+    def failed(self, command: str, pvk_check_value: str, pan: str, *kcvs: str) -> bool:
+        """Count one failed verification and write its audit record, with the account's
+        keyed hash and the failures counted in the window (so the trail itself counts per
+        key and account); past the limit raise the alarm. Returns whether it did.
+        ``kcvs``: the check values the record carries (PIN key, PVK)."""
         now = self.clock()
         key = (pvk_check_value, self.account_id(pan))
         times = self._failures.get(key)
@@ -84,6 +89,8 @@ class PinFailureWatch:
         start = now - self.window
         while times and times[0] <= start:
             times.popleft()
+        note = f"account=#{key[1]} failures={len(times)}"
+        self.audit.record(command, VERIFICATION_FAILURE, *kcvs, note=note)
         if len(times) <= self.limit:
             return False
         last = self._alarmed.get(key)
