@@ -14,9 +14,11 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 from psec import cvv, des, mac, pin, pinblock, tr31
+from pyemv import ac, kd
 
 from switch.hsm.lmk import Lmk
 from switch.hsm.server import bound_port, start_hsm_server, stop_hsm_server
+from switch.hsm.tcp_client import TcpHsmClient
 from tests.hsm_peer import ask, under_lmk
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*TripleDES")
@@ -250,3 +252,32 @@ def test_b2_echo_answers_b3_with_the_data() -> None:
         assert await ask(port, b"B20002PING") == b"B315"  # longer than announced
 
     serve(scenario)
+
+
+def test_untagged_mk_ac_in_kq_and_pvk_pair_in_dg() -> None:
+    """KQ's MK-AC and DG's PVK pair in the legacy 32 H form (the emulator's own TCP client
+    writes the fields; the keys and expected values come from psec / pyemv)."""
+    imk, pvk = clear_key(), clear_key()
+    pan, psn = "5413330089020011", "01"
+    atc, un = bytes.fromhex("0042"), bytes.fromhex("11223344")
+    data = bytes.fromhex("000000001000000000000000097800000000000978230101003800000042")
+    icc = kd.derive_icc_mk_a(imk, pan, psn)
+    session = kd.derive_common_sk(icc, atc + bytes(6))
+    arqc = ac.generate_ac(session, data)
+    arpc = ac.generate_arpc_1(session, arqc, b"00")
+
+    async def main() -> None:
+        server = await start_hsm_server(Lmk.test(), "127.0.0.1", 0, authorised=True)
+        client = TcpHsmClient("127.0.0.1", bound_port(server), timeout=5.0)
+        try:
+            mk_ac = under_lmk(imk, "MK-AC", "")
+            assert await client.verify_arqc(mk_ac, pan, psn, atc, un, data, arqc, b"00") == arpc
+            lmk_pin = await client.encrypt_pin("4321", PAN)
+            legacy_pvk = under_lmk(pvk, "PVK", "")
+            expected = pin.generate_visa_pvv(pvk, "1", "4321", PAN)
+            assert await client.generate_pvv(legacy_pvk, lmk_pin, PAN, 1) == expected
+        finally:
+            await client.close()
+            await stop_hsm_server(server)
+
+    asyncio.run(asyncio.wait_for(main(), 30))
