@@ -143,7 +143,11 @@ class HsmClient(Protocol):
         pin_format: str = "01",
         interchange: bool = False,
     ) -> bool:
-        """DA (TPK) or EA (ZPK): IBM 3624 offset verification."""
+        """DA (TPK) or EA (ZPK): IBM 3624 offset verification.
+
+        ``decimalisation_table``: ``K`` + 3 hex, the index of a table the HSM holds (what the
+        switch sends: ``K000``), or 16 characters, a clear or LMK-encrypted table as the HSM
+        is configured. A weak table is refused (error 25): see ``switch/hsm/README.md``."""
         ...
 
     async def encrypt_pin(self, pin: str, pan: str) -> str:
