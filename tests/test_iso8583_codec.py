@@ -112,8 +112,15 @@ def test_message_helpers_and_masked_repr() -> None:
     assert m.get(64) is None
     assert m.response_mti() == "0210"
     assert Message("0420").response_mti() == "0430"
-    with pytest.raises(ValueError):
-        Message("0210").response_mti()
+    # a repeat is answered as its first transmission (ISO 8583:1987, jPOS setResponseMTI)
+    assert [Message(m).response_mti() for m in ("0201", "0421", "0221")] == [
+        "0210",
+        "0430",
+        "0230",
+    ]
+    for not_a_request in ("0210", "02\u0661\u0660", "020"):
+        with pytest.raises(ValueError):
+            Message(not_a_request).response_mti()
     with pytest.raises(TypeError):
         m.text(52)
     with pytest.raises(TypeError):
@@ -366,6 +373,19 @@ def test_peek_mti_reads_the_class_of_an_undecodable_message() -> None:
     assert ascii_codec.peek_mti(b"02") is None
     assert ascii_codec.peek_mti(b"0X00") is None
     assert binary_codec.peek_mti(b"\x04\x20garbage") == "0420"
+
+
+def test_salvage_returns_the_fields_before_the_first_bad_one_and_the_error() -> None:
+    for spec in ("ascii87", "binary87"):
+        codec = Codec(spec)
+        wire = codec.encode(withdrawal())
+        assert codec.salvage(wire) == (withdrawal(), None)
+        m, err = codec.salvage(wire[:-3])  # the last field (52) cut short
+        assert isinstance(err, Iso8583DecodeError) and err.field == 52
+        assert m is not None and m.mti == "0200"
+        assert m.fields == {n: v for n, v in withdrawal().fields.items() if n < 52}
+        m, err = codec.salvage(bytearray(wire[:1]))
+        assert m is None and err is not None and err.part == "mti"
 
 
 # One broken message per decode error class, for both specs: (spec, hex or ASCII bytes,

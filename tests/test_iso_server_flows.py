@@ -466,3 +466,88 @@ def test_emv_arqc_in_field_55_gets_the_arpc_in_tag_91(state: Path) -> None:
         await c.close()
 
     serve(state, body)
+
+
+def _pyiso_exchange_doc(stan: str, **changes: str) -> dict[str, str]:
+    """A pyiso8583 0200 withdrawal document (ascii87 = default_ascii)."""
+    pin = switch_native.pin_block_encrypt(bytes.fromhex(ATM.tpk_clear), 0, CARD.pin, CARD.pan)
+    doc = {
+        "t": "0200",
+        "2": CARD.pan,
+        "3": "010000",
+        "4": "000000500000",
+        "7": "1129120000",
+        "11": stan,
+        "32": "628058",
+        "37": "333303" + stan,
+        "41": ATM.terminal_id,
+        "49": "012",
+        "52": pin.hex().upper(),
+    }
+    return doc | changes
+
+
+async def _pyiso_roundtrip(listener: IsoListener, doc: dict[str, str]) -> dict[str, str]:
+    spec = iso8583.specs.default_ascii
+    raw, _ = iso8583.encode(doc, spec)
+    reader, writer = await _raw(listener)
+    writer.write(len(raw).to_bytes(2, "big") + bytes(raw))
+    header = await asyncio.wait_for(reader.readexactly(2), 10)
+    body_bytes = await asyncio.wait_for(reader.readexactly(int.from_bytes(header, "big")), 10)
+    writer.close()
+    answer, _ = iso8583.decode(body_bytes, spec)
+    return dict(answer)
+
+
+def test_format_error_answer_echoes_the_matching_fields_before_the_bad_one(
+    state: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A MUX pairing answers on 41 + 11 (jPOS QMUX) or 11 (iso8583-connection) must be able
+    to match the 30: the answer echoes what the request holds before its first bad field."""
+
+    async def body(core: SwitchCore, ls: list[IsoListener]) -> None:
+        # field 53 (after 2-52) is numeric: a letter there does not decode
+        bad53 = {"53": "00000000000000X0"}
+        answer = await _pyiso_roundtrip(ls[0], _pyiso_exchange_doc("310001", **bad53))
+        assert answer["t"] == "0210" and answer["39"] == "30"
+        for n, v in (("2", CARD.pan), ("3", "010000"), ("4", "000000500000")):
+            assert answer[n] == v
+        assert (answer["7"], answer["11"], answer["32"]) == ("1129120000", "310001", "628058")
+        assert (answer["37"], answer["41"]) == ("333303310001", ATM.terminal_id)
+        assert answer["49"] == "012" and "53" not in answer and "52" not in answer
+        assert "field 53" in caplog.text
+        # a repeat (0201) is answered 0210 here as on the normal path
+        bad_repeat = _pyiso_exchange_doc("310002", t="0201", **bad53)
+        answer = await _pyiso_roundtrip(ls[0], bad_repeat)
+        assert (answer["t"], answer["39"], answer["11"]) == ("0210", "30", "310002")
+        # (the normal path: 0201 is not a transaction the switch takes, answered 12, in 0210)
+        good_repeat = await _pyiso_roundtrip(ls[0], _pyiso_exchange_doc("310003", t="0201"))
+        assert (good_repeat["t"], good_repeat["11"]) == ("0210", "310003")
+        # a bad field before 11: what precedes it is echoed, nothing is invented
+        answer = await _pyiso_roundtrip(ls[0], _pyiso_exchange_doc("310004", **{"7": "11291200X0"}))
+        assert answer["t"] == "0210" and answer["39"] == "30"
+        assert answer["4"] == "000000500000" and "7" not in answer and "11" not in answer
+        assert CARD.pan not in caplog.text
+        c = await client(ls[0])
+        assert await available(c) == CARD.balance  # nothing reached the ledger
+        await c.close()
+
+    with caplog.at_level("WARNING"):
+        serve(state, body)
+
+
+def test_binary87_format_error_answer_echoes_stan_and_terminal(state: Path) -> None:
+    async def body(core: SwitchCore, ls: list[IsoListener]) -> None:
+        codec = Codec("binary87")
+        req = withdraw(5_000)
+        wire = bytearray(codec.encode(req))
+        wire[-8:] = b"\xff" * 8  # not the PIN block: the next byte is a field we do not
+        wire += b"\x00"  # expect (one trailing byte) -> the message does not decode
+        reader, writer = await _raw(ls[0])
+        writer.write(frame(bytes(wire)))
+        (answer,) = await _read_answers(reader, 1, "binary87")
+        assert answer.mti == "0210" and answer.fields[39] == "30"
+        assert answer.fields[11] == req.fields[11] and answer.fields[41] == req.fields[41]
+        writer.close()
+
+    serve(state, body, ListenerConfig(port=0, spec="binary87"))

@@ -315,6 +315,13 @@ impl PySpec {
         encode_parts(&self.inner, py, mti, fields)
     }
 
+    /// Decode as far as the first error: (mti or None, {fields decoded before the error},
+    /// the error as an Iso8583DecodeError instance, or None when the whole message decodes).
+    /// For answering a malformed request with the fields its sender matches answers on.
+    fn decode_partial<'py>(&self, py: Python<'py>, data: &[u8]) -> PyResult<Partial<'py>> {
+        decode_partial_parts(&self.inner, py, data)
+    }
+
     /// The MTI at the start of `data`, or None if even that cannot be read. For answering a
     /// message that fails to decode with a format error of the right class.
     fn peek_mti(&self, data: &[u8]) -> Option<String> {
@@ -345,6 +352,36 @@ fn decode_parts<'py>(
         Err(DecodeFail::Iso(e)) => Err(codec_err(py, &e, true)),
         Err(DecodeFail::Py(e)) => Err(e),
     }
+}
+
+/// What a partial decode gives Python: the MTI (None if unreadable), the fields decoded
+/// before the first error, and that error as an exception instance (None if all decoded).
+type Partial<'py> = (
+    Option<Bound<'py, PyString>>,
+    Bound<'py, PyDict>,
+    Option<Bound<'py, PyAny>>,
+);
+
+/// `CodecBase.salvage`: the message (None if the MTI is unreadable) and the error.
+type Salvaged<'py> = (Option<Bound<'py, PyAny>>, Option<Bound<'py, PyAny>>);
+
+fn decode_partial_parts<'py>(
+    spec: &iso::Spec,
+    py: Python<'py>,
+    data: &[u8],
+) -> PyResult<Partial<'py>> {
+    let mut sink = DictSink {
+        py,
+        mti: None,
+        fields: None,
+    };
+    let err = match iso::decode_into(spec, data, &mut sink) {
+        Ok(()) => None,
+        Err(DecodeFail::Iso(e)) => Some(codec_err(py, &e, true).into_value(py).into_bound(py)),
+        Err(DecodeFail::Py(e)) => return Err(e),
+    };
+    let fields = sink.fields.unwrap_or_else(|| PyDict::new(py));
+    Ok((sink.mti, fields, err.map(Bound::into_any)))
 }
 
 fn encode_parts<'py>(
@@ -480,6 +517,24 @@ impl PyCodec {
             decode_parts(spec, py, b.cast::<PyBytes>()?.as_bytes())?
         };
         self.message_class.bind(py).call1((mti, fields))
+    }
+
+    /// Decode as far as the first error: (message or None, error or None). The message has
+    /// the fields decoded before the error (None when even the MTI is unreadable); the error
+    /// is an Iso8583DecodeError instance naming the bad element, None when all decodes.
+    fn salvage<'py>(&self, py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Salvaged<'py>> {
+        let spec = &self.spec.get().inner;
+        let (mti, fields, err) = if let Ok(b) = data.cast::<PyBytes>() {
+            decode_partial_parts(spec, py, b.as_bytes())?
+        } else {
+            let b = py.get_type::<PyBytes>().call1((data,))?;
+            decode_partial_parts(spec, py, b.cast::<PyBytes>()?.as_bytes())?
+        };
+        let message = match mti {
+            Some(mti) => Some(self.message_class.bind(py).call1((mti, fields))?),
+            None => None,
+        };
+        Ok((message, err))
     }
 
     /// Encode a message (any MessageBase instance); bitmaps are computed.

@@ -8,7 +8,8 @@ Every malformed input raises :class:`Iso8583DecodeError`, every message that doe
 the spec :class:`Iso8583EncodeError`; both are :class:`Iso8583Error` (a ``ValueError``) with
 ``.field`` (int, or None for the MTI, bitmap or whole message), ``.offset``, ``.part`` and
 ``.reason``, e.g. ``field 35: length 41 exceeds max 37 at offset 87``. ``decode`` never
-returns part of a message: bytes after the last field are an error too.
+returns part of a message: bytes after the last field are an error too; ``salvage`` is the
+one call that does, beside the error, for answering a malformed request.
 """
 
 from __future__ import annotations
@@ -48,6 +49,15 @@ class Codec(CodecBase):
     if TYPE_CHECKING:  # the native methods, typed for this subclass (no runtime override)
 
         def decode(self, data: bytes | bytearray | memoryview) -> Message: ...
+
+        def salvage(
+            self, data: bytes | bytearray | memoryview
+        ) -> tuple[Message | None, Iso8583DecodeError | None]:
+            """Decode as far as the first bad element: the message with the fields decoded
+            before it (None when even the MTI is unreadable) and the error naming that element
+            (None when the whole message decodes). One native call, for answering a request
+            that does not decode with the fields its sender matches answers on."""
+            ...
 
     def peek_mti(self, data: bytes | bytearray | memoryview) -> str | None:
         """The MTI of a message that may not decode (None if even the MTI is unreadable), so

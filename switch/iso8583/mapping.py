@@ -29,7 +29,7 @@ import time
 
 from switch.core.domain import Terminal
 from switch.core.model import DZD, AuthRequest, AuthResult, Channel, OriginalRef, TxnType
-from switch.iso8583.message import FieldValue, Message
+from switch.iso8583.message import FieldValue, Message, answer_mti, ascii_digits
 
 Fields = dict[int, FieldValue]
 
@@ -106,7 +106,7 @@ def _digits(
     value = _text(f, number, required=required)
     if value is None:
         return None
-    if not value.isdigit() or (size is not None and len(value) != size):
+    if not ascii_digits(value) or (size is not None and len(value) != size):
         raise FieldError(number, f"must be {size or 'some'} digits")
     return value
 
@@ -117,17 +117,17 @@ def _track2(value: str) -> tuple[str, str | None, str | None]:
     if sep is None:
         raise FieldError(35, "no separator")
     pan, rest = value.split(sep, 1)
-    if not pan.isdigit():
+    if not ascii_digits(pan):
         raise FieldError(35, "PAN part is not digits")
-    expiry = rest[:4] if len(rest) >= 4 and rest[:4].isdigit() else None
-    service = rest[4:7] if len(rest) >= 7 and rest[4:7].isdigit() else None
+    expiry = rest[:4] if len(rest) >= 4 and ascii_digits(rest[:4]) else None
+    service = rest[4:7] if len(rest) >= 7 and ascii_digits(rest[4:7]) else None
     return pan, expiry, service
 
 
 def _local_time(msg: Message) -> dt.datetime | None:
-    hhmmss = msg.fields.get(12)
-    mmdd = msg.fields.get(13)
-    if not isinstance(hhmmss, str) or not isinstance(mmdd, str):
+    hhmmss = _digits(msg.fields, 12, 6, required=False)
+    mmdd = _digits(msg.fields, 13, 4, required=False)
+    if hhmmss is None or mmdd is None:
         return None
     try:  # not strptime: it costs more than the rest of the mapping
         return dt.datetime(
@@ -195,7 +195,7 @@ def request_from_message(msg: Message, terminal: Terminal | None) -> AuthRequest
             raise FieldError(35, "PAN differs from field 2")
         pan = t_pan
         expiry = expiry or t_exp
-    if pan is not None and not pan.isdigit():
+    if pan is not None and not ascii_digits(pan):
         raise FieldError(2, "must be digits")
     acquirer_id = _digits(f, 32, required=False) or (terminal.acquirer_id if terminal else "")
     if not acquirer_id:
@@ -211,7 +211,7 @@ def request_from_message(msg: Message, terminal: Terminal | None) -> AuthRequest
         original = _original(f, acquirer_id)
         repl = _text(f, 95, required=False)
         if repl is not None:
-            if len(repl) < 12 or not repl[:12].isdigit():
+            if len(repl) < 12 or not ascii_digits(repl[:12]):
                 raise FieldError(95, "actual amount must be 12 digits")
             replacement = int(repl[:12])
     elif mti in ADVICE_MTIS:
@@ -305,14 +305,6 @@ def balances_field(account_type: str, result: AuthResult) -> str | None:
         sign = "C" if value >= 0 else "D"
         parts.append(f"{account_type}{amount_type}{currency}{sign}{abs(value):012d}")
     return "".join(parts) or None
-
-
-def answer_mti(mti: str) -> str:
-    """The answer's MTI: 0200 -> 0210, and a repeat answered as its first transmission
-    (0221 -> 0230, 0421 -> 0430); ValueError if ``mti`` is not a request."""
-    if len(mti) != 4 or not mti.isdigit() or int(mti[2]) % 2 == 1:
-        raise ValueError(f"MTI {mti!r} is not a request")
-    return f"{mti[:2]}{int(mti[2]) + 1}{int(mti[3]) & ~1}"
 
 
 def response_to(msg: Message, code: str) -> Message:

@@ -25,10 +25,10 @@ MuxKey = tuple[str, str, str]
 
 def answer_mtis(request: Message) -> frozenset[str]:
     """The MTIs that answer ``request`` (ValueError if it is not a request)."""
-    direct = request.response_mti()
-    if int(direct[3]) % 2 == 1:  # a repeat: its first transmission's answer, or the echo
-        return frozenset({direct, direct[:3] + str(int(direct[3]) - 1)})
-    return frozenset({direct})
+    answer = request.response_mti()  # a repeat's first transmission's answer (0421 -> 0430)
+    if int(request.mti[3]) % 2 == 1:  # ...or, from some hosts, its echo (0431)
+        return frozenset({answer, answer[:3] + str(int(answer[3]) + 1)})
+    return frozenset({answer})
 
 
 class MuxKeyInUseError(ValueError):

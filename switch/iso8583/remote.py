@@ -81,7 +81,7 @@ from switch.iso8583.codec import Codec, Iso8583Error
 from switch.iso8583.framing import DEFAULT_FRAMING, TPDU_SIZE, Framing, LengthHeader
 from switch.iso8583.link_mac import LinkMac
 from switch.iso8583.mapping import MCC_ATM, MCC_COUNTER, POS_CONDITION_ECOMMERCE
-from switch.iso8583.message import Message
+from switch.iso8583.message import Message, ascii_digits
 from switch.iso8583.mux import MuxKeyInUseError
 from switch.iso8583.saf import SafQueue
 
@@ -347,7 +347,7 @@ def _balances(value: str) -> tuple[int | None, int | None, int | None]:
     ledger = available = currency = None
     for i in range(0, len(value) - 19, 20):
         part = value[i : i + 20]
-        if not part[8:].isdigit() or part[7] not in "CD" or not part[4:7].isdigit():
+        if not ascii_digits(part[8:]) or part[7] not in "CD" or not ascii_digits(part[4:7]):
             continue
         amount = int(part[8:]) * (1 if part[7] == "C" else -1)
         currency = int(part[4:7])

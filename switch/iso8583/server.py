@@ -9,7 +9,11 @@ Failure rules (docs/architecture.md §4):
 * a frame that cannot be cut from the stream (bad length header, over ``max_frame``) or whose
   MTI cannot be read closes *that* connection only;
 * a readable request MTI with undecodable or unusable fields gets the answer MTI with
-  39 = 30 and the offending field named in the log; nothing reaches the core;
+  39 = 30 and the offending field named in the log; nothing reaches the core. The answer
+  echoes the matching fields (7, 11, 32, 37, 41, ...) the request holds before its first bad
+  field (``Codec.salvage``), so an acquirer's MUX pairing answers on 11 or 41 + 11 gets it;
+* a repeat (4th MTI digit odd: 0201, 0421) is answered as its first transmission (0210,
+  0430) on every path, as ISO 8583:1987 and jPOS do;
 * back-pressure: with ``max_in_flight`` requests pending on a connection (or the transport's
   write buffer full) reading pauses until answers drain;
 * a connection with nothing in flight and no traffic for ``idle_timeout`` seconds is closed.
@@ -46,7 +50,7 @@ from switch.iso8583.mapping import (
     response_to,
     result_to_message,
 )
-from switch.iso8583.message import Message
+from switch.iso8583.message import Message, answer_mti
 from switch.iso8583.network import handle_network
 
 __all__ = ["IsoListener", "ListenerConfig", "start_iso_server"]
@@ -225,9 +229,11 @@ class _Connection(asyncio.Protocol):
         try:
             msg = codec.decode(fr.payload)
         except Iso8583Error as exc:
-            mti = codec.peek_mti(fr.payload)
-            answer_mti = _answer_mti(mti)
-            if answer_mti is None:
+            # Answer with what could be read before the bad element -- STAN, terminal,
+            # acquirer... -- or the acquirer's MUX cannot match the 30 to its request.
+            partial, _ = codec.salvage(fr.payload)
+            mti = partial.mti if partial is not None else None
+            if partial is None or _answer_mti(partial.mti) is None:
                 log.warning(
                     "closing connection from %s: unreadable message (MTI %r): %s",
                     self.peer,
@@ -237,7 +243,7 @@ class _Connection(asyncio.Protocol):
                 self.close()
                 return
             log.warning("format error from %s in %s: %s -> 30", self.peer, mti, exc)
-            self._send(Message(answer_mti, {39: _FORMAT_ERROR}), fr.tpdu)
+            self._send(response_to(partial, _FORMAT_ERROR), fr.tpdu)
             return
         if _answer_mti(msg.mti) is None:
             log.warning("closing connection from %s: MTI %s is not a request", self.peer, msg.mti)
@@ -361,8 +367,10 @@ class _Connection(asyncio.Protocol):
             transport.write(b"".join(out))
 
 
-def _answer_mti(mti: str | None) -> str | None:
-    """The answer MTI of a request MTI, None if ``mti`` is unreadable or not a request."""
-    if mti is None or len(mti) != 4 or not mti.isdigit() or int(mti[2]) % 2 == 1:
+def _answer_mti(mti: str) -> str | None:
+    """The answer MTI of a request MTI (a repeat answered as its first transmission, as on
+    every other path: :func:`~switch.iso8583.message.answer_mti`), None if not a request."""
+    try:
+        return answer_mti(mti)
+    except ValueError:
         return None
-    return mti[:2] + str(int(mti[2]) + 1) + mti[3]

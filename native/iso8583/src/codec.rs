@@ -110,6 +110,16 @@ pub fn decode_into<S: Sink>(spec: &Spec, data: &[u8], sink: &mut S) -> Result<()
     Ok(())
 }
 
+/// Decode as far as the first error: the message with the MTI (empty if even that could not
+/// be read) and every field decoded before the error, and the error itself (None when the
+/// whole message decodes). For answering a malformed request with the fields an acquirer
+/// matches answers on (STAN, terminal): they usually precede the bad field.
+pub fn decode_partial(spec: &Spec, data: &[u8]) -> (Message, Option<Error>) {
+    let mut m = Message::default();
+    let err = decode_into(spec, data, &mut m).err();
+    (m, err)
+}
+
 /// Read only the MTI at the start of `data`, e.g. to answer a message that does not decode
 /// with a format error of the right message class.
 pub fn peek_mti(spec: &Spec, data: &[u8]) -> Result<String, Error> {

@@ -14,7 +14,8 @@ pub mod spec;
 pub mod tlv;
 
 pub use codec::{
-    decode, decode_into, encode, encode_into, peek_mti, Message, OwnedValue, Sink, Value,
+    decode, decode_into, decode_partial, encode, encode_into, peek_mti, Message, OwnedValue, Sink,
+    Value,
 };
 pub use error::{Error, ErrorKind, Location, SpecError};
 pub use spec::{FieldSpec, Spec};

@@ -634,3 +634,32 @@ fn binary87_amount_errors_name_the_amount_field() {
     let spec = one("x+n", "bcd", "fixed", "ascii", 4, "left");
     assert_eq!(field2(&spec, text("C123")), vec![b'C', 0x01, 0x23]);
 }
+
+#[test]
+fn decode_partial_keeps_the_fields_before_the_first_error() {
+    use switch_iso8583::decode_partial;
+    let good = encode(&ascii87(), &typical_0200()).unwrap();
+    let (m, err) = decode_partial(&ascii87(), &good);
+    assert_eq!((m, err), (typical_0200(), None));
+    // A letter in field 35 (after 2..32): everything before it is kept, the error names 35.
+    let mut bad = good.clone();
+    let at = bad.windows(5).position(|w| w == b"=2812").unwrap();
+    bad[at + 1] = b'X';
+    let (m, err) = decode_partial(&ascii87(), &bad);
+    let err = err.unwrap();
+    assert_eq!(err.location, Location::Field(35));
+    assert_eq!(m.mti, "0200");
+    let kept: Vec<u8> = m.fields.keys().copied().collect();
+    assert_eq!(kept, [2, 3, 4, 7, 11, 12, 13, 14, 18, 22, 25, 32]);
+    assert_eq!(m.fields[&11], text("000123"));
+    // Trailing bytes: every field is kept, the error is about the message.
+    let mut long = good.clone();
+    long.push(b'0');
+    let (m, err) = decode_partial(&ascii87(), &long);
+    assert_eq!(m, typical_0200());
+    assert_eq!(err.unwrap().location, Location::Message);
+    // An unreadable MTI: nothing.
+    let (m, err) = decode_partial(&ascii87(), b"02X0");
+    assert_eq!((m.mti.as_str(), m.fields.len()), ("", 0));
+    assert_eq!(err.unwrap().location, Location::Mti);
+}
