@@ -325,3 +325,55 @@ def test_switch_hsm_serve_table_options_and_encrypt_dec_table(tmp_path: Path) ->
     finally:
         output = stop(proc)
     assert "decimalisation tables: mode encrypted, held at 000,0AB" in output
+
+
+def test_the_switch_verifies_ibm_offset_pins_through_a_tcp_hsm_taking_no_clear_table(
+    state: Path,
+) -> None:
+    """``switch run --hsm tcp://...``: the core's DA carries ``K000`` and validation data a
+    payShield's 12A field can carry, against an HSM in its strictest table mode."""
+    from switch.core import demo
+    from switch.core import testing as t
+    from switch.core.domain import Account, AccountKind, Card, CardStatus, luhn_complete
+    from switch.core.model import ResponseCode as RC
+    from switch.core.pipeline import ibm_validation_data
+    from switch.core.service import SwitchCore
+    from switch.store.sqlite import SqliteStore
+
+    pan = luhn_complete("628058777000001")
+    data = ibm_validation_data(pan)
+    assert data == pan[-13:-2] + pan[-6:-1]  # 11 account digits + N (the last 5) expanded
+    offset = pin.generate_ibm3624_offset(
+        bytes.fromhex(demo.PVK_CLEAR), STANDARD, "2468", data, 0, 16, "F"
+    )
+
+    async def main() -> None:
+        probe = await SwitchCore.open(state)  # only to hash the PAN with the store's key
+        pan_hash = probe._p.pan_hash(pan)
+        await probe.close()
+        store = SqliteStore(state / "switch.db")
+        await store.open()
+        pvk, cvk, mk_ac = store.query("SELECT pvk, cvk, mk_ac FROM cards WHERE card_id = 1")[0]
+        store.insert_account(Account(900, "0009000000-01", AccountKind.CCP, "IBM", "", 12, 10**6))
+        store.insert_card(
+            Card(900, pan_hash, pan[:6], pan[-4:], 900, "EDAHABIA_CLASSIC", "3012", "201", "00",
+                 0, "", offset, pvk, cvk, mk_ac, CardStatus.ACTIVE)
+        )  # fmt: skip
+        store.flush_admin()
+        await store.close()
+        lmk = Lmk.load(state / "lmk.json")
+        core = HsmCore(lmk, dec_tables=DecTables(lmk, "encrypted"))
+        server = await start_hsm_server(lmk, "127.0.0.1", 0, core=core)
+        client = TcpHsmClient("127.0.0.1", bound_port(server), timeout=5.0)
+        switch = await SwitchCore.open(state, hsm=client)
+        try:
+            ok = await switch.authorize(t.withdrawal(pan=pan, pin="2468", amount=100_000))
+            assert ok.response_code is RC.APPROVED, ok
+            bad = await switch.authorize(t.withdrawal(pan=pan, pin="2469", amount=100_000))
+            assert bad.response_code is RC.INCORRECT_PIN, bad
+        finally:
+            await switch.close()
+            await client.close()
+            await stop_hsm_server(server)
+
+    asyncio.run(asyncio.wait_for(main(), 30))

@@ -79,8 +79,13 @@ DECIMALISATION_TABLE_REF: Final = "K000"
 
 
 def ibm_validation_data(pan: str) -> str:
-    """IBM 3624 PIN validation data: the last 16 digits of the PAN (F-padded if shorter)."""
-    return pan[-16:].ljust(16, "F")
+    """IBM 3624 PIN validation data a payShield's DA/EA can carry: the first 11 of the 12
+    account digits (the rightmost 12 without the check digit) and the last 5 of them, which
+    is its 12A field ``11 digits + N`` expanded (the TCP client writes it so). The whole PAN
+    (the former choice) does not fit that field: over a TCP HSM every IBM-offset PIN failed
+    with error 15."""
+    account = pan[:-1][-12:]
+    return account[:11] + account[-5:]
 
 
 ALLOWED_CHANNELS: dict[TxnType, frozenset[Channel]] = {
