@@ -422,3 +422,47 @@ def test_broken_message_corpus(
     assert (e.field, e.offset) == (field, offset), str(e)
     assert words in str(e)
     assert str(e).endswith(f"at offset {offset}")
+
+
+# --- MAC layout -------------------------------------------------------------------------------
+
+
+def test_mac_layout_signs_the_bytes_it_returns_and_reads_a_received_mac() -> None:
+    import asyncio
+
+    from switch.iso8583.mac import MacLayout, MacPlacementError
+
+    seen: list[bytes] = []
+
+    async def mac_of(data: bytes) -> bytes:
+        seen.append(data)
+        return bytes(range(1, 9))
+
+    for spec in ("ascii87", "binary87"):
+        codec = Codec(spec)
+        layout = MacLayout(codec)
+        for msg in (withdrawal(), Message("0420", {**withdrawal().fields, 90: "0" * 42})):
+            signed, wire = asyncio.run(layout.sign_with(msg, mac_of))
+            field = 128 if 90 in msg.fields else 64
+            assert signed.fields[field] == bytes(range(1, 9)) and field not in msg.fields
+            assert wire == codec.encode(signed)  # what is sent is what decodes
+            assert seen[-1] == wire[: -layout.wire_size] == layout.covered(msg)
+            received = layout.received(codec.decode(wire), wire)
+            assert received is not None
+            assert (received.field, received.mac, received.covered) == (
+                field,
+                bytes(range(1, 9)),
+                seen[-1],
+            )
+        assert layout.received(withdrawal(), codec.encode(withdrawal())) is None
+        misplaced = Message("0200", {11: "000001", 64: bytes(8), 90: "0" * 42})
+        with pytest.raises(MacPlacementError) as info:
+            layout.received(misplaced, codec.encode(misplaced))
+        assert info.value.field == 64
+    # a MAC in 128 behind a secondary bitmap that announces nothing else is the last field
+    codec = Codec("ascii87")
+    only128 = Message("0200", {11: "000001", 128: bytes(8)})
+    wire = codec.encode(only128)
+    received = MacLayout(codec).received(codec.decode(wire), wire)
+    assert received is not None and received.field == 128
+    assert received.covered == wire[:-16]

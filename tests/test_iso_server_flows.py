@@ -551,3 +551,70 @@ def test_binary87_format_error_answer_echoes_stan_and_terminal(state: Path) -> N
         writer.close()
 
     serve(state, body, ListenerConfig(port=0, spec="binary87"))
+
+
+def _retail_mac(clear: str, data: bytes) -> bytes:
+    """ISO 9797-1 algorithm 3, padding method 1, by psec (outside the switch)."""
+    from psec.mac import generate_retail_mac
+
+    key = bytes.fromhex(clear)
+    return bytes(generate_retail_mac(key[:8], key[8:], data, 1))
+
+
+def _signed_as_sent(doc: dict[str, str], *, zero_secondary: bool) -> bytes:
+    """A pyiso8583 (ascii87) request MACed by the terminal over exactly the bytes it sends,
+    optionally with an all-zero secondary bitmap (bit 1 set, no field above 64)."""
+    raw = bytes(iso8583.encode(doc | {"64": "0" * 16}, iso8583.specs.default_ascii)[0])
+    if zero_secondary:
+        primary = int(raw[4:20], 16) | 1 << 63
+        raw = raw[:4] + b"%016X" % primary + b"0" * 16 + raw[20:]
+    covered = raw[:-16]
+    return covered + _retail_mac(ATM.tak_clear, covered).hex().encode()
+
+
+@pytest.mark.filterwarnings("ignore:.*TripleDES")  # psec's 3DES, the oracle
+def test_mac_is_checked_over_the_bytes_received_and_the_answer_signed_over_the_bytes_sent(
+    state: Path,
+) -> None:
+    """Lower-case hex in a binary field (52) or an all-zero secondary bitmap decode to the
+    same fields as our own encoding but are other bytes: the terminal MACed those."""
+
+    async def body(core: SwitchCore, ls: list[IsoListener]) -> None:
+        spec = iso8583.specs.default_ascii
+        pin = switch_native.pin_block_encrypt(bytes.fromhex(ATM.tpk_clear), 0, CARD.pin, CARD.pan)
+        variants = [
+            ("520001", {"52": pin.hex().lower()}, False),
+            ("520002", {"52": pin.hex().upper()}, True),
+            ("520003", {"52": pin.hex().lower()}, True),
+        ]
+        for stan, change, zero_secondary in variants:
+            doc = _pyiso_exchange_doc(stan, **{"4": "000000100000"}) | change
+            wire = _signed_as_sent(doc, zero_secondary=zero_secondary)
+            reader, writer = await _raw(ls[0])
+            writer.write(frame(wire))
+            header = await asyncio.wait_for(reader.readexactly(2), 10)
+            payload = await asyncio.wait_for(reader.readexactly(int.from_bytes(header, "big")), 10)
+            writer.close()
+            answer, _ = iso8583.decode(bytearray(payload), spec)
+            assert (answer["39"], answer["11"]) == ("00", stan), (change, zero_secondary)
+            # the answer's MAC covers the answer's bytes as they came
+            assert bytes.fromhex(answer["64"]) == _retail_mac(ATM.tak_clear, payload[:-16])
+        # the same bytes with one amount digit changed after signing are still refused
+        doc = _pyiso_exchange_doc("520004", **{"4": "000000100000"})
+        forged = bytearray(_signed_as_sent(doc, zero_secondary=True))
+        forged[forged.index(b"000000100000") + 6] = ord("9")
+        reader, writer = await _raw(ls[0])
+        writer.write(frame(bytes(forged)))
+        (refused,) = await _read_answers(reader, 1)
+        writer.close()
+        assert refused.fields[39] == "63" and refused.fields[11] == "520004"
+        # a MAC that is not the last field (64 then 90) is a format error naming field 64
+        c = await client(ls[0])
+        misplaced = withdraw(1_000)
+        misplaced.fields[64] = b"\x00" * 8
+        misplaced.fields[90] = "0" * 42
+        assert (await c.request(misplaced)).fields[39] == "30"
+        assert await available(c) == CARD.balance - 3 * (100_000 + 3_000)
+        await c.close()
+
+    serve(state, body)

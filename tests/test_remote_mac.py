@@ -54,13 +54,17 @@ def retail_mac(clear: str, data: bytes) -> bytes:
 
 class SigningHost:
     """An issuer host in the test: answers every request 00; ``sign`` = "good" (link ZAK),
-    "bad" (another key) or "none". Records what it received and whether its MAC checked."""
+    "bad" (another key) or "none". Records what it received (and the bytes) and whether its
+    MAC checked over those bytes. ``zero_secondary`` writes its answers with an all-zero
+    secondary bitmap (valid, but not how we would encode them) and MACs those bytes."""
 
     def __init__(self, spec: str = "ascii87") -> None:
         self.codec = Codec(spec)
         self.layout = MacLayout(self.codec)
         self.sign = "good"
+        self.zero_secondary = False
         self.received: list[Message] = []
+        self.payloads: dict[int, bytes] = {}  # id(message) -> its bytes as received
         self.server: asyncio.Server | None = None
 
     async def start(self) -> int:
@@ -77,19 +81,26 @@ class SigningHost:
         mac = msg.get(mac_field(msg))
         if not isinstance(mac, bytes):
             return None
-        return mac == retail_mac(clear, self.layout.covered(msg))
+        payload = self.payloads[id(msg)]  # the MAC is last: it covers all bytes before it
+        return mac == retail_mac(clear, payload[: -self.layout.wire_size])
 
-    def answer(self, msg: Message) -> Message:
+    def answer(self, msg: Message) -> bytes:
         echo = (2, 3, 4, 7, 11, 32, 37, 41, 49, 70, 90)
         out = Message(answer_mti(msg.mti), {n: msg.fields[n] for n in echo if n in msg.fields})
         out[39] = "00"
         if msg.mti.startswith("08"):
-            return out
+            return self.codec.encode(out)
         out[38] = "A1B2C3"
-        if self.sign != "none":
-            key = ZAK_CLEAR if self.sign == "good" else OTHER_CLEAR
-            out[mac_field(out)] = retail_mac(key, self.layout.covered(out))
-        return out
+        if self.sign == "none":
+            return self.codec.encode(out)
+        out[mac_field(out)] = bytes(8)
+        wire = self.codec.encode(out)
+        primary = int(wire[4:20], 16)  # ascii87: hex bitmaps
+        if self.zero_secondary and not primary >> 63:
+            wire = wire[:4] + b"%016X" % (primary | 1 << 63) + b"0" * 16 + wire[20:]
+        covered = wire[: -self.layout.wire_size]
+        key = ZAK_CLEAR if self.sign == "good" else OTHER_CLEAR
+        return covered + retail_mac(key, covered).hex().upper().encode()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         splitter = FrameSplitter()
@@ -98,7 +109,8 @@ class SigningHost:
                 for f in splitter.feed(chunk):
                     msg = self.codec.decode(f.payload)
                     self.received.append(msg)
-                    writer.write(frame(self.codec.encode(self.answer(msg))))
+                    self.payloads[id(msg)] = f.payload
+                    writer.write(frame(self.answer(msg)))
         writer.close()
 
     def sent(self, *mtis: str) -> list[Message]:
@@ -155,6 +167,27 @@ def test_requests_are_signed_and_signed_answers_accepted(state: Path) -> None:
                 assert 64 in req and host.mac_valid(req) is True
                 assert host.mac_valid(req, OTHER_CLEAR) is False
                 assert remote.client.bad_macs == 0
+        finally:
+            await host.close()
+
+    run(go())
+
+
+def test_an_answer_mac_is_checked_over_the_bytes_received(state: Path) -> None:
+    """The issuer MACs its answer as it writes it -- here with an all-zero secondary bitmap,
+    which decodes to the same fields as our encoding without one: still a valid answer."""
+
+    async def go() -> None:
+        host = SigningHost()
+        host.zero_secondary = True
+        port = await host.start()
+        try:
+            async with acquirer(state, port, ZAK_CLEAR) as (core, remote):
+                r = await core.authorize(withdrawal())
+                assert r.response_code is RC.APPROVED, r
+                assert remote.client.bad_macs == 0
+                (req,) = host.sent("0200")
+                assert host.mac_valid(req) is True  # our MAC, over the bytes we sent
         finally:
             await host.close()
 

@@ -161,7 +161,7 @@ def test_mux_matches_by_stan_and_terminal_out_of_order() -> None:
         assert not mux.resolve(Message("0110", {11: "000001", 41: "T2"}))  # wrong MTI class
         assert mux.resolve(Message("0210", {11: "000001", 41: "T2", 39: "51"}))
         assert mux.resolve(Message("0210", {11: "000001", 41: "T1", 39: "00"}))
-        assert (await fa)[39] == "00" and (await fb)[39] == "51"
+        assert (await fa).message[39] == "00" and (await fb).message[39] == "51"
         assert not mux.resolve(Message("0210", {11: "000001", 41: "T1"}))  # late duplicate
         assert len(mux) == 0
         # the same STAN and terminal id from two acquirers (field 32) are two requests
@@ -169,7 +169,7 @@ def test_mux_matches_by_stan_and_terminal_out_of_order() -> None:
         d = Message("0200", {11: "000009", 41: "T1", 32: "000099"})
         fc, fd = mux.expect(c), mux.expect(d)
         assert mux.resolve(Message("0210", {11: "000009", 41: "T1", 32: "000099", 39: "05"}))
-        assert not fc.done() and (await fd)[39] == "05"
+        assert not fc.done() and (await fd).message[39] == "05"
         mux.forget(c, fc)
         assert fc.cancelled() and len(mux) == 0
 
@@ -306,10 +306,10 @@ def test_repeats_are_answered_as_their_first_transmission() -> None:
         fut = mux.expect(rev)
         assert not mux.resolve(Message("0410", {11: "000005", 41: "T1"}))
         assert mux.resolve(Message("0430", {11: "000005", 41: "T1", 39: "00"}))
-        assert (await fut).mti == "0430"
+        assert (await fut).message.mti == "0430"
         fut = mux.expect(rev)  # some hosts echo the repeat bit: accepted too
         assert mux.resolve(Message("0431", {11: "000005", 41: "T1", 39: "00"}))
-        assert (await fut).mti == "0431"
+        assert (await fut).message.mti == "0431"
 
     asyncio.run(go())
 

@@ -13,7 +13,8 @@ saw the request (nothing to reverse). A :class:`TimeoutError` means the opposite
 was written and its outcome is unknown.
 
 With a :class:`~switch.iso8583.link_mac.LinkMac` every transaction message is signed (field
-64/128) just before it is written and every answer must carry a valid MAC. An answer whose
+64/128) just before it is written -- over the bytes written -- and every answer must carry a
+valid MAC over its bytes as received. An answer whose
 MAC is missing or wrong is no answer: ``request`` raises :class:`AnswerMacError`, a
 :class:`TimeoutError` -- the request was sent and its outcome is unknown (the real issuer may
 have acted on it; the bytes we got may be forged), which is exactly the time-out case.
@@ -46,7 +47,7 @@ from switch.iso8583.framing import (
 )
 from switch.iso8583.link_mac import LinkMac, is_network
 from switch.iso8583.message import Message
-from switch.iso8583.mux import Mux
+from switch.iso8583.mux import Answer, Mux
 
 __all__ = ["AnswerMacError", "ConnectionDownError", "IsoClient", "transmission_now"]
 
@@ -158,14 +159,15 @@ class IsoClient:
         """
         self._writer_or_down()
         signing = self.mac is not None and not is_network(msg)
+        wire: bytes | None = None
         if signing:
             assert self.mac is not None
-            msg = await self.mac.sign(msg)
+            msg, wire = await self.mac.sign(msg)  # MACed over exactly these bytes
         writer = self._writer_or_down()  # the line may have dropped while the HSM worked
-        answer = await self._exchange(writer, msg, timeout)
+        answer, payload = await self._exchange(writer, msg, timeout, wire)
         if signing:
             assert self.mac is not None
-            problem = await self.mac.problem(answer)
+            problem = await self.mac.problem(answer, payload)
             if problem is not None:
                 self.bad_macs += 1
                 log.warning(
@@ -183,9 +185,16 @@ class IsoClient:
 
     # -- the line -------------------------------------------------------------------------
     async def _exchange(
-        self, writer: asyncio.StreamWriter, msg: Message, timeout: float
-    ) -> Message:
-        data = frame(self.codec.encode(msg), self.framing, self.tpdu)  # encode errors here
+        self,
+        writer: asyncio.StreamWriter,
+        msg: Message,
+        timeout: float,
+        wire: bytes | None = None,
+    ) -> Answer:
+        """Send ``msg`` (as ``wire`` when given: the exact bytes of a signed message) and
+        await its answer."""
+        payload = wire if wire is not None else self.codec.encode(msg)  # encode errors here
+        data = frame(payload, self.framing, self.tpdu)
         fut = self.mux.expect(msg)
         try:
             writer.write(data)
@@ -239,7 +248,7 @@ class IsoClient:
         return Message("0800", {7: transmission_now(), 11: self.next_stan(), 70: code})
 
     async def _sign_on(self, writer: asyncio.StreamWriter) -> None:
-        answer = await self._exchange(writer, self._network(SIGN_ON), self.echo_timeout)
+        answer, _ = await self._exchange(writer, self._network(SIGN_ON), self.echo_timeout)
         if answer.get(39) != "00":
             raise ConnectionDownError(f"{self.name}: sign-on refused ({answer.get(39)!r})")
         self._signed_on.set()
@@ -251,7 +260,7 @@ class IsoClient:
             done, _ = await asyncio.wait({reading}, timeout=self.echo_interval)
             if done:
                 return  # the host closed the line
-            answer = await self._exchange(writer, self._network(ECHO), self.echo_timeout)
+            answer, _ = await self._exchange(writer, self._network(ECHO), self.echo_timeout)
             if answer.get(39) != "00":
                 raise ConnectionDownError(f"{self.name}: echo refused ({answer.get(39)!r})")
             self.echoes_answered += 1
@@ -280,6 +289,6 @@ class IsoClient:
                     reply[39] = "00"
                     tpdu = swap_tpdu(f.tpdu) if f.tpdu is not None else None
                     writer.write(frame(self.codec.encode(reply), self.framing, tpdu))
-                elif not self.mux.resolve(msg):
+                elif not self.mux.resolve(msg, f.payload):
                     self.unmatched_answers += 1
                     log.warning("%s: unmatched %s (late or unknown)", self.name, msg.mti)

@@ -2,10 +2,10 @@
 
 Between two hosts (this switch as acquirer, another switch as issuer) the MAC key is a ZAK:
 a zone key both sides hold under their own LMK. Whoever sends a transaction message signs
-it; whoever receives an answer checks it. The MAC covers the encoded message as
+it; whoever receives an answer checks it. The MAC covers the message as
 :mod:`switch.iso8583.mac` lays it out (the same rule the acquirer listener applies with a
-terminal's TAK), and both generation and check run in the HSM (M6 / M8): the ZAK never
-exists in clear outside it.
+terminal's TAK) -- the very bytes we send, an answer's bytes exactly as received -- and both
+generation and check run in the HSM (M6 / M8): the ZAK never exists in clear outside it.
 
 Network management messages (08xx: sign-on, echo) are neither signed nor checked: they
 move no money and carry no card data, and they carry no acquirer id (field 32) by which the
@@ -16,8 +16,8 @@ the key being right.
 from __future__ import annotations
 
 from switch.hsm.client import HsmClient, HsmError, KeyType
-from switch.iso8583.codec import Codec, Iso8583Error
-from switch.iso8583.mac import MacLayout, mac_field
+from switch.iso8583.codec import Codec
+from switch.iso8583.mac import MacLayout, MacPlacementError, mac_field
 from switch.iso8583.message import Message
 
 __all__ = ["LinkMac", "is_network"]
@@ -38,30 +38,33 @@ class LinkMac:
         self.zak = zak
         self.layout = MacLayout(codec)
 
-    async def sign(self, msg: Message) -> Message:
-        """A copy of ``msg`` with its MAC (field 64, or 128 with a secondary bitmap).
+    async def _mac(self, data: bytes) -> bytes:
+        return await self.hsm.generate_mac(KeyType.ZAK, self.zak, data)
+
+    async def sign(self, msg: Message) -> tuple[Message, bytes]:
+        """``msg`` signed (a copy, MAC in field 64, or 128 with a secondary bitmap) and the
+        exact bytes to send: the MAC covers them up to its own content.
 
         Raises HsmError (nothing is sent then) or Iso8583Error (the message does not encode).
         """
-        signed = msg.copy()
-        signed.fields.pop(64, None)
-        signed.fields.pop(128, None)
-        mac = await self.hsm.generate_mac(KeyType.ZAK, self.zak, self.layout.covered(signed))
-        signed.fields[mac_field(signed)] = mac
-        return signed
+        return await self.layout.sign_with(msg, self._mac)
 
-    async def problem(self, answer: Message) -> str | None:
-        """None when ``answer`` carries a valid MAC; otherwise why not, naming the field.
+    async def problem(self, answer: Message, payload: bytes) -> str | None:
+        """None when ``answer`` (received as ``payload``) carries a valid MAC over the bytes
+        received; otherwise why not, naming the field.
 
         An HSM failure during the check is a problem too: an answer that could not be
         checked is not a valid answer.
         """
-        field = mac_field(answer)
-        mac = answer.fields.get(field)
-        if not isinstance(mac, bytes):
-            return f"field {field}: MAC missing"
         try:
-            ok = await self.hsm.verify_mac(KeyType.ZAK, self.zak, self.layout.covered(answer), mac)
-        except (HsmError, Iso8583Error, OSError, TimeoutError) as exc:
+            received = self.layout.received(answer, payload)
+        except MacPlacementError as exc:
+            return f"{exc}"
+        if received is None:
+            return f"field {mac_field(answer)}: MAC missing"
+        field = received.field
+        try:
+            ok = await self.hsm.verify_mac(KeyType.ZAK, self.zak, received.covered, received.mac)
+        except (HsmError, OSError, TimeoutError) as exc:
             return f"field {field}: MAC not checked ({type(exc).__name__}: {exc})"
         return None if ok else f"field {field}: MAC does not verify"

@@ -15,12 +15,21 @@ is accepted too.
 from __future__ import annotations
 
 import asyncio
+from typing import NamedTuple
 
 from switch.iso8583.message import Message
 
-__all__ = ["Mux", "MuxKeyInUseError", "answer_mtis", "mux_key"]
+__all__ = ["Answer", "Mux", "MuxKeyInUseError", "answer_mtis", "mux_key"]
 
 MuxKey = tuple[str, str, str]
+
+
+class Answer(NamedTuple):
+    """An answer handed to its waiter: the decoded message and its bytes exactly as they
+    came off the line (what its MAC, if any, is checked over)."""
+
+    message: Message
+    payload: bytes
 
 
 def answer_mtis(request: Message) -> frozenset[str]:
@@ -56,21 +65,21 @@ class Mux:
     __slots__ = ("_pending",)
 
     def __init__(self) -> None:
-        self._pending: dict[MuxKey, tuple[frozenset[str], asyncio.Future[Message]]] = {}
+        self._pending: dict[MuxKey, tuple[frozenset[str], asyncio.Future[Answer]]] = {}
 
     def __len__(self) -> int:
         return len(self._pending)
 
-    def expect(self, request: Message) -> asyncio.Future[Message]:
+    def expect(self, request: Message) -> asyncio.Future[Answer]:
         """Register ``request``; the future gets the answer whose key and MTI match."""
         key = mux_key(request)
         if key in self._pending:
             raise MuxKeyInUseError(f"field 11: STAN {key[0]} already in flight for {key[1]!r}")
-        fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._pending[key] = (answer_mtis(request), fut)
         return fut
 
-    def forget(self, request: Message, fut: asyncio.Future[Message]) -> None:
+    def forget(self, request: Message, fut: asyncio.Future[Answer]) -> None:
         """Drop ``fut`` (timed out or cancelled): a late answer is then unmatched."""
         try:
             key = mux_key(request)
@@ -82,8 +91,9 @@ class Mux:
         if not fut.done():
             fut.cancel()
 
-    def resolve(self, answer: Message) -> bool:
-        """Deliver ``answer``; False when nobody waits for it (late or unsolicited)."""
+    def resolve(self, answer: Message, payload: bytes = b"") -> bool:
+        """Deliver ``answer`` (received as ``payload``); False when nobody waits for it (late
+        or unsolicited)."""
         try:
             key = mux_key(answer)
         except KeyError:
@@ -93,7 +103,7 @@ class Mux:
             return False
         del self._pending[key]
         if not entry[1].done():
-            entry[1].set_result(answer)
+            entry[1].set_result(Answer(answer, payload))
         return True
 
     def fail_all(self, exc: BaseException) -> None:

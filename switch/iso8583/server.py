@@ -20,7 +20,8 @@ Failure rules (docs/architecture.md §4):
 
 MAC (fields 64/128, :mod:`switch.iso8583.mac`): a signed request is verified under its
 terminal's TAK by the HSM before anything else (63 on a mismatch, 30 if the terminal has no
-TAK) and its answer is signed; ``require_mac`` also refuses unsigned requests from terminals
+TAK or the MAC is not the last field), over the bytes exactly as received; its answer is
+signed over the bytes then sent; ``require_mac`` also refuses unsigned requests from terminals
 that have a TAK. A request from a terminal that is not ours uses the ZAK of the interchange
 acquirer in field 32 instead (``switch.core.interchange``); such an acquirer must sign.
 
@@ -41,7 +42,7 @@ from switch.core.service import SwitchCore
 from switch.hsm.client import HsmError
 from switch.iso8583.codec import Codec, Iso8583Error
 from switch.iso8583.framing import Frame, FrameSplitter, Framing, FramingError, frame, swap_tpdu
-from switch.iso8583.mac import MacLayout, mac_field
+from switch.iso8583.mac import MacLayout, MacPlacementError, mac_field
 from switch.iso8583.mapping import (
     FINANCIAL_MTIS,
     REVERSAL_MTIS,
@@ -249,7 +250,7 @@ class _Connection(asyncio.Protocol):
             log.warning("closing connection from %s: MTI %s is not a request", self.peer, msg.mti)
             self.close()
             return
-        task = asyncio.get_running_loop().create_task(self._handle(msg, fr.tpdu))
+        task = asyncio.get_running_loop().create_task(self._handle(msg, fr.payload, fr.tpdu))
         self.tasks.add(task)
         task.add_done_callback(self._task_done)
 
@@ -258,15 +259,19 @@ class _Connection(asyncio.Protocol):
         if self._paused:
             self._update_reading()
 
-    async def _handle(self, msg: Message, tpdu: bytes | None) -> None:
+    async def _handle(self, msg: Message, payload: bytes, tpdu: bytes | None) -> None:
+        answer: Message | bytes
         try:
-            answer = await self.answer(msg)
+            answer = await self.answer(msg, payload)
         except Exception:  # a bug must not kill the connection nor leave the ATM waiting
             log.exception("error handling %s from %s", msg.mti, self.peer)
             answer = response_to(msg, ResponseCode.SYSTEM_MALFUNCTION.value)
         self._send(answer, tpdu)
 
-    async def answer(self, msg: Message) -> Message:
+    async def answer(self, msg: Message, payload: bytes) -> Message | bytes:
+        """The answer to ``msg`` (``payload``: the message exactly as received, which a MAC
+        is checked over): a message, or -- when the request was signed -- the exact bytes of
+        the signed answer, which must be sent as they are."""
         core = self.listener.core
         tid = msg.fields.get(41)
         terminal = core.terminal(tid.strip()) if isinstance(tid, str) else None
@@ -283,36 +288,45 @@ class _Connection(asyncio.Protocol):
         if not is_our_terminal(terminal, aid, acquirer):
             terminal = None  # another acquirer's terminal with one of our ids: not ours
         if signed or (key.key and (key.required or self.listener.config.require_mac)):
-            refused = await self._check_mac(msg, key)
+            refused = await self._check_mac(msg, payload, key)
             if refused is not None:
                 return refused
         answer = await self._answer(msg, terminal)
-        if signed:
-            layout = self.listener.mac_layout
-            answer.fields.pop(64, None)
-            answer.fields[mac_field(answer)] = await core.hsm.generate_mac(
-                key.key_type, key.key, layout.covered(answer)
-            )
-        return answer
+        if not signed:
+            return answer
 
-    async def _check_mac(self, msg: Message, key: MacKey) -> Message | None:
-        """None if the MAC is right; otherwise the answer refusing the message."""
-        field = mac_field(msg)
-        mac = msg.fields.get(field)
-        if not key.key or not isinstance(mac, bytes):
+        async def mac_of(data: bytes) -> bytes:
+            return await core.hsm.generate_mac(key.key_type, key.key, data)
+
+        # MACed over the very bytes that are then sent
+        _, wire = await self.listener.mac_layout.sign_with(answer, mac_of)
+        return wire
+
+    async def _check_mac(self, msg: Message, payload: bytes, key: MacKey) -> Message | None:
+        """None if the MAC is right over the bytes received; otherwise the answer refusing
+        the message."""
+        try:
+            received = self.listener.mac_layout.received(msg, payload)
+        except MacPlacementError as exc:
+            log.warning("format error from %s in %s: %s -> 30", self.peer, msg.mti, exc)
+            return response_to(msg, _FORMAT_ERROR)
+        if not key.key or received is None:
+            field = received.field if received is not None else mac_field(msg)
             why = "terminal has no MAC key" if not key.key else "missing"
             log.warning(
                 "format error from %s in %s: field %d: %s -> 30", self.peer, msg.mti, field, why
             )
             return response_to(msg, _FORMAT_ERROR)
-        data = self.listener.mac_layout.covered(msg)
+        hsm = self.listener.core.hsm
         try:
-            ok = await self.listener.core.hsm.verify_mac(key.key_type, key.key, data, mac)
+            ok = await hsm.verify_mac(key.key_type, key.key, received.covered, received.mac)
         except HsmError as exc:
             log.error("MAC check failed in the HSM for %s: %s -> 96", self.peer, exc)
             return response_to(msg, ResponseCode.SYSTEM_MALFUNCTION.value)
         if not ok:
-            log.warning("MAC mismatch from %s in %s (field %d) -> 63", self.peer, msg.mti, field)
+            log.warning(
+                "MAC mismatch from %s in %s (field %d) -> 63", self.peer, msg.mti, received.field
+            )
             return response_to(msg, MAC_FAILURE)
         return None
 
@@ -341,20 +355,22 @@ class _Connection(asyncio.Protocol):
         log.warning("unsupported MTI %s from %s -> 12", mti, self.peer)
         return response_to(msg, ResponseCode.INVALID_TRANSACTION.value)
 
-    def _send(self, msg: Message, tpdu: bytes | None) -> None:
+    def _send(self, msg: Message | bytes, tpdu: bytes | None) -> None:
+        """Frame and queue an answer: a message, or the exact bytes of a signed one."""
         transport = self.transport
         if transport is None or transport.is_closing():
             return  # the acquirer left; it will retransmit or reverse (docs/architecture.md §4)
         listener = self.listener
         try:
-            payload = listener.codec.encode(msg)
+            payload = msg if isinstance(msg, bytes) else listener.codec.encode(msg)
             data = frame(
                 payload,
                 listener.config.framing,
                 swap_tpdu(tpdu) if tpdu is not None else None,
             )
         except (Iso8583Error, FramingError) as exc:
-            log.error("cannot encode the %s answer for %s: %s", msg.mti, self.peer, exc)
+            what = "signed" if isinstance(msg, bytes) else msg.mti
+            log.error("cannot frame the %s answer for %s: %s", what, self.peer, exc)
             return
         if not self._out:
             asyncio.get_running_loop().call_soon(self._flush)
