@@ -30,6 +30,7 @@ from switch.config import load_config
 from switch.core.holds import EXPIRY_INTERVAL_S, expire_holds_every
 from switch.core.interchange import check_acquirer_keys, load_acquirers
 from switch.core.service import CoreError, SwitchCore
+from switch.digits import ascii_int, is_ascii_digits
 from switch.gc_tuning import tune_gc_for_serving
 from switch.hsm.client import HsmClient
 from switch.iso8583.framing import Framing, LengthHeader
@@ -52,7 +53,7 @@ BANNER_HSM_DEV = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", type=Path, default=Path("./var"))
     parser.add_argument("--host", default="127.0.0.1", help="address the listeners bind to")
-    parser.add_argument("--iso-port", type=int, default=8583)
+    parser.add_argument("--iso-port", type=ascii_int, default=8583)
     parser.add_argument("--iso-spec", default="ascii87", help="ascii87, binary87 or a spec file")
     parser.add_argument(
         "--iso-listener",
@@ -61,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PORT:SPEC[:tpdu]",
         help="an extra acquirer listener, e.g. 8584:binary87 or 8585:binary87:tpdu",
     )
-    parser.add_argument("--grpc-port", type=int, default=50051)
+    parser.add_argument("--grpc-port", type=ascii_int, default=50051)
     parser.add_argument(
         "--grpc-tls-cert",
         type=Path,
@@ -131,7 +132,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _listener(spec_text: str, args: argparse.Namespace) -> ListenerConfig:
     parts = spec_text.split(":")
-    if len(parts) < 2 or not parts[0].isdigit():
+    if len(parts) < 2 or not is_ascii_digits(parts[0]):
         raise SystemExit(f"--iso-listener {spec_text!r}: expected PORT:SPEC[:tpdu]")
     tpdu = len(parts) > 2 and parts[2] == "tpdu"
     return ListenerConfig(

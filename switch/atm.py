@@ -12,14 +12,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import re
 import secrets
 import sys
-from decimal import Decimal, InvalidOperation
 
 import switch_native
 
 from switch.core import demo, testing
 from switch.core.model import ResponseCode
+from switch.digits import ascii_int, is_ascii_digits
 from switch.iso8583.codec import Codec
 from switch.iso8583.framing import FrameSplitter, Framing, frame
 from switch.iso8583.mac import MacLayout, mac_field
@@ -231,7 +232,7 @@ def parse_balances(field54: str) -> dict[str, int]:
     for i in range(0, len(field54) - 19, 20):
         block = field54[i : i + 20]
         name = names.get(block[2:4])
-        if name and block[8:].isdigit():
+        if name and is_ascii_digits(block[8:]):
             value = int(block[8:])
             out[name] = -value if block[7] == "D" else value
     return out
@@ -264,15 +265,18 @@ def describe(answer: Message) -> str:
 # ---- CLI -----------------------------------------------------------------------------------
 
 
+_DZD = re.compile(r"([0-9]+)(?:\.([0-9]{1,2}))?", re.ASCII)
+
+
 def _amount(text: str) -> int:
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise argparse.ArgumentTypeError(f"amount {text!r} is not a number of DZD") from None
-    minor = value * 100
-    if minor != minor.to_integral_value() or minor < 0:
-        raise argparse.ArgumentTypeError(f"amount {text!r}: DZD with at most 2 decimals")
-    return int(minor)
+    """DZD as a person types them (``5000``, ``12.5``) in minor units. ASCII digits only:
+    ``Decimal`` would also take Arabic-Indic digits, ``1e3``, ``NaN`` or ``Infinity``."""
+    m = _DZD.fullmatch(text)
+    if m is None:
+        raise argparse.ArgumentTypeError(
+            f"amount {text!r}: DZD in digits 0-9, with at most 2 decimals"
+        )
+    return int(m[1]) * 100 + int((m[2] or "").ljust(2, "0"))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -280,7 +284,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="atm_command", required=True, metavar="ACTION")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--host", default="127.0.0.1")
-    common.add_argument("--port", type=int, default=8583)
+    common.add_argument("--port", type=ascii_int, default=8583)
     common.add_argument("--spec", default="ascii87")
     common.add_argument("--terminal", default=demo.TERMINALS[0].terminal_id)
     common.add_argument("--card", default=card.pan, help="PAN (default: the first demo card)")

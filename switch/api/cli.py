@@ -20,6 +20,7 @@ from google.protobuf.message import Message
 
 from switch.api.client import DEFAULT_TARGET, MerchantClient
 from switch.api.tls_files import TlsFileError, client_tls
+from switch.digits import ascii_int
 
 
 def _card(p: argparse.ArgumentParser) -> None:
@@ -45,17 +46,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="op", required=True, metavar="OP")
     for name in ("sale", "authorize"):
         p = sub.add_parser(name, help=f"{name} (amount in minor units)")
-        p.add_argument("amount", type=int)
+        p.add_argument("amount", type=ascii_int)
         _card(p)
-        p.add_argument("--currency", type=int, default=12)
+        p.add_argument("--currency", type=ascii_int, default=12)
     for name in ("capture", "refund"):
         p = sub.add_parser(name, help=f"{name} a payment (amount: default everything)")
         p.add_argument("payment_id")
-        p.add_argument("amount", type=int, nargs="?")
+        p.add_argument("amount", type=ascii_int, nargs="?")
     sub.add_parser("void", help="void a payment").add_argument("payment_id")
     sub.add_parser("get", help="show a payment").add_argument("payment_id")
     p = sub.add_parser("list", help="list your payments, newest first")
-    p.add_argument("--page-size", type=int, default=20)
+    p.add_argument("--page-size", type=ascii_int, default=20)
     p.add_argument("--page-token", default="")
     p = sub.add_parser("bill-lookup", help="what a bill is for")
     p.add_argument("biller_id")
@@ -63,15 +64,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("bill", help="pay a bill")
     p.add_argument("biller_id")
     p.add_argument("reference")
-    p.add_argument("amount", type=int)
+    p.add_argument("amount", type=ascii_int)
     _card(p)
     p = sub.add_parser("transfer", help="transfer to a CCP account")
     p.add_argument("destination_account")
-    p.add_argument("amount", type=int)
+    p.add_argument("amount", type=ascii_int)
     _card(p)
     p = sub.add_parser("verify", help="send the cardholder a one-time code by SMS")
     p.add_argument("--pan", required=True)
-    p.add_argument("amount", type=int)
+    p.add_argument("amount", type=ascii_int)
 
 
 async def _run(args: argparse.Namespace, c: MerchantClient) -> Message:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import re
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -17,6 +16,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from switch.core.domain import Merchant
 from switch.core.model import AuthRequest, AuthResult, Channel, OriginalRef, TxnType
 from switch.core.service import Payment
+from switch.digits import ASCII_DIGITS
 from switch.gen.switch.v1 import types_pb2 as pb
 
 MAX_AMOUNT = 10**12  # minor units; the core refuses anything larger as malformed
@@ -24,7 +24,7 @@ MAX_KEY_LEN = 64
 # ISO 4217 numeric codes the API accepts; the switch itself settles only in DZD (12), so a
 # known foreign currency is a decline from the core, an unknown code a malformed request.
 KNOWN_CURRENCIES = frozenset({12, 36, 124, 156, 392, 434, 504, 682, 756, 784, 788, 826, 840, 978})
-_DIGITS = re.compile(r"\d+")
+_DIGITS = ASCII_DIGITS  # not \d: it matches Arabic-Indic and other digits too
 
 TYPE_OF: dict[str, int] = {
     TxnType.PURCHASE.value: pb.PAYMENT_TYPE_SALE,

@@ -19,6 +19,7 @@ from switch.core.domain import Merchant
 from switch.core.merchant_queries import lookup_bill, payments_page
 from switch.core.model import AuthRequest, AuthResult, ResponseCode, TxnType
 from switch.core.service import CoreError, SwitchCore
+from switch.digits import is_ascii_digits
 from switch.gen.switch.v1 import merchant_pb2 as mpb
 from switch.gen.switch.v1 import merchant_pb2_grpc as mgrpc
 from switch.gen.switch.v1 import types_pb2 as pb
@@ -216,7 +217,7 @@ class PaymentsServicer(mgrpc.PaymentsServicer):
             if not 1 <= size <= MAX_PAGE:
                 raise invalid(f"page_size: must be 1..{MAX_PAGE}")
             token = request.page_token
-            if token and not (len(token) <= 32 and token.isdigit()):
+            if token and not (len(token) <= 32 and is_ascii_digits(token)):
                 raise invalid("page_token: not a token from a previous response")
             start = end = None
             if request.HasField("start_time"):

@@ -40,6 +40,7 @@ from switch.config import Product
 from switch.core.context import Decline
 from switch.core.domain import Card
 from switch.core.model import AuthRequest, ResponseCode
+from switch.digits import is_ascii_digits
 from switch.hsm.client import HsmClient
 
 RC = ResponseCode
@@ -76,7 +77,7 @@ def parse_track2(value: str) -> Track2:
     pan, rest = value.split(sep, 1)
     rest = rest.rstrip("F?")  # BCD padding / end sentinel a reader may leave
     end = CVV_OFFSET + CVV_LENGTH
-    if not pan.isdigit() or len(rest) < end or not rest[:end].isdigit():
+    if not is_ascii_digits(pan) or len(rest) < end or not is_ascii_digits(rest[:end]):
         raise Decline(RC.FORMAT_ERROR, "track 2: too short or not digits for a card of ours")
     return Track2(pan, rest[:4], rest[4:7], rest[CVV_OFFSET:end])
 

@@ -59,6 +59,7 @@ from switch.core.limits import LimitsEngine
 from switch.core.model import AuthRequest, AuthResult, Channel, ResponseCode, TxnType
 from switch.core.remote import BinTable, RemoteIssuer
 from switch.core.results import decode_result, encode_result
+from switch.digits import is_ascii_digits
 from switch.hsm.client import HsmClient, HsmError
 from switch.store.api import AlertRow, Changes, IdempotencyRow, JournalRow, Store, StoreError
 
@@ -346,8 +347,12 @@ class Pipeline:
             raise Decline(RC.FORMAT_ERROR, "original: required for this transaction type")
         if req.pin_block is not None and len(req.pin_block) not in (8, 16):
             raise Decline(RC.FORMAT_ERROR, "pin_block: must be 8 or 16 bytes")
-        if req.expiry is not None and not (len(req.expiry) == 4 and req.expiry.isdigit()):
+        if req.expiry is not None and not (len(req.expiry) == 4 and is_ascii_digits(req.expiry)):
             raise Decline(RC.FORMAT_ERROR, "expiry: must be YYMM")
+        if req.cvv2 is not None and not (len(req.cvv2) == 3 and is_ascii_digits(req.cvv2)):
+            raise Decline(RC.FORMAT_ERROR, "cvv2: must be 3 digits")
+        if req.otp is not None and not (len(req.otp) == 6 and is_ascii_digits(req.otp)):
+            raise Decline(RC.FORMAT_ERROR, "otp: must be 6 digits")
         if req.txn_type in DEBIT_TYPES and req.amount == 0:
             raise Decline(RC.INVALID_AMOUNT, "amount: must be positive")
 
@@ -540,7 +545,7 @@ class Pipeline:
         if biller is None:
             raise Decline(RC.INVALID_TRANSACTION, "biller_id: unknown biller")
         ref = req.bill_reference or ""
-        if not re.fullmatch(biller.reference_pattern, ref):
+        if not re.fullmatch(biller.reference_pattern, ref, re.ASCII):  # \d: 0-9 only
             raise Decline(RC.FORMAT_ERROR, "bill_reference: does not match the biller's format")
         key = (biller.biller_id, ref)
         if key not in self._bill_due:
