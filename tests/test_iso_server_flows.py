@@ -536,23 +536,6 @@ def test_format_error_answer_echoes_the_matching_fields_before_the_bad_one(
         serve(state, body)
 
 
-def test_binary87_format_error_answer_echoes_stan_and_terminal(state: Path) -> None:
-    async def body(core: SwitchCore, ls: list[IsoListener]) -> None:
-        codec = Codec("binary87")
-        req = withdraw(5_000)
-        wire = bytearray(codec.encode(req))
-        wire[-8:] = b"\xff" * 8  # not the PIN block: the next byte is a field we do not
-        wire += b"\x00"  # expect (one trailing byte) -> the message does not decode
-        reader, writer = await _raw(ls[0])
-        writer.write(frame(bytes(wire)))
-        (answer,) = await _read_answers(reader, 1, "binary87")
-        assert answer.mti == "0210" and answer.fields[39] == "30"
-        assert answer.fields[11] == req.fields[11] and answer.fields[41] == req.fields[41]
-        writer.close()
-
-    serve(state, body, ListenerConfig(port=0, spec="binary87"))
-
-
 def _retail_mac(clear: str, data: bytes) -> bytes:
     """ISO 9797-1 algorithm 3, padding method 1, by psec (outside the switch)."""
     from psec.mac import generate_retail_mac
