@@ -51,6 +51,77 @@ def test_jpos_packager_test_message_round_trips_byte_for_byte(image: str, spec: 
     assert codec.encode(m) == data
 
 
+# --- the layout, field by field ----------------------------------------------------------------
+
+#: jPOS ISO87BPackager's field packagers as its source declares them (jpos/src/main/java/org/
+#: jpos/iso/packager/ISO87BPackager.java, jPOS 3.0): number:class:length[:pad flag T/F].
+JPOS_ISO87B_FIELDS = """
+    2:IFB_LLNUM:19:F 3:IFB_NUMERIC:6:T 4:IFB_NUMERIC:12:T 5:IFB_NUMERIC:12:T
+    6:IFB_NUMERIC:12:T 7:IFB_NUMERIC:10:T 8:IFB_NUMERIC:8:T 9:IFB_NUMERIC:8:T
+    10:IFB_NUMERIC:8:T 11:IFB_NUMERIC:6:T 12:IFB_NUMERIC:6:T 13:IFB_NUMERIC:4:T
+    14:IFB_NUMERIC:4:T 15:IFB_NUMERIC:4:T 16:IFB_NUMERIC:4:T 17:IFB_NUMERIC:4:T
+    18:IFB_NUMERIC:4:T 19:IFB_NUMERIC:3:T 20:IFB_NUMERIC:3:T 21:IFB_NUMERIC:3:T
+    22:IFB_NUMERIC:3:T 23:IFB_NUMERIC:3:T 24:IFB_NUMERIC:3:T 25:IFB_NUMERIC:2:T
+    26:IFB_NUMERIC:2:T 27:IFB_NUMERIC:1:T 28:IFB_AMOUNT:9:T 29:IFB_AMOUNT:9:T
+    30:IFB_AMOUNT:9:T 31:IFB_AMOUNT:9:T 32:IFB_LLNUM:11:F 33:IFB_LLNUM:11:F
+    34:IFB_LLCHAR:28 35:IFB_LLNUM:37:F 36:IFB_LLLCHAR:104 37:IF_CHAR:12
+    38:IF_CHAR:6 39:IF_CHAR:2 40:IF_CHAR:3 41:IF_CHAR:8
+    42:IF_CHAR:15 43:IF_CHAR:40 44:IFB_LLCHAR:25 45:IFB_LLCHAR:76
+    46:IFB_LLLCHAR:999 47:IFB_LLLCHAR:999 48:IFB_LLLCHAR:999 49:IF_CHAR:3
+    50:IF_CHAR:3 51:IF_CHAR:3 52:IFB_BINARY:8 53:IFB_NUMERIC:16:T
+    54:IFB_LLLCHAR:120 55:IFB_LLLCHAR:999 56:IFB_LLLCHAR:999 57:IFB_LLLCHAR:999
+    58:IFB_LLLCHAR:999 59:IFB_LLLCHAR:999 60:IFB_LLLCHAR:999 61:IFB_LLLCHAR:999
+    62:IFB_LLLCHAR:999 63:IFB_LLLCHAR:999 64:IFB_BINARY:8 65:IFB_BINARY:1
+    66:IFB_NUMERIC:1:T 67:IFB_NUMERIC:2:T 68:IFB_NUMERIC:3:T 69:IFB_NUMERIC:3:T
+    70:IFB_NUMERIC:3:T 71:IFB_NUMERIC:4:T 72:IFB_NUMERIC:4:T 73:IFB_NUMERIC:6:T
+    74:IFB_NUMERIC:10:T 75:IFB_NUMERIC:10:T 76:IFB_NUMERIC:10:T 77:IFB_NUMERIC:10:T
+    78:IFB_NUMERIC:10:T 79:IFB_NUMERIC:10:T 80:IFB_NUMERIC:10:T 81:IFB_NUMERIC:10:T
+    82:IFB_NUMERIC:12:T 83:IFB_NUMERIC:12:T 84:IFB_NUMERIC:12:T 85:IFB_NUMERIC:12:T
+    86:IFB_NUMERIC:16:T 87:IFB_NUMERIC:16:T 88:IFB_NUMERIC:16:T 89:IFB_NUMERIC:16:T
+    90:IFB_NUMERIC:42:T 91:IF_CHAR:1 92:IF_CHAR:2 93:IF_CHAR:6
+    94:IF_CHAR:7 95:IF_CHAR:42 96:IFB_BINARY:16 97:IFB_AMOUNT:17:F
+    98:IF_CHAR:25 99:IFB_LLNUM:11:F 100:IFB_LLNUM:11:F 101:IFB_LLCHAR:17
+    102:IFB_LLCHAR:28 103:IFB_LLCHAR:28 104:IFB_LLLCHAR:100 105:IFB_LLLCHAR:999
+    106:IFB_LLLCHAR:999 107:IFB_LLLCHAR:999 108:IFB_LLLCHAR:999 109:IFB_LLLCHAR:999
+    110:IFB_LLLCHAR:999 111:IFB_LLLCHAR:999 112:IFB_LLLCHAR:999 113:IFB_LLLCHAR:999
+    114:IFB_LLLCHAR:999 115:IFB_LLLCHAR:999 116:IFB_LLLCHAR:999 117:IFB_LLLCHAR:999
+    118:IFB_LLLCHAR:999 119:IFB_LLLCHAR:999 120:IFB_LLLCHAR:999 121:IFB_LLLCHAR:999
+    122:IFB_LLLCHAR:999 123:IFB_LLLCHAR:999 124:IFB_LLLCHAR:999 125:IFB_LLLCHAR:999
+    126:IFB_LLLCHAR:999 127:IFB_LLLCHAR:999 128:IFB_BINARY:8
+"""
+
+#: What each jPOS packager class is in our spec terms: (kinds, encoding, length, pad).
+#: IFB_LLLCHAR is text in jPOS; field 55 is the one kept difference (binary, same bytes).
+_JPOS_CLASSES = {
+    "IFB_NUMERIC": ({"n"}, "bcd", "fixed", "left"),
+    "IFB_LLNUM": ({"n", "z"}, "bcd", "LL", "right"),
+    "IFB_AMOUNT": ({"x+n"}, "bcd", "fixed", None),
+    "IFB_LLCHAR": ({"ans"}, "ascii", "LL", None),
+    "IFB_LLLCHAR": ({"ans"}, "ascii", "LLL", None),
+    "IF_CHAR": ({"ans"}, "ascii", "fixed", None),
+    "IFB_BINARY": ({"b"}, "binary", "fixed", None),
+}
+
+
+def test_binary87_is_iso87bpackager_field_by_field() -> None:
+    ours = {f[0]: f[1:] for f in Codec("binary87").spec.fields()}
+    declared = [entry.split(":") for entry in JPOS_ISO87B_FIELDS.split()]
+    assert [int(e[0]) for e in declared] == list(range(2, 129))
+    for number, cls, length, *_pad in declared:
+        n = int(number)
+        kinds, encoding, prefix_type, pad = _JPOS_CLASSES[cls]
+        if n == 55:  # documented in specs/README.md: binary here, IFB_LLLCHAR text there
+            kinds, encoding = {"b"}, "binary"
+        kind, enc, length_type, prefix, max_len, our_pad = ours[n]
+        assert kind in kinds and enc == encoding and length_type == prefix_type, (n, cls)
+        assert max_len == int(length), (n, cls)
+        if length_type != "fixed":
+            assert prefix == "bcd", n
+        if pad is not None:
+            assert our_pad == pad, n
+    assert set(ours) == set(range(2, 129))
+
+
 # --- a message built to ISO87BPackager's layout -----------------------------------------------
 
 
