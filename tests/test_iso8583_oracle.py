@@ -201,5 +201,11 @@ def test_mutated_messages_raise_or_decode(spec: Spec, data: st.DataObject) -> No
         assert e.offset <= len(wire)
         assert e.part in ("mti", "bitmap", "field", "message")
         assert str(e).endswith(f"at offset {e.offset}")
+        # the salvage names the same error, and what it keeps encodes (a 30 echoes it)
+        partial, err = codec.salvage(bytes(wire))
+        assert err is not None and (str(err), err.field) == (str(e), e.field)
+        if partial is not None:
+            codec.encode(partial)
         return
+    assert codec.salvage(bytes(wire)) == (m, None)
     assert codec.decode(codec.encode(m)) == m
