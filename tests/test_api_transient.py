@@ -124,6 +124,10 @@ def test_sale_unavailable_while_the_hsm_is_down_then_approved_once_with_the_same
         again = await h.client.sale(250_000, CARD.pan, CARD.expiry, CVV2, idempotency_key="down-1")
         assert again.replayed and again.payment_id == first.payment_id
         assert again.auth_code == first.auth_code
+        # the refused attempts are the operator's: the merchant sees the one payment
+        assert [p.payment_id for p in (await h.client.list_payments()).payments] == [
+            first.payment_id
+        ]
 
         assert count(core, "SELECT COUNT(DISTINCT txn_id) FROM postings") == 1
         assert count(core, "SELECT COUNT(*) FROM journal WHERE response_code = '00'") == 1

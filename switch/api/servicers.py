@@ -18,6 +18,7 @@ from switch.api.verification import VerificationStarts
 from switch.core.domain import Merchant
 from switch.core.merchant_queries import lookup_bill, payments_page
 from switch.core.model import AuthRequest, AuthResult, ResponseCode, TxnType
+from switch.core.refusals import DESTINATION, is_merchant_refusal
 from switch.core.service import CoreError, SwitchCore
 from switch.digits import is_ascii_digits
 from switch.gen.switch.v1 import merchant_pb2 as mpb
@@ -74,18 +75,21 @@ class Api:
             await context.abort(e.code, e.message)
         raise AssertionError("unreachable")  # context.abort always raises
 
-    async def authorize(self, req: AuthRequest, *, followup: bool = False) -> pb.PaymentResult:
+    async def authorize(self, req: AuthRequest) -> pb.PaymentResult:
         if self.core.halted is not None:
             if self.on_halt is not None:
                 self.on_halt()
             raise ApiError(grpc.StatusCode.UNAVAILABLE, "switch: approvals are halted")
         r = await self.core.authorize(req)
-        self.check(r, followup=followup)
+        self.check(req, r)
         return m.result_pb(r, req.currency)
 
     @staticmethod
-    def check(r: AuthResult, *, followup: bool) -> None:
-        """Results that are errors rather than declines become gRPC statuses."""
+    def check(req: AuthRequest, r: AuthResult) -> None:
+        """Results that are errors rather than declines become gRPC statuses.
+
+        Which declines are refusals is the core's rule (``switch.core.refusals``): it journals
+        them as refused, so no payment the caller never got an id for is listed."""
         code = r.response_code
         if code is ResponseCode.DUPLICATE_TRANSMISSION:
             raise ApiError(
@@ -94,8 +98,10 @@ class Api:
             )
         if code is ResponseCode.SYSTEM_MALFUNCTION:
             raise ApiError(grpc.StatusCode.UNAVAILABLE, f"switch: {r.message}; retry later")
-        if followup and code in (ResponseCode.INVALID_TRANSACTION, ResponseCode.INVALID_AMOUNT):
-            raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, r.message)
+        if is_merchant_refusal(req, r):
+            unknown = r.message.startswith(f"{DESTINATION} no such")
+            status = grpc.StatusCode.NOT_FOUND if unknown else grpc.StatusCode.FAILED_PRECONDITION
+            raise ApiError(status, r.message)
 
 
 class PaymentsServicer(mgrpc.PaymentsServicer):
@@ -147,24 +153,24 @@ class PaymentsServicer(mgrpc.PaymentsServicer):
         if amount_pb is not None and amount_pb.currency != original.currency:
             raise invalid(f"amount.currency: the payment is in {original.currency}")
         if amount is None:
-            # "The whole amount", computed from facts that do not change once the operation
-            # happened, so a retry with the same key is the same request for the core.
             if txn_type is TxnType.COMPLETION:
+                # "The whole amount", from facts a capture does not change, so a retry with
+                # the same key is the same request for the core.
                 amount = original.amount - original.reversed
-            elif txn_type is TxnType.REFUND:
-                preauth = original.txn_type == TxnType.PREAUTH.value
-                amount = original.captured if preauth else original.amount - original.reversed
+                if amount <= 0:
+                    raise ApiError(
+                        grpc.StatusCode.FAILED_PRECONDITION, "payment_id: nothing to capture"
+                    )
             else:
-                amount = 0  # a void releases whatever remains
-            if txn_type is not TxnType.VOID and amount <= 0:
-                raise ApiError(
-                    grpc.StatusCode.FAILED_PRECONDITION, "payment_id: nothing to capture or refund"
-                )
+                # 0: a void releases whatever remains, a refund gives back everything still
+                # refundable -- decided by the core against the live state (an earlier
+                # partial refund included), and the same request again on a retry.
+                amount = 0
         req = m.base_request(
             merchant, api.acquirer_id(merchant), txn_type, key, amount, original.currency,
             original=pid,
         )  # fmt: skip
-        return await api.authorize(req, followup=True)
+        return await api.authorize(req)
 
     async def Capture(self, request: mpb.CaptureRequest, context: Ctx) -> pb.PaymentResult:
         amount = request.amount if request.HasField("amount") else None
@@ -293,10 +299,7 @@ class BillsServicer(mgrpc.BillsServicer):
                 request.amount.currency, pan_=pan, expiry=expiry, cvv2=cvv2, otp=otp,
                 biller_id=request.biller_id, bill_reference=request.reference,
             )  # fmt: skip
-            r = await api.authorize(req)
-            if r.response_code in ("12", "13", "30"):  # already paid, wrong amount or format
-                raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, r.decline_reason)
-            return r
+            return await api.authorize(req)  # already paid, wrong amount: FAILED_PRECONDITION
 
         return await self.api.run(context, body)
 
@@ -322,12 +325,7 @@ class TransfersServicer(mgrpc.TransfersServicer):
                 request.amount.currency, pan_=pan, expiry=expiry, cvv2=cvv2, otp=otp,
                 destination_account=dest,
             )  # fmt: skip
-            r = await api.authorize(req)
-            if r.decline_reason.startswith("destination_account: no such"):
-                raise ApiError(grpc.StatusCode.NOT_FOUND, r.decline_reason)
-            if r.decline_reason.startswith("destination_account:"):
-                raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, r.decline_reason)
-            return r
+            return await api.authorize(req)  # unknown destination: NOT_FOUND (Api.check)
 
         return await self.api.run(context, body)
 

@@ -25,7 +25,7 @@ from switch.core.context import REFERRING_TYPES, Ctx, Decline, OriginalState, is
 from switch.core.domain import ONUS, Account, Hold
 from switch.core.holds import EXPIRED
 from switch.core.ledger_accounts import GL_FEES
-from switch.core.model import AuthResult, OriginalRef, ResponseCode, TxnType
+from switch.core.model import AuthRequest, AuthResult, OriginalRef, ResponseCode, TxnType
 
 if TYPE_CHECKING:
     from switch.core.pipeline import Pipeline
@@ -239,8 +239,7 @@ async def _remote_followup(
             refundable = o.amount - o.reversed - o.refunded
         else:
             raise Decline(RC.INVALID_TRANSACTION, "original: cannot be refunded")
-        if amount <= 0 or amount > refundable:
-            raise Decline(RC.INVALID_AMOUNT, f"amount: refundable is {max(refundable, 0)}")
+        amount = _refund_amount(req, refundable)
     else:  # reversal or void: what the issuer will give back, as the on-us rules count it
         amount = _remote_reversal_amount(o, req.amount, req.replacement_amount, t)
     ref = OriginalRef(
@@ -250,7 +249,13 @@ async def _remote_followup(
         acquirer_id=row.acquirer_id,
         transaction_id=o.txn_id,
     )
-    ctx.req = replace(req, original=ref, extra={**req.extra, ORIGINAL_TERMINAL: row.terminal_id})
+    # (a refund "of the rest" goes out with the amount it came to)
+    ctx.req = replace(
+        req,
+        amount=amount if t is TxnType.REFUND else req.amount,
+        original=ref,
+        extra={**req.extra, ORIGINAL_TERMINAL: row.terminal_id},
+    )
     # Reserve before the issuer is asked, so two concurrent captures (or refunds) cannot
     # both pass.
     captured = amount if t is TxnType.COMPLETION else 0
@@ -420,9 +425,7 @@ def _refund(p: Pipeline, ctx: Ctx, o: OriginalState, account: Account) -> AuthRe
         refundable = o.amount - o.reversed - o.refunded
     else:
         raise Decline(RC.INVALID_TRANSACTION, "original: cannot be refunded")
-    amount = req.amount
-    if amount <= 0 or amount > refundable:
-        raise Decline(RC.INVALID_AMOUNT, f"amount: refundable is {max(refundable, 0)}")
+    amount = _refund_amount(req, refundable)
     assert o.counter_account_id is not None
     p._post(ctx, [(o.counter_account_id, -amount), (account.account_id, amount)])
     o.refunded += amount
@@ -431,6 +434,24 @@ def _refund(p: Pipeline, ctx: Ctx, o: OriginalState, account: Account) -> AuthRe
     if card is not None:
         p._alert(ctx, "refund", amount, account, card.masked_pan)
     return _answer(p, ctx, account, amount, "refunded")
+
+
+def _refund_amount(req: AuthRequest, refundable: int) -> int:
+    """What a refund gives back: its amount, within what is still refundable.
+
+    A merchant's refund without an amount (``0``: the API's "unset") is "everything still
+    refundable", decided here, against the live state, rather than by the caller from a
+    payment it read earlier: after a partial refund the rest is refunded, and a retry with
+    the same key is the same request (amount 0), so it is replayed, not refused.
+    """
+    amount = req.amount
+    if amount == 0 and req.idempotency_key is not None:
+        if refundable <= 0:
+            raise Decline(RC.INVALID_AMOUNT, "payment_id: nothing left to refund")
+        return refundable
+    if amount <= 0 or amount > refundable:
+        raise Decline(RC.INVALID_AMOUNT, f"amount: refundable is {max(refundable, 0)}")
+    return amount
 
 
 def _answer(p: Pipeline, ctx: Ctx, account: Account, amount: int, message: str) -> AuthResult:

@@ -61,7 +61,8 @@ async def payments_page(
     Keyset pagination on the transaction id (ids grow with time): a page starts strictly
     before ``before_txn_id``, so pages stay stable while new payments arrive.
     """
-    sql = "SELECT txn_id FROM journal WHERE merchant_id = ? AND merchant_id != ''"
+    # refused requests (an error status to the caller, no payment id) are the operator's only
+    sql = "SELECT txn_id FROM journal WHERE merchant_id = ? AND merchant_id != '' AND refused = 0"
     args: list[object] = [merchant_id]
     if start is not None:
         sql += " AND created_at >= ?"

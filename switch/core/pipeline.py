@@ -57,6 +57,7 @@ from switch.core.interchange import AcquirerConfig, PinKey, is_our_terminal, pin
 from switch.core.ledger_accounts import GL_FEES, GL_INTERBANK_ATM, GL_INTERBANK_POS
 from switch.core.limits import LimitsEngine
 from switch.core.model import AuthRequest, AuthResult, Channel, ResponseCode, TxnType
+from switch.core.refusals import is_merchant_refusal
 from switch.core.remote import BinTable, RemoteIssuer
 from switch.core.results import decode_result, encode_result
 from switch.digits import is_ascii_digits
@@ -390,6 +391,8 @@ class Pipeline:
         card = ctx.card
         ch = ctx.changes
         approved = result.response_code is RC.APPROVED
+        retry = retryable(ctx, result)
+        refused = retry or is_merchant_refusal(req, result)
         ch.journal = JournalRow(
             txn_id=ctx.txn_id,
             created_at=ctx.now,
@@ -416,14 +419,15 @@ class Pipeline:
             counter_account_id=ctx.counter_account_id,
             route=ctx.route,
             message=result.message,
+            refused=refused,
         )
-        if retryable(ctx, result):
+        if retry:
             # "Could not decide" (HSM or store unreachable, an HSM failure): nothing moved, so
             # the attempt is journaled for the operator but is not the key's answer -- a retry
             # (same merchant key, or an ATM's retransmission) is processed afresh once the
             # fault is gone. A one-time code it verified stays usable for that retry.
             ch.otp_deletes.clear()
-        else:
+        if not refused:  # a refused call records nothing the caller sees, its key included
             ch.idempotency = IdempotencyRow(
                 ctx.key, ctx.fingerprint, ctx.txn_id, encode_result(result), ctx.now
             )

@@ -277,7 +277,7 @@ class SwitchCore:
 
     async def payment(self, merchant_id: str, transaction_id: str) -> Payment | None:
         j = await self.store.journal_entry(transaction_id)
-        if j is None or j.merchant_id != merchant_id:
+        if j is None or j.merchant_id != merchant_id or j.refused:  # refused: not a payment
             return None
         return _payment(j, await self.store.original(transaction_id))
 

@@ -63,6 +63,9 @@ class JournalRow(NamedTuple):
     counter_account_id: int | None
     route: str
     message: str
+    # Answered with an error, not a transaction (``switch.core.refusals``): kept for the
+    # operator, never shown to a merchant, no idempotency key spent on it.
+    refused: bool = False
 
 
 class IdempotencyRow(NamedTuple):

@@ -64,7 +64,8 @@ _ACCOUNT_COLS = "account_id, number, kind, holder, phone, currency, balance, hel
 _JOURNAL_COLS = (
     "txn_id, created_at, business_day, txn_type, channel, response_code, auth_code, card_id, "
     "account_id, masked_pan, amount, fee, currency, categories, acquirer_id, terminal_id, stan, "
-    "transmission, rrn, merchant_id, original_txn_id, counter_account_id, route, message"
+    "transmission, rrn, merchant_id, original_txn_id, counter_account_id, route, message, "
+    "refused"
 )
 
 
@@ -117,7 +118,7 @@ def _account(r: tuple[Any, ...]) -> Account:
 
 
 def _journal(r: tuple[Any, ...]) -> JournalRow:
-    return JournalRow(*r)
+    return JournalRow._make((*r[:-1], bool(r[-1])))
 
 
 log = logging.getLogger("switch.store")
@@ -286,7 +287,7 @@ class SqliteStore:
         _rows(
             conn,
             f"INSERT INTO journal ({_JOURNAL_COLS}) VALUES",
-            24,
+            25,
             [c.journal for c in units if c.journal is not None],
         )
         _rows(
@@ -459,7 +460,7 @@ class SqliteStore:
     async def journal_for_merchant(self, merchant_id: str, limit: int) -> list[JournalRow]:
         rows = self._q(
             f"SELECT {_JOURNAL_COLS} FROM journal WHERE merchant_id = ? AND merchant_id != '' "
-            "ORDER BY txn_id DESC LIMIT ?",
+            "AND refused = 0 ORDER BY txn_id DESC LIMIT ?",
             (merchant_id, limit),
         )
         return [_journal(r) for r in rows]
@@ -761,7 +762,7 @@ def _resolve(
 
 
 #: Rows per multi-row statement: below SQLite's 32,766 bound parameters for the widest table
-#: (24 journal columns), and few distinct statement texts for the statement cache.
+#: (25 journal columns), and few distinct statement texts for the statement cache.
 _CHUNK = 256
 
 
