@@ -520,16 +520,18 @@ def test_format_error_answer_echoes_the_matching_fields_before_the_bad_one(
         bad_repeat = _pyiso_exchange_doc("310002", t="0201", **bad53)
         answer = await _pyiso_roundtrip(ls[0], bad_repeat)
         assert (answer["t"], answer["39"], answer["11"]) == ("0210", "30", "310002")
-        # (the normal path: 0201 is not a transaction the switch takes, answered 12, in 0210)
-        good_repeat = await _pyiso_roundtrip(ls[0], _pyiso_exchange_doc("310003", t="0201"))
-        assert (good_repeat["t"], good_repeat["11"]) == ("0210", "310003")
+        # the normal path: a first transmission and its repeat, one answer, one posting
+        first = await _pyiso_roundtrip(ls[0], _pyiso_exchange_doc("310003"))
+        repeat = await _pyiso_roundtrip(ls[0], _pyiso_exchange_doc("310003", t="0201"))
+        assert (first["t"], first["39"]) == ("0210", "00")
+        assert (repeat["t"], repeat["39"], repeat["38"]) == ("0210", "00", first["38"])
         # a bad field before 11: what precedes it is echoed, nothing is invented
         answer = await _pyiso_roundtrip(ls[0], _pyiso_exchange_doc("310004", **{"7": "11291200X0"}))
         assert answer["t"] == "0210" and answer["39"] == "30"
         assert answer["4"] == "000000500000" and "7" not in answer and "11" not in answer
         assert CARD.pan not in caplog.text
         c = await client(ls[0])
-        assert await available(c) == CARD.balance  # nothing reached the ledger
+        assert await available(c) == CARD.balance - 500_000 - 3_000  # the good one, once
         await c.close()
 
     with caplog.at_level("WARNING"):

@@ -18,8 +18,10 @@ arrive as financial advices (0220, repeated as 0221: the acquirer already approv
 the strength of the pre-authorization's hold, so they are answered 0230 and never queued
 behind anything). A follow-up may omit the PAN (fields 2/35): an acquirer that does not keep
 card numbers refers to its original by field 90 alone, and the core finds the card from it.
-A repeat (4th MTI digit 1: 0221, 0401, 0421) is answered with the MTI of the first
-transmission's answer (0230, 0410, 0430), as ISO 8583:1987 has it.
+A repeat (4th MTI digit 1: 0101, 0201, 0221, 0401, 0421) is the first transmission sent
+again; it is answered with the MTI of the first transmission's answer (0110, 0210, 0230,
+0410, 0430), as ISO 8583:1987 has it, and the core's retransmission rule gives it the first
+answer without a second posting.
 """
 
 from __future__ import annotations
@@ -48,8 +50,10 @@ __all__ = [
     "result_to_message",
 ]
 
-#: Requests the core authorizes (0220/0221 are completion advices, see the module doc).
-FINANCIAL_MTIS = frozenset({"0100", "0200", "0220", "0221"})
+#: Requests the core authorizes (0220/0221 are completion advices, see the module doc). A
+#: repeat (0101, 0201) is its first transmission sent again after a time-out: the same
+#: request, so the core's retransmission rule gives it the first answer.
+FINANCIAL_MTIS = frozenset({"0100", "0101", "0200", "0201", "0220", "0221"})
 ADVICE_MTIS = frozenset({"0220", "0221"})
 REVERSAL_MTIS = frozenset({"0400", "0401", "0420", "0421"})
 
@@ -221,7 +225,7 @@ def request_from_message(msg: Message, terminal: Terminal | None) -> AuthRequest
             raise FieldError(90, "missing: a completion names its pre-authorization")
         txn_type = TxnType.COMPLETION
         original = _original(f, acquirer_id)
-    elif mti == "0100" and code == "00":
+    elif mti in ("0100", "0101") and code == "00":
         txn_type = TxnType.PREAUTH
     else:
         found = _PROCESSING.get(code)
