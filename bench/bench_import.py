@@ -87,11 +87,13 @@ def _baseline(state: Path, keys: tuple[str, str, str]) -> float:
     pan_key = bytes.fromhex((state / "pan.key").read_text().strip())
     conn = sqlite3.connect(state / "switch.db", isolation_level=None)
     conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("BEGIN IMMEDIATE")  # the accounts only make the cards' rows valid: untimed
     conn.executemany(
         "INSERT INTO accounts (account_id, number, kind, holder, phone, currency, balance) "
         "VALUES (?, ?, 'ccp', '', '', 12, 0)",
         [(100 + i, f"{4_000_000_000 + i:010d}-{i % 100:02d}") for i in range(1, N + 1)],
     )
+    conn.execute("COMMIT")
     rows = []
     for i in range(1, N + 1):
         pan = luhn_complete(f"628058{i:09d}")

@@ -21,11 +21,14 @@ from typing import Any
 
 import pytest
 import switch_native
+from hypothesis import given
+from hypothesis import strategies as st
 
+from switch.cardbase.records import _luhn_ok
 from switch.cli import main as switch_main
 from switch.core import demo
 from switch.core import testing as t
-from switch.core.domain import luhn_complete
+from switch.core.domain import luhn_complete, luhn_ok
 from switch.core.model import ResponseCode
 from switch.core.pipeline import DECIMALISATION_TABLE, ibm_validation_data
 from switch.core.service import SwitchCore
@@ -457,3 +460,9 @@ def test_ctrl_c_rolls_back_the_batch_in_flight_and_says_how_to_resume(
     )
     assert done == 0
     assert query(state, "SELECT COUNT(*) FROM cards WHERE card_id > 8") == [(loaded,)]
+
+
+@given(st.text("0123456789", min_size=12, max_size=19))
+def test_the_import_luhn_check_is_the_core_s(pan: str) -> None:
+    """The import's byte-table Luhn accepts exactly the PANs the core's accepts."""
+    assert _luhn_ok(pan) == luhn_ok(pan)

