@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 
+from switch.digits import is_ascii_digits
 from switch.iso8583.mapping import FieldError, request_from_message
-from switch.iso8583.message import FieldValue, Message, ascii_digits
+from switch.iso8583.message import FieldValue, Message
 from switch.iso8583.remote import answer_to_result
 
 ARABIC_INDIC = "٠١٢٣٤٥٦٧٨٩"  # U+0660..U+0669: isdigit() is True for each
@@ -35,10 +36,10 @@ def _withdrawal(**changes: FieldValue) -> Message:
 
 
 def test_ascii_digits_refuses_other_digits() -> None:
-    assert ascii_digits("0123456789")
-    assert not ascii_digits(_arabic("012")) and _arabic("012").isdigit()
-    assert not ascii_digits("²") and "²".isdigit()
-    assert not ascii_digits("")
+    assert is_ascii_digits("0123456789")
+    assert not is_ascii_digits(_arabic("012")) and _arabic("012").isdigit()
+    assert not is_ascii_digits("²") and "²".isdigit()
+    assert not is_ascii_digits("")
 
 
 def test_the_plain_request_maps() -> None:

@@ -31,7 +31,8 @@ import time
 
 from switch.core.domain import Terminal
 from switch.core.model import DZD, AuthRequest, AuthResult, Channel, OriginalRef, TxnType
-from switch.iso8583.message import FieldValue, Message, answer_mti, ascii_digits
+from switch.digits import is_ascii_digits
+from switch.iso8583.message import FieldValue, Message, answer_mti
 
 Fields = dict[int, FieldValue]
 
@@ -110,7 +111,7 @@ def _digits(
     value = _text(f, number, required=required)
     if value is None:
         return None
-    if not ascii_digits(value) or (size is not None and len(value) != size):
+    if not is_ascii_digits(value) or (size is not None and len(value) != size):
         raise FieldError(number, f"must be {size or 'some'} digits")
     return value
 
@@ -121,10 +122,10 @@ def _track2(value: str) -> tuple[str, str | None, str | None]:
     if sep is None:
         raise FieldError(35, "no separator")
     pan, rest = value.split(sep, 1)
-    if not ascii_digits(pan):
+    if not is_ascii_digits(pan):
         raise FieldError(35, "PAN part is not digits")
-    expiry = rest[:4] if len(rest) >= 4 and ascii_digits(rest[:4]) else None
-    service = rest[4:7] if len(rest) >= 7 and ascii_digits(rest[4:7]) else None
+    expiry = rest[:4] if len(rest) >= 4 and is_ascii_digits(rest[:4]) else None
+    service = rest[4:7] if len(rest) >= 7 and is_ascii_digits(rest[4:7]) else None
     return pan, expiry, service
 
 
@@ -199,7 +200,7 @@ def request_from_message(msg: Message, terminal: Terminal | None) -> AuthRequest
             raise FieldError(35, "PAN differs from field 2")
         pan = t_pan
         expiry = expiry or t_exp
-    if pan is not None and not ascii_digits(pan):
+    if pan is not None and not is_ascii_digits(pan):
         raise FieldError(2, "must be digits")
     acquirer_id = _digits(f, 32, required=False) or (terminal.acquirer_id if terminal else "")
     if not acquirer_id:
@@ -215,7 +216,7 @@ def request_from_message(msg: Message, terminal: Terminal | None) -> AuthRequest
         original = _original(f, acquirer_id)
         repl = _text(f, 95, required=False)
         if repl is not None:
-            if len(repl) < 12 or not ascii_digits(repl[:12]):
+            if len(repl) < 12 or not is_ascii_digits(repl[:12]):
                 raise FieldError(95, "actual amount must be 12 digits")
             replacement = int(repl[:12])
     elif mti in ADVICE_MTIS:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from switch_native import MessageBase
 
-__all__ = ["FieldValue", "Message", "answer_mti", "ascii_digits", "mask_field"]
+from switch.digits import is_ascii_digits
+
+__all__ = ["FieldValue", "Message", "answer_mti", "mask_field"]
 
 FieldValue = str | bytes
 
@@ -24,24 +26,13 @@ _HIDDEN_FIELDS = frozenset({35, 36, 45, 52, 53, 55, 64, 96, 128})
 _PAN_FIELDS = frozenset({2, 34})
 
 
-def ascii_digits(value: str) -> bool:
-    """True for a non-empty run of ``0``-``9`` only.
-
-    ``str.isdigit`` (and ``\\d`` in a ``str`` pattern) also accepts Arabic-Indic digits,
-    superscripts such as the Latin-1 ``²`` an EBCDIC text field can carry, and every other
-    Unicode digit; ``int()`` then converts some and raises on others. A received field is
-    checked with this instead, so such text is a format error naming the field.
-    """
-    return value.isascii() and value.isdigit()
-
-
 def answer_mti(mti: str) -> str:
     """The MTI answering the request ``mti``: function digit + 1 and, in the origin digit,
     the repeat bit cleared (0200 -> 0210, 0201 -> 0210, 0221 -> 0230, 0421 -> 0430, 0800 ->
     0810). ISO 8583:1987 answers a repeat as its first transmission, and jPOS
     (``ISOMsg.setResponseMTI``: 0201 becomes 0210) and the MUXes that match on it expect
     that. ValueError if ``mti`` is not a request."""
-    if len(mti) != 4 or not ascii_digits(mti) or int(mti[2]) % 2 == 1:
+    if len(mti) != 4 or not is_ascii_digits(mti) or int(mti[2]) % 2 == 1:
         raise ValueError(f"MTI {mti!r} is not a request")
     return f"{mti[:2]}{int(mti[2]) + 1}{int(mti[3]) & ~1}"
 

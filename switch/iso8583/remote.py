@@ -70,6 +70,7 @@ from switch.core.followups import ORIGINAL_TERMINAL
 from switch.core.interchange import AcquirerConfig, pin_key
 from switch.core.model import DZD, AuthRequest, AuthResult, Channel, ResponseCode, TxnType
 from switch.core.pipeline import BAD_PIN_BLOCK_CODES
+from switch.digits import is_ascii_digits
 from switch.hsm.client import HsmClient, HsmError
 from switch.iso8583.client import (
     AnswerMacError,
@@ -81,7 +82,7 @@ from switch.iso8583.codec import Codec, Iso8583Error
 from switch.iso8583.framing import DEFAULT_FRAMING, TPDU_SIZE, Framing, LengthHeader
 from switch.iso8583.link_mac import LinkMac
 from switch.iso8583.mapping import MCC_ATM, MCC_COUNTER, POS_CONDITION_ECOMMERCE
-from switch.iso8583.message import Message, ascii_digits
+from switch.iso8583.message import Message
 from switch.iso8583.mux import MuxKeyInUseError
 from switch.iso8583.saf import SafQueue
 
@@ -347,7 +348,7 @@ def _balances(value: str) -> tuple[int | None, int | None, int | None]:
     ledger = available = currency = None
     for i in range(0, len(value) - 19, 20):
         part = value[i : i + 20]
-        if not ascii_digits(part[8:]) or part[7] not in "CD" or not ascii_digits(part[4:7]):
+        if not is_ascii_digits(part[8:]) or part[7] not in "CD" or not is_ascii_digits(part[4:7]):
             continue
         amount = int(part[8:]) * (1 if part[7] == "C" else -1)
         currency = int(part[4:7])
