@@ -159,3 +159,19 @@ def test_a_withdrawal_in_flight_across_midnight_counts_on_the_day_it_is_checked(
             await core.close()
 
     asyncio.run(asyncio.wait_for(body(), 30))
+
+
+# -- fields 12/13 carry no year: the one nearest to now is taken ----------------------------
+def test_local_date_time_takes_the_year_nearest_to_now() -> None:
+    from switch.iso8583.mapping import local_date_time
+
+    new_year = dt.datetime(2028, 1, 1, 0, 0, 30, tzinfo=dt.UTC).timestamp()
+    assert local_date_time("1231", "235959", new_year) == dt.datetime(2027, 12, 31, 23, 59, 59)
+    assert local_date_time("0101", "000010", new_year) == dt.datetime(2028, 1, 1, 0, 0, 10)
+    # 29 February is a date in the leap year nearest to now, not a format error
+    march_2027 = dt.datetime(2027, 3, 1, tzinfo=dt.UTC).timestamp()
+    assert local_date_time("0229", "120000", march_2027) == dt.datetime(2028, 2, 29, 12)
+    leap_day = dt.datetime(2028, 2, 29, 22, 59, 30, tzinfo=dt.UTC).timestamp()
+    assert local_date_time("0229", "235930", leap_day) == dt.datetime(2028, 2, 29, 23, 59, 30)
+    assert local_date_time("1332", "120000", leap_day) is None
+    assert local_date_time("0101", "250000", leap_day) is None

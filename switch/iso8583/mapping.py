@@ -129,22 +129,34 @@ def _track2(value: str) -> tuple[str, str | None, str | None]:
     return pan, expiry, service
 
 
+def local_date_time(mmdd: str, hhmmss: str, now: float) -> dt.datetime | None:
+    """Fields 13 + 12 (no year) as the terminal's local date-time: the year is the one that
+    puts MMDD nearest to ``now`` (a terminal's 1231 read just after New Year is last year's,
+    and a 0229 is valid in whichever nearby year is a leap year). ``None`` when MMDD hhmmss
+    is no date in any year near ``now``."""
+    month, day = int(mmdd[:2]), int(mmdd[2:4])
+    h, m, sec = int(hhmmss[:2]), int(hhmmss[2:4]), int(hhmmss[4:6])
+    today = dt.datetime.fromtimestamp(now, dt.UTC).replace(tzinfo=None)
+    best: dt.datetime | None = None
+    for year in (today.year - 1, today.year, today.year + 1, today.year - 4, today.year + 4):
+        try:  # not strptime: it costs more than the rest of the mapping
+            at = dt.datetime(year, month, day, h, m, sec)
+        except ValueError:
+            continue
+        if best is None or abs(at - today) < abs(best - today):
+            best = at
+    return best
+
+
 def _local_time(msg: Message) -> dt.datetime | None:
     hhmmss = _digits(msg.fields, 12, 6, required=False)
     mmdd = _digits(msg.fields, 13, 4, required=False)
     if hhmmss is None or mmdd is None:
         return None
-    try:  # not strptime: it costs more than the rest of the mapping
-        return dt.datetime(
-            time.gmtime().tm_year,
-            int(mmdd[:2]),
-            int(mmdd[2:4]),
-            int(hhmmss[:2]),
-            int(hhmmss[2:4]),
-            int(hhmmss[4:6]),
-        )
-    except ValueError:
-        raise FieldError(12, "local date/time is not a valid MMDD hhmmss") from None
+    at = local_date_time(mmdd, hhmmss, time.time())
+    if at is None:
+        raise FieldError(12, "local date/time is not a valid MMDD hhmmss")
+    return at
 
 
 def _original(f: Fields, acquirer_id: str) -> OriginalRef:
