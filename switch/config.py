@@ -71,9 +71,27 @@ class Product:
 
 
 @dataclass(frozen=True, slots=True)
+class VerificationLimits:
+    """How many one-time codes (StartVerification SMS) may be sent within ``window_minutes``:
+    to one card, whichever merchants asked, and for one merchant, whichever cards.
+
+    Each code is an SMS the issuer pays for and a message on the cardholder's phone; without
+    a cap one merchant sent 16 codes to one phone in 70 ms."""
+
+    codes_per_card: int = 3
+    codes_per_merchant: int = 300
+    window_minutes: int = 15
+
+    @property
+    def window_s(self) -> float:
+        return self.window_minutes * 60.0
+
+
+@dataclass(frozen=True, slots=True)
 class SwitchConfig:
     products: dict[str, Product]
     timezone: str = "Africa/Algiers"
+    verification: VerificationLimits = VerificationLimits()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def product(self, code: str) -> Product:
@@ -162,7 +180,29 @@ def parse_config(data: dict[str, Any]) -> SwitchConfig:
     tz = data.get("timezone", "Africa/Algiers")
     if not isinstance(tz, str):
         raise ConfigError("timezone: expected a string")
-    return SwitchConfig(products=products, timezone=tz)
+    return SwitchConfig(
+        products=products, timezone=tz, verification=_verification(data.get("verification", {}))
+    )
+
+
+def _verification(raw: object) -> VerificationLimits:
+    """The ``[verification]`` table; every key optional (the defaults above)."""
+    if not isinstance(raw, dict):
+        raise ConfigError("verification: expected a table")
+    known = {"codes_per_card", "codes_per_merchant", "window_minutes"}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(
+                f"verification.{key}: unknown key (known: {', '.join(sorted(known))})"
+            )
+    d = VerificationLimits()
+    return VerificationLimits(
+        codes_per_card=_positive(raw, "codes_per_card", "verification", d.codes_per_card),
+        codes_per_merchant=_positive(
+            raw, "codes_per_merchant", "verification", d.codes_per_merchant
+        ),
+        window_minutes=_positive(raw, "window_minutes", "verification", d.window_minutes),
+    )
 
 
 def load_config(path: Path | None = None) -> SwitchConfig:

@@ -18,6 +18,7 @@ from switch.api.verification import VerificationStarts
 from switch.core.domain import Merchant
 from switch.core.merchant_queries import lookup_bill, payments_page
 from switch.core.model import AuthRequest, AuthResult, ResponseCode, TxnType
+from switch.core.otp_rate import VerificationRateLimited
 from switch.core.refusals import DESTINATION, is_merchant_refusal
 from switch.core.service import CoreError, SwitchCore
 from switch.digits import is_ascii_digits
@@ -349,6 +350,8 @@ class VerificationServicer(mgrpc.VerificationServicer):
                 challenge = await api.verifications.start(
                     merchant, key, pan, amount, request.amount.currency
                 )
+            except VerificationRateLimited as e:
+                raise ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e)) from None
             except CoreError as e:
                 text = str(e)
                 code = (

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import time
 
 import grpc
 
@@ -57,8 +56,9 @@ class VerificationStarts:
         """The first answer for this key, sending the code only if no call did before.
 
         Raises ``ApiError`` (ALREADY_EXISTS) for the key of a different request, and whatever
-        ``core.start_otp`` raises when the code could not be sent (then nothing is remembered
-        and a retry may try again).
+        ``core.start_verification`` raises when the code could not be sent (a rate limit, an
+        unknown card...: then nothing is remembered and a retry may try again). A replay
+        sends nothing, so it never counts against the rate limits.
         """
         skey = store_key(merchant.merchant_id, key)
         fingerprint = self.core.otp_fingerprint(pan, amount, currency)
@@ -66,7 +66,7 @@ class VerificationStarts:
         if running is None:
             row = await self.core.store.idempotent(skey)
             # a key older than the window is a new request, as for authorizations
-            if row is not None and row.created_at >= time.time() - IDEMPOTENCY_WINDOW_S:
+            if row is not None and row.created_at >= self.core.now() - IDEMPOTENCY_WINDOW_S:
                 _same_request(row.fingerprint, fingerprint)
                 return OtpChallenge.from_json(row.result)
             running = self._running.get(skey)  # another call may have started meanwhile
@@ -79,7 +79,7 @@ class VerificationStarts:
         self, skey: str, fingerprint: str, merchant: Merchant, pan: str, amount: int
     ) -> asyncio.Task[OtpChallenge]:
         task = asyncio.create_task(
-            self.core.start_otp(pan, merchant.name, amount, idempotency=(skey, fingerprint))
+            self.core.start_verification(pan, merchant, amount, idempotency=(skey, fingerprint))
         )
         self._running[skey] = (fingerprint, task)
 

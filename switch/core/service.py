@@ -53,6 +53,10 @@ clock=time.time)``
     E-commerce secret code: sent by SMS through the outbox; then ``req.otp`` in authorize.
     ``idempotency=(key, fingerprint)`` stores that idempotency row, answer = the challenge
     (``OtpChallenge.to_json``), in the same commit as the code and its SMS.
+``await core.start_verification(pan, merchant, amount, *, idempotency=None) -> OtpChallenge``
+    ``start_otp`` for a merchant within the ``[verification]`` rate limits (codes per card and
+    per merchant in a window, counted in the store): over one, ``VerificationRateLimited``.
+``core.now() -> float``: the clock the core was opened with.
 ``core.otp_fingerprint(pan, amount, currency) -> str``: a keyed digest of such a request.
 ``await core.activate_card(pan, place)`` / ``await core.set_card_status(pan, status)`` /
 ``await core.reset_pin_tries(pan)``: card lifecycle (activation sends an SMS).
@@ -61,6 +65,7 @@ clock=time.time)``
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import fcntl
 import hashlib
@@ -88,6 +93,7 @@ from switch.core.holds import expire_holds
 from switch.core.interchange import AcquirerConfig
 from switch.core.ledger_accounts import GL_FEES, GL_INTERBANK_ATM, GL_INTERBANK_POS
 from switch.core.model import DZD, AuthRequest, AuthResult, ResponseCode, TxnType
+from switch.core.otp_rate import check_rate
 from switch.core.pipeline import OTP_TTL_S, Pipeline
 from switch.core.remote import RemoteIssuer, Route
 from switch.hsm.client import HsmClient
@@ -194,6 +200,8 @@ class SwitchCore:
         self.store = store
         self.hsm = hsm
         self._lock = -1
+        # one verification at a time from its rate check to its commit (switch.core.otp_rate)
+        self._otp_lock = asyncio.Lock()
 
     @classmethod
     async def open(
@@ -313,6 +321,11 @@ class SwitchCore:
         """The registered interchange acquirer with this field 32 id, if any."""
         return self._p.acquirers.get(acquirer_id)
 
+    def now(self) -> float:
+        """The core's clock (epoch seconds): the wire layers' "now" too, so a test's clock
+        governs every window the switch applies."""
+        return self._p.clock()
+
     @property
     def halted(self) -> str | None:
         """Why approvals stopped (a failed commit), or ``None`` while healthy."""
@@ -382,8 +395,12 @@ class SwitchCore:
         amount: int,
         *,
         idempotency: tuple[str, str] | None = None,
+        sent_for: str | None = None,
     ) -> OtpChallenge:
         """Send a one-time e-commerce code by SMS; the code itself is never returned or logged.
+
+        ``sent_for``: the merchant id the code is sent for; the same commit records it in
+        ``otp_sends``, which the verification rate limits count (``start_verification``).
 
         The code never reaches the store in clear: the alert's text is sealed here
         (``switch.notify.sealing``, a key derived from ``pan.key``) before the INSERT, so
@@ -414,5 +431,31 @@ class SwitchCore:
         if idempotency is not None:
             key, fingerprint = idempotency
             ch.idempotency = IdempotencyRow(key, fingerprint, "", challenge.to_json(), now)
+        if sent_for is not None:
+            ch.otp_sends.append((card.card_id, sent_for, now))
         await self.store.commit(ch)
         return challenge
+
+    async def start_verification(
+        self,
+        pan: str,
+        merchant: Merchant,
+        amount: int,
+        *,
+        idempotency: tuple[str, str] | None = None,
+    ) -> OtpChallenge:
+        """``start_otp`` for a merchant, within the verification rate limits (codes per card
+        and per merchant in a window, ``[verification]`` of the configuration): raises
+        ``VerificationRateLimited`` naming the limit, and sends nothing then.
+
+        The count is read from the store and the code committed under one lock, so two
+        concurrent calls cannot both take the last code of a window.
+        """
+        async with self._otp_lock:
+            card = await self._card(pan)
+            limits = self._p.config.verification
+            now = self._p.clock()
+            await check_rate(self.store, limits, card.card_id, merchant.merchant_id, now)
+            return await self.start_otp(
+                pan, merchant.name, amount, idempotency=idempotency, sent_for=merchant.merchant_id
+            )

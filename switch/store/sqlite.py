@@ -349,6 +349,12 @@ class SqliteStore:
             [(d,) for c in units for d in c.otp_deletes],
             ")",
         )
+        _rows(
+            conn,
+            "INSERT INTO otp_sends (card_id, merchant_id, created_at) VALUES",
+            3,
+            [s for c in units for s in c.otp_sends],
+        )
         # A key seen again after the idempotency window is a new request (ISO 8583 dates
         # repeat every year): it takes the slot over instead of failing.
         _rows(
@@ -441,6 +447,16 @@ class SqliteStore:
     async def otp(self, card_id: int) -> tuple[bytes, float] | None:
         rows = self._q("SELECT code_hash, expires_at FROM otps WHERE card_id = ?", (card_id,))
         return (bytes(rows[0][0]), float(rows[0][1])) if rows else None
+
+    async def otp_sends_since(
+        self, card_id: int, merchant_id: str, since: float
+    ) -> tuple[int, int]:
+        rows = self._q(
+            "SELECT (SELECT COUNT(*) FROM otp_sends WHERE card_id = ? AND created_at >= ?), "
+            "(SELECT COUNT(*) FROM otp_sends WHERE merchant_id = ? AND created_at >= ?)",
+            (card_id, since, merchant_id, since),
+        )
+        return int(rows[0][0]), int(rows[0][1])
 
     async def idempotent(self, key: str) -> IdempotencyRow | None:
         rows = self._q(
