@@ -20,7 +20,7 @@ import switch_native
 
 from switch.core import demo, testing
 from switch.core.model import ResponseCode
-from switch.digits import ascii_int, is_ascii_digits
+from switch.digits import ascii_int, ascii_seconds, is_ascii_digits
 from switch.iso8583.codec import Codec
 from switch.iso8583.framing import FrameSplitter, Framing, frame
 from switch.iso8583.mac import MacLayout, mac_field
@@ -288,7 +288,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     common.add_argument("--spec", default="ascii87")
     common.add_argument("--terminal", default=demo.TERMINALS[0].terminal_id)
     common.add_argument("--card", default=card.pan, help="PAN (default: the first demo card)")
-    common.add_argument("--timeout", type=float, default=10.0)
+    common.add_argument("--timeout", type=ascii_seconds, default=10.0)
     w = sub.add_parser("withdraw", parents=[common], help="cash withdrawal (0200, code 01)")
     w.add_argument("--pin", default=card.pin)
     w.add_argument("--amount", type=_amount, required=True, help="in DZD, e.g. 5000")

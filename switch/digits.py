@@ -32,3 +32,14 @@ def ascii_int(text: str) -> int:
     if not is_ascii_digits(text.removeprefix("-")):
         raise argparse.ArgumentTypeError(f"{text!r} is not a number written in digits 0-9")
     return int(text)
+
+
+_SECONDS: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
+
+
+def ascii_seconds(text: str) -> float:
+    """An ``argparse`` ``type=`` for a positive duration in seconds (``10``, ``2.5``) in ASCII
+    digits: plain ``float`` would also take Arabic-Indic digits, ``nan`` and ``inf``."""
+    if _SECONDS.fullmatch(text) is None or float(text) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return float(text)

@@ -24,7 +24,7 @@ from switch.core import demo
 from switch.core import testing as t
 from switch.core.model import ResponseCode, TxnType
 from switch.core.service import SwitchCore
-from switch.digits import ascii_int, is_ascii_digits
+from switch.digits import ascii_int, ascii_seconds, is_ascii_digits
 from switch.gen.switch.v1 import merchant_pb2 as mpb
 from switch.gen.switch.v1 import types_pb2 as pb
 
@@ -57,6 +57,10 @@ def test_the_helpers() -> None:
     assert ascii_int("8583") == 8583
     with pytest.raises(Exception, match="digits 0-9"):
         ascii_int(arabic("8583"))
+    assert ascii_seconds("2.5") == 2.5
+    for bad in ("0", "inf", "nan", "-1", arabic("10"), "1e3"):
+        with pytest.raises(Exception, match="seconds"):
+            ascii_seconds(bad)
 
 
 def arabic_pan_passing_a_naive_luhn() -> str:
@@ -140,6 +144,8 @@ def test_the_core_refuses_them_whatever_the_channel(state: Path) -> None:
         (["run", "--grpc-port", fullwidth("50051")], "--grpc-port"),
         (["pay", "sale", arabic("250000"), "--pan", CARD.pan, "--expiry", "3012"], "amount"),
         (["pay", "refund", "000000000001", arabic("100")], "amount"),
+        (["pay", "--timeout", arabic("10"), "list"], "--timeout"),
+        (["atm", "balance", "--timeout", "nan"], "--timeout"),
     ],
 )
 def test_cli_options_take_ascii_digits_only(

@@ -20,7 +20,7 @@ from google.protobuf.message import Message
 
 from switch.api.client import DEFAULT_TARGET, MerchantClient
 from switch.api.tls_files import TlsFileError, client_tls
-from switch.digits import ascii_int
+from switch.digits import ascii_int, ascii_seconds
 
 
 def _card(p: argparse.ArgumentParser) -> None:
@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--api-key", default=None, help="default: $SWITCH_API_KEY (prefer the env variable)"
     )
     parser.add_argument("--key", default=None, help="idempotency key (default: a fresh one)")
-    parser.add_argument("--timeout", type=float, default=10.0)
+    parser.add_argument("--timeout", type=ascii_seconds, default=10.0)
     parser.add_argument("--tls-ca", type=Path, help="CA of the server certificate (enables TLS)")
     parser.add_argument(
         "--tls-cert", type=Path, help="our client certificate (PEM), for a mutual-TLS server"
