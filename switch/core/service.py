@@ -24,7 +24,10 @@ clock=time.time)``
     Retransmissions (same acquirer, terminal, STAN and field 7; or same merchant + idempotency
     key) get the first answer with ``replayed=True``; the same identifiers on a different
     request get 94. The answer is returned only once its journal row, postings, idempotency
-    entry and SMS outbox row are durable.
+    entry and SMS outbox row are durable. A 96 (HSM or store unreachable: the switch could not
+    decide) is never remembered as the answer, nor is a merchant call the API refuses
+    (``switch.core.refusals``): a retry is processed afresh, and the journal row of such an
+    attempt is marked ``refused`` (the operator's, never shown to a merchant).
 ``await core.close()``
 ``await core.expire_holds(now=None) -> int``
     Releases every open pre-authorization hold older than its product's validity
