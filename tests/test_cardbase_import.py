@@ -466,3 +466,40 @@ def test_ctrl_c_rolls_back_the_batch_in_flight_and_says_how_to_resume(
 def test_the_import_luhn_check_is_the_core_s(pan: str) -> None:
     """The import's byte-table Luhn accepts exactly the PANs the core's accepts."""
     assert _luhn_ok(pan) == luhn_ok(pan)
+
+
+def test_a_progress_bar_on_a_terminal_and_none_otherwise(state: Path, tmp_path: Path) -> None:
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    accounts = accounts_csv(tmp_path / "a.csv", range(1, 501))
+    argv = [sys.executable, "-m", "switch.cli", "import", "accounts", str(accounts),
+            "--state-dir", str(state), "--batch-size", "100"]  # fmt: skip
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
+    try:
+        proc = subprocess.run(argv, stderr=slave, stdout=subprocess.PIPE, text=True, timeout=60)
+        os.close(slave)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's other side is closed and drained
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(master)
+    assert proc.returncode == 0
+    bar = seen.decode().replace("\r", "\n").splitlines()
+    size = accounts.stat().st_size
+    assert any(line.startswith("100%|") and "500 ok, 0 rejected" in line for line in bar), bar
+    assert f"{size / 1024:.1f}k/{size / 1024:.1f}k" in seen.decode()  # bytes, KiB
+    # the same command with stderr on a pipe (a log file, cron): no bar, no control characters
+    state2 = tmp_path / "state2"
+    argv[argv.index(str(state))] = str(state2)
+    piped = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert piped.returncode == 0 and piped.stderr == ""

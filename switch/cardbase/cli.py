@@ -162,7 +162,7 @@ def _import_locked(
                     path,
                     fmt,
                     on_reject=lambda r: bar.write(_reject_line(path, r)),
-                    on_batch=lambda offset, _ok, _bad: bar.update_to(offset),
+                    on_batch=bar.update_to,
                     digest=digest,
                 )
             except FormatError as exc:
@@ -249,7 +249,9 @@ class _Bar:
     def __exit__(self, *exc: object) -> None:
         self._tqdm.close()
 
-    def update_to(self, offset: int) -> None:
+    def update_to(self, offset: int, ok: int, rejected: int) -> None:
+        """After a committed batch: the bytes read so far, and the records' fate."""
+        self._tqdm.set_postfix_str(f"{ok:,} ok, {rejected:,} rejected", refresh=False)
         self._tqdm.update(offset - self._tqdm.n)
 
     def write(self, line: str) -> None:
