@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sqlite3
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -24,7 +25,9 @@ import pytest
 from switch.api.testing import Harness, serve_api
 from switch.core import demo
 from switch.core import testing as t
-from switch.core.model import ResponseCode
+from switch.core.context import fingerprint, idempotency_key
+from switch.core.model import AuthResult, ResponseCode
+from switch.core.results import encode_result
 from switch.core.service import SwitchCore
 from switch.hsm.tcp_client import TcpHsmClient
 
@@ -173,3 +176,28 @@ def test_iso_retransmission_after_a_96_is_processed_again_and_costs_no_pin_try(
         assert rev.approved and rev.approved_amount == 500_000, rev
 
     run(state, body)
+
+
+def test_a_96_stored_by_an_earlier_release_is_processed_afresh(state: Path) -> None:
+    """Stores upgraded in place still hold keys whose answer is a 96: not replayed either."""
+    req = t.ecommerce(key="stuck-1")
+    key = idempotency_key(req)
+
+    async def remember_96(core: SwitchCore) -> None:  # what the earlier release committed
+        fp = fingerprint(req, core._p.pan_hash(req.pan))
+        first = AuthResult(ResponseCode.SYSTEM_MALFUNCTION, "HSM error UN", transaction_id="9")
+        with sqlite3.connect(core.store.path) as db:
+            db.execute(
+                "INSERT INTO idempotency VALUES (?, ?, ?, ?, ?)",
+                (key, fp, "9", encode_result(first), T0),
+            )
+
+    async def retry(core: SwitchCore) -> None:
+        ok = await core.authorize(req)
+        assert ok.approved and not ok.replayed, ok
+        again = await core.authorize(req)
+        assert again.replayed and again.transaction_id == ok.transaction_id
+        assert count(core, "SELECT COUNT(DISTINCT txn_id) FROM postings") == 1
+
+    t.run_core(state, remember_96, durable=False, clock=t.ManualClock(T0))
+    t.run_core(state, retry, durable=False, clock=t.ManualClock(T0 + 60))  # a restart

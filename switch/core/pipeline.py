@@ -120,6 +120,17 @@ def retryable(ctx: Ctx, result: AuthResult) -> bool:
     return result.response_code is RC.SYSTEM_MALFUNCTION and not ctx.outcome_unknown
 
 
+#: The end of the message of the one 96 a key keeps (a remote issuer's unreadable answer).
+BAD_ANSWER: Final = ": bad answer"
+
+
+def stale_96(first: AuthResult) -> bool:
+    """A stored 96 that ``retryable`` would not have stored: an earlier release remembered
+    every 96 as the key's answer, so a merchant's "retry with the same key" got UNAVAILABLE
+    for two days. Such a key is processed afresh instead of replayed."""
+    return first.response_code is RC.SYSTEM_MALFUNCTION and not first.message.endswith(BAD_ANSWER)
+
+
 class Pipeline:
     def __init__(
         self,
@@ -288,7 +299,10 @@ class Pipeline:
         if key in self._done_keys or key in self._done_prev:
             row = await self.store.idempotent(key)
             if row is not None:
-                return self._replay(row.fingerprint, fp, decode_result(row.result))
+                first = decode_result(row.result)
+                if not stale_96(first):
+                    return self._replay(row.fingerprint, fp, first)
+                # else: processed afresh; the new answer takes the key's slot over
 
         now = self.clock()
         ctx = Ctx(req=req, now=now, day=day_number(now, self.tz), key=key, fingerprint=fp)
@@ -853,7 +867,7 @@ class Pipeline:
         result = await issuer.authorize(ctx.req)
         if not isinstance(result, AuthResult):
             ctx.outcome_unknown = True  # it may have approved: never sent again as is
-            raise Decline(RC.SYSTEM_MALFUNCTION, f"remote issuer {name}: bad answer")
+            raise Decline(RC.SYSTEM_MALFUNCTION, f"remote issuer {name}{BAD_ANSWER}")
         return AuthResult(
             result.response_code,
             result.message,
