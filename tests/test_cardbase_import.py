@@ -503,3 +503,4 @@ def test_a_progress_bar_on_a_terminal_and_none_otherwise(state: Path, tmp_path: 
     argv[argv.index(str(state))] = str(state2)
     piped = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert piped.returncode == 0 and piped.stderr == ""
+    assert state2.stat().st_mode & 0o777 == 0o700  # a state dir the import creates is private

@@ -107,7 +107,7 @@ def main(args: argparse.Namespace) -> int:
         except (ConfigError, KeysError, OSError) as exc:
             return _fail(str(exc))
     state_dir: Path = args.state_dir
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds pan.key, the LMK
     try:
         lock = _lock_state_dir(state_dir)
     except CoreError:
