@@ -14,6 +14,7 @@ from pathlib import Path
 
 import uvloop
 
+from switch.digits import ascii_int, ascii_seconds
 from switch.hsm import dectables
 from switch.hsm.audit import Audit, attach_file
 from switch.hsm.client import HsmError
@@ -52,9 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="hsm_command", required=True, metavar="ACTION")
     serve = sub.add_parser("serve", help="serve the payShield-style host protocol over TCP")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=DEFAULT_PORT)
+    serve.add_argument("--port", type=ascii_int, default=DEFAULT_PORT)
     _lmk_arguments(serve)
-    serve.add_argument("--header-length", type=int, default=DEFAULT_HEADER_LENGTH)
+    serve.add_argument("--header-length", type=ascii_int, default=DEFAULT_HEADER_LENGTH)
     serve.add_argument(
         "--dec-tables",
         choices=MODES,
@@ -72,11 +73,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     serve.add_argument(
         "--pin-failure-limit",
-        type=int,
+        type=ascii_int,
         default=DEFAULT_LIMIT,
         help="alarm past this many failed PIN verifications per PVK and account in the window",
     )
-    serve.add_argument("--pin-failure-window", type=float, default=DEFAULT_WINDOW_S, help="seconds")
+    serve.add_argument(
+        "--pin-failure-window", type=ascii_seconds, default=DEFAULT_WINDOW_S, help="seconds"
+    )
     serve.add_argument(
         "--authorised",
         action="store_true",

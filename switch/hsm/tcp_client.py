@@ -21,6 +21,7 @@ import collections
 import time
 from typing import cast
 
+from switch.digits import is_ascii_digits
 from switch.hsm.client import GeneratedKey, HsmError, HsmUnavailableError, KeyType
 from switch.hsm.commands import Reader, response_code
 from switch.hsm.errors import INVALID_INPUT
@@ -30,7 +31,7 @@ _MAX_FRAME = 32 * 1024
 
 def _account(pan: str) -> str:
     """payShield account number: the 12 rightmost PAN digits excluding the check digit."""
-    if not pan.isdigit():
+    if not is_ascii_digits(pan):
         raise HsmError(INVALID_INPUT, "PAN: digits only")
     return pan[:-1][-12:].rjust(12, "0")
 
@@ -414,7 +415,7 @@ class TcpHsmClient:
         csu: bytes | None = None,
     ) -> bytes | None:
         digits = (pan + pan_sequence.zfill(2))[-16:].rjust(16, "0")
-        if not digits.isdigit() or len(transaction_data) > 255:
+        if not is_ascii_digits(digits) or len(transaction_data) > 255:
             raise HsmError(INVALID_INPUT, "PAN/PSN digits, transaction data up to 255 bytes")
         cmd = (
             f"KQ1{method}{mk_ac}".encode("ascii")

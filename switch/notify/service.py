@@ -36,6 +36,7 @@ from pathlib import Path
 
 import uvloop
 
+from switch.digits import is_ascii_digits
 from switch.notify.factory import show_codes_setting, transport_from_url
 from switch.notify.sealing import AlertSeal
 from switch.notify.transport import SmsTransport
@@ -62,7 +63,7 @@ def _positive_seconds(text: str) -> float:
 
 
 def _pid(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    if not is_ascii_digits(text) or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a process id")
     return int(text)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 
+from switch.digits import is_ascii_digits
 from switch.observe.exposition import CONTENT_TYPE
 from switch.observe.http import HttpServer, Response
 from switch.observe.metrics import render_metrics
@@ -63,10 +64,9 @@ async def start_observe_server(observed: Observed, host: str, port: int) -> Http
 
 def http_port(text: str) -> int:
     """``--http-port``: a TCP port, 0 for a free one, or -1 for no endpoint (argparse type)."""
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not is_ascii_digits(text.removeprefix("-")):  # int() takes "٨٠", " 80", "8_0"
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number")
+    port = int(text)
     if not -1 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{port} is not a port (0-65535, or -1 for off)")
     return port
