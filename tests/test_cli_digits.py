@@ -12,7 +12,7 @@ from switch.hsm import cli as hsm_cli
 from switch.notify.service import build_parser as notify_parser
 from switch.observe.endpoints import http_port
 
-BAD = ("٨٠", "８０", " 80", "8_0", "+80")
+BAD = ("٨٠", "\uff18\uff10", " 80", "8_0", "+80")  # Arabic-Indic, full-width
 
 
 @pytest.mark.parametrize("text", BAD)
