@@ -38,7 +38,7 @@ from switch.hsm.lmk import Lmk
 from switch.store.sqlite_cardbase import CARD_INSERT
 
 N = int(os.environ.get("BENCH_IMPORT_CARDS", "100000"))
-BATCH = 10_000
+BATCH = int(os.environ.get("BENCH_IMPORT_BATCH", "10000"))
 GOAL_RATE = 16_000_000 / (15 * 60)
 IMPORT_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "wal_autocheckpoint=25000",
                   "cache_size=-262144")  # fmt: skip  # as switch.store.sqlite_cardbase
@@ -125,8 +125,11 @@ def main() -> None:
             f'pvk = "{keys[0]}"\ncvk = "{keys[1]}"\nmk_ac = "{keys[2]}"\n'
         )
         accounts, cards = _files(tmp)
-        t_accounts = _timed_import("accounts", accounts, "--state-dir", state)
-        t_cards = _timed_import("cards", cards, "--state-dir", state, "--keys", tmp / "keys.toml")
+        batch = ("--batch-size", str(BATCH))
+        t_accounts = _timed_import("accounts", accounts, "--state-dir", state, *batch)
+        t_cards = _timed_import(
+            "cards", cards, "--state-dir", state, "--keys", tmp / "keys.toml", *batch
+        )
         size = (state / "switch.db").stat().st_size
         base_state = tmp / "baseline"
         base_keys = _fresh_state(base_state)

@@ -331,7 +331,9 @@ async def _run(args: argparse.Namespace) -> int:
         await client.close()
     masked = args.card[:6] + "*" * max(len(args.card) - 10, 0) + args.card[-4:]
     print(f"{what} -- card {masked} at {args.terminal}")
-    print(f"  STAN {msg.text(11)}, transmission {msg.text(7)}")
+    rrn = answer.fields.get(37)  # assigned by the switch: what `switch txn search --rrn` takes
+    rrn_text = f", RRN {rrn}" if isinstance(rrn, str) else ""
+    print(f"  STAN {msg.text(11)}, transmission {msg.text(7)}{rrn_text}")
     print(describe(answer))
     if tak and not mac_ok(answer, tak, client.codec):
         print("  WARNING: the answer's MAC does not verify under this ATM's TAK")

@@ -427,7 +427,7 @@ class Pipeline:
             terminal_id=req.terminal_id,
             stan=req.stan,
             transmission=req.transmission,
-            rrn=req.rrn or "",
+            rrn=req.rrn or ctx.txn_id,  # none from the acquirer: ours (field 37 of the answer)
             merchant_id=req.merchant_id or "",
             original_txn_id=ctx.original_txn_id,
             counter_account_id=ctx.counter_account_id,

@@ -336,6 +336,8 @@ def result_to_message(msg: Message, result: AuthResult) -> Message:
     """The 0110/0210/0410/0430 answering ``msg`` with ``result``."""
     out = response_to(msg, result.response_code.value)
     f = out.fields
+    if 37 not in f and result.transaction_id:
+        f[37] = result.transaction_id  # the RRN the switch assigned and journaled
     if result.auth_code:
         f[38] = result.auth_code[:6].rjust(6, "0")
     proc = msg.fields.get(3)
