@@ -177,12 +177,19 @@ class Importer:
     def _write_batch(
         self, batch: list[RawRecord], digest: str, name: str, before: Progress
     ) -> tuple[int, int, list[Reject], Progress]:
+        # The checks that need no look-up run before the transaction: the write lock is held
+        # only for the look-ups and writes (an SMS worker may be waiting for it).
+        if self.kind == "cards":
+            cards, rejects = self._parse_cards(batch)
+        else:
+            accounts, rejects = self._parse_accounts(batch)
         self.db.begin()
         try:
             if self.kind == "cards":
-                loaded, updated, rejects = self._cards(batch)
+                loaded, updated = self._cards(cards, rejects)
             else:
-                loaded, updated, rejects = self._accounts(batch)
+                loaded, updated = self._accounts(accounts, rejects)
+            rejects.sort(key=lambda r: r.line)
             last = batch[-1]
             p = Progress(
                 last.end_offset, last.end_line, before.loaded + loaded, before.updated + updated,
@@ -196,7 +203,9 @@ class Importer:
         return loaded, updated, rejects, p
 
     # -- cards -------------------------------------------------------------------------------
-    def _cards(self, batch: list[RawRecord]) -> tuple[int, int, list[Reject]]:
+    def _parse_cards(
+        self, batch: list[RawRecord]
+    ) -> tuple[list[tuple[int, CardRecord, bytes]], list[Reject]]:
         rejects: list[Reject] = []
         parsed: list[tuple[int, CardRecord, bytes]] = []
         for raw in batch:
@@ -212,6 +221,11 @@ class Importer:
                 rejects.append(Reject(raw.line, f"product: unknown product {rec.product!r}"))
                 continue
             parsed.append((raw.line, rec, self._hmac.digest(rec.pan.encode())))
+        return parsed, rejects
+
+    def _cards(
+        self, parsed: list[tuple[int, CardRecord, bytes]], rejects: list[Reject]
+    ) -> tuple[int, int]:
         stored = self.db.cards_by_hash([h for _, _, h in parsed])
         accounts = self.db.accounts_by_number(sorted({r.account for _, r, _ in parsed}))
         keys = self.keys
@@ -261,8 +275,7 @@ class Importer:
         self.db.insert_cards(inserts)
         self.db.update_cards(updates)
         self.db.update_accounts(list(phones.values()))
-        rejects.sort(key=lambda r: r.line)
-        return len(inserts), len(updates), rejects
+        return len(inserts), len(updates)
 
     def _card_update_refused(self, rec: CardRecord, old: StoredCard, acct: StoredAccount) -> str:
         """'' if ``rec`` may update the stored card, else the reason it is rejected."""
@@ -281,7 +294,9 @@ class Importer:
         return ""
 
     # -- accounts ------------------------------------------------------------------------------
-    def _accounts(self, batch: list[RawRecord]) -> tuple[int, int, list[Reject]]:
+    def _parse_accounts(
+        self, batch: list[RawRecord]
+    ) -> tuple[list[tuple[int, AccountRecord]], list[Reject]]:
         rejects: list[Reject] = []
         parsed: list[tuple[int, AccountRecord]] = []
         for raw in batch:
@@ -292,6 +307,11 @@ class Importer:
                 parsed.append((raw.line, parse_account(raw.fields)))
             except RecordError as exc:
                 rejects.append(Reject(raw.line, str(exc)))
+        return parsed, rejects
+
+    def _accounts(
+        self, parsed: list[tuple[int, AccountRecord]], rejects: list[Reject]
+    ) -> tuple[int, int]:
         stored = self.db.accounts_by_number([r.account for _, r in parsed])
         next_id = self.db.next_account_id()
         inserts: list[tuple[object, ...]] = []
@@ -321,5 +341,4 @@ class Importer:
             seen[rec.account] = line
         self.db.insert_accounts(inserts)
         self.db.update_accounts(updates)
-        rejects.sort(key=lambda r: r.line)
-        return len(inserts), len(updates), rejects
+        return len(inserts), len(updates)
