@@ -41,6 +41,7 @@ from switch.notify.worker_lock import WorkerLockError
 from switch.observe.endpoints import http_port, start_observe_server
 from switch.observe.http import HttpServer
 from switch.observe.state import Observed, Phase
+from switch.operator.keys import operators_path
 
 log = logging.getLogger("switch.app")
 
@@ -228,9 +229,16 @@ async def serve(args: argparse.Namespace) -> int:
             print(f"remote issuer {rc.name}: ISO 8583 link to {rc.host}:{rc.port}", flush=True)
         for line in acquirer_lines:
             print(line, flush=True)
-        grpc_server = await start_grpc_server(core, args.host, args.grpc_port, tls=grpc_tls)
+        grpc_server = await start_grpc_server(
+            core, args.host, args.grpc_port, tls=grpc_tls, operators=operators_path(state_dir)
+        )
         print(
             f"gRPC merchant API on {args.host}:{grpc_server.bound_port} ({transport(grpc_tls)})",
+            flush=True,
+        )
+        print(  # same port, own credentials: `switch operator add NAME` makes a key
+            f"gRPC operator API on {args.host}:{grpc_server.bound_port} "
+            f"(keys: {operators_path(state_dir)})",
             flush=True,
         )
         if http_server is not None:

@@ -33,24 +33,33 @@ SERVICE_NAMES = tuple(
 )
 
 
-def add_services(server: grpc.aio.Server, core: SwitchCore) -> health.HealthServicer:
+def add_services(
+    server: grpc.aio.Server, core: SwitchCore, operators: Path | None = None
+) -> health.HealthServicer:
+    """``operators``: the operators file (``state_dir/operators.json``); with it the
+    ``Operator`` service is served too, on the same port (``switch.operator``)."""
     api = Api(core)
+    names: tuple[str, ...] = SERVICE_NAMES
+    if operators is not None:
+        from switch.operator.server import add_operator_service
+
+        names = (*names, add_operator_service(server, core, operators))
     merchant_pb2_grpc.add_PaymentsServicer_to_server(PaymentsServicer(api), server)
     merchant_pb2_grpc.add_BillsServicer_to_server(BillsServicer(api), server)
     merchant_pb2_grpc.add_TransfersServicer_to_server(TransfersServicer(api), server)
     merchant_pb2_grpc.add_VerificationServicer_to_server(VerificationServicer(api), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ("", *SERVICE_NAMES):
+    for name in ("", *names):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     def not_serving() -> None:  # the core halted (a failed commit): take us out of rotation
-        for name in ("", *SERVICE_NAMES):
+        for name in ("", *names):
             health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
 
     api.on_halt = not_serving
     reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     return health_servicer
 
@@ -85,11 +94,13 @@ async def start_grpc_server(
     port: int = 50051,
     *,
     tls: ServerTls | None = None,
+    operators: Path | None = None,
 ) -> grpc.aio.Server:
     """Build, bind and start the server; the caller owns it (``await server.stop(grace)``).
 
     ``port=0`` binds a free port: read it back with ``server.bound_port`` (set here).
     Without ``tls`` the port is plaintext (the default: 127.0.0.1 behind a TLS proxy).
+    With ``operators`` (``state_dir/operators.json``) the operator service is served too.
     """
     server = grpc.aio.server(
         options=[
@@ -97,7 +108,7 @@ async def start_grpc_server(
             ("grpc.max_receive_message_length", 1 << 20),
         ]
     )
-    add_services(server, core)
+    add_services(server, core, operators)
     address = f"{host}:{port}"
     try:  # grpcio reports a port in use as RuntimeError (newer) or 0 (older)
         if tls is None:

@@ -62,7 +62,11 @@ clock=time.time)``
 ``core.now() -> float``: the clock the core was opened with.
 ``core.otp_fingerprint(pan, amount, currency) -> str``: a keyed digest of such a request.
 ``await core.activate_card(pan, place)`` / ``await core.set_card_status(pan, status)`` /
-``await core.reset_pin_tries(pan)``: card lifecycle (activation sends an SMS).
+``await core.reset_pin_tries(pan)``: card lifecycle (activation sends an SMS). The last two
+    also take the PAN's keyed hash, and ``audit=AuditRow`` committed with the change.
+``core.pan_hash(pan)``, ``await core.live_card(pan_hash)`` / ``live_card_by_id(card_id)`` /
+``live_account(account_id)`` / ``live_account_by_number(number)``: the records as the running
+    switch holds them, for the operator tools.
 ``core.store``: the ``Store`` (also the ``AlertOutbox`` for the SMS worker).
 """
 
@@ -103,7 +107,14 @@ from switch.hsm.client import HsmClient
 from switch.notify.messages import render_alert
 from switch.notify.reseal import seal_clear_otp_alerts
 from switch.notify.sealing import AlertSeal
-from switch.store.api import AlertRow, Changes, IdempotencyRow, JournalRow, OriginalSummary
+from switch.store.api import (
+    AlertRow,
+    AuditRow,
+    Changes,
+    IdempotencyRow,
+    JournalRow,
+    OriginalSummary,
+)
 from switch.store.files import secure_state_dir
 from switch.store.sqlite import SqliteStore
 
@@ -340,21 +351,29 @@ class SwitchCore:
         return MappingProxyType(self._p.authorizations)
 
     # -- card lifecycle --------------------------------------------------------------------------
-    async def _card(self, pan: str) -> Card:
-        card = await self._p.card(self._p.pan_hash(pan))
+    async def _card(self, pan: str | bytes) -> Card:
+        card = await self._p.card(pan if isinstance(pan, bytes) else self._p.pan_hash(pan))
         if card is None:
             raise CoreError("pan: unknown card")
         return card
 
-    async def set_card_status(self, pan: str, status: CardStatus) -> None:
+    async def set_card_status(
+        self, pan: str | bytes, status: CardStatus, *, audit: AuditRow | None = None
+    ) -> None:
+        """``pan``: the PAN, or its keyed hash (``pan_hash``) when an operator named the card
+        by id. ``audit`` is committed with the change (alone when there is none)."""
         card = await self._card(pan)
         if status is card.status:
+            if audit is not None:
+                await self.store.commit(Changes(audit=[audit]))
             return
         if status not in ALLOWED_TRANSITIONS[card.status]:
             raise CoreError(f"status: {card.status.value} -> {status.value} is not allowed")
         card.status = status
         ch = Changes()
         self._p._snapshot_card(ch, card)
+        if audit is not None:
+            ch.audit.append(audit)
         await self.store.commit(ch)
 
     async def activate_card(self, pan: str, place: str) -> None:
@@ -378,12 +397,34 @@ class SwitchCore:
             ch.alerts.append(AlertRow(account.phone, text, None, now))
         await self.store.commit(ch)
 
-    async def reset_pin_tries(self, pan: str) -> None:
+    async def reset_pin_tries(self, pan: str | bytes, *, audit: AuditRow | None = None) -> None:
         card = await self._card(pan)
         card.pin_tries = 0
         ch = Changes()
         self._p._snapshot_card(ch, card)
+        if audit is not None:
+            ch.audit.append(audit)
         await self.store.commit(ch)
+
+    # -- live records for the operator tools (switch.operator) -----------------------------------
+    def pan_hash(self, pan: str) -> bytes:
+        """The store's keyed hash of ``pan``: how an operator's PAN finds its card."""
+        return self._p.pan_hash(pan)
+
+    async def live_card(self, pan_hash: bytes) -> Card | None:
+        """The card as the running switch holds it (what the next request will see)."""
+        return await self._p.card(pan_hash)
+
+    async def live_card_by_id(self, card_id: int) -> Card | None:
+        row = await self.store.card_by_id(card_id)
+        return None if row is None else await self._p.card(row.pan_hash)
+
+    async def live_account(self, account_id: int) -> Account | None:
+        """The account with its live balance and holds (balances live in memory)."""
+        return await self._p.account(account_id)
+
+    async def live_account_by_number(self, number: str) -> Account | None:
+        return await self._p.account_by_number(number)
 
     def otp_fingerprint(self, pan: str, amount: int, currency: int) -> str:
         """What makes two code requests the same, keyed like the stored PAN hashes: the

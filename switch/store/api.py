@@ -138,6 +138,8 @@ class Changes:
     # Called exactly once with the outcome (None = durable) when the commit completes, even
     # if whoever awaited the commit was cancelled meanwhile.
     on_settled: Callable[[BaseException | None], object] | None = None
+    # An operator's action recorded with the change it made (``switch.operator.audit``)
+    audit: list[AuditRow] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,3 +244,14 @@ class Store(AlertOutbox, Protocol):
     def flush_admin(self) -> None:
         """Commit the administrative inserts above (durably)."""
         ...
+
+
+class AuditRow(NamedTuple):
+    """One operator action (``operator_audit``): who, when, what, on what, and how it ended."""
+
+    created_at: float
+    operator_id: str
+    action: str
+    target: str
+    outcome: str
+    detail: str = ""

@@ -389,6 +389,13 @@ class SqliteStore:
                 for a in c.alerts
             ],
         )
+        _rows(
+            conn,
+            "INSERT INTO operator_audit (created_at, operator_id, action, target, outcome, "
+            "detail) VALUES",
+            6,
+            [a for c in units for a in c.audit],
+        )
 
     # -- reads -------------------------------------------------------------------------------
     def _q(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:

@@ -1,0 +1,22 @@
+"""Registering the ``Operator`` service on the switch's gRPC server (``switch.api.server``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+
+from switch.core.service import SwitchCore
+from switch.gen.switch.v1 import operator_pb2, operator_pb2_grpc
+from switch.operator.keys import OperatorKeys
+from switch.operator.servicer import OperatorServicer
+from switch.store.sqlite_operator import OperatorReads
+
+SERVICE_NAME: str = operator_pb2.DESCRIPTOR.services_by_name["Operator"].full_name
+
+
+def add_operator_service(server: grpc.aio.Server, core: SwitchCore, operators: Path) -> str:
+    """Serve ``Operator`` with the keys in ``operators``; returns its full service name."""
+    servicer = OperatorServicer(core, OperatorKeys(operators), OperatorReads(core.store.path))
+    operator_pb2_grpc.add_OperatorServicer_to_server(servicer, server)
+    return SERVICE_NAME
