@@ -40,7 +40,7 @@ from switch.gen.switch.v1 import operator_pb2_grpc as ogrpc
 
 SWITCH = [sys.executable, "-m", "switch.cli"]
 BLOCK_CARD = demo.CARDS[0]  # active
-SEARCH_CARD = demo.CARDS[7]  # active, a large balance
+SEARCH_CARD = demo.CARDS[7]  # active, a large balance; only the search test uses it
 PIN_CARD = demo.CARDS[1]  # active
 LOST_CARD = demo.CARDS[3]  # lost: final
 ATM = demo.TERMINALS[0]
@@ -242,7 +242,7 @@ def test_txn_search_by_terminal_stan_pan_rrn_card_and_time_pages_masked(
 def test_an_acquirers_rrn_is_kept_and_answered(running: Running) -> None:
     async def send() -> dict[int, Any]:
         client = AtmClient()
-        msg = financial("010000", SEARCH_CARD.pan, SEARCH_CARD.pin, 100_000, ATM.terminal_id)
+        msg = financial("010000", BLOCK_CARD.pan, BLOCK_CARD.pin, 100_000, ATM.terminal_id)
         msg.fields[37] = "ACQ000000042"
         if ATM.tak_clear:
             sign(msg, ATM.tak_clear, client.codec)
