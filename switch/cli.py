@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "txn": ("switch.operator.txn_cli", "operator: switch txn show|search (gRPC, audited)"),
     "card": ("switch.operator.card_cli", "operator: switch card show|block|unblock|... (gRPC)"),
     "account": ("switch.operator.account_cli", "operator: switch account show (gRPC)"),
+    "loaddata": ("switch.loaddata", "a load-test data set and its Locust files"),
 }
 
 

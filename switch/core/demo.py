@@ -145,9 +145,7 @@ async def seed_demo(store: Store, hsm: HsmClient, pan_key: bytes) -> None:
     import hashlib
     import hmac
 
-    pvk = (await hsm.form_key_from_clear_components(KeyType.PVK, [PVK_CLEAR])).key_under_lmk
-    cvk = (await hsm.form_key_from_clear_components(KeyType.CVK, [CVK_CLEAR])).key_under_lmk
-    mk_ac = (await hsm.form_key_from_clear_components(KeyType.MK_AC, [MK_AC_CLEAR])).key_under_lmk
+    pvk, cvk, mk_ac = await issuer_keys(hsm)
 
     next_id = 1
 
@@ -192,36 +190,11 @@ async def seed_demo(store: Store, hsm: HsmClient, pan_key: bytes) -> None:
             )
         )
     for t in TERMINALS:
-        tpk = tak = ""
-        if t.tpk_clear:
-            tpk = (
-                await hsm.form_key_from_clear_components(KeyType.TPK, [t.tpk_clear])
-            ).key_under_lmk
-        if t.tak_clear:
-            tak = (
-                await hsm.form_key_from_clear_components(KeyType.TAK, [t.tak_clear])
-            ).key_under_lmk
         cash = account(f"GL-CASH-{t.terminal_id}", AccountKind.GL, t.location)
-        store.insert_terminal(
-            Terminal(
-                t.terminal_id,
-                t.kind,
-                t.acquirer_id,
-                t.own,
-                t.location,
-                tpk,
-                tak,
-                t.pin_block_format,
-                cash,
-            )
-        )
+        store.insert_terminal(await terminal_record(hsm, t, cash))
     for m in MERCHANTS:
         settle = account(f"MERCHANT-{m.merchant_id}", AccountKind.GL, m.name)
-        store.insert_merchant(
-            Merchant(
-                m.merchant_id, m.name, m.mcc, m.city, settle, hash_api_key(m.api_key), m.terminal_id
-            )
-        )
+        store.insert_merchant(merchant_record(m, settle))
     for b, bills in BILLERS:
         settle = account(f"BILLER-{b.biller_id}", AccountKind.GL, b.name)
         store.insert_biller(Biller(b.biller_id, b.name, b.category, settle, b.reference_pattern))
@@ -231,6 +204,38 @@ async def seed_demo(store: Store, hsm: HsmClient, pan_key: bytes) -> None:
         store.insert_bin_route(r)
     store.put_setting("demo_set", "1")
     store.flush_admin()
+
+
+async def issuer_keys(hsm: HsmClient) -> tuple[str, str, str]:
+    """The demo issuer's PVK, CVK and MK-AC under the LMK, formed from the clear test
+    components (``hsm`` authorised); the load data set (``switch.loaddata``) uses them too."""
+    pvk = (await hsm.form_key_from_clear_components(KeyType.PVK, [PVK_CLEAR])).key_under_lmk
+    cvk = (await hsm.form_key_from_clear_components(KeyType.CVK, [CVK_CLEAR])).key_under_lmk
+    mk_ac = (await hsm.form_key_from_clear_components(KeyType.MK_AC, [MK_AC_CLEAR])).key_under_lmk
+    return pvk, cvk, mk_ac
+
+
+async def terminal_record(hsm: HsmClient, t: DemoTerminal, cash_account_id: int) -> Terminal:
+    """The store's record of ``t``: its clear test TPK / TAK formed under the LMK by ``hsm``
+    (authorised), so PIN blocks made with the clear key verify. Shared with the load data set,
+    whose terminals are seeded exactly as the demo's."""
+    tpk = tak = ""
+    if t.tpk_clear:
+        tpk = (await hsm.form_key_from_clear_components(KeyType.TPK, [t.tpk_clear])).key_under_lmk
+    if t.tak_clear:
+        tak = (await hsm.form_key_from_clear_components(KeyType.TAK, [t.tak_clear])).key_under_lmk
+    return Terminal(
+        t.terminal_id, t.kind, t.acquirer_id, t.own, t.location, tpk, tak, t.pin_block_format,
+        cash_account_id,
+    )  # fmt: skip
+
+
+def merchant_record(m: DemoMerchant, settlement_account_id: int) -> Merchant:
+    """The store's record of ``m``: only a hash of its API key is kept."""
+    return Merchant(
+        m.merchant_id, m.name, m.mcc, m.city, settlement_account_id, hash_api_key(m.api_key),
+        m.terminal_id,
+    )  # fmt: skip
 
 
 def cvv2(pan: str, expiry: str) -> str:
