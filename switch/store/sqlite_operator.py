@@ -6,9 +6,11 @@ answers. This connection is read-only (``mode=ro``, ``query_only``); WAL lets it
 the group commit writes. A query that runs past its time budget is interrupted (SQLite's
 progress handler) and reported as ``SearchTooBroad`` instead of holding a thread for minutes.
 
-Searches use the journal indexes of migration 0008 (card, terminal, STAN, RRN, time)
+Searches use the journal indexes of migrations 0008/0009 (card, terminal + STAN, RRN, time)
 and read newest first by ``txn_id``; a page ends where the next one starts (``txn_id <
-token``), so pages stay stable while new transactions arrive.
+token``), so pages stay stable while new transactions arrive. A STAN alone has no index of
+its own (one more random index on the hot path was not worth it): it is read newest first
+from the journal, within the time budget.
 """
 
 # ruff: noqa: S608 -- the f-strings only splice fixed column lists and fixed conditions
@@ -25,9 +27,9 @@ from typing import Any
 from switch.store.api import JournalRow, StoreError
 from switch.store.sqlite import _JOURNAL_COLS, _journal
 
-#: Columns whose index (migration 0008) leaves out the empty value: SQLite uses such an index
+#: Columns whose index (migrations 0008/0009) leaves out the empty value: SQLite uses such an index
 #: only when the query itself says the value is not empty.
-_PARTIAL = frozenset({"terminal_id", "stan", "rrn"})
+_PARTIAL = frozenset({"terminal_id", "rrn"})
 
 
 class SearchTooBroad(StoreError):
