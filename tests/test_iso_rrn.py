@@ -8,6 +8,7 @@ an empty ``rrn``, so nothing could be searched by it (``switch txn search --rrn`
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from switch.core.service import SwitchCore
@@ -50,3 +51,27 @@ def test_switch_assigns_stores_and_answers_the_rrn_and_keeps_the_acquirers(state
         await c.close()
 
     serve(state, body)
+
+
+def test_every_journal_row_has_an_rrn_the_expiry_reversal_and_merchant_payments_too(
+    state: Path,
+) -> None:
+    """Rows the switch makes on its own (a hold's expiry) or for a merchant (gRPC) carry
+    their transaction id as RRN, so the operator finds every row by it."""
+    from switch.core import testing as t
+    from switch.core.model import TxnType
+
+    async def body() -> None:
+        t0 = 1_796_000_000.0  # a fixed clock: expiry is 168 h after the pre-authorization
+        core = await SwitchCore.open(state, clock=t.ManualClock(t0))
+        try:
+            r = await t.authorize_expecting(core, t.ecommerce(TxnType.PREAUTH, amount=100_000))
+            assert await core.expire_holds(now=t0 + 168 * 3600) == 1
+            rows = core.store.query("SELECT txn_id, rrn, txn_type FROM journal ORDER BY txn_id")
+            assert [x[2] for x in rows] == ["preauth", "reversal"]
+            assert rows[0][0] == r.transaction_id
+            assert all(txn_id == rrn for txn_id, rrn, _ in rows)
+        finally:
+            await core.close()
+
+    asyncio.run(body())

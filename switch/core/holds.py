@@ -174,7 +174,7 @@ def _expire(p: Pipeline, row: OpenHold, hold: Hold, hours: int, now: float) -> C
         terminal_id="",
         stan="",
         transmission="",
-        rrn="",
+        rrn=txn_id,  # the switch's own, as for any request that came without one
         merchant_id=row.merchant_id,
         original_txn_id=hold.txn_id,
         counter_account_id=row.counter_account_id,
