@@ -9,6 +9,7 @@ an empty ``rrn``, so nothing could be searched by it (``switch txn search --rrn`
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 from switch.core.service import SwitchCore
@@ -75,3 +76,41 @@ def test_every_journal_row_has_an_rrn_the_expiry_reversal_and_merchant_payments_
             await core.close()
 
     asyncio.run(body())
+
+
+def test_the_rrn_goes_to_a_remote_issuer_so_both_journals_agree(tmp_path: Path) -> None:
+    """A BIN routed to another switch: the RRN we assign travels in field 37, and the issuer
+    (a second ``switch run``) journals the same one."""
+    from switch.core import testing as t
+    from tests import remote_issuer_peer as peer
+    from tests.test_remote_link import Acquirer, IssuerProcess, withdrawal
+
+    issuer = IssuerProcess(tmp_path / "issuer")
+    issuer.start()
+    try:
+
+        async def go() -> None:
+            acq = await Acquirer.open(tmp_path / "acq", issuer.port)
+            try:
+                for _ in range(3):  # our transaction ids run ahead of the issuer's
+                    await t.authorize_expecting(acq.core, t.withdrawal(amount=100_000))
+                req = withdrawal(100_000)
+                r = await acq.authorize(req)
+                assert r.approved and r.transaction_id, r
+                ours = _journal_rrn(acq.core, req.stan)
+                assert ours == [(r.transaction_id, r.transaction_id, "00")]
+            finally:
+                await acq.close()
+            db = sqlite3.connect(f"file:{tmp_path / 'issuer' / 'switch.db'}?mode=ro", uri=True)
+            try:
+                theirs = db.execute(
+                    "SELECT rrn, response_code FROM journal WHERE stan = ? AND acquirer_id = ?",
+                    (req.stan, peer.ACQUIRER_ID),
+                ).fetchall()
+            finally:
+                db.close()
+            assert theirs == [(r.transaction_id, "00")]
+
+        asyncio.run(asyncio.wait_for(go(), 60))
+    finally:
+        issuer.stop()

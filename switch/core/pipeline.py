@@ -22,6 +22,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Final
 
 from switch.config import Product, Schedule, SwitchConfig
@@ -864,7 +865,9 @@ class Pipeline:
         issuer = self.remote.get(name)
         if issuer is None:
             raise Decline(RC.ISSUER_UNAVAILABLE, f"route to remote issuer {name}: not connected")
-        result = await issuer.authorize(ctx.req)
+        # no RRN from the acquirer: ours goes out in field 37, so both sides journal the same
+        sent = ctx.req if ctx.req.rrn else replace(ctx.req, rrn=ctx.txn_id)
+        result = await issuer.authorize(sent)
         if not isinstance(result, AuthResult):
             ctx.outcome_unknown = True  # it may have approved: never sent again as is
             raise Decline(RC.SYSTEM_MALFUNCTION, f"remote issuer {name}{BAD_ANSWER}")
