@@ -67,11 +67,11 @@ class Running:
         return env
 
     def cli(
-        self, *args: str, operator: str = "alice", key: str | None = None
+        self, *args: str, operator: str = "alice", key: str | None = None, stdin: str = ""
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [*SWITCH, *args], env=self.env(operator, key), capture_output=True, text=True,
-            timeout=60,
+            timeout=60, input=stdin,
         )  # fmt: skip
 
     def ok_json(self, *args: str) -> Any:
@@ -354,6 +354,14 @@ def test_pin_tries_lifecycle_rules_and_refusals(running: Running) -> None:
     assert bad.returncode == 2 and "INVALID_ARGUMENT: pan: not a valid card number" in bad.stderr
     nothing = running.cli("txn", "show", "999999999999")
     assert nothing.returncode == 2 and "NOT_FOUND: transaction_id" in nothing.stderr
+
+    # the PAN from stdin keeps it out of ps and the shell history
+    piped = running.cli("card", "show", "--pan", "-", "--json", stdin=PIN_CARD.pan + "\n")
+    assert piped.returncode == 0, piped.stderr
+    assert json.loads(piped.stdout)["masked_pan"] == "628058******0025"
+    listed = running.cli("operator", "list", "--state-dir", str(running.state), "--json")
+    assert "alice" in [o["operator_id"] for o in json.loads(listed.stdout)]
+    assert running.key not in listed.stdout
 
     account = running.ok_json("account", "show", PIN_CARD.account)
     assert account["holder"] == PIN_CARD.holder

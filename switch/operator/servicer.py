@@ -136,6 +136,9 @@ class OperatorServicer(ogrpc.OperatorServicer):
             error = ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
         except StoreError:
             error = ApiError(grpc.StatusCode.UNAVAILABLE, "switch: store unavailable; retry later")
+        except Exception:  # a defect: answered and audited all the same, the trace in the log
+            log.exception("operator %s: %s failed", act.operator_id, action)
+            error = ApiError(grpc.StatusCode.INTERNAL, f"{action}: internal error")
         if not act.recorded:
             try:
                 await record(
