@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("switch.app", "run the switch: ISO 8583 listener, SMS alerts, gRPC API"),
     "atm": ("switch.atm", "ATM simulator sending real ISO 8583: withdraw, balance, reverse"),
     "import": ("switch.cardbase.cli", "load an issuer's card base: switch import cards|accounts"),
-    "operator": ("switch.operator.keys_cli", "operator keys: switch operator add|list|remove"),
+    "operator": ("switch.operator.keys_cli", "operator keys and trail: add|list|remove|audit"),
     "txn": ("switch.operator.txn_cli", "operator: switch txn show|search (gRPC, audited)"),
     "card": ("switch.operator.card_cli", "operator: switch card show|block|unblock|... (gRPC)"),
     "account": ("switch.operator.account_cli", "operator: switch account show (gRPC)"),

@@ -366,3 +366,13 @@ def test_pin_tries_lifecycle_rules_and_refusals(running: Running) -> None:
     account = running.ok_json("account", "show", PIN_CARD.account)
     assert account["holder"] == PIN_CARD.holder
     assert int(account["available_minor"]) == PIN_CARD.balance
+
+    # the trail without SQL: `switch operator audit`, newest first, read while the switch runs
+    args = ["operator", "audit", "--state-dir", str(running.state), "--operator", "alice"]
+    trail = json.loads(running.cli(*args, "--limit", "500", "--json").stdout)
+    assert (trail[0]["action"], trail[0]["target"]) == ("GetAccount", f"account {PIN_CARD.account}")
+    assert trail == [t for t in trail if t["operator_id"] == "alice"]
+    assert len(trail) == len([r for r in running.audit() if r[0] == "alice"])
+    text = running.cli(*args, "--limit", "1")
+    assert text.returncode == 0 and text.stdout.count("\n") == 1
+    assert f"alice  GetAccount  account {PIN_CARD.account}  ok" in text.stdout

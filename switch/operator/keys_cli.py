@@ -1,4 +1,6 @@
-"""``switch operator add|list|remove``: operator keys in ``state_dir/operators.json``.
+"""``switch operator add|list|remove``: operator keys in ``state_dir/operators.json``;
+``switch operator audit``: the trail of their actions in the store (read-only, also while a
+switch runs on it).
 
 Run on the switch's machine (it writes the state directory, not the gRPC API); a running
 switch sees the change at its next operator call. ``add NAME`` prints the new key once: hand
@@ -11,9 +13,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import sqlite3
 import sys
 from pathlib import Path
 
+from switch.digits import ascii_int
 from switch.operator.keys import (
     OperatorKeyError,
     add_operator,
@@ -33,9 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.add_parser("list", parents=[common], help="the operators (never their keys)")
     p = sub.add_parser("remove", parents=[common], help="revoke an operator's key")
     p.add_argument("name")
+    p = sub.add_parser("audit", parents=[common], help="the audit trail, newest first")
+    p.add_argument("--operator", default="", help="only this operator's actions")
+    p.add_argument("--limit", type=ascii_int, default=50, help="how many rows (default 50)")
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.operator_command == "audit":
+        return _audit(args)
     path = operators_path(args.state_dir)
     try:
         if args.operator_command == "add":
@@ -62,4 +71,39 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps([{"operator_id": i, "created_at": t} for i, t in rows], indent=2))
     else:
         print("\n".join(f"{i}  created {t}" for i, t in rows) or "no operators")
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    db = Path(args.state_dir) / "switch.db"
+    if not db.exists():
+        print(f"switch operator audit: state_dir: no store in {args.state_dir}", file=sys.stderr)
+        return 2
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(
+            "SELECT created_at, operator_id, action, target, outcome, detail FROM operator_audit "
+            "WHERE ? = '' OR operator_id = ? ORDER BY audit_id DESC LIMIT ?",
+            (args.operator, args.operator, max(args.limit, 0)),
+        ).fetchall()
+    except sqlite3.OperationalError as e:  # a store older than the operator tools
+        print(f"switch operator audit: {e}", file=sys.stderr)
+        return 2
+    finally:
+        conn.close()
+    keys = ("time", "operator_id", "action", "target", "outcome", "detail")
+    docs = [
+        dict(zip(keys, (dt.datetime.fromtimestamp(r[0], dt.UTC).isoformat("T", "seconds"),
+                        *r[1:]), strict=True))
+        for r in rows
+    ]  # fmt: skip
+    if args.json:
+        print(json.dumps(docs, indent=2, ensure_ascii=False))
+    else:
+        for d in docs:
+            detail = f"  ({d['detail']})" if d["detail"] else ""
+            print(f"{d['time']}  {d['operator_id']}  {d['action']}  {d['target']}  "
+                  f"{d['outcome']}{detail}")  # fmt: skip
+        if not docs:
+            print("no operator actions recorded")
     return 0
