@@ -40,6 +40,7 @@ from switch.notify.delivery import MODES, SmsDelivery, check_sms_setting, start_
 from switch.notify.worker_lock import WorkerLockError
 from switch.observe.endpoints import http_port, start_observe_server
 from switch.observe.http import HttpServer
+from switch.observe.logs import ENV_LOG_FORMAT, LOG_FORMATS, configure_logging
 from switch.observe.state import Observed, Phase
 from switch.operator.keys import operators_path
 
@@ -129,6 +130,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "process, or off (alerts stay pending for `python -m switch.notify.service`)",
     )
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="log lines as text or one JSON object each (ISO 8601 times with their offset); "
+        "every transaction is one INFO line on switch.txn",
+    )
 
 
 def _listener(spec_text: str, args: argparse.Namespace) -> ListenerConfig:
@@ -268,11 +276,8 @@ async def serve(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(str(args.log_level), args.log_format)
+    os.environ[ENV_LOG_FORMAT] = args.log_format  # the SMS worker child logs alike
     try:
         return uvloop.run(serve(args))
     except CoreError as exc:  # e.g. another switch already runs on this state directory

@@ -38,9 +38,15 @@ from switch.observe.state import Observed, Phase
 from tests import remote_issuer_peer as peer
 
 SWITCH = [sys.executable, "-m", "switch.cli"]
-WITHDRAWAL_OK = 'switch_authorizations_total{txn_type="cash_withdrawal",response_code="00"}'
+# (sample keys are as rendered: labels in name order, the channel label since issue 12)
+WITHDRAWAL_OK = (
+    'switch_authorizations_total{channel="atm",response_code="00",txn_type="cash_withdrawal"}'
+)
 # name{label="value",...} value -- the sample line shape of the 0.0.4 text format
-SAMPLE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-z_]+="[^"\\\n]*",?)*\})? -?[0-9.e+]+$')
+SAMPLE = re.compile(
+    r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-z_]+="[^"\\\n]*",?)*\})? (-?[0-9.e+-]+|[+-]Inf|NaN)$'
+)
+HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
 
 def _free_port() -> int:
@@ -124,14 +130,16 @@ def _samples(text: str) -> dict[str, float]:
             helped.add(line.split(" ")[2])
         elif line.startswith("# TYPE "):
             _, _, name, kind = line.split(" ")
-            assert kind in ("counter", "gauge"), line
+            assert kind in ("counter", "gauge", "histogram"), line
             assert kind != "counter" or name.endswith("_total"), line
             assert name in helped, f"TYPE before HELP: {line}"
             typed.add(name)
         else:
             assert SAMPLE.match(line), f"not a sample line: {line!r}"
             key, value = line.rsplit(" ", 1)
-            assert key.split("{")[0] in typed, f"sample without TYPE: {line}"
+            name = key.split("{")[0]
+            family = next((name[: -len(s)] for s in HISTOGRAM_SUFFIXES if name.endswith(s)), "")
+            assert name in typed or family in typed, f"sample without TYPE: {line}"
             samples[key] = float(value)
     return samples
 
@@ -524,7 +532,7 @@ def test_renderer_on_a_real_core_then_halted(template: Path, tmp_path: Path) -> 
             assert h.body.count("\n") == 1  # one line, whatever the store said
             samples = _samples(await render_metrics(observed))
             assert samples["switch_halted"] == 1
-            failed = 'switch_authorizations_total{txn_type="cash_withdrawal",response_code="96"}'
+            failed = WITHDRAWAL_OK.replace('response_code="00"', 'response_code="96"')
             assert samples[failed] == 1
             # and over HTTP, on a real socket
             server = await start_observe_server(observed, "127.0.0.1", 0)

@@ -22,6 +22,7 @@ from switch.api.servicers import (
     TransfersServicer,
     VerificationServicer,
 )
+from switch.api.tracing import CallTracing
 from switch.core.service import SwitchCore
 from switch.gen.switch.v1 import merchant_pb2, merchant_pb2_grpc
 
@@ -103,10 +104,11 @@ async def start_grpc_server(
     With ``operators`` (``state_dir/operators.json``) the operator service is served too.
     """
     server = grpc.aio.server(
+        interceptors=[CallTracing()],  # the RPC in each trace line, x-transaction-id
         options=[
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", 1 << 20),
-        ]
+        ],
     )
     add_services(server, core, operators)
     address = f"{host}:{port}"

@@ -174,8 +174,6 @@ class Pipeline:
         self._sched_cache: dict[tuple[str, int], Schedule] = {}
         self.gl: dict[str, int] = {}
         self.halted: str | None = None
-        #: answers given, by (txn type, response code): read by ``SwitchCore.authorization_counts``
-        self.authorizations: dict[tuple[TxnType | None, ResponseCode], int] = {}
 
     # -- start -------------------------------------------------------------------------------
     async def load(self) -> None:
@@ -276,13 +274,7 @@ class Pipeline:
         except Exception:  # never crash the caller: 96, and the reason in the log
             log.exception("authorization failed unexpectedly (txn type %s)", req.txn_type)
             result = AuthResult(RC.SYSTEM_MALFUNCTION, "internal error")
-        # The metrics' only cost on the hot path: one dict increment (switch.observe reads it).
-        # A txn_type that is not a TxnType (declined 12) is counted under None: labels stay a
-        # fixed set whatever a caller sends.
-        kind = req.txn_type if isinstance(req.txn_type, TxnType) else None
-        counted = (kind, result.response_code)
-        self.authorizations[counted] = self.authorizations.get(counted, 0) + 1
-        return result
+        return result  # counted, timed and traced by SwitchCore.authorize (switch.observe)
 
     async def _authorize(self, req: AuthRequest) -> AuthResult:
         if self.halted is not None:

@@ -68,6 +68,9 @@ clock=time.time)``
 ``live_account(account_id)`` / ``live_account_by_number(number)``: the records as the running
     switch holds them, for the operator tools.
 ``core.store``: the ``Store`` (also the ``AlertOutbox`` for the SMS worker).
+``core.telemetry``: the metrics registry and transaction trace (``switch.observe.telemetry``);
+    every ``authorize`` answer is counted, timed and logged on ``switch.txn`` there, and the
+    HSM calls and store commits are timed.
 """
 
 from __future__ import annotations
@@ -80,10 +83,9 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import MappingProxyType
 
 from switch.config import SwitchConfig, load_config
 from switch.core.context import new_otp
@@ -99,7 +101,7 @@ from switch.core.domain import (
 from switch.core.holds import expire_holds
 from switch.core.interchange import AcquirerConfig
 from switch.core.ledger_accounts import GL_FEES, GL_INTERBANK_ATM, GL_INTERBANK_POS
-from switch.core.model import DZD, AuthRequest, AuthResult, ResponseCode, TxnType
+from switch.core.model import DZD, AuthRequest, AuthResult
 from switch.core.otp_rate import check_rate
 from switch.core.pipeline import OTP_TTL_S, Pipeline
 from switch.core.remote import RemoteIssuer, Route
@@ -107,6 +109,7 @@ from switch.hsm.client import HsmClient
 from switch.notify.messages import render_alert
 from switch.notify.reseal import seal_clear_otp_alerts
 from switch.notify.sealing import AlertSeal
+from switch.observe.telemetry import Telemetry
 from switch.store.api import (
     AlertRow,
     AuditRow,
@@ -212,7 +215,10 @@ class SwitchCore:
     def __init__(self, pipeline: Pipeline, store: SqliteStore, hsm: HsmClient) -> None:
         self._p = pipeline
         self.store = store
-        self.hsm = hsm
+        # every HSM call and store commit is timed, every answer counted and traced
+        self.telemetry = Telemetry()
+        self.hsm = pipeline.hsm = self.telemetry.timed_hsm(hsm)
+        store.on_commit = self.telemetry.store_committed
         self._lock = -1
         # one verification at a time from its rate check to its commit (switch.core.otp_rate)
         self._otp_lock = asyncio.Lock()
@@ -271,7 +277,10 @@ class SwitchCore:
         return core
 
     async def authorize(self, req: AuthRequest) -> AuthResult:
-        return await self._p.authorize(req)
+        started = time.perf_counter_ns()
+        result = await self._p.authorize(req)
+        self.telemetry.answered(req, result, started)  # counted, timed, one trace line
+        return result
 
     async def expire_holds(self, now: float | None = None) -> int:
         """Release the holds of pre-authorizations never completed within their validity
@@ -344,11 +353,6 @@ class SwitchCore:
     def halted(self) -> str | None:
         """Why approvals stopped (a failed commit), or ``None`` while healthy."""
         return self._p.halted
-
-    def authorization_counts(self) -> Mapping[tuple[TxnType | None, ResponseCode], int]:
-        """Answers given since start, by (txn type, response code): a live read-only view
-        for the metrics endpoint, so a scrape copies nothing on the hot path's side."""
-        return MappingProxyType(self._p.authorizations)
 
     # -- card lifecycle --------------------------------------------------------------------------
     async def _card(self, pan: str | bytes) -> Card:

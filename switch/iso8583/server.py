@@ -53,6 +53,7 @@ from switch.iso8583.mapping import (
 )
 from switch.iso8583.message import Message, answer_mti
 from switch.iso8583.network import handle_network
+from switch.observe.trace import CURRENT_CALL, ISO8583, Call
 
 __all__ = ["IsoListener", "ListenerConfig", "start_iso_server"]
 
@@ -250,7 +251,10 @@ class _Connection(asyncio.Protocol):
             log.warning("closing connection from %s: MTI %s is not a request", self.peer, msg.mti)
             self.close()
             return
-        task = asyncio.get_running_loop().create_task(self._handle(msg, fr.payload, fr.tpdu))
+        received = time.perf_counter_ns()  # the trace's latency starts here (switch.observe)
+        task = asyncio.get_running_loop().create_task(
+            self._handle(msg, fr.payload, fr.tpdu, received)
+        )
         self.tasks.add(task)
         task.add_done_callback(self._task_done)
 
@@ -259,8 +263,11 @@ class _Connection(asyncio.Protocol):
         if self._paused:
             self._update_reading()
 
-    async def _handle(self, msg: Message, payload: bytes, tpdu: bytes | None) -> None:
+    async def _handle(
+        self, msg: Message, payload: bytes, tpdu: bytes | None, received_ns: int
+    ) -> None:
         answer: Message | bytes
+        CURRENT_CALL.set(Call(ISO8583, msg.mti, received_ns))  # this task's own context
         try:
             answer = await self.answer(msg, payload)
         except Exception:  # a bug must not kill the connection nor leave the ATM waiting

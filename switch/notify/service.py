@@ -42,6 +42,7 @@ from switch.notify.sealing import AlertSeal
 from switch.notify.transport import SmsTransport
 from switch.notify.worker import AlertWorker
 from switch.notify.worker_lock import WorkerLockError, acquire_worker_lock, release_worker_lock
+from switch.observe.logs import LOG_FORMATS, configure_logging, env_log_format
 from switch.store.api import StoreError
 from switch.store.sqlite_outbox import SqliteOutbox
 
@@ -91,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop when this process (the supervising switch) is no longer our parent",
     )
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=env_log_format(),
+        help="text or JSON lines (default: SWITCH_LOG_FORMAT, set by switch run, else text)",
+    )
     return parser
 
 
@@ -149,11 +156,7 @@ async def serve(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(str(args.log_level), args.log_format)  # as switch run's own lines
     state_dir: Path = args.state_dir
     if args.parent_pid is not None and os.getppid() != args.parent_pid:
         print(f"{PROG}: --parent-pid {args.parent_pid}: not our parent; exiting", file=sys.stderr)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import argparse
 
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4 as CONTENT_TYPE
+
 from switch.digits import is_ascii_digits
-from switch.observe.exposition import CONTENT_TYPE
 from switch.observe.http import HttpServer, Response
 from switch.observe.metrics import render_metrics
 from switch.observe.state import Observed, Phase

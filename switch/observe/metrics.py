@@ -1,48 +1,60 @@
-"""``/metrics``: the switch's state as Prometheus families, read at scrape time.
+"""``/metrics``: the switch's state and its telemetry in the Prometheus text format 0.0.4.
 
-Everything comes from counters the parts already keep (the core's answers by txn type and
-response code, the SQLite store's group-commit statistics, the listeners' open connections,
-the remote issuer links' counters and their store-and-forward queue); the only queries are
-two COUNTs on read connections, made here and not on the authorization path. The SMS one
-runs on the store's read connection on the loop thread, as every core read does; it walks
-only the pending rows of the ``alerts_due (status, ...)`` index (a handful while a worker
-delivers; a backlog of pending alerts makes it proportionally longer).
+Two sources, rendered by ``prometheus_client``'s ``generate_latest`` in one pass:
 
-Security: label values come only from fixed sets -- the ``TxnType`` and ``ResponseCode``
-enums, listener addresses and issuer names from the configuration -- never from a request,
-so no PAN, key, PIN block or other cardholder data can reach a scrape.
+* the core's ``Telemetry`` registry (``switch.observe.telemetry``): the authorization counter
+  and latency histograms, HSM calls, store commits with their batch sizes, and the process
+  (CPU, RSS, file descriptors), GC and Python families -- updated as the switch works;
+* families read from the parts at scrape time (``_state_families``): ``switch_up``,
+  ``switch_halted``, the store's commit counters, the listeners' open connections, the remote
+  issuer links and their store-and-forward queues, the pending SMS alerts. The only queries
+  are two COUNTs on read connections, made here and not on the authorization path. The SMS
+  one runs on the store's read connection on the loop thread, as every core read does; it
+  walks only the pending rows of the ``alerts_due (status, ...)`` index.
+
+Security: label values come only from fixed sets -- our enums, HSM method names, listener
+addresses and issuer names from the configuration -- never from a request, so no PAN, key,
+PIN block or other cardholder data can reach a scrape.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Iterable
 
-from switch.core.model import ResponseCode, TxnType
-from switch.observe.exposition import Exposition, Kind, Sample
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
 from switch.observe.state import Observed
 from switch.store.api import StoreError
 
 log = logging.getLogger("switch.observe.metrics")
 
-UNKNOWN_TXN_TYPE = "unknown"  # the label of a request whose txn type is not a TxnType
+
+class _Scrape(Collector):
+    """What one scrape exposes: the families read now, then the telemetry registry's."""
+
+    def __init__(self, families: list[Metric], registry: Collector) -> None:
+        self._families = families
+        self._registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        yield from self._families
+        yield from self._registry.collect()
 
 
-def _by_labels(item: tuple[tuple[TxnType | None, ResponseCode], int]) -> tuple[str, str]:
-    (kind, code), _ = item
-    return (str(kind), str(code))
+def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, help_text, value=value)
 
 
-def _authorizations(observed: Observed) -> list[Sample]:
-    samples: list[Sample] = []
-    # sorted() copies the live view at once, with no await in between: a consistent snapshot
-    counts = sorted(observed.core.authorization_counts().items(), key=_by_labels)
-    for (kind, code), n in counts:
-        if not isinstance(code, ResponseCode):
-            continue  # cannot happen with a typed AuthResult; never emit a foreign label
-        txn = kind.value if isinstance(kind, TxnType) else UNKNOWN_TXN_TYPE
-        samples.append(({"txn_type": txn, "response_code": code.value}, n))
-    return samples
+def _by_label(
+    family: CounterMetricFamily | GaugeMetricFamily, samples: Iterable[tuple[str, float]]
+) -> CounterMetricFamily | GaugeMetricFamily:
+    for label, value in samples:
+        family.add_metric([label], value)
+    return family
 
 
 def _sms_pending(observed: Observed) -> int | None:
@@ -54,87 +66,97 @@ def _sms_pending(observed: Observed) -> int | None:
     return int(rows[0][0])
 
 
-async def _remote_issuers(observed: Observed, out: Exposition) -> None:
+async def _remote_issuers(observed: Observed) -> list[Metric]:
     issuers = observed.remotes.issuers if observed.remotes is not None else {}
     names = sorted(issuers)
-    out.family(
-        "switch_remote_issuer_up",
-        Kind.GAUGE,
-        "1 while the ISO 8583 link to the remote issuer is signed on, else 0.",
-        [({"issuer": n}, int(issuers[n].client.connected)) for n in names],
-    )
-    out.family(
-        "switch_remote_issuer_timeouts_total",
-        Kind.COUNTER,
-        "Requests answered 91 because the remote issuer did not answer in time.",
-        [({"issuer": n}, issuers[n].timeouts) for n in names],
-    )
-    out.family(
-        "switch_remote_reversals_delivered_total",
-        Kind.COUNTER,
-        "Queued reversals (0420) the remote issuer acknowledged.",
-        [({"issuer": n}, issuers[n].reversals_delivered) for n in names],
-    )
-    pending: list[Sample] = []
+    pending: list[tuple[str, float]] = []
     for n in names:
         try:
-            pending.append(({"issuer": n}, await issuers[n].saf.count(n)))
+            pending.append((n, await issuers[n].saf.count(n)))
         except sqlite3.Error as exc:
             log.warning("metrics: cannot count the store-and-forward queue of %s: %s", n, exc)
-    out.family(
-        "switch_saf_pending",
-        Kind.GAUGE,
-        "Store-and-forward messages queued for the remote issuer, not yet acknowledged.",
-        pending,
+    families: list[Metric] = [
+        _by_label(
+            GaugeMetricFamily(
+                "switch_remote_issuer_up",
+                "1 while the ISO 8583 link to the remote issuer is signed on, else 0.",
+                labels=["issuer"],
+            ),
+            [(n, int(issuers[n].client.connected)) for n in names],
+        ),
+        _by_label(
+            CounterMetricFamily(
+                "switch_remote_issuer_timeouts",
+                "Requests answered 91 because the remote issuer did not answer in time.",
+                labels=["issuer"],
+            ),
+            [(n, issuers[n].timeouts) for n in names],
+        ),
+        _by_label(
+            CounterMetricFamily(
+                "switch_remote_reversals_delivered",
+                "Queued reversals (0420) the remote issuer acknowledged.",
+                labels=["issuer"],
+            ),
+            [(n, issuers[n].reversals_delivered) for n in names],
+        ),
+        _by_label(
+            GaugeMetricFamily(
+                "switch_saf_pending",
+                "Store-and-forward messages queued for the remote issuer, not yet acknowledged.",
+                labels=["issuer"],
+            ),
+            pending,
+        ),
+    ]
+    return families
+
+
+async def _state_families(observed: Observed) -> list[Metric]:
+    core = observed.core
+    store = core.store
+    families: list[Metric] = [
+        _gauge("switch_up", "1 while the switch process answers scrapes.", 1),
+        _gauge(
+            "switch_halted",
+            "1 once a failed store commit stopped approvals (the core answers 96), else 0.",
+            int(core.halted is not None),
+        ),
+        CounterMetricFamily(
+            "switch_store_commits",
+            "Group commits (one fsync each) the store completed.",
+            value=store.batches,
+        ),
+        CounterMetricFamily(
+            "switch_store_units",
+            "Units of work (postings, alerts, state) the store's group commits carried.",
+            value=store.units,
+        ),
+        _by_label(
+            GaugeMetricFamily(
+                "switch_iso_connections",
+                "Open acquirer connections on each ISO 8583 listener.",
+                labels=["listener"],
+            ),
+            [
+                (f"{lst.config.host}:{lst.port}", len(lst.connections))
+                for lst in observed.listeners
+                if lst.server is not None
+            ],
+        ),
+    ]
+    families.extend(await _remote_issuers(observed))
+    sms = GaugeMetricFamily(
+        "switch_sms_alerts_pending", "SMS alerts in the outbox not yet delivered."
     )
+    pending = _sms_pending(observed)
+    if pending is not None:
+        sms.add_metric([], pending)
+    families.append(sms)
+    return families
 
 
 async def render_metrics(observed: Observed) -> str:
     """The exposition text of one scrape."""
-    core = observed.core
-    store = core.store
-    out = Exposition()
-    out.single("switch_up", Kind.GAUGE, "1 while the switch process answers scrapes.", 1)
-    out.single(
-        "switch_halted",
-        Kind.GAUGE,
-        "1 once a failed store commit stopped approvals (the core answers 96), else 0.",
-        int(core.halted is not None),
-    )
-    out.family(
-        "switch_authorizations_total",
-        Kind.COUNTER,
-        "Authorization answers given by the core, by transaction type and response code.",
-        _authorizations(observed),
-    )
-    out.single(
-        "switch_store_commits_total",
-        Kind.COUNTER,
-        "Group commits (one fsync each) the store completed.",
-        store.batches,
-    )
-    out.single(
-        "switch_store_units_total",
-        Kind.COUNTER,
-        "Units of work (postings, alerts, state) the store's group commits carried.",
-        store.units,
-    )
-    out.family(
-        "switch_iso_connections",
-        Kind.GAUGE,
-        "Open acquirer connections on each ISO 8583 listener.",
-        [
-            ({"listener": f"{lst.config.host}:{lst.port}"}, len(lst.connections))
-            for lst in observed.listeners
-            if lst.server is not None
-        ],
-    )
-    await _remote_issuers(observed, out)
-    pending = _sms_pending(observed)
-    out.family(
-        "switch_sms_alerts_pending",
-        Kind.GAUGE,
-        "SMS alerts in the outbox not yet delivered.",
-        [] if pending is None else [({}, pending)],
-    )
-    return out.text()
+    families = await _state_families(observed)
+    return generate_latest(_Scrape(families, observed.core.telemetry.registry)).decode()

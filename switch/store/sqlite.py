@@ -24,7 +24,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from itertools import chain
@@ -143,6 +143,8 @@ class SqliteStore:
         self._failed: BaseException | None = None
         self.batches = 0  # statistics: number of group commits and units committed
         self.units = 0
+        #: told ``(units, seconds)`` of each durable group commit (the metrics' histograms)
+        self.on_commit: Callable[[int, float], object] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -235,6 +237,7 @@ class SqliteStore:
         # The rows are written here, on the loop's thread, and only the COMMIT (the fsync)
         # goes to the writer thread. Measured: writing on the writer thread as well was
         # slower, because every sqlite3 call there had to win the GIL back from the loop.
+        started = time.perf_counter()
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -249,7 +252,7 @@ class SqliteStore:
         self._committing = True
         assert self._loop is not None
         done = self._loop.run_in_executor(self._executor, self._commit_now, conn)
-        done.add_done_callback(lambda f: self._committed(batch, f))
+        done.add_done_callback(lambda f: self._committed(batch, f, started))
 
     @staticmethod
     def _commit_now(conn: sqlite3.Connection) -> None:
@@ -261,7 +264,10 @@ class SqliteStore:
             raise
 
     def _committed(
-        self, batch: list[tuple[Changes, asyncio.Future[None]]], done: asyncio.Future[None]
+        self,
+        batch: list[tuple[Changes, asyncio.Future[None]]],
+        done: asyncio.Future[None],
+        started: float,
     ) -> None:
         self._committing = False
         exc = None if done.cancelled() else done.exception()
@@ -272,6 +278,8 @@ class SqliteStore:
         else:
             self.batches += 1
             self.units += len(batch)
+            if self.on_commit is not None:
+                self.on_commit(len(batch), time.perf_counter() - started)
         _resolve(batch, exc)
         if self._pending:
             self._flush()  # the units that arrived during the fsync go out together now
