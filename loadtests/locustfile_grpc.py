@@ -109,7 +109,15 @@ def _check(environment: Environment, **_: Any) -> None:
         return
     try:
         parse_mix(opts.mix, SCENARIOS)
-    except ValueError as exc:
+        if not getattr(opts, "master", False):  # a master may not hold the files
+            for path, read in (
+                (opts.cards_file, read_cards),
+                (opts.merchants, read_merchants),
+                (opts.bills_file, read_bills),
+            ):
+                if path:
+                    read(Path(path))
+    except ValueError as exc:  # LoadDataError too: a bad file stops the run at once
         sys.exit(f"locust: {exc}")
     if bool(opts.merchant_id) != bool(opts.api_key):
         sys.exit("locust: --merchant-id and --api-key go together")

@@ -87,7 +87,12 @@ def _check(environment: Environment, **_: Any) -> None:
     if opts is not None:
         try:
             parse_mix(opts.mix, SCENARIOS)
-        except ValueError as exc:
+            if not getattr(opts, "master", False):  # a master may not hold the files
+                if opts.cards_file:
+                    read_cards(Path(opts.cards_file))
+                if opts.terminals:
+                    read_terminals(Path(opts.terminals))
+        except ValueError as exc:  # LoadDataError too: a bad file stops the run at once
             sys.exit(f"locust: {exc}")
 
 

@@ -199,6 +199,10 @@ def test_loaddata_writes_private_files_and_refuses_a_second_set(loadset: LoadSet
     )  # fmt: skip
     assert again.returncode == 2, again.stdout + again.stderr
     assert "already holds a load data set" in again.stderr or "stop the switch" in again.stderr
+    zero = subprocess.run([*SWITCH, "loaddata", "--cards", "0"], capture_output=True, text=True,
+                          timeout=60, check=False, cwd=loadset.out.parent)  # fmt: skip
+    assert zero.returncode == 2 and "--cards" in zero.stderr, zero.stderr
+    assert not (loadset.out.parent / "var-load").exists()  # refused before anything was made
 
 
 # ---- ISO 8583 ----------------------------------------------------------------------------------
@@ -255,6 +259,16 @@ def test_iso_fails_when_no_switch_listens(tmp_path: Path) -> None:
     assert run.count("connect") > 0
     assert run.rows["connect"]["Failure Count"] == run.rows["connect"]["Request Count"]
     assert "ConnectionRefusedError" in run.failures
+
+
+def test_a_bad_load_file_stops_the_run_with_its_name(loadset: LoadSet, tmp_path: Path) -> None:
+    """A merchants file that is not one (the cards file) stops Locust before any user starts,
+    naming the file and the missing column."""
+    cmd = [*LOCUST, "-f", str(ROOT / "loadtests" / "locustfile_grpc.py"), "--headless"]
+    cmd += ["-t", "2s", "--host", "grpc://127.0.0.1:1", "--merchants", loadset.file("cards.csv")]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "cards.csv: column 'merchant_id' missing from the header" in result.stderr
 
 
 class CuttingProxy:
