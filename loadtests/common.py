@@ -64,15 +64,29 @@ def parse_mix(text: str, known: Sequence[str]) -> dict[str, int]:
     return mix
 
 
-def _think_time(text: str) -> tuple[float, float]:
-    low, _, high = text.partition(",")
+def parse_think_time(text: str) -> tuple[float, float]:
+    """``MIN[,MAX]`` seconds; a string option (the web UI edits it as text)."""
+    low, _, high = str(text).partition(",")
     try:
         pair = (float(low), float(high or low))
     except ValueError:
-        raise argparse.ArgumentTypeError("--think-time: seconds, MIN[,MAX]") from None
+        raise ValueError(f"--think-time: seconds, MIN[,MAX], not {text!r}") from None
     if not (0 <= pair[0] <= pair[1] < math.inf):
-        raise argparse.ArgumentTypeError("--think-time: 0 <= MIN <= MAX seconds")
+        raise ValueError("--think-time: 0 <= MIN <= MAX seconds")
     return pair
+
+
+def check_options(environment: Environment, scenarios: Sequence[str]) -> None:
+    """The options Locust's parser cannot check; ``ValueError`` naming the option."""
+    opts = environment.parsed_options
+    if opts is not None:
+        parse_mix(opts.mix, scenarios)
+        parse_think_time(opts.think_time)
+
+
+def target_users(opts: Any) -> int:
+    """``-u``, or the number typed in the web UI (which Locust stores as ``users``)."""
+    return max(1, int(getattr(opts, "users", None) or getattr(opts, "num_users", None) or 1))
 
 
 def _non_negative(text: str) -> float:
@@ -98,7 +112,6 @@ def add_common_arguments(parser: Any, default_mix: str) -> None:
     )
     group.add_argument(
         "--think-time",
-        type=_think_time,
         default="0.05,0.2",
         help="seconds between a user's scenarios, MIN[,MAX] (0: none)",
     )
@@ -128,15 +141,15 @@ def add_common_arguments(parser: Any, default_mix: str) -> None:
     )
 
 
-@events.init.add_listener  # type: ignore[misc]
+@events.test_start.add_listener  # type: ignore[misc]
 def _share_user_rate(environment: Environment, **_: Any) -> None:
-    """On the master (or a standalone run) turn ``--rate`` into a rate per user: ``-u`` is
-    known only there, and a custom option set here reaches the workers with the others."""
+    """On the master (or a standalone run) turn ``--rate`` into a rate per user: the user
+    count is known only there, and a custom option set before the users are dispatched
+    reaches the workers with the others."""
     opts = environment.parsed_options
     if opts is None or getattr(opts, "worker", False):
         return
-    users = opts.num_users or 1
-    opts.user_rate = opts.rate / users if opts.rate else 0.0
+    opts.user_rate = opts.rate / target_users(opts) if opts.rate else 0.0
 
 
 class Pacing:
@@ -145,8 +158,7 @@ class Pacing:
     def __init__(self, user: User) -> None:
         opts = user.environment.parsed_options
         self.rate = float(getattr(opts, "user_rate", 0.0) or 0.0) if opts else 0.0
-        low, high = opts.think_time if opts else (0.05, 0.2)  # a list on a worker
-        self.think = (float(low), float(high))
+        self.think = parse_think_time(opts.think_time) if opts else (0.05, 0.2)
         self.last = time.monotonic()
 
     def wait(self) -> float:
@@ -232,7 +244,7 @@ class SelectedShape(LoadTestShape):
         run_time = getattr(opts, "run_time", None)
         if run_time and elapsed >= run_time:
             return None
-        users = max(1, int(getattr(opts, "num_users", 0) or 1))
+        users = target_users(opts)
         rate = float(getattr(opts, "spawn_rate", 0) or 1)
         shape = getattr(opts, "shape", "none")
         if shape == "ramp":

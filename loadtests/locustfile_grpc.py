@@ -47,7 +47,7 @@ from loadtests.common import (
     Pacing,
     SelectedShape,
     add_common_arguments,
-    parse_mix,
+    check_options,
     partition,
     report,
     rotation,
@@ -108,7 +108,7 @@ def _check(environment: Environment, **_: Any) -> None:
     if opts is None:
         return
     try:
-        parse_mix(opts.mix, SCENARIOS)
+        check_options(environment, SCENARIOS)
         if not getattr(opts, "master", False):  # a master may not hold the files
             for path, read in (
                 (opts.cards_file, read_cards),

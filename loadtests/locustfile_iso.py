@@ -42,7 +42,7 @@ from loadtests.common import (
     Pacing,
     SelectedShape,
     add_common_arguments,
-    parse_mix,
+    check_options,
     partition,
     report,
     rotation,
@@ -86,7 +86,7 @@ def _check(environment: Environment, **_: Any) -> None:
     opts = environment.parsed_options
     if opts is not None:
         try:
-            parse_mix(opts.mix, SCENARIOS)
+            check_options(environment, SCENARIOS)
             if not getattr(opts, "master", False):  # a master may not hold the files
                 if opts.cards_file:
                     read_cards(Path(opts.cards_file))
