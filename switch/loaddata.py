@@ -232,6 +232,11 @@ async def seed_network(state_dir: Path, config_path: Path, out: Path, sizes: Siz
             raise LoadDataError(
                 f"state_dir: {state_dir} already holds a load data set; give a new --state-dir"
             )
+        if not any(r.prefix == demo.ON_US_BIN and r.on_us for r in store.bin_routes()):
+            raise LoadDataError(
+                f"state_dir: {state_dir} routes no BIN {demo.ON_US_BIN} to us (a store made by "
+                "switch import alone?); give a new --state-dir"
+            )
         hsm = InProcessHsm(Lmk.load(state_dir / "lmk.json"), authorised=True)
         (next_id,) = store.query("SELECT COALESCE(MAX(account_id), 0) + 1 FROM accounts")[0]
 

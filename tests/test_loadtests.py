@@ -199,6 +199,17 @@ def test_loaddata_writes_private_files_and_refuses_a_second_set(loadset: LoadSet
     )  # fmt: skip
     assert again.returncode == 2, again.stdout + again.stderr
     assert "already holds a load data set" in again.stderr or "stop the switch" in again.stderr
+    # a store the card import made alone has no BIN route to us: its cards would not be ours
+    bare = loadset.out.parent / "bare"
+    accounts = loadset.out.parent / "bare-accounts.csv"
+    accounts.write_text("account,currency,balance,holder\n0001,012,100,A\n")
+    made = subprocess.run([*SWITCH, "import", "accounts", str(accounts), "--state-dir", str(bare)],
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert made.returncode == 0, made.stdout + made.stderr
+    refused = subprocess.run([*SWITCH, "loaddata", "--state-dir", str(bare), "--out",
+                              str(loadset.out.parent / "bare-out"), "--cards", "1"],
+                             capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert refused.returncode == 2 and "routes no BIN 628058" in refused.stderr, refused.stderr
     zero = subprocess.run([*SWITCH, "loaddata", "--cards", "0"], capture_output=True, text=True,
                           timeout=60, check=False, cwd=loadset.out.parent)  # fmt: skip
     assert zero.returncode == 2 and "--cards" in zero.stderr, zero.stderr
