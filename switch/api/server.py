@@ -22,7 +22,7 @@ from switch.api.servicers import (
     TransfersServicer,
     VerificationServicer,
 )
-from switch.api.tracing import CallTracing
+from switch.api.tracing import traced
 from switch.core.service import SwitchCore
 from switch.gen.switch.v1 import merchant_pb2, merchant_pb2_grpc
 
@@ -45,10 +45,14 @@ def add_services(
         from switch.operator.server import add_operator_service
 
         names = (*names, add_operator_service(server, core, operators))
-    merchant_pb2_grpc.add_PaymentsServicer_to_server(PaymentsServicer(api), server)
-    merchant_pb2_grpc.add_BillsServicer_to_server(BillsServicer(api), server)
-    merchant_pb2_grpc.add_TransfersServicer_to_server(TransfersServicer(api), server)
-    merchant_pb2_grpc.add_VerificationServicer_to_server(VerificationServicer(api), server)
+    # traced: the RPC in each transaction's trace line, x-transaction-id in the answer
+    payments = traced(PaymentsServicer(api), "Payments")
+    merchant_pb2_grpc.add_PaymentsServicer_to_server(payments, server)
+    merchant_pb2_grpc.add_BillsServicer_to_server(traced(BillsServicer(api), "Bills"), server)
+    transfers = traced(TransfersServicer(api), "Transfers")
+    merchant_pb2_grpc.add_TransfersServicer_to_server(transfers, server)
+    verification = traced(VerificationServicer(api), "Verification")
+    merchant_pb2_grpc.add_VerificationServicer_to_server(verification, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", *names):
@@ -104,7 +108,6 @@ async def start_grpc_server(
     With ``operators`` (``state_dir/operators.json``) the operator service is served too.
     """
     server = grpc.aio.server(
-        interceptors=[CallTracing()],  # the RPC in each trace line, x-transaction-id
         options=[
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", 1 << 20),
