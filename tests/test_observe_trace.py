@@ -58,16 +58,18 @@ class Switch:
     """``switch run --log-format FMT`` on free ports; stdout (banner) and stderr (the log)
     kept apart so every stderr line can be held to the log format."""
 
-    def __init__(self, tmp: Path, log_format: str) -> None:
+    def __init__(self, tmp: Path, log_format: str, sms_worker: str = "off") -> None:
         self.out = tmp / "stdout"
         self.err = tmp / "stderr"
         self.iso = _free_port()
         cmd = [*SWITCH, "run", "--state-dir", str(tmp / "var"), "--iso-port", str(self.iso)]
-        cmd += ["--grpc-port", "0", "--http-port", "0", "--sms-worker", "off"]
+        cmd += ["--grpc-port", "0", "--http-port", "0", "--sms-worker", sms_worker]
         cmd += ["--log-format", log_format]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.pop("SWITCH_SMS", None)
-        self.proc = subprocess.Popen(cmd, stdout=self.out.open("wb"), stderr=self.err.open("wb"))
+        env["SWITCH_SMS"] = f"file:{tmp / 'sms.log'}"
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.out.open("wb"), stderr=self.err.open("wb"), env=env
+        )
         _eventually("switch ready", lambda: "switch ready" in self.banner(), timeout=30)
         grpc_port = re.search(r"gRPC merchant API on 127\.0\.0\.1:(\d+)", self.banner())
         http_port = re.search(r"HTTP health/metrics on 127\.0\.0\.1:(\d+)", self.banner())
@@ -258,7 +260,8 @@ def test_every_dashboard_metric_is_in_a_scrape(text_switch: Switch) -> None:
 
 @pytest.fixture(scope="module")
 def json_switch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Switch]:
-    running = Switch(tmp_path_factory.mktemp("trace-json"), "json")
+    # the SMS worker as a child process: its log lines must be JSON too
+    running = Switch(tmp_path_factory.mktemp("trace-json"), "json", sms_worker="process")
     try:
         yield running
     finally:
@@ -266,8 +269,10 @@ def json_switch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Switch]:
 
 
 def test_json_trace_lines_are_typed_objects(json_switch: Switch) -> None:
+    """Every line on stderr, the SMS worker child's included, is one JSON object."""
     payment_id, _ = _traffic(json_switch)
     _eventually("two trace lines", lambda: json_switch.log().count('"switch.txn"') >= 2)
+    _eventually("the worker's line", lambda: '"switch.notify.service"' in json_switch.log())
     log = json_switch.log()
     docs = [json.loads(line) for line in log.splitlines() if line]  # every line is JSON
     for doc in docs:
