@@ -35,8 +35,13 @@ from switch.core import testing as t
 from switch.core.model import AuthResult, ResponseCode
 from switch.core.service import SwitchCore
 from switch.gen.switch.v1 import merchant_pb2 as mpb
+from switch.iso8583.codec import Codec
+from switch.iso8583.framing import frame
+from switch.iso8583.message import Message
+from switch.iso8583.server import IsoListener
 from switch.observe.logs import JsonFormatter, TextFormatter, configure_logging, iso_timestamp
 from switch.observe.trace import TxnFields, TxnLine, masked_pan
+from tests import test_iso_server_flows as iso_flows
 from tests.test_observe_http import _atm_withdraw, _eventually, _free_port, _samples
 
 SWITCH = [sys.executable, "-m", "switch.cli"]
@@ -367,6 +372,69 @@ def test_an_in_process_answer_is_traced_once_per_call(state: Path) -> None:
     assert (docs[0]["replayed"], docs[1]["replayed"]) == (False, True) and again.replayed
     assert bad.response_code is ResponseCode.INVALID_CARD_NUMBER
     assert docs[2]["txn_id"] == "" and docs[2]["pan"] == "*****" and docs[2]["rc"] == "14"
+
+
+class _Captured:
+    """The ``switch.txn`` records of a block, as JSON documents (the JSON formatter's)."""
+
+    def __init__(self) -> None:
+        self.stream = io.StringIO()
+        self.handler = logging.StreamHandler(self.stream)
+        self.handler.setFormatter(JsonFormatter())
+        self.log = logging.getLogger("switch.txn")
+
+    def __enter__(self) -> _Captured:
+        self.level = self.log.level
+        self.log.addHandler(self.handler)
+        self.log.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.log.removeHandler(self.handler)
+        self.log.setLevel(self.level)
+
+    def docs(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.stream.getvalue().splitlines()]
+
+
+def test_requests_the_iso_listener_refuses_itself_are_traced_too(state: Path) -> None:
+    """Answered 30 before the core (undecodable; a field missing), they still get a line an
+    operator finds by terminal and STAN; an approved request gets exactly one; a network
+    message (0800) none."""
+    codec = Codec("ascii87")
+    stans: list[str] = []
+
+    async def body(core: SwitchCore, listeners: list[IsoListener]) -> None:
+        reader, writer = await iso_flows._raw(listeners[0])
+        bad = bytearray(codec.encode(iso_flows.withdraw(5_000)))  # a letter in field 4
+        bad[bad.index(b"000000500000") + 3] = ord("X")
+        missing = iso_flows.withdraw(5_000)
+        del missing.fields[41]
+        stans.append(str(missing.fields[11]))
+        echo = Message("0800", {7: "1129120000", 11: "000777", 41: "GAB00001", 70: "301"})
+        good = iso_flows.withdraw(1_000)
+        for msg in (bytes(bad), missing, echo, good):
+            writer.write(frame(msg if isinstance(msg, bytes) else codec.encode(msg)))
+            (answer,) = await iso_flows._read_answers(reader, 1)
+        assert answer.fields[39] == "00"
+        writer.close()
+
+    with _Captured() as captured:
+        iso_flows.serve(state, body)
+    docs = captured.docs()
+    assert [(d["op"], d["rc"]) for d in docs] == [("0200", "30"), ("0200", "30"), ("0200", "00")]
+    undecodable, no_terminal, approved = docs
+    (missing_stan,) = stans
+    # what could be read before the bad field 4: the PAN, masked (the answer echoes as much)
+    assert undecodable["pan"] == masked_pan(CARD.pan) and undecodable["stan"] == ""
+    assert undecodable["txn_id"] == "" and undecodable["channel"] == "unknown"
+    assert str(undecodable["reason"]).startswith("refused by the ISO 8583 listener")
+    assert undecodable["interface"] == "iso8583" and undecodable["latency_us"] is not None
+    assert no_terminal["terminal"] == "" and no_terminal["amount"] == 500_000
+    assert no_terminal["stan"] == missing_stan and no_terminal["acquirer"]
+    assert no_terminal["currency"] == 12 and isinstance(no_terminal["latency_us"], int)
+    assert approved["channel"] == "atm" and approved["txn_id"]
+    assert CARD.pan not in captured.stream.getvalue()
 
 
 # ---- units --------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from switch.core.model import ResponseCode
 from switch.core.service import SwitchCore
 from switch.hsm.client import HsmError
 from switch.iso8583.codec import Codec, Iso8583Error
+from switch.iso8583.listener_trace import trace_refused
 from switch.iso8583.framing import Frame, FrameSplitter, Framing, FramingError, frame, swap_tpdu
 from switch.iso8583.mac import MacLayout, MacPlacementError, mac_field
 from switch.iso8583.mapping import (
@@ -227,6 +228,7 @@ class _Connection(asyncio.Protocol):
         self._update_reading()
 
     def _dispatch(self, fr: Frame) -> None:
+        received = time.perf_counter_ns()  # the trace's latency starts here (switch.observe)
         codec = self.listener.codec
         try:
             msg = codec.decode(fr.payload)
@@ -245,13 +247,14 @@ class _Connection(asyncio.Protocol):
                 self.close()
                 return
             log.warning("format error from %s in %s: %s -> 30", self.peer, mti, exc)
-            self._send(response_to(partial, _FORMAT_ERROR), fr.tpdu)
+            refusal = response_to(partial, _FORMAT_ERROR)
+            trace_refused(partial, refusal, received)
+            self._send(refusal, fr.tpdu)
             return
         if _answer_mti(msg.mti) is None:
             log.warning("closing connection from %s: MTI %s is not a request", self.peer, msg.mti)
             self.close()
             return
-        received = time.perf_counter_ns()  # the trace's latency starts here (switch.observe)
         task = asyncio.get_running_loop().create_task(
             self._handle(msg, fr.payload, fr.tpdu, received)
         )
@@ -267,12 +270,15 @@ class _Connection(asyncio.Protocol):
         self, msg: Message, payload: bytes, tpdu: bytes | None, received_ns: int
     ) -> None:
         answer: Message | bytes
-        CURRENT_CALL.set(Call(ISO8583, msg.mti, received_ns))  # this task's own context
+        call = Call(ISO8583, msg.mti, received_ns)
+        CURRENT_CALL.set(call)  # this task's own context
         try:
             answer = await self.answer(msg, payload)
         except Exception:  # a bug must not kill the connection nor leave the ATM waiting
             log.exception("error handling %s from %s", msg.mti, self.peer)
             answer = response_to(msg, ResponseCode.SYSTEM_MALFUNCTION.value)
+        if not call.answered and isinstance(answer, Message):
+            trace_refused(msg, answer, received_ns)  # answered here, not by the core
         self._send(answer, tpdu)
 
     async def answer(self, msg: Message, payload: bytes) -> Message | bytes:

@@ -127,8 +127,10 @@ class Telemetry:
                 req, result, interface, operation, elapsed_ns // 1000, channel, kind
             )
             trace.emit(trace.TxnLine(line))
-        if call is not None and call.on_answer is not None and result.transaction_id:
-            call.on_answer(result.transaction_id)
+        if call is not None:
+            call.answered = True
+            if call.on_answer is not None and result.transaction_id:
+                call.on_answer(result.transaction_id)
 
     def store_committed(self, units: int, seconds: float) -> None:
         """One group commit is durable (``SqliteStore.on_commit``)."""

@@ -52,6 +52,7 @@ class Call:
     operation: str  # the MTI ("0200") or the RPC ("Sale")
     received_ns: int  # time.perf_counter_ns() when the request arrived
     on_answer: Callable[[str], None] | None = None  # told the transaction id, if any
+    answered: bool = False  # set once the core answered (and traced) this request
 
 
 CURRENT_CALL: ContextVar[Call | None] = ContextVar("switch_current_call", default=None)
