@@ -41,8 +41,8 @@ from switch.core.model import ResponseCode
 from switch.core.service import SwitchCore
 from switch.hsm.client import HsmError
 from switch.iso8583.codec import Codec, Iso8583Error
-from switch.iso8583.listener_trace import trace_refused
 from switch.iso8583.framing import Frame, FrameSplitter, Framing, FramingError, frame, swap_tpdu
+from switch.iso8583.listener_trace import trace_refused
 from switch.iso8583.mac import MacLayout, MacPlacementError, mac_field
 from switch.iso8583.mapping import (
     FINANCIAL_MTIS,
