@@ -6,6 +6,8 @@ the real command (batches of 10,000: the defaults). The baseline inserts the sam
 already built (hash, keys, everything), with one ``executemany`` per 10,000 rows into a
 fresh store, on a connection with the import's settings: what the database alone costs, so
 the difference is the import's own work (reading, checking, hashing, look-ups, progress).
+A third line runs the importer with its two stages (check batch N+1 / write batch N) on one
+thread, to show what the overlap buys.
 
 The issue's goal is 16 M cards in under 15 minutes, about 18,000 cards/s; the projection
 printed is a straight line from this size (the UNIQUE index on the PAN hash grows with the
@@ -21,6 +23,7 @@ import hashlib
 import hmac
 import io
 import os
+import shutil
 import sqlite3
 import tempfile
 import time
@@ -29,13 +32,15 @@ from pathlib import Path
 import switch_native
 
 from switch.cardbase import cli as cardbase_cli
+from switch.cardbase.importer import Importer, IssuerKeys
+from switch.config import load_config
 from switch.core import demo
 from switch.core.domain import luhn_complete
 from switch.core.service import SwitchCore
 from switch.hsm.client import KeyType
 from switch.hsm.inprocess import InProcessHsm
 from switch.hsm.lmk import Lmk
-from switch.store.sqlite_cardbase import CARD_INSERT
+from switch.store.sqlite_cardbase import CARD_INSERT, SqliteCardBase
 
 N = int(os.environ.get("BENCH_IMPORT_CARDS", "100000"))
 BATCH = int(os.environ.get("BENCH_IMPORT_BATCH", "10000"))
@@ -87,6 +92,23 @@ def _timed_import(*argv: str | Path) -> float:
     return elapsed
 
 
+def _one_thread(state: Path, cards: Path, keys: tuple[str, str, str]) -> float:
+    """The importer with ``overlap=False``: each batch checked then written, on one thread."""
+    db = SqliteCardBase(state / "switch.db")
+    pan_key = bytes.fromhex((state / "pan.key").read_text().strip())
+    importer = Importer(
+        db, kind="cards", update=False, config=load_config(), pan_key=pan_key,
+        keys=IssuerKeys(*keys), batch_size=BATCH, overlap=False,
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    out = importer.run(cards, "csv", on_reject=lambda r: None)
+    elapsed = time.perf_counter() - t0
+    db.close()
+    if out.loaded != N:
+        raise RuntimeError(f"one-thread import loaded {out.loaded} of {N}")
+    return elapsed
+
+
 def _baseline(state: Path, keys: tuple[str, str, str]) -> float:
     """The same card rows, built beforehand, through ``executemany`` in 10,000-row commits."""
     pan_key = bytes.fromhex((state / "pan.key").read_text().strip())
@@ -127,6 +149,10 @@ def main() -> None:
         accounts, cards = _files(tmp)
         batch = ("--batch-size", str(BATCH))
         t_accounts = _timed_import("accounts", accounts, "--state-dir", state, *batch)
+        one_thread = tmp / "one-thread"
+        shutil.copytree(state, one_thread)
+        t_seq = _one_thread(one_thread, cards, keys)
+        shutil.rmtree(one_thread)
         t_cards = _timed_import(
             "cards", cards, "--state-dir", state, "--keys", tmp / "keys.toml", *batch
         )
@@ -140,6 +166,8 @@ def main() -> None:
     print(f"  switch import accounts   {N / t_accounts:>10,.0f} accounts/s  ({t_accounts:.1f} s)")
     print(f"  switch import cards      {rate:>10,.0f} cards/s     ({t_cards:.1f} s, "
           f"file hash and key check included)")  # fmt: skip
+    print(f"  the same, on one thread  {N / t_seq:>10,.0f} cards/s     ({t_seq:.1f} s, checks "
+          "and writes in turn)")  # fmt: skip
     print(f"  executemany, rows built  {N / t_base:>10,.0f} cards/s     ({t_base:.1f} s, the "
           "database alone)")  # fmt: skip
     print(f"  store after import       {size / 2**20:>10.1f} MiB")

@@ -504,3 +504,40 @@ def test_a_progress_bar_on_a_terminal_and_none_otherwise(state: Path, tmp_path: 
     piped = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert piped.returncode == 0 and piped.stderr == ""
     assert state2.stat().st_mode & 0o777 == 0o700  # a state dir the import creates is private
+
+
+def test_overlapped_and_one_thread_imports_give_the_same_store(
+    state: Path, keys: Path, tmp_path: Path
+) -> None:
+    """The importer checks batch N+1 while batch N is written; with ``overlap=False`` it does
+    one after the other. Same rows, same rejects, same progress either way."""
+    import shutil
+
+    from switch.cardbase.importer import Importer, IssuerKeys, Reject
+    from switch.cardbase.keys import load_keys
+    from switch.config import load_config
+    from switch.store.sqlite_cardbase import SqliteCardBase
+
+    assert run("accounts", accounts_csv(tmp_path / "a.csv", range(1, 301)), "--state-dir",
+               state) == 0  # fmt: skip
+    lines = [card_line(i, expiry="3000" if i % 7 == 0 else "3012") for i in range(1, 301)]
+    lines += [card_line(5)]  # a duplicate of a record two batches back
+    cards = write(tmp_path / "c.csv", CARD_HEADER, lines)
+    key_set: IssuerKeys = load_keys(keys)
+    results = []
+    for overlap in (True, False):
+        copy = tmp_path / f"state-{overlap}"
+        shutil.copytree(state, copy)
+        db = SqliteCardBase(copy / "switch.db", durable=False)
+        rejects: list[Reject] = []
+        importer = Importer(
+            db, kind="cards", update=False, config=load_config(),
+            pan_key=bytes.fromhex((copy / "pan.key").read_text()), keys=key_set,
+            batch_size=50, overlap=overlap,
+        )  # fmt: skip
+        out = importer.run(cards, "csv", on_reject=rejects.append)
+        db.close()
+        rows = query(copy, "SELECT card_id, pan_hash, account_id, expiry FROM cards ORDER BY 1")
+        results.append((out.loaded, out.rejected, rejects, rows, out.total))
+    assert results[0] == results[1]
+    assert results[0][:2] == (300 - 42, 42 + 1)

@@ -167,7 +167,7 @@ def _import_locked(
                 )
             except FormatError as exc:
                 return _fail(f"{path}: {exc}")
-            except KeyboardInterrupt:  # the batch in flight was rolled back
+            except KeyboardInterrupt:  # the batch being written was let finish (or fail) whole
                 print("switch import: interrupted; the batches committed so far stay, the same "
                       "command resumes after them", file=sys.stderr, flush=True)  # fmt: skip
                 return INTERRUPTED

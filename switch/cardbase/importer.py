@@ -13,12 +13,14 @@ Cards need no HSM call: the PVV or IBM offset comes from the file and the issuer
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from switch.cardbase.reader import RawRecord, read_csv, read_jsonl
 from switch.cardbase.records import (
@@ -105,6 +107,34 @@ def _batches(records: Iterator[RawRecord], size: int) -> Iterator[list[RawRecord
         yield batch
 
 
+class _Inline(contextlib.AbstractContextManager["_Inline"]):
+    """``submit`` that runs the call at once on this thread (``Importer(overlap=False)``)."""
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, fn: Callable[..., _Written], /, *args: Any) -> Future[_Written]:
+        f: Future[_Written] = Future()
+        try:
+            f.set_result(fn(*args))
+        except BaseException as exc:
+            f.set_exception(exc)
+        return f
+
+
+class _Written(NamedTuple):
+    loaded: int
+    updated: int
+    rejects: list[Reject]
+    progress: Progress  # the file's totals once this batch is committed
+
+
+#: A batch after the checks that need no look-up: what to write, and the records rejected.
+_Checked = tuple[
+    list[tuple[int, CardRecord, bytes]] | list[tuple[int, AccountRecord]], list[Reject]
+]
+
+
 class Importer:
     """One import run of one file into one store (the caller holds the state-dir lock)."""
 
@@ -119,6 +149,7 @@ class Importer:
         keys: IssuerKeys | None,
         batch_size: int = DEFAULT_BATCH,
         clock: Callable[[], float] = time.time,
+        overlap: bool = True,
     ) -> None:
         if kind not in ("cards", "accounts"):
             raise ValueError(f"kind: cards or accounts, not {kind!r}")
@@ -130,6 +161,7 @@ class Importer:
         self.config = config
         self.keys = keys
         self.batch_size = batch_size
+        self.overlap = overlap  # False: check and write each batch in turn, on one thread
         self.clock = clock
         self._hmac = HmacSha256(pan_key)
         self.progress_kind = kind + ("+update" if update else "")
@@ -152,21 +184,45 @@ class Importer:
             return out
         total = before or Progress(0, 0, 0, 0, 0, False, 0.0)
         out.resumed_at_line = total.next_line if before is not None else 0
-        with path.open("rb") as fh:
+        name = str(path)
+
+        def report(done: Future[_Written]) -> Progress:
+            w = done.result()  # a failed batch (rolled back) raises here
+            out.loaded += w.loaded
+            out.updated += w.updated
+            out.rejected += len(w.rejects)
+            for r in w.rejects:
+                on_reject(r)
+            on_batch(w.progress.next_offset, out.loaded + out.updated, out.rejected)
+            return w.progress
+
+        # Two stages on two threads: the main thread reads and checks batch N+1 while the
+        # worker looks up and writes batch N (sqlite3 lets go of the GIL while SQLite works).
+        # Batches are written one at a time, in file order, each seeing the ones before.
+        pool = ThreadPoolExecutor(1, "import-writer") if self.overlap else _Inline()
+        with path.open("rb") as fh, pool as writer:
             records = _records(fh, fmt, self.kind, total.next_offset, total.next_line)
-            for batch in _batches(records, self.batch_size):
-                loaded, updated, rejects, total = self._write_batch(batch, digest, str(path), total)
-                last = batch[-1]
-                out.loaded += loaded
-                out.updated += updated
-                out.rejected += len(rejects)
-                for r in rejects:
-                    on_reject(r)
-                on_batch(last.end_offset, out.loaded + out.updated, out.rejected)
+            pending: Future[_Written] | None = None
+            try:
+                for batch in _batches(records, self.batch_size):
+                    checked = self._check(batch)
+                    if pending is not None:
+                        written, pending = pending, None
+                        total = report(written)
+                    pending = writer.submit(self._write, batch, checked, digest, name, total)
+                if pending is not None:
+                    written, pending = pending, None
+                    total = report(written)
+            finally:
+                if pending is not None and not pending.cancel():
+                    # Interrupted: the batch being written commits or rolls back as a whole;
+                    # wait for it so its rejects are reported and the store is left alone.
+                    with contextlib.suppress(BaseException):
+                        report(pending)
         total = total._replace(done=True)
         self.db.begin()
         try:
-            self.db.save_progress(self.progress_kind, digest, str(path), total, self.clock())
+            self.db.save_progress(self.progress_kind, digest, name, total, self.clock())
             self.db.commit()
         except BaseException:
             self.db.rollback()
@@ -174,21 +230,25 @@ class Importer:
         out.total = total
         return out
 
-    def _write_batch(
-        self, batch: list[RawRecord], digest: str, name: str, before: Progress
-    ) -> tuple[int, int, list[Reject], Progress]:
-        # The checks that need no look-up run before the transaction: the write lock is held
-        # only for the look-ups and writes (an SMS worker may be waiting for it).
+    def _check(self, batch: list[RawRecord]) -> _Checked:
+        """The checks that need no look-up (parsing, Luhn, PAN hash): outside the transaction,
+        so the write lock is held only for look-ups and writes (an SMS worker may wait)."""
         if self.kind == "cards":
-            cards, rejects = self._parse_cards(batch)
-        else:
-            accounts, rejects = self._parse_accounts(batch)
+            return self._parse_cards(batch)
+        return self._parse_accounts(batch)
+
+    def _write(
+        self, batch: list[RawRecord], checked: _Checked, digest: str, name: str, before: Progress
+    ) -> _Written:
+        """One transaction: the batch's look-ups, writes and progress row (worker thread)."""
+        parsed, rejects = checked
+        rejects = list(rejects)
         self.db.begin()
         try:
             if self.kind == "cards":
-                loaded, updated = self._cards(cards, rejects)
+                loaded, updated = self._cards(parsed, rejects)  # type: ignore[arg-type]
             else:
-                loaded, updated = self._accounts(accounts, rejects)
+                loaded, updated = self._accounts(parsed, rejects)  # type: ignore[arg-type]
             rejects.sort(key=lambda r: r.line)
             last = batch[-1]
             p = Progress(
@@ -200,7 +260,7 @@ class Importer:
         except BaseException:
             self.db.rollback()
             raise
-        return loaded, updated, rejects, p
+        return _Written(loaded, updated, rejects, p)
 
     # -- cards -------------------------------------------------------------------------------
     def _parse_cards(

@@ -62,15 +62,20 @@ class SqliteCardBase:
     """Batched writes of an import into ``db_path`` (a store ``SqliteStore.open`` migrated)."""
 
     def __init__(self, db_path: Path, *, durable: bool = True) -> None:
-        self._conn = sqlite3.connect(db_path, isolation_level=None, cached_statements=256)
+        # One thread at a time, but not always the same: the importer writes a batch on a
+        # worker thread while the main thread checks the next one.
+        self._conn = sqlite3.connect(
+            db_path, isolation_level=None, cached_statements=256, check_same_thread=False
+        )
         self._conn.execute("PRAGMA journal_mode=WAL")
         # NORMAL, not FULL: in WAL mode a power cut may lose the last commits but never
         # leaves a torn one, and each batch carries its own progress row, so a rerun redoes
         # exactly the batches lost. The fsync then comes with each checkpoint, not each batch.
         self._conn.execute(f"PRAGMA synchronous={'NORMAL' if durable else 'OFF'}")
-        # Checkpoint every ~100 MiB of WAL: an index page dirtied by many batches is copied
-        # into the database once per checkpoint instead of once per batch.
-        self._conn.execute("PRAGMA wal_autocheckpoint=25000")
+        # Checkpoint every ~1 GiB of WAL: an index page dirtied by many batches is copied
+        # into the database once per checkpoint instead of once per few batches (measured
+        # with 4 M cards: 77 s of COMMIT at 100 MiB, 53 s at 1 GiB).
+        self._conn.execute("PRAGMA wal_autocheckpoint=250000")
         self._conn.execute("PRAGMA busy_timeout=5000")
         # Each batch probes the UNIQUE indexes at random places (PAN hashes): keep them cached.
         self._conn.execute("PRAGMA cache_size=-262144")  # 256 MiB, whatever the file's size
