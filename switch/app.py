@@ -29,6 +29,7 @@ from switch.api.tls_files import server_tls
 from switch.config import load_config
 from switch.core.holds import EXPIRY_INTERVAL_S, expire_holds_every
 from switch.core.interchange import check_acquirer_keys, load_acquirers
+from switch.core.live_cache import DEFAULT_CAPACITY
 from switch.core.service import CoreError, SwitchCore
 from switch.digits import ascii_int, is_ascii_digits
 from switch.gc_tuning import tune_gc_for_serving
@@ -123,6 +124,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-fsync", action="store_true", help="do not fsync commits (benchmarks only)"
     )
     parser.add_argument(
+        "--card-cache",
+        type=ascii_int,
+        default=DEFAULT_CAPACITY,
+        metavar="N",
+        help=f"cards and accounts kept in memory, each (least recently used first out; "
+        f"default {DEFAULT_CAPACITY}); the rest is read from the store on use",
+    )
+    parser.add_argument(
         "--sms-worker",
         choices=MODES,
         default="process",
@@ -174,7 +183,15 @@ async def serve(args: argparse.Namespace) -> int:
     remote_configs = [c for path in links for c in load_remote_issuers(path)]
     acquirers = load_acquirers(links)
     check_sms_setting(os.environ.get("SWITCH_SMS"), state_dir)  # a bad URL stops us here
-    core = await SwitchCore.open(state_dir, hsm=hsm, durable=not args.no_fsync, config=config)
+    if args.card_cache < 1:
+        raise SystemExit(f"--card-cache {args.card_cache}: must be at least 1")
+    core = await SwitchCore.open(
+        state_dir,
+        hsm=hsm,
+        durable=not args.no_fsync,
+        config=config,
+        cache_size=args.card_cache,
+    )
     tune_gc_for_serving()  # the loaded state is frozen out of the collector's scans
     try:
         acquirer_lines = await check_acquirer_keys(core.hsm, acquirers)

@@ -79,6 +79,9 @@ class Ctx:
     fee: int = 0
     categories: tuple[int, ...] = ()
     counter_account_id: int | None = None
+    # the live counter account, held until the request settles (the card and account caches
+    # are bounded: an object a request still references is never loaded twice)
+    counter_account: Account | None = None
     original_txn_id: str | None = None
     route: str = ONUS
     changes: Changes = field(default_factory=Changes)

@@ -49,7 +49,7 @@ class AccountKind(enum.StrEnum):
     GL = "gl"  # an internal ledger account (ATM cash, fees, settlement)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True)  # indexed weakly by switch.core.live_cache
 class Account:
     account_id: int
     number: str
@@ -66,7 +66,7 @@ class Account:
         return self.balance - self.held
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True)  # indexed weakly by switch.core.live_cache
 class Card:
     card_id: int
     pan_hash: bytes

@@ -106,7 +106,7 @@ async def find_original(p: Pipeline, ctx: Ctx) -> OriginalState | None:
             return None
     o = await original_state(p, txn_id)
     if o is not None and req.pan and o.card_id is not None:
-        card = p.cards_by_id.get(o.card_id) or await p.store.card_by_id(o.card_id)
+        card = await p.card_by_id(o.card_id)
         if card is None or not hmac.compare_digest(card.pan_hash, ctx.pan_hash):
             raise Decline(RC.INVALID_TRANSACTION, "pan: does not match the original transaction")
     return o
@@ -157,14 +157,16 @@ async def referring(p: Pipeline, ctx: Ctx) -> AuthResult:
     if o.account_id is None or o.card_id is None:
         raise Decline(RC.INVALID_TRANSACTION, "original: not a card transaction")
     account = await p.account(o.account_id)
-    if o.counter_account_id is not None:
-        await p.account(o.counter_account_id)
-    card = p.cards_by_id.get(o.card_id) or await p.store.card_by_id(o.card_id)
+    # Held by the request until it settles, so the bounded cache cannot drop it before the
+    # decision section posts to it by id (switch.core.live_cache).
+    ctx.counter_account = (
+        None if o.counter_account_id is None else await p.account(o.counter_account_id)
+    )
+    card = await p.card_by_id(o.card_id)
     if account is None or card is None:
         raise Decline(RC.SYSTEM_MALFUNCTION, "original: account or card missing")
     ctx.account = account
-    ctx.card = p.cards.setdefault(card.pan_hash, card)
-    p.cards_by_id.setdefault(card.card_id, ctx.card)
+    ctx.card = card
     hold = await hold_of(p, o.txn_id) if o.txn_type is TxnType.PREAUTH else None
     bill_key: tuple[str, str] | None = None
     if o.txn_type is TxnType.BILL_PAYMENT and t in (TxnType.REVERSAL, TxnType.VOID):

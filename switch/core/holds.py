@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Final
 from switch.config import DEFAULT_PREAUTH_VALIDITY_HOURS, SwitchConfig
 from switch.core.business_day import day_number
 from switch.core.categories import LimitCategory
-from switch.core.domain import ONUS, Hold
+from switch.core.domain import ONUS, Account, Hold
 from switch.core.model import ResponseCode, TxnType
 from switch.store.api import AlertRow, Changes, JournalRow, OpenHold, StoreError
 
@@ -91,33 +91,34 @@ async def expire_holds(p: Pipeline, now: float | None = None) -> int:
         if not page:
             return released
         after = page[-1].txn_id
-        due: list[tuple[OpenHold, int]] = []
+        due: list[tuple[OpenHold, int, Account]] = []
         for row in page:
             hours = validity_hours(p, row)
             if row.placed_at + hours * 3600 > now:
                 continue
             # the account is live in memory before the decision section
-            if await p.account(row.account_id) is None:  # one broken row must not block all
+            account = await p.account(row.account_id)
+            if account is None:  # one broken row must not block all
                 log.error("hold %s: account %s is missing", row.txn_id, row.account_id)
                 continue
-            due.append((row, hours))
+            due.append((row, hours, account))  # held: the bounded cache may evict meanwhile
         released += await _release(p, due, now)
         if len(page) < PAGE_SIZE:
             return released
 
 
-async def _release(p: Pipeline, due: list[tuple[OpenHold, int]], now: float) -> int:
+async def _release(p: Pipeline, due: list[tuple[OpenHold, int, Account]], now: float) -> int:
     # -- decision section: no await until every unit is submitted ----------------------------
     units: list[asyncio.Future[None]] = []
-    for row, hours in due:
+    for row, hours, account in due:
         hold = p.holds.setdefault(
             row.txn_id, Hold(row.txn_id, row.account_id, row.amount, row.remaining, "open")
         )
         if hold.status != "open" or hold.remaining <= 0:
             continue  # completed, reversed or expired meanwhile: the live object decides
-        ch = _expire(p, row, hold, hours, now)
+        ch = _expire(p, row, hold, account, hours, now)
         try:
-            units.append(p.store.submit(ch))
+            units.append(p.submit(ch))  # pins the account until durable
         except StoreError as exc:
             _halt(p, exc)
             raise
@@ -130,11 +131,12 @@ async def _release(p: Pipeline, due: list[tuple[OpenHold, int]], now: float) -> 
     return len(units)
 
 
-def _expire(p: Pipeline, row: OpenHold, hold: Hold, hours: int, now: float) -> Changes:
+def _expire(
+    p: Pipeline, row: OpenHold, hold: Hold, account: Account, hours: int, now: float
+) -> Changes:
     """Apply one expiry to the live state and return its unit (hold, balance, journal)."""
     amount = hold.remaining
     full = amount == hold.amount  # nothing reversed before: the day's count comes back too
-    account = p.accounts[hold.account_id]
     account.held -= amount
     hold.remaining = 0
     hold.status = EXPIRED

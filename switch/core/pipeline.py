@@ -21,6 +21,7 @@ import hmac
 import logging
 import re
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Final
@@ -57,6 +58,7 @@ from switch.core.hmac_sha256 import HmacSha256
 from switch.core.interchange import AcquirerConfig, PinKey, is_our_terminal, pin_key
 from switch.core.ledger_accounts import GL_FEES, GL_INTERBANK_ATM, GL_INTERBANK_POS
 from switch.core.limits import LimitsEngine
+from switch.core.live_cache import DEFAULT_CAPACITY, LiveCache
 from switch.core.model import AuthRequest, AuthResult, Channel, ResponseCode, TxnType
 from switch.core.refusals import is_merchant_refusal
 from switch.core.remote import BinTable, RemoteIssuer
@@ -141,6 +143,7 @@ class Pipeline:
         config: SwitchConfig,
         pan_key: bytes,
         clock: Callable[[], float] = time.time,
+        cache_size: int = DEFAULT_CAPACITY,
     ) -> None:
         self.store = store
         self.hsm = hsm
@@ -150,9 +153,12 @@ class Pipeline:
         self.clock = clock
         self.tz = config.timezone
         self.limits = LimitsEngine(N_CATEGORIES)
-        self.cards: dict[bytes, Card] = {}
-        self.cards_by_id: dict[int, Card] = {}
-        self.accounts: dict[int, Account] = {}
+        # Bounded (``cache_size`` entries each, plus those pinned by units not yet durable
+        # and those a request in flight still holds): switch.core.live_cache says why.
+        self.cards: LiveCache[bytes, Card] = LiveCache(cache_size)
+        # every live card by id (only those alive: a card found nowhere is read from the store)
+        self.cards_by_id: weakref.WeakValueDictionary[int, Card] = weakref.WeakValueDictionary()
+        self.accounts: LiveCache[int, Account] = LiveCache(cache_size)
         self.terminals: dict[str, Terminal] = {}
         self.merchants: dict[str, Merchant] = {}
         self.billers: dict[str, Biller] = {}
@@ -190,15 +196,18 @@ class Pipeline:
             acct = await s.account_by_number(code)
             if acct is None:
                 raise StoreError(f"internal account {code} is missing from the store")
-            self.accounts[acct.account_id] = acct
+            self.accounts.resident(acct.account_id, acct)
             self.gl[code] = acct.account_id
-        # The settlement accounts the decision section credits live in memory from the start.
+        # The settlement accounts the decision section credits by id live in memory for good
+        # (resident: never evicted). Cardholders' cards and accounts load on first use only.
         settlement = [t.settlement_account_id for t in self.terminals.values()]
         settlement += [m.settlement_account_id for m in self.merchants.values()]
         settlement += [b.settlement_account_id for b in self.billers.values()]
         for account_id in settlement:
-            if await self.account(account_id) is None:
+            acct = await self.account(account_id)
+            if acct is None:
                 raise StoreError(f"settlement account {account_id} is missing from the store")
+            self.accounts.resident(account_id, acct)
         self.rebuild_limits(day_number(now, self.tz))
 
     def rebuild_limits(self, day: int) -> None:
@@ -248,6 +257,18 @@ class Pipeline:
                 return None
             c = self.cards.setdefault(pan_hash, loaded)  # a concurrent load may have won
             self.cards_by_id.setdefault(c.card_id, c)
+        return c
+
+    async def card_by_id(self, card_id: int) -> Card | None:
+        """The live card with this id, read from the store if none is alive."""
+        c = self.cards_by_id.get(card_id)
+        if c is not None:
+            return self.cards.setdefault(c.pan_hash, c)  # marked recently used
+        loaded = await self.store.card_by_id(card_id)
+        if loaded is None:
+            return None
+        c = self.cards.setdefault(loaded.pan_hash, loaded)
+        self.cards_by_id.setdefault(c.card_id, c)
         return c
 
     async def account(self, account_id: int) -> Account | None:
@@ -443,7 +464,7 @@ class Pipeline:
         # idempotency entry, or the client's retry would post twice.
         ch.on_settled = lambda error: self._settle(ctx, result, error)
         try:
-            committed = self.store.submit(ch)
+            committed = self.submit(ch)
         except StoreError as exc:
             return self._settle(ctx, result, exc)
         ctx.submitted = True
@@ -452,6 +473,48 @@ class Pipeline:
         except StoreError:
             return AuthResult(RC.SYSTEM_MALFUNCTION, "store unavailable", transaction_id=ctx.txn_id)
         return result
+
+    def submit(self, ch: Changes) -> asyncio.Future[None]:
+        """``store.submit``, with every card and account the unit snapshots pinned in the
+        caches until the unit settles: until then the store still holds their old rows, so an
+        evicted entry read back would lose the change. Every unit that snapshots a live card
+        or account goes through here (or ``commit``)."""
+        account_ids = {a[0] for a in ch.accounts}
+        card_ids = {c[0] for c in ch.cards}
+        if not account_ids and not card_ids:
+            return self.store.submit(ch)
+        pinned_accounts = [i for i in account_ids if self.accounts.pin(i) is not None]
+        pan_hashes = []
+        for card_id in card_ids:
+            card = self.cards_by_id.get(card_id)
+            if card is not None and self.cards.pin(card.pan_hash) is not None:
+                pan_hashes.append(card.pan_hash)
+
+        def unpin() -> None:
+            for account_id in pinned_accounts:
+                self.accounts.unpin(account_id)
+            for pan_hash in pan_hashes:
+                self.cards.unpin(pan_hash)
+
+        settled = ch.on_settled
+
+        def on_settled(error: BaseException | None) -> object:
+            try:
+                return None if settled is None else settled(error)
+            finally:
+                unpin()
+
+        ch.on_settled = on_settled
+        try:
+            return self.store.submit(ch)
+        except BaseException:
+            ch.on_settled = settled  # never called: the store refused the unit outright
+            unpin()
+            raise
+
+    async def commit(self, ch: Changes) -> None:
+        """``submit`` and wait until the unit is durable."""
+        await self.submit(ch)
 
     def _settle(self, ctx: Ctx, result: AuthResult, error: BaseException | None) -> AuthResult:
         """The unit is durable (or failed): answer retransmissions and remember the key."""
@@ -585,6 +648,7 @@ class Pipeline:
         if dest.currency != source.currency:
             raise Decline(RC.INVALID_TRANSACTION, "destination_account: other currency")
         ctx.counter_account_id = dest.account_id
+        ctx.counter_account = dest
         return dest
 
     async def _security(self, ctx: Ctx, card: Card, product: Product) -> None:

@@ -101,6 +101,7 @@ from switch.core.domain import (
 from switch.core.holds import expire_holds
 from switch.core.interchange import AcquirerConfig
 from switch.core.ledger_accounts import GL_FEES, GL_INTERBANK_ATM, GL_INTERBANK_POS
+from switch.core.live_cache import DEFAULT_CAPACITY
 from switch.core.model import DZD, AuthRequest, AuthResult
 from switch.core.otp_rate import check_rate
 from switch.core.pipeline import OTP_TTL_S, Pipeline
@@ -201,7 +202,10 @@ def _load_or_create_secret(path: Path) -> bytes:
 
 def _ensure_internal_accounts(store: SqliteStore) -> None:
     """The shared GL accounts every ledger needs (a store created without demo data)."""
-    have = {str(n) for (n,) in store.query("SELECT number FROM accounts WHERE kind = 'gl'")}
+    # by number (its unique index): a scan of kind would read every cardholder's account
+    codes = (GL_FEES, GL_INTERBANK_ATM, GL_INTERBANK_POS)
+    rows = store.query("SELECT number FROM accounts WHERE number IN (?, ?, ?)", codes)
+    have = {str(n) for (n,) in rows}
     missing = [c for c in (GL_FEES, GL_INTERBANK_ATM, GL_INTERBANK_POS) if c not in have]
     if not missing:
         return
@@ -233,6 +237,7 @@ class SwitchCore:
         seed_demo: bool = True,
         config: SwitchConfig | None = None,
         clock: Callable[[], float] = time.time,
+        cache_size: int = DEFAULT_CAPACITY,
     ) -> SwitchCore:
         from switch.hsm.inprocess import InProcessHsm
         from switch.hsm.lmk import Lmk
@@ -266,6 +271,7 @@ class SwitchCore:
                 config=config or load_config(),
                 pan_key=pan_key,
                 clock=clock,
+                cache_size=cache_size,
             )
             await pipeline.load()
         except BaseException:
@@ -378,7 +384,7 @@ class SwitchCore:
         self._p._snapshot_card(ch, card)
         if audit is not None:
             ch.audit.append(audit)
-        await self.store.commit(ch)
+        await self._p.commit(ch)  # pins the card until durable
 
     async def activate_card(self, pan: str, place: str) -> None:
         """Activation at a post office: the card becomes usable and the holder gets an SMS."""
@@ -399,7 +405,7 @@ class SwitchCore:
                 "activation", card.masked_pan, 0, account.currency, place, when, account.available
             )
             ch.alerts.append(AlertRow(account.phone, text, None, now))
-        await self.store.commit(ch)
+        await self._p.commit(ch)  # pins the card until durable
 
     async def reset_pin_tries(self, pan: str | bytes, *, audit: AuditRow | None = None) -> None:
         card = await self._card(pan)
@@ -408,7 +414,7 @@ class SwitchCore:
         self._p._snapshot_card(ch, card)
         if audit is not None:
             ch.audit.append(audit)
-        await self.store.commit(ch)
+        await self._p.commit(ch)  # pins the card until durable
 
     # -- live records for the operator tools (switch.operator) -----------------------------------
     def pan_hash(self, pan: str) -> bytes:
