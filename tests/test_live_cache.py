@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -250,3 +252,15 @@ def test_a_card_evicted_then_used_again_has_its_durable_state(state: Path) -> No
             await core.close()
 
     asyncio.run(asyncio.wait_for(body(), 60))
+
+
+def test_switch_run_refuses_a_card_cache_below_one(tmp_path: Path) -> None:
+    for value, code in (("0", 1), ("ten", 2)):
+        done = subprocess.run(
+            [sys.executable, "-m", "switch.cli", "run", "--state-dir", str(tmp_path / "s"),
+             "--http-port", "-1", "--sms-worker", "off", "--card-cache", value],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == code, done
+        assert "--card-cache" in done.stderr, done.stderr
+        assert not (tmp_path / "s" / "switch.db").exists()  # refused before anything is made
