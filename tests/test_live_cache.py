@@ -23,7 +23,7 @@ import switch_native
 from switch.core import demo
 from switch.core import testing as t
 from switch.core.domain import Account, AccountKind, Card, CardStatus, luhn_complete
-from switch.core.model import ResponseCode
+from switch.core.model import Channel, ResponseCode, TxnType
 from switch.core.service import SwitchCore
 from switch.hsm.inprocess import InProcessHsm
 from switch.hsm.lmk import Lmk
@@ -264,3 +264,35 @@ def test_switch_run_refuses_a_card_cache_below_one(tmp_path: Path) -> None:
         assert done.returncode == code, done
         assert "--card-cache" in done.stderr, done.stderr
         assert not (tmp_path / "s" / "switch.db").exists()  # refused before anything is made
+
+
+def test_hold_expiry_over_more_accounts_than_the_cache_holds(state: Path) -> None:
+    """15 pre-authorization holds, a cache of 10 accounts: the expiry loads every account of
+    a page before releasing them, so the first ones are out of the LRU by then; each release
+    still reaches its account (held back to 0 in the store, the balance untouched)."""
+
+    async def body() -> None:
+        core = await _open(state)
+        try:
+            cards = (await _add_cards(core))[:15]
+            for pan, _ in cards:
+                req = replace(
+                    t.withdrawal(pan, AMOUNT, PIN, terminal=t.POS), txn_type=TxnType.PREAUTH,
+                    channel=Channel.POS, mcc="5541", merchant_id=t.FUEL.merchant_id,
+                )  # fmt: skip
+                await t.authorize_expecting(core, req)
+            held = "SELECT held FROM accounts WHERE account_id = ?"
+            assert all(core.store.query(held, (a,)) == [(AMOUNT,)] for _, a in cards)
+            gc.collect()
+            clock = core._p.clock
+            assert isinstance(clock, t.ManualClock)
+            clock.advance(40 * 86400)  # past any product's validity
+            assert await core.expire_holds() == len(cards)
+            for _, account_id in cards:
+                assert core.store.query(held, (account_id,)) == [(0,)]
+                assert _stored_balance(core, account_id) == BALANCE
+            _assert_bounded(core)
+        finally:
+            await core.close()
+
+    asyncio.run(asyncio.wait_for(body(), 60))
