@@ -296,3 +296,27 @@ def test_hold_expiry_over_more_accounts_than_the_cache_holds(state: Path) -> Non
             await core.close()
 
     asyncio.run(asyncio.wait_for(body(), 60))
+
+
+def test_reversals_of_evicted_cards_give_the_money_back(state: Path) -> None:
+    """20 withdrawals, then their reversals: by then the first cards and accounts are out of
+    the cache, and the reversal reads them back (the original by card id) and credits them."""
+
+    async def body() -> None:
+        core = await _open(state)
+        try:
+            cards = (await _add_cards(core))[:20]
+            reqs = [t.withdrawal(pan, AMOUNT, PIN) for pan, _ in cards]
+            for req in reqs:
+                await t.authorize_expecting(core, req)
+            gc.collect()
+            assert core._p.pan_hash(cards[0][0]) not in core._p.cards
+            for req in reqs:
+                await t.authorize_expecting(core, t.reversal_of(req))
+            for _, account_id in cards:
+                assert _stored_balance(core, account_id) == BALANCE
+            _assert_bounded(core)
+        finally:
+            await core.close()
+
+    asyncio.run(asyncio.wait_for(body(), 60))
