@@ -291,6 +291,8 @@ def test_a_known_pan_is_rejected_without_update_and_changed_with_it(
         f"pan: duplicate PAN {pan(n)[:6]}******{pan(n)[-4:]}: already in the store (see --update)"
         for n in (1, 2)
     ]
+    phone = "SELECT phone FROM accounts WHERE number = ?"
+    assert query(state, phone, (account_no(1),)) == [("+21356" + "1".zfill(7),)]  # unchanged
     assert run("cards", second, "--state-dir", state, "--keys", keys, "--update") == 1
     captured = capsys.readouterr()
     assert captured.err.splitlines() == [f"{second}:3: status: lost -> active is not allowed"]

@@ -286,14 +286,20 @@ class Importer:
     def _cards(
         self, parsed: list[tuple[int, CardRecord, bytes]], rejects: list[Reject]
     ) -> tuple[int, int]:
-        stored = self.db.cards_by_hash([h for _, _, h in parsed])
+        """Insert the batch's cards as new ones, then deal with the PANs the store had.
+
+        Every candidate is inserted with ``ON CONFLICT (pan_hash) DO NOTHING`` under card ids
+        numbered from the table's next one; the ids then absent from the table are the PANs
+        already in the store. That costs one rowid range scan instead of a look-up of every
+        PAN hash before the insert (which probes the same index again): a first load, where
+        almost no PAN is known, pays for the index once per card.
+        """
         accounts = self.db.accounts_by_number(sorted({r.account for _, r, _ in parsed}))
         keys = self.keys
         assert keys is not None
-        next_id = self.db.next_card_id()
+        first_id = next_id = self.db.next_card_id()
+        candidates: list[tuple[int, CardRecord, bytes, StoredAccount, int]] = []
         inserts: list[tuple[object, ...]] = []
-        updates: list[tuple[str, str, str, int]] = []
-        phones: dict[int, tuple[str, str, int]] = {}
         seen: dict[bytes, int] = {}
         for line, rec, h in parsed:
             if h in seen:
@@ -314,28 +320,37 @@ class Importer:
                 )
                 rejects.append(Reject(line, why))
                 continue
-            old = stored.get(h)
-            if old is not None:
-                why = self._card_update_refused(rec, old, acct)
+            seen[h] = line
+            candidates.append((line, rec, h, acct, next_id))
+            inserts.append((
+                next_id, h, rec.pan[:6], rec.pan[-4:], acct.account_id, rec.product,
+                rec.expiry, rec.service_code, rec.pan_sequence, rec.pvki, rec.pvv,
+                rec.ibm_offset, keys.pvk, keys.cvk, keys.mk_ac, rec.status.value, rec.holder,
+            ))  # fmt: skip
+            next_id += 1
+        self.db.insert_new_cards(inserts)
+        present = self.db.card_ids_between(first_id, next_id - 1)
+        known = [c for c in candidates if c[4] not in present]
+        stored = self.db.cards_by_hash([h for _, _, h, _, _ in known]) if known else {}
+        updates: list[tuple[str, str, str, int]] = []
+        accepted: list[tuple[CardRecord, StoredAccount]] = []
+        for line, rec, h, acct, card_id in candidates:
+            if card_id not in present:
+                why = self._card_update_refused(rec, stored[h], acct)
                 if why:
                     rejects.append(Reject(line, why))
                     continue
-                updates.append((rec.status.value, rec.expiry, rec.holder, old.card_id))
-            else:
-                inserts.append((
-                    next_id, h, rec.pan[:6], rec.pan[-4:], acct.account_id, rec.product,
-                    rec.expiry, rec.service_code, rec.pan_sequence, rec.pvki, rec.pvv,
-                    rec.ibm_offset, keys.pvk, keys.cvk, keys.mk_ac, rec.status.value, rec.holder,
-                ))  # fmt: skip
-                next_id += 1
-            seen[h] = line
-            if rec.phone and rec.phone != acct.phone:
+                updates.append((rec.status.value, rec.expiry, rec.holder, stored[h].card_id))
+            accepted.append((rec, acct))
+        phones: dict[int, tuple[str, str, int]] = {}
+        for rec, acct in accepted:  # in file order: the last card's phone wins
+            if rec.phone:
                 phones[acct.account_id] = (acct.holder, rec.phone, acct.account_id)
-                accounts[rec.account] = acct._replace(phone=rec.phone)
-        self.db.insert_cards(inserts)
+        phone_now = {a.account_id: a.phone for a in accounts.values()}
+        changed = [p for p in phones.values() if p[1] != phone_now[p[2]]]
         self.db.update_cards(updates)
-        self.db.update_accounts(list(phones.values()))
-        return len(inserts), len(updates)
+        self.db.update_accounts(changed)
+        return len(candidates) - len(known), len(updates)
 
     def _card_update_refused(self, rec: CardRecord, old: StoredCard, acct: StoredAccount) -> str:
         """'' if ``rec`` may update the stored card, else the reason it is rejected."""

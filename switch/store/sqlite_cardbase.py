@@ -160,8 +160,16 @@ class SqliteCardBase:
         return int(row.fetchone()[0])
 
     # -- writes ----------------------------------------------------------------------------------
-    def insert_cards(self, rows: Sequence[tuple[object, ...]]) -> None:
-        self._conn.executemany(CARD_INSERT, rows)
+    def insert_new_cards(self, rows: Sequence[tuple[object, ...]]) -> None:
+        """Insert cards, skipping (not failing on) a row whose PAN hash is already there:
+        ``card_ids_between`` then tells which rows went in."""
+        self._conn.executemany(CARD_INSERT + " ON CONFLICT (pan_hash) DO NOTHING", rows)
+
+    def card_ids_between(self, first: int, last: int) -> set[int]:
+        rows = self._conn.execute(
+            "SELECT card_id FROM cards WHERE card_id BETWEEN ? AND ?", (first, last)
+        )
+        return {int(r[0]) for r in rows}
 
     def update_cards(self, rows: Sequence[tuple[str, str, str, int]]) -> None:
         """(status, expiry, holder, card_id): the fields a re-import may change."""
