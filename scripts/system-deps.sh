@@ -5,8 +5,6 @@ set -euo pipefail
 need=()
 # Add packages as parts need them, e.g. PostgreSQL for the store backend tests:
 #   command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
-# libfaketime: scripts/test-dates.sh runs the suite under shifted dates.
-ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need+=(libfaketime)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   $SUDO apt-get update -qq

@@ -23,6 +23,10 @@ from switch.core.service import SwitchCore
 CARD = demo.CARDS[0]
 
 
+VALID_FROM = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+VALID_UNTIL = dt.datetime(2049, 12, 31, tzinfo=dt.UTC)  # the last year of X.509's UTCTime
+
+
 def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
@@ -31,15 +35,16 @@ def _cert(
     subject: str, key: ec.EllipticCurvePrivateKey, issuer: str, signer: ec.EllipticCurvePrivateKey,
     *, ca: bool = False, san: bool = False,
 ) -> x509.Certificate:  # fmt: skip
-    now = dt.datetime.now(dt.UTC)
     b = (
         x509.CertificateBuilder()
         .subject_name(_name(subject))
         .issuer_name(_name(issuer))
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
+        # Fixed, wide validity: the test means the same on any date, and under the shifted
+        # clocks of scripts/test-dates.sh (gRPC's TLS checks it against the real clock).
+        .not_valid_before(VALID_FROM)
+        .not_valid_after(VALID_UNTIL)
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
     )
     if san:
