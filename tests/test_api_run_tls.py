@@ -34,7 +34,7 @@ from tests.test_api_tls import make_pki
 SWITCH = [sys.executable, "-m", "switch.cli"]
 CARD = demo.CARDS[0]
 CVV2 = demo.cvv2(CARD.pan, CARD.expiry)
-SALE = ["sale", "1000", "--pan", CARD.pan, "--expiry", CARD.expiry, "--cvv2", CVV2]
+SALE = ["sale", "10", "--pan", CARD.pan, "--expiry", CARD.expiry, "--cvv2", CVV2]
 
 
 @pytest.fixture(scope="module")
@@ -121,9 +121,9 @@ def test_tls_sale_with_switch_pay(pki: Path, state: Path, tmp_path: Path) -> Non
         again = pay(target, "--tls-ca", str(pki / "ca.crt"), "--key", "tls-1", *SALE)
         assert again.returncode == 0 and json.loads(again.stdout)["replayed"] is True
         plain = pay(target, *SALE)  # plaintext to a TLS port: not served
-        assert plain.returncode == 2 and "UNAVAILABLE" in plain.stderr
+        assert plain.returncode == 4 and "UNAVAILABLE" in plain.stderr
         wrong_ca = pay(target, "--tls-ca", str(pki / "rogue.crt"), *SALE)  # can't trust it
-        assert wrong_ca.returncode == 2 and "UNAVAILABLE" in wrong_ca.stderr
+        assert wrong_ca.returncode == 4 and "UNAVAILABLE" in wrong_ca.stderr
         assert _python_sale(target, ClientTls(pki / "ca.crt")) is None
     assert "Traceback" not in out.read_text()
 
@@ -142,7 +142,7 @@ def test_mutual_tls_requires_a_client_certificate(pki: Path, state: Path, tmp_pa
         assert r.returncode == 0, r.stderr
         assert json.loads(r.stdout)["approved"] is True
         anonymous = pay(target, *ca, *SALE)
-        assert anonymous.returncode == 2 and "UNAVAILABLE" in anonymous.stderr
+        assert anonymous.returncode == 4 and "UNAVAILABLE" in anonymous.stderr
         unavailable = grpc.StatusCode.UNAVAILABLE
         assert _python_sale(target, ClientTls(pki / "ca.crt")) is unavailable
         rogue = ClientTls(pki / "ca.crt", pki / "rogue.crt", pki / "rogue.key")

@@ -343,7 +343,7 @@ class _Switch:
         )  # fmt: skip
 
     def verify(self, amount: int) -> None:
-        r = self.pay("verify", "--pan", CARD.pan, str(amount))
+        r = self.pay("verify", "--minor", "--pan", CARD.pan, str(amount))
         assert r.returncode == 0, r.stdout + r.stderr
         self.wait_for(lambda: self.text().count("pour payer") >= 1, "the code's SMS line")
 
@@ -408,7 +408,7 @@ def test_switch_run_creates_every_state_file_0600_and_masks_codes_unless_asked(
     assert m is not None, dev.text()
     cvv2 = demo.cvv2(CARD.pan, CARD.expiry)
     paid = dev.pay(
-        "sale", "250000", "--pan", CARD.pan, "--expiry", CARD.expiry, "--cvv2", cvv2,
+        "sale", "2500", "--pan", CARD.pan, "--expiry", CARD.expiry, "--cvv2", cvv2,
         "--otp", m.group(1),
     )  # fmt: skip
     assert paid.returncode == 0, paid.stdout + paid.stderr

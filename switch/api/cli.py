@@ -1,8 +1,11 @@
 """``switch pay ...``: the merchant API from the command line, through ``MerchantClient``.
 
-Talks to a running switch (``switch run``; default 127.0.0.1:50051). Credentials come from
-``--merchant-id``/``--api-key`` or ``SWITCH_MERCHANT_ID``/``SWITCH_API_KEY``. Prints the answer
-as JSON; exit status 0 = approved/ok, 1 = declined, 2 = refused with a gRPC error.
+Talks to a running switch (``switch run``; ``--target`` or ``SWITCH_GRPC``, default
+127.0.0.1:50051). Credentials come from ``--merchant-id``/``--api-key`` or
+``SWITCH_MERCHANT_ID``/``SWITCH_API_KEY``. Amounts are DZD (``2500.50``) unless ``--minor``
+(``switch.amounts``, as ``switch atm``). Options go before or after the operation
+(``switch pay sale 2500 --pan ... --target ...``). Prints the answer as JSON with every field,
+amounts as numbers (``switch.protojson``); exit status as ``switch.exits``.
 """
 
 from __future__ import annotations
@@ -15,64 +18,121 @@ import sys
 from pathlib import Path
 
 import grpc
-from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
+from switch import amounts
 from switch.api.client import DEFAULT_TARGET, MerchantClient
 from switch.api.tls_files import TlsFileError, client_tls
 from switch.digits import ascii_int, ascii_seconds
+from switch.exits import EPILOG, Exit
+from switch.protojson import message_doc
+
+ENV_HELP = (
+    "environment: SWITCH_GRPC (the switch's gRPC address, host:port; --target wins), "
+    "SWITCH_MERCHANT_ID, SWITCH_API_KEY. " + EPILOG
+)
+
+
+def _connection_options(p: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """The options every operation shares. On ``switch pay`` itself they carry the defaults;
+    each operation takes them again with ``SUPPRESS`` defaults, so ``sale ... --target X``
+    sets the target and ``--target X sale ...`` is not overwritten by the operation's default.
+    """
+
+    def d(value: object) -> object:
+        return argparse.SUPPRESS if suppress else value
+
+    g = p.add_argument_group("connection and credentials")
+    g.add_argument(
+        "--target",
+        default=d(os.environ.get("SWITCH_GRPC", DEFAULT_TARGET)),
+        help=f"the switch's gRPC address (default: $SWITCH_GRPC, else {DEFAULT_TARGET})",
+    )
+    g.add_argument(
+        "--merchant-id",
+        default=d(os.environ.get("SWITCH_MERCHANT_ID", "")),
+        help="your merchant id (default: $SWITCH_MERCHANT_ID)",
+    )
+    g.add_argument(
+        "--api-key", default=d(None), help="default: $SWITCH_API_KEY (prefer the env variable)"
+    )
+    g.add_argument("--key", default=d(None), help="idempotency key (default: a fresh one)")
+    g.add_argument(
+        "--timeout",
+        type=ascii_seconds,
+        default=d(10.0),
+        help="seconds to wait for the answer (default: 10)",
+    )
+    g.add_argument(
+        "--tls-ca", type=Path, default=d(None), help="CA of the server certificate (enables TLS)"
+    )
+    g.add_argument(
+        "--tls-cert",
+        type=Path,
+        default=d(None),
+        help="our client certificate (PEM), for a mutual-TLS server",
+    )
+    g.add_argument(
+        "--tls-key", type=Path, default=d(None), help="its private key (PEM, unencrypted)"
+    )
+    g.add_argument("--minor", action="store_true", default=d(False), help=amounts.MINOR_HELP)
 
 
 def _card(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--pan", required=True)
-    p.add_argument("--expiry", required=True, help="YYMM")
-    p.add_argument("--cvv2", required=True)
+    p.add_argument("--pan", required=True, help="card number")
+    p.add_argument("--expiry", required=True, help="card expiry, YYMM")
+    p.add_argument("--cvv2", required=True, help="the 3 digits on the back of the card")
     p.add_argument("--otp", default="", help="code from `switch pay verify`")
 
 
+def _amount(p: argparse.ArgumentParser, help_text: str = amounts.AMOUNT_HELP) -> None:
+    p.add_argument("amount", type=amounts.amount_text, help=help_text)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", default=os.environ.get("SWITCH_GRPC", DEFAULT_TARGET))
-    parser.add_argument("--merchant-id", default=os.environ.get("SWITCH_MERCHANT_ID", ""))
-    parser.add_argument(
-        "--api-key", default=None, help="default: $SWITCH_API_KEY (prefer the env variable)"
-    )
-    parser.add_argument("--key", default=None, help="idempotency key (default: a fresh one)")
-    parser.add_argument("--timeout", type=ascii_seconds, default=10.0)
-    parser.add_argument("--tls-ca", type=Path, help="CA of the server certificate (enables TLS)")
-    parser.add_argument(
-        "--tls-cert", type=Path, help="our client certificate (PEM), for a mutual-TLS server"
-    )
-    parser.add_argument("--tls-key", type=Path, help="its private key (PEM, unencrypted)")
+    parser.epilog = ENV_HELP
+    _connection_options(parser, suppress=False)
     sub = parser.add_subparsers(dest="op", required=True, metavar="OP")
+
+    def op(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=ENV_HELP)
+        _connection_options(p, suppress=True)
+        return p
+
     for name in ("sale", "authorize"):
-        p = sub.add_parser(name, help=f"{name} (amount in minor units)")
-        p.add_argument("amount", type=ascii_int)
+        p = op(name, f"{name} with a card")
+        _amount(p)
         _card(p)
-        p.add_argument("--currency", type=ascii_int, default=12)
+        p.add_argument(
+            "--currency", type=ascii_int, default=12, help="ISO 4217 number (default: 12, DZD)"
+        )
     for name in ("capture", "refund"):
-        p = sub.add_parser(name, help=f"{name} a payment (amount: default everything)")
-        p.add_argument("payment_id")
-        p.add_argument("amount", type=ascii_int, nargs="?")
-    sub.add_parser("void", help="void a payment").add_argument("payment_id")
-    sub.add_parser("get", help="show a payment").add_argument("payment_id")
-    p = sub.add_parser("list", help="list your payments, newest first")
-    p.add_argument("--page-size", type=ascii_int, default=20)
-    p.add_argument("--page-token", default="")
-    p = sub.add_parser("bill-lookup", help="what a bill is for")
-    p.add_argument("biller_id")
-    p.add_argument("reference")
-    p = sub.add_parser("bill", help="pay a bill")
-    p.add_argument("biller_id")
-    p.add_argument("reference")
-    p.add_argument("amount", type=ascii_int)
+        p = op(name, f"{name} a payment (amount: default everything)")
+        p.add_argument("payment_id", help="the payment_id printed by the sale or authorize")
+        p.add_argument(
+            "amount", type=amounts.amount_text, nargs="?", help="default: all of it; "
+            + amounts.AMOUNT_HELP,
+        )  # fmt: skip
+    op("void", "void a payment").add_argument("payment_id", help="the payment to void")
+    op("get", "show a payment").add_argument("payment_id", help="the payment to show")
+    p = op("list", "list your payments, newest first")
+    p.add_argument("--page-size", type=ascii_int, default=20, help="payments per page")
+    p.add_argument("--page-token", default="", help="next_page_token of the previous page")
+    p = op("bill-lookup", "what a bill is for")
+    p.add_argument("biller_id", help="the biller, e.g. SONELGAZ")
+    p.add_argument("reference", help="the bill's reference")
+    p = op("bill", "pay a bill")
+    p.add_argument("biller_id", help="the biller, e.g. SONELGAZ")
+    p.add_argument("reference", help="the bill's reference")
+    _amount(p)
     _card(p)
-    p = sub.add_parser("transfer", help="transfer to a CCP account")
-    p.add_argument("destination_account")
-    p.add_argument("amount", type=ascii_int)
+    p = op("transfer", "transfer to a CCP account")
+    p.add_argument("destination_account", help="CCP account number, e.g. 0001000002-25")
+    _amount(p)
     _card(p)
-    p = sub.add_parser("verify", help="send the cardholder a one-time code by SMS")
-    p.add_argument("--pan", required=True)
-    p.add_argument("amount", type=ascii_int)
+    p = op("verify", "send the cardholder a one-time code by SMS")
+    p.add_argument("--pan", required=True, help="card number")
+    _amount(p, "the amount the code is for; " + amounts.AMOUNT_HELP)
 
 
 async def _run(args: argparse.Namespace, c: MerchantClient) -> Message:
@@ -125,6 +185,14 @@ async def _run(args: argparse.Namespace, c: MerchantClient) -> Message:
     return await c.start_verification(args.pan, args.amount, idempotency_key=k)
 
 
+def rpc_exit(e: grpc.aio.AioRpcError) -> Exit:
+    """UNAVAILABLE (no connection, or the switch says retry later) and DEADLINE_EXCEEDED mean
+    try again later; any other status means the request itself was refused."""
+    if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return Exit.UNREACHABLE
+    return Exit.REFUSED
+
+
 async def _main(args: argparse.Namespace) -> int:
     api_key = args.api_key or os.environ.get("SWITCH_API_KEY", "")
     if not args.merchant_id or not api_key:
@@ -132,12 +200,13 @@ async def _main(args: argparse.Namespace) -> int:
             "pay: --merchant-id and --api-key (or SWITCH_MERCHANT_ID/SWITCH_API_KEY) are required",
             file=sys.stderr,
         )
-        return 2
+        return Exit.USAGE
     try:
+        amounts.resolve(args, "amount")
         tls = client_tls(args.tls_ca, args.tls_cert, args.tls_key)
-    except TlsFileError as e:
+    except (amounts.AmountError, TlsFileError) as e:
         print(f"pay: {e}", file=sys.stderr)
-        return 2
+        return Exit.USAGE
     async with MerchantClient(
         args.target, args.merchant_id, api_key, timeout=args.timeout, tls=tls
     ) as c:
@@ -145,12 +214,12 @@ async def _main(args: argparse.Namespace) -> int:
             answer = await _run(args, c)
         except grpc.aio.AioRpcError as e:
             print(f"pay {args.op}: {e.code().name}: {e.details()}", file=sys.stderr)
-            return 2
-    doc = MessageToDict(answer, preserving_proto_field_name=True)
+            return rpc_exit(e)
+    doc = message_doc(answer)
     print(json.dumps(doc, indent=2, ensure_ascii=False))
-    if "approved" in answer.DESCRIPTOR.fields_by_name and not doc.get("approved", False):
-        return 1
-    return 0
+    if "approved" in answer.DESCRIPTOR.fields_by_name and not doc["approved"]:
+        return Exit.DECLINED
+    return Exit.OK
 
 
 def main(args: argparse.Namespace) -> int:
