@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+
+from switch.exits import EPILOG, Exit
 
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module, one-line help)
@@ -30,7 +33,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="switch", description="Card payment switch")
+    parser = argparse.ArgumentParser(
+        prog="switch",
+        description="Card payment switch",
+        epilog=f"client commands (pay, atm, txn, card, account): {EPILOG}",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(module_name)
@@ -43,8 +50,24 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    rc: int = args._module.main(args)
+    try:
+        rc: int = args._module.main(args)
+        sys.stdout.flush()  # here, so a closed pipe is seen now and not at interpreter exit
+    except BrokenPipeError:
+        return _pipe_closed()
     return rc
+
+
+def _pipe_closed() -> int:
+    """The reader of our output went away (``switch pay list | head -1``): stop quietly.
+
+    Python ignores SIGPIPE, so the write raised instead of killing us; restoring SIGPIPE's
+    default would also kill ``switch run`` on a client's closed socket. Pointing stdout at
+    /dev/null keeps the interpreter's own final flush from printing a traceback."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return Exit.PIPE_CLOSED
 
 
 if __name__ == "__main__":
