@@ -3,8 +3,10 @@
 It builds the 0200 (withdrawal, processing code 01; balance inquiry, 31) or the 0420 reversal
 (field 90) an ATM sends, with a real PIN block (ISO 9564 format 0) encrypted under the
 terminal's TPK -- the demo data's clear *test* TPK, as the ATM's secure PIN pad would hold it --
-and prints the switch's answer in words. :class:`AtmClient` is also the pipelined client the
-tests use: many requests in flight on one connection, answers matched by STAN.
+and prints the switch's answer in words (``--json``: one JSON object). :class:`AtmClient` is
+also the pipelined client the tests use: many requests in flight on one connection, answers
+matched by STAN. Amounts are DZD unless ``--minor`` (``switch.amounts``, as ``switch pay``);
+exit status as ``switch.exits``.
 """
 
 from __future__ import annotations
@@ -12,25 +14,33 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import re
+import json
 import secrets
 import sys
+from typing import Any
 
 import switch_native
 
+from switch import amounts
 from switch.core import demo, testing
-from switch.core.model import ResponseCode
+from switch.core.model import response_text
 from switch.digits import ascii_int, ascii_seconds, is_ascii_digits
+from switch.exits import EPILOG, Exit
 from switch.iso8583.codec import Codec
 from switch.iso8583.framing import FrameSplitter, Framing, frame
 from switch.iso8583.mac import MacLayout, mac_field
+from switch.iso8583.mapping import ORIGINAL_NOT_FOUND
 from switch.iso8583.message import Message
 
-__all__ = ["AtmClient", "AtmError", "describe", "parse_balances"]
+__all__ = ["AtmClient", "AtmError", "AtmUsageError", "describe", "parse_balances"]
 
 
 class AtmError(RuntimeError):
     """The switch could not be reached or did not answer in time."""
+
+
+class AtmUsageError(AtmError):
+    """The request cannot be built as asked (a terminal or card the demo data lacks)."""
 
 
 class AtmClient:
@@ -115,7 +125,7 @@ def _terminal(terminal_id: str) -> demo.DemoTerminal:
     for t in demo.TERMINALS:
         if t.terminal_id == terminal_id:
             return t
-    raise AtmError(f"terminal {terminal_id!r} is not in the demo data (its TPK is unknown)")
+    raise AtmUsageError(f"terminal {terminal_id!r} is not in the demo data (its TPK is unknown)")
 
 
 def financial(
@@ -165,7 +175,7 @@ def _card_read(msg: Message, pan: str, amount: int, *, chip: bool) -> None:
     the PAN then comes from track 2 (``switch.core.card_checks`` documents its layout)."""
     card = next((c for c in demo.CARDS if c.pan == pan), None)
     if card is None:
-        raise AtmError("a card read (--read chip/stripe) needs a demo card: its track is unknown")
+        raise AtmUsageError("--read chip/stripe needs a demo card (--card): its track is unknown")
     del msg.fields[2]
     msg.fields[35] = testing.track2(card, chip=chip)
     msg.fields[22] = testing.CHIP_READ if chip else testing.STRIPE_READ
@@ -238,20 +248,26 @@ def parse_balances(field54: str) -> dict[str, int]:
     return out
 
 
+def original_unknown(answer: Message) -> bool:
+    """Whether a 0430 says the switch had no such original (recorded, nothing reversed)."""
+    return answer.mti == "0430" and answer.fields.get(44) == ORIGINAL_NOT_FOUND
+
+
 def describe(answer: Message) -> str:
     """The answer in words: approved with balances, or the decline reason and code."""
     code = str(answer.fields.get(39, "??"))
-    try:
-        reason = ResponseCode(code).name.replace("_", " ").lower()
-    except ValueError:
-        reason = "security violation (MAC)" if code == "63" else "unknown response code"
     lines = []
     if code == "00":
         auth = answer.fields.get(38)
         auth = auth if isinstance(auth, str) else None
         lines.append(f"APPROVED (00){f', authorization code {auth}' if auth else ''}")
+        if original_unknown(answer):
+            lines.append(
+                "  the switch has no such original (check --stan and --transmission): "
+                "the reversal is recorded, nothing was reversed"
+            )
     else:
-        lines.append(f"DECLINED ({code}): {reason}")
+        lines.append(f"DECLINED ({code}): {response_text(code)}")
     field54 = answer.fields.get(54)
     if isinstance(field54, str):
         balances = parse_balances(field54)
@@ -265,35 +281,51 @@ def describe(answer: Message) -> str:
 # ---- CLI -----------------------------------------------------------------------------------
 
 
-_DZD = re.compile(r"([0-9]+)(?:\.([0-9]{1,2}))?", re.ASCII)
-
-
 def _amount(text: str) -> int:
-    """DZD as a person types them (``5000``, ``12.5``) in minor units. ASCII digits only:
-    ``Decimal`` would also take Arabic-Indic digits, ``1e3``, ``NaN`` or ``Infinity``."""
-    m = _DZD.fullmatch(text)
-    if m is None:
-        raise argparse.ArgumentTypeError(
-            f"amount {text!r}: DZD in digits 0-9, with at most 2 decimals"
-        )
-    return int(m[1]) * 100 + int((m[2] or "").ljust(2, "0"))
+    """DZD as a person types them (``5000``, ``12.5``) in minor units (``switch.amounts``)."""
+    try:
+        return amounts.to_minor(amounts.amount_text(text), minor=False)
+    except amounts.AmountError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     card = demo.CARDS[0]
+    parser.epilog = EPILOG
     sub = parser.add_subparsers(dest="atm_command", required=True, metavar="ACTION")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--host", default="127.0.0.1")
-    common.add_argument("--port", type=ascii_int, default=8583)
-    common.add_argument("--spec", default="ascii87")
-    common.add_argument("--terminal", default=demo.TERMINALS[0].terminal_id)
-    common.add_argument("--card", default=card.pan, help="PAN (default: the first demo card)")
-    common.add_argument("--timeout", type=ascii_seconds, default=10.0)
-    w = sub.add_parser("withdraw", parents=[common], help="cash withdrawal (0200, code 01)")
-    w.add_argument("--pin", default=card.pin)
-    w.add_argument("--amount", type=_amount, required=True, help="in DZD, e.g. 5000")
-    b = sub.add_parser("balance", parents=[common], help="balance inquiry (0200, code 31)")
-    b.add_argument("--pin", default=card.pin)
+    common.add_argument("--host", default="127.0.0.1", help="the switch's ISO 8583 host")
+    common.add_argument(
+        "--port", type=ascii_int, default=8583, help="its ISO 8583 port (default: 8583)"
+    )
+    common.add_argument(
+        "--spec", default="ascii87", help="the listener's message spec (default: ascii87)"
+    )
+    common.add_argument(
+        "--terminal",
+        default=demo.TERMINALS[0].terminal_id,
+        help="the demo ATM sending (field 41; its test TPK and TAK are used)",
+    )
+    common.add_argument(
+        "--card",
+        default=card.pan,
+        help="PAN (default: the first demo card); any other card needs --pin",
+    )
+    common.add_argument(
+        "--timeout", type=ascii_seconds, default=10.0, help="seconds to wait for the answer"
+    )
+    common.add_argument("--minor", action="store_true", help=amounts.MINOR_HELP)
+    common.add_argument("--json", action="store_true", help="print the answer as one JSON object")
+    pin_help = "the cardholder's PIN (default: a demo card's own PIN)"
+    w = sub.add_parser(
+        "withdraw", parents=[common], help="cash withdrawal (0200, code 01)", epilog=EPILOG
+    )
+    w.add_argument("--pin", default=None, help=pin_help)
+    w.add_argument("--amount", type=amounts.amount_text, required=True, help=amounts.AMOUNT_HELP)
+    b = sub.add_parser(
+        "balance", parents=[common], help="balance inquiry (0200, code 31)", epilog=EPILOG
+    )
+    b.add_argument("--pin", default=None, help=pin_help)
     for p in (w, b):
         p.add_argument(
             "--read",
@@ -301,25 +333,80 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             default="keyed",
             help="keyed PAN (default), chip (track 2 equivalent + ARQC) or stripe (fallback)",
         )
-    r = sub.add_parser("reverse", parents=[common], help="reverse a withdrawal (0420, field 90)")
-    r.add_argument("--amount", type=_amount, required=True, help="the original amount in DZD")
+    r = sub.add_parser(
+        "reverse", parents=[common], help="reverse a withdrawal (0420, field 90)", epilog=EPILOG
+    )
+    r.add_argument(
+        "--amount", type=amounts.amount_text, required=True, help="the original amount, "
+        + amounts.AMOUNT_HELP,
+    )  # fmt: skip
     r.add_argument("--stan", required=True, help="the original's STAN (field 11)")
     r.add_argument("--transmission", required=True, help="the original's field 7 (MMDDhhmmss)")
-    r.add_argument("--dispensed", type=_amount, default=None, help="partial: DZD really given")
+    r.add_argument(
+        "--dispensed", type=amounts.amount_text, default=None, help="partial: the cash really given"
+    )
+
+
+def _pin(args: argparse.Namespace) -> str:
+    """``--pin``, or a demo card's own PIN: never the first demo card's PIN for another card."""
+    if args.pin is not None:
+        return str(args.pin)
+    card = next((c for c in demo.CARDS if c.pan == args.card), None)
+    if card is None:
+        raise AtmUsageError("--pin: required for a card that is not a demo card (--card)")
+    return card.pin
+
+
+def _report(args: argparse.Namespace, msg: Message, answer: Message, mac: bool | None) -> None:
+    """The answer on stdout: words for a person, or with ``--json`` one object."""
+    masked = args.card[:6] + "*" * max(len(args.card) - 10, 0) + args.card[-4:]
+    rrn = answer.fields.get(37)  # assigned by the switch: what `switch txn search --rrn` takes
+    code = str(answer.fields.get(39, ""))
+    if args.json:
+        auth = answer.fields.get(38)
+        f54 = answer.fields.get(54)
+        doc: dict[str, Any] = {
+            "operation": args.atm_command,
+            "card": masked,
+            "terminal": args.terminal,
+            "stan": msg.text(11),
+            "transmission": msg.text(7),
+            "rrn": rrn if isinstance(rrn, str) else "",
+            "response_code": code,
+            "approved": code == "00",
+            "reason": response_text(code),
+            "auth_code": auth if isinstance(auth, str) else "",
+            "amount_minor": int(msg.text(4)),
+            "balances_minor": parse_balances(f54) if isinstance(f54, str) else {},
+            "mac_verified": mac,
+        }
+        if args.atm_command == "reverse":
+            doc["original_found"] = not original_unknown(answer)
+        print(json.dumps(doc, indent=2))
+        return
+    if args.atm_command == "withdraw":
+        what = f"withdrawal of {dzd(args.amount)}"
+    elif args.atm_command == "balance":
+        what = "balance inquiry"
+    else:
+        what = f"reversal of {dzd(args.amount)} (original STAN {args.stan})"
+    print(f"{what} -- card {masked} at {args.terminal}")
+    rrn_text = f", RRN {rrn}" if isinstance(rrn, str) else ""
+    print(f"  STAN {msg.text(11)}, transmission {msg.text(7)}{rrn_text}")
+    print(describe(answer))
+    if mac is False:
+        print("  WARNING: the answer's MAC does not verify under this ATM's TAK")
 
 
 async def _run(args: argparse.Namespace) -> int:
     if args.atm_command == "withdraw":
-        msg = financial("010000", args.card, args.pin, args.amount, args.terminal, read=args.read)
-        what = f"withdrawal of {dzd(args.amount)}"
+        msg = financial("010000", args.card, _pin(args), args.amount, args.terminal, read=args.read)
     elif args.atm_command == "balance":
-        msg = financial("310000", args.card, args.pin, 0, args.terminal, read=args.read)
-        what = "balance inquiry"
+        msg = financial("310000", args.card, _pin(args), 0, args.terminal, read=args.read)
     else:
         msg = reversal(
             args.card, args.amount, args.stan, args.transmission, args.terminal, args.dispensed
         )
-        what = f"reversal of {dzd(args.amount)} (original STAN {args.stan})"
     client = AtmClient(args.spec)
     tak = _terminal(args.terminal).tak_clear
     if tak:  # this ATM has a MAC key: sign the request, check the answer
@@ -329,21 +416,23 @@ async def _run(args: argparse.Namespace) -> int:
         answer = await client.request(msg, args.timeout)
     finally:
         await client.close()
-    masked = args.card[:6] + "*" * max(len(args.card) - 10, 0) + args.card[-4:]
-    print(f"{what} -- card {masked} at {args.terminal}")
-    rrn = answer.fields.get(37)  # assigned by the switch: what `switch txn search --rrn` takes
-    rrn_text = f", RRN {rrn}" if isinstance(rrn, str) else ""
-    print(f"  STAN {msg.text(11)}, transmission {msg.text(7)}{rrn_text}")
-    print(describe(answer))
-    if tak and not mac_ok(answer, tak, client.codec):
-        print("  WARNING: the answer's MAC does not verify under this ATM's TAK")
-        return 2
-    return 0 if answer.fields.get(39) == "00" else 1
+    mac = mac_ok(answer, tak, client.codec) if tak else None
+    _report(args, msg, answer, mac)
+    if mac is False:
+        return Exit.REFUSED
+    return Exit.OK if answer.fields.get(39) == "00" else Exit.DECLINED
 
 
 def main(args: argparse.Namespace) -> int:
     try:
+        amounts.resolve(args, "amount", "dispensed")
         return asyncio.run(_run(args))
+    except amounts.AmountError as exc:
+        print(f"switch atm: --{exc}", file=sys.stderr)
+        return Exit.USAGE
+    except AtmUsageError as exc:
+        print(f"switch atm: {exc}", file=sys.stderr)
+        return Exit.USAGE
     except AtmError as exc:
         print(f"switch atm: {exc}", file=sys.stderr)
-        return 3
+        return Exit.UNREACHABLE

@@ -321,5 +321,5 @@ def test_iso_0200_with_field_35_end_to_end(state: Path) -> None:
 
 def test_atm_cli_card_read_needs_a_demo_card(capsys: pytest.CaptureFixture[str]) -> None:
     args = ["atm", "withdraw", "--amount", "5000", "--read", "chip", "--port", "1"]
-    assert cli.main([*args, "--card", "6280589999999999"]) == 3
+    assert cli.main([*args, "--card", "6280589999999999", "--pin", "1234"]) == 2
     assert "needs a demo card" in capsys.readouterr().err

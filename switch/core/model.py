@@ -63,6 +63,38 @@ class ResponseCode(enum.StrEnum):
         return self is ResponseCode.APPROVED
 
 
+#: Field 39 in words for people (``switch atm``, operator output): the one table, so every
+#: client says the same thing for a code. 63 is not a ``ResponseCode``: the ISO 8583 listener
+#: answers it itself when a request's MAC does not verify.
+RESPONSE_TEXT: dict[str, str] = {
+    "00": "approved",
+    "05": "do not honour",
+    "12": "invalid transaction",
+    "13": "invalid amount",
+    "14": "invalid card number",
+    "30": "format error",
+    "41": "lost card",
+    "43": "stolen card",
+    "51": "insufficient funds",
+    "54": "expired card",
+    "55": "incorrect PIN",
+    "57": "transaction not permitted to the cardholder",
+    "61": "exceeds the amount limit",
+    "62": "restricted card",
+    "63": "security violation (MAC)",
+    "65": "exceeds the count limit",
+    "75": "PIN tries exceeded",
+    "91": "issuer unavailable",
+    "94": "duplicate transmission",
+    "96": "system malfunction",
+}
+
+
+def response_text(code: str) -> str:
+    """Field 39 ``code`` in words; an unknown code says so rather than guessing."""
+    return RESPONSE_TEXT.get(code, "unknown response code")
+
+
 class TxnType(enum.StrEnum):
     """What the cardholder is doing; the ISO layer maps processing codes (field 3) to these."""
 

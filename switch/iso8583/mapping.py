@@ -332,6 +332,13 @@ def response_to(msg: Message, code: str) -> Message:
     return out
 
 
+#: The core approves a reversal of an original it does not know (``switch.core.followups``:
+#: recorded, nothing reversed, so the acquirer's store-and-forward stops); the 0410/0430 says
+#: so in field 44 (additional response data) for the ATM or acquirer to show.
+UNKNOWN_ORIGINAL = "reversal for an unknown original"
+ORIGINAL_NOT_FOUND = "ORIGINAL NOT FOUND"
+
+
 def result_to_message(msg: Message, result: AuthResult) -> Message:
     """The 0110/0210/0410/0430 answering ``msg`` with ``result``."""
     out = response_to(msg, result.response_code.value)
@@ -347,4 +354,6 @@ def result_to_message(msg: Message, result: AuthResult) -> Message:
             f[54] = balances
     if result.issuer_script:
         f[55] = result.issuer_script
+    if msg.mti in REVERSAL_MTIS and result.message.startswith(UNKNOWN_ORIGINAL):
+        f[44] = ORIGINAL_NOT_FOUND  # approved (the acquirer must stop repeating it), yet say so
     return out
