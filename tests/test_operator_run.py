@@ -154,7 +154,7 @@ def test_a_blocked_card_is_declined_at_once_and_approved_once_unblocked(running:
     assert blocked["status"] == "blocked"
     assert blocked["previous_status"] == "active"
     assert blocked["masked_pan"] == "628058******0017"
-    card_id = blocked["card_id"]
+    card_id = str(blocked["card_id"])  # a number in the JSON (int64), an argument here
 
     out = running.atm(BLOCK_CARD)  # the running switch, no restart, no reload
     assert "DECLINED (62)" in out, out
@@ -191,7 +191,7 @@ def test_txn_search_by_terminal_stan_pan_rrn_card_and_time_pages_masked(
     t = hits["transactions"][0]
     assert (t["stan"], t["terminal_id"], t["response_code"]) == (stan, ATM.terminal_id, "00")
     assert t["masked_pan"] == "628058******0082"
-    assert t["amount"] == {"amount_minor": "200000", "currency": 12}
+    assert t["amount"] == {"amount_minor": 200_000, "currency": 12}  # int64 as a number
     # no RRN from the ATM: the switch assigned one (its transaction id), stored and answered
     assert t["rrn"] == rrn == t["transaction_id"]
     assert running.ok_json("txn", "search", "--rrn", rrn)["transactions"] == [t]
@@ -206,9 +206,13 @@ def test_txn_search_by_terminal_stan_pan_rrn_card_and_time_pages_masked(
     created = dt.datetime.fromisoformat(t["created_at"].replace("Z", "+00:00"))
     second = dt.timedelta(seconds=1)
     window = ["--from", created.isoformat(), "--to", (created + second).isoformat()]
-    assert t in running.ok_json("txn", "search", "--card", t["card_id"], *window)["transactions"]
+    assert (
+        t in running.ok_json("txn", "search", "--card", str(t["card_id"]), *window)["transactions"]
+    )
     later = ["--from", (created + second).isoformat()]
-    assert running.ok_json("txn", "search", "--card", t["card_id"], *later)["transactions"] == []
+    assert (
+        running.ok_json("txn", "search", "--card", str(t["card_id"]), *later)["transactions"] == []
+    )
 
     # by PAN (sent once, hashed by the switch), newest first, page by page
     for _ in range(2):
@@ -299,7 +303,7 @@ def test_merchant_and_operator_credentials_are_not_interchangeable(running: Runn
         (grpc.StatusCode.UNAUTHENTICATED, "x-merchant-id: missing"),
     ]
     wrong = running.cli("account", "show", BLOCK_CARD.account, key="not-the-key")
-    assert wrong.returncode == 2
+    assert wrong.returncode == 3  # refused by the switch (switch.exits)
     assert "UNAUTHENTICATED: x-operator-key: invalid operator credentials" in wrong.stderr
     refused = [r for r in running.audit() if r[3] == "refused: UNAUTHENTICATED"]
     assert ("alice", "GetAccount") in [(r[0], r[1]) for r in refused]
@@ -324,7 +328,7 @@ def test_an_operator_added_or_removed_while_running_counts_at_once(running: Runn
     removed = running.cli("operator", "remove", "bob", "--state-dir", str(running.state))
     assert removed.returncode == 0, removed.stderr
     refused = running.cli("account", "show", BLOCK_CARD.account, operator="bob", key=bob_key)
-    assert refused.returncode == 2 and "UNAUTHENTICATED" in refused.stderr
+    assert refused.returncode == 3 and "UNAUTHENTICATED" in refused.stderr
 
 
 def test_pin_tries_lifecycle_rules_and_refusals(running: Running) -> None:
@@ -341,19 +345,19 @@ def test_pin_tries_lifecycle_rules_and_refusals(running: Running) -> None:
     )  # fmt: skip
 
     lost = running.cli("card", "unblock", "--pan", LOST_CARD.pan)
-    assert lost.returncode == 2
+    assert lost.returncode == 3
     assert "FAILED_PRECONDITION: status: the card is lost, not blocked" in lost.stderr
     final = running.cli("card", "set-status", "active", "--pan", LOST_CARD.pan)
-    assert final.returncode == 2
+    assert final.returncode == 3
     assert "FAILED_PRECONDITION: status: lost -> active is not allowed" in final.stderr
     assert running.audit()[-1][3].startswith("refused: FAILED_PRECONDITION")
 
     missing = running.cli("card", "show", "--card", "999999")
-    assert missing.returncode == 2 and "NOT_FOUND: card_id: no card 999999" in missing.stderr
+    assert missing.returncode == 3 and "NOT_FOUND: card_id: no card 999999" in missing.stderr
     bad = running.cli("card", "show", "--pan", "6280580000000018")
-    assert bad.returncode == 2 and "INVALID_ARGUMENT: pan: not a valid card number" in bad.stderr
+    assert bad.returncode == 3 and "INVALID_ARGUMENT: pan: not a valid card number" in bad.stderr
     nothing = running.cli("txn", "show", "999999999999")
-    assert nothing.returncode == 2 and "NOT_FOUND: transaction_id" in nothing.stderr
+    assert nothing.returncode == 3 and "NOT_FOUND: transaction_id" in nothing.stderr
 
     # the PAN from stdin keeps it out of ps and the shell history
     piped = running.cli("card", "show", "--pan", "-", "--json", stdin=PIN_CARD.pan + "\n")
@@ -365,7 +369,7 @@ def test_pin_tries_lifecycle_rules_and_refusals(running: Running) -> None:
 
     account = running.ok_json("account", "show", PIN_CARD.account)
     assert account["holder"] == PIN_CARD.holder
-    assert int(account["available_minor"]) == PIN_CARD.balance
+    assert account["available_minor"] == PIN_CARD.balance
 
     # the trail without SQL: `switch operator audit`, newest first, read while the switch runs
     args = ["operator", "audit", "--state-dir", str(running.state), "--operator", "alice"]

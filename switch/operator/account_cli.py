@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import argparse
 
+from switch.exits import EPILOG
 from switch.gen.switch.v1 import operator_pb2 as opb
 from switch.operator import cli_common as c
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
     sub = parser.add_subparsers(dest="account_command", required=True, metavar="OP")
     p = sub.add_parser(
-        "show", parents=[c.common_options()], help="balance, holds and holder of an account"
+        "show",
+        parents=[c.common_options()],
+        epilog=EPILOG,
+        help="balance, holds and holder of an account",
     )
     p.add_argument("account_number", help="CCP account number, e.g. 0001000001-17")
 

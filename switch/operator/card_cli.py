@@ -13,6 +13,7 @@ import argparse
 
 from switch.core.domain import CardStatus
 from switch.digits import ascii_int
+from switch.exits import EPILOG
 from switch.gen.switch.v1 import operator_pb2 as opb
 from switch.operator import cli_common as c
 from switch.operator.client import card_request
@@ -28,11 +29,14 @@ _OPS = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     common = c.common_options()
+    parser.epilog = EPILOG
     sub = parser.add_subparsers(dest="card_command", required=True, metavar="OP")
     for name, help_text in _OPS.items():
-        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        p = sub.add_parser(
+            name, parents=[common], epilog=EPILOG, help=help_text, description=help_text
+        )
         if name == "set-status":
-            p.add_argument("status", choices=[s.value for s in CardStatus])
+            p.add_argument("status", choices=[s.value for s in CardStatus], help="the new status")
         which = p.add_mutually_exclusive_group(required=True)
         which.add_argument("--pan", type=c.pan_argument, help="card number ('-': stdin)")
         which.add_argument("--card", type=ascii_int, help="card id")

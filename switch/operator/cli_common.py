@@ -4,8 +4,10 @@ Like ``switch pay``: the target comes from ``--target`` or ``SWITCH_GRPC`` (defa
 127.0.0.1:50051), the credentials from ``--operator-id``/``--operator-key`` or
 ``SWITCH_OPERATOR_ID``/``SWITCH_OPERATOR_KEY`` (prefer the environment: a flag shows in
 ``ps``). Every command prints text for a person, or with ``--json`` the answer as the proto3
-JSON mapping. Exit status: 0 done, 2 refused (the gRPC status and message on stderr, e.g.
-``switch card block: NOT_FOUND: card.pan: no card with this number``), also 2 for bad usage.
+JSON mapping with every field and 64-bit amounts as numbers (``switch.protojson``). Exit
+status as ``switch.exits`` (the same as ``switch pay``): 0 done, 2 bad usage, 3 refused (the
+gRPC status and message on stderr, e.g. ``switch card block: NOT_FOUND: card.pan: no card with
+this number``), 4 cannot connect or the switch is unavailable.
 """
 
 from __future__ import annotations
@@ -21,13 +23,16 @@ from pathlib import Path
 from typing import TypeVar
 
 import grpc
-from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from switch.api.cli import rpc_exit
 from switch.api.client import DEFAULT_TARGET
 from switch.api.tls_files import TlsFileError, client_tls
+from switch.digits import ascii_seconds
+from switch.exits import Exit
 from switch.operator.client import OperatorClient
+from switch.protojson import message_doc
 
 M = TypeVar("M", bound=Message)
 
@@ -44,7 +49,9 @@ def common_options() -> argparse.ArgumentParser:
     g.add_argument(
         "--operator-key", default=None, help="default: $SWITCH_OPERATOR_KEY (prefer the env)"
     )
-    g.add_argument("--timeout", type=float, default=10.0)
+    g.add_argument(
+        "--timeout", type=ascii_seconds, default=10.0, help="seconds to wait for the answer"
+    )
     g.add_argument("--tls-ca", type=Path, help="CA of the server certificate (enables TLS)")
     g.add_argument("--tls-cert", type=Path, help="our client certificate, for mutual TLS")
     g.add_argument("--tls-key", type=Path, help="its private key (PEM, unencrypted)")
@@ -104,12 +111,12 @@ def run(
             "SWITCH_OPERATOR_KEY) are required; `switch operator add NAME` makes a key",
             file=sys.stderr,
         )
-        return 2
+        return Exit.USAGE
     try:
         tls = client_tls(args.tls_ca, args.tls_cert, args.tls_key)
     except TlsFileError as e:
         print(f"{what}: {e}", file=sys.stderr)
-        return 2
+        return Exit.USAGE
 
     async def go() -> M:
         async with OperatorClient(
@@ -121,12 +128,9 @@ def run(
         answer = asyncio.run(go())
     except grpc.aio.AioRpcError as e:
         print(f"{what}: {e.code().name}: {e.details()}", file=sys.stderr)
-        return 2
+        return rpc_exit(e)
     if args.json:
-        doc = MessageToDict(
-            answer, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-        )
-        print(json.dumps(doc, indent=2, ensure_ascii=False))
+        print(json.dumps(message_doc(answer), indent=2, ensure_ascii=False))
     else:
         print(text(answer))
-    return 0
+    return Exit.OK

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from switch.digits import ascii_int
+from switch.exits import EPILOG
 from switch.gen.switch.v1 import operator_pb2 as opb
 from switch.operator import cli_common as c
 from switch.operator.client import Search
@@ -17,11 +18,15 @@ from switch.operator.client import Search
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     common = c.common_options()
+    parser.epilog = EPILOG
     sub = parser.add_subparsers(dest="txn_command", required=True, metavar="OP")
-    p = sub.add_parser("show", parents=[common], help="one transaction by its id")
-    p.add_argument("transaction_id")
+    p = sub.add_parser("show", parents=[common], epilog=EPILOG, help="one transaction by its id")
+    p.add_argument("transaction_id", help="the id (also the RRN the switch assigned)")
     p = sub.add_parser(
-        "search", parents=[common], help="transactions matching every filter given, newest first"
+        "search",
+        parents=[common],
+        epilog=EPILOG,
+        help="transactions matching every filter given, newest first",
     )
     p.add_argument("--terminal", default="", help="terminal id (field 41)")
     p.add_argument("--stan", default="", help="STAN (field 11)")
@@ -31,8 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="from_time", type=c.time_argument, help="ISO 8601, inclusive")
     p.add_argument("--to", dest="to_time", type=c.time_argument, help="ISO 8601, exclusive")
     p.add_argument("--code", default="", help="response code (field 39), e.g. 62")
-    p.add_argument("--page-size", type=ascii_int, default=50)
-    p.add_argument("--page-token", default="")
+    p.add_argument("--page-size", type=ascii_int, default=50, help="rows per page (default 50)")
+    p.add_argument("--page-token", default="", help="as printed after the previous page")
 
 
 def entry_text(j: opb.JournalEntry) -> str:
