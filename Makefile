@@ -8,6 +8,11 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 DEPS_STAMP   := $(VENV)/.deps-stamp
 NATIVE_STAMP := $(VENV)/.native-stamp
+# pip install -e . (entry points, Cython extensions) and the gRPC stubs are remade only when
+# their inputs change, so a second `make run` goes straight to `switch run`
+INSTALL_STAMP := $(VENV)/.install-stamp
+GEN_STAMP     := switch/gen/.genproto-stamp
+PROTO_SRC     := $(shell find proto -name '*.proto')
 NATIVE_SRC   := $(shell find native -name '*.rs' -o -name Cargo.toml -o -name Cargo.lock -o -name '*.pyi' | grep -v '/target/')
 PYX_SRC      := $(wildcard switch/core/*.pyx switch/core/*.pxd) setup.py
 
@@ -31,15 +36,24 @@ $(NATIVE_STAMP): $(DEPS_STAMP) $(NATIVE_SRC)
 	cd native && $(abspath $(BIN))/maturin develop --release -q
 	touch $@
 
-install: $(NATIVE_STAMP) $(PYX_SRC)
+$(INSTALL_STAMP): $(NATIVE_STAMP) $(PYX_SRC) pyproject.toml
 	$(BIN)/pip install -q --no-build-isolation --no-deps -e .
+	touch $@
+
+# switch/gen/ is build output (git-ignored): deleting it brings the stubs back
+$(GEN_STAMP): $(DEPS_STAMP) $(PROTO_SRC) switch/devtools/genproto.py
 	$(BIN)/python -m switch.devtools.genproto
+	touch $@
+
+install: $(INSTALL_STAMP) $(GEN_STAMP)
 
 # The development run prints one-time codes on the console so the demo's `switch pay verify`
 # can be followed end to end; `switch run` itself masks them (README, SMS alerts).
+# ARGS go to `switch run`: make run ARGS="--iso-port 9583 --log-level debug"
 SWITCH_SMS_SHOW_CODES ?= 1
+ARGS ?=
 run: install
-	SWITCH_SMS_SHOW_CODES=$(SWITCH_SMS_SHOW_CODES) $(BIN)/switch run
+	SWITCH_SMS_SHOW_CODES=$(SWITCH_SMS_SHOW_CODES) $(BIN)/switch run $(ARGS)
 
 lint: install
 	$(BIN)/ruff check switch tests loadtests bench setup.py

@@ -41,7 +41,13 @@ from switch.notify.delivery import MODES, SmsDelivery, check_sms_setting, start_
 from switch.notify.worker_lock import WorkerLockError
 from switch.observe.endpoints import http_port, start_observe_server
 from switch.observe.http import HttpServer
-from switch.observe.logs import ENV_LOG_FORMAT, LOG_FORMATS, configure_logging
+from switch.observe.logs import (
+    ENV_LOG_FORMAT,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    configure_logging,
+    log_level,
+)
 from switch.observe.state import Observed, Phase
 from switch.operator.keys import operators_path
 
@@ -54,9 +60,16 @@ BANNER_HSM_DEV = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state-dir", type=Path, default=Path("./var"))
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path("./var"),
+        help="store, keys and logs (default: ./var)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address the listeners bind to")
-    parser.add_argument("--iso-port", type=ascii_int, default=8583)
+    parser.add_argument(
+        "--iso-port", type=ascii_int, default=8583, help="ISO 8583 listener port (default: 8583)"
+    )
     parser.add_argument("--iso-spec", default="ascii87", help="ascii87, binary87 or a spec file")
     parser.add_argument(
         "--iso-listener",
@@ -65,7 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PORT:SPEC[:tpdu]",
         help="an extra acquirer listener, e.g. 8584:binary87 or 8585:binary87:tpdu",
     )
-    parser.add_argument("--grpc-port", type=ascii_int, default=50051)
+    parser.add_argument(
+        "--grpc-port", type=ascii_int, default=50051, help="merchant gRPC API port (default: 50051)"
+    )
     parser.add_argument(
         "--grpc-tls-cert",
         type=Path,
@@ -138,7 +153,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="SMS alert delivery: a supervised child process (default), inline in this "
         "process, or off (alerts stay pending for `python -m switch.notify.service`)",
     )
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--log-level",
+        type=log_level,
+        choices=LOG_LEVELS,
+        default="INFO",
+        help="the lowest level logged, any case (default: INFO)",
+    )
     parser.add_argument(
         "--log-format",
         choices=LOG_FORMATS,

@@ -49,7 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("file", type=Path, metavar="FILE", help="CSV (header row) or JSON Lines")
         p.add_argument("--format", choices=FORMATS, default=None,
                        help="default: from the extension (.csv, .jsonl / .ndjson)")  # fmt: skip
-        p.add_argument("--state-dir", type=Path, default=Path("./var"))
+        p.add_argument(
+            "--state-dir",
+            type=Path,
+            default=Path("./var"),
+            help="the switch's state directory (default: %(default)s)",
+        )
         p.add_argument(
             "--update",
             action="store_true",

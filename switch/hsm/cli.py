@@ -33,7 +33,12 @@ BANNER = (
 
 
 def _lmk_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state-dir", type=Path, default=Path("./var"))
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path("./var"),
+        help="the switch's state directory (default: %(default)s)",
+    )
     parser.add_argument(
         "--lmk-file",
         type=Path,
@@ -52,10 +57,17 @@ def _held_table(text: str) -> tuple[str, str]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="hsm_command", required=True, metavar="ACTION")
     serve = sub.add_parser("serve", help="serve the payShield-style host protocol over TCP")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=ascii_int, default=DEFAULT_PORT)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument(
+        "--port", type=ascii_int, default=DEFAULT_PORT, help="TCP port (default: %(default)s)"
+    )
     _lmk_arguments(serve)
-    serve.add_argument("--header-length", type=ascii_int, default=DEFAULT_HEADER_LENGTH)
+    serve.add_argument(
+        "--header-length",
+        type=ascii_int,
+        default=DEFAULT_HEADER_LENGTH,
+        help="characters of message header before each command (default: %(default)s)",
+    )
     serve.add_argument(
         "--dec-tables",
         choices=MODES,

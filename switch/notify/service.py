@@ -42,7 +42,13 @@ from switch.notify.sealing import AlertSeal
 from switch.notify.transport import SmsTransport
 from switch.notify.worker import AlertWorker
 from switch.notify.worker_lock import WorkerLockError, acquire_worker_lock, release_worker_lock
-from switch.observe.logs import LOG_FORMATS, configure_logging, env_log_format
+from switch.observe.logs import (
+    LOG_FORMATS,
+    LOG_LEVELS,
+    configure_logging,
+    env_log_format,
+    log_level,
+)
 from switch.store.api import StoreError
 from switch.store.sqlite_outbox import SqliteOutbox
 
@@ -91,7 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PID",
         help="stop when this process (the supervising switch) is no longer our parent",
     )
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--log-level",
+        type=log_level,
+        choices=LOG_LEVELS,
+        default="INFO",
+        help="the lowest level logged (default: INFO)",
+    )
     parser.add_argument(
         "--log-format",
         choices=LOG_FORMATS,

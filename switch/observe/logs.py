@@ -30,6 +30,15 @@ from typing import Final, TextIO
 from switch.observe.trace import TxnLine
 
 LOG_FORMATS: Final = ("text", "json")
+#: ``--log-level`` values (any case): a typo is refused instead of silently meaning INFO.
+LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def log_level(text: str) -> str:
+    """``argparse`` ``type=`` for ``--log-level``: upper-cased, then checked by ``choices``."""
+    return text.upper()
+
+
 ENV_LOG_FORMAT: Final = "SWITCH_LOG_FORMAT"  # how ``switch run`` tells its children
 
 

@@ -29,14 +29,19 @@ from switch.operator.keys import (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--state-dir", type=Path, default=Path("var"))
+    common.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path("var"),
+        help="the switch's state directory (default: %(default)s)",
+    )
     common.add_argument("--json", action="store_true", help="print the answer as JSON")
     sub = parser.add_subparsers(dest="operator_command", required=True, metavar="OP")
     p = sub.add_parser("add", parents=[common], help="a new operator; prints its key once")
-    p.add_argument("name")
+    p.add_argument("name", help="the operator's name, as the audit trail shows it")
     sub.add_parser("list", parents=[common], help="the operators (never their keys)")
     p = sub.add_parser("remove", parents=[common], help="revoke an operator's key")
-    p.add_argument("name")
+    p.add_argument("name", help="the operator to remove")
     p = sub.add_parser("audit", parents=[common], help="the audit trail, newest first")
     p.add_argument("--operator", default="", help="only this operator's actions")
     p.add_argument("--limit", type=ascii_int, default=50, help="how many rows (default 50)")
