@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from switch.api.testing import ECOM
@@ -166,3 +167,30 @@ def test_help_lists_operations(tmp_path: Path) -> None:
         timeout=30,
     )
     assert r.returncode == 0 and "sale" in r.stdout and "transfer" in r.stdout
+
+
+@pytest.mark.parametrize("version", ["v1", "v1alpha"])
+def test_server_reflection_v1_and_v1alpha(target: str, version: str) -> None:
+    """grpcurl asks v1 first, older tools v1alpha: both list our services and describe them.
+    (v1's messages are v1alpha's, field for field, so the v1alpha classes encode them.)"""
+    from grpc_reflection.v1alpha import reflection_pb2 as rpb
+
+    method = f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo"
+    with grpc.insecure_channel(target) as channel:
+        call = channel.stream_stream(
+            method,
+            request_serializer=rpb.ServerReflectionRequest.SerializeToString,
+            response_deserializer=rpb.ServerReflectionResponse.FromString,
+        )
+        asks = [
+            rpb.ServerReflectionRequest(list_services=""),
+            rpb.ServerReflectionRequest(file_containing_symbol="switch.v1.Payments"),
+        ]
+        listed, described = list(call(iter(asks), timeout=10))
+    names = {s.name for s in listed.list_services_response.service}
+    assert {"switch.v1.Payments", "grpc.health.v1.Health"} <= names
+    assert {
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    } <= names
+    assert described.file_descriptor_response.file_descriptor_proto

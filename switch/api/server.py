@@ -2,7 +2,8 @@
 
 Besides the four merchant services it registers the standard health service (overall and
 per service: SERVING once started, NOT_SERVING once a call finds the core halted) and server
-reflection, so ``grpcurl`` and load balancers work without the .proto files.
+reflection (v1 and v1alpha: ``switch.api.reflection``), so ``grpcurl`` and load balancers work
+without the .proto files.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
+from switch.api.reflection import enable_reflection
 from switch.api.servicers import (
     Api,
     BillsServicer,
@@ -63,9 +64,7 @@ def add_services(
             health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
 
     api.on_halt = not_serving
-    reflection.enable_server_reflection(
-        (*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    enable_reflection((*names, health.SERVICE_NAME), server)
     return health_servicer
 
 
