@@ -110,7 +110,7 @@ def test_quickstart_withdrawal_sms_and_limit(tmp_path: Path) -> None:
 
 def test_atm_reports_a_switch_that_is_not_running() -> None:
     result = _atm("balance", "--port", str(_free_port()), "--timeout", "2")
-    assert result.returncode == 3
+    assert result.returncode == 4  # cannot connect (switch.exits)
     assert "cannot connect to the switch" in result.stderr
 
 
