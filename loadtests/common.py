@@ -25,14 +25,19 @@ from __future__ import annotations
 import argparse
 import math
 import random
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from locust import LoadTestShape, User, events
 from locust.env import Environment
 
+from switch.core import demo
+from switch.core.domain import CardStatus
 from switch.core.model import ResponseCode
+from switch.loaddata import LoadCard, read_cards
 
 _T = TypeVar("_T")
 SHAPES = ("none", "ramp", "step", "constant")
@@ -82,6 +87,39 @@ def check_options(environment: Environment, scenarios: Sequence[str]) -> None:
     if opts is not None:
         parse_mix(opts.mix, scenarios)
         parse_think_time(opts.think_time)
+
+
+def check_startup(
+    environment: Environment,
+    scenarios: Sequence[str],
+    data_files: Sequence[tuple[str, Callable[[Path], object]]] = (),
+) -> None:
+    """At Locust's init: the options, then ``--cards-file`` and each ``(option, reader)`` of
+    ``data_files`` read once, so that a bad option or file row stops the run at once with a
+    message naming it, not mid-test. A master skips the files (it may not hold them)."""
+    opts = environment.parsed_options
+    if opts is None:
+        return
+    try:
+        check_options(environment, scenarios)
+        if not getattr(opts, "master", False):
+            for option, read in (("cards_file", read_cards), *data_files):
+                path = getattr(opts, option)
+                if path:
+                    read(Path(path))
+    except ValueError as exc:  # LoadDataError too
+        sys.exit(f"locust: {exc}")
+
+
+def load_cards(opts: Any) -> list[LoadCard]:
+    """The cards of ``--cards-file``, or the demo data set's active cards without it."""
+    if opts.cards_file:
+        return read_cards(Path(opts.cards_file))
+    return [
+        LoadCard(c.pan, c.pin, c.expiry, demo.cvv2(c.pan, c.expiry))
+        for c in demo.CARDS
+        if c.status is CardStatus.ACTIVE
+    ]
 
 
 def target_users(opts: Any) -> int:

@@ -47,13 +47,13 @@ from loadtests.common import (
     Pacing,
     SelectedShape,
     add_common_arguments,
-    check_options,
+    check_startup,
+    load_cards,
     partition,
     report,
     rotation,
 )
 from switch.core import demo
-from switch.core.domain import CardStatus
 from switch.core.model import DZD
 from switch.gen.switch.v1 import merchant_pb2 as mpb
 from switch.gen.switch.v1 import merchant_pb2_grpc as mgrpc
@@ -63,7 +63,6 @@ from switch.loaddata import (
     LoadCard,
     LoadMerchant,
     read_bills,
-    read_cards,
     read_merchants,
 )
 
@@ -104,22 +103,11 @@ class Data:
 
 @events.init.add_listener  # type: ignore[misc]
 def _check(environment: Environment, **_: Any) -> None:
+    check_startup(
+        environment, SCENARIOS, [("merchants", read_merchants), ("bills_file", read_bills)]
+    )
     opts = environment.parsed_options
-    if opts is None:
-        return
-    try:
-        check_options(environment, SCENARIOS)
-        if not getattr(opts, "master", False):  # a master may not hold the files
-            for path, read in (
-                (opts.cards_file, read_cards),
-                (opts.merchants, read_merchants),
-                (opts.bills_file, read_bills),
-            ):
-                if path:
-                    read(Path(path))
-    except ValueError as exc:  # LoadDataError too: a bad file stops the run at once
-        sys.exit(f"locust: {exc}")
-    if bool(opts.merchant_id) != bool(opts.api_key):
+    if opts is not None and bool(opts.merchant_id) != bool(opts.api_key):
         sys.exit("locust: --merchant-id and --api-key go together")
 
 
@@ -128,14 +116,7 @@ def _load(environment: Environment, **_: Any) -> None:
     opts = environment.parsed_options
     if opts is None or getattr(opts, "master", False):
         return  # the master sends no requests
-    if opts.cards_file:
-        Data.cards = read_cards(Path(opts.cards_file))
-    else:
-        Data.cards = [
-            LoadCard(c.pan, c.pin, c.expiry, demo.cvv2(c.pan, c.expiry))
-            for c in demo.CARDS
-            if c.status is CardStatus.ACTIVE
-        ]
+    Data.cards = load_cards(opts)
     if opts.merchants:
         merchants = read_merchants(Path(opts.merchants))
     elif opts.merchant_id:

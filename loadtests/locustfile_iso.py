@@ -42,17 +42,17 @@ from loadtests.common import (
     Pacing,
     SelectedShape,
     add_common_arguments,
-    check_options,
+    check_startup,
+    load_cards,
     partition,
     report,
     rotation,
 )
 from switch.core import demo
-from switch.core.domain import CardStatus
 from switch.iso8583.codec import Codec
 from switch.iso8583.framing import FrameSplitter, frame
 from switch.iso8583.message import Message
-from switch.loaddata import LoadCard, LoadTerminal, read_cards, read_terminals
+from switch.loaddata import LoadCard, LoadTerminal, read_terminals
 
 __all__ = ["AtmUser", "SelectedShape"]  # SelectedShape: Locust finds the --shape here
 
@@ -83,17 +83,7 @@ class Data:
 
 @events.init.add_listener  # type: ignore[misc]
 def _check(environment: Environment, **_: Any) -> None:
-    opts = environment.parsed_options
-    if opts is not None:
-        try:
-            check_options(environment, SCENARIOS)
-            if not getattr(opts, "master", False):  # a master may not hold the files
-                if opts.cards_file:
-                    read_cards(Path(opts.cards_file))
-                if opts.terminals:
-                    read_terminals(Path(opts.terminals))
-        except ValueError as exc:  # LoadDataError too: a bad file stops the run at once
-            sys.exit(f"locust: {exc}")
+    check_startup(environment, SCENARIOS, [("terminals", read_terminals)])
 
 
 @events.test_start.add_listener  # type: ignore[misc]
@@ -101,14 +91,7 @@ def _load(environment: Environment, **_: Any) -> None:
     opts = environment.parsed_options
     if opts is None or getattr(opts, "master", False):
         return  # the master sends no requests
-    if opts.cards_file:
-        Data.cards = read_cards(Path(opts.cards_file))
-    else:
-        Data.cards = [
-            LoadCard(c.pan, c.pin, c.expiry, demo.cvv2(c.pan, c.expiry))
-            for c in demo.CARDS
-            if c.status is CardStatus.ACTIVE
-        ]
+    Data.cards = load_cards(opts)
     if opts.terminals:
         terminals = read_terminals(Path(opts.terminals))
     else:
