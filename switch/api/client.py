@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import grpc
 from google.protobuf.message import Message
@@ -51,12 +51,15 @@ class ClientTls:
         )
 
 
-class MerchantClient:
+class CredentialedClient:
+    """What the merchant and operator clients share: one channel (plain, or TLS with
+    ``tls``), the caller's credentials sent as metadata with every call, one deadline, and
+    answers checked to be of the expected message type."""
+
     def __init__(
         self,
         target: str,
-        merchant_id: str,
-        api_key: str,
+        metadata: tuple[tuple[str, str], ...],
         *,
         timeout: float = 10.0,
         channel: grpc.aio.Channel | None = None,
@@ -69,14 +72,10 @@ class MerchantClient:
                 else grpc.aio.secure_channel(target, tls.credentials())
             )
         self.channel = channel
-        self._metadata = (("x-merchant-id", merchant_id), ("x-api-key", api_key))
+        self._metadata = metadata
         self.timeout = timeout
-        self.payments = mgrpc.PaymentsStub(self.channel)
-        self.bills = mgrpc.BillsStub(self.channel)
-        self.transfers = mgrpc.TransfersStub(self.channel)
-        self.verification = mgrpc.VerificationStub(self.channel)
 
-    async def __aenter__(self) -> MerchantClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -91,11 +90,35 @@ class MerchantClient:
         await self.channel.close()
 
     async def _call(self, method: Any, request: Message, response_type: type[M]) -> M:
-        """One unary call with the merchant's credentials (and a typed answer)."""
+        """One unary call with the caller's credentials (and a typed answer)."""
         response = await method(request, metadata=self._metadata, timeout=self.timeout)
         if not isinstance(response, response_type):
             raise TypeError(f"expected {response_type.__name__}, got {type(response).__name__}")
         return response
+
+
+class MerchantClient(CredentialedClient):
+    def __init__(
+        self,
+        target: str,
+        merchant_id: str,
+        api_key: str,
+        *,
+        timeout: float = 10.0,
+        channel: grpc.aio.Channel | None = None,
+        tls: ClientTls | None = None,
+    ) -> None:
+        super().__init__(
+            target,
+            (("x-merchant-id", merchant_id), ("x-api-key", api_key)),
+            timeout=timeout,
+            channel=channel,
+            tls=tls,
+        )
+        self.payments = mgrpc.PaymentsStub(self.channel)
+        self.bills = mgrpc.BillsStub(self.channel)
+        self.transfers = mgrpc.TransfersStub(self.channel)
+        self.verification = mgrpc.VerificationStub(self.channel)
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:

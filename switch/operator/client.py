@@ -12,17 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, TypeVar
 
-import grpc
-from google.protobuf.message import Message
-
-from switch.api.client import ClientTls
+from switch.api.client import ClientTls, CredentialedClient
 from switch.gen.switch.v1 import operator_pb2 as opb
 from switch.gen.switch.v1 import operator_pb2_grpc as ogrpc
-
-M = TypeVar("M", bound=Message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +48,7 @@ def card_request(pan: str = "", card_id: int = 0, reason: str = "") -> opb.CardR
     return opb.CardRequest(pan=pan, card_id=card_id, reason=reason)
 
 
-class OperatorClient:
+class OperatorClient(CredentialedClient):
     def __init__(
         self,
         target: str,
@@ -65,31 +58,13 @@ class OperatorClient:
         timeout: float = 10.0,
         tls: ClientTls | None = None,
     ) -> None:
-        self.channel = (
-            grpc.aio.insecure_channel(target)
-            if tls is None
-            else grpc.aio.secure_channel(target, tls.credentials())
+        super().__init__(
+            target,
+            (("x-operator-id", operator_id), ("x-operator-key", key)),
+            timeout=timeout,
+            tls=tls,
         )
-        self._metadata = (("x-operator-id", operator_id), ("x-operator-key", key))
-        self.timeout = timeout
         self.stub = ogrpc.OperatorStub(self.channel)
-
-    async def __aenter__(self) -> OperatorClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.channel.close()
-
-    async def _call(self, method: Any, request: Message, response_type: type[M]) -> M:
-        response = await method(request, metadata=self._metadata, timeout=self.timeout)
-        if not isinstance(response, response_type):
-            raise TypeError(f"expected {response_type.__name__}, got {type(response).__name__}")
-        return response
 
     async def get_transaction(self, transaction_id: str) -> opb.JournalEntry:
         req = opb.GetTransactionRequest(transaction_id=transaction_id)
