@@ -51,6 +51,21 @@ def invalid(message: str) -> ApiError:
     return ApiError(grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
+def credentials(
+    context: grpc.aio.ServicerContext, id_header: str, secret_header: str
+) -> tuple[str, str]:
+    """The caller's id and secret from the call's metadata (merchant or operator headers);
+    UNAUTHENTICATED naming the header that is missing. Checking them is the caller's job."""
+    md = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+    caller_id = md.get(id_header, "")
+    secret = md.get(secret_header, "")
+    if not caller_id:
+        raise ApiError(grpc.StatusCode.UNAUTHENTICATED, f"{id_header}: missing")
+    if not secret:
+        raise ApiError(grpc.StatusCode.UNAUTHENTICATED, f"{secret_header}: missing")
+    return caller_id, secret
+
+
 def luhn_ok(pan: str) -> bool:
     total = 0
     for i, ch in enumerate(reversed(pan)):

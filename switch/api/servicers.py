@@ -47,13 +47,7 @@ class Api:
         self.verifications = VerificationStarts(core)
 
     def merchant(self, context: Ctx) -> Merchant:
-        md = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
-        merchant_id = md.get(MERCHANT_ID_HEADER, "")
-        api_key = md.get(API_KEY_HEADER, "")
-        if not merchant_id:
-            raise ApiError(grpc.StatusCode.UNAUTHENTICATED, f"{MERCHANT_ID_HEADER}: missing")
-        if not api_key:
-            raise ApiError(grpc.StatusCode.UNAUTHENTICATED, f"{API_KEY_HEADER}: missing")
+        merchant_id, api_key = m.credentials(context, MERCHANT_ID_HEADER, API_KEY_HEADER)
         merchant = self.core.authenticate_merchant(merchant_id, api_key)
         if merchant is None:  # same answer for an unknown merchant and a wrong key
             raise ApiError(

@@ -96,13 +96,7 @@ class OperatorServicer(ogrpc.OperatorServicer):
 
     # -- authentication and the audit around every call ----------------------------------------
     async def _authenticate(self, context: Ctx, action: str) -> Action:
-        md = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
-        operator_id = md.get(OPERATOR_ID_HEADER, "")
-        key = md.get(OPERATOR_KEY_HEADER, "")
-        if not operator_id:
-            raise ApiError(grpc.StatusCode.UNAUTHENTICATED, f"{OPERATOR_ID_HEADER}: missing")
-        if not key:
-            raise ApiError(grpc.StatusCode.UNAUTHENTICATED, f"{OPERATOR_KEY_HEADER}: missing")
+        operator_id, key = m.credentials(context, OPERATOR_ID_HEADER, OPERATOR_KEY_HEADER)
         if not self.keys.check(operator_id, key):
             # the claimed id is kept (when it is one) so repeated attempts show in the trail
             claimed = operator_id if valid_operator_id(operator_id) else "?"
