@@ -12,11 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +27,7 @@ from switch.api.server import ServerTls, transport
 from switch.api.testing import ECOM
 from switch.api.tls_files import TlsFileError, client_tls, server_tls
 from switch.core import demo
+from tests.switch_proc import stop, wait_ready
 from tests.test_api_tls import make_pki
 
 SWITCH = [sys.executable, "-m", "switch.cli"]
@@ -68,19 +67,10 @@ def _switch(state: Path, out: Path, tls_args: list[str]) -> Iterator[str]:
             [*_run_args(state, port), *tls_args], stdout=sink, stderr=subprocess.STDOUT, env=env
         )
     try:
-        deadline = time.monotonic() + 30
-        while "switch ready" not in out.read_text(errors="replace"):
-            assert proc.poll() is None, out.read_text(errors="replace")
-            assert time.monotonic() < deadline, "switch run did not start"
-            time.sleep(0.1)
+        wait_ready(proc, out, 30)
         yield f"127.0.0.1:{port}"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def pay(target: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -24,14 +24,12 @@ from __future__ import annotations
 import csv
 import os
 import re
-import signal
 import socket
 import sqlite3
 import stat
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +38,7 @@ import pytest
 
 from switch.core import demo
 from switch.iso8583.framing import FrameSplitter, frame
+from tests.switch_proc import stop, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUST = [sys.executable, "-m", "locust"]
@@ -101,19 +100,10 @@ def switch(loadset: LoadSet) -> Iterator[Switch]:
     cmd += ["--grpc-port", str(grpc_port), "--http-port", "-1"]
     proc = subprocess.Popen(cmd, stdout=out.open("wb"), stderr=subprocess.STDOUT, env=env)
     try:
-        deadline = time.monotonic() + 30
-        while "switch ready" not in out.read_text(errors="replace"):
-            assert proc.poll() is None, out.read_text(errors="replace")
-            assert time.monotonic() < deadline, "switch run did not start"
-            time.sleep(0.1)
+        wait_ready(proc, out, 30)
         yield Switch(iso, grpc_port, loadset.state_dir / "switch.db", out)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop(proc, timeout=15)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from switch.observe.http import BadRequest, Handler, HttpServer, Response, parse
 from switch.observe.metrics import render_metrics
 from switch.observe.state import Observed, Phase
 from tests import remote_issuer_peer as peer
+from tests.switch_proc import stop, wait_ready
 
 SWITCH = [sys.executable, "-m", "switch.cli"]
 # (sample keys are as rendered: labels in name order, the channel label since issue 12)
@@ -66,11 +67,7 @@ class Running:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("SWITCH_SMS", None)
         self.proc = subprocess.Popen(cmd, stdout=out.open("wb"), stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + 30
-        while "switch ready" not in self.text():
-            assert self.proc.poll() is None, self.text()
-            assert time.monotonic() < deadline, "switch run did not start:\n" + self.text()
-            time.sleep(0.1)
+        wait_ready(self.proc, out, 30)
         m = re.search(r"HTTP health/metrics on 127\.0\.0\.1:(\d+)", self.text())
         assert m is not None, self.text()
         self.http = int(m.group(1))
@@ -101,13 +98,7 @@ class Running:
         return _samples(text)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop(self.proc)
 
 
 @pytest.fixture(scope="module")
@@ -283,12 +274,7 @@ def test_remote_issuer_metrics_over_a_real_link(tmp_path: Path) -> None:
     finally:
         if acquirer is not None:
             acquirer.stop()
-        issuer.send_signal(signal.SIGTERM)
-        try:
-            issuer.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            issuer.kill()
-            issuer.wait(timeout=10)
+        stop(issuer)
 
 
 def test_http_port_minus_one_turns_the_endpoint_off(tmp_path: Path) -> None:
@@ -300,12 +286,7 @@ def test_http_port_minus_one_turns_the_endpoint_off(tmp_path: Path) -> None:
         _eventually("switch ready", lambda: "switch ready" in out.read_text(), timeout=30)
         assert "HTTP health/metrics" not in out.read_text()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc)
     assert proc.returncode == 0, out.read_text()
     bad = subprocess.run(
         [*SWITCH, "run", "--http-port", "-2"],

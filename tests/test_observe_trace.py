@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -42,6 +41,7 @@ from switch.iso8583.server import IsoListener
 from switch.observe.logs import JsonFormatter, TextFormatter, configure_logging, iso_timestamp
 from switch.observe.trace import TxnFields, TxnLine, masked_pan
 from tests import test_iso_server_flows as iso_flows
+from tests.switch_proc import stop
 from tests.test_observe_http import _atm_withdraw, _eventually, _free_port, _samples
 
 SWITCH = [sys.executable, "-m", "switch.cli"]
@@ -102,13 +102,7 @@ class Switch:
             conn.close()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop(self.proc)
 
 
 async def _sale(target: str) -> tuple[str, str]:

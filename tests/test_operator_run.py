@@ -17,12 +17,10 @@ import datetime as dt
 import json
 import os
 import re
-import signal
 import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +35,7 @@ from switch.atm import AtmClient, financial, sign
 from switch.core import demo
 from switch.gen.switch.v1 import operator_pb2 as opb
 from switch.gen.switch.v1 import operator_pb2_grpc as ogrpc
+from tests.switch_proc import stop, wait_ready
 
 SWITCH = [sys.executable, "-m", "switch.cli"]
 BLOCK_CARD = demo.CARDS[0]  # active
@@ -123,20 +122,11 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
             stdout=sink, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while "switch ready" not in out.read_text(errors="replace"):
-            assert proc.poll() is None, out.read_text(errors="replace")
-            assert time.monotonic() < deadline, "switch run did not start"
-            time.sleep(0.1)
+        wait_ready(proc, out, 60)
         assert "gRPC operator API on 127.0.0.1:" in out.read_text()
         yield Running(state, f"127.0.0.1:{grpc_port}", iso_port, key)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
     log = out.read_text(errors="replace")
     for pan in ALL_PANS:
         assert pan not in log, "a full PAN reached the switch's log"

@@ -9,7 +9,6 @@ issuer (EC), every message on the link MACed under the shared ZAK both ways."""
 from __future__ import annotations
 
 import asyncio
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from switch.hsm.client import KeyType
 from switch.hsm.inprocess import InProcessHsm
 from switch.hsm.lmk import Lmk
 from tests import remote_issuer_peer as peer
+from tests.switch_proc import stop
 from tests.test_run_quickstart import _atm, _free_port, _start, _stop
 
 WRONG_ZPK_CLEAR = "FEDCBA9876543210FEDCBA9876543210"
@@ -44,11 +44,7 @@ def _issuer(state: Path, *, zpk_clear: str = peer.LINK_ZPK_CLEAR, mac: bool) -> 
     try:
         yield ports[0]
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 @contextmanager
