@@ -151,34 +151,49 @@ class _Load(asyncio.Protocol):
             self.done.set_exception(ConnectionError(f"switch closed the connection: {exc}"))
 
 
-async def _generate(
-    port: int, pans: list[str], n: int, conns: int, depth: int
-) -> dict[str, object]:
+async def drive(
+    port: int, plans: list[list[tuple[str, bytes]]], depth: int, timeout: float
+) -> tuple[list[_Load], float]:
+    """One connection a plan, ``depth`` requests in flight on each, until every answer is in:
+    the connections (closed; their latencies and codes kept) and the seconds it took."""
     loop = asyncio.get_running_loop()
-    per_conn = n // conns
-    plans = [_frames(pans, c, per_conn, c * per_conn) for c in range(conns)]
-    protos = []
+    protos: list[_Load] = []
     dones = []
     t0 = time.perf_counter()
-    c0 = time.process_time()
-    for c in range(conns):
+    for plan in plans:
         done: asyncio.Future[None] = loop.create_future()
         dones.append(done)
         _, proto = await loop.create_connection(
-            functools.partial(_Load, plans[c], depth, done), "127.0.0.1", port
+            functools.partial(_Load, plan, depth, done), "127.0.0.1", port
         )
         protos.append(proto)
-    await asyncio.wait_for(asyncio.gather(*dones), 600)
+    await asyncio.wait_for(asyncio.gather(*dones), timeout)
     elapsed = time.perf_counter() - t0
-    cpu = time.process_time() - c0
+    for p in protos:
+        if p.transport is not None:
+            p.transport.close()
+    return protos, elapsed
+
+
+def tally(protos: list[_Load]) -> tuple[list[float], dict[str, int]]:
+    """The latencies of all connections, sorted, and how many answers had each code."""
     lat = sorted(x for p in protos for x in p.latencies)
     codes: dict[str, int] = {}
     for p in protos:
         for k, v in p.codes.items():
             codes[k] = codes.get(k, 0) + v
-    for p in protos:
-        if p.transport is not None:
-            p.transport.close()
+    return lat, codes
+
+
+async def _generate(
+    port: int, pans: list[str], n: int, conns: int, depth: int
+) -> dict[str, object]:
+    per_conn = n // conns
+    plans = [_frames(pans, c, per_conn, c * per_conn) for c in range(conns)]
+    c0 = time.process_time()
+    protos, elapsed = await drive(port, plans, depth, 600)
+    cpu = time.process_time() - c0
+    lat, codes = tally(protos)
     return {
         "requests": per_conn * conns,
         "approved": sum(p.approved for p in protos),

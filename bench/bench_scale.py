@@ -26,7 +26,6 @@ cards need ~15 GB there (CSV files and store); check ``df -h`` first.
 from __future__ import annotations
 
 import asyncio
-import functools
 import http.client
 import json
 import os
@@ -41,7 +40,7 @@ from pathlib import Path
 
 import switch_native
 
-from bench.bench_iso import _cpu_seconds, _free_port, _Load, _percentile
+from bench.bench_iso import _cpu_seconds, _free_port, _percentile, drive, tally
 from switch.core import demo
 from switch.core.domain import luhn_complete
 from switch.core.service import SwitchCore
@@ -175,26 +174,9 @@ def _frames(pans: list[str], conn: int, run: int) -> list[tuple[str, bytes]]:
 
 
 async def _generate(port: int, pans: list[str], run: int) -> dict[str, object]:
-    loop = asyncio.get_running_loop()
     plans = [_frames(pans[c::CONNS], c, run) for c in range(CONNS)]  # encoded before the clock
-    protos, dones = [], []
-    t0 = time.perf_counter()
-    for plan in plans:
-        done: asyncio.Future[None] = loop.create_future()
-        dones.append(done)
-        _, proto = await loop.create_connection(
-            functools.partial(_Load, plan, DEPTH, done), "127.0.0.1", port
-        )
-        protos.append(proto)
-    await asyncio.wait_for(asyncio.gather(*dones), 900)
-    elapsed = time.perf_counter() - t0
-    lat = sorted(x for p in protos for x in p.latencies)
-    codes: dict[str, int] = {}
-    for p in protos:
-        for k, v in p.codes.items():
-            codes[k] = codes.get(k, 0) + v
-        if p.transport is not None:
-            p.transport.close()
+    protos, elapsed = await drive(port, plans, DEPTH, 900)
+    lat, codes = tally(protos)
     return {"requests": len(pans), "approved": sum(p.approved for p in protos),
             "elapsed": elapsed, "p50": _percentile(lat, 0.5), "p99": _percentile(lat, 0.99),
             "codes": codes}  # fmt: skip
