@@ -17,6 +17,7 @@ from switch.core import demo
 from switch.core import testing as t
 from switch.core.model import AuthRequest, AuthResult, Channel, ResponseCode, TxnType
 from switch.core.service import SwitchCore
+from tests.ibm_card import add_ibm_offset_card
 
 RC = ResponseCode
 Body = Callable[[SwitchCore], Awaitable[None]]
@@ -339,33 +340,18 @@ def test_96_when_the_store_cannot_commit(run_core: Callable[[Body], None]) -> No
 def test_ibm_offset_cards_verify_through_the_hsm(template: Path, tmp_path: Path) -> None:
     import switch_native
 
-    from switch.core.domain import Account, AccountKind, Card, CardStatus, luhn_complete
+    from switch.core.domain import luhn_complete
     from switch.core.pipeline import DECIMALISATION_TABLE, ibm_validation_data
-    from switch.store.sqlite import SqliteStore
 
     state = tmp_path / "s"
     shutil.copytree(template, state)
     pan = luhn_complete("628058777000001")
 
     async def go() -> None:
-        store = SqliteStore(state / "switch.db")
-        await store.open()
-        pvk, cvk, mk_ac = store.query("SELECT pvk, cvk, mk_ac FROM cards WHERE card_id = 1")[0]
         offset = switch_native.ibm3624_offset_generate(
             bytes.fromhex(demo.PVK_CLEAR), "2468", ibm_validation_data(pan), DECIMALISATION_TABLE, 4
         )
-        core_probe = await SwitchCore.open(state)  # only to hash the PAN with the store's key
-        pan_hash = core_probe._p.pan_hash(pan)
-        await core_probe.close()
-        store.insert_account(
-            Account(900, "0009000000-01", AccountKind.CCP, "IBM", "", 12, 1_000_000)
-        )
-        store.insert_card(
-            Card(900, pan_hash, pan[:6], pan[-4:], 900, "EDAHABIA_CLASSIC", "3012", "201", "00",
-                 0, "", offset, pvk, cvk, mk_ac, CardStatus.ACTIVE)
-        )  # fmt: skip
-        store.flush_admin()
-        await store.close()
+        await add_ibm_offset_card(state, pan, offset, "0009000000-01", 1_000_000)
         core = await SwitchCore.open(state)
         try:
             await auth(core, t.withdrawal(pan=pan, pin="2468", amount=100_000), RC.APPROVED)

@@ -30,6 +30,7 @@ from switch.hsm.pinwatch import PinFailureWatch
 from switch.hsm.server import bound_port, start_hsm_server, stop_hsm_server
 from switch.hsm.tcp_client import TcpHsmClient
 from tests.hsm_peer import ask, lmk_pair, under_lmk
+from tests.ibm_card import add_ibm_offset_card
 from tests.test_hsm_server import free_port, stop, wait_for_port
 from tests.test_hsm_server import serve as serve_process
 
@@ -334,11 +335,10 @@ def test_the_switch_verifies_ibm_offset_pins_through_a_tcp_hsm_taking_no_clear_t
     payShield's 12A field can carry, against an HSM in its strictest table mode."""
     from switch.core import demo
     from switch.core import testing as t
-    from switch.core.domain import Account, AccountKind, Card, CardStatus, luhn_complete
+    from switch.core.domain import luhn_complete
     from switch.core.model import ResponseCode as RC
     from switch.core.pipeline import ibm_validation_data
     from switch.core.service import SwitchCore
-    from switch.store.sqlite import SqliteStore
 
     pan = luhn_complete("628058777000001")
     data = ibm_validation_data(pan)
@@ -348,19 +348,7 @@ def test_the_switch_verifies_ibm_offset_pins_through_a_tcp_hsm_taking_no_clear_t
     )
 
     async def main() -> None:
-        probe = await SwitchCore.open(state)  # only to hash the PAN with the store's key
-        pan_hash = probe._p.pan_hash(pan)
-        await probe.close()
-        store = SqliteStore(state / "switch.db")
-        await store.open()
-        pvk, cvk, mk_ac = store.query("SELECT pvk, cvk, mk_ac FROM cards WHERE card_id = 1")[0]
-        store.insert_account(Account(900, "0009000000-01", AccountKind.CCP, "IBM", "", 12, 10**6))
-        store.insert_card(
-            Card(900, pan_hash, pan[:6], pan[-4:], 900, "EDAHABIA_CLASSIC", "3012", "201", "00",
-                 0, "", offset, pvk, cvk, mk_ac, CardStatus.ACTIVE)
-        )  # fmt: skip
-        store.flush_admin()
-        await store.close()
+        await add_ibm_offset_card(state, pan, offset, "0009000000-01", 10**6)
         lmk = Lmk.load(state / "lmk.json")
         core = HsmCore(lmk, dec_tables=DecTables(lmk, "encrypted"))
         server = await start_hsm_server(lmk, "127.0.0.1", 0, core=core)

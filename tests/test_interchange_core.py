@@ -25,6 +25,7 @@ from switch.core.service import SwitchCore
 from switch.hsm.client import KeyType
 from switch.hsm.inprocess import InProcessHsm
 from switch.hsm.lmk import Lmk
+from tests.ibm_card import add_ibm_offset_card
 
 RC = ResponseCode
 CARD = demo.CARDS[0]  # 150,000 DZD, PIN 1234
@@ -230,29 +231,15 @@ def test_the_acquirer_pin_block_format_is_used(state: Path) -> None:
 
 
 def test_ibm_offset_cards_verify_under_the_zpk_with_ea(state: Path) -> None:
-    from switch.core.domain import Account, AccountKind, Card, CardStatus
     from switch.core.pipeline import DECIMALISATION_TABLE, ibm_validation_data
-    from switch.store.sqlite import SqliteStore
 
     pan = luhn_complete("628058777000002")
 
     async def add_card() -> None:
-        probe = await SwitchCore.open(state)  # to hash the PAN with this store's key
-        pan_hash = probe._p.pan_hash(pan)
-        await probe.close()
-        store = SqliteStore(state / "switch.db")
-        await store.open()
-        pvk, cvk, mk_ac = store.query("SELECT pvk, cvk, mk_ac FROM cards WHERE card_id = 1")[0]
         offset = switch_native.ibm3624_offset_generate(
             bytes.fromhex(demo.PVK_CLEAR), "2468", ibm_validation_data(pan), DECIMALISATION_TABLE, 4
         )
-        store.insert_account(Account(900, "0009000000-02", AccountKind.CCP, "IBM", "", 12, 900_000))
-        store.insert_card(
-            Card(900, pan_hash, pan[:6], pan[-4:], 900, "EDAHABIA_CLASSIC", "3012", "201", "00",
-                 0, "", offset, pvk, cvk, mk_ac, CardStatus.ACTIVE)
-        )  # fmt: skip
-        store.flush_admin()
-        await store.close()
+        await add_ibm_offset_card(state, pan, offset, "0009000000-02", 900_000)
 
     asyncio.run(add_card())
 
