@@ -97,7 +97,10 @@ class LiveCache(Generic[K, V]):
 
     def pin(self, key: K) -> V | None:
         """Hold the live entry for ``key`` until a matching ``unpin`` (pins count). None, and
-        nothing pinned, when no object for ``key`` is alive: there is nothing to protect."""
+        nothing pinned, when no object for ``key`` is alive or it is resident: there is
+        nothing to protect (a resident entry never leaves; most units credit two of them)."""
+        if key in self._resident:
+            return None
         held = self._pins.get(key)
         if held is not None:
             self._pins[key] = (held[0], held[1] + 1)
