@@ -289,7 +289,12 @@ def test_pvv_vector_and_cross_check(transport: str) -> None:
             expected = pin.generate_visa_pvv(pvk_clear, "1", pin_value, PAN)
             zblock = encrypt_pin_block(zpk_clear, fmt, pin_value, PAN)
             assert await hsm.verify_pin_pvv(zpk, pvk, zblock, PAN, 1, expected, fmt, True)
-            other_pin = f"{(int(pin_value) + 1) % 10**4:04d}"
+            # the wrong PIN is one whose PVV (by the oracle) differs from the right PIN's
+            other_pin = next(
+                p
+                for p in (f"{(int(pin_value) + i) % 10**4:04d}" for i in range(1, 10))
+                if pin.generate_visa_pvv(pvk_clear, "1", p, PAN) != expected
+            )
             wrong = encrypt_pin_block(zpk_clear, fmt, other_pin, PAN)
             assert not await hsm.verify_pin_pvv(zpk, pvk, wrong, PAN, 1, expected, fmt, True)
         # The same ZPK block under the terminal command (DC expects a TPK): refused.
