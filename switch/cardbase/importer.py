@@ -135,6 +135,115 @@ _Checked = tuple[
 ]
 
 
+# -- the rules both ways of importing apply (this module's Importer into a stopped switch's
+# store, switch.cardbase.live into a running switch): same checks, same reasons ------------
+
+
+def parse_cards(
+    batch: list[RawRecord], config: SwitchConfig, pan_hash: Callable[[str], bytes]
+) -> tuple[list[tuple[int, CardRecord, bytes]], list[Reject]]:
+    """The checks of a batch of cards that need no look-up (parsing, Luhn, product), and
+    each accepted card's PAN hash: (line, record, hash) in file order, and the rejects."""
+    rejects: list[Reject] = []
+    parsed: list[tuple[int, CardRecord, bytes]] = []
+    products = config.products
+    for raw in batch:
+        if raw.error:
+            rejects.append(Reject(raw.line, raw.error))
+            continue
+        try:
+            rec = parse_card(raw.fields)
+        except RecordError as exc:
+            rejects.append(Reject(raw.line, str(exc)))
+            continue
+        if rec.product not in products:
+            rejects.append(Reject(raw.line, f"product: unknown product {rec.product!r}"))
+            continue
+        parsed.append((raw.line, rec, pan_hash(rec.pan)))
+    return parsed, rejects
+
+
+def parse_accounts(batch: list[RawRecord]) -> tuple[list[tuple[int, AccountRecord]], list[Reject]]:
+    rejects: list[Reject] = []
+    parsed: list[tuple[int, AccountRecord]] = []
+    for raw in batch:
+        if raw.error:
+            rejects.append(Reject(raw.line, raw.error))
+            continue
+        try:
+            parsed.append((raw.line, parse_account(raw.fields)))
+        except RecordError as exc:
+            rejects.append(Reject(raw.line, str(exc)))
+    return parsed, rejects
+
+
+def duplicate_pan(rec: CardRecord, first_line: int) -> str:
+    return f"pan: duplicate PAN {rec.masked_pan} in this file (line {first_line})"
+
+
+def card_account_refused(rec: CardRecord, acct: StoredAccount | None, config: SwitchConfig) -> str:
+    """'' if the card's account exists and suits its product, else the reason."""
+    if acct is None or acct.kind != "ccp":
+        return f"account: unknown account {rec.account}"
+    product = config.products[rec.product]
+    if product.currency != acct.currency:
+        return (
+            f"account: currency {acct.currency:03d} differs from product "
+            f"{rec.product}'s {product.currency:03d}"
+        )
+    return ""
+
+
+def card_update_refused(
+    rec: CardRecord, old: StoredCard, acct: StoredAccount, *, update: bool
+) -> str:
+    """'' if ``rec`` may update the stored (or live) card ``old``, else the reason."""
+    if not update:
+        return f"pan: duplicate PAN {rec.masked_pan}: already in the store (see --update)"
+    if old.account_id != acct.account_id:
+        return "account: the card is on another account in the store"
+    status = CardStatus(old.status)
+    if rec.status is status:
+        return ""
+    renewal = status is CardStatus.EXPIRED and rec.expiry > old.expiry
+    if renewal and rec.status in (CardStatus.DELIVERED, CardStatus.ACTIVE):
+        return ""
+    if rec.status not in ALLOWED_TRANSITIONS[status]:
+        return f"status: {status.value} -> {rec.status.value} is not allowed"
+    return ""
+
+
+def card_update_row(rec: CardRecord, old: StoredCard) -> tuple[object, ...]:
+    """``sqlite_cardbase.CARD_UPDATE``'s parameters: a replacement card's new expiry and PIN
+    data (its wrong-PIN count cleared when the PIN data changed), its status, its holder."""
+    new_pin = (rec.pvki, rec.pvv, rec.ibm_offset) != (old.pvki, old.pvv, old.ibm_offset)
+    return (rec.status.value, rec.expiry, rec.holder, rec.service_code, rec.pan_sequence,
+            rec.pvki, rec.pvv, rec.ibm_offset, int(new_pin), old.card_id)  # fmt: skip
+
+
+def new_card_row(
+    card_id: int, rec: CardRecord, pan_hash: bytes, acct: StoredAccount, keys: IssuerKeys
+) -> tuple[object, ...]:
+    """``sqlite_cardbase.CARD_INSERT``'s parameters."""
+    return (card_id, pan_hash, rec.pan[:6], rec.pan[-4:], acct.account_id, rec.product,
+            rec.expiry, rec.service_code, rec.pan_sequence, rec.pvki, rec.pvv, rec.ibm_offset,
+            keys.pvk, keys.cvk, keys.mk_ac, rec.status.value, rec.holder)  # fmt: skip
+
+
+def account_refused(rec: AccountRecord, old: StoredAccount, *, update: bool) -> str:
+    """'' if ``rec`` may update the stored account ``old`` (holder, phone), else the reason."""
+    if not update:
+        return (f"account: duplicate account {rec.account}: already in the store "
+                "(see --update)")  # fmt: skip
+    if old.kind != "ccp" or old.currency != rec.currency:
+        return f"currency: account {rec.account} is in {old.currency:03d} in the store"
+    return ""
+
+
+def duplicate_account(rec: AccountRecord, first_line: int) -> str:
+    return f"account: duplicate account {rec.account} in this file (line {first_line})"
+
+
 class Importer:
     """One import run of one file into one store (the caller holds the state-dir lock)."""
 
@@ -234,8 +343,9 @@ class Importer:
         """The checks that need no look-up (parsing, Luhn, PAN hash): outside the transaction,
         so the write lock is held only for look-ups and writes (an SMS worker may wait)."""
         if self.kind == "cards":
-            return self._parse_cards(batch)
-        return self._parse_accounts(batch)
+            digest = self._hmac.digest
+            return parse_cards(batch, self.config, lambda pan: digest(pan.encode()))
+        return parse_accounts(batch)
 
     def _write(
         self, batch: list[RawRecord], checked: _Checked, digest: str, name: str, before: Progress
@@ -263,26 +373,6 @@ class Importer:
         return _Written(loaded, updated, rejects, p)
 
     # -- cards -------------------------------------------------------------------------------
-    def _parse_cards(
-        self, batch: list[RawRecord]
-    ) -> tuple[list[tuple[int, CardRecord, bytes]], list[Reject]]:
-        rejects: list[Reject] = []
-        parsed: list[tuple[int, CardRecord, bytes]] = []
-        for raw in batch:
-            if raw.error:
-                rejects.append(Reject(raw.line, raw.error))
-                continue
-            try:
-                rec = parse_card(raw.fields)
-            except RecordError as exc:
-                rejects.append(Reject(raw.line, str(exc)))
-                continue
-            if rec.product not in self.config.products:
-                rejects.append(Reject(raw.line, f"product: unknown product {rec.product!r}"))
-                continue
-            parsed.append((raw.line, rec, self._hmac.digest(rec.pan.encode())))
-        return parsed, rejects
-
     def _cards(
         self, parsed: list[tuple[int, CardRecord, bytes]], rejects: list[Reject]
     ) -> tuple[int, int]:
@@ -301,46 +391,34 @@ class Importer:
         candidates: list[tuple[int, CardRecord, bytes, StoredAccount, int]] = []
         inserts: list[tuple[object, ...]] = []
         seen: dict[bytes, int] = {}
+        config = self.config
         for line, rec, h in parsed:
             if h in seen:
-                rejects.append(
-                    Reject(line, f"pan: duplicate PAN {rec.masked_pan} in this file "
-                                 f"(line {seen[h]})")
-                )  # fmt: skip
+                rejects.append(Reject(line, duplicate_pan(rec, seen[h])))
                 continue
             acct = accounts.get(rec.account)
-            if acct is None or acct.kind != "ccp":
-                rejects.append(Reject(line, f"account: unknown account {rec.account}"))
-                continue
-            product = self.config.products[rec.product]
-            if product.currency != acct.currency:
-                why = (
-                    f"account: currency {acct.currency:03d} differs from product "
-                    f"{rec.product}'s {product.currency:03d}"
-                )
+            why = card_account_refused(rec, acct, config)
+            if why:
                 rejects.append(Reject(line, why))
                 continue
+            assert acct is not None
             seen[h] = line
             candidates.append((line, rec, h, acct, next_id))
-            inserts.append((
-                next_id, h, rec.pan[:6], rec.pan[-4:], acct.account_id, rec.product,
-                rec.expiry, rec.service_code, rec.pan_sequence, rec.pvki, rec.pvv,
-                rec.ibm_offset, keys.pvk, keys.cvk, keys.mk_ac, rec.status.value, rec.holder,
-            ))  # fmt: skip
+            inserts.append(new_card_row(next_id, rec, h, acct, keys))
             next_id += 1
         self.db.insert_new_cards(inserts)
         present = self.db.card_ids_between(first_id, next_id - 1)
         known = [c for c in candidates if c[4] not in present]
         stored = self.db.cards_by_hash([h for _, _, h, _, _ in known]) if known else {}
-        updates: list[tuple[str, str, str, int]] = []
+        updates: list[tuple[object, ...]] = []
         accepted: list[tuple[CardRecord, StoredAccount]] = []
         for line, rec, h, acct, card_id in candidates:
             if card_id not in present:
-                why = self._card_update_refused(rec, stored[h], acct)
+                why = card_update_refused(rec, stored[h], acct, update=self.update)
                 if why:
                     rejects.append(Reject(line, why))
                     continue
-                updates.append((rec.status.value, rec.expiry, rec.holder, stored[h].card_id))
+                updates.append(card_update_row(rec, stored[h]))
             accepted.append((rec, acct))
         phones: dict[int, tuple[str, str, int]] = {}
         for rec, acct in accepted:  # in file order: the last card's phone wins
@@ -352,38 +430,7 @@ class Importer:
         self.db.update_accounts(changed)
         return len(candidates) - len(known), len(updates)
 
-    def _card_update_refused(self, rec: CardRecord, old: StoredCard, acct: StoredAccount) -> str:
-        """'' if ``rec`` may update the stored card, else the reason it is rejected."""
-        if not self.update:
-            return f"pan: duplicate PAN {rec.masked_pan}: already in the store (see --update)"
-        if old.account_id != acct.account_id:
-            return "account: the card is on another account in the store"
-        status = CardStatus(old.status)
-        if rec.status is status:
-            return ""
-        renewal = status is CardStatus.EXPIRED and rec.expiry > old.expiry
-        if renewal and rec.status in (CardStatus.DELIVERED, CardStatus.ACTIVE):
-            return ""
-        if rec.status not in ALLOWED_TRANSITIONS[status]:
-            return f"status: {status.value} -> {rec.status.value} is not allowed"
-        return ""
-
     # -- accounts ------------------------------------------------------------------------------
-    def _parse_accounts(
-        self, batch: list[RawRecord]
-    ) -> tuple[list[tuple[int, AccountRecord]], list[Reject]]:
-        rejects: list[Reject] = []
-        parsed: list[tuple[int, AccountRecord]] = []
-        for raw in batch:
-            if raw.error:
-                rejects.append(Reject(raw.line, raw.error))
-                continue
-            try:
-                parsed.append((raw.line, parse_account(raw.fields)))
-            except RecordError as exc:
-                rejects.append(Reject(raw.line, str(exc)))
-        return parsed, rejects
-
     def _accounts(
         self, parsed: list[tuple[int, AccountRecord]], rejects: list[Reject]
     ) -> tuple[int, int]:
@@ -394,18 +441,13 @@ class Importer:
         seen: dict[str, int] = {}
         for line, rec in parsed:
             if rec.account in seen:
-                rejects.append(Reject(line, f"account: duplicate account {rec.account} in this "
-                                            f"file (line {seen[rec.account]})"))  # fmt: skip
+                rejects.append(Reject(line, duplicate_account(rec, seen[rec.account])))
                 continue
             old = stored.get(rec.account)
             if old is not None:
-                if not self.update:
-                    why = f"account: duplicate account {rec.account}: already in the store"
-                    rejects.append(Reject(line, why + " (see --update)"))
-                    continue
-                if old.kind != "ccp" or old.currency != rec.currency:
-                    rejects.append(Reject(line, f"currency: account {rec.account} is in "
-                                                f"{old.currency:03d} in the store"))  # fmt: skip
+                why = account_refused(rec, old, update=self.update)
+                if why:
+                    rejects.append(Reject(line, why))
                     continue
                 updates.append((rec.holder, rec.phone or old.phone, old.account_id))
             else:

@@ -92,6 +92,30 @@ class AlertRow(NamedTuple):
     available: int = 0
 
 
+class MerchantEventRow(NamedTuple):
+    """A notification to POST to a merchant (``merchant_events``; built by
+    ``switch.merchant_notify.events``): ``body`` is the exact JSON sent, signed at send time."""
+
+    event_id: str
+    merchant_id: str
+    event_type: str
+    payment_id: str
+    body: str
+    created_at: float
+
+
+class PaymentOrderRow(NamedTuple):
+    """The merchant API's facts of a payment (``payment_orders``): its public id, the
+    merchant's order reference and metadata (a JSON object of strings)."""
+
+    txn_id: str
+    payment_id: str
+    merchant_id: str
+    order_reference: str
+    metadata: str
+    created_at: float
+
+
 class OpenHold(NamedTuple):
     """An open pre-authorization hold with what its expiry needs from the pre-authorization's
     journal row (when it was placed, under which card product and limit categories)."""
@@ -140,6 +164,25 @@ class Changes:
     on_settled: Callable[[BaseException | None], object] | None = None
     # An operator's action recorded with the change it made (``switch.operator.audit``)
     audit: list[AuditRow] = field(default_factory=list)
+    # A batch of ``switch import`` applied by a running switch (``switch.cardbase.live``)
+    cardbase: CardBaseRows | None = None
+    # Notifications to merchants (``switch.merchant_notify``): outbox rows written with the
+    # payment or order change they report, and the merchant API's order facts of a payment
+    merchant_events: list[MerchantEventRow] = field(default_factory=list)
+    payment_orders: list[PaymentOrderRow] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class CardBaseRows:
+    """New and changed cards and accounts of one import batch, with the file's progress row,
+    in the row layouts of ``switch.store.sqlite_cardbase`` (``write_cardbase_rows``): written
+    in the unit's transaction, so the batch and its progress are durable together."""
+
+    new_accounts: list[tuple[object, ...]] = field(default_factory=list)
+    account_updates: list[tuple[str, str, int]] = field(default_factory=list)
+    new_cards: list[tuple[object, ...]] = field(default_factory=list)
+    card_updates: list[tuple[object, ...]] = field(default_factory=list)
+    progress: tuple[object, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,7 @@ from switch.store.api import (
     StoreError,
 )
 from switch.store.files import prepare_sqlite_file
+from switch.store.sqlite_cardbase import write_cardbase_rows
 from switch.store.sqlite_outbox import SqliteOutbox
 
 _CARD_COLS = (
@@ -292,6 +293,9 @@ class SqliteStore:
         and under load each re-take can wait for another thread (the SMS worker, the commit
         thread) to let go of it; a few statements per batch instead of one per row.
         """
+        for c in units:  # an import batch of a running switch: before the cards' snapshots
+            if c.cardbase is not None:
+                write_cardbase_rows(conn, c.cardbase)
         _rows(
             conn,
             f"INSERT INTO journal ({_JOURNAL_COLS}) VALUES",
@@ -403,6 +407,20 @@ class SqliteStore:
             "detail) VALUES",
             6,
             [a for c in units for a in c.audit],
+        )
+        _rows(
+            conn,
+            "INSERT INTO merchant_events (event_id, merchant_id, event_type, payment_id, body, "
+            "created_at, next_attempt_at) VALUES",
+            7,
+            [(*e, e.created_at) for c in units for e in c.merchant_events],
+        )
+        _rows(
+            conn,
+            "INSERT INTO payment_orders (txn_id, payment_id, merchant_id, order_reference, "
+            "metadata, created_at) VALUES",
+            6,
+            [o for c in units for o in c.payment_orders],
         )
 
     # -- reads -------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from switch.store.api import StoreError
+from switch.store.api import CardBaseRows, StoreError
 
 _IN_CHUNK = 500
 
@@ -31,6 +31,46 @@ ACCOUNT_INSERT = (
     "INSERT INTO accounts (account_id, number, kind, holder, phone, currency, balance, held, "
     "may_go_negative) VALUES (?, ?, 'ccp', ?, ?, ?, ?, 0, 0)"
 )
+#: (status, expiry, holder, service_code, pan_sequence, pvki, pvv, ibm_offset, new_pin,
+#: card_id): what a re-import may change. A replacement card (same PAN, new expiry, new PIN
+#: data) starts with no wrong PINs counted when its PIN data changed (``new_pin`` = 1).
+CARD_UPDATE = (
+    "UPDATE cards SET status = ?, expiry = ?, holder = ?, service_code = ?, pan_sequence = ?, "
+    "pvki = ?, pvv = ?, ibm_offset = ?, pin_tries = CASE WHEN ? THEN 0 ELSE pin_tries END "
+    "WHERE card_id = ?"
+)
+ACCOUNT_UPDATE = "UPDATE accounts SET holder = ?, phone = ? WHERE account_id = ?"
+PROGRESS_UPSERT = (
+    "INSERT INTO import_progress (kind, file_sha256, file_name, next_offset, next_line, "
+    "loaded, updated, rejected, done, started_at, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kind, file_sha256) DO UPDATE "
+    "SET next_offset = excluded.next_offset, next_line = excluded.next_line, "
+    "loaded = excluded.loaded, updated = excluded.updated, rejected = excluded.rejected, "
+    "done = excluded.done, updated_at = excluded.updated_at"
+)
+
+
+def progress_row(
+    kind: str, file_sha256: str, file_name: str, p: Progress, now: float
+) -> tuple[object, ...]:
+    """``PROGRESS_UPSERT``'s parameters."""
+    return (kind, file_sha256, file_name, p.next_offset, p.next_line, p.loaded, p.updated,
+            p.rejected, int(p.done), now, now)  # fmt: skip
+
+
+def write_cardbase_rows(conn: sqlite3.Connection, rows: CardBaseRows) -> None:
+    """A running switch's import batch, inside the group commit's open transaction (the
+    store's one writer): accounts first (a new card may name a new account), then cards."""
+    if rows.new_accounts:
+        conn.executemany(ACCOUNT_INSERT, rows.new_accounts)
+    if rows.account_updates:
+        conn.executemany(ACCOUNT_UPDATE, rows.account_updates)
+    if rows.new_cards:
+        conn.executemany(CARD_INSERT, rows.new_cards)
+    if rows.card_updates:
+        conn.executemany(CARD_UPDATE, rows.card_updates)
+    if rows.progress is not None:
+        conn.execute(PROGRESS_UPSERT, rows.progress)
 
 
 class StoredCard(NamedTuple):
@@ -38,6 +78,9 @@ class StoredCard(NamedTuple):
     account_id: int
     status: str
     expiry: str
+    pvki: int
+    pvv: str
+    ibm_offset: str
 
 
 class StoredAccount(NamedTuple):
@@ -61,9 +104,18 @@ class Progress(NamedTuple):
 class SqliteCardBase:
     """Batched writes of an import into ``db_path`` (a store ``SqliteStore.open`` migrated)."""
 
-    def __init__(self, db_path: Path, *, durable: bool = True) -> None:
+    def __init__(self, db_path: Path, *, durable: bool = True, readonly: bool = False) -> None:
         # One thread at a time, but not always the same: the importer writes a batch on a
         # worker thread while the main thread checks the next one.
+        if readonly:  # a running switch's look-ups (switch.cardbase.live): it writes itself
+            self._conn = sqlite3.connect(
+                f"file:{db_path}?mode=ro", uri=True, isolation_level=None,
+                check_same_thread=False,
+            )  # fmt: skip
+            self._conn.execute("PRAGMA query_only=ON")
+            self._conn.execute("PRAGMA busy_timeout=5000")
+            self._check_migrated(db_path)
+            return
         self._conn = sqlite3.connect(
             db_path, isolation_level=None, cached_statements=256, check_same_thread=False
         )
@@ -79,6 +131,9 @@ class SqliteCardBase:
         self._conn.execute("PRAGMA busy_timeout=5000")
         # Each batch probes the UNIQUE indexes at random places (PAN hashes): keep them cached.
         self._conn.execute("PRAGMA cache_size=-262144")  # 256 MiB, whatever the file's size
+        self._check_migrated(db_path)
+
+    def _check_migrated(self, db_path: Path) -> None:
         cols = {str(r[1]) for r in self._conn.execute("PRAGMA table_info(import_progress)")}
         if not cols:
             raise StoreError(f"{db_path}: no import_progress table (store not migrated)")
@@ -113,16 +168,7 @@ class SqliteCardBase:
         self, kind: str, file_sha256: str, file_name: str, p: Progress, now: float
     ) -> None:
         """Inside the batch's transaction: where the next run must resume."""
-        self._conn.execute(
-            "INSERT INTO import_progress (kind, file_sha256, file_name, next_offset, next_line, "
-            "loaded, updated, rejected, done, started_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kind, file_sha256) DO UPDATE "
-            "SET next_offset = excluded.next_offset, next_line = excluded.next_line, "
-            "loaded = excluded.loaded, updated = excluded.updated, rejected = excluded.rejected, "
-            "done = excluded.done, updated_at = excluded.updated_at",
-            (kind, file_sha256, file_name, p.next_offset, p.next_line, p.loaded, p.updated,
-             p.rejected, int(p.done), now, now),
-        )  # fmt: skip
+        self._conn.execute(PROGRESS_UPSERT, progress_row(kind, file_sha256, file_name, p, now))
 
     # -- reads (inside the batch's transaction, so they see what it wrote) -------------------
     def _in(self, sql: str, keys: Sequence[object]) -> Iterable[tuple[Any, ...]]:
@@ -132,12 +178,14 @@ class SqliteCardBase:
 
     def cards_by_hash(self, pan_hashes: Sequence[bytes]) -> dict[bytes, StoredCard]:
         out: dict[bytes, StoredCard] = {}
-        for h, cid, aid, st, exp in self._in(
-            "SELECT pan_hash, card_id, account_id, status, expiry FROM cards "
-            "WHERE pan_hash IN ({})",
+        for h, cid, aid, st, exp, pvki, pvv, off in self._in(
+            "SELECT pan_hash, card_id, account_id, status, expiry, pvki, pvv, ibm_offset "
+            "FROM cards WHERE pan_hash IN ({})",
             pan_hashes,
         ):
-            out[bytes(h)] = StoredCard(int(cid), int(aid), str(st), str(exp))
+            out[bytes(h)] = StoredCard(
+                int(cid), int(aid), str(st), str(exp), int(pvki), str(pvv), str(off)
+            )
         return out
 
     def accounts_by_number(self, numbers: Sequence[str]) -> dict[str, StoredAccount]:
@@ -171,17 +219,13 @@ class SqliteCardBase:
         )
         return {int(r[0]) for r in rows}
 
-    def update_cards(self, rows: Sequence[tuple[str, str, str, int]]) -> None:
-        """(status, expiry, holder, card_id): the fields a re-import may change."""
-        self._conn.executemany(
-            "UPDATE cards SET status = ?, expiry = ?, holder = ? WHERE card_id = ?", rows
-        )
+    def update_cards(self, rows: Sequence[tuple[object, ...]]) -> None:
+        """``CARD_UPDATE`` rows: the fields a re-import may change."""
+        self._conn.executemany(CARD_UPDATE, rows)
 
     def insert_accounts(self, rows: Sequence[tuple[object, ...]]) -> None:
         self._conn.executemany(ACCOUNT_INSERT, rows)
 
     def update_accounts(self, rows: Sequence[tuple[str, str, int]]) -> None:
         """(holder, phone, account_id); never the balance: the ledger owns it once loaded."""
-        self._conn.executemany(
-            "UPDATE accounts SET holder = ?, phone = ? WHERE account_id = ?", rows
-        )
+        self._conn.executemany(ACCOUNT_UPDATE, rows)
