@@ -1,0 +1,198 @@
+"""The notification a merchant receives: event types, payment statuses and the JSON body.
+
+Body (UTF-8 JSON object, keys in this order; README "Merchant notifications")::
+
+    {"event_id": "evt_...", "type": "payment.paid", "created_at": "2026-12-03T09:00:00.000Z",
+     "merchant_id": "M-ECOM-001", "payment_id": "pay_...", "original_payment_id": "",
+     "order_id": "", "order_reference": "CMD-1001", "operation": "sale",
+     "status": "captured", "amount": 250000, "currency": 12, "response_code": "00",
+     "auth_code": "123456", "masked_pan": "628058******1234", "metadata": {"cart": "42"}}
+
+``amount`` is in minor units (centimes), ``currency`` ISO 4217 numeric; ``payment_id`` is the
+operation the event reports (a refund's own id), ``original_payment_id`` the payment it refers
+to (empty for a sale or authorization); ``order_id`` is the gateway's order id (empty for a
+gRPC payment), ``order_reference`` the merchant's own. Never a full PAN: ``build_event``
+refuses one.
+
+Rows built here go into ``Changes.merchant_events`` of the unit that makes the change they
+report, so the event exists if and only if the change is durable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+from collections.abc import Mapping
+
+from switch.merchant_notify.ids import new_event_id
+from switch.store.api import MerchantEventRow
+
+
+class EventType(enum.StrEnum):
+    PAID = "payment.paid"  # a sale, capture or bill payment approved: the money is taken
+    AUTHORIZED = "payment.authorized"  # a pre-authorization approved: a hold, not yet paid
+    DECLINED = "payment.declined"  # a sale or pre-authorization refused by the issuer
+    REVERSED = "payment.reversed"  # a void or reversal approved: the payment is cancelled
+    REFUNDED = "payment.refunded"  # a refund approved (full or partial)
+
+
+class PaymentStatus(enum.StrEnum):
+    """Where a payment stands (gRPC ``PaymentStatus`` and the body's ``status``)."""
+
+    AUTHORIZED = "authorized"
+    CAPTURED = "captured"
+    VOIDED = "voided"
+    REFUNDED = "refunded"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    DECLINED = "declined"
+
+
+MAX_METADATA_ENTRIES = 20
+MAX_METADATA_KEY = 40
+MAX_METADATA_VALUE = 500
+
+
+def _utc(seconds: float) -> str:
+    when = dt.datetime.fromtimestamp(seconds, dt.UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def _check_masked(masked_pan: str) -> None:
+    digits = sum(ch.isdigit() for ch in masked_pan)
+    if digits > 10:  # first 6 + last 4 at most
+        raise ValueError("masked_pan: more than first 6 / last 4 digits (never a full PAN)")
+
+
+def build_event(
+    *,
+    merchant_id: str,
+    event_type: EventType,
+    payment_id: str,
+    status: PaymentStatus,
+    amount: int,
+    currency: int,
+    response_code: str,
+    masked_pan: str,
+    created_at: float,
+    order_id: str = "",
+    order_reference: str = "",
+    original_payment_id: str = "",
+    operation: str = "",
+    auth_code: str = "",
+    metadata: Mapping[str, str] | None = None,
+    event_id: str | None = None,
+) -> MerchantEventRow:
+    """One notification row, ready for ``Changes.merchant_events``.
+
+    For GATEWAY (``switch/gateway``): a payment the gateway makes through
+    ``core.authorize`` inside ``switch.merchant_notify.recorder.payment_order(...)`` gets its
+    event from the recorder (same commit as the journal row); call this only for an order
+    change the core does not journal (for example an order declined after too many tries),
+    append the row to the ``Changes`` that records that change, and commit them together.
+    ``created_at`` is the time of the change (epoch seconds, the core's clock). Raises
+    ``ValueError`` on a PAN that is not masked or a negative amount.
+    """
+    if amount < 0:
+        raise ValueError("amount: must not be negative")
+    if not merchant_id:
+        raise ValueError("merchant_id: required")
+    _check_masked(masked_pan)
+    eid = event_id or new_event_id()
+    doc = {
+        "event_id": eid,
+        "type": str(event_type),
+        "created_at": _utc(created_at),
+        "merchant_id": merchant_id,
+        "payment_id": payment_id,
+        "original_payment_id": original_payment_id,
+        "order_id": order_id,
+        "order_reference": order_reference,
+        "operation": operation,
+        "status": str(status),
+        "amount": int(amount),
+        "currency": int(currency),
+        "response_code": response_code,
+        "auth_code": auth_code,
+        "masked_pan": masked_pan,
+        "metadata": dict(metadata or {}),
+    }
+    body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+    return MerchantEventRow(
+        eid, merchant_id, str(event_type), payment_id or order_id, body, created_at
+    )
+
+
+# -- what a journal row means for the merchant ---------------------------------------------------
+_APPROVED_TYPE = {
+    "purchase": EventType.PAID,
+    "completion": EventType.PAID,
+    "bill_payment": EventType.PAID,
+    "preauth": EventType.AUTHORIZED,
+    "void": EventType.REVERSED,
+    "reversal": EventType.REVERSED,
+    "refund": EventType.REFUNDED,
+}
+_DECLINE_NOTIFIED = frozenset({"purchase", "preauth", "bill_payment"})
+
+
+def event_type_for(txn_type: str, approved: bool) -> EventType | None:
+    """The event a journal row of ``txn_type`` raises, or ``None`` (not a merchant's concern:
+    a declined refund changes nothing, a transfer is not a merchant payment)."""
+    if approved:
+        return _APPROVED_TYPE.get(txn_type)
+    return EventType.DECLINED if txn_type in _DECLINE_NOTIFIED else None
+
+
+def payment_status(
+    txn_type: str,
+    approved: bool,
+    amount: int,
+    *,
+    captured: int = 0,
+    refunded: int = 0,
+    reversed_: int = 0,
+    refund_total: int | None = None,
+) -> PaymentStatus:
+    """A payment's status from its journal row and what later operations moved.
+
+    For a sale or authorization: declined; voided once its amount is given back; refunded /
+    partially refunded; captured (a sale, or an authorization with a capture); else
+    authorized. For a follow-up row (capture, void, refund) the status its own operation set;
+    a refund is partial when ``refund_total`` (everything refunded so far) is below what was
+    captured, given as ``captured``.
+    """
+    if not approved:
+        return PaymentStatus.DECLINED
+    if txn_type in ("void", "reversal"):
+        return PaymentStatus.VOIDED
+    if txn_type == "refund":
+        if refund_total is not None and 0 < captured and refund_total < captured:
+            return PaymentStatus.PARTIALLY_REFUNDED
+        return PaymentStatus.REFUNDED
+    if txn_type == "completion":
+        return PaymentStatus.CAPTURED
+    taken = amount if txn_type != "preauth" else captured
+    if reversed_ >= amount > 0:
+        return PaymentStatus.VOIDED
+    if refunded > 0:
+        return PaymentStatus.REFUNDED if refunded >= taken else PaymentStatus.PARTIALLY_REFUNDED
+    if txn_type == "preauth":
+        return PaymentStatus.CAPTURED if captured > 0 else PaymentStatus.AUTHORIZED
+    return PaymentStatus.CAPTURED
+
+
+def check_metadata(metadata: Mapping[str, str]) -> str | None:
+    """Why ``metadata`` is not acceptable (a message naming the entry), or ``None``."""
+    if len(metadata) > MAX_METADATA_ENTRIES:
+        return f"metadata: at most {MAX_METADATA_ENTRIES} entries"
+    for key, value in metadata.items():
+        if not key or len(key) > MAX_METADATA_KEY or not key.isprintable():
+            shown = key[:MAX_METADATA_KEY]
+            return f"metadata: key {shown!r} must be 1..{MAX_METADATA_KEY} printable characters"
+        if len(value) > MAX_METADATA_VALUE or not value.isprintable():
+            return (
+                f"metadata[{key!r}]: value must be at most {MAX_METADATA_VALUE} printable "
+                "characters"
+            )
+    return None

@@ -1,0 +1,65 @@
+"""Identifiers a merchant sees: event ids and payment ids that do not reveal volume.
+
+The journal's ``txn_id`` is a 12-digit sequence: handing it to merchants would tell each one
+how many transactions the whole switch processed between two of its own payments. A merchant
+instead gets ``pay_`` + 26 base32 characters of HMAC-SHA256(payment-id key, txn_id) (128
+bits): stable (the same txn always maps to the same id, so nothing but the key is needed to
+compute it) and, without the key, unrelated to the sequence. The key is derived (HKDF, its own
+label) from the state directory's ``pan.key``, like the SMS sealing key, so every process of
+one switch computes the same ids. ``payment_orders`` maps the id back to the txn.
+
+Event ids are random (``evt_`` + 128 random bits): an event is a delivery, not a payment, and
+the merchant uses the id only to drop a repeat.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+from pathlib import Path
+
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+PAYMENT_PREFIX = "pay_"
+EVENT_PREFIX = "evt_"
+_ID_LEN = 26  # base32 characters of 16 bytes, unpadded
+_ALPHABET = frozenset("abcdefghijklmnopqrstuvwxyz234567")
+_LABEL = b"switch/merchant_notify: payment ids, HMAC-SHA256, v1"
+
+
+def _b32(raw: bytes) -> str:
+    return base64.b32encode(raw).decode("ascii").rstrip("=").lower()
+
+
+def new_event_id() -> str:
+    """A fresh random event id (``evt_`` + 26 lowercase base32 characters)."""
+    return EVENT_PREFIX + _b32(os.urandom(16))
+
+
+def is_public_id(value: str, prefix: str = PAYMENT_PREFIX) -> bool:
+    """True if ``value`` has the shape of an id this module makes (not that it exists)."""
+    body = value[len(prefix) :]
+    return value.startswith(prefix) and len(body) == _ID_LEN and set(body) <= _ALPHABET
+
+
+class PaymentIds:
+    """Maps journal txn ids to merchant-facing payment ids under one key."""
+
+    def __init__(self, switch_secret: bytes) -> None:
+        if len(switch_secret) < 16:
+            raise ValueError("switch secret must be at least 16 bytes")
+        self._key = HKDF(algorithm=SHA256(), length=32, salt=None, info=_LABEL).derive(
+            switch_secret
+        )
+
+    @classmethod
+    def for_state_dir(cls, state_dir: Path) -> PaymentIds:
+        """The ids of a state directory (its ``pan.key``, created by ``SwitchCore.open``)."""
+        return cls(bytes.fromhex((Path(state_dir) / "pan.key").read_text("ascii").strip()))
+
+    def public(self, txn_id: str) -> str:
+        digest = hmac.new(self._key, txn_id.encode("ascii"), hashlib.sha256).digest()
+        return PAYMENT_PREFIX + _b32(digest[:16])

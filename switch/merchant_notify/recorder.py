@@ -1,0 +1,228 @@
+"""Payments become notifications and order rows in the same commit as their journal row.
+
+The core builds one ``Changes`` unit per authorization and submits it to its store. The
+recorder sits between the two (``attach(core, recorder)`` wraps the pipeline's store in
+``RecordingStore``): for each unit with a journal row of a merchant, before the unit is
+queued for the group commit, it appends
+
+* a ``payment_orders`` row (public payment id, order reference, metadata) when the caller
+  declared the payment with ``payment_order(...)`` (the gRPC servicers and the gateway do);
+* a ``merchant_events`` row when the merchant has an enabled callback and the row is one a
+  merchant is told about (``events.event_type_for``: paid, authorized, declined, reversed,
+  refunded) -- whichever way the payment came (gRPC, gateway, ISO 8583, hold expiry).
+
+So the event is durable exactly when the payment is: no payment without its notification, no
+notification of a payment that was never committed. Nothing here does I/O on the payment path:
+the set of merchants with callbacks is a snapshot refreshed every ``refresh_s`` seconds.
+
+How a caller declares an order (GATEWAY: around ``core.authorize`` in ``confirmOrder.do``,
+``deposit.do``, ``reverse.do``, ``refund.do``)::
+
+    order = PaymentOrder(merchant_id, order_reference="CMD-1", order_id=gw_order_id,
+                         metadata={"udf1": "..."}, original_payment_id=..., taken=..., refunded=...)
+    with payment_order(order):
+        result = await core.authorize(req)
+    order.payment_id   # "pay_...": the public id of the journal row, None if nothing committed
+
+The context is a ``contextvars.ContextVar``: it is seen by the ``submit`` the core makes in the
+same task, never by another request's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+from switch.merchant_notify.events import build_event, event_type_for, payment_status
+from switch.merchant_notify.ids import PaymentIds
+from switch.store.api import Changes, JournalRow, PaymentOrderRow, Store
+
+if TYPE_CHECKING:
+    from switch.core.service import SwitchCore
+
+log = logging.getLogger(__name__)
+
+_OPERATION = {
+    "purchase": "sale",
+    "preauth": "authorization",
+    "completion": "capture",
+    "void": "void",
+    "reversal": "reversal",
+    "refund": "refund",
+    "bill_payment": "bill_payment",
+}
+
+
+@dataclass(slots=True)
+class PaymentOrder:
+    """What the caller knows about a payment the core does not journal.
+
+    For a follow-up (capture, void, refund) give the original's ``original_payment_id`` and
+    its ``order_reference`` / ``order_id`` / ``metadata`` (they carry over), and for a refund
+    ``taken`` (captured amount) and ``refunded`` (refunded before this one), so the event can
+    say refunded or partially refunded. ``txn_id`` / ``payment_id`` are filled in when the
+    core submits the payment's unit."""
+
+    merchant_id: str
+    order_reference: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    order_id: str = ""
+    original_payment_id: str = ""
+    taken: int = 0
+    refunded: int = 0
+    txn_id: str | None = None
+    payment_id: str | None = None
+
+
+_CURRENT: contextvars.ContextVar[PaymentOrder | None] = contextvars.ContextVar(
+    "switch_payment_order", default=None
+)
+
+
+@contextmanager
+def payment_order(order: PaymentOrder) -> Iterator[PaymentOrder]:
+    """Declare ``order`` for the ``core.authorize`` awaited inside the block."""
+    token = _CURRENT.set(order)
+    try:
+        yield order
+    finally:
+        _CURRENT.reset(token)
+
+
+class EventRecorder:
+    """Decorates the core's units (see the module docstring)."""
+
+    def __init__(
+        self,
+        ids: PaymentIds,
+        enabled_merchants: Callable[[], frozenset[str]],
+        *,
+        refresh_s: float = 5.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``enabled_merchants`` reads the ids of merchants with an enabled callback
+        (``SqliteMerchantOutbox.enabled_merchants``); it runs at most every ``refresh_s``."""
+        self.ids = ids
+        self._load = enabled_merchants
+        self.refresh_s = refresh_s
+        self._monotonic = monotonic
+        self._enabled: frozenset[str] = frozenset()
+        self._loaded_at: float | None = None
+
+    def refresh(self) -> None:
+        """Re-read the merchants with callbacks now (after a configuration change)."""
+        self._enabled = self._load()
+        self._loaded_at = self._monotonic()
+
+    def enabled(self, merchant_id: str) -> bool:
+        """True if ``merchant_id`` has an enabled callback (as of the last refresh)."""
+        now = self._monotonic()
+        if self._loaded_at is None or now - self._loaded_at >= self.refresh_s:
+            try:
+                self.refresh()
+            except Exception:  # keep the last snapshot; payments must not fail for this
+                log.exception("could not read the merchant callbacks; using the last snapshot")
+                self._loaded_at = now
+        return merchant_id in self._enabled
+
+    def decorate(self, ch: Changes) -> None:
+        """Append the order row and the event of ``ch``'s journal row, if any."""
+        j = ch.journal
+        if j is None or j.refused or not j.merchant_id:
+            return
+        order = _CURRENT.get()
+        if order is not None and (order.merchant_id != j.merchant_id or order.txn_id is not None):
+            order = None  # not this unit's (another merchant's, or already used)
+        if order is not None:
+            order.txn_id = j.txn_id
+            order.payment_id = self.ids.public(j.txn_id)
+            ch.payment_orders.append(
+                PaymentOrderRow(
+                    j.txn_id,
+                    order.payment_id,
+                    j.merchant_id,
+                    order.order_reference,
+                    json.dumps(order.metadata, separators=(",", ":"), ensure_ascii=False),
+                    j.created_at,
+                )
+            )
+        approved = j.response_code == "00"
+        event_type = event_type_for(j.txn_type, approved)
+        if event_type is None or not self.enabled(j.merchant_id):
+            return
+        ch.merchant_events.append(self._event(j, approved, event_type, order))
+
+    def _event(
+        self, j: JournalRow, approved: bool, event_type: Any, order: PaymentOrder | None
+    ) -> Any:
+        refund_total = None
+        taken = 0
+        if order is not None and j.txn_type == "refund":
+            taken, refund_total = order.taken, order.refunded + j.amount
+        return build_event(
+            merchant_id=j.merchant_id,
+            event_type=event_type,
+            payment_id=order.payment_id or j.txn_id if order is not None else j.txn_id,
+            status=payment_status(
+                j.txn_type, approved, j.amount, captured=taken, refund_total=refund_total
+            ),
+            amount=j.amount,
+            currency=j.currency,
+            response_code=j.response_code,
+            masked_pan=j.masked_pan,
+            created_at=j.created_at,
+            order_id=order.order_id if order is not None else "",
+            order_reference=order.order_reference if order is not None else "",
+            original_payment_id=(
+                order.original_payment_id if order is not None else j.original_txn_id or ""
+            ),
+            operation=_OPERATION.get(j.txn_type, j.txn_type),
+            auth_code=j.auth_code or "",
+            metadata=order.metadata if order is not None else None,
+        )
+
+
+class RecordingStore:
+    """A ``Store`` that lets ``decorate`` add rows to each unit before the real store queues
+    it; everything else is the wrapped store's. A failure of ``decorate`` is logged and the
+    unit goes on without its extra rows: a notification bug must not refuse a payment."""
+
+    def __init__(self, inner: Store, decorate: Callable[[Changes], None]) -> None:
+        self.inner = inner
+        self._decorate = decorate
+
+    def _apply(self, changes: Changes) -> None:
+        try:
+            self._decorate(changes)
+        except Exception:
+            changes.merchant_events.clear()
+            changes.payment_orders.clear()
+            log.exception("merchant notification rows could not be built; unit committed without")
+
+    def submit(self, changes: Changes) -> asyncio.Future[None]:
+        self._apply(changes)
+        return self.inner.submit(changes)
+
+    async def commit(self, changes: Changes) -> None:
+        await self.submit(changes)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def attach(core: SwitchCore, recorder: EventRecorder) -> None:
+    """Route the core's units through ``recorder`` (once per core; see the module docstring).
+
+    The one place that reaches into the core: its pipeline's ``store`` attribute, which every
+    journaled unit goes through (``Pipeline.submit``)."""
+    pipeline = core._p  # the pipeline has no public hook for this yet
+    if isinstance(pipeline.store, RecordingStore):
+        raise ValueError("a recorder is already attached to this core")
+    pipeline.store = cast(Store, RecordingStore(pipeline.store, recorder.decorate))
