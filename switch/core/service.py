@@ -111,6 +111,7 @@ from switch.notify.messages import render_alert
 from switch.notify.reseal import seal_clear_otp_alerts
 from switch.notify.sealing import AlertSeal
 from switch.observe.telemetry import Telemetry
+from switch.store import SwitchStore, open_store
 from switch.store.api import (
     AlertRow,
     AuditRow,
@@ -120,7 +121,6 @@ from switch.store.api import (
     OriginalSummary,
 )
 from switch.store.files import secure_state_dir
-from switch.store.sqlite import SqliteStore
 
 
 class CoreError(ValueError):
@@ -200,7 +200,7 @@ def _load_or_create_secret(path: Path) -> bytes:
     return key
 
 
-def _ensure_internal_accounts(store: SqliteStore) -> None:
+def _ensure_internal_accounts(store: SwitchStore) -> None:
     """The shared GL accounts every ledger needs (a store created without demo data)."""
     # by number (its unique index): a scan of kind would read every cardholder's account
     codes = (GL_FEES, GL_INTERBANK_ATM, GL_INTERBANK_POS)
@@ -216,7 +216,7 @@ def _ensure_internal_accounts(store: SqliteStore) -> None:
 
 
 class SwitchCore:
-    def __init__(self, pipeline: Pipeline, store: SqliteStore, hsm: HsmClient) -> None:
+    def __init__(self, pipeline: Pipeline, store: SwitchStore, hsm: HsmClient) -> None:
         self._p = pipeline
         self.store = store
         # every HSM call and store commit is timed, every answer counted and traced
@@ -238,7 +238,10 @@ class SwitchCore:
         config: SwitchConfig | None = None,
         clock: Callable[[], float] = time.time,
         cache_size: int = DEFAULT_CAPACITY,
+        store_spec: str | None = None,
     ) -> SwitchCore:
+        """``store_spec``: ``--store`` (a PostgreSQL URL or a SQLite file; default
+        ``state_dir/switch.db``); the keys stay in ``state_dir`` either way."""
         from switch.hsm.inprocess import InProcessHsm
         from switch.hsm.lmk import Lmk
 
@@ -249,7 +252,7 @@ class SwitchCore:
         if hsm is None:
             hsm = InProcessHsm(lmk)
         pan_key = _load_or_create_secret(state_dir / "pan.key")
-        store = SqliteStore(state_dir / "switch.db", durable=durable)
+        store = open_store(store_spec, state_dir, durable=durable)
         try:
             await store.open()
         except BaseException:

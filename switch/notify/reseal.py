@@ -18,13 +18,13 @@ import logging
 
 from switch.notify.messages import clear_otp_text
 from switch.notify.sealing import PREFIX, AlertSeal
-from switch.store.sqlite import SqliteStore
+from switch.store import SwitchStore
 
 SETTING = "alerts.otp_codes_sealed"
 log = logging.getLogger("switch.notify.reseal")
 
 
-def seal_clear_otp_alerts(store: SqliteStore, seal: AlertSeal) -> tuple[int, int]:
+def seal_clear_otp_alerts(store: SwitchStore, seal: AlertSeal) -> tuple[int, int]:
     """Seal the unsent clear OTP texts of ``store`` and redact the sent ones, once per store;
     ``(sealed, redacted)``."""
     if store.setting(SETTING) is not None:

@@ -1,1 +1,65 @@
-"""Storage: one interface, SQLite (embedded default) and PostgreSQL backends."""
+"""Storage: one interface, SQLite (embedded default) and PostgreSQL backends.
+
+``open_store(spec, state_dir)`` picks the backend from what ``--store`` says: a
+``postgresql://`` (or ``postgres://``) URL is a PostgreSQL database; nothing, or a file path,
+is the embedded SQLite store (``state_dir/switch.db`` by default). The PostgreSQL backend is
+imported only when asked for, so the default start-up does not load its drivers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
+
+if TYPE_CHECKING:
+    from switch.store.postgres import PostgresStore
+    from switch.store.sqlite import SqliteStore
+
+#: Either backend (a string alias: neither module is imported at run time for it)
+SwitchStore: TypeAlias = "SqliteStore | PostgresStore"
+
+DB_NAME = "switch.db"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres(spec: str | None) -> bool:
+    """True for a PostgreSQL URL (the scheme decides, in any case)."""
+    return spec is not None and spec.strip().lower().startswith(POSTGRES_SCHEMES)
+
+
+def check_store_spec(spec: str) -> str:
+    """``--store``'s argparse type: a PostgreSQL URL with a host and a database, or a path."""
+    from urllib.parse import urlsplit
+
+    text = spec.strip()
+    if not text:
+        raise ValueError("--store: empty (give postgresql://user@host:port/db or a file path)")
+    if "://" in text and not is_postgres(text):
+        raise ValueError(
+            f"--store {text.split('://')[0]}://...: unknown scheme (postgresql:// or a path)"
+        )
+    if is_postgres(text):
+        parts = urlsplit(text)
+        if not parts.hostname or parts.path in ("", "/"):
+            raise ValueError(
+                "--store: a PostgreSQL URL needs a host and a database: "
+                "postgresql://user@host:port/db"
+            )
+        try:
+            parts.port  # noqa: B018 -- raises on a non-numeric port
+        except ValueError:
+            raise ValueError("--store: the PostgreSQL URL's port is not a number") from None
+    return text
+
+
+def open_store(spec: str | None, state_dir: Path, *, durable: bool = True) -> SwitchStore:
+    """The store ``spec`` names (not opened yet: ``await store.open()``)."""
+    if is_postgres(spec):
+        from switch.store.postgres import PostgresStore
+
+        assert spec is not None
+        return PostgresStore(spec.strip(), durable=durable)
+    from switch.store.sqlite import SqliteStore
+
+    path = Path(spec) if spec else Path(state_dir) / DB_NAME
+    return SqliteStore(path, durable=durable)

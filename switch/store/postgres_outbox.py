@@ -1,0 +1,92 @@
+"""The SMS alert outbox on its own PostgreSQL connection (the ``SqliteOutbox`` counterpart).
+
+The delivery worker calls it from its own thread (``AlertOutbox`` is a blocking contract), so
+it has a blocking psycopg connection of its own, behind a lock, in autocommit: each write is
+one statement, one transaction, durable (``synchronous_commit`` on) before it returns, so a
+``sent`` mark survives a crash and an SMS is not resent after one. The SQL is the SQLite
+outbox's: same columns, same order of claims, the text rendered here when the core stored
+only the posting's facts.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from switch.notify.messages import render_alert
+from switch.notify.outbox import Alert
+from switch.store.api import StoreError
+
+
+class PostgresOutbox:
+    """``AlertOutbox`` over the (migrated) database at ``url``."""
+
+    def __init__(self, url: str, *, durable: bool = True) -> None:
+        self._lock = threading.Lock()
+        try:
+            self._conn: psycopg.Connection[tuple[Any, ...]] | None = psycopg.connect(
+                url, autocommit=True, options=f"-c synchronous_commit={'on' if durable else 'off'}"
+            )
+        except psycopg.Error as exc:
+            raise StoreError(f"alert outbox: cannot connect to PostgreSQL ({exc})") from None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _open(self) -> psycopg.Connection[tuple[Any, ...]]:
+        if self._conn is None:
+            raise StoreError("alert outbox is closed")
+        return self._conn
+
+    def claim_due_alerts(self, now: float, limit: int) -> list[Alert]:
+        """Pending alerts due at ``now``, longest due first (``alerts_due`` index order)."""
+        with self._lock:
+            rows = (
+                self._open()
+                .execute(
+                    "SELECT alert_id, msisdn, text, attempts, kind, masked_pan, amount, currency, "
+                    "place, available, created_at FROM alerts WHERE status = 'pending' "
+                    "AND next_attempt_at <= %s ORDER BY next_attempt_at, alert_id LIMIT %s",
+                    (now, limit),
+                )
+                .fetchall()
+            )
+        out = []
+        for alert_id, msisdn, text, attempts, kind, masked, amount, cur, place, avail, at in rows:
+            if not text:
+                when = datetime.fromtimestamp(at, UTC)
+                text = render_alert(kind, masked, amount, cur, place, when, avail)
+            out.append(Alert(int(alert_id), str(msisdn), str(text), int(attempts)))
+        return out
+
+    def mark_alerts_sent(self, sent: Sequence[tuple[int, str]], now: float) -> None:
+        if not sent:
+            return
+        self._tx_many(
+            "UPDATE alerts SET status = 'sent', carrier_id = %s, attempts = attempts + 1 "
+            "WHERE alert_id = %s",
+            [(carrier_id, alert_id) for alert_id, carrier_id in sent],
+        )
+
+    def mark_alert_failed(
+        self, alert_id: int, error: str, next_attempt_at: float, give_up: bool
+    ) -> None:
+        self._tx_many(
+            "UPDATE alerts SET attempts = attempts + 1, last_error = %s, next_attempt_at = %s, "
+            "status = %s WHERE alert_id = %s",
+            [(error[:500], next_attempt_at, "parked" if give_up else "pending", alert_id)],
+        )
+
+    def _tx_many(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
+        """One statement over ``rows`` in one transaction (one commit for a whole batch)."""
+        with self._lock:
+            conn = self._open()
+            with conn.transaction(), conn.cursor() as cur:
+                cur.executemany(sql, rows)
