@@ -33,7 +33,9 @@ from switch.cardbase.importer import (
 )
 from switch.cardbase.keys import KeysError, check_values, load_keys
 from switch.cardbase.reader import FormatError
+from switch.cardbase.via_switch import LIVE_BATCH, import_via_switch
 from switch.config import ConfigError, SwitchConfig, load_config
+from switch.operator.cli_common import connection_options
 
 USAGE_ERROR = 2
 INTERRUPTED = 130  # as a shell reports a SIGINT
@@ -60,8 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             action="store_true",
             help="a record whose PAN / account exists updates it (else: rejected)",
         )
-        p.add_argument("--batch-size", type=_positive, default=DEFAULT_BATCH,
-                       help=f"records per transaction (default {DEFAULT_BATCH})")  # fmt: skip
+        p.add_argument("--batch-size", type=_positive, default=None,
+                       help=f"records per transaction (default {DEFAULT_BATCH}; through a "
+                            f"running switch {LIVE_BATCH})")  # fmt: skip
         p.add_argument("--no-fsync", action="store_true", help=argparse.SUPPRESS)
         if what == "cards":
             p.add_argument(
@@ -76,6 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 default=None,
                 help="tcp://host:port to check the keys (default: state_dir/lmk.json)",
             )
+        # while a switch runs on the state directory the import goes through its operator API
+        connection_options(p, timeout=120.0)
 
 
 def _positive(text: str) -> int:
@@ -115,8 +120,8 @@ def main(args: argparse.Namespace) -> int:
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds pan.key, the LMK
     try:
         lock = _lock_state_dir(state_dir)
-    except CoreError:
-        return _fail(f"state_dir: {state_dir} is in use by a running switch; stop it first")
+    except CoreError:  # a switch runs on it: it applies the records itself
+        return import_via_switch(args, path, fmt, size, keys, file_sha256(path))
     try:
         return _import_locked(args, path, fmt, size, state_dir, config, keys,
                               _load_or_create_secret(state_dir / "pan.key"))  # fmt: skip
@@ -155,7 +160,7 @@ def _import_locked(
     try:
         importer = Importer(
             db, kind=args.what, update=args.update, config=config or load_config(),
-            pan_key=pan_key, keys=keys, batch_size=args.batch_size,
+            pan_key=pan_key, keys=keys, batch_size=args.batch_size or DEFAULT_BATCH,
         )  # fmt: skip
         started = time.monotonic()
         digest = file_sha256(path)

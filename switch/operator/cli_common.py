@@ -40,6 +40,14 @@ M = TypeVar("M", bound=Message)
 def common_options() -> argparse.ArgumentParser:
     """Options every leaf command takes (``switch card block --pan ... --json``)."""
     p = argparse.ArgumentParser(add_help=False)
+    connection_options(p)
+    p.add_argument("--json", action="store_true", help="print the answer as JSON")
+    return p
+
+
+def connection_options(p: argparse.ArgumentParser, timeout: float = 10.0) -> None:
+    """Target, credentials, deadline and TLS of the operator API (``switch import`` takes
+    them too, for a switch that is running)."""
     g = p.add_argument_group("connection")
     g.add_argument(
         "--target", default=os.environ.get("SWITCH_GRPC", DEFAULT_TARGET),
@@ -50,13 +58,18 @@ def common_options() -> argparse.ArgumentParser:
         "--operator-key", default=None, help="default: $SWITCH_OPERATOR_KEY (prefer the env)"
     )
     g.add_argument(
-        "--timeout", type=ascii_seconds, default=10.0, help="seconds to wait for the answer"
+        "--timeout", type=ascii_seconds, default=timeout, help="seconds to wait for an answer"
     )
     g.add_argument("--tls-ca", type=Path, help="CA of the server certificate (enables TLS)")
     g.add_argument("--tls-cert", type=Path, help="our client certificate, for mutual TLS")
     g.add_argument("--tls-key", type=Path, help="its private key (PEM, unencrypted)")
-    p.add_argument("--json", action="store_true", help="print the answer as JSON")
-    return p
+
+
+def credentials(args: argparse.Namespace) -> tuple[str, str]:
+    """(operator id, key) from the flags or the environment; ('', '') parts when missing."""
+    operator_id = args.operator_id or os.environ.get("SWITCH_OPERATOR_ID", "")
+    key = args.operator_key or os.environ.get("SWITCH_OPERATOR_KEY", "")
+    return operator_id, key
 
 
 def pan_argument(text: str) -> str:
@@ -103,8 +116,7 @@ def run(
     text: Callable[[M], str],
 ) -> int:
     """Connect, make ``call``, print its answer (``--json`` or ``text``); the exit status."""
-    operator_id = args.operator_id or os.environ.get("SWITCH_OPERATOR_ID", "")
-    key = args.operator_key or os.environ.get("SWITCH_OPERATOR_KEY", "")
+    operator_id, key = credentials(args)
     if not operator_id or not key:
         print(
             f"{what}: --operator-id and --operator-key (or SWITCH_OPERATOR_ID/"

@@ -94,3 +94,12 @@ class OperatorClient(CredentialedClient):
     async def get_account(self, account_number: str) -> opb.AccountInfo:
         req = opb.GetAccountRequest(account_number=account_number)
         return await self._call(self.stub.GetAccount, req, opb.AccountInfo)
+
+    # -- the card base import of a running switch (switch import cards|accounts) ------------
+    async def import_progress(self, kind: str, file: opb.ImportFile) -> opb.ImportProgress:
+        req = opb.ImportProgressRequest(kind=kind, file=file)
+        return await self._call(self.stub.GetImportProgress, req, opb.ImportProgress)
+
+    async def import_batch(self, kind: str, batch: opb.ImportBatch) -> opb.ImportBatchResult:
+        method = self.stub.ImportCards if kind == "cards" else self.stub.ImportAccounts
+        return await self._call(method, batch, opb.ImportBatchResult)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import grpc
 
+from switch.cardbase.live import LiveImport
 from switch.core.service import SwitchCore
 from switch.gen.switch.v1 import operator_pb2, operator_pb2_grpc
 from switch.operator.keys import OperatorKeys
@@ -17,6 +18,16 @@ SERVICE_NAME: str = operator_pb2.DESCRIPTOR.services_by_name["Operator"].full_na
 
 def add_operator_service(server: grpc.aio.Server, core: SwitchCore, operators: Path) -> str:
     """Serve ``Operator`` with the keys in ``operators``; returns its full service name."""
-    servicer = OperatorServicer(core, OperatorKeys(operators), OperatorReads(core.store.path))
+    # the products the switch runs with (SwitchCore has no public accessor; service.py is
+    # not ours to change for one attribute)
+    path = core.store.path
+    imports = (  # its look-ups read the SQLite file (another backend: not served yet)
+        LiveImport(core, core.store.commit, core._p.config, path)
+        if isinstance(path, Path)
+        else None
+    )
+    servicer = OperatorServicer(
+        core, OperatorKeys(operators), OperatorReads(core.store.path), imports
+    )
     operator_pb2_grpc.add_OperatorServicer_to_server(servicer, server)
     return SERVICE_NAME

@@ -22,6 +22,11 @@ import grpc
 
 from switch.api import mapping as m
 from switch.api.mapping import ApiError, invalid
+from switch.cardbase.importer import IssuerKeys
+from switch.cardbase.keys import KeysError, check_values
+from switch.cardbase.live import MAX_BATCH, FileRef, LiveImport, LiveImportError
+from switch.cardbase.reader import RawRecord
+from switch.cardbase.records import ACCOUNT_FIELDS, CARD_FIELDS
 from switch.core.domain import Account, Card, CardStatus, mask_pan
 from switch.core.service import CoreError, SwitchCore
 from switch.digits import is_ascii_digits
@@ -30,7 +35,7 @@ from switch.gen.switch.v1 import operator_pb2_grpc as ogrpc
 from switch.gen.switch.v1 import types_pb2 as pb
 from switch.operator.audit import Action, record
 from switch.operator.keys import OperatorKeys, valid_operator_id
-from switch.store.api import JournalRow, StoreError
+from switch.store.api import AuditRow, JournalRow, StoreError
 from switch.store.sqlite_operator import JournalFilter, OperatorReads, SearchTooBroad
 
 OPERATOR_ID_HEADER = "x-operator-id"
@@ -88,11 +93,57 @@ def account_pb(a: Account) -> opb.AccountInfo:
     )
 
 
+def _file_ref(kind: str, f: opb.ImportFile) -> FileRef:
+    ref = FileRef(kind, f.file_sha256, f.file_name, f.update)
+    try:
+        ref.check()
+    except LiveImportError as e:
+        raise invalid(str(e)) from None
+    return ref
+
+
+def _raw_records(records: list[opb.ImportRecord], known: frozenset[str]) -> list[RawRecord]:
+    """The records as the file reader gave them to the client; a field the layout does not
+    have rejects its record (as the JSON Lines reader does)."""
+    out: list[RawRecord] = []
+    previous = 0
+    for i, r in enumerate(records):
+        if r.line <= previous:
+            raise invalid(f"records[{i}].line: lines must increase (after {previous})")
+        previous = r.line
+        fields = dict(r.fields)
+        error = r.error
+        if not error:
+            unknown = sorted(set(fields) - known)
+            if unknown:
+                error, fields = f"{unknown[0][:40]}: unknown field", {}
+        out.append(RawRecord(r.line, 0, r.line, fields if not error else {}, error[:300]))
+    return out
+
+
+def _progress_pb(p: object) -> opb.ImportProgress:
+    from switch.store.sqlite_cardbase import Progress
+
+    assert isinstance(p, Progress)
+    return opb.ImportProgress(
+        next_offset=p.next_offset, next_line=p.next_line, loaded=p.loaded, updated=p.updated,
+        rejected=p.rejected, done=p.done,
+    )  # fmt: skip
+
+
 class OperatorServicer(ogrpc.OperatorServicer):
-    def __init__(self, core: SwitchCore, keys: OperatorKeys, reads: OperatorReads) -> None:
+    def __init__(
+        self,
+        core: SwitchCore,
+        keys: OperatorKeys,
+        reads: OperatorReads,
+        imports: LiveImport | None = None,
+    ) -> None:
         self.core = core
         self.keys = keys
         self.reads = reads
+        self.imports = imports
+        self._checked_keys: dict[IssuerKeys, dict[str, str]] = {}
 
     # -- authentication and the audit around every call ----------------------------------------
     async def _authenticate(self, context: Ctx, action: str) -> Action:
@@ -340,3 +391,92 @@ class OperatorServicer(ogrpc.OperatorServicer):
             )
 
         return await self._call(context, "SearchTransactions", body)
+
+    # -- the card base import of a running switch (switch.cardbase.live) ----------------------
+    def _live_import(self) -> LiveImport:
+        if self.imports is None:
+            raise ApiError(grpc.StatusCode.UNIMPLEMENTED, "import: not served by this switch")
+        return self.imports
+
+    async def _issuer_keys(self, f: opb.ImportFile) -> tuple[IssuerKeys, dict[str, str]]:
+        """The file's issuer keys and their check values by this switch's HSM (once each)."""
+        keys = IssuerKeys(f.pvk, f.cvk, f.mk_ac)
+        for name in ("pvk", "cvk", "mk_ac"):
+            value = getattr(keys, name)
+            if not value or len(value) > 200 or not (value.isascii() and value.isalnum()):
+                raise invalid(f"file.{name}: required, a key cryptogram under the LMK")
+        kcv = self._checked_keys.get(keys)
+        if kcv is None:
+            try:
+                kcv = await check_values(self.core.hsm, keys)
+            except KeysError as e:
+                raise invalid(f"file.{str(e).removeprefix('keys.')}") from None
+            self._checked_keys[keys] = kcv
+        return keys, kcv
+
+    async def GetImportProgress(
+        self, request: opb.ImportProgressRequest, context: Ctx
+    ) -> opb.ImportProgress:
+        async def body(act: Action) -> opb.ImportProgress:
+            live = self._live_import()
+            ref = _file_ref(request.kind, request.file)
+            act.target = f"{ref.kind} file {ref.name} ({ref.sha256[:12]})"
+            kcv: dict[str, str] = {}
+            if ref.kind == "cards":
+                _, kcv = await self._issuer_keys(request.file)
+            out = _progress_pb(await live.progress(ref))
+            out.key_check_values.update(kcv)
+            act.details.append(f"at line {out.next_line}" + (", done" if out.done else ""))
+            return out
+
+        return await self._call(context, "GetImportProgress", body)
+
+    async def _import(self, kind: str, b: opb.ImportBatch, act: Action) -> opb.ImportBatchResult:
+        live = self._live_import()
+        ref = _file_ref(kind, b.file)
+        act.target = f"{kind} file {ref.name} ({ref.sha256[:12]})"
+        if len(b.records) > MAX_BATCH:
+            raise invalid(f"records: at most {MAX_BATCH} a batch")
+        if b.start_offset < 0 or b.end_offset < b.start_offset or b.end_line < 0:
+            raise invalid("end_offset: the batch must end at or after its start_offset")
+        keys = (await self._issuer_keys(b.file))[0] if kind == "cards" else None
+        records = _raw_records(list(b.records), CARD_FIELDS if kind == "cards" else ACCOUNT_FIELDS)
+
+        def audit(summary: str) -> AuditRow:
+            act.details.append(summary)
+            return act.row("ok")
+
+        try:
+            out = await live.apply(
+                ref, b.start_offset, records, (b.end_offset, b.end_line), b.last,
+                keys=keys, audit=audit, now=self.core.now(),
+            )  # fmt: skip
+        except LiveImportError as e:
+            code = (
+                grpc.StatusCode.FAILED_PRECONDITION
+                if e.precondition
+                else grpc.StatusCode.INVALID_ARGUMENT
+            )
+            raise ApiError(code, str(e)) from None
+        if out.replayed:
+            act.details.append("already applied: nothing changed")
+        else:
+            act.recorded = True  # committed with the batch
+            log.info("operator %s: import %s: %s", act.operator_id, act.target, act.details[-1])
+        return opb.ImportBatchResult(
+            loaded=out.loaded,
+            updated=out.updated,
+            rejects=[opb.ImportReject(line=r.line, reason=r.reason) for r in out.rejects],
+            total=_progress_pb(out.total),
+            replayed=out.replayed,
+        )
+
+    async def ImportCards(self, request: opb.ImportBatch, context: Ctx) -> opb.ImportBatchResult:
+        return await self._call(
+            context, "ImportCards", lambda act: self._import("cards", request, act)
+        )
+
+    async def ImportAccounts(self, request: opb.ImportBatch, context: Ctx) -> opb.ImportBatchResult:
+        return await self._call(
+            context, "ImportAccounts", lambda act: self._import("accounts", request, act)
+        )

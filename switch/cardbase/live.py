@@ -1,0 +1,361 @@
+"""The card base import applied by a running switch (``Operator.ImportCards|ImportAccounts``).
+
+``switch import cards|accounts FILE`` while a ``switch run`` holds the state directory reads
+the file and sends its records here in batches. The running switch must apply them itself:
+it holds the live copy of the cards and accounts it uses (a row changed under it would be
+overwritten by its next snapshot of that card, or a status change missed until the card left
+its cache), and it is the store's one writer. So each batch is:
+
+1. checked with the offline import's rules (``switch.cardbase.importer``: the same parser,
+   the same look-ups, the same rejection reasons and line numbers);
+2. decided against the *live* card or account where one exists (its status as the switch
+   holds it, which may be ahead of the store by a commit in flight);
+3. applied, with no ``await`` in between, to the live objects (status, expiry, PIN data,
+   phone: the very next authorization sees the change) and handed to the store as one unit:
+   new rows, changed rows, the file's progress row and the operator's audit row, in one of
+   the group commit's transactions (``Changes.cardbase``);
+4. answered once that unit is durable.
+
+Exactly once: a batch names the offset it starts at, which must be the file's committed
+``next_offset`` (``import_progress``, shared with the offline import: a file begun one way
+can be finished the other); a batch whose end is already committed is a retry and changes
+nothing. Batches are applied one at a time (one lock per switch), so the look-ups of one
+see every row of the one before. New rows need no cache work: nothing can hold a card that
+was not in the store, and the core reads a card it does not hold on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from switch.cardbase.importer import (
+    IssuerKeys,
+    Reject,
+    account_refused,
+    card_account_refused,
+    card_update_refused,
+    card_update_row,
+    duplicate_account,
+    duplicate_pan,
+    new_card_row,
+    parse_accounts,
+    parse_cards,
+)
+from switch.cardbase.reader import RawRecord
+from switch.cardbase.records import AccountRecord, CardRecord
+from switch.config import SwitchConfig
+from switch.core.domain import Account, Card
+from switch.store.api import AuditRow, CardBaseRows, Changes
+from switch.store.sqlite_cardbase import (
+    Progress,
+    SqliteCardBase,
+    StoredAccount,
+    StoredCard,
+    progress_row,
+)
+
+KINDS = ("cards", "accounts")
+MAX_BATCH = 5_000  # records per call: one group-commit unit must stay short
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class LiveImportError(ValueError):
+    """The batch is refused as a whole; ``str`` names the field. ``precondition``: the batch
+    does not start where the file's import stands (resend from ``expected``)."""
+
+    def __init__(self, message: str, *, precondition: bool = False) -> None:
+        super().__init__(message)
+        self.precondition = precondition
+
+
+@dataclass(frozen=True, slots=True)
+class FileRef:
+    kind: str  # cards | accounts
+    sha256: str
+    name: str
+    update: bool
+
+    @property
+    def progress_kind(self) -> str:
+        return self.kind + ("+update" if self.update else "")
+
+    def check(self) -> None:
+        if self.kind not in KINDS:
+            raise LiveImportError("kind: cards or accounts")
+        if not _SHA256.fullmatch(self.sha256):
+            raise LiveImportError("file.file_sha256: 64 lower-case hex digits expected")
+        if not self.name or len(self.name) > 500 or not self.name.isprintable():
+            raise LiveImportError("file.file_name: 1 to 500 printable characters")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    loaded: int
+    updated: int
+    rejects: list[Reject]
+    total: Progress
+    replayed: bool = False
+
+
+class LiveCore(Protocol):
+    """What the live import needs of the running core (``SwitchCore`` has it)."""
+
+    def pan_hash(self, pan: str) -> bytes: ...
+    async def live_card(self, pan_hash: bytes) -> Card | None: ...
+    async def live_account(self, account_id: int) -> Account | None: ...
+
+
+class LiveImport:
+    """The running switch's side of ``switch import``: one batch at a time."""
+
+    def __init__(
+        self,
+        core: LiveCore,
+        commit: Callable[[Changes], Awaitable[None]],
+        config: SwitchConfig,
+        db_path: Path,
+    ) -> None:
+        self._core = core
+        self._commit = commit  # the store's group commit: durable on return
+        self.config = config
+        self._db_path = db_path
+        self._db: SqliteCardBase | None = None
+        self._lock = asyncio.Lock()
+
+    async def _reads(self) -> SqliteCardBase:
+        if self._db is None:  # the store's file exists and is migrated once the switch runs
+            self._db = await asyncio.to_thread(SqliteCardBase, self._db_path, readonly=True)
+        return self._db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    async def progress(self, ref: FileRef) -> Progress:
+        ref.check()
+        db = await self._reads()
+        p = await asyncio.to_thread(db.progress, ref.progress_kind, ref.sha256)
+        return p or Progress(0, 0, 0, 0, 0, False, 0.0)
+
+    async def apply(
+        self,
+        ref: FileRef,
+        start_offset: int,
+        records: list[RawRecord],
+        end: tuple[int, int],
+        last: bool,
+        *,
+        keys: IssuerKeys | None,
+        audit: Callable[[str], AuditRow],
+        now: float,
+    ) -> BatchOutcome:
+        """Check, decide, apply and commit one batch that ends at ``end`` (byte offset, line);
+        ``audit(summary)`` gives its audit row."""
+        ref.check()
+        end_offset, end_line = end
+        if end_offset < start_offset or (records and end_line < records[-1].line):
+            raise LiveImportError("end_offset: before the batch's start or its last record")
+        if len(records) > MAX_BATCH:
+            raise LiveImportError(f"records: at most {MAX_BATCH} a batch")
+        if ref.kind == "cards" and keys is None:
+            raise LiveImportError("file.pvk: the issuer keys are required to import cards")
+        async with self._lock:
+            before = await self.progress(ref)
+            if before.done or (
+                start_offset < before.next_offset and end_offset <= before.next_offset
+            ):
+                return BatchOutcome(0, 0, [], before, replayed=True)
+            if start_offset != before.next_offset:
+                raise LiveImportError(
+                    f"start_offset: the import of this file stands at offset "
+                    f"{before.next_offset} (line {before.next_line}), not {start_offset}",
+                    precondition=True,
+                )
+            rows = CardBaseRows()
+            ch = Changes(cardbase=rows)
+            # The live objects changed, held until the unit is durable: an object nobody
+            # holds may leave the cache, and read back before the commit it would come back
+            # without the change.
+            keep: list[Card | Account] = []
+            if ref.kind == "cards":
+                assert keys is not None
+                loaded, updated, rejects = await self._cards(ref, records, keys, ch, keep)
+            else:
+                loaded, updated, rejects = await self._accounts(ref, records, ch, keep)
+            rejects.sort(key=lambda r: r.line)
+            total = Progress(
+                end_offset, end_line, before.loaded + loaded, before.updated + updated,
+                before.rejected + len(rejects), last, 0.0,
+            )  # fmt: skip
+            rows.progress = progress_row(ref.progress_kind, ref.sha256, ref.name, total, now)
+            first = records[0].line if records else before.next_line
+            ch.audit.append(
+                audit(f"lines {first}-{total.next_line}: {loaded} loaded, {updated} updated, "
+                      f"{len(rejects)} rejected" + ("; file done" if last else ""))
+            )  # fmt: skip
+            await self._commit(ch)
+            del keep
+            return BatchOutcome(loaded, updated, rejects, total)
+
+    # -- cards -------------------------------------------------------------------------------
+    async def _cards(
+        self,
+        ref: FileRef,
+        records: list[RawRecord],
+        keys: IssuerKeys,
+        ch: Changes,
+        keep: list[Card | Account],
+    ) -> tuple[int, int, list[Reject]]:
+        parsed, rejects = parse_cards(records, self.config, self._core.pan_hash)
+        db = await self._reads()
+        numbers = sorted({r.account for _, r, _ in parsed})
+        accounts = await asyncio.to_thread(db.accounts_by_number, numbers)
+        stored = await asyncio.to_thread(db.cards_by_hash, [h for _, _, h in parsed])
+        next_id = await asyncio.to_thread(db.next_card_id)
+        # the live cards of the PANs the store has (loaded now, so the decisions below run
+        # with no await: nothing else changes them meanwhile)
+        live: dict[bytes, Card] = {}
+        for h in stored:
+            card = await self._core.live_card(h)
+            if card is not None:
+                live[h] = card
+        # the live accounts whose SMS number a card may change (few: most cards give none,
+        # or the account's own)
+        phone_changes = set()
+        for _, rec, _ in parsed:
+            acct = accounts.get(rec.account)
+            if rec.phone and acct is not None and rec.phone != acct.phone:
+                phone_changes.add(acct.account_id)
+        live_accounts = await self._live_accounts(sorted(phone_changes))
+        # -- from here on: no await until the unit is submitted --------------------------------
+        rows = ch.cardbase
+        assert rows is not None
+        seen: dict[bytes, int] = {}
+        loaded = updated = 0
+        changed: list[tuple[Card, CardRecord]] = []
+        new_phones: dict[int, tuple[StoredAccount, str]] = {}
+        for line, rec, h in parsed:
+            if h in seen:
+                rejects.append(Reject(line, duplicate_pan(rec, seen[h])))
+                continue
+            acct = accounts.get(rec.account)
+            why = card_account_refused(rec, acct, self.config)
+            if why:
+                rejects.append(Reject(line, why))
+                continue
+            assert acct is not None
+            card = live.get(h)
+            if h in stored:
+                if card is None:  # in the store, yet not loadable: refuse rather than guess
+                    rejects.append(Reject(line, f"pan: card {rec.masked_pan} is unreadable"))
+                    continue
+                old = _stored(card)
+                why = card_update_refused(rec, old, acct, update=ref.update)
+                if why:
+                    rejects.append(Reject(line, why))
+                    continue
+                rows.card_updates.append(card_update_row(rec, old))
+                changed.append((card, rec))
+                updated += 1
+            else:
+                rows.new_cards.append(new_card_row(next_id, rec, h, acct, keys))
+                next_id += 1
+                loaded += 1
+            seen[h] = line
+            if rec.phone:  # in file order: the last card's phone wins
+                new_phones[acct.account_id] = (acct, rec.phone)
+        for card, rec in changed:
+            _apply_card(card, rec)
+            keep.append(card)
+            ch.cards.append(
+                (card.card_id, card.status.value, card.pin_tries, card.otp_tries,
+                 card.activated_at)
+            )  # fmt: skip
+        for account_id, (acct, phone) in new_phones.items():
+            live_acct = live_accounts.get(account_id)
+            current = acct.phone if live_acct is None else live_acct.phone
+            if phone == current:
+                continue
+            if live_acct is not None:
+                live_acct.phone = phone
+                keep.append(live_acct)
+            rows.account_updates.append((acct.holder, phone, account_id))
+        return loaded, updated, rejects
+
+    async def _live_accounts(self, account_ids: list[int]) -> dict[int, Account]:
+        out: dict[int, Account] = {}
+        for account_id in account_ids:
+            a = await self._core.live_account(account_id)
+            if a is not None:
+                out[account_id] = a
+        return out
+
+    # -- accounts ----------------------------------------------------------------------------
+    async def _accounts(
+        self, ref: FileRef, records: list[RawRecord], ch: Changes, keep: list[Card | Account]
+    ) -> tuple[int, int, list[Reject]]:
+        parsed, rejects = parse_accounts(records)
+        db = await self._reads()
+        stored = await asyncio.to_thread(db.accounts_by_number, [r.account for _, r in parsed])
+        next_id = await asyncio.to_thread(db.next_account_id)
+        live_accounts = await self._live_accounts(
+            sorted({stored[r.account].account_id for _, r in parsed if r.account in stored})
+        )
+        # -- from here on: no await until the unit is submitted --------------------------------
+        rows = ch.cardbase
+        assert rows is not None
+        seen: dict[str, int] = {}
+        updates: list[tuple[Account | None, AccountRecord, StoredAccount]] = []
+        loaded = 0
+        for line, rec in parsed:
+            if rec.account in seen:
+                rejects.append(Reject(line, duplicate_account(rec, seen[rec.account])))
+                continue
+            old = stored.get(rec.account)
+            if old is not None:
+                why = account_refused(rec, old, update=ref.update)
+                if why:
+                    rejects.append(Reject(line, why))
+                    continue
+                updates.append((live_accounts.get(old.account_id), rec, old))
+            else:
+                rows.new_accounts.append(
+                    (next_id, rec.account, rec.holder, rec.phone, rec.currency, rec.balance)
+                )
+                next_id += 1
+                loaded += 1
+            seen[rec.account] = line
+        for live_acct, rec, old in updates:
+            phone = rec.phone or (old.phone if live_acct is None else live_acct.phone)
+            if live_acct is not None:
+                live_acct.holder = rec.holder
+                live_acct.phone = phone
+                keep.append(live_acct)
+            rows.account_updates.append((rec.holder, phone, old.account_id))
+        return loaded, len(updates), rejects
+
+
+def _stored(card: Card) -> StoredCard:
+    """The live card in the shape the shared rules compare against."""
+    return StoredCard(card.card_id, card.account_id, card.status.value, card.expiry, card.pvki,
+                      card.pvv, card.ibm_offset)  # fmt: skip
+
+
+def _apply_card(card: Card, rec: CardRecord) -> None:
+    """The live card takes the record's status, expiry and PIN data (as ``CARD_UPDATE``
+    writes them): the next authorization uses them."""
+    if (rec.pvki, rec.pvv, rec.ibm_offset) != (card.pvki, card.pvv, card.ibm_offset):
+        card.pin_tries = 0
+    card.status = rec.status
+    card.expiry = rec.expiry
+    card.service_code = rec.service_code
+    card.pan_sequence = rec.pan_sequence
+    card.pvki = rec.pvki
+    card.pvv = rec.pvv
+    card.ibm_offset = rec.ibm_offset

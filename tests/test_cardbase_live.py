@@ -1,0 +1,202 @@
+"""``switch import`` while ``switch run`` holds the state directory: the records go through
+the operator API and the running switch applies them (``switch.cardbase.live``).
+
+Against a real ``switch run`` subprocess (demo data, free ports), driven by ``switch import``
+and ``switch atm`` as other processes, with real ISO 8583 and PIN blocks: new accounts and
+cards are authorized at once; a card blocked by a re-import is declined 62 by the very next
+request; a replacement (same PAN, new PVV) takes the new PIN at once and refuses the old
+one; a bad record is rejected with its line number and reason and the others load; the same
+file again changes nothing; each batch leaves its audit row, and no full PAN is printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import switch_native
+
+from switch.core import demo
+from switch.core.domain import luhn_complete
+from tests.switch_proc import stop, wait_ready
+
+SWITCH = [sys.executable, "-m", "switch.cli"]
+PVK = bytes.fromhex(demo.PVK_CLEAR)
+CARD_HEADER = "pan,expiry,service_code,product,account,holder,phone,pvki,pvv,status"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pan(n: int) -> str:
+    return luhn_complete(f"{demo.ON_US_BIN}{700_000_000 + n:09d}")
+
+
+def account_no(n: int) -> str:
+    return f"{7_000_000_000 + n:010d}-{n % 100:02d}"
+
+
+def card_line(n: int, *, status: str = "active", pin: str = "1234", expiry: str = "4912") -> str:
+    p = pan(n)
+    pvv = switch_native.pvv_generate(PVK, p, 1, pin)
+    return f"{p},{expiry},201,EDAHABIA_CLASSIC,{account_no(n)},HOLDER {n},,1,{pvv},{status}"
+
+
+@dataclass
+class Running:
+    root: Path
+    state: Path
+    iso_port: int
+    env: dict[str, str]
+    keys: Path
+
+    def cli(self, *args: str | Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*SWITCH, *map(str, args)], env=self.env, capture_output=True, text=True,
+            timeout=120,
+        )  # fmt: skip
+
+    def import_(self, what: str, lines: list[str], name: str, *extra: str) -> tuple[int, str]:
+        header = CARD_HEADER if what == "cards" else "account,currency,balance,holder,phone"
+        path = self.root / name
+        path.write_text("\n".join([header, *lines]) + "\n")
+        args: list[str | Path] = ["import", what, path, "--state-dir", self.state, *extra]
+        if what == "cards":
+            args += ["--keys", self.keys]
+        p = self.cli(*args)
+        out = p.stdout + p.stderr
+        for n in range(1, 10):
+            assert pan(n) not in out, "a full PAN in the import's output"
+        return p.returncode, out
+
+    def withdraw(self, n: int, pin: str = "1234") -> dict[str, object]:
+        p = self.cli(
+            "atm", "withdraw", "--amount", "1000", "--port", str(self.iso_port), "--card",
+            pan(n), "--pin", pin, "--json",
+        )  # fmt: skip
+        assert p.returncode in (0, 1), p.stderr
+        doc = json.loads(p.stdout)
+        assert isinstance(doc, dict)
+        return doc
+
+    def query(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        conn = sqlite3.connect(f"file:{self.state / 'switch.db'}?mode=ro", uri=True)
+        try:
+            return conn.execute(sql, args).fetchall()
+        finally:
+            conn.close()
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    root = tmp_path_factory.mktemp("live-import")
+    state = root / "var"
+    state.mkdir(mode=0o700)
+    added = subprocess.run(
+        [*SWITCH, "operator", "add", "alice", "--state-dir", str(state), "--json"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    key = json.loads(added.stdout)["key"]
+    grpc_port, iso_port = _free_port(), _free_port()
+    out = root / "run.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("SWITCH_SMS", None)
+    with out.open("wb") as sink:
+        proc = subprocess.Popen(
+            [*SWITCH, "run", "--state-dir", str(state), "--iso-port", str(iso_port),
+             "--grpc-port", str(grpc_port), "--http-port", "-1", "--sms-worker", "off",
+             "--no-fsync"],
+            stdout=sink, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+    try:
+        wait_ready(proc, out, 60)
+        conn = sqlite3.connect(f"file:{state / 'switch.db'}?mode=ro", uri=True)
+        pvk, cvk, mk_ac = conn.execute(
+            "SELECT pvk, cvk, mk_ac FROM cards WHERE card_id = 1"
+        ).fetchone()
+        conn.close()
+        keys = root / "keys.toml"
+        keys.write_text(f'pvk = "{pvk}"\ncvk = "{cvk}"\nmk_ac = "{mk_ac}"\n')
+        client_env = {
+            **env, "SWITCH_GRPC": f"127.0.0.1:{grpc_port}", "SWITCH_OPERATOR_ID": "alice",
+            "SWITCH_OPERATOR_KEY": key,
+        }  # fmt: skip
+        yield Running(root, state, iso_port, client_env, keys)
+    finally:
+        stop(proc)
+    log = out.read_text(errors="replace")
+    for n in range(1, 10):
+        assert pan(n) not in log, "a full PAN reached the switch's log"
+
+
+def test_new_cards_reach_the_running_switch_at_once(running: Running) -> None:
+    accounts = [f"{account_no(n)},012,10000000,HOLDER {n},+21355000000{n}" for n in (1, 2, 3)]
+    rc, out = running.import_("accounts", accounts, "accounts.csv")
+    assert rc == 0, out
+    assert "accounts: " in out and "3 loaded, 0 updated, 0 rejected" in out
+    assert "through the running switch" in out
+    bad = card_line(3).replace(pan(3), pan(3)[:-1] + str((int(pan(3)[-1]) + 1) % 10))
+    rc, out = running.import_("cards", [card_line(1), card_line(2), bad], "cards.csv")
+    assert rc == 1, out  # one record rejected
+    assert "keys: PVK KCV " in out
+    bad_pan = bad.split(",")[0]
+    masked = f"{bad_pan[:6]}******{bad_pan[-4:]}"
+    assert f"cards.csv:4: pan: bad Luhn check digit ({masked})" in out
+    assert "2 loaded, 0 updated, 1 rejected" in out
+    # the very next authorization of a new card: approved, no restart
+    doc = running.withdraw(1)
+    assert doc["response_code"] == "00", doc
+    # the same file again: nothing changes (no duplicate card, the same totals)
+    rc, again = running.import_("cards", [card_line(1), card_line(2), bad], "cards.csv")
+    assert rc == 1 and "already imported (2 loaded, 0 updated, 1 rejected)" in again, again
+    assert running.query(
+        "SELECT COUNT(*) FROM cards WHERE pan_last4 = ? AND pan_first6 = ?",
+        (pan(1)[-4:], pan(1)[:6]),
+    ) == [(1,)]
+    # without --update a known PAN is a duplicate, named with its line
+    rc, out = running.import_("cards", [card_line(2, status="blocked")], "dup.csv")
+    assert rc == 1 and "dup.csv:2: pan: duplicate PAN" in out and "see --update" in out, out
+    audit = running.query(
+        "SELECT operator_id, action, outcome, detail FROM operator_audit "
+        "WHERE action IN ('ImportCards', 'ImportAccounts') ORDER BY audit_id"
+    )
+    assert ("alice", "ImportAccounts", "ok", "lines 2-4: 3 loaded, 0 updated, 0 rejected; "
+            "file done") in audit  # fmt: skip
+    assert ("alice", "ImportCards", "ok", "lines 2-4: 2 loaded, 0 updated, 1 rejected; "
+            "file done") in audit  # fmt: skip
+
+
+def test_block_and_replace_by_import_take_effect_at_once(running: Running) -> None:
+    assert (
+        running.withdraw(2)["response_code"] == "00"
+    )  # the card is live in the switch's cache now
+    rc, out = running.import_("cards", [card_line(2, status="blocked")], "block.csv", "--update")
+    assert rc == 0 and "0 loaded, 1 updated, 0 rejected" in out, out
+    doc = running.withdraw(2)
+    assert doc["response_code"] == "62", doc  # the very next request
+    # a replacement card: same PAN, new expiry and PIN (new PVV), active again
+    line = card_line(2, pin="4321", expiry="5012")
+    rc, out = running.import_("cards", [line], "replace.csv", "--update")
+    assert rc == 0 and "0 loaded, 1 updated, 0 rejected" in out, out
+    assert running.withdraw(2, pin="1234")["response_code"] == "55"  # the old PIN no longer works
+    assert running.withdraw(2, pin="4321")["response_code"] == "00"
+    assert running.query(
+        "SELECT status, expiry FROM cards WHERE pan_last4 = ? AND pan_first6 = ?",
+        (pan(2)[-4:], pan(2)[:6]),
+    ) == [("active", "5012")]
+    # a status the lifecycle forbids is rejected with its line; the card stays as it is
+    rc, out = running.import_("cards", [card_line(2, status="ordered")], "back.csv", "--update")
+    assert rc == 1 and "back.csv:2: status: active -> ordered is not allowed" in out, out
+    assert running.withdraw(2, pin="4321")["response_code"] == "00"
