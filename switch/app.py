@@ -50,6 +50,8 @@ from switch.observe.logs import (
 )
 from switch.observe.state import Observed, Phase
 from switch.operator.keys import operators_path
+from switch.store import ENV_STORE, store_arg
+from switch.store.api import StoreError
 
 log = logging.getLogger("switch.app")
 
@@ -138,6 +140,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-fsync", action="store_true", help="do not fsync commits (benchmarks only)"
     )
+    parser.add_argument(  # PG (issue 13): which store; the keys stay in --state-dir
+        "--store",
+        type=store_arg,
+        default=None,
+        metavar="URL|PATH",
+        help="postgresql://user@host:port/db, or a SQLite file (default: STATE_DIR/switch.db)",
+    )
     parser.add_argument(
         "--card-cache",
         type=ascii_int,
@@ -212,6 +221,7 @@ async def serve(args: argparse.Namespace) -> int:
         durable=not args.no_fsync,
         config=config,
         cache_size=args.card_cache,
+        store_spec=args.store,
     )
     tune_gc_for_serving()  # the loaded state is frozen out of the collector's scans
     try:
@@ -316,10 +326,15 @@ async def serve(args: argparse.Namespace) -> int:
 def main(args: argparse.Namespace) -> int:
     configure_logging(str(args.log_level), args.log_format)
     os.environ[ENV_LOG_FORMAT] = args.log_format  # the SMS worker child logs alike
+    if args.store is not None:  # the SMS worker child reads the same outbox
+        os.environ[ENV_STORE] = args.store
     try:
         return uvloop.run(serve(args))
     except CoreError as exc:  # e.g. another switch already runs on this state directory
         print(f"switch run: {exc}", file=sys.stderr)
+        return 1
+    except StoreError as exc:  # e.g. --store names a PostgreSQL that does not answer
+        print(f"switch run: --store: {exc}", file=sys.stderr)
         return 1
     except ValueError as exc:  # a bad --remote-issuers/--interchange file (names the key)
         print(f"switch run: {exc}", file=sys.stderr)

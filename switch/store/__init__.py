@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 SwitchStore: TypeAlias = "SqliteStore | PostgresStore"
 
 DB_NAME = "switch.db"
+#: set by ``switch run --store`` for the processes it starts (the SMS worker)
+ENV_STORE = "SWITCH_STORE"
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
@@ -50,6 +52,16 @@ def check_store_spec(spec: str) -> str:
         except ValueError:
             raise ValueError("--store: the PostgreSQL URL's port is not a number") from None
     return text
+
+
+def store_arg(spec: str) -> str:
+    """``check_store_spec`` as an argparse ``type`` (its message, not argparse's own)."""
+    import argparse
+
+    try:
+        return check_store_spec(spec)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--store: ")) from None
 
 
 def open_store(spec: str | None, state_dir: Path, *, durable: bool = True) -> SwitchStore:
