@@ -2,13 +2,15 @@
 
 Exit status: 0 every record loaded (or updated), 1 some records rejected (each on stderr as
 ``FILE:LINE: reason``), 2 nothing could be done (usage, unreadable file or header, bad keys
-file, the state directory in use by a running ``switch run``).
+file, a running switch on the state directory and no operator credentials), 3 the running
+switch refused a call, 4 it could not be reached.
 
-The import takes the state directory's lock (``switch.lock``), as ``switch run`` does: a
-running switch keeps the cards and accounts it has used in memory and writes its copies back
-with every authorization, so rows changed under it would be overwritten, and its group
-commit would wait behind each batch's write lock. Stop the switch, import, start it again
-(the start does not read the card table, whatever its size).
+With the switch stopped, the import takes the state directory's lock (``switch.lock``), as
+``switch run`` does, and writes the store on a connection of its own. While a ``switch
+run`` holds the lock, the import goes through that switch instead
+(``switch.cardbase.via_switch``): a running switch keeps the cards and accounts it has used
+in memory and writes its copies back with every authorization, so rows changed under it
+would be overwritten; it applies the records itself.
 """
 
 from __future__ import annotations
