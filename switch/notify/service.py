@@ -49,7 +49,9 @@ from switch.observe.logs import (
     env_log_format,
     log_level,
 )
+from switch.store import ENV_STORE, is_postgres
 from switch.store.api import StoreError
+from switch.store.postgres_outbox import PostgresOutbox
 from switch.store.sqlite_outbox import SqliteOutbox
 
 PROG = "python -m switch.notify.service"
@@ -141,7 +143,7 @@ async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
 
 
 async def serve(
-    outbox: SqliteOutbox,
+    outbox: SqliteOutbox | PostgresOutbox,
     transport: SmsTransport,
     *,
     poll_interval: float,
@@ -166,6 +168,15 @@ async def serve(
     log.info("stopped: %d SMS sent, %d failed attempts", worker.stats.sent, worker.stats.failed)
 
 
+def _outbox(state_dir: Path) -> SqliteOutbox | PostgresOutbox:
+    """The store ``switch run --store`` named (``SWITCH_STORE``), else the state directory's."""
+    spec = os.environ.get(ENV_STORE)
+    if is_postgres(spec):
+        assert spec is not None
+        return PostgresOutbox(spec)
+    return SqliteOutbox(Path(spec) if spec else state_dir / DB_NAME)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(str(args.log_level), args.log_format)  # as switch run's own lines
@@ -178,7 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     with contextlib.ExitStack() as cleanup:
         try:
-            outbox = cleanup.enter_context(SqliteOutbox(state_dir / DB_NAME))
+            outbox = _outbox(state_dir)
+            cleanup.callback(outbox.close)
             cleanup.callback(release_worker_lock, acquire_worker_lock(state_dir))
             seal = AlertSeal.for_state_dir(state_dir)
         except (StoreError, WorkerLockError, OSError, ValueError) as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any
 
 import psycopg
@@ -26,6 +27,9 @@ class PostgresOutbox:
     """``AlertOutbox`` over the (migrated) database at ``url``."""
 
     def __init__(self, url: str, *, durable: bool = True) -> None:
+        from switch.store.postgres import redacted
+
+        self.path = redacted(url)  # for messages
         self._lock = threading.Lock()
         try:
             self._conn: psycopg.Connection[tuple[Any, ...]] | None = psycopg.connect(
@@ -39,6 +43,17 @@ class PostgresOutbox:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+    def __enter__(self) -> PostgresOutbox:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
     def _open(self) -> psycopg.Connection[tuple[Any, ...]]:
         if self._conn is None:
