@@ -1,0 +1,248 @@
+"""``/payment/rest/*.do``: SATIM's merchant API on aiohttp (README, "Online gateway").
+
+Parameters come as SATIM's clients send them: in the query string (GET) or as a
+form-encoded body (POST), the body winning over the query. Every answer is HTTP 200 with a
+JSON body; a refusal is an ``ErrorCode`` in it (``switch.gateway.errors``), never an HTTP
+error, because that is what those clients read. Nothing here logs a parameter: the query of
+a GET holds the merchant's password.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from aiohttp import web
+
+from switch.core.model import DZD
+from switch.digits import is_ascii_digits
+from switch.gateway import answers
+from switch.gateway.errors import ErrorCode, GatewayError, invalid, missing
+from switch.gateway.orders import Order, OrderKind, is_order_id
+from switch.gateway.service import GatewayService
+from switch.gateway.texts import DEFAULT_LANGUAGE, LANGUAGES
+
+log = logging.getLogger("switch.gateway")
+
+PREFIX = "/payment/rest/"
+MAX_AMOUNT = 10**12  # minor units, as the core's bound
+MAX_ORDER_NUMBER = 32
+MAX_URL = 512
+MAX_DESCRIPTION = 512
+MAX_JSON_PARAMS = 2048
+MAX_PARAM_NAME = 64
+
+Params = Mapping[str, str]
+Handler = Callable[[GatewayService, Params, web.Request], Awaitable[dict[str, Any]]]
+web_handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+async def read_params(request: web.Request) -> dict[str, str]:
+    """The query, then a form-encoded or multipart body over it (clients send either)."""
+    out = dict(request.query)
+    if request.method == "POST" and request.content_type in (
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ):
+        form = await request.post()
+        out.update({k: v for k, v in form.items() if isinstance(v, str)})
+    return out
+
+
+def required(p: Params, name: str) -> str:
+    value = p.get(name, "").strip()
+    if not value:
+        raise missing(name)
+    return value
+
+
+def amount_of(p: Params, name: str = "amount", *, zero: bool = False) -> int:
+    text = p.get(name, "").strip()
+    if not text:
+        if zero:
+            return 0
+        raise missing(name)
+    if not (is_ascii_digits(text) and len(text) <= 13):
+        raise invalid(name, "must be an integer number of centimes")
+    value = int(text)
+    if value > MAX_AMOUNT:
+        raise invalid(name, f"at most {MAX_AMOUNT}")
+    if value == 0 and not zero:
+        raise invalid(name, "must be positive")
+    return value
+
+
+def currency_of(p: Params) -> int:
+    text = p.get("currency", "").strip()
+    if not text:
+        return DZD
+    if not (is_ascii_digits(text) and len(text) <= 3 and int(text) == DZD):
+        raise GatewayError(
+            ErrorCode.UNKNOWN_CURRENCY, f"currency: {text[:8]!r} is not accepted (012 only)"
+        )
+    return DZD
+
+
+def url_of(p: Params, name: str, *, default: str | None = None) -> str:
+    text = p.get(name, "").strip()
+    if not text:
+        if default is not None:
+            return default
+        raise missing(name)
+    parts = urlsplit(text)
+    if len(text) > MAX_URL or parts.scheme not in ("http", "https") or not parts.netloc:
+        raise invalid(name, f"an absolute http(s) URL of at most {MAX_URL} characters")
+    return text
+
+
+def language_of(p: Params) -> str:
+    text = p.get("language", "").strip().upper()
+    if not text:
+        return DEFAULT_LANGUAGE
+    if text not in LANGUAGES:
+        raise invalid("language", "FR, AR or EN")
+    return text
+
+
+def json_params_of(p: Params) -> dict[str, str]:
+    text = p.get("jsonParams", "").strip()
+    if not text:
+        return {}
+    if len(text) > MAX_JSON_PARAMS:
+        raise invalid("jsonParams", f"at most {MAX_JSON_PARAMS} characters")
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        raise invalid("jsonParams", "not JSON") from None
+    if not isinstance(doc, dict):
+        raise invalid("jsonParams", "must be a JSON object")
+    out: dict[str, str] = {}
+    for k, v in doc.items():
+        if len(k) > MAX_PARAM_NAME or not isinstance(v, str | int | float) or isinstance(v, bool):
+            raise invalid("jsonParams", f"{k[:MAX_PARAM_NAME]!r}: a short name and a string")
+        out[k] = str(v)
+    return out
+
+
+def order_id_of(p: Params) -> str:
+    order_id = required(p, "orderId")
+    if not is_order_id(order_id):
+        raise GatewayError(ErrorCode.UNKNOWN_ORDER, f"orderId: no order {order_id[:32]!r}")
+    return order_id
+
+
+def form_url(request: web.Request, svc: GatewayService, order: Order) -> str:
+    base = svc.config.public_url or str(request.url.origin())
+    lang = order.language.lower()
+    merchant = quote(order.merchant_id, safe="")
+    return f"{base}/payment/merchants/{merchant}/payment_{lang}.html?mdOrder={order.order_id}"
+
+
+def _merchant(svc: GatewayService, p: Params) -> Any:
+    return svc.authenticate(required(p, "userName"), required(p, "password"))
+
+
+async def _register(
+    svc: GatewayService, p: Params, request: web.Request, kind: OrderKind
+) -> dict[str, Any]:
+    merchant = _merchant(svc, p)
+    number = required(p, "orderNumber")
+    if len(number) > MAX_ORDER_NUMBER or not number.isprintable():
+        raise invalid("orderNumber", f"at most {MAX_ORDER_NUMBER} printable characters")
+    amount = amount_of(p)
+    currency = currency_of(p)
+    return_url = url_of(p, "returnUrl")
+    fail_url = url_of(p, "failUrl", default=return_url)
+    text = p.get("description", "")
+    if len(text) > MAX_DESCRIPTION:
+        raise invalid("description", f"at most {MAX_DESCRIPTION} characters")
+    order = await svc.register(
+        merchant, kind, order_number=number, amount=amount, currency=currency,
+        return_url=return_url, fail_url=fail_url, description=text,
+        language=language_of(p), json_params=json_params_of(p),
+    )  # fmt: skip
+    return {**answers.ok(), "orderId": order.order_id, "formUrl": form_url(request, svc, order)}
+
+
+async def register(svc: GatewayService, p: Params, request: web.Request) -> dict[str, Any]:
+    return await _register(svc, p, request, OrderKind.SALE)
+
+
+async def register_preauth(svc: GatewayService, p: Params, request: web.Request) -> dict[str, Any]:
+    return await _register(svc, p, request, OrderKind.PREAUTH)
+
+
+async def order_status(svc: GatewayService, p: Params, request: web.Request) -> dict[str, Any]:
+    merchant = _merchant(svc, p)
+    return answers.status(await svc.find(merchant, order_id_of(p)))
+
+
+async def order_status_extended(
+    svc: GatewayService, p: Params, request: web.Request
+) -> dict[str, Any]:
+    merchant = _merchant(svc, p)
+    if p.get("orderId", "").strip() or not p.get("orderNumber", "").strip():
+        order = await svc.find(merchant, order_id_of(p))
+    else:
+        order = await svc.find_by_number(merchant, required(p, "orderNumber"))
+    return answers.extended(order, merchant.terminal_id)
+
+
+async def deposit(svc: GatewayService, p: Params, request: web.Request) -> dict[str, Any]:
+    merchant = _merchant(svc, p)
+    order_id = order_id_of(p)
+    await svc.deposit(merchant, order_id, amount_of(p, zero=True))
+    return answers.ok()
+
+
+async def reverse(svc: GatewayService, p: Params, request: web.Request) -> dict[str, Any]:
+    merchant = _merchant(svc, p)
+    await svc.reverse(merchant, order_id_of(p))
+    return answers.ok()
+
+
+async def refund(svc: GatewayService, p: Params, request: web.Request) -> dict[str, Any]:
+    merchant = _merchant(svc, p)
+    order_id = order_id_of(p)
+    await svc.refund(merchant, order_id, amount_of(p))
+    return answers.ok()
+
+
+#: endpoint -> (handler, answers with ErrorCode/ErrorMessage capitalized)
+ENDPOINTS: dict[str, tuple[Handler, bool]] = {
+    "register.do": (register, False),
+    "registerPreAuth.do": (register_preauth, False),
+    "confirmOrder.do": (order_status, True),
+    "getOrderStatus.do": (order_status, True),
+    "getOrderStatusExtended.do": (order_status_extended, False),
+    "deposit.do": (deposit, False),
+    "reverse.do": (reverse, False),
+    "refund.do": (refund, False),
+}
+
+
+def routes(svc: GatewayService) -> list[web.AbstractRouteDef]:
+    def endpoint(handler: Handler, capitalized: bool) -> web_handler:
+        async def serve(request: web.Request) -> web.Response:
+            try:
+                body = await handler(svc, await read_params(request), request)
+            except GatewayError as e:
+                body = answers.error(e.code, e.message, capitalized=capitalized)
+            except Exception:  # answered as SATIM does; the details only in our log
+                log.exception("gateway: %s failed", request.path)
+                body = answers.error(
+                    ErrorCode.SYSTEM_ERROR, "system error; retry later", capitalized=capitalized
+                )
+            return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+        return serve
+
+    out: list[web.AbstractRouteDef] = []
+    for name, (handler, capitalized) in ENDPOINTS.items():
+        serve = endpoint(handler, capitalized)
+        out.append(web.get(PREFIX + name, serve, allow_head=False))
+        out.append(web.post(PREFIX + name, serve))
+    return out

@@ -1,0 +1,374 @@
+"""The gateway's operations on orders, over the core's payment operations.
+
+Money moves only through ``SwitchCore.authorize`` -- the same sale, pre-authorization,
+capture, void and refund the gRPC servicers call -- so the gateway keeps no ledger: an order
+row says which journal entry paid it and what SATIM's status calls must answer.
+
+One order is changed by one coroutine at a time (``OrderLocks``): a cardholder's double
+click and a merchant's ``deposit.do`` racing a ``reverse.do`` are serialised per order, while
+different orders proceed concurrently. The core's idempotency makes each step safe to retry:
+every call to it carries a key derived from the order id and a counter kept in the row.
+
+Card data never reaches this module's store or logs: the hosted page passes PAN, expiry and
+CVV2 straight into the ``AuthRequest`` (``pay``) and keeps them only in memory in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from switch.api.mapping import base_request
+from switch.core.domain import Merchant
+from switch.core.model import AuthResult, ResponseCode, TxnType
+from switch.core.otp_rate import VerificationRateLimited
+from switch.core.service import CoreError, SwitchCore
+from switch.gateway.errors import ErrorCode, GatewayError, invalid
+from switch.gateway.orders import (
+    DuplicateOrder,
+    Order,
+    OrderKind,
+    OrderStatus,
+    OrderStore,
+    new_order_id,
+)
+from switch.gateway.texts import ACTION_CANCELLED, ACTION_EXPIRED, action_code
+from switch.store.api import StoreError
+
+log = logging.getLogger("switch.gateway")
+
+DEFAULT_SESSION_TIMEOUT_S = 600.0
+DEFAULT_MAX_TRIES = 3
+
+#: What happened to an order, for the merchant's notification (``on_event``).
+EVENT_PAID = "payment.paid"
+EVENT_AUTHORIZED = "payment.authorized"
+EVENT_DECLINED = "payment.declined"
+EVENT_CAPTURED = "payment.captured"
+EVENT_REVERSED = "payment.reversed"
+EVENT_REFUNDED = "payment.refunded"
+
+OnEvent = Callable[[Order, str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """``switch run --gateway-session-timeout`` / ``--gateway-max-tries``."""
+
+    session_timeout_s: float = DEFAULT_SESSION_TIMEOUT_S
+    max_tries: int = DEFAULT_MAX_TRIES
+    #: the origin formUrl starts with (default: the origin the merchant called register.do on)
+    public_url: str | None = None
+
+
+class OrderLocks:
+    """One ``asyncio.Lock`` per order id while anyone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, order_id: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(order_id, (asyncio.Lock(), 0))
+        self._locks[order_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[order_id]
+            if users == 1:
+                del self._locks[order_id]
+            else:
+                self._locks[order_id] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+class CardRefused(Exception):
+    """No code could be sent for this card (unknown card, no phone, too many codes)."""
+
+
+class GatewayService:
+    def __init__(
+        self,
+        core: SwitchCore,
+        orders: OrderStore,
+        config: GatewayConfig | None = None,
+        on_event: OnEvent | None = None,
+    ) -> None:
+        self.core = core
+        self.orders = orders
+        self.config = config or GatewayConfig()
+        self.locks = OrderLocks()
+        #: told of every paid / declined / captured / reversed / refunded order, once durable
+        self.on_event = on_event
+
+    # -- merchants -------------------------------------------------------------------------
+    def authenticate(self, user_name: str, password: str) -> Merchant:
+        """``userName`` is the merchant id, ``password`` its API key (constant-time check)."""
+        merchant = self.core.authenticate_merchant(user_name, password)
+        if merchant is None:
+            raise GatewayError(ErrorCode.BAD_CREDENTIALS, "userName/password: access denied")
+        return merchant
+
+    def merchant_of(self, order: Order) -> Merchant:
+        merchant = self.core.merchant(order.merchant_id)
+        if merchant is None:  # removed since the order was registered
+            raise GatewayError(ErrorCode.SYSTEM_ERROR, "merchant: no longer configured")
+        return merchant
+
+    # -- orders ------------------------------------------------------------------------------
+    async def register(
+        self,
+        merchant: Merchant,
+        kind: OrderKind,
+        *,
+        order_number: str,
+        amount: int,
+        currency: int,
+        return_url: str,
+        fail_url: str,
+        description: str,
+        language: str,
+        json_params: dict[str, str],
+    ) -> Order:
+        now = self.core.now()
+        order = Order(
+            new_order_id(), merchant.merchant_id, order_number, kind, amount, currency,
+            return_url, fail_url, description, language, json.dumps(json_params),
+            OrderStatus.REGISTERED, 0, now, now + self.config.session_timeout_s, now,
+        )  # fmt: skip
+        try:
+            await self.orders.insert(order)
+        except DuplicateOrder:
+            raise GatewayError(
+                ErrorCode.DUPLICATE_ORDER,
+                f"orderNumber: {order_number} is already registered for this merchant",
+            ) from None
+        except StoreError as e:
+            log.error("gateway: cannot store an order: %s", e)
+            raise GatewayError(ErrorCode.SYSTEM_ERROR, "system error; retry later") from None
+        return order
+
+    async def find(self, merchant: Merchant, order_id: str, *, locked: bool = False) -> Order:
+        """The merchant's order, its session expiry applied; ErrorCode 6 when it has none.
+        ``locked``: the caller holds the order's lock already."""
+        order = await self._load(order_id)
+        if order is None or order.merchant_id != merchant.merchant_id:
+            raise GatewayError(ErrorCode.UNKNOWN_ORDER, f"orderId: no order {order_id!r}")
+        if locked:
+            return await self.expire_locked(order)
+        return await self.expire_if_due(order)
+
+    async def find_by_number(self, merchant: Merchant, order_number: str) -> Order:
+        try:
+            order = await self.orders.by_number(merchant.merchant_id, order_number)
+        except StoreError as e:
+            log.error("gateway: cannot read an order: %s", e)
+            raise GatewayError(ErrorCode.SYSTEM_ERROR, "system error; retry later") from None
+        if order is None:
+            raise GatewayError(ErrorCode.UNKNOWN_ORDER, f"orderNumber: no order {order_number!r}")
+        return await self.expire_if_due(order)
+
+    async def _load(self, order_id: str) -> Order | None:
+        try:
+            return await self.orders.get(order_id)
+        except StoreError as e:
+            log.error("gateway: cannot read an order: %s", e)
+            raise GatewayError(ErrorCode.SYSTEM_ERROR, "system error; retry later") from None
+
+    async def page_order(self, order_id: str) -> Order | None:
+        """The order behind a payment page (any merchant's), its expiry applied."""
+        order = await self._load(order_id)
+        return None if order is None else await self.expire_if_due(order)
+
+    def expired(self, order: Order) -> bool:
+        return order.status is OrderStatus.REGISTERED and self.core.now() >= order.expires_at
+
+    async def expire_if_due(self, order: Order) -> Order:
+        """An unpaid order past its session is declined (OrderStatus 6, actionCode -2007)."""
+        if not self.expired(order):
+            return order
+        async with self.locks.hold(order.order_id):
+            fresh = await self._load(order.order_id)
+            return order if fresh is None else await self.expire_locked(fresh)
+
+    async def expire_locked(self, order: Order) -> Order:
+        """``expire_if_due`` for a caller that holds the order's lock."""
+        if self.expired(order):
+            await self._decline(order, "", ACTION_EXPIRED)
+        return order
+
+    async def _save(self, order: Order) -> None:
+        order.updated_at = self.core.now()
+        try:
+            await self.orders.save(order)
+        except StoreError as e:
+            log.error("gateway: cannot store order %s: %s", order.order_id, e)
+            raise GatewayError(ErrorCode.SYSTEM_ERROR, "system error; retry later") from None
+
+    async def _event(self, order: Order, event: str) -> None:
+        log.info(
+            "gateway order %s merchant %s: %s (status %d, rc %s)",
+            order.order_id, order.merchant_id, event, order.status, order.response_code or "-",
+        )  # fmt: skip
+        if self.on_event is None:
+            return
+        try:
+            await self.on_event(order, event)
+        except Exception:  # the order is durable; a notification failure must not undo it
+            log.exception("gateway: notifying %s of %s failed", order.merchant_id, event)
+
+    async def _decline(self, order: Order, response_code: str, action: int) -> None:
+        order.status = OrderStatus.DECLINED
+        order.response_code = response_code
+        order.action_code = action
+        await self._save(order)
+        await self._event(order, EVENT_DECLINED)
+
+    # -- the hosted page's steps (called with the order's lock held) ---------------------------
+    def tries_left(self, order: Order) -> int:
+        return max(self.config.max_tries - order.tries, 0)
+
+    async def send_code(self, order: Order, pan: str) -> str:
+        """Sends the cardholder's one-time code by SMS; the masked phone it went to.
+
+        Raises ``CardRefused`` (a try is spent; the order is declined once none is left)."""
+        merchant = self.merchant_of(order)
+        try:
+            challenge = await self.core.start_verification(pan, merchant, order.amount)
+        except (CoreError, VerificationRateLimited) as e:
+            await self.spend_try(order, "14" if "unknown card" in str(e) else "05")
+            raise CardRefused(str(e)) from None
+        return challenge.masked_phone
+
+    async def spend_try(self, order: Order, response_code: str) -> None:
+        order.tries += 1
+        order.response_code = response_code
+        if order.tries >= self.config.max_tries:
+            await self._decline(order, response_code, action_code(response_code))
+        else:
+            await self._save(order)
+
+    async def pay(self, order: Order, pan: str, expiry: str, cvv2: str, otp: str) -> AuthResult:
+        """The sale or pre-authorization of ``order`` with the card and its one-time code.
+
+        Approved: the order is paid (2) or held (1). An incorrect code with tries left leaves
+        it registered (the page asks again); any other decline declines it (6)."""
+        merchant = self.merchant_of(order)
+        term = self.core.terminal(merchant.terminal_id)
+        if term is None:
+            raise GatewayError(ErrorCode.SYSTEM_ERROR, "merchant: has no terminal configured")
+        txn = TxnType.PREAUTH if order.kind is OrderKind.PREAUTH else TxnType.PURCHASE
+        order.tries += 1
+        await self._save(order)  # the key below is never reused, even across a crash
+        key = f"gw:{order.order_id}:{order.tries}"
+        req = base_request(
+            merchant, term.acquirer_id, txn, key, order.amount, order.currency,
+            pan_=pan, expiry=expiry, cvv2=cvv2, otp=otp,
+        )  # fmt: skip
+        r = await self.core.authorize(req)
+        rc = r.response_code
+        order.response_code = rc.value
+        order.masked_pan = f"{pan[:6]}**{pan[-4:]}"
+        order.expiration = f"20{expiry[:2]}{expiry[2:]}"
+        if r.approved:
+            order.status = (
+                OrderStatus.PREAUTHORIZED if txn is TxnType.PREAUTH else OrderStatus.DEPOSITED
+            )
+            order.payment_id = r.transaction_id or ""
+            order.approval_code = r.auth_code or ""
+            order.action_code = 0
+            order.deposit_amount = order.amount if txn is TxnType.PURCHASE else 0
+            await self._save(order)
+            await self._event(order, EVENT_AUTHORIZED if txn is TxnType.PREAUTH else EVENT_PAID)
+            return r
+        retry = rc is ResponseCode.INCORRECT_PIN and order.tries < self.config.max_tries
+        if rc is ResponseCode.SYSTEM_MALFUNCTION:
+            retry = order.tries < self.config.max_tries  # the switch could not decide
+        if retry:
+            order.action_code = action_code(rc.value)
+            await self._save(order)
+        else:
+            await self._decline(order, rc.value, action_code(rc.value))
+        return r
+
+    async def cancel(self, order: Order) -> None:
+        """The cardholder gave up on the page: declined (6), nothing was charged."""
+        await self._decline(order, "", ACTION_CANCELLED)
+
+    # -- the merchant's follow-ups -------------------------------------------------------------
+    async def _followup(
+        self, merchant: Merchant, order: Order, txn: TxnType, amount: int
+    ) -> AuthResult:
+        term = self.core.terminal(merchant.terminal_id)
+        if term is None:
+            raise GatewayError(ErrorCode.SYSTEM_ERROR, "merchant: has no terminal configured")
+        order.ops += 1
+        await self._save(order)
+        key = f"gw:{order.order_id}:op{order.ops}"
+        req = base_request(
+            merchant, term.acquirer_id, txn, key, amount, order.currency,
+            original=order.payment_id,
+        )  # fmt: skip
+        r = await self.core.authorize(req)
+        if r.response_code is ResponseCode.SYSTEM_MALFUNCTION:
+            raise GatewayError(ErrorCode.SYSTEM_ERROR, "system error; retry later")
+        if not r.approved:
+            raise GatewayError(ErrorCode.SYSTEM_ERROR, f"orderId: refused: {r.message}")
+        return r
+
+    def _state(self, order: Order, allowed: tuple[OrderStatus, ...], what: str) -> None:
+        if order.status not in allowed:
+            raise GatewayError(
+                ErrorCode.SYSTEM_ERROR,
+                f"orderId: payment must be in the correct state for {what} "
+                f"(OrderStatus {int(order.status)})",
+            )
+
+    async def deposit(self, merchant: Merchant, order_id: str, amount: int) -> Order:
+        """``deposit.do``: captures a pre-authorized order (``amount`` 0: all of it)."""
+        async with self.locks.hold(order_id):
+            order = await self.find(merchant, order_id, locked=True)
+            self._state(order, (OrderStatus.PREAUTHORIZED,), "a deposit")
+            amount = amount or order.amount
+            if amount > order.amount:
+                raise invalid("amount", f"at most the pre-authorized {order.amount}")
+            await self._followup(merchant, order, TxnType.COMPLETION, amount)
+            order.status = OrderStatus.DEPOSITED
+            order.deposit_amount = amount
+            await self._save(order)
+            await self._event(order, EVENT_CAPTURED)
+            return order
+
+    async def reverse(self, merchant: Merchant, order_id: str) -> Order:
+        """``reverse.do``: cancels a pre-authorization or a same-day sale (a void)."""
+        async with self.locks.hold(order_id):
+            order = await self.find(merchant, order_id, locked=True)
+            self._state(order, (OrderStatus.PREAUTHORIZED, OrderStatus.DEPOSITED), "a reversal")
+            await self._followup(merchant, order, TxnType.VOID, 0)
+            order.status = OrderStatus.REVERSED
+            order.deposit_amount = 0
+            await self._save(order)
+            await self._event(order, EVENT_REVERSED)
+            return order
+
+    async def refund(self, merchant: Merchant, order_id: str, amount: int) -> Order:
+        """``refund.do``: gives back part or all of what a paid order took."""
+        async with self.locks.hold(order_id):
+            order = await self.find(merchant, order_id, locked=True)
+            self._state(order, (OrderStatus.DEPOSITED, OrderStatus.REFUNDED), "a refund")
+            left = order.deposit_amount - order.refunded_amount
+            if amount > left:
+                raise invalid("amount", f"at most {left} is left to refund")
+            await self._followup(merchant, order, TxnType.REFUND, amount)
+            order.status = OrderStatus.REFUNDED
+            order.refunded_amount += amount
+            await self._save(order)
+            await self._event(order, EVENT_REFUNDED)
+            return order
