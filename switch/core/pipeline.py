@@ -65,7 +65,19 @@ from switch.core.remote import BinTable, RemoteIssuer
 from switch.core.results import decode_result, encode_result
 from switch.digits import is_ascii_digits
 from switch.hsm.client import HsmClient, HsmError
-from switch.store.api import AlertRow, Changes, IdempotencyRow, JournalRow, Store, StoreError
+from switch.store.api import (
+    GUARD_ACCOUNT,
+    GUARD_CARD,
+    AlertRow,
+    Changes,
+    Conflict,
+    IdempotencyExpect,
+    IdempotencyRow,
+    JournalRow,
+    Store,
+    StoreError,
+    stamp_source,
+)
 
 log = logging.getLogger("switch.core")
 
@@ -73,6 +85,11 @@ RC = ResponseCode
 MAX_AMOUNT: Final = 10**12  # minor units; anything above is a malformed amount
 IDEMPOTENCY_WINDOW_S: Final = 2 * 86400
 OTP_TTL_S: Final = 300.0
+#: Attempts of one request whose unit the store refused (another node changed a row it was
+#: decided on): after that many, 96 (gRPC UNAVAILABLE, "retry") rather than a wrong answer.
+MAX_ATTEMPTS: Final = 5
+#: Transaction numbers a node reserves at a time when several share the store.
+TXN_ID_BLOCK: Final = 10_000
 # payShield errors meaning "not a valid PIN block under that key" (20: PIN block invalid,
 # 23: format, 24: PIN length): for the cardholder that is a 55, not a system error.
 BAD_PIN_BLOCK_CODES: Final = frozenset({"20", "23", "24"})
@@ -144,8 +161,13 @@ class Pipeline:
         pan_key: bytes,
         clock: Callable[[], float] = time.time,
         cache_size: int = DEFAULT_CAPACITY,
+        shared: bool = False,
     ) -> None:
         self.store = store
+        # Other nodes write the same store (docs/architecture.md §7): transaction numbers
+        # come in reserved blocks, a card loaded from the store brings its limit usage along,
+        # and a unit's idempotency row is guarded against another node's answer.
+        self.shared = shared
         self.hsm = hsm
         self.config = config
         self._pan_key = pan_key
@@ -177,6 +199,12 @@ class Pipeline:
         self._done_prev: set[str] = set()
         self._done_rotated = 0.0
         self._seq = 0
+        self._seq_end = 1 << 62  # the last number of the reserved block (shared store)
+        self._stamp = stamp_source()  # new row versions (guards, docs/architecture.md §7)
+        self._resident: set[int] = set()  # accounts credited by deltas, never decided on
+        self.refresh_epoch = 0  # rows reloaded after a conflict (follow-ups check it)
+        self.conflicts = 0  # statistics: units refused by their guards
+        self._retries: set[asyncio.Task[None]] = set()
         self._sched_cache: dict[tuple[str, int], Schedule] = {}
         self.gl: dict[str, int] = {}
         self.halted: str | None = None
@@ -189,6 +217,8 @@ class Pipeline:
         self.billers = {b.biller_id: b for b in s.billers()}
         self.bins = BinTable(s.bin_routes())
         self._seq = s.max_journal_seq()
+        if self.shared:
+            self._reserve_txn_ids()
         now = self.clock()
         self._done_keys = set(s.recent_idempotency_keys(now - IDEMPOTENCY_WINDOW_S))
         self._done_rotated = now
@@ -197,6 +227,7 @@ class Pipeline:
             if acct is None:
                 raise StoreError(f"internal account {code} is missing from the store")
             self.accounts.resident(acct.account_id, acct)
+            self._resident.add(acct.account_id)
             self.gl[code] = acct.account_id
         # The settlement accounts the decision section credits by id live in memory for good
         # (resident: never evicted). Cardholders' cards and accounts load on first use only.
@@ -208,6 +239,7 @@ class Pipeline:
             if acct is None:
                 raise StoreError(f"settlement account {account_id} is missing from the store")
             self.accounts.resident(account_id, acct)
+            self._resident.add(account_id)
         self.rebuild_limits(day_number(now, self.tz))
 
     def rebuild_limits(self, day: int) -> None:
@@ -239,7 +271,15 @@ class Pipeline:
 
     def _next_txn_id(self) -> str:
         self._seq += 1
+        if self._seq > self._seq_end:
+            self._reserve_txn_ids()
         return f"{self._seq:012d}"
+
+    def _reserve_txn_ids(self) -> None:
+        """A block of numbers no other node uses (a short blocking write every 10,000)."""
+        start = self.store.reserve_txn_ids(TXN_ID_BLOCK)
+        self._seq = start + 1
+        self._seq_end = start + TXN_ID_BLOCK
 
     def schedule(self, product: Product, day: int) -> Schedule:
         k = (product.code, day)
@@ -255,9 +295,52 @@ class Pipeline:
             loaded = await self.store.card_by_pan_hash(pan_hash)
             if loaded is None:
                 return None
+            if self.shared:
+                return await self._adopt_card(loaded)
             c = self.cards.setdefault(pan_hash, loaded)  # a concurrent load may have won
             self.cards_by_id.setdefault(c.card_id, c)
         return c
+
+    async def _adopt_card(self, loaded: Card) -> Card:
+        """A card read from a shared store becomes live with today's limit usage read after
+        it (another node may have used the card since this node's counters were built)."""
+        day = self._usage_day()
+        usage = await self.store.card_limit_usage(loaded.card_id, day)
+        c = self.cards.get(loaded.pan_hash)
+        if c is not None:  # a concurrent load won
+            return c
+        self._set_usage(loaded.card_id, usage, day)
+        c = self.cards.setdefault(loaded.pan_hash, loaded)
+        self.cards_by_id[c.card_id] = c
+        return c
+
+    def _usage_day(self) -> int:
+        today = day_number(self.clock(), self.tz)
+        current = self.limits.current_day
+        return today if current is None else max(today, current)
+
+    def _set_usage(self, card_id: int, usage: list[tuple[str, int, int]], day: int) -> None:
+        """The card's counters of ``day`` become the store's (``card_limit_usage`` rows)."""
+        totals: dict[int, tuple[int, int]] = {}
+        for categories, amount, count in usage:
+            for c in categories.split(","):
+                if c:
+                    a, n = totals.get(int(c), (0, 0))
+                    totals[int(c)] = (a + max(amount, 0), n + count)
+        eng = self.limits
+        for c in range(N_CATEGORIES):
+            want = totals.get(c, (0, 0))
+            have = eng.usage(card_id, c, day)
+            if have == want:
+                continue
+            eng.release(card_id, c, have[0], day, have[1])
+            amount, count = want
+            if amount or count:  # the engine counts one per reservation
+                eng.check_and_reserve(card_id, c, amount, day, 1 << 62, 1 << 30)
+                for _ in range(count - 1):
+                    eng.check_and_reserve(card_id, c, 0, day, 1 << 62, 1 << 30)
+                if count == 0:
+                    eng.release(card_id, c, 0, day, 1)
 
     async def card_by_id(self, card_id: int) -> Card | None:
         """The live card with this id, read from the store if none is alive."""
@@ -267,6 +350,8 @@ class Pipeline:
         loaded = await self.store.card_by_id(card_id)
         if loaded is None:
             return None
+        if self.shared:
+            return await self._adopt_card(loaded)
         c = self.cards.setdefault(loaded.pan_hash, loaded)
         self.cards_by_id.setdefault(c.card_id, c)
         return c
@@ -479,37 +564,31 @@ class Pipeline:
         caches until the unit settles: until then the store still holds their old rows, so an
         evicted entry read back would lose the change. Every unit that snapshots a live card
         or account goes through here (or ``commit``)."""
-        account_ids = {a[0] for a in ch.accounts}
-        card_ids = {c[0] for c in ch.cards}
-        if not account_ids and not card_ids:
+        pinned_accounts = self.accounts.pin_all([a[0] for a in ch.accounts])
+        pan_hashes: list[bytes] = []
+        if ch.cards:  # rare on the hot path: only a PIN-try or status change snapshots a card
+            by_id = self.cards_by_id
+            found = [by_id.get(c[0]) for c in ch.cards]
+            pan_hashes = self.cards.pin_all([c.pan_hash for c in found if c is not None])
+        if not pinned_accounts and not pan_hashes:
             return self.store.submit(ch)
-        pinned_accounts = [i for i in account_ids if self.accounts.pin(i) is not None]
-        pan_hashes = []
-        for card_id in card_ids:
-            card = self.cards_by_id.get(card_id)
-            if card is not None and self.cards.pin(card.pan_hash) is not None:
-                pan_hashes.append(card.pan_hash)
-
-        def unpin() -> None:
-            for account_id in pinned_accounts:
-                self.accounts.unpin(account_id)
-            for pan_hash in pan_hashes:
-                self.cards.unpin(pan_hash)
-
+        accounts, cards = self.accounts, self.cards
         settled = ch.on_settled
 
         def on_settled(error: BaseException | None) -> object:
             try:
                 return None if settled is None else settled(error)
             finally:
-                unpin()
+                accounts.unpin_all(pinned_accounts)
+                cards.unpin_all(pan_hashes)
 
         ch.on_settled = on_settled
         try:
             return self.store.submit(ch)
         except BaseException:
             ch.on_settled = settled  # never called: the store refused the unit outright
-            unpin()
+            accounts.unpin_all(pinned_accounts)
+            cards.unpin_all(pan_hashes)
             raise
 
     async def commit(self, ch: Changes) -> None:

@@ -7,6 +7,14 @@ connection: one write per batch instead of a logging call per command, so auditi
 command costs the TCP path little. PINs, PIN blocks, keys and PANs are never passed in, so
 they cannot be logged (an alarm names an account by a keyed hash only). An unconfigured
 logger costs the in-process hot path one cached level test.
+
+On the logger, the routine successes of the commands every authorization makes (PIN
+verification and translation, CVV, ARQC, MAC: ``ROUTINE``) are DEBUG records: at INFO,
+``switch run`` wrote one of them per HSM call, more lines than its transaction trace, which
+already says what each authorization did. Key management (key generation, import, export,
+forming, check values), PIN and LMK-encrypted PIN operations, every refusal and every
+verification failure stay INFO, and alarms WARNING. The audit file of ``switch hsm serve``
+keeps every command, as before.
 """
 
 from __future__ import annotations
@@ -14,10 +22,16 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Final, TextIO
 
 AUDIT_LOGGER_NAME = "switch.hsm.audit"
 audit_logger = logging.getLogger(AUDIT_LOGGER_NAME)
+
+#: Commands an authorization makes; their successes are logged at DEBUG (module docstring).
+#: DC/EC/DA/EA verify a PIN, CA/CC translate one, CY verifies a CVV, KQ an ARQC, M6/M8 and
+#: MA/MC generate or verify a MAC.
+ROUTINE: Final = frozenset({"DC", "EC", "DA", "EA", "CA", "CC", "CY", "KQ", "M6", "M8", "MA", "MC"})
+OK: Final = "00"
 
 
 class Audit:
@@ -48,15 +62,19 @@ class Audit:
     def record(self, command: str, code: str, *check_values: str, note: str = "") -> None:
         """One command's record; ``note`` (safe to log, e.g. a keyed account hash and a
         failure count) is appended as is."""
-        kcvs = ",".join(check_values) or "-"
-        tail = f" {note}" if note else ""
         if self.file is not None:
+            kcvs = ",".join(check_values) or "-"
+            tail = f" {note}" if note else ""
             now = time.time()
             self.file.write(f"{self._stamp_of(now)} cmd={command} rc={code} kcv={kcvs}{tail}\n")
             if now - self._flushed_at > self.FLUSH_INTERVAL:
                 self.flush()
-        elif self.logger.isEnabledFor(logging.INFO):
-            self.logger.info("cmd=%s rc=%s kcv=%s%s", command, code, kcvs, tail)
+            return
+        level = logging.DEBUG if code == OK and command in ROUTINE else logging.INFO
+        if self.logger.isEnabledFor(level):
+            kcvs = ",".join(check_values) or "-"
+            tail = f" {note}" if note else ""
+            self.logger.log(level, "cmd=%s rc=%s kcv=%s%s", command, code, kcvs, tail)
 
     def alarm(self, text: str) -> None:
         """A security alarm (``ALARM`` + ``text``), written and flushed at once: an operator
