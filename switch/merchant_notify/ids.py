@@ -4,9 +4,10 @@ The journal's ``txn_id`` is a 12-digit sequence: handing it to merchants would t
 how many transactions the whole switch processed between two of its own payments. A merchant
 instead gets ``pay_`` + 26 base32 characters of HMAC-SHA256(payment-id key, txn_id) (128
 bits): stable (the same txn always maps to the same id, so nothing but the key is needed to
-compute it) and, without the key, unrelated to the sequence. The key is derived (HKDF, its own
-label) from the state directory's ``pan.key``, like the SMS sealing key, so every process of
-one switch computes the same ids. ``payment_orders`` maps the id back to the txn.
+compute it) and, without the key, unrelated to the sequence. The key is random, kept in the
+store's ``settings`` (``recorder.ensure_recorder``), so every process of one switch computes the
+same ids whatever the store backend; knowing it reveals volume, nothing else. ``payment_orders``
+maps the id back to the txn.
 
 Event ids are random (``evt_`` + 128 random bits): an event is a delivery, not a payment, and
 the merchant uses the id only to drop a repeat.
@@ -18,7 +19,6 @@ import base64
 import hashlib
 import hmac
 import os
-from pathlib import Path
 
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -54,11 +54,6 @@ class PaymentIds:
         self._key = HKDF(algorithm=SHA256(), length=32, salt=None, info=_LABEL).derive(
             switch_secret
         )
-
-    @classmethod
-    def for_state_dir(cls, state_dir: Path) -> PaymentIds:
-        """The ids of a state directory (its ``pan.key``, created by ``SwitchCore.open``)."""
-        return cls(bytes.fromhex((Path(state_dir) / "pan.key").read_text("ascii").strip()))
 
     def public(self, txn_id: str) -> str:
         digest = hmac.new(self._key, txn_id.encode("ascii"), hashlib.sha256).digest()

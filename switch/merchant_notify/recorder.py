@@ -34,6 +34,7 @@ import asyncio
 import contextvars
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -197,6 +198,7 @@ class RecordingStore:
     def __init__(self, inner: Store, decorate: Callable[[Changes], None]) -> None:
         self.inner = inner
         self._decorate = decorate
+        self.recorder: EventRecorder | None = None
 
     def _apply(self, changes: Changes) -> None:
         try:
@@ -225,4 +227,41 @@ def attach(core: SwitchCore, recorder: EventRecorder) -> None:
     pipeline = core._p  # the pipeline has no public hook for this yet
     if isinstance(pipeline.store, RecordingStore):
         raise ValueError("a recorder is already attached to this core")
-    pipeline.store = cast(Store, RecordingStore(pipeline.store, recorder.decorate))
+    proxy = RecordingStore(pipeline.store, recorder.decorate)
+    proxy.recorder = recorder
+    pipeline.store = cast(Store, proxy)
+
+
+def attached(core: SwitchCore) -> EventRecorder | None:
+    """The recorder attached to ``core``, if any."""
+    store: object = core._p.store
+    return store.recorder if isinstance(store, RecordingStore) else None
+
+
+#: The ``settings`` row holding the payment-id key (random, made on first use)
+ID_KEY_SETTING = "merchant_notify.payment_id_key"
+
+
+def ensure_recorder(core: SwitchCore) -> EventRecorder:
+    """The core's recorder, attaching the standard one on first call: payment ids keyed by a
+    random key kept in the store's ``settings`` (so every process of the switch, whatever its
+    store backend, computes the same ids), and the merchants with callbacks read from
+    ``merchant_callbacks`` through the store's read connection. The gRPC API, the gateway and
+    ``switch run`` each call this; the first one attaches."""
+    existing = attached(core)
+    if existing is not None:
+        return existing
+    store = core.store
+    key_hex = store.setting(ID_KEY_SETTING)
+    if key_hex is None:
+        key_hex = secrets.token_bytes(32).hex()
+        store.put_setting(ID_KEY_SETTING, key_hex)
+        store.flush_admin()
+
+    def enabled_merchants() -> frozenset[str]:
+        rows = store.query("SELECT merchant_id FROM merchant_callbacks WHERE enabled = 1")
+        return frozenset(str(m) for (m,) in rows)
+
+    recorder = EventRecorder(PaymentIds(bytes.fromhex(key_hex)), enabled_merchants)
+    attach(core, recorder)
+    return recorder

@@ -1,0 +1,70 @@
+"""Merchant notifications inside ``switch run`` (``--merchant-notify inline|off``).
+
+``inline`` (default): the recorder is attached to the core (events commit with payments) and a
+``MerchantNotifyWorker`` task delivers them from this process. ``off``: events are still
+recorded; deliver them with ``python -m switch.merchant_notify worker --state-dir DIR`` (one or
+several such processes: claims are leased). The worker reads the SQLite outbox on its own
+connection (``SqliteMerchantOutbox``), so either way it never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from switch.core.service import SwitchCore
+from switch.merchant_notify.recorder import EventRecorder, ensure_recorder
+from switch.merchant_notify.secrets_seal import CallbackSeal
+from switch.merchant_notify.sqlite_outbox import SqliteMerchantOutbox
+from switch.merchant_notify.worker import DeliveryPolicy, MerchantNotifyWorker
+
+log = logging.getLogger(__name__)
+MODES = ("inline", "off")
+
+
+@dataclass
+class MerchantNotify:
+    recorder: EventRecorder
+    worker: MerchantNotifyWorker | None
+    outbox: SqliteMerchantOutbox | None
+    task: asyncio.Task[None] | None
+    stop_event: asyncio.Event
+    banner: str
+
+    async def stop(self) -> None:
+        """Stop delivering (a batch in flight finishes and is marked), close the outbox."""
+        self.stop_event.set()
+        if self.task is not None:
+            await self.task
+        if self.worker is not None:
+            await self.worker.close()
+        if self.outbox is not None:
+            self.outbox.close()
+
+
+async def start_merchant_notify(
+    core: SwitchCore,
+    state_dir: Path,
+    mode: str = "inline",
+    *,
+    durable: bool = True,
+    policy: DeliveryPolicy | None = None,
+) -> MerchantNotify:
+    """Attach the recorder and, ``inline``, start the delivery worker on ``state_dir``."""
+    if mode not in MODES:
+        raise ValueError(f"--merchant-notify {mode!r}: expected one of {', '.join(MODES)}")
+    recorder = ensure_recorder(core)
+    stop = asyncio.Event()
+    if mode == "off":
+        return MerchantNotify(
+            recorder, None, None, None, stop,
+            "recorded; deliver with `python -m switch.merchant_notify worker`",
+        )  # fmt: skip
+    outbox = SqliteMerchantOutbox(Path(state_dir) / "switch.db", durable=durable)
+    worker = MerchantNotifyWorker(
+        outbox, CallbackSeal.for_state_dir(state_dir), policy=policy, clock=core.now
+    )
+    task = asyncio.create_task(worker.run(stop), name="merchant-notify")
+    return MerchantNotify(recorder, worker, outbox, task, stop, "delivered inline")

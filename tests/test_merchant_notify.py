@@ -1,0 +1,371 @@
+"""Merchant notifications end to end: payments through the real gRPC API record signed events
+in the same commit; a real aiohttp receiver on a free port gets them from the worker.
+
+The signature is checked here with ``hmac`` directly (not ``switch.merchant_notify.signing``),
+as a merchant's own code would. The clock is a ``ManualClock`` shared by the core and the
+worker: retries are driven by advancing it, never by sleeping through a back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from switch.api.testing import Harness, serve_api
+from switch.core import demo
+from switch.core.service import SwitchCore
+from switch.core.testing import ManualClock
+from switch.merchant_notify import EventType, PaymentStatus, build_event
+from switch.merchant_notify.cli import main as notify_cli
+from switch.merchant_notify.recorder import ensure_recorder
+from switch.merchant_notify.secrets_seal import CallbackSeal
+from switch.merchant_notify.sqlite_outbox import SqliteMerchantOutbox
+from switch.merchant_notify.worker import DeliveryPolicy, MerchantNotifyWorker
+from switch.store.api import Changes
+
+CARD = demo.CARDS[0]
+POOR = demo.CARDS[1]
+CVV2 = demo.cvv2(CARD.pan, CARD.expiry)
+ECOM = demo.MERCHANTS[0]
+SECRET = "whsec_test-secret-0123456789abcdef"
+T0 = 1_790_000_000.0  # a fixed instant: the test means the same on any date
+POLICY = DeliveryPolicy(timeout=5.0, base=10.0, cap=60.0, jitter=0.0, max_attempts=3, lease=30.0)
+
+
+@dataclass
+class Receiver:
+    """A merchant's HTTP endpoint: records every POST, answers from ``statuses`` in turn
+    (200 once they run out)."""
+
+    url: str = ""
+    statuses: list[int] = field(default_factory=list)
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.received.append((dict(request.headers), await request.read()))
+        status = self.statuses.pop(0) if self.statuses else 200
+        return web.Response(status=status, text="ok" if status < 300 else "try later")
+
+    def bodies(self) -> list[dict[str, object]]:
+        return [json.loads(body) for _, body in self.received]
+
+
+@asynccontextmanager
+async def receiver() -> AsyncIterator[Receiver]:
+    rec = Receiver()
+    app = web.Application()
+    app.router.add_post("/hooks/switch", rec.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    rec.url = f"http://{host}:{port}/hooks/switch"
+    try:
+        yield rec
+    finally:
+        await runner.cleanup()
+
+
+def set_callback(state: Path, url: str, tmp: Path) -> None:
+    secret_file = tmp / "secret.txt"
+    secret_file.write_text(SECRET + "\n")
+    args = ["set-callback", "--state-dir", str(state), ECOM.merchant_id, url]
+    assert notify_cli([*args, "--secret-file", str(secret_file)]) == 0
+
+
+def expected_signature(secret: str, header: str, body: bytes) -> tuple[int, bool]:
+    """Independent check: (t, whether v1 is HMAC-SHA256(secret, "t.body"))."""
+    items = dict(part.split("=", 1) for part in header.split(","))
+    t = int(items["t"])
+    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return t, hmac.compare_digest(mac, items["v1"])
+
+
+def outbox_rows(core: SwitchCore) -> list[tuple[object, ...]]:
+    return core.store.query(
+        "SELECT event_id, event_type, status, attempts, payment_id FROM merchant_events "
+        "ORDER BY created_at, rowid"
+    )
+
+
+def worker(state: Path, clock: ManualClock, **kw: object) -> MerchantNotifyWorker:
+    outbox = SqliteMerchantOutbox(state / "switch.db", durable=False)
+    return MerchantNotifyWorker(
+        outbox,
+        CallbackSeal.for_state_dir(state),
+        policy=POLICY,
+        clock=clock,
+        rng=random.Random(1),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+async def close(w: MerchantNotifyWorker) -> None:
+    await w.close()
+    w.outbox.close()  # type: ignore[attr-defined]
+
+
+def run(
+    state: Path, tmp: Path, body: Callable[[Harness, Receiver, ManualClock], Awaitable[None]]
+) -> None:
+    """A core on ``state`` with the gRPC API and a receiver configured as the e-commerce
+    merchant's callback (set with the CLI before the core opens)."""
+
+    async def go() -> None:
+        clock = ManualClock(T0)
+        async with receiver() as rec:
+            core = await SwitchCore.open(state, durable=False, clock=clock)
+            try:
+                set_callback(state, rec.url, tmp)
+                ensure_recorder(core).refresh()
+                async with serve_api(core) as h:
+                    await asyncio.wait_for(body(h, rec, clock), 30)
+            finally:
+                await core.close()
+
+    asyncio.run(go())
+
+
+def test_paid_and_declined_events_commit_with_the_payment_and_arrive_signed(
+    state: Path, tmp_path: Path
+) -> None:
+    async def body(h: Harness, rec: Receiver, clock: ManualClock) -> None:
+        sale = await h.client.sale(250_000, CARD.pan, CARD.expiry, CVV2)
+        assert sale.approved
+        poor_cvv2 = demo.cvv2(POOR.pan, POOR.expiry)
+        declined = await h.client.sale(10**9, POOR.pan, POOR.expiry, poor_cvv2)
+        assert not declined.approved
+        # durable with the payments, before any worker ran
+        rows = outbox_rows(h.core)
+        assert [(r[1], r[2], r[3]) for r in rows] == [
+            ("payment.paid", "pending", 0),
+            ("payment.declined", "pending", 0),
+        ]
+        assert [r[4] for r in rows] == [sale.payment_id, declined.payment_id]
+
+        w = worker(state, clock)
+        try:
+            assert await w.run_once() == 2
+        finally:
+            await close(w)
+        assert [(r[2], r[3]) for r in outbox_rows(h.core)] == [("delivered", 1)] * 2
+        assert len(rec.received) == 2
+        by_id = {headers["X-Switch-Event-Id"]: (headers, raw) for headers, raw in rec.received}
+        assert set(by_id) == {str(r[0]) for r in rows}  # sent concurrently: any order
+        for headers, raw in rec.received:
+            t, ok = expected_signature(SECRET, headers["X-Switch-Signature"], raw)
+            assert ok and t == int(T0)
+            assert json.loads(raw)["event_id"] == headers["X-Switch-Event-Id"]
+            assert headers["Content-Type"] == "application/json"
+            assert headers["X-Switch-Event-Type"] == json.loads(raw)["type"]
+        paid = json.loads(by_id[str(rows[0][0])][1])
+        refused = json.loads(by_id[str(rows[1][0])][1])
+        assert paid["event_id"] == rows[0][0] and paid["type"] == "payment.paid"
+        assert paid["payment_id"] == sale.payment_id and paid["status"] == "captured"
+        assert (paid["amount"], paid["currency"], paid["response_code"]) == (250_000, 12, "00")
+        assert paid["auth_code"] == sale.auth_code and paid["operation"] == "sale"
+        masked = str(paid["masked_pan"])
+        assert masked == CARD.pan[:6] + "*" * (len(CARD.pan) - 10) + CARD.pan[-4:]
+        assert all(CARD.pan.encode() not in raw for _, raw in rec.received)
+        assert refused["type"] == "payment.declined" and refused["status"] == "declined"
+        assert refused["response_code"] == declined.response_code
+
+    run(state, tmp_path, body)
+
+
+def test_receiver_500_then_200_is_retried_after_the_back_off(state: Path, tmp_path: Path) -> None:
+    async def body(h: Harness, rec: Receiver, clock: ManualClock) -> None:
+        sale = await h.client.sale(100_000, CARD.pan, CARD.expiry, CVV2)
+        rec.statuses = [500]
+        w = worker(state, clock)
+        try:
+            assert await w.run_once() == 1  # answered 500
+            event_id, _, status, attempts, _ = outbox_rows(h.core)[0]
+            assert (status, attempts) == ("pending", 1)
+            assert await w.run_once() == 0  # not due before its back-off
+            clock.advance(POLICY.base - 1)
+            assert await w.run_once() == 0
+            clock.advance(1)
+            assert await w.run_once() == 1  # answered 200
+        finally:
+            await close(w)
+        assert [(r[2], r[3]) for r in outbox_rows(h.core)] == [("delivered", 2)]
+        assert [h_["X-Switch-Event-Id"] for h_, _ in rec.received] == [event_id] * 2
+        stamps = [expected_signature(SECRET, h_["X-Switch-Signature"], b) for h_, b in rec.received]
+        assert stamps == [(int(T0), True), (int(T0 + POLICY.base), True)]  # signed anew
+        assert (
+            rec.bodies()[0] == rec.bodies()[1] and rec.bodies()[0]["payment_id"] == sale.payment_id
+        )
+        last = h.core.store.query("SELECT last_status FROM merchant_events")[0][0]
+        assert last == 200
+
+    run(state, tmp_path, body)
+
+
+def test_failing_receiver_is_given_up_after_max_attempts(state: Path, tmp_path: Path) -> None:
+    async def body(h: Harness, rec: Receiver, clock: ManualClock) -> None:
+        await h.client.sale(100_000, CARD.pan, CARD.expiry, CVV2)
+        rec.statuses = [503] * 10
+        w = worker(state, clock)
+        try:
+            for _ in range(POLICY.max_attempts):
+                assert await w.run_once() == 1
+                clock.advance(POLICY.cap)
+            assert await w.run_once() == 0  # failed for good: not claimed again
+        finally:
+            await close(w)
+        row = h.core.store.query(
+            "SELECT status, attempts, last_status, last_error FROM merchant_events"
+        )
+        assert row == [("failed", POLICY.max_attempts, 503, "HTTP 503")]
+        assert len(rec.received) == POLICY.max_attempts
+        # the operator fixes the endpoint and makes them due again
+        assert notify_cli(["retry-failed", "--state-dir", str(state), ECOM.merchant_id]) == 0
+        w = worker(state, clock)
+        try:
+            rec.statuses = []
+            assert await w.run_once() == 1
+        finally:
+            await close(w)
+        assert h.core.store.query("SELECT status FROM merchant_events") == [("delivered",)]
+
+    run(state, tmp_path, body)
+
+
+def test_event_of_a_dead_worker_is_sent_by_the_next_one(state: Path, tmp_path: Path) -> None:
+    """A worker that claimed a batch and died (no mark) leaves the rows leased: the next
+    worker skips them until the lease ends, then delivers them -- nothing lost."""
+
+    async def body(h: Harness, rec: Receiver, clock: ManualClock) -> None:
+        await h.client.sale(100_000, CARD.pan, CARD.expiry, CVV2)
+        dead = SqliteMerchantOutbox(state / "switch.db", durable=False)
+        claimed = dead.claim_due_events(clock(), 10, POLICY.lease, "dead-worker")
+        assert len(claimed) == 1
+        dead.close()  # the process is gone: never marked
+        w = worker(state, clock)
+        try:
+            assert await w.run_once() == 0  # still leased
+            clock.advance(POLICY.lease)
+            assert await w.run_once() == 1
+        finally:
+            await close(w)
+        assert [b["event_id"] for b in rec.bodies()] == [claimed[0].event_id]
+        assert outbox_rows(h.core)[0][2] == "delivered"
+
+    run(state, tmp_path, body)
+
+
+def test_pending_event_survives_a_restart_of_the_switch(state: Path, tmp_path: Path) -> None:
+    async def go() -> None:
+        clock = ManualClock(T0)
+        async with receiver() as rec:
+            core = await SwitchCore.open(state, durable=False, clock=clock)
+            try:
+                set_callback(state, rec.url, tmp_path)
+                ensure_recorder(core).refresh()
+                async with serve_api(core) as h:
+                    sale = await h.client.sale(100_000, CARD.pan, CARD.expiry, CVV2)
+            finally:
+                await core.close()  # stopped before any delivery
+            core = await SwitchCore.open(state, durable=False, clock=clock)
+            try:
+                w = worker(state, clock)
+                try:
+                    assert await w.run_once() == 1
+                finally:
+                    await close(w)
+            finally:
+                await core.close()
+            assert [b["payment_id"] for b in rec.bodies()] == [sale.payment_id]
+
+    asyncio.run(go())
+
+
+def test_two_workers_never_send_one_event_twice(state: Path, tmp_path: Path) -> None:
+    async def body(h: Harness, rec: Receiver, clock: ManualClock) -> None:
+        events = [
+            build_event(
+                merchant_id=ECOM.merchant_id,
+                event_type=EventType.PAID,
+                payment_id=f"pay_{i}",
+                status=PaymentStatus.CAPTURED,
+                amount=100 + i,
+                currency=12,
+                response_code="00",
+                masked_pan="628058******0001",
+                created_at=clock(),
+            )
+            for i in range(40)
+        ]
+        await h.core.store.commit(Changes(merchant_events=events))
+        a = worker(state, clock, batch_size=8, concurrency=4)
+        b = worker(state, clock, batch_size=8, concurrency=4)
+        try:
+            for _ in range(10):
+                done = await asyncio.gather(a.run_once(), b.run_once())
+                if sum(done) == 0:
+                    break
+        finally:
+            await close(a)
+            await close(b)
+        sent = [str(b_["event_id"]) for b_ in rec.bodies()]
+        assert sorted(sent) == sorted(e.event_id for e in events)  # each exactly once
+        assert a.stats.delivered > 0 and b.stats.delivered > 0  # both took part
+        assert {r[2] for r in outbox_rows(h.core)} == {"delivered"}
+
+    run(state, tmp_path, body)
+
+
+def test_merchant_without_callback_records_nothing(state: Path) -> None:
+    async def go() -> None:
+        core = await SwitchCore.open(state, durable=False, clock=ManualClock(T0))
+        try:
+            ensure_recorder(core)
+            async with serve_api(core) as h:
+                assert (await h.client.sale(100_000, CARD.pan, CARD.expiry, CVV2)).approved
+            assert outbox_rows(core) == []
+        finally:
+            await core.close()
+
+    asyncio.run(go())
+
+
+def test_callback_cli_refuses_bad_input_and_seals_the_secret(
+    state: Path, tmp_path: Path, capsys: object
+) -> None:
+    async def seed() -> None:
+        await (await SwitchCore.open(state, durable=False)).close()
+
+    asyncio.run(seed())
+    base = ["set-callback", "--state-dir", str(state)]
+    assert notify_cli([*base, ECOM.merchant_id, "http://merchant.example/hook"]) == 2
+    assert notify_cli([*base, ECOM.merchant_id, "ftp://127.0.0.1/hook"]) == 2
+    assert notify_cli([*base, ECOM.merchant_id, "https://u:p@merchant.example/h"]) == 2
+    assert notify_cli([*base, "M-NOPE", "https://merchant.example/hook"]) == 1
+    assert notify_cli(["disable", "--state-dir", str(state), ECOM.merchant_id]) == 1
+    set_callback(state, "https://merchant.example/hook", tmp_path)
+    raw = b"".join(p.read_bytes() for p in state.glob("switch.db*"))
+    assert SECRET.encode() not in raw  # sealed at rest (database and WAL)
+    with SqliteMerchantOutbox(state / "switch.db") as outbox:
+        cb = outbox.callbacks([ECOM.merchant_id])[ECOM.merchant_id]
+        seal = CallbackSeal.for_state_dir(state)
+        assert seal.open(cb.merchant_id, cb.url, cb.secret_sealed) == SECRET
+        try:
+            seal.open(cb.merchant_id, "https://attacker.example/", cb.secret_sealed)
+            raise AssertionError("a sealed secret opened for another URL")
+        except ValueError:
+            pass
+        assert outbox.enabled_merchants() == frozenset({ECOM.merchant_id})
+    assert notify_cli(["disable", "--state-dir", str(state), ECOM.merchant_id]) == 0
+    with SqliteMerchantOutbox(state / "switch.db") as outbox:
+        assert outbox.enabled_merchants() == frozenset()
