@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import grpc
@@ -32,6 +33,7 @@ from switch.core.interchange import check_acquirer_keys, load_acquirers
 from switch.core.live_cache import DEFAULT_CAPACITY
 from switch.core.service import CoreError, SwitchCore
 from switch.digits import ascii_int, is_ascii_digits
+from switch.gateway import options as gateway_options
 from switch.gc_tuning import tune_gc_for_serving
 from switch.hsm.client import HsmClient
 from switch.iso8583.framing import Framing, LengthHeader
@@ -52,6 +54,9 @@ from switch.observe.state import Observed, Phase
 from switch.operator.keys import operators_path
 from switch.store import ENV_STORE, store_arg
 from switch.store.api import StoreError
+
+if TYPE_CHECKING:  # aiohttp loads only when the gateway starts
+    from switch.gateway.server import Gateway
 
 log = logging.getLogger("switch.app")
 
@@ -176,6 +181,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="log lines as text or one JSON object each (ISO 8601 times with their offset); "
         "every transaction is one INFO line on switch.txn",
     )
+    gateway_options.add_arguments(parser)  # --gateway-port, its TLS, session and tries
 
 
 def _listener(spec_text: str, args: argparse.Namespace) -> ListenerConfig:
@@ -207,6 +213,7 @@ def _hsm_client(url: str | None) -> HsmClient | None:
 async def serve(args: argparse.Namespace) -> int:
     state_dir: Path = args.state_dir
     grpc_tls = server_tls(args.grpc_tls_cert, args.grpc_tls_key, args.grpc_client_ca)
+    gateway_options.check(args)  # a bad --gateway-* option stops us before the store opens
     hsm = _hsm_client(args.hsm)
     config = load_config(args.config) if args.config else None
     links = list(dict.fromkeys(p for p in (args.remote_issuers, args.interchange) if p))
@@ -236,6 +243,7 @@ async def serve(args: argparse.Namespace) -> int:
     remotes: RemoteIssuers | None = None
     listeners: list[IsoListener] = []
     grpc_server: grpc.aio.Server | None = None
+    gateway: Gateway | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -297,6 +305,7 @@ async def serve(args: argparse.Namespace) -> int:
             f"(keys: {operators_path(state_dir)})",
             flush=True,
         )
+        gateway = await gateway_options.start(core, args)  # REST gateway + payment page
         if http_server is not None:
             print(f"HTTP health/metrics on {args.host}:{http_server.port}", flush=True)
         observed.phase = Phase.READY
@@ -310,6 +319,8 @@ async def serve(args: argparse.Namespace) -> int:
             await listener.close()
         if grpc_server is not None:
             await grpc_server.stop(5)
+        if gateway is not None:
+            await gateway.close()
         if sms is not None:
             await sms.stop()
         if remotes is not None:

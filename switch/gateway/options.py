@@ -1,0 +1,91 @@
+"""``switch run``'s gateway options, kept here so ``switch/app.py`` gains three lines only.
+
+``--gateway-port`` (default 8081; 0: a free port; -1: off), ``--gateway-tls-cert`` /
+``--gateway-tls-key`` (checked as gRPC's TLS files are), ``--gateway-session-timeout``
+(seconds a payment page stays usable, default 600) and ``--gateway-max-tries`` (payment
+attempts on one order, default 3).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from switch.digits import ascii_int
+from switch.observe.endpoints import http_port
+
+if TYPE_CHECKING:  # aiohttp and jinja2 load only when the gateway starts (not for --help)
+    from switch.core.service import SwitchCore
+    from switch.gateway.server import Gateway
+
+DEFAULT_PORT = 8081
+DEFAULT_SESSION_TIMEOUT_S = 600  # as switch.gateway.service (not imported: see above)
+DEFAULT_MAX_TRIES = 3
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--gateway-port",
+        type=http_port,
+        default=DEFAULT_PORT,
+        help=f"SATIM-compatible REST gateway and hosted payment page (default {DEFAULT_PORT}; "
+        "0: a free port, -1: off)",
+    )
+    parser.add_argument(
+        "--gateway-tls-cert",
+        type=Path,
+        default=None,
+        metavar="PEM",
+        help="serve the gateway over HTTPS with this certificate (chain); needs --gateway-tls-key",
+    )
+    parser.add_argument(
+        "--gateway-tls-key", type=Path, default=None, metavar="PEM", help="its private key"
+    )
+    parser.add_argument(
+        "--gateway-session-timeout",
+        type=ascii_int,
+        default=DEFAULT_SESSION_TIMEOUT_S,
+        metavar="SECONDS",
+        help="how long a payment page stays usable after register.do "
+        f"(default {DEFAULT_SESSION_TIMEOUT_S})",
+    )
+    parser.add_argument(
+        "--gateway-max-tries",
+        type=ascii_int,
+        default=DEFAULT_MAX_TRIES,
+        metavar="N",
+        help=f"payment attempts per order on the page (default {DEFAULT_MAX_TRIES})",
+    )
+
+
+def check(args: argparse.Namespace) -> None:
+    """Refuse bad gateway options before anything starts (names the flag)."""
+    from switch.gateway.server import gateway_tls
+
+    if args.gateway_session_timeout < 1:
+        raise SystemExit(f"--gateway-session-timeout {args.gateway_session_timeout}: at least 1")
+    if args.gateway_max_tries < 1:
+        raise SystemExit(f"--gateway-max-tries {args.gateway_max_tries}: at least 1")
+    gateway_tls(args.gateway_tls_cert, args.gateway_tls_key)  # TlsFileError names the flag
+
+
+async def start(core: SwitchCore, args: argparse.Namespace) -> Gateway | None:
+    """The gateway as the options say (``None``: off), and its banner line printed."""
+    from switch.gateway.server import gateway_tls, start_gateway
+    from switch.gateway.service import GatewayConfig
+
+    check(args)
+    if args.gateway_port < 0:
+        return None
+    tls = gateway_tls(args.gateway_tls_cert, args.gateway_tls_key)
+    config = GatewayConfig(
+        session_timeout_s=float(args.gateway_session_timeout), max_tries=args.gateway_max_tries
+    )
+    gateway = await start_gateway(core, args.host, args.gateway_port, config=config, tls=tls)
+    scheme = "https" if tls is not None else "http"
+    print(
+        f"online gateway (SATIM-compatible) on {scheme}://{args.host}:{gateway.port}/payment/rest/",
+        flush=True,
+    )
+    return gateway
