@@ -9,6 +9,7 @@ attempts on one order, default 3).
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,9 @@ if TYPE_CHECKING:  # aiohttp and jinja2 load only when the gateway starts (not f
     from switch.gateway.server import Gateway
 
 DEFAULT_PORT = 8081
+#: overrides the default port (the test suite sets 0: every switch it starts gets a free one,
+#: so tests written before the gateway existed do not contend for 8081)
+ENV_PORT = "SWITCH_GATEWAY_PORT"
 DEFAULT_SESSION_TIMEOUT_S = 600  # as switch.gateway.service (not imported: see above)
 DEFAULT_MAX_TRIES = 3
 
@@ -28,9 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--gateway-port",
         type=http_port,
-        default=DEFAULT_PORT,
-        help=f"SATIM-compatible REST gateway and hosted payment page (default {DEFAULT_PORT}; "
-        "0: a free port, -1: off)",
+        default=os.environ.get(ENV_PORT, str(DEFAULT_PORT)),
+        help=f"SATIM-compatible REST gateway and hosted payment page (default {DEFAULT_PORT} "
+        f"or ${ENV_PORT}; 0: a free port, -1: off)",
     )
     parser.add_argument(
         "--gateway-tls-cert",
