@@ -57,7 +57,6 @@ def build_app(svc: GatewayService, *, secure: bool = False) -> web.Application:
     page = PaymentPage(svc, secure=secure)
     app.add_routes(rest.routes(svc))
     app.add_routes(page.routes())
-    app["page"] = page
     return app
 
 

@@ -1,0 +1,310 @@
+"""The SATIM-compatible REST gateway, driven as SATIM's client libraries drive it: plain HTTP
+GETs with a query and form-encoded POSTs, against a real core and gateway on a free port (a
+``ManualClock`` for the session expiry), and once against a real ``switch run`` over TLS.
+
+The payments behind the orders are made through the hosted page with plain form posts here
+(the browser tests are in ``test_gateway_page.py``), with the code read from the SMS outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import subprocess
+import sys
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from switch.core import demo
+from switch.core.testing import ManualClock
+from switch.gateway.orders import ORDER_ID_ALPHABET, ORDER_ID_LENGTH
+from switch.gateway.service import GatewayConfig
+from tests.gateway_harness import (
+    CREDENTIALS,
+    MERCHANT,
+    OTHER,
+    T0,
+    GatewayHarness,
+    page,
+    pay_over_http,
+    rest,
+)
+from tests.switch_proc import stop, wait_ready
+from tests.test_api_tls import make_pki
+
+CARD = demo.CARDS[0]  # active, 150,000.00 DZD
+RICH = demo.CARDS[7]  # active, 1,000,000.00 DZD
+POOR = demo.CARDS[1]  # active, 5,000.00 DZD
+
+
+@pytest.fixture
+def h(state: Path) -> Iterator[GatewayHarness]:
+    with GatewayHarness(state, ManualClock(T0), GatewayConfig(max_tries=3)) as harness:
+        yield harness
+
+
+def status(h: GatewayHarness, order_id: str, *, post: bool = False) -> dict[str, object]:
+    return rest(h.base, "getOrderStatus.do", {**CREDENTIALS, "orderId": order_id}, post=post)
+
+
+def balance(h: GatewayHarness, card: demo.DemoCard) -> int:
+    return int(
+        h.query("SELECT balance - held FROM accounts WHERE number = ?", (card.account,))[0][0]
+    )
+
+
+def test_register_get_and_post_answer_satim_fields(h: GatewayHarness) -> None:
+    got = h.register(
+        "CMD-1001", 250_000, language="en", description="2 books",
+        jsonParams='{"force_terminal_id": "E010901571", "udf1": "ref-77", "udf5": 5}',
+    )  # fmt: skip
+    assert got["errorCode"] == "0", got
+    order_id = str(got["orderId"])
+    assert len(order_id) == ORDER_ID_LENGTH and set(order_id) <= set(ORDER_ID_ALPHABET)
+    assert got["formUrl"] == (
+        f"{h.base}/payment/merchants/{MERCHANT.merchant_id}/payment_en.html?mdOrder={order_id}"
+    )
+    # POST form-encoded, as the PHP clients do; capitalized fields as SATIM spells them
+    s = status(h, order_id, post=True)
+    assert s["ErrorCode"] == "0" and s["OrderStatus"] == 0 and s["OrderNumber"] == "CMD-1001"
+    assert s["Amount"] == 250_000 and s["depositAmount"] == 0 and s["currency"] == "012"
+    assert s["params"] == {
+        "force_terminal_id": "E010901571", "udf1": "ref-77", "udf5": "5",
+        "respCode": "", "respCode_desc": "",
+    }  # fmt: skip
+    ext = rest(h.base, "getOrderStatusExtended.do", {**CREDENTIALS, "orderNumber": "CMD-1001"})
+    assert ext["errorCode"] == "0" and ext["orderStatus"] == 0
+    assert ext["attributes"] == [{"name": "mdOrder", "value": order_id}]
+    assert ext["orderDescription"] == "2 books" and ext["date"] == round(T0 * 1000)
+    assert {"name": "udf1", "value": "ref-77"} in ext["merchantOrderParams"]
+    # a second order gets an unrelated id: no sequence to read the volume from
+    other = h.register("CMD-1002")
+    assert other["orderId"] != order_id
+    assert other["formUrl"].endswith(f"payment_fr.html?mdOrder={other['orderId']}")  # FR default
+
+
+def test_error_codes(h: GatewayHarness) -> None:
+    assert h.register("DUP-1")["errorCode"] == "0"
+    dup = h.register("DUP-1", 100)
+    assert dup["errorCode"] == "1" and "orderNumber" in dup["errorMessage"]
+    # the other merchant may use the same number: unique per merchant
+    mine = {"userName": OTHER.merchant_id, "password": OTHER.api_key, "orderNumber": "DUP-1",
+            "amount": "100", "returnUrl": h.return_url}  # fmt: skip
+    assert rest(h.base, "register.do", mine)["errorCode"] == "0"
+    assert h.register("CUR-1", currency="840")["errorCode"] == "3"
+    assert h.register("CUR-2", currency="DZD")["errorCode"] == "3"
+    no_amount = rest(h.base, "register.do", {**CREDENTIALS, "orderNumber": "A-1",
+                                             "returnUrl": h.return_url})  # fmt: skip
+    assert no_amount == {"errorCode": "4", "errorMessage": "amount: required"}
+    assert h.register("A-2", amount=0)["errorCode"] == "4"
+    assert h.register("A-3", returnUrl="javascript:alert(1)")["errorCode"] == "4"
+    assert h.register("A-4", jsonParams="[1, 2]")["errorCode"] == "4"
+    assert h.register("A-5", language="DE")["errorCode"] == "4"
+    bad = rest(h.base, "register.do", {**CREDENTIALS, "password": "wrong", "orderNumber": "B-1",
+                                       "amount": "100", "returnUrl": h.return_url})  # fmt: skip
+    assert bad["errorCode"] == "5"
+    unknown = status(h, "A" * ORDER_ID_LENGTH)
+    assert unknown["ErrorCode"] == "6" and "orderId" in str(unknown["ErrorMessage"])
+    # another merchant's order is unknown to you
+    theirs = rest(h.base, "register.do", {**mine, "orderNumber": "THEIRS"})
+    assert status(h, str(theirs["orderId"]))["ErrorCode"] == "6"
+    assert h.query("SELECT COUNT(*) FROM gateway_orders")[0][0] == 3
+
+
+def test_sale_paid_on_the_page_then_refunds(
+    h: GatewayHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    before = balance(h, CARD)
+    got = h.register("SALE-1", 250_000, jsonParams='{"udf1": "x"}')
+    done = pay_over_http(h, str(got["formUrl"]), CARD)
+    assert done.status == 303
+    order_id = str(got["orderId"])
+    back = urllib.parse.urlsplit(done.location)
+    assert done.location.startswith(h.return_url.split("?")[0])
+    assert urllib.parse.parse_qs(back.query) == {"cart": ["7"], "orderId": [order_id]}
+    s = status(h, order_id)
+    assert s["OrderStatus"] == 2 and s["actionCode"] == 0 and s["SvfeResponse"] == "00"
+    assert s["Pan"] == f"{CARD.pan[:6]}**{CARD.pan[-4:]}" and s["expiration"] == f"20{CARD.expiry}"
+    assert s["depositAmount"] == 250_000 and len(str(s["approvalCode"])) == 6
+    assert s["actionCodeDescription"] == "Votre paiement a été accepté."
+    assert balance(h, CARD) == before - 250_000
+    # a partial refund, one too many, then the rest
+    r = rest(
+        h.base, "refund.do", {**CREDENTIALS, "orderId": order_id, "amount": "50000"}, post=True
+    )
+    assert r == {"errorCode": "0", "errorMessage": "Success"}
+    assert status(h, order_id)["OrderStatus"] == 4 and balance(h, CARD) == before - 200_000
+    over = rest(h.base, "refund.do", {**CREDENTIALS, "orderId": order_id, "amount": "200001"})
+    assert over["errorCode"] == "4" and "amount" in over["errorMessage"]
+    assert (
+        rest(h.base, "refund.do", {**CREDENTIALS, "orderId": order_id, "amount": "200000"})[
+            "errorCode"
+        ]
+        == "0"
+    )
+    assert balance(h, CARD) == before
+    ext = rest(h.base, "getOrderStatusExtended.do", {**CREDENTIALS, "orderId": order_id})
+    assert ext["paymentAmountInfo"] == {
+        "paymentState": "REFUNDED", "approvedAmount": 250_000,
+        "depositedAmount": 250_000, "refundedAmount": 250_000,
+    }  # fmt: skip
+    # a refunded order cannot be reversed; the state is named
+    rev = rest(h.base, "reverse.do", {**CREDENTIALS, "orderId": order_id})
+    assert rev["errorCode"] == "7" and "state" in rev["errorMessage"]
+    # the page of a decided order offers only the way back
+    again = page(str(got["formUrl"]))
+    assert again.status == 200 and 'name="pan"' not in again.body and "orderId=" in again.body
+    # no card data in any log line, nor in the order rows, nor in the database files
+    secrets = (CARD.pan, demo.cvv2(CARD.pan, CARD.expiry))
+    assert not [r for r in caplog.records if any(x in r.getMessage() for x in secrets)]
+    assert CARD.pan not in str(h.query("SELECT * FROM gateway_orders"))
+    for f in h.state.glob("switch.db*"):
+        assert CARD.pan.encode() not in f.read_bytes(), f
+
+
+def test_preauth_deposit_and_reverse(h: GatewayHarness) -> None:
+    before = balance(h, RICH)
+    a = h.register("PRE-1", 300_000, preauth=True)
+    assert pay_over_http(h, str(a["formUrl"]), RICH).status == 303
+    a_id = str(a["orderId"])
+    assert status(h, a_id)["OrderStatus"] == 1 and balance(h, RICH) == before - 300_000
+    # deposit less than was held: the rest of the hold is released
+    d = rest(h.base, "deposit.do", {**CREDENTIALS, "orderId": a_id, "amount": "120000"})
+    assert d["errorCode"] == "0", d
+    s = status(h, a_id)
+    assert s["OrderStatus"] == 2 and s["depositAmount"] == 120_000
+    assert balance(h, RICH) == before - 120_000
+    twice = rest(h.base, "deposit.do", {**CREDENTIALS, "orderId": a_id, "amount": "0"})
+    assert twice["errorCode"] == "7"
+    # a second pre-authorization, reversed: the hold goes back to the cardholder
+    b = h.register("PRE-2", 50_000, preauth=True)
+    h.clock.advance(300)  # past the verification window of the first code, same session
+    assert pay_over_http(h, str(b["formUrl"]), RICH).status == 303
+    assert balance(h, RICH) == before - 170_000
+    r = rest(h.base, "reverse.do", {**CREDENTIALS, "orderId": str(b["orderId"])}, post=True)
+    assert r["errorCode"] == "0", r
+    assert status(h, str(b["orderId"]))["OrderStatus"] == 3
+    assert balance(h, RICH) == before - 120_000
+    # a registered order cannot be deposited
+    c = h.register("PRE-3", 1_000, preauth=True)
+    assert (
+        rest(h.base, "deposit.do", {**CREDENTIALS, "orderId": str(c["orderId"])})["errorCode"]
+        == "7"
+    )
+
+
+def test_declines_tries_and_expiry(h: GatewayHarness) -> None:
+    # insufficient funds: declined at once, the merchant's failUrl, OrderStatus 6
+    poor = h.register("POOR-1", 900_000)
+    done = pay_over_http(h, str(poor["formUrl"]), POOR)
+    assert done.status == 303 and done.location.startswith(h.fail_url)
+    s = status(h, str(poor["orderId"]))
+    assert s["OrderStatus"] == 6 and s["SvfeResponse"] == "51" and s["actionCode"] == 116
+    # three wrong codes: the order's tries are spent
+    order = h.register("TRY-1", 1_000)
+    url = str(order["formUrl"])
+    first = pay_over_http(h, url, CARD, code="000000")
+    assert (
+        first.status == 422
+        and "Code incorrect" in first.body
+        and "Essais restants : 2" in first.body
+    )
+    csrf = first.body.split('name="csrf" value="')[1].split('"')[0]
+    form = {"csrf": csrf, "mdOrder": str(order["orderId"]), "action": "code", "code": "000001"}
+    assert page(url, form).status == 422
+    last = page(url, {**form, "code": "000002"})
+    assert last.status == 303 and last.location.startswith(h.fail_url)
+    s = status(h, str(order["orderId"]))
+    # the third wrong code also used up the card's own code tries (the product's otp_tries)
+    assert s["OrderStatus"] == 6 and s["SvfeResponse"] == "75" and s["actionCode"] == 106
+    # a wrong CSRF token is refused and spends nothing
+    fresh = h.register("CSRF-1", 1_000)
+    got = page(str(fresh["formUrl"]))
+    bad = page(str(fresh["formUrl"]), {"csrf": "forged", "mdOrder": str(fresh["orderId"]),
+                                       "action": "cancel"})  # fmt: skip
+    assert got.status == 200 and bad.status == 403
+    assert status(h, str(fresh["orderId"]))["OrderStatus"] == 0
+    # the session expires on the core's clock: declined with actionCode -2007
+    h.clock.advance(601)
+    s = status(h, str(fresh["orderId"]))
+    assert s["OrderStatus"] == 6 and s["actionCode"] == -2007
+
+
+def test_security_headers_and_no_card_data_in_urls(h: GatewayHarness) -> None:
+    got = h.register("HDR-1", 1_000)
+    answer = page(str(got["formUrl"]))
+    csp = answer.headers["Content-Security-Policy"]
+    assert (
+        "default-src 'none'" in csp and "script-src" not in csp and "frame-ancestors 'none'" in csp
+    )
+    assert f"form-action 'self' http://127.0.0.1:{h.s.shop_port}" in csp
+    assert answer.headers["Cache-Control"] == "no-store"
+    assert answer.headers["Referrer-Policy"] == "no-referrer"
+    assert "<script" not in answer.body and 'method="post"' in answer.body
+    bad_card = page(str(got["formUrl"]), {
+        "csrf": answer.body.split('name="csrf" value="')[1].split('"')[0],
+        "mdOrder": str(got["orderId"]), "action": "card", "pan": "6280580000000018",
+        "expiry": "13/30", "cvv2": "12", "holder": "",
+    })  # fmt: skip
+    assert bad_card.status == 422
+    assert "6280580000000018" not in bad_card.body  # a refused form comes back empty
+    for message in ("numéro de carte", "date d&#39;expiration", "code de sécurité", "titulaire"):
+        assert message in bad_card.body
+    assert status(h, str(got["orderId"]))["OrderStatus"] == 0  # no try spent on a typo
+    assert (
+        page(f"{h.base}/payment/merchants/{MERCHANT.merchant_id}/payment_fr.html?mdOrder=x").status
+        == 404
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_switch_run_serves_the_gateway_over_tls(tmp_path: Path) -> None:
+    (tmp_path / "pki").mkdir()
+    pki = make_pki(tmp_path / "pki")
+    port = _free_port()
+    out = tmp_path / "out.txt"
+    cmd = [
+        sys.executable, "-m", "switch.cli", "run", "--state-dir", str(tmp_path / "state"),
+        "--iso-port", "0", "--grpc-port", "0", "--http-port", "-1", "--sms-worker", "off",
+        "--no-fsync", "--gateway-port", str(port),
+        "--gateway-tls-cert", str(pki / "server.crt"), "--gateway-tls-key", str(pki / "server.key"),
+    ]  # fmt: skip
+    with out.open("wb") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        wait_ready(proc, out, 60)
+        assert f"online gateway (SATIM-compatible) on https://127.0.0.1:{port}/payment/rest/" in (
+            out.read_text()
+        )
+        context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        base = f"https://127.0.0.1:{port}"
+        params = {**CREDENTIALS, "orderNumber": "RUN-1", "amount": "150000", "currency": "012",
+                  "returnUrl": "https://shop.example/ok", "language": "AR"}  # fmt: skip
+        got = rest(base, "register.do", params, post=True, context=context)
+        assert got["errorCode"] == "0" and str(got["formUrl"]).startswith(
+            f"{base}/payment/merchants/{MERCHANT.merchant_id}/payment_ar.html?mdOrder="
+        )
+        s = rest(base, "getOrderStatus.do", {**CREDENTIALS, "orderId": str(got["orderId"])},
+                 context=context)  # fmt: skip
+        assert s["ErrorCode"] == "0" and s["OrderStatus"] == 0 and s["Amount"] == 150_000
+        # the access log names the path, never the query that carried the password
+        assert "/payment/rest/getOrderStatus.do" in out.read_text()
+        assert MERCHANT.api_key not in out.read_text()
+    finally:
+        stop(proc)
+    # a key without its certificate is refused before anything starts, naming the flag
+    bad = subprocess.run(
+        [*cmd[:-4], "--gateway-tls-key", str(pki / "server.key")], capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert bad.returncode != 0 and "--gateway-tls-key" in bad.stderr
