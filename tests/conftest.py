@@ -8,12 +8,22 @@ that need another seeding (e.g. a durable one) define their own ``template``.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from switch.core.service import SwitchCore
+
+# GATEWAY (issue 14): every `switch run` the suite starts serves its payment gateway on a free
+# port instead of the default 8081, so concurrent runs never contend for it.
+os.environ.setdefault("SWITCH_GATEWAY_PORT", "0")
+
+if TYPE_CHECKING:
+    from tests.pg_server import PgServer
 
 
 @pytest.fixture(scope="module")
@@ -32,3 +42,24 @@ def state(template: Path, tmp_path: Path) -> Path:
     s = tmp_path / "state"
     shutil.copytree(template, s)
     return s
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A throwaway PostgreSQL (tests/pg_server.py), started on first use, stopped at the end."""
+    from tests.pg_server import start
+
+    server = start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test on each backend: for PostgreSQL, ``SWITCH_STORE`` names a fresh database
+    (``SwitchCore.open`` and the switch's processes use it). A module opts in with
+    ``pytestmark = pytest.mark.usefixtures("store_backend")``."""
+    if request.param == "postgresql":
+        server: PgServer = request.getfixturevalue("pg_server")
+        monkeypatch.setenv("SWITCH_STORE", server.url(server.create_database()))
+    return str(request.param)

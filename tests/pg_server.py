@@ -106,9 +106,16 @@ class PgServer:
         """A new, empty (or ``template``'s copy) database; returns its name."""
         self._counter += 1
         name = f"t{os.getpid()}_{self._counter}"
+        deadline = time.monotonic() + 10
         with self.admin() as conn:
-            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-        return name
+            while True:  # a template's last client may still be disconnecting
+                try:
+                    conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+                    return name
+                except psycopg.errors.ObjectInUse:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.02)
 
     def drop_database(self, name: str) -> None:
         with self.admin() as conn:
@@ -187,3 +194,22 @@ def running(*, fsync: bool = False) -> Iterator[PgServer]:
         yield server
     finally:
         server.stop()
+
+
+def query_state(
+    state_dir: Path, sql: str, args: tuple[object, ...] = ()
+) -> list[tuple[object, ...]]:
+    """Rows of ``sql`` (SQLite's ``?`` spelling) from the store a test's switch used:
+    ``SWITCH_STORE``'s PostgreSQL database when set (``store_backend``), else
+    ``state_dir/switch.db`` -- for tests that read the store from outside the switch."""
+    import sqlite3
+
+    from switch.store import ENV_STORE, is_postgres
+    from switch.store.postgres import format_placeholders
+
+    url = os.environ.get(ENV_STORE)
+    if is_postgres(url):
+        with psycopg.connect(str(url)) as conn:
+            return conn.execute(format_placeholders(sql), args).fetchall()
+    with contextlib.closing(sqlite3.connect(state_dir / "switch.db")) as db:
+        return db.execute(sql, args).fetchall()

@@ -8,6 +8,7 @@ imported only when asked for, so the default start-up does not load its drivers.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -65,7 +66,10 @@ def store_arg(spec: str) -> str:
 
 
 def open_store(spec: str | None, state_dir: Path, *, durable: bool = True) -> SwitchStore:
-    """The store ``spec`` names (not opened yet: ``await store.open()``)."""
+    """The store ``spec`` names, else ``SWITCH_STORE``'s (what ``switch run --store`` gives
+    the processes it starts; the tests run whole modules on PostgreSQL through it), else
+    ``state_dir/switch.db``. Not opened yet: ``await store.open()``."""
+    spec = spec or os.environ.get(ENV_STORE) or None
     if is_postgres(spec):
         from switch.store.postgres import PostgresStore
 
