@@ -135,7 +135,10 @@ def test_sale_unavailable_while_the_hsm_is_down_then_approved_once_with_the_same
         assert count(core, "SELECT COUNT(DISTINCT txn_id) FROM postings") == 1
         assert count(core, "SELECT COUNT(*) FROM journal WHERE response_code = '00'") == 1
         assert count(core, "SELECT COUNT(*) FROM alerts") == 1
-        assert count(core, "SELECT COUNT(*) FROM alerts WHERE txn_id = ?", first.payment_id) == 1
+        (txn_id,) = core.store.query(  # the journal id behind the opaque payment id
+            "SELECT txn_id FROM payment_orders WHERE payment_id = ?", (first.payment_id,)
+        )[0]
+        assert count(core, "SELECT COUNT(*) FROM alerts WHERE txn_id = ?", txn_id) == 1
         balance = count(core, "SELECT balance FROM accounts WHERE number = ?", CARD.account)
         assert balance == CARD.balance - 250_000
 

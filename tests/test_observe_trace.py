@@ -124,7 +124,9 @@ def _traffic(switch: Switch) -> tuple[str, str]:
     answer = _atm_withdraw(switch.iso)
     assert "APPROVED (00)" in answer, answer
     payment_id, metadata_id = asyncio.run(_sale(switch.grpc))
-    assert metadata_id == payment_id  # the transaction id is the payment id a merchant sees
+    # the merchant's payment id is opaque (switch.merchant_notify.ids); x-transaction-id is
+    # the journal's id, the one the trace line and the operator tools use
+    assert payment_id.startswith("pay_") and re.fullmatch(r"\d{12}", metadata_id)
     return payment_id, metadata_id
 
 
@@ -145,7 +147,7 @@ def text_switch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Switch]:
 
 
 def test_text_trace_of_an_iso_withdrawal_and_a_grpc_sale(text_switch: Switch) -> None:
-    payment_id, _ = _traffic(text_switch)
+    _, txn_id = _traffic(text_switch)
     _eventually("two trace lines", lambda: text_switch.log().count("switch.txn:") >= 2)
     log = text_switch.log()
     traces: list[dict[str, str]] = []
@@ -166,7 +168,7 @@ def test_text_trace_of_an_iso_withdrawal_and_a_grpc_sale(text_switch: Switch) ->
     assert int(iso["latency_us"]) > 0
     sale = next(f for f in traces if f["interface"] == "grpc")
     assert (sale["op"], sale["channel"], sale["txn_type"]) == ("Sale", "ecommerce", "purchase")
-    assert sale["txn_id"] == payment_id and sale["merchant"] == ECOM.merchant_id
+    assert sale["txn_id"] == txn_id and sale["merchant"] == ECOM.merchant_id
     assert (sale["amount"], sale["rc"], sale["pan"]) == (str(SALE_AMOUNT), "00", iso["pan"])
     _no_card_secrets(log + text_switch.banner())
 
@@ -269,7 +271,7 @@ def json_switch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Switch]:
 
 def test_json_trace_lines_are_typed_objects(json_switch: Switch) -> None:
     """Every line on stderr, the SMS worker child's included, is one JSON object."""
-    payment_id, _ = _traffic(json_switch)
+    _, txn_id = _traffic(json_switch)
     _eventually("two trace lines", lambda: json_switch.log().count('"switch.txn"') >= 2)
     _eventually("the worker's line", lambda: '"switch.notify.service"' in json_switch.log())
     log = json_switch.log()
@@ -285,7 +287,7 @@ def test_json_trace_lines_are_typed_objects(json_switch: Switch) -> None:
     assert iso["pan"].startswith(CARD.pan[:6]) and iso["pan"].endswith(CARD.pan[-4:])
     assert set(iso["pan"][6:-4]) == {"*"} and iso["terminal"] == "GAB00001"
     sale = next(d for d in traces if d["interface"] == "grpc")
-    assert sale["op"] == "Sale" and sale["txn_id"] == payment_id
+    assert sale["op"] == "Sale" and sale["txn_id"] == txn_id
     assert sale["merchant"] == ECOM.merchant_id and sale["amount"] == SALE_AMOUNT
     expected = {
         "ts", "level", "logger", "msg", "txn_id", "channel", "interface", "op", "txn_type",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Mapping
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -18,9 +19,13 @@ from switch.core.model import AuthRequest, AuthResult, Channel, OriginalRef, Txn
 from switch.core.service import Payment
 from switch.digits import ASCII_DIGITS
 from switch.gen.switch.v1 import types_pb2 as pb
+from switch.merchant_notify.events import PaymentStatus, check_metadata, payment_status
+from switch.merchant_notify.ids import is_public_id
+from switch.merchant_notify.orders import OrderFacts
 
 MAX_AMOUNT = 10**12  # minor units; the core refuses anything larger as malformed
 MAX_KEY_LEN = 64
+MAX_ORDER_REFERENCE = 64
 # ISO 4217 numeric codes the API accepts; the switch itself settles only in DZD (12), so a
 # known foreign currency is a decline from the core, an unknown code a malformed request.
 KNOWN_CURRENCIES = frozenset({12, 36, 124, 156, 392, 434, 504, 682, 756, 784, 788, 826, 840, 978})
@@ -123,11 +128,39 @@ def card(c: pb.Card, has: bool) -> tuple[str, str, str, str | None]:
 
 
 def payment_id(value: str) -> str:
+    """A payment id as the API hands them out: ``pay_`` + 26 base32 characters, or the
+    12-digit journal id of a payment made before ids were opaque."""
     if not value:
         raise invalid("payment_id: required")
+    if is_public_id(value):
+        return value
     if len(value) > 32 or not _DIGITS.fullmatch(value):
         raise ApiError(grpc.StatusCode.NOT_FOUND, f"payment_id: no payment {value[:32]!r}")
     return value
+
+
+def order_reference(value: str) -> str:
+    if len(value) > MAX_ORDER_REFERENCE or not value.isprintable():
+        raise invalid(f"order_reference: at most {MAX_ORDER_REFERENCE} printable characters")
+    return value
+
+
+def metadata(entries: Mapping[str, str]) -> dict[str, str]:
+    """The merchant's metadata, or INVALID_ARGUMENT naming the entry at fault."""
+    problem = check_metadata(entries)
+    if problem is not None:
+        raise invalid(problem)
+    return dict(entries)
+
+
+STATUS_OF: dict[PaymentStatus, int] = {
+    PaymentStatus.AUTHORIZED: pb.PAYMENT_STATUS_AUTHORIZED,
+    PaymentStatus.CAPTURED: pb.PAYMENT_STATUS_CAPTURED,
+    PaymentStatus.VOIDED: pb.PAYMENT_STATUS_VOIDED,
+    PaymentStatus.REFUNDED: pb.PAYMENT_STATUS_REFUNDED,
+    PaymentStatus.PARTIALLY_REFUNDED: pb.PAYMENT_STATUS_PARTIALLY_REFUNDED,
+    PaymentStatus.DECLINED: pb.PAYMENT_STATUS_DECLINED,
+}
 
 
 def stan_of(key: str) -> str:
@@ -203,18 +236,34 @@ def timestamp(seconds: float) -> Timestamp:
     return ts
 
 
-def payment_pb(p: Payment) -> pb.Payment:
+def payment_pb(p: Payment, orders: Mapping[str, OrderFacts] | None = None) -> pb.Payment:
+    """``p`` as the merchant sees it; ``orders`` (by txn id) gives its public id, order
+    reference and metadata, and the public id of the payment it refers to."""
+    orders = orders or {}
+    own = orders.get(p.transaction_id)
+    original = p.original_transaction_id or ""
+    status = payment_status(
+        p.txn_type,
+        p.response_code == "00",
+        p.amount,
+        captured=p.captured,
+        refunded=p.refunded,
+        reversed_=p.reversed,
+    )
     return pb.Payment(
-        payment_id=p.transaction_id,
+        payment_id=own.payment_id if own is not None else p.transaction_id,
         type=TYPE_OF.get(p.txn_type, pb.PAYMENT_TYPE_OTHER),  # type: ignore[arg-type]
         response_code=p.response_code,
         message=p.message,
         amount=pb.Money(amount_minor=p.amount, currency=p.currency),
         masked_pan=p.masked_pan,
         created_at=timestamp(p.created_at),
-        original_payment_id=p.original_transaction_id or "",
+        original_payment_id=orders[original].payment_id if original in orders else original,
         auth_code=p.auth_code or "",
         captured_minor=p.captured,
         refunded_minor=p.refunded,
         reversed_minor=p.reversed,
+        order_reference=own.order_reference if own is not None else "",
+        status=STATUS_OF[status],  # type: ignore[arg-type]
+        metadata=own.metadata if own is not None else {},
     )

@@ -20,11 +20,15 @@ from switch.core.merchant_queries import lookup_bill, payments_page
 from switch.core.model import AuthRequest, AuthResult, ResponseCode, TxnType
 from switch.core.otp_rate import VerificationRateLimited
 from switch.core.refusals import DESTINATION, is_merchant_refusal
-from switch.core.service import CoreError, SwitchCore
+from switch.core.service import CoreError, Payment, SwitchCore
 from switch.digits import is_ascii_digits
 from switch.gen.switch.v1 import merchant_pb2 as mpb
 from switch.gen.switch.v1 import merchant_pb2_grpc as mgrpc
 from switch.gen.switch.v1 import types_pb2 as pb
+from switch.merchant_notify import orders
+from switch.merchant_notify.events import payment_status
+from switch.merchant_notify.ids import is_public_id
+from switch.merchant_notify.recorder import PaymentOrder, ensure_recorder, payment_order
 from switch.store.api import StoreError
 
 MERCHANT_ID_HEADER = "x-merchant-id"
@@ -45,6 +49,9 @@ class Api:
         # StartVerification sends an SMS outside the authorization journal: its idempotency
         # is kept beside it (``switch.api.verification``), durable with the code itself
         self.verifications = VerificationStarts(core)
+        # every payment made here gets its order row (public id, reference, metadata), and
+        # its merchant's notification, in the payment's own commit (switch.merchant_notify)
+        self.recorder = ensure_recorder(core)
 
     def merchant(self, context: Ctx) -> Merchant:
         merchant_id, api_key = m.credentials(context, MERCHANT_ID_HEADER, API_KEY_HEADER)
@@ -70,14 +77,62 @@ class Api:
             await context.abort(e.code, e.message)
         raise AssertionError("unreachable")  # context.abort always raises
 
-    async def authorize(self, req: AuthRequest) -> pb.PaymentResult:
+    async def authorize(
+        self, req: AuthRequest, order: PaymentOrder | None = None
+    ) -> pb.PaymentResult:
+        """``core.authorize`` with ``order`` declared (``switch.merchant_notify.recorder``),
+        answered with the payment's public id, order reference, metadata and status."""
         if self.core.halted is not None:
             if self.on_halt is not None:
                 self.on_halt()
             raise ApiError(grpc.StatusCode.UNAVAILABLE, "switch: approvals are halted")
-        r = await self.core.authorize(req)
+        if order is None:
+            order = PaymentOrder(req.merchant_id or "")
+        with payment_order(order):
+            r = await self.core.authorize(req)
         self.check(req, r)
-        return m.result_pb(r, req.currency)
+        out = m.result_pb(r, req.currency)
+        self._with_order(out, req, r, order)
+        return out
+
+    def _with_order(
+        self, out: pb.PaymentResult, req: AuthRequest, r: AuthResult, order: PaymentOrder
+    ) -> None:
+        txn_id = r.transaction_id
+        if not txn_id:
+            return  # refused before it was journaled: no payment
+        if order.txn_id == txn_id and order.payment_id is not None:
+            out.payment_id = order.payment_id
+            out.order_reference = order.order_reference
+            out.metadata.update(order.metadata)
+        else:  # a replay: the order facts the first request stored
+            facts = orders.by_txn(self.core.store, [txn_id]).get(txn_id)
+            if facts is not None:
+                out.payment_id = facts.payment_id
+                out.order_reference = facts.order_reference
+                out.metadata.update(facts.metadata)
+        amount = out.approved_amount.amount_minor if r.approved else req.amount
+        refund_total = order.refunded + amount if req.txn_type is TxnType.REFUND else None
+        status = payment_status(
+            req.txn_type.value, r.approved, amount, captured=order.taken, refund_total=refund_total
+        )
+        out.status = m.STATUS_OF[status]  # type: ignore[assignment]
+
+    def resolve(self, merchant: Merchant, payment_id: str) -> tuple[str, orders.OrderFacts | None]:
+        """(journal txn id, order facts) of one of the merchant's payment ids; NOT_FOUND for
+        an unknown id or another merchant's (indistinguishable on purpose)."""
+        if is_public_id(payment_id):
+            facts = orders.resolve(self.core.store, merchant.merchant_id, payment_id)
+            if facts is None:
+                raise ApiError(grpc.StatusCode.NOT_FOUND, f"payment_id: no payment {payment_id}")
+            return facts.txn_id, facts
+        return payment_id, orders.by_txn(self.core.store, [payment_id]).get(payment_id)
+
+    def payments_pb(self, payments: list[Payment]) -> list[pb.Payment]:
+        ids = [p.transaction_id for p in payments]
+        ids += [p.original_transaction_id for p in payments if p.original_transaction_id]
+        known = orders.by_txn(self.core.store, ids)
+        return [m.payment_pb(p, known) for p in payments]
 
     @staticmethod
     def check(req: AuthRequest, r: AuthResult) -> None:
@@ -111,13 +166,16 @@ class PaymentsServicer(mgrpc.PaymentsServicer):
         key = m.idempotency_key(request.idempotency_key)
         amount = m.money(request.amount, request.HasField("amount"))
         pan, expiry, cvv2, otp = m.card(request.card, request.HasField("card"))
-        if len(request.order_reference) > 64:
-            raise invalid("order_reference: at most 64 characters")
+        order = PaymentOrder(
+            merchant.merchant_id,
+            order_reference=m.order_reference(request.order_reference),
+            metadata=m.metadata(request.metadata),
+        )
         req = m.base_request(
             merchant, api.acquirer_id(merchant), txn_type, key, amount, request.amount.currency,
             pan_=pan, expiry=expiry, cvv2=cvv2, otp=otp,
         )  # fmt: skip
-        return await api.authorize(req)
+        return await api.authorize(req, order)
 
     async def Authorize(self, request: mpb.CardPaymentRequest, context: Ctx) -> pb.PaymentResult:
         return await self.api.run(
@@ -142,7 +200,8 @@ class PaymentsServicer(mgrpc.PaymentsServicer):
         key = m.idempotency_key(key_)
         pid = m.payment_id(payment_id)
         amount = m.money(amount_pb, True) if amount_pb is not None else None
-        original = await api.core.payment(merchant.merchant_id, pid)
+        txn_id, facts = api.resolve(merchant, pid)
+        original = await api.core.payment(merchant.merchant_id, txn_id)
         if original is None:  # unknown, or another merchant's: indistinguishable on purpose
             raise ApiError(grpc.StatusCode.NOT_FOUND, f"payment_id: no payment {pid}")
         if amount_pb is not None and amount_pb.currency != original.currency:
@@ -163,9 +222,17 @@ class PaymentsServicer(mgrpc.PaymentsServicer):
                 amount = 0
         req = m.base_request(
             merchant, api.acquirer_id(merchant), txn_type, key, amount, original.currency,
-            original=pid,
+            original=txn_id,
         )  # fmt: skip
-        return await api.authorize(req)
+        order = PaymentOrder(  # the original's order facts carry over to the follow-up
+            merchant.merchant_id,
+            order_reference=facts.order_reference if facts is not None else "",
+            metadata=dict(facts.metadata) if facts is not None else {},
+            original_payment_id=pid,
+            taken=original.captured if original.txn_type == "preauth" else original.amount,
+            refunded=original.refunded,
+        )
+        return await api.authorize(req, order)
 
     async def Capture(self, request: mpb.CaptureRequest, context: Ctx) -> pb.PaymentResult:
         amount = request.amount if request.HasField("amount") else None
@@ -197,10 +264,11 @@ class PaymentsServicer(mgrpc.PaymentsServicer):
         async def body() -> pb.Payment:
             merchant = self.api.merchant(context)
             pid = m.payment_id(request.payment_id)
-            p = await self.api.core.payment(merchant.merchant_id, pid)
+            txn_id, _ = self.api.resolve(merchant, pid)
+            p = await self.api.core.payment(merchant.merchant_id, txn_id)
             if p is None:
                 raise ApiError(grpc.StatusCode.NOT_FOUND, f"payment_id: no payment {pid}")
-            return m.payment_pb(p)
+            return self.api.payments_pb([p])[0]
 
         return await self.api.run(context, body)
 
@@ -234,7 +302,7 @@ class PaymentsServicer(mgrpc.PaymentsServicer):
             more = len(rows) > size
             rows = rows[:size]
             return mpb.ListPaymentsResponse(
-                payments=[m.payment_pb(p) for p in rows],
+                payments=self.api.payments_pb(rows),
                 next_page_token=rows[-1].transaction_id if more else "",
             )
 
@@ -254,6 +322,12 @@ class BillsServicer(mgrpc.BillsServicer):
         if len(biller_id) > 32 or len(reference) > 64:
             raise invalid("reference: too long")
 
+    def _paid_by(self, txn_id: str | None) -> str:
+        if not txn_id:
+            return ""
+        facts = orders.by_txn(self.api.core.store, [txn_id]).get(txn_id)
+        return facts.payment_id if facts is not None else txn_id
+
     async def LookupBill(self, request: mpb.LookupBillRequest, context: Ctx) -> mpb.Bill:
         async def body() -> mpb.Bill:
             self.api.merchant(context)
@@ -271,7 +345,7 @@ class BillsServicer(mgrpc.BillsServicer):
                 reference=bill.reference,
                 amount_due=pb.Money(amount_minor=bill.amount_due, currency=bill.currency),
                 paid=bill.paid_txn is not None,
-                paid_by_payment_id=bill.paid_txn or "",
+                paid_by_payment_id=self._paid_by(bill.paid_txn),
             )
 
         return await self.api.run(context, body)
