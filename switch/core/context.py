@@ -39,6 +39,12 @@ class Decline(Exception):
         self.message = message
 
 
+class Stale(Exception):
+    """Raised before a decision section whose cached copies may be older than the rows the
+    pipeline reloaded meanwhile (another node's change, docs/architecture.md §7): the
+    attempt starts again, nothing was changed yet."""
+
+
 @dataclass(slots=True)
 class OriginalState:
     """Live view of an earlier transaction that later operations refer to."""
@@ -94,6 +100,16 @@ class Ctx:
     # a 96 whose outcome elsewhere is unknown (a remote issuer's unreadable answer): unlike
     # every other 96 it stays the key's answer, so a retry cannot move the money twice
     outcome_unknown: bool = False
+    # several nodes (docs/architecture.md §7): the attempt number (a unit refused by its
+    # guards is decided again on reloaded rows), the first attempt's context (whose caller
+    # gets ``answer``), the pipeline's reload count when the attempt started (a follow-up
+    # decided on copies older than a reload is redone), and the stored answer of a key that
+    # this attempt replaces (a stale 96)
+    attempt: int = 0
+    first: Ctx | None = None
+    answer: AuthResult | None = None
+    epoch: int = 0
+    replaces: str | None = None
 
 
 _YYMM: dict[int, str] = {}

@@ -60,6 +60,8 @@ class Account:
     balance: int
     held: int = 0
     may_go_negative: bool = False
+    # the store row's write stamp this copy was read at or last wrote (docs/architecture.md §7)
+    version: int = 0
 
     @property
     def available(self) -> int:
@@ -87,6 +89,8 @@ class Card:
     pin_tries: int = 0
     otp_tries: int = 0
     activated_at: float | None = None
+    # the store row's write stamp this copy was read at or last wrote (docs/architecture.md §7)
+    version: int = 0
 
     @property
     def masked_pan(self) -> str:

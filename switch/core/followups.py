@@ -21,7 +21,7 @@ import hmac
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from switch.core.context import REFERRING_TYPES, Ctx, Decline, OriginalState, iso_key
+from switch.core.context import REFERRING_TYPES, Ctx, Decline, OriginalState, Stale, iso_key
 from switch.core.domain import ONUS, Account, Hold
 from switch.core.holds import EXPIRED
 from switch.core.ledger_accounts import GL_FEES
@@ -45,6 +45,13 @@ async def original_state(p: Pipeline, txn_id: str) -> OriginalState | None:
     summary = await p.store.original(txn_id)
     if summary is None:
         return None
+    if p.shared and summary.account_id is not None and summary.account_id not in p.accounts:
+        # Another node may change what is left of it: read it again once its account (whose
+        # version covers it) is live, so the copy is no older than that version.
+        await p.account(summary.account_id)
+        summary = await p.store.original(txn_id)
+        if summary is None:
+            return None
     o = p.originals.get(txn_id)  # loaded meanwhile
     if o is not None:
         return o
@@ -174,6 +181,10 @@ async def referring(p: Pipeline, ctx: Ctx) -> AuthResult:
         bill_key = None if bill is None else (bill.biller_id, bill.reference)
     if req.currency != o.currency:
         raise Decline(RC.INVALID_AMOUNT, "currency: differs from the original")
+    if ctx.epoch != p.refresh_epoch:
+        # rows were reloaded after a conflict while this one waited: its copies of the
+        # original and the hold may be older than its account's version, so start again
+        raise Stale()
     # -- decision section: no await below ------------------------------------------------
     if t is TxnType.REVERSAL:
         return _reverse(p, ctx, o, account, hold, bill_key, parent, void=False)
@@ -376,8 +387,11 @@ def _reverse(
         p._post(ctx, legs)
     for c in o.categories:
         p.limits.release(o.card_id or 0, c, amount, o.business_day, 1 if full else 0)
+    if o.categories and ctx.card is not None:  # the usage changed: the card's version too
+        p._snapshot_card(ctx.changes, ctx.card)
     if full and bill_key is not None:  # the bill is open again
         p.bills_paid[bill_key] = None
+        ctx.changes.bill_guards.append((bill_key[0], bill_key[1], o.txn_id))
         ctx.changes.bills.append((bill_key[0], bill_key[1], None))
     o.reversed += amount
     o.fee_reversed += fee
@@ -414,6 +428,8 @@ def _complete(
     if rest > amount:  # the uncaptured part goes back to the daily envelope
         for c in o.categories:
             p.limits.release(o.card_id or 0, c, rest - amount, o.business_day, 0)
+        if o.categories and ctx.card is not None:
+            p._snapshot_card(ctx.changes, ctx.card)
     o.captured += amount
     ctx.counter_account_id = o.counter_account_id
     return _answer(p, ctx, account, amount, "captured")

@@ -36,6 +36,7 @@ from switch.core.context import (
     Ctx,
     Decline,
     OriginalState,
+    Stale,
     categories_text,
     fingerprint,
     idempotency_key,
@@ -328,19 +329,19 @@ class Pipeline:
                     a, n = totals.get(int(c), (0, 0))
                     totals[int(c)] = (a + max(amount, 0), n + count)
         eng = self.limits
-        for c in range(N_CATEGORIES):
-            want = totals.get(c, (0, 0))
-            have = eng.usage(card_id, c, day)
+        for cat in range(N_CATEGORIES):
+            want = totals.get(cat, (0, 0))
+            have = eng.usage(card_id, cat, day)
             if have == want:
                 continue
-            eng.release(card_id, c, have[0], day, have[1])
+            eng.release(card_id, cat, have[0], day, have[1])
             amount, count = want
             if amount or count:  # the engine counts one per reservation
-                eng.check_and_reserve(card_id, c, amount, day, 1 << 62, 1 << 30)
+                eng.check_and_reserve(card_id, cat, amount, day, 1 << 62, 1 << 30)
                 for _ in range(count - 1):
-                    eng.check_and_reserve(card_id, c, 0, day, 1 << 62, 1 << 30)
+                    eng.check_and_reserve(card_id, cat, 0, day, 1 << 62, 1 << 30)
                 if count == 0:
-                    eng.release(card_id, c, 0, day, 1)
+                    eng.release(card_id, cat, 0, day, 1)
 
     async def card_by_id(self, card_id: int) -> Card | None:
         """The live card with this id, read from the store if none is alive."""
@@ -395,17 +396,20 @@ class Pipeline:
         if pending is not None:
             first_fp, first = await asyncio.shield(pending)
             return self._replay(first_fp, fp, first)
+        replaces: str | None = None
         if key in self._done_keys or key in self._done_prev:
             row = await self.store.idempotent(key)
             if row is not None:
                 first = decode_result(row.result)
                 if not stale_96(first):
                     return self._replay(row.fingerprint, fp, first)
-                # else: processed afresh; the new answer takes the key's slot over
+                replaces = row.txn_id  # processed afresh; the new answer takes the slot over
 
         now = self.clock()
         ctx = Ctx(req=req, now=now, day=day_number(now, self.tz), key=key, fingerprint=fp)
         ctx.pan_hash = pan_hash
+        ctx.replaces = replaces
+        ctx.epoch = self.refresh_epoch
         ctx.txn_id = self._next_txn_id()
         fut: asyncio.Future[tuple[str, AuthResult]] = asyncio.get_running_loop().create_future()
         self._inflight[key] = ctx.inflight = fut
@@ -475,7 +479,7 @@ class Pipeline:
         req = ctx.req
         try:
             if req.txn_type in REFERRING_TYPES:
-                result = await referring(self, ctx)
+                result = await self._referring(ctx)
             else:
                 route = self.bins.route(req.pan)
                 if route is None:
@@ -498,6 +502,15 @@ class Pipeline:
                 RC.SYSTEM_MALFUNCTION, f"HSM error {exc.code}", transaction_id=ctx.txn_id
             )
         return await self._finish(ctx, result)
+
+    async def _referring(self, ctx: Ctx) -> AuthResult:
+        """A follow-up, started again while rows it read were reloaded meanwhile (``Stale``)."""
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                return await referring(self, ctx)
+            except Stale:
+                ctx.epoch = self.refresh_epoch
+        raise Decline(RC.SYSTEM_MALFUNCTION, "concurrent updates on another node: retry")
 
     async def _finish(self, ctx: Ctx, result: AuthResult) -> AuthResult:
         req = ctx.req
@@ -544,6 +557,13 @@ class Pipeline:
             ch.idempotency = IdempotencyRow(
                 ctx.key, ctx.fingerprint, ctx.txn_id, encode_result(result), ctx.now
             )
+            if self.shared:  # another node may answer the same key first
+                ch.idempotency_expects = IdempotencyExpect(
+                    ctx.now - IDEMPOTENCY_WINDOW_S, ctx.replaces
+                )
+        if not retry:
+            # the card and account the answer was decided on, if the unit does not write them
+            self._read_guards(ch, card, ctx.account)
         # Bookkeeping rides on the commit itself, not on this coroutine: a caller cancelled
         # while waiting (a gRPC deadline) must not leave a durable posting without its
         # idempotency entry, or the client's retry would post twice.
@@ -557,6 +577,11 @@ class Pipeline:
             await committed
         except StoreError:
             return AuthResult(RC.SYSTEM_MALFUNCTION, "store unavailable", transaction_id=ctx.txn_id)
+        except Conflict:  # decided again on reloaded rows (_retry): its answer is the answer
+            assert ctx.inflight is not None
+            _, last = await asyncio.shield(ctx.inflight)
+            answer = (ctx.first or ctx).answer
+            return last if answer is None else answer
         return result
 
     def submit(self, ch: Changes) -> asyncio.Future[None]:
@@ -596,7 +621,15 @@ class Pipeline:
         await self.submit(ch)
 
     def _settle(self, ctx: Ctx, result: AuthResult, error: BaseException | None) -> AuthResult:
-        """The unit is durable (or failed): answer retransmissions and remember the key."""
+        """The unit is durable (or failed): answer retransmissions and remember the key.
+        Refused by its guards (``Conflict``): nobody is answered yet, the request is decided
+        again on reloaded rows (``_retry``), whether or not its caller still waits."""
+        if isinstance(error, Conflict):
+            self.conflicts += 1
+            task = asyncio.get_running_loop().create_task(self._retry(ctx))
+            self._retries.add(task)
+            task.add_done_callback(self._retries.discard)
+            return result
         if error is None:
             if ctx.changes.idempotency is not None:  # a retryable answer remembers no key
                 self._done_keys.add(ctx.key)
@@ -609,11 +642,113 @@ class Pipeline:
             result = AuthResult(
                 RC.SYSTEM_MALFUNCTION, "store unavailable", transaction_id=ctx.txn_id
             )
+        (ctx.first or ctx).answer = result
         if self._inflight.get(ctx.key) is ctx.inflight:
             del self._inflight[ctx.key]
         if ctx.inflight is not None and not ctx.inflight.done():
             ctx.inflight.set_result((ctx.fingerprint, result))
         return result
+
+    # -- several nodes: guards, conflicts, reloads (docs/architecture.md §7) -------------------
+    def _read_guards(self, ch: Changes, card: Card | None, account: Account | None) -> None:
+        """Guard the rows an answer rests on that the unit does not write (a decline, an
+        inquiry): another node's change to them refuses the unit."""
+        guards = ch.guards
+        if card is not None:
+            cid = card.card_id
+            if not any(g[0] == GUARD_CARD and g[1] == cid for g in guards):
+                guards.append((GUARD_CARD, cid, card.version, card.version))
+        if account is not None and account.account_id not in self._resident:
+            aid = account.account_id
+            if not any(g[0] == GUARD_ACCOUNT and g[1] == aid for g in guards):
+                guards.append((GUARD_ACCOUNT, aid, account.version, account.version))
+
+    async def _retry(self, old: Ctx) -> None:
+        """Decide ``old``'s request again after its unit was refused: reload the rows it was
+        decided on, answer with the key's stored answer if another node gave one, else run
+        it afresh (a new transaction number); after MAX_ATTEMPTS, 96."""
+        first = old.first or old
+        fut = old.inflight
+        assert fut is not None
+        try:
+            await self.refresh(old.changes)
+            now = self.clock()
+            ctx = Ctx(req=old.req, now=now, day=day_number(now, self.tz), key=old.key,
+                      fingerprint=old.fingerprint)  # fmt: skip
+            ctx.pan_hash = old.pan_hash
+            ctx.attempt = old.attempt + 1
+            ctx.first = first
+            ctx.inflight = fut
+            ctx.epoch = self.refresh_epoch
+            ctx.replaces = old.replaces
+            row = await self.store.idempotent(old.key)
+            if row is not None and row.created_at >= now - IDEMPOTENCY_WINDOW_S:
+                stored = decode_result(row.result)
+                if not stale_96(stored):  # another node answered the key: that is the answer
+                    first.answer = self._replay(row.fingerprint, old.fingerprint, stored)
+                    self._done_keys.add(old.key)
+                    if self._inflight.get(old.key) is fut:
+                        del self._inflight[old.key]
+                    if not fut.done():
+                        fut.set_result((row.fingerprint, stored))
+                    return
+                ctx.replaces = row.txn_id
+            ctx.txn_id = self._next_txn_id()
+            if ctx.attempt >= MAX_ATTEMPTS:
+                log.warning("txn %s: %d conflicting attempts, answered 96", ctx.txn_id,
+                            ctx.attempt)  # fmt: skip
+                busy = "concurrent updates on another node: retry"
+                await self._finish(ctx, AuthResult(RC.SYSTEM_MALFUNCTION, busy,
+                                                   transaction_id=ctx.txn_id))  # fmt: skip
+            else:
+                await self._process(ctx)
+        except Exception:
+            log.exception("retry of a conflicting unit failed")
+            if not fut.done():
+                first.answer = AuthResult(RC.SYSTEM_MALFUNCTION, "internal error")
+                if self._inflight.get(old.key) is fut:
+                    del self._inflight[old.key]
+                fut.set_result((old.fingerprint, first.answer))
+
+    async def refresh(self, ch: Changes) -> None:
+        """Reload from the store every account and card ``ch`` was decided on, into the live
+        objects in place (a request holding one sees the new values), with a card's limit
+        usage read after its row. Cached follow-up state of those accounts (originals,
+        holds) is dropped and ``refresh_epoch`` moves, so a follow-up decided on older
+        copies is redone; bills the unit guarded are read again."""
+        account_ids = {g[1] for g in ch.guards if g[0] == GUARD_ACCOUNT}
+        card_ids = {g[1] for g in ch.guards if g[0] == GUARD_CARD}
+        accounts = [await self.store.account(i) for i in sorted(account_ids)]
+        day = self._usage_day()
+        cards: list[tuple[Card, list[tuple[str, int, int]]]] = []
+        for i in sorted(card_ids):
+            row = await self.store.card_by_id(i)
+            if row is not None:
+                cards.append((row, await self.store.card_limit_usage(i, day)))
+        # -- no await from here: every copy moves to the store's rows at once ---------------
+        self.refresh_epoch += 1
+        for a in accounts:
+            if a is None:
+                continue
+            live = self.accounts.get(a.account_id)
+            if live is not None:
+                live.balance, live.held, live.version = a.balance, a.held, a.version
+        if account_ids:
+            for txn_id, o in list(self.originals.items()):
+                if o.account_id in account_ids:
+                    del self.originals[txn_id]
+            for txn_id, h in list(self.holds.items()):
+                if h.account_id in account_ids:
+                    del self.holds[txn_id]
+        for row, usage in cards:
+            live_card = self.cards_by_id.get(row.card_id)
+            if live_card is not None:
+                for name in Card.__dataclass_fields__:
+                    setattr(live_card, name, getattr(row, name))
+            self._set_usage(row.card_id, usage, day)
+        for biller, ref, _ in ch.bill_guards:
+            self.bills_paid.pop((biller, ref), None)
+            self._bill_due.pop((biller, ref), None)
 
     # -- on-us debits and inquiries ----------------------------------------------------------
     async def _on_us(self, ctx: Ctx) -> AuthResult:
@@ -918,6 +1053,8 @@ class Pipeline:
                 raise Decline(RC.EXCEEDS_COUNT_LIMIT, f"daily {name} count limit exceeded")
             reserved.append(c)
         ch = ctx.changes
+        if reserved:  # the usage changed: the card's version moves with it
+            self._snapshot_card(ch, card)
         ctx.fee = fee
         if t is TxnType.PREAUTH:
             account.held += amount
@@ -934,6 +1071,7 @@ class Pipeline:
                 legs.append((self.gl[GL_FEES], fee))
             self._post(ctx, legs)
         if bill_key is not None:
+            ch.bill_guards.append((bill_key[0], bill_key[1], self.bills_paid[bill_key]))
             self.bills_paid[bill_key] = ctx.txn_id
             ch.bills.append((bill_key[0], bill_key[1], ctx.txn_id))
         self._alert(ctx, ALERT_KIND[t], amount + fee, account, card.masked_pan)
@@ -962,21 +1100,34 @@ class Pipeline:
         )
 
     def _post(self, ctx: Ctx, legs: list[tuple[int, int]]) -> None:
-        """Apply balanced legs to the live accounts and snapshot them into the unit."""
+        """Apply balanced legs to the live accounts and snapshot them into the unit (the
+        internal and settlement accounts as deltas: no decision rests on them, and every
+        node credits them, so a guard there would make every unit conflict)."""
         assert sum(a for _, a in legs) == 0, "unbalanced posting"
         ch = ctx.changes
+        resident = self._resident
         for leg, (account_id, amount) in enumerate(legs):
             acct = self.accounts[account_id]
             acct.balance += amount
             ch.postings.append((ctx.txn_id, leg, account_id, amount))
-            ch.accounts.append((account_id, acct.balance, acct.held))
+            if account_id in resident:
+                ch.account_deltas.append((account_id, amount, 0))
+            else:
+                self._snapshot_account(ch, acct)
 
-    @staticmethod
-    def _snapshot_account(ch: Changes, acct: Account) -> None:
+    def _snapshot_account(self, ch: Changes, acct: Account) -> None:
+        """The account's new balance and held, guarded by the version it was decided on."""
+        new = self._stamp()
+        ch.guards.append((GUARD_ACCOUNT, acct.account_id, acct.version, new))
+        acct.version = new
         ch.accounts.append((acct.account_id, acct.balance, acct.held))
 
-    @staticmethod
-    def _snapshot_card(ch: Changes, card: Card) -> None:
+    def _snapshot_card(self, ch: Changes, card: Card) -> None:
+        """The card row, guarded by the version it was decided on; also written when only
+        its limit usage changed (the card's version covers its usage)."""
+        new = self._stamp()
+        ch.guards.append((GUARD_CARD, card.card_id, card.version, new))
+        card.version = new
         ch.cards.append(
             (card.card_id, card.status.value, card.pin_tries, card.otp_tries, card.activated_at)
         )

@@ -116,6 +116,7 @@ from switch.store.api import (
     AlertRow,
     AuditRow,
     Changes,
+    Conflict,
     IdempotencyRow,
     JournalRow,
     OriginalSummary,
@@ -179,11 +180,13 @@ def _payment(j: JournalRow, o: OriginalSummary | None) -> Payment:
     )
 
 
-def _lock_state_dir(state_dir: Path) -> int:
-    """One switch process per state directory: the live balances are in its memory."""
+def _lock_state_dir(state_dir: Path, shared: bool = False) -> int:
+    """One switch process per state directory: the live balances are in its memory. Nodes
+    over a shared store (``shared``, docs/architecture.md §7) lock it shared: they may run
+    together, but not beside a single-node switch or an import."""
     fd = os.open(state_dir / "switch.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
         raise CoreError(f"state_dir: {state_dir} is in use by another switch process") from None
@@ -239,15 +242,17 @@ class SwitchCore:
         clock: Callable[[], float] = time.time,
         cache_size: int = DEFAULT_CAPACITY,
         store_spec: str | None = None,
+        shared: bool = False,
     ) -> SwitchCore:
         """``store_spec``: ``--store`` (a PostgreSQL URL or a SQLite file; default
-        ``state_dir/switch.db``); the keys stay in ``state_dir`` either way."""
+        ``state_dir/switch.db``); the keys stay in ``state_dir`` either way. ``shared``:
+        other nodes write the same store (docs/architecture.md §7)."""
         from switch.hsm.inprocess import InProcessHsm
         from switch.hsm.lmk import Lmk
 
         state_dir = Path(state_dir)
         secure_state_dir(state_dir)  # 0700, its files 0600 (an older one tightened, logged)
-        lock = _lock_state_dir(state_dir)
+        lock = _lock_state_dir(state_dir, shared)
         lmk = Lmk.load_or_create(state_dir / "lmk.json")
         if hsm is None:
             hsm = InProcessHsm(lmk)
@@ -275,6 +280,7 @@ class SwitchCore:
                 pan_key=pan_key,
                 clock=clock,
                 cache_size=cache_size,
+                shared=shared,
             )
             await pipeline.load()
         except BaseException:
@@ -387,7 +393,18 @@ class SwitchCore:
         self._p._snapshot_card(ch, card)
         if audit is not None:
             ch.audit.append(audit)
-        await self._p.commit(ch)  # pins the card until durable
+        if not await self._committed(ch):  # another node changed the card: on its new row
+            await self.set_card_status(pan, status, audit=audit)
+
+    async def _committed(self, ch: Changes) -> bool:
+        """Commit a card lifecycle unit; False when another node changed its rows first
+        (``Conflict``): they are reloaded and the caller applies its change again."""
+        try:
+            await self._p.commit(ch)  # pins the card until durable
+        except Conflict:
+            await self._p.refresh(ch)
+            return False
+        return True
 
     async def activate_card(self, pan: str, place: str) -> None:
         """Activation at a post office: the card becomes usable and the holder gets an SMS."""
@@ -408,7 +425,8 @@ class SwitchCore:
                 "activation", card.masked_pan, 0, account.currency, place, when, account.available
             )
             ch.alerts.append(AlertRow(account.phone, text, None, now))
-        await self._p.commit(ch)  # pins the card until durable
+        if not await self._committed(ch):
+            await self.activate_card(pan, place)
 
     async def reset_pin_tries(self, pan: str | bytes, *, audit: AuditRow | None = None) -> None:
         card = await self._card(pan)
@@ -417,7 +435,8 @@ class SwitchCore:
         self._p._snapshot_card(ch, card)
         if audit is not None:
             ch.audit.append(audit)
-        await self._p.commit(ch)  # pins the card until durable
+        if not await self._committed(ch):
+            await self.reset_pin_tries(pan, audit=audit)
 
     # -- live records for the operator tools (switch.operator) -----------------------------------
     def pan_hash(self, pan: str) -> bytes:

@@ -17,9 +17,11 @@ thread); a networked backend may implement them with a synchronous connection.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Final, NamedTuple, Protocol
 
 from switch.core.domain import (
     Account,
@@ -36,6 +38,28 @@ from switch.notify.outbox import AlertOutbox
 
 class StoreError(Exception):
     """The store could not read or commit; the core answers 96 and stops approving."""
+
+
+class Conflict(Exception):
+    """A unit's guards did not hold at commit: another node (or an earlier unit of this one
+    that did not commit) changed a row the unit was decided on. Nothing of the unit was
+    written; the core reloads those rows and decides again (docs/architecture.md §7). Not a
+    ``StoreError``: the store is fine and keeps committing."""
+
+
+#: ``Changes.guards`` row kinds
+GUARD_ACCOUNT: Final = 0
+GUARD_CARD: Final = 1
+
+
+def stamp_source() -> Callable[[], int]:
+    """New row versions for one process: a random 30-bit prefix (never 0, the version of a
+    row nobody has written since migration 0011) above a 32-bit counter. Stamps, not
+    increments: a unit that expects the version an earlier unit of its node was to write
+    must conflict when that unit did not commit, even if another node wrote the row in
+    between (an increment would give both writes the same number)."""
+    base = (secrets.randbits(30) | 1) << 32
+    return itertools.count(base + 1).__next__
 
 
 class JournalRow(NamedTuple):
@@ -142,6 +166,19 @@ class Changes:
 
     Balances and card counters are *snapshots* taken when the unit is built, so a group
     commit never persists the effect of an authorization that is not in the same batch.
+
+    Guards (several nodes over one store, docs/architecture.md §7): ``guards`` holds
+    ``(kind, row id, expected version, new version)`` for every account and card the unit
+    was decided on, in the order the decisions were made; ``new == expected`` for a row only
+    read. The commit writes the unit only if each row's version is the expected one (a unit
+    earlier in the same batch that was written counts: versions chain), sets the rows it
+    writes to their last new version, and otherwise fails the unit with ``Conflict``. A row
+    in ``accounts``/``cards`` without a guard is written unguarded with a version the store
+    makes up (so every copy of it elsewhere is stale). ``account_deltas`` are added to the
+    rows unguarded: the internal and settlement accounts every unit credits, on which no
+    decision rests. ``bill_guards`` holds the paid mark each bill change expects, and
+    ``idempotency_expects`` what the key's slot may hold: the unit conflicts if another node
+    answered the key first (see ``IdempotencyExpect``).
     """
 
     journal: JournalRow | None = None
@@ -159,6 +196,13 @@ class Changes:
     # card_id, merchant_id, sent at: a code sent for a merchant (its rate limits count these)
     idempotency: IdempotencyRow | None = None
     alerts: list[AlertRow] = field(default_factory=list)
+    guards: list[tuple[int, int, int, int]] = field(default_factory=list)
+    # kind (GUARD_ACCOUNT / GUARD_CARD), id, expected version, new version
+    account_deltas: list[tuple[int, int, int]] = field(default_factory=list)
+    # account_id, balance change, held change (unguarded: internal and settlement accounts)
+    bill_guards: list[tuple[str, str, str | None]] = field(default_factory=list)
+    # biller, reference, the paid mark expected before the unit's change
+    idempotency_expects: IdempotencyExpect | None = None
     # Called exactly once with the outcome (None = durable) when the commit completes, even
     # if whoever awaited the commit was cancelled meanwhile.
     on_settled: Callable[[BaseException | None], object] | None = None
@@ -170,6 +214,15 @@ class Changes:
     # payment or order change they report, and the merchant API's order facts of a payment
     merchant_events: list[MerchantEventRow] = field(default_factory=list)
     payment_orders: list[PaymentOrderRow] = field(default_factory=list)
+
+
+class IdempotencyExpect(NamedTuple):
+    """What the idempotency slot of a unit's key may hold for the unit to be written: no row,
+    a row older than ``since`` (an expired key, taken over), or the row of ``txn_id`` (a
+    stale answer the unit replaces). Anything else is another node's answer: ``Conflict``."""
+
+    since: float
+    txn_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -269,6 +322,18 @@ class Store(AlertOutbox, Protocol):
         ...
 
     def max_journal_seq(self) -> int: ...
+    def reserve_txn_ids(self, count: int) -> int:
+        """Reserve ``count`` transaction numbers for this node, durably, and return the
+        number before the first (several nodes allocate from one sequence: blocks never
+        overlap, and start above every journal row)."""
+        ...
+
+    async def card_limit_usage(self, card_id: int, business_day: int) -> list[tuple[str, int, int]]:
+        """One card's limit consumption on ``business_day``, as ``limit_usage`` (categories,
+        net amount, count 0/1 per approved debit): a node reloading a card another node
+        changed. Read *after* the card row, so the usage is at least as new as its version."""
+        ...
+
     def setting(self, name: str) -> str | None: ...
 
     # -- administration / seeding (not on the hot path) --------------------------------------

@@ -45,12 +45,16 @@ from switch.core.domain import (
 )
 from switch.notify.outbox import Alert
 from switch.store.api import (
+    GUARD_ACCOUNT,
+    GUARD_CARD,
     Changes,
+    Conflict,
     IdempotencyRow,
     JournalRow,
     OpenHold,
     OriginalSummary,
     StoreError,
+    stamp_source,
 )
 from switch.store.files import prepare_sqlite_file
 from switch.store.sqlite_cardbase import write_cardbase_rows
@@ -62,6 +66,9 @@ _CARD_COLS = (
     "activated_at"
 )
 _ACCOUNT_COLS = "account_id, number, kind, holder, phone, currency, balance, held, may_go_negative"
+# reads carry the row's version (migration 0011, docs/architecture.md §7); inserts leave it 0
+_CARD_READ = _CARD_COLS + ", version"
+_ACCOUNT_READ = _ACCOUNT_COLS + ", version"
 _JOURNAL_COLS = (
     "txn_id, created_at, business_day, txn_type, channel, response_code, auth_code, card_id, "
     "account_id, masked_pan, amount, fee, currency, categories, acquirer_id, terminal_id, stan, "
@@ -101,6 +108,7 @@ def _card(r: tuple[Any, ...]) -> Card:
         pin_tries=int(r[16]),
         otp_tries=int(r[17]),
         activated_at=None if r[18] is None else float(r[18]),
+        version=int(r[19]),
     )
 
 
@@ -115,6 +123,7 @@ def _account(r: tuple[Any, ...]) -> Account:
         balance=int(r[6]),
         held=int(r[7]),
         may_go_negative=bool(r[8]),
+        version=int(r[9]),
     )
 
 
@@ -142,6 +151,8 @@ class SqliteStore:
         self._flush_scheduled = False
         self._committing = False
         self._failed: BaseException | None = None
+        self._stamp = stamp_source()  # versions of rows written without a guard
+        self.conflicts = 0  # statistics: units refused by their guards
         self.batches = 0  # statistics: number of group commits and units committed
         self.units = 0
         #: told ``(units, seconds)`` of each durable group commit (the metrics' histograms)
@@ -241,8 +252,24 @@ class SqliteStore:
         started = time.perf_counter()
         try:
             conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc):
+                self._failed = exc
+                _resolve(batch, exc)
+                return
+            # Another process over the same file held the write lock for the whole busy
+            # timeout: nothing was written, so the batch waits its turn instead of failing.
+            log.warning("store busy (another writer): batch of %d waits", len(batch))
+            self._pending[:0] = batch
+            self._flush_scheduled = True
+            assert self._loop is not None
+            self._loop.call_later(0.005, self._flush)
+            return
+        try:
             try:
-                self._write_units(conn, [c for c, _ in batch])
+                units = [c for c, _ in batch]
+                written, versions = _check_guards(conn, units, self._stamp)
+                self._write_units(conn, written, versions)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -250,10 +277,12 @@ class SqliteStore:
             self._failed = exc
             _resolve(batch, exc)
             return
+        if len(written) < len(batch):
+            self.conflicts += len(batch) - len(written)
         self._committing = True
         assert self._loop is not None
         done = self._loop.run_in_executor(self._executor, self._commit_now, conn)
-        done.add_done_callback(lambda f: self._committed(batch, f, started))
+        done.add_done_callback(lambda f: self._committed(batch, f, started, written))
 
     @staticmethod
     def _commit_now(conn: sqlite3.Connection) -> None:
@@ -269,6 +298,7 @@ class SqliteStore:
         batch: list[tuple[Changes, asyncio.Future[None]]],
         done: asyncio.Future[None],
         started: float,
+        written: list[Changes],
     ) -> None:
         self._committing = False
         exc = None if done.cancelled() else done.exception()
@@ -281,12 +311,14 @@ class SqliteStore:
             self.units += len(batch)
             if self.on_commit is not None:
                 self.on_commit(len(batch), time.perf_counter() - started)
-        _resolve(batch, exc)
+        _resolve(batch, exc, written)
         if self._pending:
             self._flush()  # the units that arrived during the fsync go out together now
 
     @staticmethod
-    def _write_units(conn: sqlite3.Connection, units: list[Changes]) -> None:
+    def _write_units(
+        conn: sqlite3.Connection, units: list[Changes], versions: dict[tuple[int, int], int]
+    ) -> None:
         """Every table's rows of the batch in one multi-row statement (per ``_CHUNK`` rows).
 
         Not ``executemany``: sqlite3 releases and re-takes the GIL around every row it steps,
@@ -308,26 +340,40 @@ class SqliteStore:
             4,
             [p for c in units for p in c.postings],
         )
-        accounts: dict[int, tuple[int, int, int]] = {}
+        accounts: dict[int, tuple[int, int, int, int]] = {}
         for c in units:  # later snapshots win: they include the earlier units' effects
             for a in c.accounts:
-                accounts[a[0]] = a
+                accounts[a[0]] = (*a, versions[GUARD_ACCOUNT, a[0]])
         _rows(
             conn,
-            "UPDATE accounts SET balance = v.column2, held = v.column3 FROM (VALUES",
-            3,
+            "UPDATE accounts SET balance = v.column2, held = v.column3, version = v.column4 "
+            "FROM (VALUES",
+            4,
             list(accounts.values()),
             ") AS v WHERE accounts.account_id = v.column1",
         )
-        cards: dict[int, tuple[int, str, int, int, float | None]] = {}
+        deltas: dict[int, tuple[int, int]] = {}
+        for c in units:
+            for i, dbal, dheld in c.account_deltas:
+                b, h = deltas.get(i, (0, 0))
+                deltas[i] = (b + dbal, h + dheld)
+        _rows(
+            conn,
+            "UPDATE accounts SET balance = balance + v.column2, held = held + v.column3 "
+            "FROM (VALUES",
+            3,
+            [(i, b, h) for i, (b, h) in deltas.items()],
+            ") AS v WHERE accounts.account_id = v.column1",
+        )
+        cards: dict[int, tuple[int, str, int, int, float | None, int]] = {}
         for c in units:
             for k in c.cards:
-                cards[k[0]] = k
+                cards[k[0]] = (*k, versions[GUARD_CARD, k[0]])
         _rows(
             conn,
             "UPDATE cards SET status = v.column2, pin_tries = v.column3, otp_tries = v.column4, "
-            "activated_at = v.column5 FROM (VALUES",
-            5,
+            "activated_at = v.column5, version = v.column6 FROM (VALUES",
+            6,
             list(cards.values()),
             ") AS v WHERE cards.card_id = v.column1",
         )
@@ -434,19 +480,19 @@ class SqliteStore:
         return not self._q("SELECT 1 FROM accounts LIMIT 1")
 
     async def card_by_pan_hash(self, pan_hash: bytes) -> Card | None:
-        rows = self._q(f"SELECT {_CARD_COLS} FROM cards WHERE pan_hash = ?", (pan_hash,))
+        rows = self._q(f"SELECT {_CARD_READ} FROM cards WHERE pan_hash = ?", (pan_hash,))
         return _card(rows[0]) if rows else None
 
     async def card_by_id(self, card_id: int) -> Card | None:
-        rows = self._q(f"SELECT {_CARD_COLS} FROM cards WHERE card_id = ?", (card_id,))
+        rows = self._q(f"SELECT {_CARD_READ} FROM cards WHERE card_id = ?", (card_id,))
         return _card(rows[0]) if rows else None
 
     async def account(self, account_id: int) -> Account | None:
-        rows = self._q(f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE account_id = ?", (account_id,))
+        rows = self._q(f"SELECT {_ACCOUNT_READ} FROM accounts WHERE account_id = ?", (account_id,))
         return _account(rows[0]) if rows else None
 
     async def account_by_number(self, number: str) -> Account | None:
-        rows = self._q(f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE number = ?", (number,))
+        rows = self._q(f"SELECT {_ACCOUNT_READ} FROM accounts WHERE number = ?", (number,))
         return _account(rows[0]) if rows else None
 
     async def bill(self, biller_id: str, reference: str) -> Bill | None:
@@ -633,6 +679,39 @@ class SqliteStore:
     def max_journal_seq(self) -> int:
         return int(self._q("SELECT COALESCE(MAX(txn_id), 0) FROM journal")[0][0])
 
+    def reserve_txn_ids(self, count: int) -> int:
+        conn = self._adminc
+        if conn is None:
+            raise StoreError("store is not open")
+        with self._admin_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                rows = conn.execute("SELECT value FROM settings WHERE name = 'txn_seq'").fetchall()
+                (top,) = conn.execute("SELECT COALESCE(MAX(txn_id), 0) FROM journal").fetchone()
+                start = max(int(rows[0][0]) if rows else 0, int(top))
+                conn.execute(
+                    "INSERT INTO settings VALUES ('txn_seq', ?) ON CONFLICT (name) DO UPDATE "
+                    "SET value = excluded.value",
+                    (str(start + count),),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return start
+
+    async def card_limit_usage(self, card_id: int, business_day: int) -> list[tuple[str, int, int]]:
+        rows = self._q(
+            "SELECT o.categories, o.amount - COALESCE(SUM(r.amount), 0), "
+            "CASE WHEN COALESCE(SUM(r.amount), 0) >= o.amount THEN 0 ELSE 1 END "
+            "FROM journal o LEFT JOIN journal r ON r.original_txn_id = o.txn_id "
+            "AND r.response_code = '00' AND r.txn_type IN ('reversal', 'void') "
+            "WHERE o.card_id = ? AND o.business_day = ? AND o.response_code = '00' "
+            "AND o.categories != '' GROUP BY o.txn_id",
+            (card_id, business_day),
+        )
+        return [(str(k), int(a), int(n)) for k, a, n in rows]
+
     def setting(self, name: str) -> str | None:
         rows = self._q("SELECT value FROM settings WHERE name = ?", (name,))
         return str(rows[0][0]) if rows else None
@@ -791,23 +870,141 @@ class SqliteStore:
 
 
 def _resolve(
-    batch: list[tuple[Changes, asyncio.Future[None]]], error: BaseException | None
+    batch: list[tuple[Changes, asyncio.Future[None]]],
+    error: BaseException | None,
+    written: list[Changes] | None = None,
 ) -> None:
+    """Settle every unit of ``batch``: failed with ``error``, else durable if it is among
+    ``written`` (all of them when None) and a ``Conflict`` if its guards refused it."""
     failure = None if error is None else StoreError(f"commit failed: {error}")
+    kept = None
+    if failure is None and written is not None and len(written) < len(batch):
+        kept = {id(c) for c in written}
     for changes, f in batch:
+        outcome: BaseException | None = failure
+        if kept is not None and id(changes) not in kept:
+            outcome = Conflict("a row the unit was decided on changed")
         settled = changes.on_settled
         if settled is not None:
             changes.on_settled = None  # it usually closes over its owner: break the cycle
             try:
-                settled(failure)
+                settled(outcome)
             except Exception:  # one unit's bookkeeping must not starve the others
                 log.exception("on_settled callback failed")
         if f.done():  # its waiter was cancelled: the unit was committed all the same
             continue
-        if failure is None:
+        if outcome is None:
             f.set_result(None)
         else:
-            f.set_exception(failure)
+            f.set_exception(outcome)
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """SQLITE_BUSY / SQLITE_LOCKED: another connection holds the write lock."""
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _versions(conn: sqlite3.Connection, table: str, key: str, ids: set[int]) -> dict[int, int]:
+    """The current version of each row of ``ids`` (inside the write transaction)."""
+    out: dict[int, int] = {}
+    rows = list(ids)
+    for i in range(0, len(rows), _CHUNK):
+        chunk = rows[i : i + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        for row_id, version in conn.execute(
+            f"SELECT {key}, version FROM {table} WHERE {key} IN ({marks})", chunk
+        ):
+            out[int(row_id)] = int(version)
+    return out
+
+
+def _check_guards(
+    conn: sqlite3.Connection, units: list[Changes], stamp: Callable[[], int]
+) -> tuple[list[Changes], dict[tuple[int, int], int]]:
+    """Which units of a batch may be written, and the version each written row ends with.
+
+    Runs inside the batch's write transaction, so nobody else changes a row between the read
+    of its version and the write (SQLite has one writer; PostgreSQL locks the rows with
+    ``SELECT ... FOR UPDATE`` in the same place). Units are taken in order: one whose guards
+    all hold is written and moves its rows to its new versions, which the next units of the
+    batch are checked against (versions chain); one whose guard fails is left out whole.
+    """
+    account_ids: set[int] = set()
+    card_ids: set[int] = set()
+    keys: set[str] = set()
+    bills: set[tuple[str, str]] = set()
+    for c in units:
+        for kind, row_id, _, _ in c.guards:
+            (account_ids if kind == GUARD_ACCOUNT else card_ids).add(row_id)
+        for a in c.accounts:
+            account_ids.add(a[0])
+        for k in c.cards:
+            card_ids.add(k[0])
+        if c.idempotency_expects is not None and c.idempotency is not None:
+            keys.add(c.idempotency.key)
+        for b in c.bill_guards:
+            bills.add((b[0], b[1]))
+    view: dict[tuple[int, int], int] = {}
+    for row_id, version in _versions(conn, "accounts", "account_id", account_ids).items():
+        view[GUARD_ACCOUNT, row_id] = version
+    for row_id, version in _versions(conn, "cards", "card_id", card_ids).items():
+        view[GUARD_CARD, row_id] = version
+    slots: dict[str, tuple[str, float]] = {}
+    for key in keys:
+        for txn_id, created_at in conn.execute(
+            "SELECT txn_id, created_at FROM idempotency WHERE key = ?", (key,)
+        ):
+            slots[key] = (str(txn_id), float(created_at))
+    paid: dict[tuple[str, str], str | None] = {}
+    for biller, ref in bills:
+        for (mark,) in conn.execute(
+            "SELECT paid_txn FROM bills WHERE biller_id = ? AND reference = ?", (biller, ref)
+        ):
+            paid[biller, ref] = None if mark is None else str(mark)
+    written: list[Changes] = []
+    for c in units:
+        if _guards_hold(c, view, slots, paid):
+            written.append(c)
+            for kind, row_id, _, new in c.guards:
+                view[kind, row_id] = new
+            guarded = {(kind, row_id) for kind, row_id, _, _ in c.guards}
+            for a in c.accounts:  # written without a guard: a version nobody expects
+                if (GUARD_ACCOUNT, a[0]) not in guarded:
+                    view[GUARD_ACCOUNT, a[0]] = stamp()
+            for k in c.cards:
+                if (GUARD_CARD, k[0]) not in guarded:
+                    view[GUARD_CARD, k[0]] = stamp()
+            if c.idempotency is not None and c.idempotency.key in keys:
+                slots[c.idempotency.key] = (c.idempotency.txn_id, c.idempotency.created_at)
+            for biller, ref, new_mark in c.bills:
+                paid[biller, ref] = new_mark
+    return written, view
+
+
+def _guards_hold(
+    c: Changes,
+    view: dict[tuple[int, int], int],
+    slots: dict[str, tuple[str, float]],
+    paid: dict[tuple[str, str], str | None],
+) -> bool:
+    seen: dict[tuple[int, int], int] = {}  # the unit's own chain (a row written twice)
+    for kind, row_id, expected, new in c.guards:
+        current = seen.get((kind, row_id))
+        if current is None:
+            current = view.get((kind, row_id))
+        if current != expected:
+            return False
+        seen[kind, row_id] = new
+    expects = c.idempotency_expects
+    if expects is not None and c.idempotency is not None:
+        slot = slots.get(c.idempotency.key)
+        if slot is not None and slot[1] >= expects.since and slot[0] != expects.txn_id:
+            return False  # another node answered this key
+    for biller, ref, expected_mark in c.bill_guards:
+        if paid.get((biller, ref)) != expected_mark:
+            return False
+    return True
 
 
 #: Rows per multi-row statement: below SQLite's 32,766 bound parameters for the widest table
