@@ -24,13 +24,13 @@ from switch.api.testing import Harness, serve_api
 from switch.core import demo
 from switch.core.service import SwitchCore
 from switch.core.testing import ManualClock
-from switch.merchant_notify import EventType, PaymentStatus, build_event
+from switch.merchant_notify import EventType, PaymentStatus, build_event, enqueue_event
 from switch.merchant_notify.cli import main as notify_cli
 from switch.merchant_notify.recorder import ensure_recorder
 from switch.merchant_notify.secrets_seal import CallbackSeal
 from switch.merchant_notify.sqlite_outbox import SqliteMerchantOutbox
 from switch.merchant_notify.worker import DeliveryPolicy, MerchantNotifyWorker
-from switch.store.api import Changes
+from switch.store.api import Changes, MerchantEventRow
 
 CARD = demo.CARDS[0]
 POOR = demo.CARDS[1]
@@ -98,7 +98,9 @@ def outbox_rows(core: SwitchCore) -> list[tuple[object, ...]]:
     )
 
 
-def worker(state: Path, clock: ManualClock, **kw: object) -> MerchantNotifyWorker:
+def worker(
+    state: Path, clock: ManualClock, *, batch_size: int = 32, concurrency: int = 8
+) -> MerchantNotifyWorker:
     outbox = SqliteMerchantOutbox(state / "switch.db", durable=False)
     return MerchantNotifyWorker(
         outbox,
@@ -106,7 +108,8 @@ def worker(state: Path, clock: ManualClock, **kw: object) -> MerchantNotifyWorke
         policy=POLICY,
         clock=clock,
         rng=random.Random(1),
-        **kw,  # type: ignore[arg-type]
+        batch_size=batch_size,
+        concurrency=concurrency,
     )
 
 
@@ -322,6 +325,45 @@ def test_two_workers_never_send_one_event_twice(state: Path, tmp_path: Path) -> 
         assert sorted(sent) == sorted(e.event_id for e in events)  # each exactly once
         assert a.stats.delivered > 0 and b.stats.delivered > 0  # both took part
         assert {r[2] for r in outbox_rows(h.core)} == {"delivered"}
+
+    run(state, tmp_path, body)
+
+
+def order_cancelled(merchant_id: str, at: float) -> MerchantEventRow:
+    return build_event(
+        merchant_id=merchant_id,
+        event_type=EventType.DECLINED,
+        payment_id="",
+        order_id="gw-order-1",
+        order_reference="CMD-77",
+        status=PaymentStatus.DECLINED,
+        amount=5_000,
+        currency=12,
+        response_code="",
+        masked_pan="",
+        created_at=at,
+    )
+
+
+def test_an_order_change_without_a_payment_is_enqueued_alone(state: Path, tmp_path: Path) -> None:
+    """The gateway's cancelled or expired order: no journal row, one event of its own."""
+
+    async def body(h: Harness, rec: Receiver, clock: ManualClock) -> None:
+        assert await enqueue_event(h.core, order_cancelled(ECOM.merchant_id, clock()))
+        fuel = demo.MERCHANTS[1].merchant_id  # no callback: nothing stored
+        assert not await enqueue_event(h.core, order_cancelled(fuel, clock()))
+        w = worker(state, clock)
+        try:
+            assert await w.run_once() == 1
+        finally:
+            await close(w)
+        (doc,) = rec.bodies()
+        assert (doc["order_id"], doc["order_reference"], doc["payment_id"]) == (
+            "gw-order-1",
+            "CMD-77",
+            "",
+        )
+        assert doc["type"] == "payment.declined"
 
     run(state, tmp_path, body)
 

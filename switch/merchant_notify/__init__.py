@@ -10,13 +10,19 @@
   order facts with ``payment_order(PaymentOrder(...))`` around ``core.authorize``;
 * ``secrets_seal``: merchants' secrets sealed at rest (AES-256-GCM, key from ``pan.key``).
 
-For GATEWAY (``switch/gateway``): wrap each ``core.authorize`` of an order in
+For GATEWAY (``switch/gateway``), see ``enqueue``: wrap each ``core.authorize`` of an order in
 ``payment_order(PaymentOrder(merchant_id, order_reference=..., order_id=..., metadata=...))``
-(the payment's event then commits with it, with ``order_id`` in the body); for an order change
-that has no journal row, append ``build_event(...)`` to the ``Changes.merchant_events`` of the
-unit that records the change, if ``recorder.enabled(merchant_id)``.
+(the payment's event then commits with it, with ``order_id`` in the body, and nothing else is
+needed for paid / authorized / declined / reversed / refunded); for an order change that has
+no journal row (cancelled, expired) ``await enqueue_event(core, build_event(...))``, or append
+the row to the ``Changes.merchant_events`` of a unit that records the change.
+
+* ``worker`` / ``outbox`` / ``sqlite_outbox``: leased claims, signed POSTs, back-off;
+* ``service``: ``switch run --merchant-notify inline|off``; ``cli``: ``python -m
+  switch.merchant_notify set-callback|enable|disable|events|retry-failed|worker``.
 """
 
+from switch.merchant_notify.enqueue import enqueue_event
 from switch.merchant_notify.events import (
     EventType,
     PaymentStatus,
@@ -31,6 +37,7 @@ from switch.merchant_notify.recorder import (
     PaymentOrder,
     RecordingStore,
     attach,
+    ensure_recorder,
     payment_order,
 )
 from switch.merchant_notify.signing import new_secret, signature_header, verify
@@ -45,6 +52,8 @@ __all__ = [
     "attach",
     "build_event",
     "check_metadata",
+    "enqueue_event",
+    "ensure_recorder",
     "event_type_for",
     "new_event_id",
     "new_secret",

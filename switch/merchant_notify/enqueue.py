@@ -1,0 +1,46 @@
+"""Notifications for changes that are not a core unit (for GATEWAY's order life cycle).
+
+A payment made through ``core.authorize`` needs nothing from here: declare the order around
+the call and the recorder writes its event in the payment's own commit::
+
+    from switch.merchant_notify import PaymentOrder, ensure_recorder, payment_order
+
+    recorder = ensure_recorder(core)              # once, at start (idempotent)
+    order = PaymentOrder(merchant_id, order_reference=order_number, order_id=gw_order_id,
+                         metadata=udfs)           # follow-ups: original_payment_id=
+                                                  #   recorder.ids.public(original_txn_id),
+                                                  #   taken=..., refunded=... (see PaymentOrder)
+    with payment_order(order):
+        r = await core.authorize(req)
+    # order.payment_id: the payment's public id ("pay_..."), None if nothing was journaled
+
+That covers paid, authorized, declined (by the issuer), reversed and refunded. Do not send
+those again from here, or the merchant gets two events (two event ids) for one payment.
+
+Here: an order that changes without a journal row -- cancelled on the page, expired, refused
+after too many tries -- is reported with ``enqueue_event(core, build_event(...))``: one small
+commit of its own through the core's store (the group commit), durable when it returns. It is
+not atomic with a gateway order row written on another connection; write the order first,
+then the event, so a crash between them loses at worst the notification of a cancellation,
+never reports one that did not happen.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from switch.merchant_notify.recorder import ensure_recorder
+from switch.store.api import Changes, MerchantEventRow
+
+if TYPE_CHECKING:
+    from switch.core.service import SwitchCore
+
+
+async def enqueue_event(core: SwitchCore, row: MerchantEventRow) -> bool:
+    """Commit ``row`` to the outbox if its merchant has an enabled callback; True if so
+    (durable on return), False if the merchant is not notified. ``StoreError`` if the store
+    cannot commit."""
+    if not ensure_recorder(core).enabled(row.merchant_id):
+        return False
+    await core.store.commit(Changes(merchant_events=[row]))
+    return True
