@@ -8,6 +8,7 @@ The payments behind the orders are made through the hosted page with plain form 
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import ssl
@@ -23,6 +24,7 @@ from switch.core import demo
 from switch.core.testing import ManualClock
 from switch.gateway.orders import ORDER_ID_ALPHABET, ORDER_ID_LENGTH
 from switch.gateway.service import GatewayConfig
+from switch.merchant_notify.cli import main as notify_cli
 from tests.gateway_harness import (
     CREDENTIALS,
     MERCHANT,
@@ -260,6 +262,47 @@ def test_security_headers_and_no_card_data_in_urls(h: GatewayHarness) -> None:
         page(f"{h.base}/payment/merchants/{MERCHANT.merchant_id}/payment_fr.html?mdOrder=x").status
         == 404
     )
+
+
+def test_merchant_notified_of_paid_refunded_and_declined_orders(
+    state: Path, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("s" * 40 + "\n")
+    args = ["set-callback", "--state-dir", str(state), MERCHANT.merchant_id,
+            "https://merchant.example/hook", "--secret-file", str(secret)]  # fmt: skip
+    assert notify_cli(args) == 0
+    with GatewayHarness(state, ManualClock(T0)) as h:
+        got = h.register("EVT-1", 120_000, jsonParams='{"udf1": "cart-9"}')
+        order_id = str(got["orderId"])
+        # a wrong code first: the cardholder tries again, the merchant hears only the outcome
+        first = pay_over_http(h, str(got["formUrl"]), CARD, code="000000")
+        assert first.status == 422
+        csrf = first.body.split('name="csrf" value="')[1].split('"')[0]
+        done = page(str(got["formUrl"]), {"csrf": csrf, "mdOrder": order_id, "action": "code",
+                                          "code": h.last_code()})  # fmt: skip
+        assert done.status == 303 and done.location.startswith(h.return_url.split("?")[0])
+        assert (
+            rest(h.base, "refund.do", {**CREDENTIALS, "orderId": order_id, "amount": "20000"})[
+                "errorCode"
+            ]
+            == "0"
+        )
+        lapsed = h.register("EVT-2", 5_000)
+        h.clock.advance(601)
+        assert status(h, str(lapsed["orderId"]))["OrderStatus"] == 6
+        rows = h.query("SELECT event_type, body FROM merchant_events ORDER BY created_at, rowid")
+    events = [(t, json.loads(b)) for t, b in rows]
+    assert [t for t, _ in events] == ["payment.paid", "payment.refunded", "payment.declined"]
+    paid, refunded, declined = (b for _, b in events)
+    assert paid["order_id"] == order_id and paid["order_reference"] == "EVT-1"
+    assert paid["metadata"] == {"udf1": "cart-9"} and paid["amount"] == 120_000
+    assert paid["masked_pan"].startswith(CARD.pan[:6]) and CARD.pan not in json.dumps(paid)
+    assert refunded["order_id"] == order_id and refunded["amount"] == 20_000
+    assert refunded["original_payment_id"] == paid["payment_id"]
+    assert refunded["status"] == "partially_refunded"
+    assert declined["order_id"] == str(lapsed["orderId"]) and declined["status"] == "declined"
+    assert declined["order_reference"] == "EVT-2" and declined["payment_id"] == ""
 
 
 def _free_port() -> int:

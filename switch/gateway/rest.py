@@ -24,6 +24,7 @@ from switch.gateway.errors import ErrorCode, GatewayError, invalid, missing
 from switch.gateway.orders import Order, OrderKind, is_order_id
 from switch.gateway.service import GatewayService
 from switch.gateway.texts import DEFAULT_LANGUAGE, LANGUAGES
+from switch.merchant_notify import check_metadata
 
 log = logging.getLogger("switch.gateway")
 
@@ -124,6 +125,9 @@ def json_params_of(p: Params) -> dict[str, str]:
         if len(k) > MAX_PARAM_NAME or not isinstance(v, str | int | float) or isinstance(v, bool):
             raise invalid("jsonParams", f"{k[:MAX_PARAM_NAME]!r}: a short name and a string")
         out[k] = str(v)
+    why = check_metadata(out)  # they become the notifications' metadata
+    if why is not None:
+        raise invalid("jsonParams", why.removeprefix("metadata: "))
     return out
 
 

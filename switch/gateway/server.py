@@ -23,7 +23,7 @@ from switch.core.service import SwitchCore
 from switch.gateway import rest
 from switch.gateway.orders import OrderStore
 from switch.gateway.page import PaymentPage
-from switch.gateway.service import GatewayConfig, GatewayService, OnEvent
+from switch.gateway.service import GatewayConfig, GatewayService
 
 access_log = logging.getLogger("switch.gateway.access")
 
@@ -81,11 +81,10 @@ async def start_gateway(
     *,
     config: GatewayConfig | None = None,
     tls: ssl.SSLContext | None = None,
-    on_event: OnEvent | None = None,
 ) -> Gateway:
     """Bound and serving; ``OSError`` if the port is taken."""
     orders = OrderStore.for_store(core.store)
-    svc = GatewayService(core, orders, config, on_event)
+    svc = GatewayService(core, orders, config)
     app = build_app(svc, secure=tls is not None)
     runner = web.AppRunner(
         app, access_log_class=PathOnlyAccessLogger, access_log=access_log, shutdown_timeout=5

@@ -4,6 +4,13 @@ Money moves only through ``SwitchCore.authorize`` -- the same sale, pre-authoriz
 capture, void and refund the gRPC servicers call -- so the gateway keeps no ledger: an order
 row says which journal entry paid it and what SATIM's status calls must answer.
 
+The merchant is notified (``switch.merchant_notify``) of what the core journals -- paid,
+authorized, captured, reversed, refunded -- by the recorder, in the same commit as the
+payment: every ``core.authorize`` here runs inside ``payment_order(...)`` with the order's id,
+number and ``jsonParams`` as metadata. An order's *decline* is the gateway's to notify, once it
+is final (the page lets the cardholder try again after a wrong code, so the core's decline of
+one attempt is not the order's): after the order row is saved, as a unit of its own.
+
 One order is changed by one coroutine at a time (``OrderLocks``): a cardholder's double
 click and a merchant's ``deposit.do`` racing a ``reverse.do`` are serialised per order, while
 different orders proceed concurrently. The core's idempotency makes each step safe to retry:
@@ -18,13 +25,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from switch.api.mapping import base_request
 from switch.core.domain import Merchant
-from switch.core.model import AuthResult, ResponseCode, TxnType
+from switch.core.model import AuthRequest, AuthResult, ResponseCode, TxnType
 from switch.core.otp_rate import VerificationRateLimited
 from switch.core.service import CoreError, SwitchCore
 from switch.gateway.errors import ErrorCode, GatewayError, invalid
@@ -37,22 +44,20 @@ from switch.gateway.orders import (
     new_order_id,
 )
 from switch.gateway.texts import ACTION_CANCELLED, ACTION_EXPIRED, action_code
-from switch.store.api import StoreError
+from switch.merchant_notify import (
+    EventType,
+    PaymentOrder,
+    PaymentStatus,
+    build_event,
+    payment_order,
+)
+from switch.merchant_notify.recorder import ensure_recorder
+from switch.store.api import Changes, StoreError
 
 log = logging.getLogger("switch.gateway")
 
 DEFAULT_SESSION_TIMEOUT_S = 600.0
 DEFAULT_MAX_TRIES = 3
-
-#: What happened to an order, for the merchant's notification (``on_event``).
-EVENT_PAID = "payment.paid"
-EVENT_AUTHORIZED = "payment.authorized"
-EVENT_DECLINED = "payment.declined"
-EVENT_CAPTURED = "payment.captured"
-EVENT_REVERSED = "payment.reversed"
-EVENT_REFUNDED = "payment.refunded"
-
-OnEvent = Callable[[Order, str], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,14 +104,13 @@ class GatewayService:
         core: SwitchCore,
         orders: OrderStore,
         config: GatewayConfig | None = None,
-        on_event: OnEvent | None = None,
     ) -> None:
         self.core = core
         self.orders = orders
         self.config = config or GatewayConfig()
         self.locks = OrderLocks()
-        #: told of every paid / declined / captured / reversed / refunded order, once durable
-        self.on_event = on_event
+        # the merchant notifications' recorder on the core (attached by the first caller)
+        self.recorder = ensure_recorder(core)
 
     # -- merchants -------------------------------------------------------------------------
     def authenticate(self, user_name: str, password: str) -> Merchant:
@@ -212,24 +216,69 @@ class GatewayService:
             log.error("gateway: cannot store order %s: %s", order.order_id, e)
             raise GatewayError(ErrorCode.SYSTEM_ERROR, "system error; retry later") from None
 
-    async def _event(self, order: Order, event: str) -> None:
+    @staticmethod
+    def _event(order: Order, event: str) -> None:
         log.info(
             "gateway order %s merchant %s: %s (status %d, rc %s)",
             order.order_id, order.merchant_id, event, order.status, order.response_code or "-",
         )  # fmt: skip
-        if self.on_event is None:
-            return
-        try:
-            await self.on_event(order, event)
-        except Exception:  # the order is durable; a notification failure must not undo it
-            log.exception("gateway: notifying %s of %s failed", order.merchant_id, event)
 
-    async def _decline(self, order: Order, response_code: str, action: int) -> None:
+    def _metadata(self, order: Order) -> dict[str, str]:
+        meta: dict[str, str] = json.loads(order.json_params)
+        return meta
+
+    def _payment_order(
+        self, order: Order, *, notify_decline: bool, taken: int, refunded: int
+    ) -> PaymentOrder:
+        """The notification facts of ``order`` for the ``core.authorize`` about to run."""
+        original = self.recorder.ids.public(order.payment_id) if order.payment_id else ""
+        return PaymentOrder(
+            order.merchant_id, order_reference=order.order_number, order_id=order.order_id,
+            metadata=self._metadata(order), original_payment_id=original, taken=taken,
+            refunded=refunded, notify_decline=notify_decline,
+        )  # fmt: skip
+
+    async def _authorize(
+        self,
+        order: Order,
+        req: AuthRequest,
+        *,
+        notify_decline: bool = True,
+        taken: int = 0,
+        refunded: int = 0,
+    ) -> AuthResult:
+        facts = self._payment_order(
+            order, notify_decline=notify_decline, taken=taken, refunded=refunded
+        )
+        with payment_order(facts):
+            return await self.core.authorize(req)
+
+    async def _decline(
+        self, order: Order, response_code: str, action: int, txn_id: str = ""
+    ) -> None:
+        """The order is declined for good: saved, then the merchant notified (if subscribed).
+        ``txn_id``: the journal row of the declined attempt, if the core made one."""
         order.status = OrderStatus.DECLINED
         order.response_code = response_code
         order.action_code = action
         await self._save(order)
-        await self._event(order, EVENT_DECLINED)
+        self._event(order, "declined")
+        if not self.recorder.enabled(order.merchant_id):
+            return
+        event = build_event(
+            merchant_id=order.merchant_id, event_type=EventType.DECLINED,
+            payment_id=self.recorder.ids.public(txn_id) if txn_id else "",
+            status=PaymentStatus.DECLINED, amount=order.amount, currency=order.currency,
+            response_code=response_code, masked_pan=order.masked_pan,
+            created_at=self.core.now(), order_id=order.order_id,
+            order_reference=order.order_number,
+            operation="authorization" if order.kind is OrderKind.PREAUTH else "sale",
+            metadata=self._metadata(order),
+        )  # fmt: skip
+        try:
+            await self.core.store.commit(Changes(merchant_events=[event]))
+        except StoreError as e:  # the order is durable; its notification is lost, and said so
+            log.error("gateway: order %s declined, notification not stored: %s", order.order_id, e)
 
     # -- the hosted page's steps (called with the order's lock held) ---------------------------
     def tries_left(self, order: Order) -> int:
@@ -272,7 +321,8 @@ class GatewayService:
             merchant, term.acquirer_id, txn, key, order.amount, order.currency,
             pan_=pan, expiry=expiry, cvv2=cvv2, otp=otp,
         )  # fmt: skip
-        r = await self.core.authorize(req)
+        # a decline is notified by _decline once final, not per attempt (see the docstring)
+        r = await self._authorize(order, req, notify_decline=False)
         rc = r.response_code
         order.response_code = rc.value
         order.masked_pan = f"{pan[:6]}**{pan[-4:]}"
@@ -286,7 +336,7 @@ class GatewayService:
             order.action_code = 0
             order.deposit_amount = order.amount if txn is TxnType.PURCHASE else 0
             await self._save(order)
-            await self._event(order, EVENT_AUTHORIZED if txn is TxnType.PREAUTH else EVENT_PAID)
+            self._event(order, "authorized" if txn is TxnType.PREAUTH else "paid")
             return r
         retry = rc is ResponseCode.INCORRECT_PIN and order.tries < self.config.max_tries
         if rc is ResponseCode.SYSTEM_MALFUNCTION:
@@ -294,8 +344,8 @@ class GatewayService:
         if retry:
             order.action_code = action_code(rc.value)
             await self._save(order)
-        else:
-            await self._decline(order, rc.value, action_code(rc.value))
+        else:  # the notification names the declined attempt's journal row
+            await self._decline(order, rc.value, action_code(rc.value), r.transaction_id or "")
         return r
 
     async def cancel(self, order: Order) -> None:
@@ -304,7 +354,14 @@ class GatewayService:
 
     # -- the merchant's follow-ups -------------------------------------------------------------
     async def _followup(
-        self, merchant: Merchant, order: Order, txn: TxnType, amount: int
+        self,
+        merchant: Merchant,
+        order: Order,
+        txn: TxnType,
+        amount: int,
+        *,
+        taken: int = 0,
+        refunded: int = 0,
     ) -> AuthResult:
         term = self.core.terminal(merchant.terminal_id)
         if term is None:
@@ -316,7 +373,7 @@ class GatewayService:
             merchant, term.acquirer_id, txn, key, amount, order.currency,
             original=order.payment_id,
         )  # fmt: skip
-        r = await self.core.authorize(req)
+        r = await self._authorize(order, req, taken=taken, refunded=refunded)
         if r.response_code is ResponseCode.SYSTEM_MALFUNCTION:
             raise GatewayError(ErrorCode.SYSTEM_ERROR, "system error; retry later")
         if not r.approved:
@@ -343,7 +400,7 @@ class GatewayService:
             order.status = OrderStatus.DEPOSITED
             order.deposit_amount = amount
             await self._save(order)
-            await self._event(order, EVENT_CAPTURED)
+            self._event(order, "captured")
             return order
 
     async def reverse(self, merchant: Merchant, order_id: str) -> Order:
@@ -355,7 +412,7 @@ class GatewayService:
             order.status = OrderStatus.REVERSED
             order.deposit_amount = 0
             await self._save(order)
-            await self._event(order, EVENT_REVERSED)
+            self._event(order, "reversed")
             return order
 
     async def refund(self, merchant: Merchant, order_id: str, amount: int) -> Order:
@@ -366,9 +423,12 @@ class GatewayService:
             left = order.deposit_amount - order.refunded_amount
             if amount > left:
                 raise invalid("amount", f"at most {left} is left to refund")
-            await self._followup(merchant, order, TxnType.REFUND, amount)
+            await self._followup(
+                merchant, order, TxnType.REFUND, amount,
+                taken=order.deposit_amount, refunded=order.refunded_amount,
+            )  # fmt: skip
             order.status = OrderStatus.REFUNDED
             order.refunded_amount += amount
             await self._save(order)
-            await self._event(order, EVENT_REFUNDED)
+            self._event(order, "refunded")
             return order

@@ -41,7 +41,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from switch.merchant_notify.events import build_event, event_type_for, payment_status
+from switch.merchant_notify.events import EventType, build_event, event_type_for, payment_status
 from switch.merchant_notify.ids import PaymentIds
 from switch.store.api import Changes, JournalRow, PaymentOrderRow, Store
 
@@ -49,6 +49,8 @@ if TYPE_CHECKING:
     from switch.core.service import SwitchCore
 
 log = logging.getLogger(__name__)
+
+MAX_RETRYING = 10_000
 
 _OPERATION = {
     "purchase": "sale",
@@ -78,6 +80,9 @@ class PaymentOrder:
     original_payment_id: str = ""
     taken: int = 0
     refunded: int = 0
+    #: False: a decline of this payment is not notified here (the gateway's page may let the
+    #: cardholder try again; it notifies the order's decline itself once it is final)
+    notify_decline: bool = True
     txn_id: str | None = None
     payment_id: str | None = None
 
@@ -116,6 +121,8 @@ class EventRecorder:
         self._monotonic = monotonic
         self._enabled: frozenset[str] = frozenset()
         self._loaded_at: float | None = None
+        # orders whose unit did not commit, by idempotency key, until the core's retry
+        self._retrying: dict[str, PaymentOrder] = {}
 
     def refresh(self) -> None:
         """Re-read the merchants with callbacks now (after a configuration change)."""
@@ -141,9 +148,18 @@ class EventRecorder:
         order = _CURRENT.get()
         if order is not None and (order.merchant_id != j.merchant_id or order.txn_id is not None):
             order = None  # not this unit's (another merchant's, or already used)
+        key = ch.idempotency.key if ch.idempotency is not None else None
+        if order is None and key is not None and key in self._retrying:
+            # the same request decided again after its unit lost a race with another node
+            # (``Conflict``): the core's retry runs outside the caller's context
+            order = self._retrying.pop(key)
+            if order.merchant_id != j.merchant_id:
+                order = None
         if order is not None:
             order.txn_id = j.txn_id
             order.payment_id = self.ids.public(j.txn_id)
+            if key is not None:
+                self._rearm_on_failure(ch, key, order)
             ch.payment_orders.append(
                 PaymentOrderRow(
                     j.txn_id,
@@ -158,7 +174,24 @@ class EventRecorder:
         event_type = event_type_for(j.txn_type, approved)
         if event_type is None or not self.enabled(j.merchant_id):
             return
+        if event_type is EventType.DECLINED and order is not None and not order.notify_decline:
+            return
         ch.merchant_events.append(self._event(j, approved, event_type, order))
+
+    def _rearm_on_failure(self, ch: Changes, key: str, order: PaymentOrder) -> None:
+        """If ``ch`` does not commit, let the unit the core decides again for the same key
+        (``Pipeline._retry``) take ``order`` over."""
+        settled = ch.on_settled
+
+        def on_settled(error: BaseException | None) -> object:
+            if error is not None:
+                order.txn_id = order.payment_id = None
+                if len(self._retrying) >= MAX_RETRYING:  # a halted store: nothing retries
+                    self._retrying.clear()
+                self._retrying[key] = order
+            return None if settled is None else settled(error)
+
+        ch.on_settled = on_settled
 
     def _event(
         self, j: JournalRow, approved: bool, event_type: Any, order: PaymentOrder | None
