@@ -26,11 +26,17 @@ from switch.core.service import SwitchCore
 from switch.core.testing import ManualClock
 from switch.merchant_notify import EventType, PaymentStatus, build_event, enqueue_event
 from switch.merchant_notify.cli import main as notify_cli
-from switch.merchant_notify.recorder import ensure_recorder
+from switch.merchant_notify.ids import PaymentIds
+from switch.merchant_notify.recorder import (
+    EventRecorder,
+    PaymentOrder,
+    ensure_recorder,
+    payment_order,
+)
 from switch.merchant_notify.secrets_seal import CallbackSeal
 from switch.merchant_notify.sqlite_outbox import SqliteMerchantOutbox
 from switch.merchant_notify.worker import DeliveryPolicy, MerchantNotifyWorker
-from switch.store.api import Changes, MerchantEventRow
+from switch.store.api import Changes, IdempotencyRow, JournalRow, MerchantEventRow
 
 CARD = demo.CARDS[0]
 POOR = demo.CARDS[1]
@@ -411,3 +417,38 @@ def test_callback_cli_refuses_bad_input_and_seals_the_secret(
     assert notify_cli(["disable", "--state-dir", str(state), ECOM.merchant_id]) == 0
     with SqliteMerchantOutbox(state / "switch.db") as outbox:
         assert outbox.enabled_merchants() == frozenset()
+
+
+def _unit(txn_id: str, key: str) -> Changes:
+    journal = JournalRow(
+        txn_id, T0, 1, "purchase", "ecommerce", "00", "000001", 1, 1, "628058******0001",
+        5_000, 0, 12, "", "ACQ", "VT-ECOM1", "000001", "0101000000", txn_id,
+        ECOM.merchant_id, None, None, "onus", "approved",
+    )  # fmt: skip
+    return Changes(journal=journal, idempotency=IdempotencyRow(key, "fp", txn_id, "{}", T0))
+
+
+def test_a_unit_decided_again_after_a_conflict_keeps_its_order() -> None:
+    """Several nodes: a unit refused by its guards is decided again by the core, with a new
+    txn id and outside the caller's context; the order facts and the event follow it."""
+    recorder = EventRecorder(PaymentIds(b"k" * 32), lambda: frozenset({ECOM.merchant_id}))
+    order = PaymentOrder(ECOM.merchant_id, order_reference="CMD-5", metadata={"a": "b"})
+    first = _unit("000000000007", "api:M-ECOM-001:k1")
+    with payment_order(order):
+        recorder.decorate(first)
+    assert order.txn_id == "000000000007" and len(first.payment_orders) == 1
+    assert first.on_settled is not None
+    first.on_settled(RuntimeError("conflict"))  # refused: the core retries
+    assert order.txn_id is None
+    again = _unit("000000000009", "api:M-ECOM-001:k1")
+    recorder.decorate(again)  # no payment_order(...) around the retry
+    assert order.txn_id == "000000000009" and order.payment_id == PaymentIds(b"k" * 32).public(
+        "000000000009"
+    )
+    (row,) = again.payment_orders
+    assert (row.txn_id, row.order_reference, row.metadata) == ("000000000009", "CMD-5", '{"a":"b"}')
+    (event,) = again.merchant_events
+    assert json.loads(event.body)["order_reference"] == "CMD-5"
+    other = _unit("000000000010", "api:M-ECOM-001:k2")  # another request: no order of its own
+    recorder.decorate(other)
+    assert other.payment_orders == [] and len(other.merchant_events) == 1
