@@ -39,6 +39,7 @@ from switch.hsm.client import HsmClient
 from switch.iso8583.framing import Framing, LengthHeader
 from switch.iso8583.remote import RemoteIssuers, load_remote_issuers, start_remote_issuers
 from switch.iso8583.server import IsoListener, ListenerConfig, start_iso_server
+from switch.merchant_notify import service as merchant_notify
 from switch.notify.delivery import MODES, SmsDelivery, check_sms_setting, start_sms_delivery
 from switch.notify.worker_lock import WorkerLockError
 from switch.observe.endpoints import http_port, start_observe_server
@@ -182,6 +183,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "every transaction is one INFO line on switch.txn",
     )
     gateway_options.add_arguments(parser)  # --gateway-port, its TLS, session and tries
+    merchant_notify.add_arguments(parser)  # --merchant-notify inline|off
 
 
 def _listener(spec_text: str, args: argparse.Namespace) -> ListenerConfig:
@@ -249,6 +251,7 @@ async def serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     sms: SmsDelivery | None = None
+    notify: merchant_notify.MerchantNotify | None = None
     observed = Observed(core, listeners)  # /readyz says 503 until Phase.READY
     http_server: HttpServer | None = None
     # releases pre-authorization holds past their validity: once now, then every minute
@@ -289,6 +292,10 @@ async def serve(args: argparse.Namespace) -> int:
         else:
             print(BANNER_HSM_DEV.format(lmk=state_dir / "lmk.json"), flush=True)
         print(f"SMS alerts: {sms.banner}", flush=True)
+        notify = await merchant_notify.start_merchant_notify(
+            core, state_dir, args.merchant_notify, durable=not args.no_fsync
+        )
+        print(f"merchant notifications: {notify.banner}", flush=True)
         for rc in remote_configs:
             print(f"remote issuer {rc.name}: ISO 8583 link to {rc.host}:{rc.port}", flush=True)
         for line in acquirer_lines:
@@ -323,6 +330,8 @@ async def serve(args: argparse.Namespace) -> int:
             await gateway.close()
         if sms is not None:
             await sms.stop()
+        if notify is not None:
+            await notify.stop()
         if remotes is not None:
             await remotes.close()
         if http_server is not None:  # last before the store: it reads the store's counters

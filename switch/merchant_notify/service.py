@@ -9,19 +9,36 @@ connection (``SqliteMerchantOutbox``), so either way it never blocks the event l
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from switch.core.service import SwitchCore
 from switch.merchant_notify.recorder import EventRecorder, ensure_recorder
 from switch.merchant_notify.secrets_seal import CallbackSeal
 from switch.merchant_notify.sqlite_outbox import SqliteMerchantOutbox
-from switch.merchant_notify.worker import DeliveryPolicy, MerchantNotifyWorker
+from switch.store.sqlite import SqliteStore
+
+if TYPE_CHECKING:  # aiohttp loads only when the worker starts
+    from switch.merchant_notify.worker import DeliveryPolicy, MerchantNotifyWorker
 
 log = logging.getLogger(__name__)
 MODES = ("inline", "off")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``switch run --merchant-notify``."""
+    parser.add_argument(
+        "--merchant-notify",
+        choices=MODES,
+        default="inline",
+        help="signed HTTP notifications to merchants with a callback (python -m "
+        "switch.merchant_notify set-callback): delivered by a task in this process (default), "
+        "or off (recorded; deliver with `python -m switch.merchant_notify worker`)",
+    )
 
 
 @dataclass
@@ -62,6 +79,13 @@ async def start_merchant_notify(
             recorder, None, None, None, stop,
             "recorded; deliver with `python -m switch.merchant_notify worker`",
         )  # fmt: skip
+    if not isinstance(core.store, SqliteStore):  # the worker's outbox is SQLite's for now
+        return MerchantNotify(
+            recorder, None, None, None, stop,
+            "recorded; no delivery worker for this store backend yet (SQLite only)",
+        )  # fmt: skip
+    from switch.merchant_notify.worker import MerchantNotifyWorker
+
     outbox = SqliteMerchantOutbox(Path(state_dir) / "switch.db", durable=durable)
     worker = MerchantNotifyWorker(
         outbox, CallbackSeal.for_state_dir(state_dir), policy=policy, clock=core.now
