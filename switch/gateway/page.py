@@ -198,8 +198,12 @@ class PaymentPage:
         }
         if checkout.card is None:
             return self._render("card.html", language, order, status=status, **common)
-        sent = t["code_sent"].format(phone=checkout.masked_phone)
-        return self._render("code.html", language, order, status=status, sent=sent, **common)
+        # the phone number isolated (<bdi>): a "+213..." must not be reordered in Arabic
+        before, _, after = t["code_sent"].partition("{phone}")
+        return self._render(
+            "code.html", language, order, status=status, sent_before=before,
+            phone=checkout.masked_phone, sent_after=after, **common,
+        )  # fmt: skip
 
     # -- handlers --------------------------------------------------------------------------
     async def _order(self, request: web.Request, order_id: str) -> Order | None:
