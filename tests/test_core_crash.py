@@ -13,8 +13,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from switch.core import demo
 from switch.core.service import SwitchCore
+
+pytestmark = pytest.mark.usefixtures("store_backend")
 
 CHILD = r"""
 import asyncio, sys

@@ -18,6 +18,7 @@ from switch.core.service import SwitchCore
 from switch.notify.sealing import AlertSeal
 
 RC = ResponseCode
+pytestmark = pytest.mark.usefixtures("store_backend")
 Body = Callable[[SwitchCore], Awaitable[None]]
 BAL = demo.CARDS[0].balance
 

@@ -54,11 +54,21 @@ from switch.core.domain import (
 from switch.notify.outbox import Alert
 from switch.store.api import (
     Changes,
+    Conflict,
     IdempotencyRow,
     JournalRow,
     OpenHold,
     OriginalSummary,
     StoreError,
+    stamp_source,
+)
+from switch.store.postgres_guards import (
+    BILLS_SQL,
+    LOCK_KEYS_SQL,
+    LOCK_ROWS_SQL,
+    SLOTS_SQL,
+    Touched,
+    check,
 )
 from switch.store.postgres_outbox import PostgresOutbox
 from switch.store.postgres_schema import migrate
@@ -74,6 +84,11 @@ from switch.store.postgres_sql import (
 log = logging.getLogger("switch.store")
 
 _COMMIT_SQL = commit_sql("dollar")
+TXN_SEQ_LOCK = 0x7377697463687371  # pg_advisory_xact_lock key of reserve_txn_ids
+_RETRIES = 5  # a batch rolled back by a deadlock or serialization failure is tried again
+# reads carry the row's version (migration 0011, docs/architecture.md §7); inserts leave it 0
+CARD_READ = CARD_COLS + ", version"
+ACCOUNT_READ = ACCOUNT_COLS + ", version"
 READ_POOL = 4  # connections for the async reads (bench_store measured reads over 4)
 
 
@@ -128,6 +143,7 @@ def _card(r: Sequence[Any] | asyncpg.Record) -> Card:
         pin_tries=int(r[16]),
         otp_tries=int(r[17]),
         activated_at=None if r[18] is None else float(r[18]),
+        version=int(r[19]),
     )
 
 
@@ -142,6 +158,7 @@ def _account(r: Sequence[Any] | asyncpg.Record) -> Account:
         balance=int(r[6]),
         held=int(r[7]),
         may_go_negative=bool(r[8]),
+        version=int(r[9]),
     )
 
 
@@ -170,6 +187,8 @@ class PostgresStore:
         self._committing = False
         self._inflight: asyncio.Task[None] | None = None
         self._failed: BaseException | None = None
+        self._stamp = stamp_source()  # versions of rows written without a guard
+        self.conflicts = 0  # statistics: units refused by their guards
         self.batches = 0  # statistics: number of group commits and units committed
         self.units = 0
         #: told ``(units, seconds)`` of each durable group commit (the metrics' histograms)
@@ -265,22 +284,18 @@ class PostgresStore:
     async def _write(self, batch: list[tuple[Changes, asyncio.Future[None]]]) -> None:
         started = time.perf_counter()
         error: BaseException | None = None
+        written: list[Changes] = []
         try:
-            conn = self._writer
-            if conn is None:
-                raise StoreError("store is closed")
             units = [c for c, _ in batch]
-            args = batch_args(units)
-            before, after = extra_statements(units)
-            if not before and not after:
-                await conn.execute(_COMMIT_SQL, *args)  # one statement: its own transaction
-            else:
-                async with conn.transaction():
-                    for sql, rows in before:
-                        await conn.executemany(sql, rows)
-                    await conn.execute(_COMMIT_SQL, *args)
-                    for sql, rows in after:
-                        await conn.executemany(sql, rows)
+            for attempt in range(1, _RETRIES + 1):
+                try:
+                    written = await self._write_batch(units)
+                    break
+                except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
+                    # rolled back whole, nothing written: another node's batch won the lock
+                    if attempt == _RETRIES:
+                        raise
+                    log.warning("group commit retried (%s), attempt %d", exc, attempt)
         except BaseException as exc:  # every unit of the batch fails, and later ones too
             error = exc
             self._failed = exc
@@ -288,16 +303,58 @@ class PostgresStore:
         else:
             self.batches += 1
             self.units += len(batch)
+            self.conflicts += len(batch) - len(written)
             if self.on_commit is not None:
                 self.on_commit(len(batch), time.perf_counter() - started)
         finally:
             self._committing = False
             self._inflight = None
-            _resolve(batch, error)
+            _resolve(batch, error, written)
             if self._pending:
                 self._flush()  # the units that arrived during the commit go out together now
         if error is not None and not isinstance(error, Exception):
             raise error  # CancelledError, KeyboardInterrupt: not swallowed
+
+    async def _write_batch(self, units: list[Changes]) -> list[Changes]:
+        """One transaction: lock and check the guards, write the units that pass; returns
+        them (``postgres_guards``). A batch with nothing to guard and no rarer rows is one
+        statement, its own transaction."""
+        conn = self._writer
+        if conn is None:
+            raise StoreError("store is closed")
+        touched = Touched(units)
+        before, _ = extra_statements(units)
+        if not touched.guarded and not before:
+            _, after = extra_statements(units)
+            if not after:
+                await conn.execute(_COMMIT_SQL, *batch_args(units))
+                return units
+        async with conn.transaction():
+            for sql, rows in before:  # an import batch: before the guards and snapshots
+                await conn.executemany(sql, rows)
+            view: dict[tuple[int, int], int] = {}
+            slots: dict[str, tuple[str, float]] = {}
+            paid: dict[tuple[str, str], str | None] = {}
+            if touched.keys:
+                await conn.execute(LOCK_KEYS_SQL, touched.keys)
+                for key, txn_id, at in await conn.fetch(SLOTS_SQL, touched.keys):
+                    slots[str(key)] = (str(txn_id), float(at))
+            if touched.accounts or touched.cards:
+                for kind, row_id, version in await conn.fetch(
+                    LOCK_ROWS_SQL, touched.accounts, touched.cards
+                ):
+                    view[int(kind), int(row_id)] = int(version)
+            if touched.bills:
+                billers, refs = zip(*touched.bills, strict=True)
+                for biller, ref, mark in await conn.fetch(BILLS_SQL, billers, refs):
+                    paid[str(biller), str(ref)] = None if mark is None else str(mark)
+            written = check(units, view, slots, paid, self._stamp)
+            if written:
+                await conn.execute(_COMMIT_SQL, *batch_args(written, view))
+                _, after = extra_statements(written)
+                for sql, rows in after:
+                    await conn.executemany(sql, rows)
+        return written
 
     # -- async reads (the pool) --------------------------------------------------------------
     async def _row(self, sql: str, *args: object) -> asyncpg.Record | None:
@@ -319,21 +376,21 @@ class PostgresStore:
             raise StoreError(f"read failed: {exc}") from exc
 
     async def card_by_pan_hash(self, pan_hash: bytes) -> Card | None:
-        r = await self._row(f"SELECT {CARD_COLS} FROM cards WHERE pan_hash = $1", pan_hash)
+        r = await self._row(f"SELECT {CARD_READ} FROM cards WHERE pan_hash = $1", pan_hash)
         return None if r is None else _card(r)
 
     async def card_by_id(self, card_id: int) -> Card | None:
-        r = await self._row(f"SELECT {CARD_COLS} FROM cards WHERE card_id = $1", card_id)
+        r = await self._row(f"SELECT {CARD_READ} FROM cards WHERE card_id = $1", card_id)
         return None if r is None else _card(r)
 
     async def account(self, account_id: int) -> Account | None:
         r = await self._row(
-            f"SELECT {ACCOUNT_COLS} FROM accounts WHERE account_id = $1", account_id
+            f"SELECT {ACCOUNT_READ} FROM accounts WHERE account_id = $1", account_id
         )
         return None if r is None else _account(r)
 
     async def account_by_number(self, number: str) -> Account | None:
-        r = await self._row(f"SELECT {ACCOUNT_COLS} FROM accounts WHERE number = $1", number)
+        r = await self._row(f"SELECT {ACCOUNT_READ} FROM accounts WHERE number = $1", number)
         return None if r is None else _account(r)
 
     async def bill(self, biller_id: str, reference: str) -> Bill | None:
@@ -542,6 +599,44 @@ class PostgresStore:
         # txn_id is TEXT (12 digits): the largest string is the largest number
         return int(self._q("SELECT COALESCE(MAX(txn_id), '0') FROM journal")[0][0])
 
+    def reserve_txn_ids(self, count: int) -> int:
+        """A block of ``count`` transaction numbers for this node (``settings.txn_seq``, under
+        an advisory lock: two nodes reserving at once get consecutive blocks)."""
+        with self._admin_lock:
+            conn = self._adminc
+            if conn is None:
+                raise StoreError("store is not open")
+            conn.commit()
+            try:
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (TXN_SEQ_LOCK,))
+                row = conn.execute("SELECT value FROM settings WHERE name = 'txn_seq'").fetchone()
+                top = conn.execute("SELECT COALESCE(MAX(txn_id), '0') FROM journal").fetchone()
+                assert top is not None
+                start = max(int(row[0]) if row else 0, int(top[0]))
+                conn.execute(
+                    "INSERT INTO settings (name, value) VALUES ('txn_seq', %s) ON CONFLICT "
+                    "(name) DO UPDATE SET value = excluded.value",
+                    (str(start + count),),
+                )
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+        return start
+
+    async def card_limit_usage(self, card_id: int, business_day: int) -> list[tuple[str, int, int]]:
+        rows = await self._rows(
+            "SELECT o.categories, o.amount - COALESCE(SUM(r.amount), 0), "
+            "CASE WHEN COALESCE(SUM(r.amount), 0) >= o.amount THEN 0 ELSE 1 END "
+            "FROM journal o LEFT JOIN journal r ON r.original_txn_id = o.txn_id "
+            "AND r.response_code = '00' AND r.txn_type IN ('reversal', 'void') "
+            "WHERE o.card_id = $1 AND o.business_day = $2 AND o.response_code = '00' "
+            "AND o.categories != '' GROUP BY o.txn_id",
+            card_id,
+            business_day,
+        )
+        return [(str(k), int(a), int(n)) for k, a, n in rows]
+
     def setting(self, name: str) -> str | None:
         rows = self._q("SELECT value FROM settings WHERE name = %s", (name,))
         return str(rows[0][0]) if rows else None
@@ -688,20 +783,30 @@ class PostgresStore:
 
 
 def _resolve(
-    batch: list[tuple[Changes, asyncio.Future[None]]], error: BaseException | None
+    batch: list[tuple[Changes, asyncio.Future[None]]],
+    error: BaseException | None,
+    written: list[Changes] | None = None,
 ) -> None:
+    """Settle every unit of ``batch``: failed with ``error``, else durable if it is among
+    ``written`` (all of them when None) and a ``Conflict`` if its guards refused it."""
     failure = None if error is None else StoreError(f"commit failed: {error}")
+    kept = None
+    if failure is None and written is not None and len(written) < len(batch):
+        kept = {id(c) for c in written}
     for changes, f in batch:
+        outcome: BaseException | None = failure
+        if kept is not None and id(changes) not in kept:
+            outcome = Conflict("a row the unit was decided on changed")
         settled = changes.on_settled
         if settled is not None:
             changes.on_settled = None  # it usually closes over its owner: break the cycle
             try:
-                settled(failure)
+                settled(outcome)
             except Exception:  # one unit's bookkeeping must not starve the others
                 log.exception("on_settled callback failed")
         if f.done():  # its waiter was cancelled: the unit was committed all the same
             continue
-        if failure is None:
+        if outcome is None:
             f.set_result(None)
         else:
-            f.set_exception(failure)
+            f.set_exception(outcome)

@@ -55,14 +55,31 @@ class MigrationError(RuntimeError):
 
 def translate(sql: str, name: str = "migration") -> str:
     """PostgreSQL spelling of a portable migration (see the module docstring)."""
-    # the files' comments mention the SQLite types by name: out before the rewrites
-    out = _LITERAL_OR_COMMENT.sub(lambda m: "" if m[0].startswith("--") else m[0], sql)
+    # Comments go (they name the SQLite types); quoted literals are kept as they are, and
+    # the rewrites apply to the SQL between them only.
+    parts: list[str] = []
+    code: list[str] = []
+    pos = 0
+    for m in _LITERAL_OR_COMMENT.finditer(sql):
+        code.append(sql[pos : m.start()])
+        if not m[0].startswith("--"):
+            parts.append(_rewrite("".join(code), name))
+            parts.append(m[0])
+            code = []
+        pos = m.end()
+    code.append(sql[pos:])
+    parts.append(_rewrite("".join(code), name))
+    return _OR_IGNORE.sub(
+        lambda m: f"INSERT INTO{m['rest']} ON CONFLICT DO NOTHING", "".join(parts)
+    )
+
+
+def _rewrite(out: str, name: str) -> str:
     if _OR_REPLACE.search(out):
         raise MigrationError(
             f"{name}: INSERT OR REPLACE has no mechanical PostgreSQL equivalent; "
             "add an override file NNNN_name.postgres.sql"
         )
-    out = _OR_IGNORE.sub(lambda m: f"INSERT INTO{m['rest']} ON CONFLICT DO NOTHING", out)
     for pattern, replacement in _REWRITES:
         out = pattern.sub(replacement, out)
     return out

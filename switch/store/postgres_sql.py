@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from switch.store.api import AlertRow, Changes
+from switch.store.api import GUARD_ACCOUNT, GUARD_CARD, AlertRow, Changes
 
 CARD_COLS = (
     "card_id, pan_hash, pan_first6, pan_last4, account_id, product, expiry, service_code, "
@@ -62,11 +62,16 @@ def commit_sql(style: str = "dollar") -> str:
         f"j AS (INSERT INTO journal ({JOURNAL_COLS}) SELECT * FROM {p.unnest(*_JOURNAL_TYPES)})",
         "p AS (INSERT INTO postings (txn_id, leg, account_id, amount) "
         f"SELECT * FROM {p.unnest(T, N, N, N)})",
-        "a AS (UPDATE accounts SET balance = v.balance, held = v.held "
-        f"FROM {p.unnest(N, N, N)} AS v(id, balance, held) WHERE accounts.account_id = v.id)",
+        "a AS (UPDATE accounts SET balance = v.balance, held = v.held, version = v.version "
+        f"FROM {p.unnest(N, N, N, N)} AS v(id, balance, held, version) "
+        "WHERE accounts.account_id = v.id)",
+        # the internal and settlement accounts every unit credits: added, unguarded
+        "ad AS (UPDATE accounts SET balance = accounts.balance + v.db, "
+        f"held = accounts.held + v.dh FROM {p.unnest(N, N, N)} AS v(id, db, dh) "
+        "WHERE accounts.account_id = v.id)",
         "c AS (UPDATE cards SET status = v.status, pin_tries = v.pin, otp_tries = v.otp, "
-        f"activated_at = v.at FROM {p.unnest(N, T, N, N, F)} AS v(id, status, pin, otp, at) "
-        "WHERE cards.card_id = v.id)",
+        f"activated_at = v.at, version = v.version FROM {p.unnest(N, T, N, N, F, N)} "
+        "AS v(id, status, pin, otp, at, version) WHERE cards.card_id = v.id)",
         "h AS (INSERT INTO holds (txn_id, account_id, amount, remaining, status) "
         f"SELECT * FROM {p.unnest(T, N, N, N, T)} ON CONFLICT (txn_id) DO UPDATE SET "
         "remaining = excluded.remaining, status = excluded.status)",
@@ -105,8 +110,17 @@ def _alert(a: AlertRow) -> tuple[object, ...]:
             a.amount, a.currency, a.place, a.available)  # fmt: skip
 
 
-def batch_args(units: Sequence[Changes]) -> list[list[object]]:
-    """The arrays of ``commit_sql`` for ``units``, in its placeholder order."""
+def batch_args(
+    units: Sequence[Changes], versions: dict[tuple[int, int], int] | None = None
+) -> list[list[object]]:
+    """The arrays of ``commit_sql`` for ``units`` (the batch's units that passed their
+    guards), in its placeholder order; ``versions``: each written account's and card's last
+    version (``postgres_guards.check``; 0 when absent, as for a bench without guards).
+
+    One statement cannot update a row twice, so an account both snapshotted and credited by
+    a delta in the batch gets one absolute write: its last snapshot plus the batch's deltas
+    (the SQLite store applies the snapshots, then the deltas: the same end state)."""
+    v = versions or {}
     journal = [(*c.journal[:-1], int(c.journal.refused)) for c in units if c.journal is not None]
     accounts: dict[int, tuple[int, int, int]] = {}
     cards: dict[int, tuple[int, str, int, int, float | None]] = {}
@@ -129,12 +143,22 @@ def batch_args(units: Sequence[Changes]) -> list[list[object]]:
             otps[d] = None
         if c.idempotency is not None:
             idem[c.idempotency.key] = tuple(c.idempotency)  # type: ignore[assignment]
+    deltas: dict[int, tuple[int, int]] = {}
+    for c in units:
+        for i, dbal, dheld in c.account_deltas:
+            sum_bal, sum_held = deltas.get(i, (0, 0))
+            deltas[i] = (sum_bal + dbal, sum_held + dheld)
+    snapshots = []
+    for i, bal, held in accounts.values():
+        db, dh = deltas.pop(i, (0, 0))
+        snapshots.append((i, bal + db, held + dh, v.get((GUARD_ACCOUNT, i), 0)))
     upserts = [o for o in otps.values() if o is not None]
     args: list[list[object]] = []
     args += _columns(journal, 25)
     args += _columns([p for c in units for p in c.postings], 4)
-    args += _columns(list(accounts.values()), 3)
-    args += _columns(list(cards.values()), 5)
+    args += _columns(snapshots, 4)
+    args += _columns([(i, db, dh) for i, (db, dh) in deltas.items()], 3)
+    args += _columns([(*k, v.get((GUARD_CARD, k[0]), 0)) for k in cards.values()], 6)
     args += _columns(list(holds.values()), 5)
     args += _columns(list(bills.values()), 3)
     args += _columns(upserts, 3)
@@ -160,7 +184,8 @@ PAYMENT_ORDERS_INSERT = (
 WRITTEN_FIELDS = frozenset(
     {"journal", "postings", "accounts", "cards", "holds", "bills", "otps", "otp_deletes",
      "otp_sends", "idempotency", "alerts", "on_settled", "audit", "cardbase",
-     "merchant_events", "payment_orders"}
+     "merchant_events", "payment_orders", "guards", "account_deltas", "bill_guards",
+     "idempotency_expects"}
 )  # fmt: skip
 
 
