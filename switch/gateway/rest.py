@@ -228,6 +228,10 @@ ENDPOINTS: dict[str, tuple[Handler, bool]] = {
 }
 
 
+def _dumps(body: Any) -> str:
+    return json.dumps(body, ensure_ascii=False)  # UTF-8 text, as SATIM answers
+
+
 def routes(svc: GatewayService) -> list[web.AbstractRouteDef]:
     def endpoint(handler: Handler, capitalized: bool) -> web_handler:
         async def serve(request: web.Request) -> web.Response:
@@ -240,7 +244,7 @@ def routes(svc: GatewayService) -> list[web.AbstractRouteDef]:
                 body = answers.error(
                     ErrorCode.SYSTEM_ERROR, "system error; retry later", capitalized=capitalized
                 )
-            return web.json_response(body, headers={"Cache-Control": "no-store"})
+            return web.json_response(body, headers={"Cache-Control": "no-store"}, dumps=_dumps)
 
         return serve
 
