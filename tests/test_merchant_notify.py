@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 
 from switch.api.testing import Harness, serve_api
@@ -27,6 +28,7 @@ from switch.core.testing import ManualClock
 from switch.merchant_notify import EventType, PaymentStatus, build_event, enqueue_event
 from switch.merchant_notify.cli import main as notify_cli
 from switch.merchant_notify.ids import PaymentIds
+from switch.merchant_notify.outboxes import open_outbox
 from switch.merchant_notify.recorder import (
     EventRecorder,
     PaymentOrder,
@@ -100,14 +102,14 @@ def expected_signature(secret: str, header: str, body: bytes) -> tuple[int, bool
 def outbox_rows(core: SwitchCore) -> list[tuple[object, ...]]:
     return core.store.query(
         "SELECT event_id, event_type, status, attempts, payment_id FROM merchant_events "
-        "ORDER BY created_at, rowid"
+        "ORDER BY created_at, event_id"
     )
 
 
 def worker(
     state: Path, clock: ManualClock, *, batch_size: int = 32, concurrency: int = 8
 ) -> MerchantNotifyWorker:
-    outbox = SqliteMerchantOutbox(state / "switch.db", durable=False)
+    outbox = open_outbox(state, durable=False)  # SWITCH_STORE's on PostgreSQL
     return MerchantNotifyWorker(
         outbox,
         CallbackSeal.for_state_dir(state),
@@ -145,12 +147,14 @@ def run(
     asyncio.run(go())
 
 
+@pytest.mark.usefixtures("store_backend")  # SQLite and PostgreSQL
 def test_paid_and_declined_events_commit_with_the_payment_and_arrive_signed(
     state: Path, tmp_path: Path
 ) -> None:
     async def body(h: Harness, rec: Receiver, clock: ManualClock) -> None:
         sale = await h.client.sale(250_000, CARD.pan, CARD.expiry, CVV2)
         assert sale.approved
+        clock.advance(1)  # the events list in order of time
         poor_cvv2 = demo.cvv2(POOR.pan, POOR.expiry)
         declined = await h.client.sale(10**9, POOR.pan, POOR.expiry, poor_cvv2)
         assert not declined.approved
@@ -173,7 +177,7 @@ def test_paid_and_declined_events_commit_with_the_payment_and_arrive_signed(
         assert set(by_id) == {str(r[0]) for r in rows}  # sent concurrently: any order
         for headers, raw in rec.received:
             t, ok = expected_signature(SECRET, headers["X-Switch-Signature"], raw)
-            assert ok and t == int(T0)
+            assert ok and t == int(T0 + 1)
             assert json.loads(raw)["event_id"] == headers["X-Switch-Event-Id"]
             assert headers["Content-Type"] == "application/json"
             assert headers["X-Switch-Event-Type"] == json.loads(raw)["type"]
@@ -192,6 +196,7 @@ def test_paid_and_declined_events_commit_with_the_payment_and_arrive_signed(
     run(state, tmp_path, body)
 
 
+@pytest.mark.usefixtures("store_backend")  # SQLite and PostgreSQL
 def test_receiver_500_then_200_is_retried_after_the_back_off(state: Path, tmp_path: Path) -> None:
     async def body(h: Harness, rec: Receiver, clock: ManualClock) -> None:
         sale = await h.client.sale(100_000, CARD.pan, CARD.expiry, CVV2)
@@ -251,13 +256,14 @@ def test_failing_receiver_is_given_up_after_max_attempts(state: Path, tmp_path: 
     run(state, tmp_path, body)
 
 
+@pytest.mark.usefixtures("store_backend")  # SQLite and PostgreSQL
 def test_event_of_a_dead_worker_is_sent_by_the_next_one(state: Path, tmp_path: Path) -> None:
     """A worker that claimed a batch and died (no mark) leaves the rows leased: the next
     worker skips them until the lease ends, then delivers them -- nothing lost."""
 
     async def body(h: Harness, rec: Receiver, clock: ManualClock) -> None:
         await h.client.sale(100_000, CARD.pan, CARD.expiry, CVV2)
-        dead = SqliteMerchantOutbox(state / "switch.db", durable=False)
+        dead = open_outbox(state, durable=False)
         claimed = dead.claim_due_events(clock(), 10, POLICY.lease, "dead-worker")
         assert len(claimed) == 1
         dead.close()  # the process is gone: never marked
@@ -300,6 +306,7 @@ def test_pending_event_survives_a_restart_of_the_switch(state: Path, tmp_path: P
     asyncio.run(go())
 
 
+@pytest.mark.usefixtures("store_backend")  # SQLite and PostgreSQL
 def test_two_workers_never_send_one_event_twice(state: Path, tmp_path: Path) -> None:
     async def body(h: Harness, rec: Receiver, clock: ManualClock) -> None:
         events = [

@@ -9,7 +9,8 @@
     retry-failed --state-dir D MERCHANT_ID               failed events due again
     worker --state-dir D                                 deliver until SIGINT/SIGTERM
 
-Works beside a running ``switch run`` (its own SQLite connection; WAL). Exit 0 ok, 1 refused
+Works beside a running ``switch run`` (a connection of its own; ``--store`` or ``SWITCH_STORE``
+for a PostgreSQL store, as ``switch run --store``). Exit 0 ok, 1 refused
 (unknown merchant, no callback, unusable store), 2 bad usage.
 """
 
@@ -26,10 +27,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from switch.merchant_notify.outboxes import open_outbox
 from switch.merchant_notify.secrets_seal import CallbackSeal
 from switch.merchant_notify.signing import new_secret
-from switch.merchant_notify.sqlite_outbox import SqliteMerchantOutbox
+from switch.merchant_notify.sql_outbox import SqlMerchantOutbox
 from switch.merchant_notify.worker import MerchantNotifyWorker
+from switch.store import store_arg
 from switch.store.api import StoreError
 
 MIN_SECRET = 16
@@ -84,6 +87,12 @@ def _parser() -> argparse.ArgumentParser:
     def cmd(name: str, text: str) -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=text, description=text)
         c.add_argument("--state-dir", type=Path, required=True, help="the switch's state dir")
+        c.add_argument(
+            "--store",
+            type=store_arg,
+            help="the switch's store if not state_dir/switch.db: postgresql://user@host/db "
+            "or a SQLite file (default: SWITCH_STORE, as switch run --store sets it)",
+        )
         return c
 
     c = cmd("set-callback", "set a merchant's callback URL and notification secret")
@@ -103,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _set_callback(outbox: SqliteMerchantOutbox, args: argparse.Namespace) -> int:
+def _set_callback(outbox: SqlMerchantOutbox, args: argparse.Namespace) -> int:
     url = check_url(args.url, args.allow_http)
     if not outbox.merchant_exists(args.merchant_id):
         print(f"merchant_id: no merchant {args.merchant_id!r}", file=sys.stderr)
@@ -121,14 +130,14 @@ def _set_callback(outbox: SqliteMerchantOutbox, args: argparse.Namespace) -> int
     return 0
 
 
-async def _worker(state_dir: Path) -> int:
-    outbox = SqliteMerchantOutbox(state_dir / "switch.db")
+async def _worker(state_dir: Path, store: str | None) -> int:
+    outbox = open_outbox(state_dir, store)
     worker = MerchantNotifyWorker(outbox, CallbackSeal.for_state_dir(state_dir))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    print(f"merchant notification worker on {state_dir / 'switch.db'}", flush=True)
+    print(f"merchant notification worker on {outbox.path}", flush=True)
     try:
         await worker.run(stop)
     finally:
@@ -142,8 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         if args.command == "worker":
-            return asyncio.run(_worker(args.state_dir))
-        with SqliteMerchantOutbox(args.state_dir / "switch.db") as outbox:
+            return asyncio.run(_worker(args.state_dir, args.store))
+        with open_outbox(args.state_dir, args.store) as outbox:
             if args.command == "set-callback":
                 return _set_callback(outbox, args)
             if args.command in ("enable", "disable"):

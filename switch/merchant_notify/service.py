@@ -3,8 +3,9 @@
 ``inline`` (default): the recorder is attached to the core (events commit with payments) and a
 ``MerchantNotifyWorker`` task delivers them from this process. ``off``: events are still
 recorded; deliver them with ``python -m switch.merchant_notify worker --state-dir DIR`` (one or
-several such processes: claims are leased). The worker reads the SQLite outbox on its own
-connection (``SqliteMerchantOutbox``), so either way it never blocks the event loop.
+several such processes: claims are leased). The worker reads the outbox on a connection of its
+own to the switch's database (SQLite or PostgreSQL, ``outboxes.open_outbox``) from an executor
+thread, so it never blocks the event loop.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from switch.core.service import SwitchCore
+from switch.merchant_notify.outboxes import open_outbox
 from switch.merchant_notify.recorder import EventRecorder, ensure_recorder
 from switch.merchant_notify.secrets_seal import CallbackSeal
-from switch.merchant_notify.sqlite_outbox import SqliteMerchantOutbox
+from switch.merchant_notify.sql_outbox import SqlMerchantOutbox
 from switch.store.sqlite import SqliteStore
 
 if TYPE_CHECKING:  # aiohttp loads only when the worker starts
@@ -45,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 class MerchantNotify:
     recorder: EventRecorder
     worker: MerchantNotifyWorker | None
-    outbox: SqliteMerchantOutbox | None
+    outbox: SqlMerchantOutbox | None
     task: asyncio.Task[None] | None
     stop_event: asyncio.Event
     banner: str
@@ -79,14 +81,11 @@ async def start_merchant_notify(
             recorder, None, None, None, stop,
             "recorded; deliver with `python -m switch.merchant_notify worker`",
         )  # fmt: skip
-    if not isinstance(core.store, SqliteStore):  # the worker's outbox is SQLite's for now
-        return MerchantNotify(
-            recorder, None, None, None, stop,
-            "recorded; no delivery worker for this store backend yet (SQLite only)",
-        )  # fmt: skip
     from switch.merchant_notify.worker import MerchantNotifyWorker
 
-    outbox = SqliteMerchantOutbox(Path(state_dir) / "switch.db", durable=durable)
+    store = core.store  # the worker's own connection to the same database
+    spec = str(store.path) if isinstance(store, SqliteStore) else store.url
+    outbox = open_outbox(Path(state_dir), spec, durable=durable)
     worker = MerchantNotifyWorker(
         outbox, CallbackSeal.for_state_dir(state_dir), policy=policy, clock=core.now
     )
