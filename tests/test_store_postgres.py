@@ -296,3 +296,36 @@ def test_switch_run_with_a_postgresql_store_answers_an_atm(
         assert rows == [(t.CARD.balance - 500_000 - 3_000,)]
         sent = conn.execute("SELECT status FROM alerts").fetchall()
         assert sent == [("sent",)]
+
+
+def test_operator_reads_on_postgresql(state: Path, pg_url: str) -> None:
+    from switch.store import operator_reads
+    from switch.store.postgres_operator import PostgresOperatorReads
+    from switch.store.sqlite_operator import JournalFilter, SearchTooBroad
+
+    async def body(core: SwitchCore) -> None:
+        w = await ok(core, t.withdrawal(amount=100_000))
+        reads = operator_reads(core.store)
+        assert isinstance(reads, PostgresOperatorReads)
+        try:
+            live = await core._p.card(core.pan_hash(t.CARD.pan))
+            assert live is not None
+            found = await reads.search(JournalFilter(card_id=live.card_id), before_txn_id=None,
+                                       limit=10)  # fmt: skip
+            assert [j.txn_id for j in found] == [w.transaction_id]
+            everything = await reads.search(JournalFilter(), before_txn_id=None, limit=10)
+            assert [j.txn_id for j in everything] == [w.transaction_id]
+            entry = await reads.journal_entry(str(w.transaction_id))
+            assert entry is not None and entry.masked_pan == "628058******0017"
+            row = await reads.card_row(live.card_id)
+            assert row is not None and row.account_number == t.CARD.account
+        finally:
+            reads.close()
+        slow = PostgresOperatorReads(pg_url, budget_s=0.05)
+        try:
+            with pytest.raises(SearchTooBroad):
+                slow._query("SELECT pg_sleep(1)", ())
+        finally:
+            slow.close()
+
+    on_pg(state, pg_url, body)

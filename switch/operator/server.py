@@ -11,7 +11,7 @@ from switch.core.service import SwitchCore
 from switch.gen.switch.v1 import operator_pb2, operator_pb2_grpc
 from switch.operator.keys import OperatorKeys
 from switch.operator.servicer import OperatorServicer
-from switch.store.sqlite_operator import OperatorReads
+from switch.store import operator_reads
 
 SERVICE_NAME: str = operator_pb2.DESCRIPTOR.services_by_name["Operator"].full_name
 
@@ -26,8 +26,6 @@ def add_operator_service(server: grpc.aio.Server, core: SwitchCore, operators: P
         if isinstance(path, Path)
         else None
     )
-    servicer = OperatorServicer(
-        core, OperatorKeys(operators), OperatorReads(core.store.path), imports
-    )
+    servicer = OperatorServicer(core, OperatorKeys(operators), operator_reads(core.store), imports)
     operator_pb2_grpc.add_OperatorServicer_to_server(servicer, server)
     return SERVICE_NAME

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, TypeAlias
 if TYPE_CHECKING:
     from switch.store.postgres import PostgresStore
     from switch.store.sqlite import SqliteStore
+    from switch.store.sqlite_operator import OperatorReads
 
 #: Either backend (a string alias: neither module is imported at run time for it)
 SwitchStore: TypeAlias = "SqliteStore | PostgresStore"
@@ -79,3 +80,16 @@ def open_store(spec: str | None, state_dir: Path, *, durable: bool = True) -> Sw
 
     path = Path(spec) if spec else Path(state_dir) / DB_NAME
     return SqliteStore(path, durable=durable)
+
+
+def operator_reads(store: SwitchStore) -> OperatorReads:
+    """The operator service's read-only connection to ``store``'s database."""
+    if isinstance(store.path, Path):  # SQLite: a file
+        from switch.store.sqlite_operator import OperatorReads
+
+        return OperatorReads(store.path)
+    from switch.store.postgres import PostgresStore
+    from switch.store.postgres_operator import PostgresOperatorReads
+
+    assert isinstance(store, PostgresStore)
+    return PostgresOperatorReads(store.url)
