@@ -14,6 +14,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -340,8 +341,12 @@ def test_switch_run_serves_the_gateway_over_tls(tmp_path: Path) -> None:
         s = rest(base, "getOrderStatus.do", {**CREDENTIALS, "orderId": str(got["orderId"])},
                  context=context)  # fmt: skip
         assert s["ErrorCode"] == "0" and s["OrderStatus"] == 0 and s["Amount"] == 150_000
-        # the access log names the path, never the query that carried the password
-        assert "/payment/rest/getOrderStatus.do" in out.read_text()
+        # the access log names the path (written once the answer is sent: polled), never the
+        # query that carried the password
+        deadline = time.monotonic() + 10
+        while "GET /payment/rest/getOrderStatus.do 200" not in out.read_text():
+            assert time.monotonic() < deadline, out.read_text()
+            time.sleep(0.05)
         assert MERCHANT.api_key not in out.read_text()
     finally:
         stop(proc)
