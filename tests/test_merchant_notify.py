@@ -57,9 +57,12 @@ class Receiver:
     url: str = ""
     statuses: list[int] = field(default_factory=list)
     received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    hang: asyncio.Event | None = None  # set: each request waits for it before answering
 
     async def handle(self, request: web.Request) -> web.Response:
         self.received.append((dict(request.headers), await request.read()))
+        if self.hang is not None:
+            await self.hang.wait()
         status = self.statuses.pop(0) if self.statuses else 200
         return web.Response(status=status, text="ok" if status < 300 else "try later")
 
@@ -107,13 +110,18 @@ def outbox_rows(core: SwitchCore) -> list[tuple[object, ...]]:
 
 
 def worker(
-    state: Path, clock: ManualClock, *, batch_size: int = 32, concurrency: int = 8
+    state: Path,
+    clock: ManualClock,
+    *,
+    batch_size: int = 32,
+    concurrency: int = 8,
+    policy: DeliveryPolicy = POLICY,
 ) -> MerchantNotifyWorker:
     outbox = open_outbox(state, durable=False)  # SWITCH_STORE's on PostgreSQL
     return MerchantNotifyWorker(
         outbox,
         CallbackSeal.for_state_dir(state),
-        policy=POLICY,
+        policy=policy,
         clock=clock,
         rng=random.Random(1),
         batch_size=batch_size,
@@ -459,3 +467,35 @@ def test_a_unit_decided_again_after_a_conflict_keeps_its_order() -> None:
     other = _unit("000000000010", "api:M-ECOM-001:k2")  # another request: no order of its own
     recorder.decorate(other)
     assert other.payment_orders == [] and len(other.merchant_events) == 1
+
+
+def test_silent_or_closed_endpoint_is_a_failed_attempt(state: Path, tmp_path: Path) -> None:
+    """No answer within the timeout, then a refused connection: each is one failed attempt
+    with its reason, the event stays pending, and the worker goes on."""
+
+    async def body(h: Harness, rec: Receiver, clock: ManualClock) -> None:
+        await h.client.sale(100_000, CARD.pan, CARD.expiry, CVV2)
+        rec.hang = asyncio.Event()
+        quick = DeliveryPolicy(timeout=0.3, base=10.0, cap=60.0, jitter=0.0, lease=30.0)
+        w = worker(state, clock, policy=quick)
+        try:
+            assert await w.run_once() == 1
+            rec.hang.set()
+            row = h.core.store.query("SELECT status, attempts, last_error FROM merchant_events")
+            assert row == [("pending", 1, "no answer within 0.3 s")]
+            with SqliteMerchantOutbox(state / "switch.db") as outbox:  # the port now closed
+                closed = "http://127.0.0.1:1/hooks/switch"  # nothing listens on port 1
+                seal = CallbackSeal.for_state_dir(state)
+                outbox.set_callback(
+                    ECOM.merchant_id, closed, seal.seal(ECOM.merchant_id, closed, SECRET), T0
+                )
+            clock.advance(quick.cap)
+            assert await w.run_once() == 1
+        finally:
+            await close(w)
+        row = h.core.store.query("SELECT status, attempts, last_status FROM merchant_events")
+        assert row == [("pending", 2, 0)]
+        error = str(h.core.store.query("SELECT last_error FROM merchant_events")[0][0])
+        assert error.startswith("ClientConnectorError"), error
+
+    run(state, tmp_path, body)

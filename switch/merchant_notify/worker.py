@@ -55,6 +55,7 @@ from switch.merchant_notify.signing import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 USER_AGENT = "switch-merchant-notify/1"
+MAX_ANSWER = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +184,8 @@ class MerchantNotifyWorker:
                 callback.url, data=body, headers=headers, allow_redirects=False
             ) as resp:
                 status = resp.status
-                await resp.read()  # drain a small answer so the connection is reused
+                # whatever the merchant answers, at most MAX_ANSWER bytes of it are read
+                await resp.content.read(MAX_ANSWER)
         except TimeoutError:
             return self._failed(event, f"no answer within {self.policy.timeout:g} s", 0)
         except aiohttp.ClientError as exc:
