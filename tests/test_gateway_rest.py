@@ -21,7 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from switch.api.mapping import base_request
 from switch.core import demo
+from switch.core.model import TxnType
 from switch.core.testing import ManualClock
 from switch.gateway.orders import ORDER_ID_ALPHABET, ORDER_ID_LENGTH
 from switch.gateway.service import GatewayConfig
@@ -304,6 +306,42 @@ def test_merchant_notified_of_paid_refunded_and_declined_orders(
     assert refunded["status"] == "partially_refunded"
     assert declined["order_id"] == str(lapsed["orderId"]) and declined["status"] == "declined"
     assert declined["order_reference"] == "EVT-2" and declined["payment_id"] == ""
+
+
+def test_an_approval_the_order_row_missed_is_recovered(h: GatewayHarness) -> None:
+    """The process stops after the core committed the payment and before the order row said
+    so: the next status call finds the approval under the attempt's key in the journal."""
+    got = h.register("REC-1", 30_000)
+    order_id = str(got["orderId"])
+    svc = h.s.gateway.service
+    merchant = h.s.core.merchant(MERCHANT.merchant_id)
+    assert merchant is not None
+
+    async def attempt_counted() -> None:  # what pay() writes before it asks the core
+        order = await svc.orders.get(order_id)
+        assert order is not None
+        order.tries = 1
+        await svc.orders.save(order)
+        await h.s.core.start_otp(CARD.pan, merchant.name, 30_000)
+
+    async def approved_by_the_core(code: str) -> str:
+        term = h.s.core.terminal(merchant.terminal_id)
+        assert term is not None
+        req = base_request(
+            merchant, term.acquirer_id, TxnType.PURCHASE, f"gw:{order_id}:1", 30_000, 12,
+            pan_=CARD.pan, expiry=CARD.expiry, cvv2=demo.cvv2(CARD.pan, CARD.expiry), otp=code,
+        )  # fmt: skip
+        r = await h.s.core.authorize(req)
+        assert r.approved, r.message
+        return r.auth_code or ""
+
+    h.call(attempt_counted())
+    auth_code = h.call(approved_by_the_core(h.last_code()))
+    s = status(h, order_id)
+    assert s["OrderStatus"] == 2 and s["approvalCode"] == auth_code and s["depositAmount"] == 30_000
+    assert s["Pan"] == f"{CARD.pan[:6]}**{CARD.pan[-4:]}"
+    r = rest(h.base, "refund.do", {**CREDENTIALS, "orderId": order_id, "amount": "30000"})
+    assert r["errorCode"] == "0", r
 
 
 def _free_port() -> int:

@@ -195,8 +195,9 @@ class GatewayService:
         return order.status is OrderStatus.REGISTERED and self.core.now() >= order.expires_at
 
     async def expire_if_due(self, order: Order) -> Order:
-        """An unpaid order past its session is declined (OrderStatus 6, actionCode -2007)."""
-        if not self.expired(order):
+        """An unpaid order past its session is declined (OrderStatus 6, actionCode -2007);
+        one whose last attempt the core approved is settled first (``recover``)."""
+        if not (self.expired(order) or self._unsettled(order)):
             return order
         async with self.locks.hold(order.order_id):
             fresh = await self._load(order.order_id)
@@ -204,9 +205,42 @@ class GatewayService:
 
     async def expire_locked(self, order: Order) -> Order:
         """``expire_if_due`` for a caller that holds the order's lock."""
+        await self.recover(order)
         if self.expired(order):
             await self._decline(order, "", ACTION_EXPIRED)
         return order
+
+    @staticmethod
+    def _unsettled(order: Order) -> bool:
+        return order.status is OrderStatus.REGISTERED and order.tries > 0
+
+    async def recover(self, order: Order) -> None:
+        """Settle an order whose last attempt the core approved but whose row was not updated
+        (the process stopped between the two commits): the journal has the answer under the
+        attempt's idempotency key, so the order says paid (or held) as the cardholder was
+        charged. Called with the order's lock held, so never during that attempt itself."""
+        if not self._unsettled(order):
+            return
+        # the core keeps a merchant's key as api:<merchant>:<key> (switch.core.context)
+        key = f"api:{order.merchant_id}:gw:{order.order_id}:{order.tries}"
+        try:
+            txn_id = await self.core.store.txn_id_for_key(key)
+            row = None if txn_id is None else await self.core.store.journal_entry(txn_id)
+        except StoreError as e:
+            log.error("gateway: cannot read the journal: %s", e)
+            raise GatewayError(ErrorCode.SYSTEM_ERROR, "system error; retry later") from None
+        if row is None or row.response_code != ResponseCode.APPROVED.value:
+            return
+        preauth = order.kind is OrderKind.PREAUTH
+        order.status = OrderStatus.PREAUTHORIZED if preauth else OrderStatus.DEPOSITED
+        order.payment_id = row.txn_id
+        order.approval_code = row.auth_code or ""
+        order.response_code = row.response_code
+        order.action_code = 0
+        order.masked_pan = f"{row.masked_pan[:6]}**{row.masked_pan[-4:]}"
+        order.deposit_amount = 0 if preauth else order.amount
+        await self._save(order)
+        self._event(order, "recovered from the journal")
 
     async def _save(self, order: Order) -> None:
         order.updated_at = self.core.now()
