@@ -387,8 +387,6 @@ def _reverse(
         p._post(ctx, legs)
     for c in o.categories:
         p.limits.release(o.card_id or 0, c, amount, o.business_day, 1 if full else 0)
-    if o.categories and ctx.card is not None:  # the usage changed: the card's version too
-        p._snapshot_card(ctx.changes, ctx.card)
     if full and bill_key is not None:  # the bill is open again
         p.bills_paid[bill_key] = None
         ctx.changes.bill_guards.append((bill_key[0], bill_key[1], o.txn_id))
@@ -428,8 +426,6 @@ def _complete(
     if rest > amount:  # the uncaptured part goes back to the daily envelope
         for c in o.categories:
             p.limits.release(o.card_id or 0, c, rest - amount, o.business_day, 0)
-        if o.categories and ctx.card is not None:
-            p._snapshot_card(ctx.changes, ctx.card)
     o.captured += amount
     ctx.counter_account_id = o.counter_account_id
     return _answer(p, ctx, account, amount, "captured")

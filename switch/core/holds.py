@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Final
 from switch.config import DEFAULT_PREAUTH_VALIDITY_HOURS, SwitchConfig
 from switch.core.business_day import day_number
 from switch.core.categories import LimitCategory
-from switch.core.domain import ONUS, Account, Card, Hold
+from switch.core.domain import ONUS, Account, Hold
 from switch.core.model import ResponseCode, TxnType
 from switch.store.api import AlertRow, Changes, Conflict, JournalRow, OpenHold, StoreError
 
@@ -92,7 +92,7 @@ async def expire_holds(p: Pipeline, now: float | None = None) -> int:
             return released
         page_after, after = after, page[-1].txn_id
         epoch = p.refresh_epoch
-        due: list[tuple[OpenHold, int, Account, Card | None]] = []
+        due: list[tuple[OpenHold, int, Account]] = []
         for row in page:
             hours = validity_hours(p, row)
             if row.placed_at + hours * 3600 > now:
@@ -102,8 +102,6 @@ async def expire_holds(p: Pipeline, now: float | None = None) -> int:
             if account is None:  # one broken row must not block all
                 log.error("hold %s: account %s is missing", row.txn_id, row.account_id)
                 continue
-            # the card too: giving the envelope back moves its version (§7)
-            card = None if row.card_id is None else await p.card_by_id(row.card_id)
             if p.shared and row.txn_id not in p.holds:
                 # another node may have captured or released it since the page was read:
                 # read it again now that the account (whose version covers it) is live
@@ -111,7 +109,7 @@ async def expire_holds(p: Pipeline, now: float | None = None) -> int:
                 if hold is None or hold.status != "open":
                     continue
                 row = row._replace(remaining=hold.remaining)
-            due.append((row, hours, account, card))  # held: the cache may evict meanwhile
+            due.append((row, hours, account))  # held: the cache may evict meanwhile
         if epoch != p.refresh_epoch:
             after = page_after  # rows were reloaded meanwhile: read the page again
             continue
@@ -120,19 +118,17 @@ async def expire_holds(p: Pipeline, now: float | None = None) -> int:
             return released
 
 
-async def _release(
-    p: Pipeline, due: list[tuple[OpenHold, int, Account, Card | None]], now: float
-) -> int:
+async def _release(p: Pipeline, due: list[tuple[OpenHold, int, Account]], now: float) -> int:
     # -- decision section: no await until every unit is submitted ----------------------------
     units: list[asyncio.Future[None]] = []
     changes: list[Changes] = []
-    for row, hours, account, card in due:
+    for row, hours, account in due:
         hold = p.holds.setdefault(
             row.txn_id, Hold(row.txn_id, row.account_id, row.amount, row.remaining, "open")
         )
         if hold.status != "open" or hold.remaining <= 0:
             continue  # completed, reversed or expired meanwhile: the live object decides
-        ch = _expire(p, row, hold, account, card, hours, now)
+        ch = _expire(p, row, hold, account, hours, now)
         try:
             units.append(p.submit(ch))  # pins the account until durable
         except StoreError as exc:
@@ -158,13 +154,7 @@ async def _release(
 
 
 def _expire(
-    p: Pipeline,
-    row: OpenHold,
-    hold: Hold,
-    account: Account,
-    card: Card | None,
-    hours: int,
-    now: float,
+    p: Pipeline, row: OpenHold, hold: Hold, account: Account, hours: int, now: float
 ) -> Changes:
     """Apply one expiry to the live state and return its unit (hold, balance, journal)."""
     amount = hold.remaining
@@ -179,8 +169,6 @@ def _expire(
         for c in row.categories.split(","):
             if c:
                 p.limits.release(row.card_id, int(c), amount, row.business_day, 1 if full else 0)
-        if card is not None and row.categories:
-            p._snapshot_card(ch, card)
     o = p.originals.get(hold.txn_id)
     if o is not None:
         o.reversed += amount

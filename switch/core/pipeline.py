@@ -204,6 +204,9 @@ class Pipeline:
         self._stamp = stamp_source()  # new row versions (guards, docs/architecture.md §7)
         self._resident: set[int] = set()  # accounts credited by deltas, never decided on
         self.refresh_epoch = 0  # rows reloaded after a conflict (follow-ups check it)
+        # the cards whose limit usage this node loaded from a shared store, by account: a
+        # reload of the account reloads their usage (the account's version covers it)
+        self._account_cards: dict[int, set[int]] = {}
         self.conflicts = 0  # statistics: units refused by their guards
         self._retries: set[asyncio.Task[None]] = set()
         self._sched_cache: dict[tuple[str, int], Schedule] = {}
@@ -303,14 +306,19 @@ class Pipeline:
         return c
 
     async def _adopt_card(self, loaded: Card) -> Card:
-        """A card read from a shared store becomes live with today's limit usage read after
-        it (another node may have used the card since this node's counters were built)."""
+        """A card read from a shared store becomes live with today's limit usage, read once
+        its account is live: another node may have used the card since this node's
+        counters were built, and the account's version is what covers the usage (every
+        change of a card's usage writes its account), so the usage must be no older than
+        the account copy it will be decided with."""
+        await self.account(loaded.account_id)
         day = self._usage_day()
         usage = await self.store.card_limit_usage(loaded.card_id, day)
         c = self.cards.get(loaded.pan_hash)
         if c is not None:  # a concurrent load won
             return c
         self._set_usage(loaded.card_id, usage, day)
+        self._account_cards.setdefault(loaded.account_id, set()).add(loaded.card_id)
         c = self.cards.setdefault(loaded.pan_hash, loaded)
         self.cards_by_id[c.card_id] = c
         return c
@@ -656,12 +664,19 @@ class Pipeline:
         guards = ch.guards
         if card is not None:
             cid = card.card_id
-            if not any(g[0] == GUARD_CARD and g[1] == cid for g in guards):
+            for g in guards:
+                if g[1] == cid and g[0] == GUARD_CARD:
+                    break
+            else:
                 guards.append((GUARD_CARD, cid, card.version, card.version))
-        if account is not None and account.account_id not in self._resident:
+        if account is not None:
             aid = account.account_id
-            if not any(g[0] == GUARD_ACCOUNT and g[1] == aid for g in guards):
-                guards.append((GUARD_ACCOUNT, aid, account.version, account.version))
+            for g in guards:
+                if g[1] == aid and g[0] == GUARD_ACCOUNT:
+                    break
+            else:
+                if aid not in self._resident:
+                    guards.append((GUARD_ACCOUNT, aid, account.version, account.version))
 
     async def _retry(self, old: Ctx) -> None:
         """Decide ``old``'s request again after its unit was refused: reload the rows it was
@@ -718,10 +733,12 @@ class Pipeline:
         copies is redone; bills the unit guarded are read again."""
         account_ids = {g[1] for g in ch.guards if g[0] == GUARD_ACCOUNT}
         card_ids = {g[1] for g in ch.guards if g[0] == GUARD_CARD}
+        for account_id in account_ids:
+            card_ids |= self._account_cards.get(account_id, set())
         accounts = [await self.store.account(i) for i in sorted(account_ids)]
         day = self._usage_day()
         cards: list[tuple[Card, list[tuple[str, int, int]]]] = []
-        for i in sorted(card_ids):
+        for i in sorted(card_ids):  # after the accounts: usage no older than their versions
             row = await self.store.card_by_id(i)
             if row is not None:
                 cards.append((row, await self.store.card_limit_usage(i, day)))
@@ -1053,8 +1070,6 @@ class Pipeline:
                 raise Decline(RC.EXCEEDS_COUNT_LIMIT, f"daily {name} count limit exceeded")
             reserved.append(c)
         ch = ctx.changes
-        if reserved:  # the usage changed: the card's version moves with it
-            self._snapshot_card(ch, card)
         ctx.fee = fee
         if t is TxnType.PREAUTH:
             account.held += amount
@@ -1123,8 +1138,7 @@ class Pipeline:
         ch.accounts.append((acct.account_id, acct.balance, acct.held))
 
     def _snapshot_card(self, ch: Changes, card: Card) -> None:
-        """The card row, guarded by the version it was decided on; also written when only
-        its limit usage changed (the card's version covers its usage)."""
+        """The card row, guarded by the version it was decided on."""
         new = self._stamp()
         ch.guards.append((GUARD_CARD, card.card_id, card.version, new))
         card.version = new

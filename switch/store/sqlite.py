@@ -317,7 +317,9 @@ class SqliteStore:
 
     @staticmethod
     def _write_units(
-        conn: sqlite3.Connection, units: list[Changes], versions: dict[tuple[int, int], int]
+        conn: sqlite3.Connection,
+        units: list[Changes],
+        versions: tuple[dict[int, int], dict[int, int]],
     ) -> None:
         """Every table's rows of the batch in one multi-row statement (per ``_CHUNK`` rows).
 
@@ -340,10 +342,11 @@ class SqliteStore:
             4,
             [p for c in units for p in c.postings],
         )
+        account_versions, card_versions = versions  # each row's version after the batch
         accounts: dict[int, tuple[int, int, int, int]] = {}
         for c in units:  # later snapshots win: they include the earlier units' effects
             for a in c.accounts:
-                accounts[a[0]] = (*a, versions[GUARD_ACCOUNT, a[0]])
+                accounts[a[0]] = (*a, account_versions[a[0]])
         _rows(
             conn,
             "UPDATE accounts SET balance = v.column2, held = v.column3, version = v.column4 "
@@ -368,7 +371,7 @@ class SqliteStore:
         cards: dict[int, tuple[int, str, int, int, float | None, int]] = {}
         for c in units:
             for k in c.cards:
-                cards[k[0]] = (*k, versions[GUARD_CARD, k[0]])
+                cards[k[0]] = (*k, card_versions[k[0]])
         _rows(
             conn,
             "UPDATE cards SET status = v.column2, pin_tries = v.column3, otp_tries = v.column4, "
@@ -921,14 +924,16 @@ def _versions(conn: sqlite3.Connection, table: str, key: str, ids: set[int]) -> 
 
 def _check_guards(
     conn: sqlite3.Connection, units: list[Changes], stamp: Callable[[], int]
-) -> tuple[list[Changes], dict[tuple[int, int], int]]:
+) -> tuple[list[Changes], tuple[dict[int, int], dict[int, int]]]:
     """Which units of a batch may be written, and the version each written row ends with.
 
     Runs inside the batch's write transaction, so nobody else changes a row between the read
     of its version and the write (SQLite has one writer; PostgreSQL locks the rows with
     ``SELECT ... FOR UPDATE`` in the same place). Units are taken in order: one whose guards
     all hold is written and moves its rows to its new versions, which the next units of the
-    batch are checked against (versions chain); one whose guard fails is left out whole.
+    batch are checked against (versions chain); one whose guard fails is left out whole. A
+    unit without guards writes its ``accounts``/``cards`` rows unguarded, with versions made
+    up here (every copy elsewhere is then stale); a unit with guards guards every such row.
     """
     account_ids: set[int] = set()
     card_ids: set[int] = set()
@@ -936,20 +941,18 @@ def _check_guards(
     bills: set[tuple[str, str]] = set()
     for c in units:
         for kind, row_id, _, _ in c.guards:
-            (account_ids if kind == GUARD_ACCOUNT else card_ids).add(row_id)
-        for a in c.accounts:
-            account_ids.add(a[0])
-        for k in c.cards:
-            card_ids.add(k[0])
+            (card_ids if kind else account_ids).add(row_id)
+        if not c.guards:
+            account_ids.update(a[0] for a in c.accounts)
+            card_ids.update(k[0] for k in c.cards)
         if c.idempotency_expects is not None and c.idempotency is not None:
             keys.add(c.idempotency.key)
         for b in c.bill_guards:
             bills.add((b[0], b[1]))
-    view: dict[tuple[int, int], int] = {}
-    for row_id, version in _versions(conn, "accounts", "account_id", account_ids).items():
-        view[GUARD_ACCOUNT, row_id] = version
-    for row_id, version in _versions(conn, "cards", "card_id", card_ids).items():
-        view[GUARD_CARD, row_id] = version
+    views = (
+        _versions(conn, "accounts", "account_id", account_ids),
+        _versions(conn, "cards", "card_id", card_ids),
+    )
     slots: dict[str, tuple[str, float]] = {}
     for key in keys:
         for txn_id, created_at in conn.execute(
@@ -964,47 +967,57 @@ def _check_guards(
             paid[biller, ref] = None if mark is None else str(mark)
     written: list[Changes] = []
     for c in units:
-        if _guards_hold(c, view, slots, paid):
-            written.append(c)
-            for kind, row_id, _, new in c.guards:
-                view[kind, row_id] = new
-            guarded = {(kind, row_id) for kind, row_id, _, _ in c.guards}
-            for a in c.accounts:  # written without a guard: a version nobody expects
-                if (GUARD_ACCOUNT, a[0]) not in guarded:
-                    view[GUARD_ACCOUNT, a[0]] = stamp()
+        if c.guards:
+            if not _guards_hold(c, views, slots, paid):
+                continue
+        else:  # written without a guard: a version nobody expects
+            for a in c.accounts:
+                views[GUARD_ACCOUNT][a[0]] = stamp()
             for k in c.cards:
-                if (GUARD_CARD, k[0]) not in guarded:
-                    view[GUARD_CARD, k[0]] = stamp()
-            if c.idempotency is not None and c.idempotency.key in keys:
-                slots[c.idempotency.key] = (c.idempotency.txn_id, c.idempotency.created_at)
-            for biller, ref, new_mark in c.bills:
-                paid[biller, ref] = new_mark
-    return written, view
+                views[GUARD_CARD][k[0]] = stamp()
+        written.append(c)
+        if c.idempotency is not None and c.idempotency.key in keys:
+            slots[c.idempotency.key] = (c.idempotency.txn_id, c.idempotency.created_at)
+        for biller, ref, new_mark in c.bills:
+            paid[biller, ref] = new_mark
+    return written, views
 
 
 def _guards_hold(
     c: Changes,
-    view: dict[tuple[int, int], int],
+    views: tuple[dict[int, int], dict[int, int]],
     slots: dict[str, tuple[str, float]],
     paid: dict[tuple[str, str], str | None],
 ) -> bool:
-    seen: dict[tuple[int, int], int] = {}  # the unit's own chain (a row written twice)
+    """Check ``c``'s guards against the batch's views and move them to its new versions;
+    on a failure every move is undone and False returned."""
+    undo: list[tuple[dict[int, int], int, int | None]] = []
+    ok = True
     for kind, row_id, expected, new in c.guards:
-        current = seen.get((kind, row_id))
-        if current is None:
-            current = view.get((kind, row_id))
+        view = views[kind]
+        current = view.get(row_id)
         if current != expected:
-            return False
-        seen[kind, row_id] = new
-    expects = c.idempotency_expects
-    if expects is not None and c.idempotency is not None:
-        slot = slots.get(c.idempotency.key)
-        if slot is not None and slot[1] >= expects.since and slot[0] != expects.txn_id:
-            return False  # another node answered this key
-    for biller, ref, expected_mark in c.bill_guards:
-        if paid.get((biller, ref)) != expected_mark:
-            return False
-    return True
+            ok = False
+            break
+        if new != expected:
+            undo.append((view, row_id, current))
+            view[row_id] = new
+    if ok:
+        expects = c.idempotency_expects
+        if expects is not None and c.idempotency is not None:
+            slot = slots.get(c.idempotency.key)
+            if slot is not None and slot[1] >= expects.since and slot[0] != expects.txn_id:
+                ok = False  # another node answered this key
+        for biller, ref, expected_mark in c.bill_guards:
+            if paid.get((biller, ref)) != expected_mark:
+                ok = False
+    if not ok:
+        for view, row_id, old in reversed(undo):
+            if old is None:
+                del view[row_id]
+            else:
+                view[row_id] = old
+    return ok
 
 
 #: Rows per multi-row statement: below SQLite's 32,766 bound parameters for the widest table
