@@ -344,6 +344,22 @@ def test_an_approval_the_order_row_missed_is_recovered(h: GatewayHarness) -> Non
     assert r["errorCode"] == "0", r
 
 
+def test_orders_on_each_store_backend(store_backend: str, tmp_path: Path) -> None:
+    """gateway_orders through the SQLite file or, with SWITCH_STORE, the PostgreSQL store."""
+    with GatewayHarness(tmp_path / "state", ManualClock(T0)) as h:
+        assert hasattr(h.s.core.store, "url") == (store_backend == "postgresql")
+        got = h.register("BK-1", 40_000)
+        assert h.register("BK-1", 40_000)["errorCode"] == "1"  # the unique index, both ways
+        assert pay_over_http(h, str(got["formUrl"]), RICH).status == 303
+        order_id = str(got["orderId"])
+        assert status(h, order_id)["OrderStatus"] == 2
+        assert rest(h.base, "reverse.do", {**CREDENTIALS, "orderId": order_id})["errorCode"] == "0"
+        assert status(h, order_id)["OrderStatus"] == 3
+        assert h.query("SELECT status FROM gateway_orders WHERE order_id = ?", (order_id,)) == [
+            (3,)
+        ]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
