@@ -3,6 +3,8 @@
 * The latency and HSM histograms are fed from pending lists folded at collection time
   (``switch.observe.telemetry.fold``): the exposition must be exactly what observing each
   value would give, values on a bucket bound included.
+* ``switch run``'s log handler writes the lines of one event-loop turn together, in order,
+  within the atomic pipe write size; WARNING and above at once.
 * At INFO the audit logger gets no line for the routine successes of an authorization (PIN
   verification, translation) but still every key-management command, every refusal and every
   verification failure.
@@ -11,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from pathlib import Path
 
@@ -18,11 +21,13 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.exposition import generate_latest
 
 from switch.core import testing as t
-from switch.core.model import ResponseCode
+from switch.core.model import AuthResult, ResponseCode
 from switch.core.service import SwitchCore
 from switch.hsm.audit import AUDIT_LOGGER_NAME
 from switch.hsm.inprocess import InProcessHsm
 from switch.hsm.lmk import Lmk
+from switch.observe import trace
+from switch.observe.logs import MAX_WRITE, BatchingStreamHandler
 from switch.observe.telemetry import FOLD_AT, LATENCY_BUCKETS, fold
 
 
@@ -112,3 +117,71 @@ def test_audit_at_info_keeps_key_management_and_failures_not_routine_successes(s
     finally:
         logger.removeHandler(capture)
         logger.setLevel(old_level)
+
+
+class _Writes(io.StringIO):
+    """A stream that remembers each ``write``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, s: str) -> int:
+        self.writes.append(s)
+        return super().write(s)
+
+
+def test_log_lines_of_one_loop_turn_are_written_together_in_order() -> None:
+    stream = _Writes()
+    handler = BatchingStreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    log = logging.getLogger("switch.test.batching")
+    log.addHandler(handler)
+    log.propagate = False
+    log.setLevel(logging.INFO)
+
+    async def turn() -> list[str]:
+        for i in range(3):
+            log.info("line %d", i)
+        kept = list(stream.writes)  # nothing written yet: the turn is not over
+        await asyncio.sleep(0)
+        log.info("line 3")
+        log.warning("alarm")  # written at once, after the line kept before it
+        long = "x" * (MAX_WRITE // 2)
+        for _ in range(3):
+            log.info(long)  # more than one batch's bytes: written as the batch fills
+        await asyncio.sleep(0)
+        return kept
+
+    try:
+        kept = asyncio.run(turn())
+        log.info("outside the loop")  # at once
+    finally:
+        log.removeHandler(handler)
+        log.propagate = True
+    assert kept == []
+    assert stream.writes[0] == "INFO line 0\nINFO line 1\nINFO line 2\n"
+    assert stream.writes[1] == "INFO line 3\nWARNING alarm\n"  # with the line before it
+    assert all(len(w) <= MAX_WRITE for w in stream.writes)
+    assert stream.getvalue().count("x" * (MAX_WRITE // 2)) == 3
+    assert stream.writes[-1] == "INFO outside the loop\n"
+
+
+def test_a_trace_record_serves_every_stdlib_format_field() -> None:
+    """``TxnRecord`` skips ``LogRecord.__init__``: a formatter asking for any attribute of a
+    record still gets one, and the message and level are the trace line's."""
+    req = t.withdrawal()
+    result = AuthResult(ResponseCode.APPROVED, "approved", "123456", "000000000001", 1, 1, 12)
+    line = trace.TxnLine(trace.fields(req, result, "core", "", 42, "atm", "cash_withdrawal"))
+    everything = " ".join(
+        f"%({name})s"
+        for name in (
+            "name", "levelno", "levelname", "pathname", "filename", "module", "lineno",
+            "funcName", "created", "asctime", "msecs", "relativeCreated", "thread",
+            "threadName", "process", "processName", "message",
+        )
+    )  # fmt: skip
+    text = logging.Formatter(everything).format(trace.TxnRecord(line))
+    assert text.startswith("switch.txn 20 INFO ")
+    assert text.endswith(str(line)) and "txn_id=000000000001" in text
+    assert t.CARD.pan not in text  # masked as ever

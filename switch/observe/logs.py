@@ -14,12 +14,16 @@ transaction, its fields as top-level keys with their types (``amount`` an intege
 Cost (a trace line per transaction is on the hot path): the time prefix is rebuilt once
 per second, not per line (strftime and the zone lookup are most of what a stdlib
 ``Formatter.formatTime`` costs), and records skip the thread and process names no format
-here prints. (Each line is still one write: stderr is line-buffered, and a bigger buffer
-could split a line across writes when other code prints to stderr too.)
+here prints. The lines a turn of the event loop logs are written together, once the turn
+ends (``BatchingStreamHandler``): one write of whole lines instead of one per line (stderr
+is line-buffered, so each line was a system call). A batch stays within ``MAX_WRITE`` bytes,
+so a write to a pipe is atomic and never interleaves with the SMS worker's lines; WARNING
+and above, and anything logged outside the loop's thread, are written at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
@@ -127,10 +131,81 @@ def env_log_format() -> str:
     return value if value in LOG_FORMATS else "text"
 
 
+#: Bytes a batched write holds at most: PIPE_BUF on Linux, the size a pipe writes atomically.
+MAX_WRITE: Final = 4096
+
+
+class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A ``StreamHandler`` that writes the records of one event-loop turn in one go.
+
+    A record logged in a running loop's thread below WARNING is formatted at once and kept;
+    the first one of a turn schedules ``flush`` with ``call_soon``, which writes the kept
+    lines in one ``write`` at the end of the turn (before any I/O wait). Order is kept: a
+    record written at once (WARNING and above, another thread, no loop) writes the kept
+    ones first. What is kept when the process ends normally is written by
+    ``logging.shutdown``; a killed process loses at most the lines of the turn it was in."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self._kept: list[str] = []
+        self._size = 0
+        # the loop a flush is scheduled on (None: none is); another loop schedules its own
+        # (one that closed before running the flush leaves its lines for the next one)
+        self._scheduled: asyncio.AbstractEventLoop | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:  # called with the handler's lock held
+        try:
+            text = self.format(record) + self.terminator
+            loop = None
+            if record.levelno < logging.WARNING:
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:
+                    pass
+            if loop is None:
+                self._kept.append(text)
+                self._write_kept()
+                return
+            if self._size + len(text) > MAX_WRITE:
+                self._write_kept()
+            self._kept.append(text)
+            self._size += len(text)
+            if self._scheduled is not loop:
+                self._scheduled = loop
+                loop.call_soon(self._flush_soon)
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def _write_kept(self) -> None:
+        if self._kept:
+            text = "".join(self._kept)
+            self._kept.clear()
+            self._size = 0
+            self.stream.write(text)
+            self.stream.flush()
+
+    def _flush_soon(self) -> None:
+        try:
+            self.flush()
+        except (OSError, ValueError):  # stderr closed: nothing left to tell
+            pass
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            self._scheduled = None
+            self._write_kept()
+        finally:
+            self.release()
+        super().flush()
+
+
 def configure_logging(level: str, log_format: str, stream: TextIO | None = None) -> None:
     """The root logger writes to ``stream`` (stderr) at ``level`` in ``log_format``; any
     handler installed earlier is replaced, so no line escapes the format."""
-    handler = logging.StreamHandler(sys.stderr if stream is None else stream)
+    handler = BatchingStreamHandler(sys.stderr if stream is None else stream)
     handler.setFormatter(formatter(log_format))
     # nothing here prints them: a record need not look them up (documented switches)
     logging.logThreads = False
