@@ -128,7 +128,7 @@ def card(c: pb.Card, has: bool) -> tuple[str, str, str, str | None]:
 
 
 def payment_id(value: str) -> str:
-    """A payment id as the API hands them out: ``pay_`` + 26 base32 characters, or the
+    """A payment id as the API hands them out: ``pay_`` + 32 hex characters, or the
     12-digit journal id of a payment made before ids were opaque."""
     if not value:
         raise invalid("payment_id: required")

@@ -54,12 +54,18 @@ MAX_METADATA_VALUE = 500
 
 
 def _utc(seconds: float) -> str:
-    when = dt.datetime.fromtimestamp(seconds, dt.UTC)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+    w = dt.datetime.fromtimestamp(seconds, dt.UTC)
+    return (
+        f"{w.year:04d}-{w.month:02d}-{w.day:02d}T{w.hour:02d}:{w.minute:02d}:{w.second:02d}."
+        f"{w.microsecond // 1000:03d}Z"
+    )
+
+
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _check_masked(masked_pan: str) -> None:
-    digits = sum(ch.isdigit() for ch in masked_pan)
+    digits = sum(map(str.isdigit, masked_pan))
     if digits > 10:  # first 6 + last 4 at most
         raise ValueError("masked_pan: more than first 6 / last 4 digits (never a full PAN)")
 
@@ -117,7 +123,7 @@ def build_event(
         "masked_pan": masked_pan,
         "metadata": dict(metadata or {}),
     }
-    body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+    body = _ENCODE(doc)
     return MerchantEventRow(
         eid, merchant_id, str(event_type), payment_id or order_id, body, created_at
     )

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_RETRYING = 10_000
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 _OPERATION = {
     "purchase": "sale",
@@ -166,7 +167,7 @@ class EventRecorder:
                     order.payment_id,
                     j.merchant_id,
                     order.order_reference,
-                    json.dumps(order.metadata, separators=(",", ":"), ensure_ascii=False),
+                    _ENCODE(order.metadata) if order.metadata else "{}",
                     j.created_at,
                 )
             )

@@ -17,7 +17,7 @@ CREATE TABLE merchant_callbacks (
 -- A worker claims due rows by setting claimed_until (a lease) and claim_token in one write
 -- transaction, so two workers never send the same row at the same time.
 CREATE TABLE merchant_events (
-    event_id        TEXT    PRIMARY KEY,       -- evt_<26 base32>: random, the merchant's dedupe key
+    event_id        TEXT    PRIMARY KEY,       -- evt_<32 hex>: random, the merchant's dedupe key
     merchant_id     TEXT    NOT NULL,
     event_type      TEXT    NOT NULL,          -- payment.paid | payment.authorized | ...
     payment_id      TEXT    NOT NULL DEFAULT '', -- the payment's (or gateway order's) public id
