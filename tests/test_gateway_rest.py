@@ -344,6 +344,40 @@ def test_an_approval_the_order_row_missed_is_recovered(h: GatewayHarness) -> Non
     assert r["errorCode"] == "0", r
 
 
+def test_a_deposit_the_order_row_missed_is_not_taken_twice(h: GatewayHarness) -> None:
+    """The core captured, the order row still says pre-authorized (a stop in between): the
+    merchant's retry of deposit.do is the same request for the core, answered once."""
+    before = balance(h, RICH)
+    got = h.register("DEP-1", 80_000, preauth=True)
+    order_id = str(got["orderId"])
+    assert pay_over_http(h, str(got["formUrl"]), RICH).status == 303
+    svc = h.s.gateway.service
+    merchant = h.s.core.merchant(MERCHANT.merchant_id)
+    assert merchant is not None
+
+    async def captured_behind_the_order() -> None:
+        order = await svc.orders.get(order_id)
+        term = h.s.core.terminal(merchant.terminal_id)
+        assert order is not None and term is not None
+        req = base_request(
+            merchant, term.acquirer_id, TxnType.COMPLETION, f"gw:{order_id}:deposit", 80_000,
+            12, original=order.payment_id,
+        )  # fmt: skip
+        assert (await h.s.core.authorize(req)).approved
+
+    h.call(captured_behind_the_order())
+    assert status(h, order_id)["OrderStatus"] == 1 and balance(h, RICH) == before - 80_000
+    again = rest(h.base, "deposit.do", {**CREDENTIALS, "orderId": order_id, "amount": "80000"})
+    assert again["errorCode"] == "0", again
+    assert status(h, order_id)["OrderStatus"] == 2 and balance(h, RICH) == before - 80_000
+    other = rest(h.base, "refund.do", {**CREDENTIALS, "orderId": order_id, "amount": "1000"})
+    assert other["errorCode"] == "0" and balance(h, RICH) == before - 79_000
+    ledger = h.query(
+        "SELECT COUNT(*) FROM journal WHERE txn_type = 'completion' AND response_code = '00'"
+    )
+    assert ledger == [(1,)]
+
+
 def test_orders_on_each_store_backend(store_backend: str, tmp_path: Path) -> None:
     """gateway_orders through the SQLite file or, with SWITCH_STORE, the PostgreSQL store."""
     with GatewayHarness(tmp_path / "state", ManualClock(T0)) as h:

@@ -393,16 +393,20 @@ class GatewayService:
         order: Order,
         txn: TxnType,
         amount: int,
+        operation: str,
         *,
         taken: int = 0,
         refunded: int = 0,
     ) -> AuthResult:
+        """``txn`` on the order's payment. ``operation`` names it in the idempotency key:
+        the same call again (a merchant's retry after a lost answer, or after the process
+        stopped before the order row was updated) is the same request for the core, which
+        answers it once (``replayed``), so nothing is captured, voided or refunded twice."""
         term = self.core.terminal(merchant.terminal_id)
         if term is None:
             raise GatewayError(ErrorCode.SYSTEM_ERROR, "merchant: has no terminal configured")
-        order.ops += 1
-        await self._save(order)
-        key = f"gw:{order.order_id}:op{order.ops}"
+        order.ops += 1  # a count of the follow-ups asked, for the operator
+        key = f"gw:{order.order_id}:{operation}"
         req = base_request(
             merchant, term.acquirer_id, txn, key, amount, order.currency,
             original=order.payment_id,
@@ -410,6 +414,11 @@ class GatewayService:
         r = await self._authorize(order, req, taken=taken, refunded=refunded)
         if r.response_code is ResponseCode.SYSTEM_MALFUNCTION:
             raise GatewayError(ErrorCode.SYSTEM_ERROR, "system error; retry later")
+        if r.response_code is ResponseCode.DUPLICATE_TRANSMISSION:
+            raise GatewayError(
+                ErrorCode.SYSTEM_ERROR,
+                f"orderId: {operation} was already asked with another amount",
+            )
         if not r.approved:
             raise GatewayError(ErrorCode.SYSTEM_ERROR, f"orderId: refused: {r.message}")
         return r
@@ -430,7 +439,7 @@ class GatewayService:
             amount = amount or order.amount
             if amount > order.amount:
                 raise invalid("amount", f"at most the pre-authorized {order.amount}")
-            await self._followup(merchant, order, TxnType.COMPLETION, amount)
+            await self._followup(merchant, order, TxnType.COMPLETION, amount, "deposit")
             order.status = OrderStatus.DEPOSITED
             order.deposit_amount = amount
             await self._save(order)
@@ -442,7 +451,7 @@ class GatewayService:
         async with self.locks.hold(order_id):
             order = await self.find(merchant, order_id, locked=True)
             self._state(order, (OrderStatus.PREAUTHORIZED, OrderStatus.DEPOSITED), "a reversal")
-            await self._followup(merchant, order, TxnType.VOID, 0)
+            await self._followup(merchant, order, TxnType.VOID, 0, "reverse")
             order.status = OrderStatus.REVERSED
             order.deposit_amount = 0
             await self._save(order)
@@ -457,8 +466,10 @@ class GatewayService:
             left = order.deposit_amount - order.refunded_amount
             if amount > left:
                 raise invalid("amount", f"at most {left} is left to refund")
+            # keyed by what was refunded before: a retry of this refund is the same request
             await self._followup(
                 merchant, order, TxnType.REFUND, amount,
+                f"refund:{order.refunded_amount}:{amount}",
                 taken=order.deposit_amount, refunded=order.refunded_amount,
             )  # fmt: skip
             order.status = OrderStatus.REFUNDED
