@@ -30,6 +30,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -165,6 +166,7 @@ def start(*, fsync: bool = False, timeout: float = 60.0) -> PgServer:
             "-o", " ".join(options), "-w", "-t", str(int(timeout)), "start",
         )  # fmt: skip
         _wait_accepting(server, timeout)
+        _start_reaper(server)
     except BaseException as exc:
         log = root / "server.log"
         text = log.read_text(errors="replace") if log.exists() else ""
@@ -173,6 +175,37 @@ def start(*, fsync: bool = False, timeout: float = 60.0) -> PgServer:
         server.stop()
         raise RuntimeError(f"could not start a test PostgreSQL:\n{text}") from exc
     return server
+
+
+#: Runs beside the tests in its own session: once the test process is gone -- even SIGKILLed,
+#: when neither ``stop()`` nor ``atexit`` ran -- it stops the postmaster (SIGQUIT: immediate
+#: shutdown; root may signal the server of ``nobody``) and removes the directory.
+_REAPER = r"""
+import os, shutil, signal, sys, time
+owner, root = int(sys.argv[1]), sys.argv[2]
+while True:
+    try:
+        os.kill(owner, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(1)
+try:
+    with open(os.path.join(root, "data", "postmaster.pid")) as fh:
+        os.kill(int(fh.readline()), signal.SIGQUIT)
+except (OSError, ValueError):
+    pass
+shutil.rmtree(root, ignore_errors=True)
+"""
+
+
+def _start_reaper(server: PgServer) -> None:
+    subprocess.Popen(
+        [sys.executable, "-c", _REAPER, str(os.getpid()), str(server.root)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def _wait_accepting(server: PgServer, timeout: float) -> None:
