@@ -329,3 +329,22 @@ def test_operator_reads_on_postgresql(state: Path, pg_url: str) -> None:
             slow.close()
 
     on_pg(state, pg_url, body)
+
+
+def test_operator_audit_cli_reads_the_postgresql_trail(
+    state: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from switch import cli
+    from switch.store.api import AuditRow
+
+    async def body(core: SwitchCore) -> None:
+        await core.store.commit(Changes(audit=[AuditRow(T0, "alice", "SetCardStatus", "card 1",
+                                                        "ok", "active -> blocked")]))  # fmt: skip
+
+    on_pg(state, pg_url, body)
+    rc = cli.main(["operator", "audit", "--state-dir", str(state), "--store", pg_url, "--json"])
+    assert rc == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["operator_id"], row["action"], row["detail"]) == (
+        "alice", "SetCardStatus", "active -> blocked"
+    )  # fmt: skip

@@ -13,9 +13,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sqlite3
 import sys
 from pathlib import Path
+from typing import Any
 
 from switch.digits import ascii_int
 from switch.operator.keys import (
@@ -25,6 +27,7 @@ from switch.operator.keys import (
     read_operators,
     remove_operator,
 )
+from switch.store import ENV_STORE, is_postgres, store_arg
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("audit", parents=[common], help="the audit trail, newest first")
     p.add_argument("--operator", default="", help="only this operator's actions")
     p.add_argument("--limit", type=ascii_int, default=50, help="how many rows (default 50)")
+    p.add_argument(  # PG (issue 13): a switch run --store postgresql://... keeps its trail there
+        "--store", type=store_arg, default=None, metavar="URL|PATH",
+        help="the store switch run --store names (default: SWITCH_STORE, else STATE_DIR/switch.db)",
+    )  # fmt: skip
 
 
 def main(args: argparse.Namespace) -> int:
@@ -80,7 +87,16 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    db = Path(args.state_dir) / "switch.db"
+    store = args.store or os.environ.get(ENV_STORE)
+    if is_postgres(store):
+        import psycopg
+
+        try:
+            return _show_audit(args, _pg_audit_rows(str(store), args))
+        except psycopg.Error as e:  # unreachable, or a database the switch never migrated
+            print(f"switch operator audit: --store: {e}", file=sys.stderr)
+            return 2
+    db = Path(store) if store else Path(args.state_dir) / "switch.db"
     if not db.exists():
         print(f"switch operator audit: state_dir: no store in {args.state_dir}", file=sys.stderr)
         return 2
@@ -96,6 +112,21 @@ def _audit(args: argparse.Namespace) -> int:
         return 2
     finally:
         conn.close()
+    return _show_audit(args, rows)
+
+
+def _pg_audit_rows(url: str, args: argparse.Namespace) -> list[tuple[Any, ...]]:
+    import psycopg
+
+    with psycopg.connect(url, options="-c default_transaction_read_only=on") as conn:
+        return conn.execute(
+            "SELECT created_at, operator_id, action, target, outcome, detail FROM operator_audit "
+            "WHERE %s = '' OR operator_id = %s ORDER BY audit_id DESC LIMIT %s",
+            (args.operator, args.operator, max(args.limit, 0)),
+        ).fetchall()
+
+
+def _show_audit(args: argparse.Namespace, rows: list[tuple[Any, ...]]) -> int:
     keys = ("time", "operator_id", "action", "target", "outcome", "detail")
     docs = [
         dict(zip(keys, (dt.datetime.fromtimestamp(r[0], dt.UTC).isoformat("T", "seconds"),
