@@ -285,8 +285,13 @@ class PaymentsServicer(mgrpc.PaymentsServicer):
             size = request.page_size or DEFAULT_PAGE
             if not 1 <= size <= MAX_PAGE:
                 raise invalid(f"page_size: must be 1..{MAX_PAGE}")
-            token = request.page_token
-            if token and not (len(token) <= 32 and is_ascii_digits(token)):
+            token = request.page_token  # the last payment id of the previous page
+            if token and is_public_id(token):
+                facts = orders.resolve(self.api.core.store, merchant.merchant_id, token)
+                if facts is None:
+                    raise invalid("page_token: not a token from a previous response")
+                token = facts.txn_id
+            elif token and not (len(token) <= 32 and is_ascii_digits(token)):
                 raise invalid("page_token: not a token from a previous response")
             start = end = None
             if request.HasField("start_time"):
@@ -301,9 +306,10 @@ class PaymentsServicer(mgrpc.PaymentsServicer):
             )  # fmt: skip
             more = len(rows) > size
             rows = rows[:size]
-            return mpb.ListPaymentsResponse(
-                payments=self.api.payments_pb(rows),
-                next_page_token=rows[-1].transaction_id if more else "",
+            payments = self.api.payments_pb(rows)
+            return mpb.ListPaymentsResponse(  # a payment id: no journal sequence in tokens
+                payments=payments,
+                next_page_token=payments[-1].payment_id if more else "",
             )
 
         return await self.api.run(context, body)
