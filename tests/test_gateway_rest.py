@@ -234,10 +234,16 @@ def test_declines_tries_and_expiry(h: GatewayHarness) -> None:
                                        "action": "cancel"})  # fmt: skip
     assert got.status == 200 and bad.status == 403
     assert status(h, str(fresh["orderId"]))["OrderStatus"] == 0
-    # the session expires on the core's clock: declined with actionCode -2007
+    # the session expires on the core's clock: declined with actionCode -2007; an order
+    # registered with sessionTimeoutSecs=1200 (BPC's parameter) lives on
+    longer = h.register("LONG-1", 1_000, sessionTimeoutSecs="1200")
+    assert h.register("LONG-2", 1_000, sessionTimeoutSecs="5")["errorCode"] == "4"
     h.clock.advance(601)
     s = status(h, str(fresh["orderId"]))
     assert s["OrderStatus"] == 6 and s["actionCode"] == -2007
+    assert status(h, str(longer["orderId"]))["OrderStatus"] == 0
+    h.clock.advance(600)
+    assert status(h, str(longer["orderId"]))["OrderStatus"] == 6
 
 
 def test_security_headers_and_no_card_data_in_urls(h: GatewayHarness) -> None:

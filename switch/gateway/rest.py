@@ -35,6 +35,7 @@ MAX_URL = 512
 MAX_DESCRIPTION = 512
 MAX_JSON_PARAMS = 2048
 MAX_PARAM_NAME = 64
+MAX_SESSION_S = 86_400  # sessionTimeoutSecs: a payment page lives at most a day
 
 Params = Mapping[str, str]
 Handler = Callable[[GatewayService, Params, web.Request], Awaitable[dict[str, Any]]]
@@ -97,6 +98,16 @@ def url_of(p: Params, name: str, *, default: str | None = None) -> str:
     if len(text) > MAX_URL or parts.scheme not in ("http", "https") or not parts.netloc:
         raise invalid(name, f"an absolute http(s) URL of at most {MAX_URL} characters")
     return text
+
+
+def session_timeout_of(p: Params) -> float | None:
+    """BPC's ``sessionTimeoutSecs``: how long the payment page stays usable (optional)."""
+    text = p.get("sessionTimeoutSecs", "").strip()
+    if not text:
+        return None
+    if not (is_ascii_digits(text) and len(text) <= 6 and 60 <= int(text) <= MAX_SESSION_S):
+        raise invalid("sessionTimeoutSecs", f"seconds, 60..{MAX_SESSION_S}")
+    return float(text)
 
 
 def language_of(p: Params) -> str:
@@ -167,6 +178,7 @@ async def _register(
         merchant, kind, order_number=number, amount=amount, currency=currency,
         return_url=return_url, fail_url=fail_url, description=text,
         language=language_of(p), json_params=json_params_of(p),
+        session_timeout_s=session_timeout_of(p),
     )  # fmt: skip
     return {**answers.ok(), "orderId": order.order_id, "formUrl": form_url(request, svc, order)}
 

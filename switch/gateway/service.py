@@ -140,12 +140,16 @@ class GatewayService:
         description: str,
         language: str,
         json_params: dict[str, str],
+        session_timeout_s: float | None = None,
     ) -> Order:
+        """``session_timeout_s``: the merchant's ``sessionTimeoutSecs`` (default: the
+        gateway's ``--gateway-session-timeout``)."""
         now = self.core.now()
+        timeout = self.config.session_timeout_s if session_timeout_s is None else session_timeout_s
         order = Order(
             new_order_id(), merchant.merchant_id, order_number, kind, amount, currency,
             return_url, fail_url, description, language, json.dumps(json_params),
-            OrderStatus.REGISTERED, 0, now, now + self.config.session_timeout_s, now,
+            OrderStatus.REGISTERED, 0, now, now + timeout, now,
         )  # fmt: skip
         try:
             await self.orders.insert(order)
