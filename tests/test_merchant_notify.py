@@ -25,9 +25,11 @@ from switch.api.testing import Harness, serve_api
 from switch.core import demo
 from switch.core.service import SwitchCore
 from switch.core.testing import ManualClock
+from switch.gen.switch.v1 import merchant_pb2 as mpb
+from switch.gen.switch.v1 import types_pb2 as pb
 from switch.merchant_notify import EventType, PaymentStatus, build_event, enqueue_event
 from switch.merchant_notify.cli import main as notify_cli
-from switch.merchant_notify.ids import PaymentIds
+from switch.merchant_notify.ids import PaymentIds, is_public_id
 from switch.merchant_notify.outboxes import open_outbox
 from switch.merchant_notify.recorder import (
     EventRecorder,
@@ -497,5 +499,42 @@ def test_silent_or_closed_endpoint_is_a_failed_attempt(state: Path, tmp_path: Pa
         assert row == [("pending", 2, 0)]
         error = str(h.core.store.query("SELECT last_error FROM merchant_events")[0][0])
         assert error.startswith("ClientConnectorError"), error
+
+    run(state, tmp_path, body)
+
+
+def test_a_hold_expiry_is_notified_under_the_order_of_its_authorization(
+    state: Path, tmp_path: Path
+) -> None:
+    """A follow-up nobody declared (the switch's own release of an expired hold) inherits the
+    order of the payment it refers to: public ids, reference and metadata."""
+
+    async def body(h: Harness, rec: Receiver, clock: ManualClock) -> None:
+        req = mpb.CardPaymentRequest(
+            idempotency_key="hold-1",
+            amount=h.client.money(70_000),
+            card=h.client.card(CARD.pan, CARD.expiry, CVV2),
+            order_reference="CMD-HOLD",
+            metadata={"room": "12"},
+        )
+        auth = await h.client.payments.Authorize(req, metadata=h.client.metadata, timeout=10)
+        assert auth.approved
+        clock.advance(8 * 86400)  # past the product's 168 h validity
+        assert await h.core.expire_holds() == 1
+        assert (await h.client.get_payment(auth.payment_id)).status == pb.PAYMENT_STATUS_VOIDED
+        w = worker(state, clock)
+        try:
+            assert await w.run_once() == 2
+        finally:
+            await close(w)
+        docs = {str(d["type"]): d for d in rec.bodies()}
+        assert set(docs) == {"payment.authorized", "payment.reversed"}
+        released = docs["payment.reversed"]
+        assert released["original_payment_id"] == auth.payment_id
+        assert is_public_id(str(released["payment_id"]))
+        assert (released["order_reference"], released["metadata"]) == ("CMD-HOLD", {"room": "12"})
+        assert (released["status"], released["amount"]) == ("voided", 70_000)
+        got = await h.client.get_payment(str(released["payment_id"]))
+        assert got.original_payment_id == auth.payment_id and got.order_reference == "CMD-HOLD"
 
     run(state, tmp_path, body)

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from switch.merchant_notify.events import EventType, build_event, event_type_for, payment_status
 from switch.merchant_notify.ids import PaymentIds
+from switch.merchant_notify.orders import OrderFacts, by_txn
 from switch.store.api import Changes, JournalRow, PaymentOrderRow, Store
 
 if TYPE_CHECKING:
@@ -113,10 +114,14 @@ class EventRecorder:
         *,
         refresh_s: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
+        order_of: Callable[[str], OrderFacts | None] | None = None,
     ) -> None:
         """``enabled_merchants`` reads the ids of merchants with an enabled callback
-        (``SqliteMerchantOutbox.enabled_merchants``); it runs at most every ``refresh_s``."""
+        (``SqliteMerchantOutbox.enabled_merchants``); it runs at most every ``refresh_s``.
+        ``order_of(txn_id)`` reads a payment's order row: a follow-up nobody declared (an ISO
+        reversal, a hold expiry) of a payment made with an order inherits its facts."""
         self.ids = ids
+        self._order_of = order_of
         self._load = enabled_merchants
         self.refresh_s = refresh_s
         self._monotonic = monotonic
@@ -156,6 +161,8 @@ class EventRecorder:
             order = self._retrying.pop(key)
             if order.merchant_id != j.merchant_id:
                 order = None
+        if order is None and j.original_txn_id and j.txn_type in _OPERATION:
+            order = self._inherited(j.merchant_id, j.original_txn_id)
         if order is not None:
             order.txn_id = j.txn_id
             order.payment_id = self.ids.public(j.txn_id)
@@ -178,6 +185,25 @@ class EventRecorder:
         if event_type is EventType.DECLINED and order is not None and not order.notify_decline:
             return
         ch.merchant_events.append(self._event(j, approved, event_type, order))
+
+    def _inherited(self, merchant_id: str, original_txn_id: str) -> PaymentOrder | None:
+        """The order of an undeclared follow-up whose original was made with one (one read
+        by primary key; on the event loop, and only for such rare units)."""
+        if self._order_of is None:
+            return None
+        try:
+            parent = self._order_of(original_txn_id)
+        except Exception:  # the follow-up commits anyway, with its journal id
+            log.exception("could not read the order of %s", original_txn_id)
+            return None
+        if parent is None:
+            return None
+        return PaymentOrder(
+            merchant_id,
+            order_reference=parent.order_reference,
+            metadata=dict(parent.metadata),
+            original_payment_id=parent.payment_id,
+        )
 
     def _rearm_on_failure(self, ch: Changes, key: str, order: PaymentOrder) -> None:
         """If ``ch`` does not commit, let the unit the core decides again for the same key
@@ -296,6 +322,11 @@ def ensure_recorder(core: SwitchCore) -> EventRecorder:
         rows = store.query("SELECT merchant_id FROM merchant_callbacks WHERE enabled = 1")
         return frozenset(str(m) for (m,) in rows)
 
-    recorder = EventRecorder(PaymentIds(bytes.fromhex(key_hex)), enabled_merchants)
+    def order_of(txn_id: str) -> OrderFacts | None:
+        return by_txn(store, [txn_id]).get(txn_id)
+
+    recorder = EventRecorder(
+        PaymentIds(bytes.fromhex(key_hex)), enabled_merchants, order_of=order_of
+    )
     attach(core, recorder)
     return recorder
