@@ -18,6 +18,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import switch_native
 
 from switch.core import demo
@@ -31,6 +32,7 @@ from switch.store.api import Changes
 from tests.test_limits_midnight import GatedHsm
 
 RC = ResponseCode
+pytestmark = pytest.mark.usefixtures("store_backend")  # SQLite and PostgreSQL
 CACHE = 10
 N_CARDS = 50
 PIN = "4321"
@@ -178,10 +180,14 @@ def test_an_account_evicted_while_its_request_waits_for_the_hsm_is_not_loaded_tw
     asyncio.run(asyncio.wait_for(body(), 60))
 
 
-def test_an_entry_whose_unit_is_not_durable_yet_is_not_read_back_stale(state: Path) -> None:
+def test_an_entry_whose_unit_is_not_durable_yet_is_not_read_back_stale(
+    state: Path, store_backend: str
+) -> None:
     """A card changed and submitted, its commit not yet done, evicted by 20 other loads and
     referenced by nobody: it is pinned, so the next lookup gets the changed object, not the
     store's old row (the store reads nothing that is not committed)."""
+    if store_backend == "postgresql":
+        pytest.skip("needs reads that do not yield to the loop (SQLite's) to hold the commit")
 
     async def body() -> None:
         core = await _open(state)

@@ -11,12 +11,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
+
 from switch.core import demo
 from switch.core import testing as t
 from switch.core.model import ResponseCode, TxnType
 from switch.core.service import SwitchCore
 
 RC = ResponseCode
+pytestmark = pytest.mark.usefixtures("store_backend")  # SQLite and PostgreSQL
 BAL = demo.CARDS[0].balance
 
 
