@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import http.cookiejar
 import json
 import re
 import ssl
@@ -202,9 +203,16 @@ class PageAnswer:
         return self.headers.get("Location", "")
 
 
-def page(url: str, form: dict[str, str] | None = None) -> PageAnswer:
-    """GET (or POST ``form`` to) the payment page without following redirects."""
-    opener = urllib.request.build_opener(_NoRedirect)
+#: one browser's cookies (the page session), shared by every page() call of a test run
+COOKIES = http.cookiejar.CookieJar()
+
+
+def page(
+    url: str, form: dict[str, str] | None = None, *, cookies: http.cookiejar.CookieJar = COOKIES
+) -> PageAnswer:
+    """GET (or POST ``form`` to) the payment page as one browser (``cookies``) does, without
+    following redirects."""
+    opener = urllib.request.build_opener(_NoRedirect, urllib.request.HTTPCookieProcessor(cookies))
     data = None if form is None else urllib.parse.urlencode(form).encode()
     try:
         with opener.open(url, data=data, timeout=10) as r:

@@ -8,6 +8,7 @@ The payments behind the orders are made through the hosted page with plain form 
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import logging
 import socket
@@ -244,6 +245,30 @@ def test_declines_tries_and_expiry(h: GatewayHarness) -> None:
     assert status(h, str(longer["orderId"]))["OrderStatus"] == 0
     h.clock.advance(600)
     assert status(h, str(longer["orderId"]))["OrderStatus"] == 6
+
+
+def test_the_card_typed_in_one_browser_is_not_usable_from_another(h: GatewayHarness) -> None:
+    got = h.register("TAB-1", 1_000)
+    url, order_id = str(got["formUrl"]), str(got["orderId"])
+    first = page(url)
+    cookie = first.headers["Set-Cookie"]
+    assert "gw_session=" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    csrf = first.body.split('name="csrf" value="')[1].split('"')[0]
+    card = {"csrf": csrf, "mdOrder": order_id, "action": "card", "pan": CARD.pan,
+            "expiry": f"{CARD.expiry[2:]}/{CARD.expiry[:2]}",
+            "cvv2": demo.cvv2(CARD.pan, CARD.expiry), "holder": CARD.holder}  # fmt: skip
+    assert page(url, card).status == 303
+    assert 'name="code"' in page(url).body  # this browser: the code step
+    # someone else with the link (no cookie, or another one) starts from the card again
+    other = http.cookiejar.CookieJar()
+    theirs = page(url, cookies=other)
+    assert 'name="pan"' in theirs.body and 'name="code"' not in theirs.body
+    stolen = page(url, {"csrf": csrf, "mdOrder": order_id, "action": "code",
+                        "code": h.last_code()}, cookies=other)  # fmt: skip
+    assert stolen.status == 403
+    # and the first browser's card was dropped with its session: nothing was paid
+    assert 'name="pan"' in page(url).body
+    assert status(h, order_id)["OrderStatus"] == 0
 
 
 def test_security_headers_and_no_card_data_in_urls(h: GatewayHarness) -> None:

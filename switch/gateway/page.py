@@ -38,7 +38,12 @@ from switch.gateway.service import CardRefused, GatewayService
 from switch.gateway.texts import ACTION_EXPIRED, LANGUAGES, TEXTS, format_amount
 
 PAGE = "/payment/merchants/{merchant}/payment_{lang:[a-z]{2}}.html"
+PAGE_PATH = "/payment/merchants/"
 STATIC = "/payment/static/"
+#: the browser's page session: the card typed in step 1 is used only by the browser that
+#: typed it (HttpOnly, SameSite=Lax: sent when the shop sends the cardholder here, never on
+#: another site's POST)
+COOKIE = "gw_session"
 
 
 @dataclass(slots=True, repr=False)  # repr=False: a stray log of a checkout shows nothing
@@ -48,12 +53,18 @@ class CardData:
     cvv2: str
 
 
+def _token() -> str:
+    return secrets.token_urlsafe(32)
+
+
 @dataclass(slots=True, repr=False)
 class Checkout:
-    """One order's page session: its CSRF token and, between the steps, the card."""
+    """One order's page session: the browser it belongs to (``sid``, its cookie), its CSRF
+    token and, between the steps, the card."""
 
     expires_at: float
-    csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    sid: str = field(default_factory=_token)
+    csrf: str = field(default_factory=_token)
     card: CardData | None = None
     masked_phone: str = ""
 
@@ -214,18 +225,28 @@ class PaymentPage:
             return None
         return order
 
-    def _checkout(self, order: Order) -> Checkout:
-        """The order's checkout, made on first use; expired ones are swept (at most once a
-        minute) so abandoned pages do not keep card data or memory."""
+    def _checkout(self, order: Order, sid: str) -> Checkout:
+        """This browser's checkout of the order. Another browser's is replaced, its card
+        dropped: whoever opens the link starts again and never uses a card someone else
+        typed. Expired ones are swept (at most once a minute) so abandoned pages keep neither
+        card data nor memory."""
         now = self.svc.core.now()
         if now - self._swept_at >= 60:
             self._swept_at = now
             for order_id in [k for k, c in self.checkouts.items() if c.expires_at <= now]:
                 self._drop(order_id)
         checkout = self.checkouts.get(order.order_id)
-        if checkout is None:
+        if checkout is None or not _same(checkout.sid, sid):
+            self._drop(order.order_id)
             checkout = self.checkouts[order.order_id] = Checkout(order.expires_at)
         return checkout
+
+    def _session(self, response: web.Response, checkout: Checkout) -> web.Response:
+        response.set_cookie(
+            COOKIE, checkout.sid, path=PAGE_PATH, httponly=True, samesite="Lax",
+            secure=self.secure,
+        )  # fmt: skip
+        return response
 
     def _drop(self, order_id: str) -> None:
         checkout = self.checkouts.pop(order_id, None)
@@ -240,7 +261,8 @@ class PaymentPage:
         if order.final:
             self._drop(order.order_id)
             return self._final(order, language)
-        return self._step(order, language, self._checkout(order))
+        checkout = self._checkout(order, request.cookies.get(COOKIE, ""))
+        return self._session(self._step(order, language, checkout), checkout)
 
     async def submit(self, request: web.Request) -> web.Response:
         language = _language(request)
@@ -255,14 +277,16 @@ class PaymentPage:
             if order.final:
                 self._drop(order.order_id)
                 return self._final(order, language)
+            sid = request.cookies.get(COOKIE, "")
             checkout = self.checkouts.get(order.order_id)
-            if checkout is None or not hmac.compare_digest(
-                checkout.csrf.encode(), form.get("csrf", "").encode()
+            if checkout is None or not (
+                _same(checkout.sid, sid) and _same(checkout.csrf, form.get("csrf", ""))
             ):
-                checkout = self._checkout(order)
-                return self._step(
+                checkout = self._checkout(order, sid)
+                refused = self._step(
                     order, language, checkout, status=403, errors=[TEXTS[language]["err_csrf"]]
                 )
+                return self._session(refused, checkout)
             action = form.get("action", "")
             if action == "cancel":
                 await self.svc.cancel(order)
@@ -319,6 +343,10 @@ class PaymentPage:
             self._drop(order.order_id)
             return self._see_other(with_order_id(order.fail_url, order.order_id), order)
         return self._step(order, language, checkout, status=422, errors=[t["err_code"]])
+
+
+def _same(secret: str, given: str) -> bool:
+    return hmac.compare_digest(secret.encode(), given.encode())
 
 
 def _language(request: web.Request) -> str:
