@@ -14,7 +14,8 @@ one attempt is not the order's): after the order row is saved, as a unit of its 
 One order is changed by one coroutine at a time (``OrderLocks``): a cardholder's double
 click and a merchant's ``deposit.do`` racing a ``reverse.do`` are serialised per order, while
 different orders proceed concurrently. The core's idempotency makes each step safe to retry:
-every call to it carries a key derived from the order id and a counter kept in the row.
+every call to it carries a key derived from the order id and the attempt's number (kept in
+the row before the call) or the follow-up itself (``_followup``).
 
 Card data never reaches this module's store or logs: the hosted page passes PAN, expiry and
 CVV2 straight into the ``AuthRequest`` (``pay``) and keeps them only in memory in between.
