@@ -55,6 +55,7 @@ from switch.observe.state import Observed, Phase
 from switch.operator.keys import operators_path
 from switch.store import ENV_STORE, store_arg
 from switch.store.api import StoreError
+from switch.workers import supervise, worker_index
 
 if TYPE_CHECKING:  # aiohttp loads only when the gateway starts
     from switch.gateway.server import Gateway
@@ -153,6 +154,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="URL|PATH",
         help="postgresql://user@host:port/db, or a SQLite file (default: STATE_DIR/switch.db)",
     )
+    parser.add_argument(  # NODES (issue 13): N processes sharing the ports and the store
+        "--workers",
+        type=ascii_int,
+        default=1,
+        metavar="N",
+        help="run N switch processes sharing the ISO 8583 and gRPC ports (SO_REUSEPORT) and "
+        "the store, under one supervisor (default 1); the first also runs the SMS worker, "
+        "HTTP health/metrics and the gateway",
+    )
     parser.add_argument(
         "--card-cache",
         type=ascii_int,
@@ -198,6 +208,7 @@ def _listener(spec_text: str, args: argparse.Namespace) -> ListenerConfig:
         framing=Framing(LengthHeader.BINARY2, tpdu),
         require_mac=args.require_mac,
         zmk=args.zmk,
+        reuse_port=worker_index() is not None,
     )
 
 
@@ -231,6 +242,7 @@ async def serve(args: argparse.Namespace) -> int:
         config=config,
         cache_size=args.card_cache,
         store_spec=args.store,
+        shared=worker_index() is not None,  # --workers: other processes write the store
     )
     tune_gc_for_serving()  # the loaded state is frozen out of the collector's scans
     try:
@@ -269,6 +281,7 @@ async def serve(args: argparse.Namespace) -> int:
                 spec=args.iso_spec,
                 require_mac=args.require_mac,
                 zmk=args.zmk,
+                reuse_port=worker_index() is not None,
             ),
             *(_listener(text, args) for text in args.iso_listener),
         ]
@@ -301,7 +314,12 @@ async def serve(args: argparse.Namespace) -> int:
         for line in acquirer_lines:
             print(line, flush=True)
         grpc_server = await start_grpc_server(
-            core, args.host, args.grpc_port, tls=grpc_tls, operators=operators_path(state_dir)
+            core,
+            args.host,
+            args.grpc_port,
+            tls=grpc_tls,
+            operators=operators_path(state_dir),
+            reuse_port=worker_index() is not None,
         )
         print(
             f"gRPC merchant API on {args.host}:{grpc_server.bound_port} ({transport(grpc_tls)})",
@@ -343,11 +361,44 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _supervise(args: argparse.Namespace) -> int:
+    """``--workers N``: the supervisor of N ``switch run`` children (``switch.workers``)."""
+    if args.workers < 1:
+        print(f"switch run: --workers {args.workers}: must be at least 1", file=sys.stderr)
+        return 2
+    if args.remote_issuers or args.interchange:
+        # each process has its own store-and-forward queue file: not shared safely yet
+        print(
+            "switch run: --workers: not with --remote-issuers/--interchange (the "
+            "store-and-forward queue is per process); run one worker per state directory",
+            file=sys.stderr,
+        )
+        return 2
+    if args.sms_worker == "inline":
+        print("switch run: --workers: use --sms-worker process or off", file=sys.stderr)
+        return 2
+
+    async def prepare() -> None:  # keys, migrations and demo data once, before the workers
+        core = await SwitchCore.open(
+            args.state_dir, durable=not args.no_fsync, store_spec=args.store
+        )
+        await core.close()
+
+    try:
+        uvloop.run(prepare())
+    except (CoreError, StoreError) as exc:  # e.g. a single-node switch runs on this directory
+        print(f"switch run: {exc}", file=sys.stderr)
+        return 1
+    return supervise(sys.argv[1:], args.workers, args.host, args.iso_port, args.grpc_port)
+
+
 def main(args: argparse.Namespace) -> int:
     configure_logging(str(args.log_level), args.log_format)
     os.environ[ENV_LOG_FORMAT] = args.log_format  # the SMS worker child logs alike
     if args.store is not None:  # the SMS worker child reads the same outbox
         os.environ[ENV_STORE] = args.store
+    if args.workers != 1 and worker_index() is None:
+        return _supervise(args)
     try:
         return uvloop.run(serve(args))
     except CoreError as exc:  # e.g. another switch already runs on this state directory

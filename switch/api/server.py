@@ -99,16 +99,19 @@ async def start_grpc_server(
     *,
     tls: ServerTls | None = None,
     operators: Path | None = None,
+    reuse_port: bool = False,
 ) -> grpc.aio.Server:
     """Build, bind and start the server; the caller owns it (``await server.stop(grace)``).
 
     ``port=0`` binds a free port: read it back with ``server.bound_port`` (set here).
     Without ``tls`` the port is plaintext (the default: 127.0.0.1 behind a TLS proxy).
     With ``operators`` (``state_dir/operators.json``) the operator service is served too.
+    ``reuse_port``: SO_REUSEPORT, for ``switch run --workers`` (off otherwise, so a port in
+    use is an error rather than a second server sharing it).
     """
     server = grpc.aio.server(
         options=[
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", int(reuse_port)),
             ("grpc.max_receive_message_length", 1 << 20),
         ],
     )

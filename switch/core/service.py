@@ -258,6 +258,9 @@ class SwitchCore:
             hsm = InProcessHsm(lmk)
         pan_key = _load_or_create_secret(state_dir / "pan.key")
         store = open_store(store_spec, state_dir, durable=durable)
+        # A PostgreSQL store is shared by nature: any node may write it (§7). The state
+        # directory's lock stays as asked (one process per directory unless ``shared``).
+        nodes = shared or not isinstance(store.path, Path)
         try:
             await store.open()
         except BaseException:
@@ -280,7 +283,7 @@ class SwitchCore:
                 pan_key=pan_key,
                 clock=clock,
                 cache_size=cache_size,
-                shared=shared,
+                shared=nodes,
             )
             await pipeline.load()
         except BaseException:

@@ -78,6 +78,8 @@ class ListenerConfig:
     #: message is always checked, and its answer signed, whatever this says.
     require_mac: bool = False
     zmk: str = ""  # zone master key under the LMK, for 0800/101 key changes ('' = refused)
+    #: SO_REUSEPORT: several ``switch run --workers`` processes accept on the same port
+    reuse_port: bool = False
 
 
 class IsoListener:
@@ -94,7 +96,10 @@ class IsoListener:
     async def start(self) -> asyncio.Server:
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
-            lambda: _Connection(self), self.config.host, self.config.port
+            lambda: _Connection(self),
+            self.config.host,
+            self.config.port,
+            reuse_port=self.config.reuse_port or None,
         )
         return self.server
 

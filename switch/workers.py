@@ -1,0 +1,197 @@
+"""``switch run --workers N``: N switch processes on one machine, sharing the ports and the store.
+
+One Python process tops out on one core (docs/architecture.md §7). The supervisor started by
+``switch run --workers N`` serves nothing itself: it starts N ``switch run`` children (the
+same command line) and each child binds the ISO 8583 and gRPC ports with SO_REUSEPORT, so
+the kernel spreads new connections over them, and opens the store in shared mode (the
+version guards of §7 keep balances, limits, PIN tries and idempotency keys right across
+them). Child 0 also runs what must run once (the SMS worker, merchant notifications, the HTTP
+health/metrics port, the payment gateway); the others run with those off.
+
+The supervisor forwards the children's output line by line (``[worker I] ...``), prints
+``switch ready`` once every child is ready, restarts a child that dies (after a second; the
+others keep answering meanwhile), and on SIGINT/SIGTERM stops them all (SIGTERM: each closes
+its listeners, lets its requests in flight answer, closes the store) and exits.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import IO, Final
+
+#: Set in each child's environment: its index (``0`` .. ``N-1``). A child never supervises.
+ENV_WORKER: Final = "SWITCH_WORKER"
+READY: Final = "switch ready"
+RESTART_DELAY_S: Final = 1.0
+STOP_TIMEOUT_S: Final = 20.0
+
+
+def worker_index() -> int | None:
+    """This process's worker index when a supervisor started it, else None."""
+    text = os.environ.get(ENV_WORKER)
+    return None if text is None or not text.isdigit() else int(text)
+
+
+def free_port(host: str) -> int:
+    """A port free now on ``host`` (port 0 cannot be shared: each child would get another)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def child_argv(argv: Sequence[str], index: int, iso_port: int, grpc_port: int) -> list[str]:
+    """The child's command line: the supervisor's, with the ports fixed, and the once-only
+    parts off in every child but the first (argparse takes the last of a repeated option)."""
+    args = [sys.executable, "-c", "import sys; from switch.cli import main; sys.exit(main())"]
+    args += [*argv, "--iso-port", str(iso_port), "--grpc-port", str(grpc_port)]
+    if index > 0:
+        args += ["--sms-worker", "off", "--http-port", "-1", "--gateway-port", "-1"]
+        args += ["--merchant-notify", "off"]
+    return args
+
+
+@dataclass
+class _Child:
+    index: int
+    argv: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+    ready: bool = False
+    buffer: bytes = b""
+    restarts: int = 0
+    died_at: float | None = None
+    lines: list[str] = field(default_factory=list)  # the last lines, for an early death
+
+
+class Supervisor:
+    """Runs the children until a signal; see the module docstring."""
+
+    def __init__(self, children: list[_Child], out: IO[str]) -> None:
+        self.children = children
+        self.out = out
+        self.stopping = False
+        self.announced = False
+        self.sel = selectors.DefaultSelector()
+
+    def _start(self, child: _Child) -> None:
+        env = {**os.environ, ENV_WORKER: str(child.index)}
+        child.proc = subprocess.Popen(
+            child.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
+        )
+        child.ready = False
+        child.died_at = None
+        assert child.proc.stdout is not None
+        self._print(f"[worker {child.index}] started (pid {child.proc.pid})")
+        os.set_blocking(child.proc.stdout.fileno(), False)
+        self.sel.register(child.proc.stdout, selectors.EVENT_READ, child)
+
+    def _print(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def _forward(self, child: _Child, data: bytes) -> None:
+        child.buffer += data
+        *lines, child.buffer = child.buffer.split(b"\n")
+        for raw in lines:
+            line = raw.decode(errors="replace")
+            child.lines = [*child.lines[-19:], line]
+            if READY in line:
+                child.ready = True
+                line = "ready"  # the supervisor says "switch ready" once, for all of them
+            self._print(f"[worker {child.index}] {line}")
+        if not self.announced and all(c.ready for c in self.children):
+            self.announced = True
+            self._print(f"{READY} -- {len(self.children)} workers, Ctrl-C to stop")
+
+    def _reap(self, child: _Child) -> None:
+        assert child.proc is not None and child.proc.stdout is not None
+        self.sel.unregister(child.proc.stdout)
+        child.proc.stdout.close()
+        rc = child.proc.wait()
+        if self.stopping:
+            return
+        self._print(f"[worker {child.index}] exited with status {rc}; restarting")
+        if not self.announced:  # a child that cannot start: stop everything, say why
+            raise SystemExit(
+                f"switch run: worker {child.index} could not start:\n" + "\n".join(child.lines)
+            )
+        child.restarts += 1
+        child.died_at = time.monotonic()
+
+    def run(self) -> int:
+        def on_signal(signum: int, frame: object) -> None:
+            self.stopping = True
+
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        try:
+            for child in self.children:
+                self._start(child)
+            while not self.stopping:
+                for key, _ in self.sel.select(timeout=0.2):
+                    child = key.data
+                    data = b""
+                    try:
+                        data = os.read(key.fd, 65536)
+                    except BlockingIOError:
+                        continue
+                    if data:
+                        self._forward(child, data)
+                    else:
+                        self._reap(child)
+                now = time.monotonic()
+                for child in self.children:
+                    if child.died_at is not None and now - child.died_at >= RESTART_DELAY_S:
+                        if not self.stopping:
+                            self._start(child)
+        finally:
+            self.stopping = True
+            self._stop_all()
+        self._print("switch: stopped")
+        return 0
+
+    def _stop_all(self) -> None:
+        live = [c for c in self.children if c.proc is not None and c.proc.poll() is None]
+        for child in live:
+            assert child.proc is not None
+            child.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while any(c.proc is not None and c.proc.poll() is None for c in live):
+            for key, _ in self.sel.select(timeout=0.1):  # keep forwarding their last words
+                try:
+                    data = os.read(key.fd, 65536)
+                except BlockingIOError:
+                    continue
+                if data:
+                    self._forward(key.data, data)
+                else:
+                    self.sel.unregister(key.fileobj)
+            if time.monotonic() > deadline:
+                for child in live:
+                    assert child.proc is not None
+                    if child.proc.poll() is None:
+                        child.proc.kill()
+                break
+        for child in live:
+            assert child.proc is not None
+            child.proc.wait()
+
+
+def supervise(argv: Sequence[str], workers: int, host: str, iso_port: int, grpc_port: int) -> int:
+    """Start ``workers`` children of ``switch run`` ``argv`` and supervise them."""
+    iso = iso_port or free_port(host)
+    grpc = grpc_port or free_port(host)
+    print(
+        f"switch: {workers} workers sharing ISO 8583 port {iso} and gRPC port {grpc} "
+        "(SO_REUSEPORT) and the store",
+        flush=True,
+    )
+    children = [_Child(i, child_argv(argv, i, iso, grpc)) for i in range(workers)]
+    return Supervisor(children, sys.stdout).run()

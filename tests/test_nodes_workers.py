@@ -1,0 +1,173 @@
+"""``switch run --workers N`` (issue 13): N processes sharing the ISO 8583 and gRPC ports
+(SO_REUSEPORT) and one store under a supervisor, as subprocesses on free ports.
+
+* Both workers answer ATMs on the one port, SIGTERM to the supervisor stops them all.
+* Failover: a worker SIGKILLed under load; ATMs that lose their connection reconnect and send
+  the same request again (a repeat); afterwards every approval an ATM saw is in the journal
+  exactly once with its postings, the postings balance, the money in the ledger is what the
+  demo seeded, and no approved row lacks its postings (nothing half-committed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from switch.atm import AtmClient, AtmError, financial
+from switch.core import demo
+from switch.iso8583.message import Message
+from tests.switch_proc import stop, wait_ready
+
+SWITCH = [sys.executable, "-m", "switch.cli"]
+CARDS = [c for c in demo.CARDS if c.status.value == "active"]
+
+
+def start_workers(state: Path, out: Path, n: int = 2) -> tuple[subprocess.Popen[bytes], int]:
+    """``switch run --workers n`` on free ports; its ISO 8583 port once every worker is ready."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("SWITCH_SMS", None)
+    cmd = [*SWITCH, "run", "--workers", str(n), "--state-dir", str(state), "--iso-port", "0"]
+    cmd += ["--grpc-port", "0", "--http-port", "0", "--no-fsync"]
+    proc = subprocess.Popen(cmd, stdout=out.open("wb"), stderr=subprocess.STDOUT, env=env)
+    wait_ready(proc, out, 60, f"switch ready -- {n} workers")
+    found = re.search(r"ISO 8583 port (\d+)", out.read_text())
+    assert found is not None, out.read_text()
+    return proc, int(found.group(1))
+
+
+def worker_pids(out: Path) -> dict[int, int]:
+    """The last pid each worker was started with, from the supervisor's output."""
+    pids: dict[int, int] = {}
+    for index, pid in re.findall(r"\[worker (\d+)\] started \(pid (\d+)\)", out.read_text()):
+        pids[int(index)] = int(pid)
+    return pids
+
+
+def answered_by(out: Path) -> set[int]:
+    """The workers whose log shows a transaction answered."""
+    return {int(i) for i in re.findall(r"\[worker (\d+)\] .*switch\.txn", out.read_text())}
+
+
+def test_two_workers_share_the_port_and_stop_together(tmp_path: Path) -> None:
+    out = tmp_path / "switch.out"
+    proc, port = start_workers(tmp_path / "var", out)
+    try:
+        pids = worker_pids(out)
+        assert set(pids) == {0, 1}
+
+        async def until_both_answered() -> None:
+            deadline = time.monotonic() + 60
+            while answered_by(out) != {0, 1}:  # each new connection lands on either worker
+                assert time.monotonic() < deadline, out.read_text()[-3000:]
+                atm = AtmClient()
+                await atm.connect("127.0.0.1", port)
+                card = CARDS[0]
+                answer = await atm.request(financial("310000", card.pan, card.pin, 0))
+                assert answer.text(39) == "00"
+                await atm.close()
+                await asyncio.sleep(0.05)  # the trace line reaches the output file
+
+        asyncio.run(until_both_answered())
+    finally:
+        stop(proc)
+    assert proc.returncode == 0, out.read_text()[-3000:]
+    for pid in pids.values():  # no worker left behind
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+        )
+    assert out.read_text().rstrip().endswith("switch: stopped")
+
+
+async def _atm_run(
+    port: int, n: int, seen: list[tuple[Message, Message]], answers: list[int]
+) -> None:
+    """One ATM: ``n`` withdrawals in turn; a lost connection (its worker killed) is opened
+    again and the same request sent again, until it is answered."""
+    atm: AtmClient | None = None
+    for i in range(n):
+        card = CARDS[i % len(CARDS)]
+        msg = financial("010000", card.pan, card.pin, 100_000)
+        deadline = time.monotonic() + 30
+        while True:
+            assert time.monotonic() < deadline, "no worker answered within 30 s"
+            try:
+                if atm is None:
+                    atm = AtmClient()
+                    await atm.connect("127.0.0.1", port)
+                answer = await atm.request(msg, timeout=10)
+                break
+            except (AtmError, OSError):
+                if atm is not None:
+                    await atm.close()
+                atm = None
+                await asyncio.sleep(0.05)
+        seen.append((msg, answer))
+        answers.append(1)
+    if atm is not None:
+        await atm.close()
+
+
+def test_failover_kill_one_worker_under_load(tmp_path: Path) -> None:
+    out = tmp_path / "switch.out"
+    state = tmp_path / "var"
+    proc, port = start_workers(state, out)
+    seen: list[tuple[Message, Message]] = []
+    try:
+        victim = worker_pids(out)[1]
+
+        async def load() -> None:
+            answers: list[int] = []
+            atms = [asyncio.create_task(_atm_run(port, 15, seen, answers)) for _ in range(8)]
+            deadline = time.monotonic() + 60
+            while len(answers) < 25:  # mid-load
+                assert time.monotonic() < deadline, out.read_text()[-3000:]
+                await asyncio.sleep(0.01)
+            os.kill(victim, signal.SIGKILL)
+            await asyncio.gather(*atms)
+
+        asyncio.run(load())
+        assert f"[worker 1] exited with status -{int(signal.SIGKILL)}" in out.read_text()
+    finally:
+        stop(proc)
+    assert proc.returncode == 0, out.read_text()[-3000:]
+    assert len(seen) == 8 * 15
+    approved = [(m, a) for m, a in seen if a.text(39) == "00"]
+    assert approved, [a.text(39) for _, a in seen]
+    with sqlite3.connect(state / "switch.db") as db:
+        q = db.execute
+        for msg, answer in approved:
+            rows = q(
+                "SELECT txn_id FROM journal WHERE stan = ? AND transmission = ? "
+                "AND terminal_id = ? AND txn_type = 'cash_withdrawal' AND response_code = '00'",
+                (msg.text(11), msg.text(7), msg.text(41)),
+            ).fetchall()
+            assert len(rows) == 1, (msg.text(11), rows)
+            assert rows[0][0][-6:] == answer.text(38)  # the auth code the ATM got
+            legs = q(
+                "SELECT SUM(amount), COUNT(*) FROM postings WHERE txn_id = ?", (rows[0][0],)
+            ).fetchall()
+            assert legs == [(0, 3)]
+        (n_approved,) = q(
+            "SELECT COUNT(*) FROM journal WHERE txn_type = 'cash_withdrawal' "
+            "AND response_code = '00'"
+        ).fetchone()
+        assert n_approved == len(approved)  # none the ATMs did not see, none twice
+        assert (
+            q("SELECT txn_id FROM postings GROUP BY txn_id HAVING SUM(amount) != 0").fetchall()
+            == []
+        )
+        orphans = q(
+            "SELECT COUNT(*) FROM postings p LEFT JOIN journal j ON j.txn_id = p.txn_id "
+            "WHERE j.txn_id IS NULL"
+        ).fetchone()
+        assert orphans == (0,)
+        (total,) = q("SELECT SUM(balance) FROM accounts").fetchone()
+        assert total == sum(c.balance for c in demo.CARDS)
