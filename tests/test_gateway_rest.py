@@ -281,6 +281,7 @@ def test_security_headers_and_no_card_data_in_urls(h: GatewayHarness) -> None:
     assert f"form-action 'self' http://127.0.0.1:{h.s.shop_port}" in csp
     assert answer.headers["Cache-Control"] == "no-store"
     assert answer.headers["Referrer-Policy"] == "no-referrer"
+    assert answer.headers["Server"] == "switch-gateway"  # no software versions
     assert "<script" not in answer.body and 'method="post"' in answer.body
     bad_card = page(str(got["formUrl"]), {
         "csrf": answer.body.split('name="csrf" value="')[1].split('"')[0],

@@ -52,8 +52,14 @@ def gateway_tls(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
     return context
 
 
+async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
+    """No ``Server: Python/3.x aiohttp/3.y``: versions are for an attacker's shopping list."""
+    response.headers["Server"] = "switch-gateway"
+
+
 def build_app(svc: GatewayService, *, secure: bool = False) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)  # SATIM's forms are small
+    app.on_response_prepare.append(_server_header)
     page = PaymentPage(svc, secure=secure)
     app.add_routes(rest.routes(svc))
     app.add_routes(page.routes())
