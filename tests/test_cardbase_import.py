@@ -456,7 +456,8 @@ def test_ctrl_c_rolls_back_the_batch_in_flight_and_says_how_to_resume(
     )  # fmt: skip
     try:
         assert proc.stderr is not None
-        assert proc.stderr.readline().startswith(f"{cards}:51: expiry:")
+        first = proc.stderr.readline()
+        assert first.startswith(f"{cards}:51: expiry:"), first + proc.stderr.read()
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -471,6 +472,38 @@ def test_ctrl_c_rolls_back_the_batch_in_flight_and_says_how_to_resume(
     )
     assert done == 0
     assert query(state, "SELECT COUNT(*) FROM cards WHERE card_id > 8") == [(loaded,)]
+
+
+_GOOD = {
+    "pan": "6280580000000017", "expiry": "3012", "service_code": "201",
+    "product": "EDAHABIA_CLASSIC", "account": "0001000001-17", "holder": "HOLDER 1",
+    "phone": "+213550000001", "pvki": "1", "pvv": "1234", "ibm_offset": "",
+    "status": "active", "pan_sequence": "01",
+}  # fmt: skip
+_ODD_VALUES = st.sampled_from(
+    ["", "0", "00", "01", "13", "1299", "3000", "3013", "4912", "201", "2O1", "7", "12345",
+     "123456789012", "6280580000000018", "٦٢٨٠٥٨٠٠٠٠٠٠٠٠١٧", "628058000000001", "+21355",
+     "+213550000001", "0213550000001", "active", "ACTIVE", "blocked", "x" * 101, "a\tb",
+     "a\ufffdb", "0001000001-1", "0001000001-17", "EDAHABIA_CLASSIC", " 1234"]
+)  # fmt: skip
+
+
+@given(st.dictionaries(st.sampled_from(sorted(_GOOD)), _ODD_VALUES, max_size=4))
+def test_the_fast_card_check_accepts_and_refuses_as_the_field_checks_do(
+    changes: dict[str, str],
+) -> None:
+    """``parse_card`` takes one pass of patterns for a good record and the field-by-field
+    checks otherwise: the same record, or the same reason, either way."""
+    from switch.cardbase.records import RecordError, _parse_card_checked, parse_card
+
+    rec = {**_GOOD, **changes}
+    outcomes: list[object] = []
+    for parse in (parse_card, _parse_card_checked):
+        try:
+            outcomes.append(parse(rec))
+        except RecordError as e:
+            outcomes.append(str(e))
+    assert outcomes[0] == outcomes[1]
 
 
 @given(st.text("0123456789", min_size=12, max_size=19))
@@ -517,15 +550,18 @@ def test_a_progress_bar_on_a_terminal_and_none_otherwise(state: Path, tmp_path: 
     assert state2.stat().st_mode & 0o777 == 0o700  # a state dir the import creates is private
 
 
-def test_overlapped_and_one_thread_imports_give_the_same_store(
+def test_overlapped_and_one_process_imports_give_the_same_store(
     state: Path, keys: Path, tmp_path: Path
 ) -> None:
-    """The importer checks batch N+1 while batch N is written; with ``overlap=False`` it does
-    one after the other. Same rows, same rejects, same progress either way."""
+    """The importer checks batch N+1 in a child process while batch N is written (here for
+    any file size); with ``overlap=False`` it does one after the other. Same rows, same
+    rejects, same progress either way; a bad header found by the child stops the import
+    before anything is written."""
     import shutil
 
     from switch.cardbase.importer import Importer, IssuerKeys, Reject
     from switch.cardbase.keys import load_keys
+    from switch.cardbase.reader import FormatError
     from switch.config import load_config
     from switch.store.sqlite_cardbase import SqliteCardBase
 
@@ -544,9 +580,13 @@ def test_overlapped_and_one_thread_imports_give_the_same_store(
         importer = Importer(
             db, kind="cards", update=False, config=load_config(),
             pan_key=bytes.fromhex((copy / "pan.key").read_text()), keys=key_set,
-            batch_size=50, overlap=overlap,
+            batch_size=50, overlap=overlap, child_min_bytes=0,
         )  # fmt: skip
         out = importer.run(cards, "csv", on_reject=rejects.append)
+        if overlap:
+            bad = write(tmp_path / "bad.csv", CARD_HEADER.replace("pan,", "pam,"), lines[:3])
+            with pytest.raises(FormatError, match="header: unknown column 'pam'"):
+                importer.run(bad, "csv", on_reject=rejects.append)
         db.close()
         rows = query(copy, "SELECT card_id, pan_hash, account_id, expiry FROM cards ORDER BY 1")
         results.append((out.loaded, out.rejected, rejects, rows, out.total))

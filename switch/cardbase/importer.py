@@ -13,14 +13,12 @@ Cards need no HSM call: the PVV or IBM offset comes from the file and the issuer
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import BinaryIO, NamedTuple
 
 from switch.cardbase.reader import RawRecord, read_csv, read_jsonl
 from switch.cardbase.records import (
@@ -40,6 +38,9 @@ from switch.core.hmac_sha256 import HmacSha256
 from switch.store.sqlite_cardbase import Progress, SqliteCardBase, StoredAccount, StoredCard
 
 DEFAULT_BATCH = 10_000
+#: Below this many bytes left to read, the checking child's start (~0.5 s) costs more than
+#: it saves (``switch.cardbase.checker``).
+CHILD_MIN_BYTES = 4 * 2**20
 FORMATS = ("csv", "jsonl")
 
 
@@ -105,21 +106,6 @@ def _batches(records: Iterator[RawRecord], size: int) -> Iterator[list[RawRecord
             batch = []
     if batch:
         yield batch
-
-
-class _Inline(contextlib.AbstractContextManager["_Inline"]):
-    """``submit`` that runs the call at once on this thread (``Importer(overlap=False)``)."""
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def submit(self, fn: Callable[..., _Written], /, *args: Any) -> Future[_Written]:
-        f: Future[_Written] = Future()
-        try:
-            f.set_result(fn(*args))
-        except BaseException as exc:
-            f.set_exception(exc)
-        return f
 
 
 class _Written(NamedTuple):
@@ -259,6 +245,7 @@ class Importer:
         batch_size: int = DEFAULT_BATCH,
         clock: Callable[[], float] = time.time,
         overlap: bool = True,
+        child_min_bytes: int = CHILD_MIN_BYTES,
     ) -> None:
         if kind not in ("cards", "accounts"):
             raise ValueError(f"kind: cards or accounts, not {kind!r}")
@@ -270,7 +257,9 @@ class Importer:
         self.config = config
         self.keys = keys
         self.batch_size = batch_size
-        self.overlap = overlap  # False: check and write each batch in turn, on one thread
+        self.overlap = overlap  # False: check and write each batch in turn, in this process
+        self.child_min_bytes = child_min_bytes
+        self._pan_key = pan_key
         self.clock = clock
         self._hmac = HmacSha256(pan_key)
         self.progress_kind = kind + ("+update" if update else "")
@@ -295,8 +284,7 @@ class Importer:
         out.resumed_at_line = total.next_line if before is not None else 0
         name = str(path)
 
-        def report(done: Future[_Written]) -> Progress:
-            w = done.result()  # a failed batch (rolled back) raises here
+        def report(w: _Written) -> Progress:
             out.loaded += w.loaded
             out.updated += w.updated
             out.rejected += len(w.rejects)
@@ -305,29 +293,28 @@ class Importer:
             on_batch(w.progress.next_offset, out.loaded + out.updated, out.rejected)
             return w.progress
 
-        # Two stages on two threads: the main thread reads and checks batch N+1 while the
-        # worker looks up and writes batch N (sqlite3 lets go of the GIL while SQLite works).
-        # Batches are written one at a time, in file order, each seeing the ones before.
-        pool = ThreadPoolExecutor(1, "import-writer") if self.overlap else _Inline()
-        with path.open("rb") as fh, pool as writer:
-            records = _records(fh, fmt, self.kind, total.next_offset, total.next_line)
-            pending: Future[_Written] | None = None
-            try:
-                for batch in _batches(records, self.batch_size):
-                    checked = self._check(batch)
-                    if pending is not None:
-                        written, pending = pending, None
-                        total = report(written)
-                    pending = writer.submit(self._write, batch, checked, digest, name, total)
-                if pending is not None:
-                    written, pending = pending, None
-                    total = report(written)
-            finally:
-                if pending is not None and not pending.cancel():
-                    # Interrupted: the batch being written commits or rolls back as a whole;
-                    # wait for it so its rejects are reported and the store is left alone.
-                    with contextlib.suppress(BaseException):
-                        report(pending)
+        # Two stages: reading and checking batch N+1 (in a child process, on the other core,
+        # for a file worth it: switch.cardbase.checker says why not a thread) while this
+        # process looks up, writes and commits batch N. Batches are written one at a time,
+        # in file order, each seeing the ones before; each commits or rolls back whole (an
+        # interrupt included).
+        start = (total.next_offset, total.next_line)
+        stages: Iterator[tuple[tuple[int, int], _Checked]]
+        if self.overlap and path.stat().st_size - total.next_offset >= self.child_min_bytes:
+            from switch.cardbase.checker import checked_in_child
+
+            stages = checked_in_child(
+                path, fmt, self.kind, start, self.batch_size, self.config, self._pan_key
+            )
+        else:
+            stages = self._checked_here(path, fmt, start)
+        try:
+            for end, checked in stages:
+                total = report(self._write(end, checked, digest, name, total))
+        finally:
+            close = getattr(stages, "close", None)
+            if close is not None:
+                close()  # stops the child process, closes the file
         total = total._replace(done=True)
         self.db.begin()
         try:
@@ -339,6 +326,14 @@ class Importer:
         out.total = total
         return out
 
+    def _checked_here(
+        self, path: Path, fmt: str, start: tuple[int, int]
+    ) -> Iterator[tuple[tuple[int, int], _Checked]]:
+        with path.open("rb") as fh:
+            for batch in _batches(_records(fh, fmt, self.kind, *start), self.batch_size):
+                last = batch[-1]
+                yield (last.end_offset, last.end_line), self._check(batch)
+
     def _check(self, batch: list[RawRecord]) -> _Checked:
         """The checks that need no look-up (parsing, Luhn, PAN hash): outside the transaction,
         so the write lock is held only for look-ups and writes (an SMS worker may wait)."""
@@ -348,9 +343,10 @@ class Importer:
         return parse_accounts(batch)
 
     def _write(
-        self, batch: list[RawRecord], checked: _Checked, digest: str, name: str, before: Progress
+        self, end: tuple[int, int], checked: _Checked, digest: str, name: str, before: Progress
     ) -> _Written:
-        """One transaction: the batch's look-ups, writes and progress row (worker thread)."""
+        """One transaction: the batch's look-ups, writes and progress row; ``end``: where
+        the batch ends (byte offset, line)."""
         parsed, rejects = checked
         rejects = list(rejects)
         self.db.begin()
@@ -360,9 +356,8 @@ class Importer:
             else:
                 loaded, updated = self._accounts(parsed, rejects)  # type: ignore[arg-type]
             rejects.sort(key=lambda r: r.line)
-            last = batch[-1]
             p = Progress(
-                last.end_offset, last.end_line, before.loaded + loaded, before.updated + updated,
+                end[0], end[1], before.loaded + loaded, before.updated + updated,
                 before.rejected + len(rejects), False, 0.0,
             )  # fmt: skip
             self.db.save_progress(self.progress_kind, digest, name, p, self.clock())
@@ -392,43 +387,46 @@ class Importer:
         inserts: list[tuple[object, ...]] = []
         seen: dict[bytes, int] = {}
         config = self.config
+        currency = {code: p.currency for code, p in config.products.items()}
         for line, rec, h in parsed:
             if h in seen:
                 rejects.append(Reject(line, duplicate_pan(rec, seen[h])))
                 continue
             acct = accounts.get(rec.account)
-            why = card_account_refused(rec, acct, config)
-            if why:
-                rejects.append(Reject(line, why))
+            if acct is None or acct.kind != "ccp" or acct.currency != currency[rec.product]:
+                rejects.append(Reject(line, card_account_refused(rec, acct, config)))
                 continue
-            assert acct is not None
             seen[h] = line
             candidates.append((line, rec, h, acct, next_id))
             inserts.append(new_card_row(next_id, rec, h, acct, keys))
             next_id += 1
         self.db.insert_new_cards(inserts)
         present = self.db.card_ids_between(first_id, next_id - 1)
-        known = [c for c in candidates if c[4] not in present]
-        stored = self.db.cards_by_hash([h for _, _, h, _, _ in known]) if known else {}
         updates: list[tuple[object, ...]] = []
-        accepted: list[tuple[CardRecord, StoredAccount]] = []
-        for line, rec, h, acct, card_id in candidates:
-            if card_id not in present:
-                why = card_update_refused(rec, stored[h], acct, update=self.update)
-                if why:
-                    rejects.append(Reject(line, why))
-                    continue
-                updates.append(card_update_row(rec, stored[h]))
-            accepted.append((rec, acct))
+        accepted: list[tuple[int, CardRecord, bytes, StoredAccount, int]] = candidates
+        n_known = len(candidates) - len(present)
+        if n_known:  # some PANs were in the store already: updates, or duplicates
+            known = [c for c in candidates if c[4] not in present]
+            stored = self.db.cards_by_hash([h for _, _, h, _, _ in known])
+            accepted = []
+            for c in candidates:
+                line, rec, h, acct, card_id = c
+                if card_id not in present:
+                    why = card_update_refused(rec, stored[h], acct, update=self.update)
+                    if why:
+                        rejects.append(Reject(line, why))
+                        continue
+                    updates.append(card_update_row(rec, stored[h]))
+                accepted.append(c)
         phones: dict[int, tuple[str, str, int]] = {}
-        for rec, acct in accepted:  # in file order: the last card's phone wins
+        for _, rec, _, acct, _ in accepted:  # in file order: the last card's phone wins
             if rec.phone:
                 phones[acct.account_id] = (acct.holder, rec.phone, acct.account_id)
         phone_now = {a.account_id: a.phone for a in accounts.values()}
         changed = [p for p in phones.values() if p[1] != phone_now[p[2]]]
         self.db.update_cards(updates)
         self.db.update_accounts(changed)
-        return len(candidates) - len(known), len(updates)
+        return len(candidates) - n_known, len(updates)
 
     # -- accounts ------------------------------------------------------------------------------
     def _accounts(

@@ -88,7 +88,7 @@ def read_csv(
                 f"malformed record: {len(row)} fields, the header has {len(columns)}",
             )  # fmt: skip
             continue
-        fields = {c: v.strip() for c, v in zip(columns, row, strict=True)}
+        fields = dict(zip(columns, map(str.strip, row), strict=True))
         yield RawRecord(first_line, pos[0], pos[1], fields, "")
 
 
