@@ -17,6 +17,7 @@ from switch.core import demo
 from switch.core.model import AuthRequest, Channel, TxnType
 from switch.gen.switch.v1 import merchant_pb2 as mpb
 from switch.gen.switch.v1 import types_pb2 as pb
+from switch.merchant_notify.cli import main as notify_cli
 from switch.merchant_notify.ids import is_public_id
 
 CARD = demo.CARDS[0]
@@ -119,7 +120,9 @@ def test_status_follows_capture_partial_refunds_and_void(state: Path) -> None:
     run(state, body)
 
 
-def test_payment_ids_do_not_reveal_the_sequence(state: Path) -> None:
+def test_payment_ids_do_not_reveal_the_sequence(
+    state: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     async def body(h: Harness) -> None:
         ids = [(await pay(h, 1_000 + i)).payment_id for i in range(3)]
         assert all(is_public_id(i) for i in ids) and len(set(ids)) == 3
@@ -131,6 +134,13 @@ def test_payment_ids_do_not_reveal_the_sequence(state: Path) -> None:
         assert code is grpc.StatusCode.NOT_FOUND and msg.startswith("payment_id:"), msg
         code, msg = await status_of(h.client.get_payment("pay_" + "a" * 32))
         assert code is grpc.StatusCode.NOT_FOUND and msg.startswith("payment_id:"), msg
+        # the operator finds the journal entry behind the id a merchant quotes
+        (txn_id,) = h.core.store.query(
+            "SELECT txn_id FROM payment_orders WHERE payment_id = ?", (ids[0],)
+        )[0]
+        assert notify_cli(["payment", "--state-dir", str(state), ids[0]]) == 0
+        assert f"txn_id: {txn_id}" in capsys.readouterr().out
+        assert notify_cli(["payment", "--state-dir", str(state), "pay_" + "a" * 32]) == 1
 
     run(state, body)
 

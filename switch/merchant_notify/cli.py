@@ -7,6 +7,7 @@
     enable|disable --state-dir D MERCHANT_ID
     events --state-dir D [--merchant M] [--limit N]      newest first, no bodies
     retry-failed --state-dir D MERCHANT_ID               failed events due again
+    payment --state-dir D PAY_ID                         the journal txn id behind a pay_ id
     worker --state-dir D                                 deliver until SIGINT/SIGTERM
 
 Works beside a running ``switch run`` (a connection of its own; ``--store`` or ``SWITCH_STORE``
@@ -109,6 +110,9 @@ def _parser() -> argparse.ArgumentParser:
         "merchant_id", help="the merchant's id"
     )
     cmd("worker", "deliver events until SIGINT/SIGTERM")
+    cmd("payment", "the journal id behind a merchant's pay_ id").add_argument(
+        "payment_id", help="the id the merchant quotes, pay_ + 32 hex characters"
+    )
     return p
 
 
@@ -160,6 +164,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"merchant_id: {args.merchant_id!r} has no callback", file=sys.stderr)
                     return 1
                 print(f"callback of {args.merchant_id}: {args.command}d")
+                return 0
+            if args.command == "payment":
+                found = outbox.payment(args.payment_id)
+                if found is None:
+                    print(f"payment_id: no payment {args.payment_id[:40]!r}", file=sys.stderr)
+                    return 1
+                txn_id, merchant_id, reference, metadata = found
+                print(f"txn_id: {txn_id}\nmerchant_id: {merchant_id}")
+                print(f"order_reference: {reference}\nmetadata: {metadata}")
                 return 0
             if args.command == "retry-failed":
                 n = outbox.retry_failed(args.merchant_id)

@@ -206,6 +206,16 @@ class SqlMerchantOutbox:
             (merchant_id,),
         )
 
+    def payment(self, payment_id: str) -> tuple[Any, ...] | None:
+        """(txn_id, merchant_id, order_reference, metadata JSON) of a public payment id: how
+        an operator finds the journal entry of the id a merchant quotes."""
+        rows = self._read(
+            "SELECT txn_id, merchant_id, order_reference, metadata FROM payment_orders "
+            "WHERE payment_id = ?",
+            (payment_id,),
+        )
+        return rows[0] if rows else None
+
     def events(self, merchant_id: str | None = None, limit: int = 50) -> list[tuple[Any, ...]]:
         """(event_id, merchant_id, event_type, payment_id, status, attempts, last_status,
         last_error, created_at) newest first, for operators and tests."""
