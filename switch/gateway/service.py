@@ -52,8 +52,9 @@ from switch.merchant_notify import (
     build_event,
     payment_order,
 )
+from switch.merchant_notify.enqueue import enqueue_event
 from switch.merchant_notify.recorder import ensure_recorder
-from switch.store.api import Changes, StoreError
+from switch.store.api import StoreError
 
 log = logging.getLogger("switch.gateway")
 
@@ -302,8 +303,6 @@ class GatewayService:
         order.action_code = action
         await self._save(order)
         self._event(order, "declined")
-        if not self.recorder.enabled(order.merchant_id):
-            return
         event = build_event(
             merchant_id=order.merchant_id, event_type=EventType.DECLINED,
             payment_id=self.recorder.ids.public(txn_id) if txn_id else "",
@@ -314,8 +313,8 @@ class GatewayService:
             operation="authorization" if order.kind is OrderKind.PREAUTH else "sale",
             metadata=self._metadata(order),
         )  # fmt: skip
-        try:
-            await self.core.store.commit(Changes(merchant_events=[event]))
+        try:  # only for a merchant with an enabled callback (MNOTIFY's enqueue_event)
+            await enqueue_event(self.core, event)
         except StoreError as e:  # the order is durable; its notification is lost, and said so
             log.error("gateway: order %s declined, notification not stored: %s", order.order_id, e)
 
