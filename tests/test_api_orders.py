@@ -13,6 +13,7 @@ import pytest
 
 from switch.api.testing import Harness
 from switch.api.testing import run_with_api as run
+from switch.api.tracing import TRANSACTION_ID_KEY
 from switch.core import demo
 from switch.core.model import AuthRequest, Channel, TxnType
 from switch.gen.switch.v1 import merchant_pb2 as mpb
@@ -129,6 +130,15 @@ def test_payment_ids_do_not_reveal_the_sequence(
         assert not any(i[4:].isdigit() for i in ids)
         journal = [str(t) for (t,) in h.core.store.query("SELECT txn_id FROM journal")]
         assert not set(ids) & set(journal)  # the journal's sequence stays inside
+        req = mpb.CardPaymentRequest(
+            idempotency_key="quoted-1",
+            amount=h.client.money(1_000),
+            card=h.client.card(CARD.pan, CARD.expiry, CVV2),
+        )
+        call = h.client.payments.Sale(req, metadata=h.client.metadata, timeout=10)
+        sale = await call
+        quoted = (await call.trailing_metadata()).get(TRANSACTION_ID_KEY)
+        assert quoted == sale.payment_id  # the id for support is the opaque one too
         # another merchant's id, and an id of the right shape that nobody was given
         code, msg = await status_of(h.other.get_payment(ids[0]))
         assert code is grpc.StatusCode.NOT_FOUND and msg.startswith("payment_id:"), msg

@@ -41,6 +41,7 @@ from switch.iso8583.server import IsoListener
 from switch.observe.logs import JsonFormatter, TextFormatter, configure_logging, iso_timestamp
 from switch.observe.trace import TxnFields, TxnLine, masked_pan
 from tests import test_iso_server_flows as iso_flows
+from tests.pg_server import query_state
 from tests.switch_proc import stop
 from tests.test_observe_http import _atm_withdraw, _eventually, _free_port, _samples
 
@@ -124,10 +125,14 @@ def _traffic(switch: Switch) -> tuple[str, str]:
     answer = _atm_withdraw(switch.iso)
     assert "APPROVED (00)" in answer, answer
     payment_id, metadata_id = asyncio.run(_sale(switch.grpc))
-    # the merchant's payment id is opaque (switch.merchant_notify.ids); x-transaction-id is
-    # the journal's id, the one the trace line and the operator tools use
-    assert payment_id.startswith("pay_") and re.fullmatch(r"\d{12}", metadata_id)
-    return payment_id, metadata_id
+    assert metadata_id == payment_id  # the transaction id is the payment id a merchant sees
+    # ... and opaque (switch.merchant_notify.ids): the trace line has the journal's id behind it
+    assert payment_id.startswith("pay_")
+    (txn_id,) = query_state(
+        switch.out.parent / "var", "SELECT txn_id FROM payment_orders WHERE payment_id = ?",
+        (payment_id,),
+    )[0]  # fmt: skip
+    return payment_id, str(txn_id)
 
 
 def _no_card_secrets(text: str) -> None:
@@ -316,8 +321,10 @@ def test_a_refused_grpc_call_still_carries_its_transaction_id(state: Path) -> No
         trailing = refused.value.trailing_metadata()
         txn_id = trailing.get(TRANSACTION_ID_KEY)
         assert txn_id and txn_id != sale.payment_id
-        rows = h.core.store.query(
-            "SELECT refused, txn_type FROM journal WHERE txn_id = ?", (txn_id,)
+        rows = h.core.store.query(  # the quoted id is opaque: its journal row, through it
+            "SELECT j.refused, j.txn_type FROM journal j JOIN payment_orders o "
+            "ON o.txn_id = j.txn_id WHERE o.payment_id = ?",
+            (txn_id,),
         )
         assert [tuple(r) for r in rows] == [(1, "refund")]
         # a call refused before the core (a malformed field) has no transaction: no id

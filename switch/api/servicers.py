@@ -29,6 +29,7 @@ from switch.merchant_notify import orders
 from switch.merchant_notify.events import payment_status
 from switch.merchant_notify.ids import is_public_id
 from switch.merchant_notify.recorder import PaymentOrder, ensure_recorder, payment_order
+from switch.observe.trace import CURRENT_CALL
 from switch.store.api import StoreError
 
 MERCHANT_ID_HEADER = "x-merchant-id"
@@ -90,10 +91,25 @@ class Api:
             order = PaymentOrder(req.merchant_id or "")
         with payment_order(order):
             r = await self.core.authorize(req)
+        self._quote(r, order)  # before check: a refused call carries its id as well
         self.check(req, r)
         out = m.result_pb(r, req.currency)
         self._with_order(out, req, r, order)
         return out
+
+    def _quote(self, r: AuthResult, order: PaymentOrder) -> None:
+        """``x-transaction-id`` (switch.api.tracing) as the public id of the call's journal
+        row, not the journal's sequence: the merchant quotes it, the operator maps it back
+        (``python -m switch.merchant_notify payment``)."""
+        call = CURRENT_CALL.get()
+        txn_id = r.transaction_id
+        if call is None or call.on_answer is None or not txn_id:
+            return
+        if order.txn_id == txn_id and order.payment_id is not None:
+            call.on_answer(order.payment_id)
+            return
+        facts = orders.by_txn(self.core.store, [txn_id]).get(txn_id)  # a replay
+        call.on_answer(facts.payment_id if facts is not None else txn_id)
 
     def _with_order(
         self, out: pb.PaymentResult, req: AuthRequest, r: AuthResult, order: PaymentOrder

@@ -6,7 +6,8 @@ recorder sits between the two (``attach(core, recorder)`` wraps the pipeline's s
 queued for the group commit, it appends
 
 * a ``payment_orders`` row (public payment id, order reference, metadata) when the caller
-  declared the payment with ``payment_order(...)`` (the gRPC servicers and the gateway do);
+  declared the payment with ``payment_order(...)`` (the gRPC servicers and the gateway do) --
+  for a refused call too, so the id the caller is given to quote maps back to the journal;
 * a ``merchant_events`` row when the merchant has an enabled callback and the row is one a
   merchant is told about (``events.event_type_for``: paid, authorized, declined, reversed,
   refunded) -- whichever way the payment came (gRPC, gateway, ISO 8583, hold expiry).
@@ -149,7 +150,7 @@ class EventRecorder:
     def decorate(self, ch: Changes) -> None:
         """Append the order row and the event of ``ch``'s journal row, if any."""
         j = ch.journal
-        if j is None or j.refused or not j.merchant_id:
+        if j is None or not j.merchant_id:
             return
         order = _CURRENT.get()
         if order is not None and (order.merchant_id != j.merchant_id or order.txn_id is not None):
@@ -178,6 +179,8 @@ class EventRecorder:
                     j.created_at,
                 )
             )
+        if j.refused:  # an error to the caller: its id may be quoted, nothing to notify
+            return
         approved = j.response_code == "00"
         event_type = event_type_for(j.txn_type, approved)
         if event_type is None or not self.enabled(j.merchant_id):
