@@ -402,10 +402,12 @@ class GatewayService:
         taken: int = 0,
         refunded: int = 0,
     ) -> AuthResult:
-        """``txn`` on the order's payment. ``operation`` names it in the idempotency key:
-        the same call again (a merchant's retry after a lost answer, or after the process
-        stopped before the order row was updated) is the same request for the core, which
-        answers it once (``replayed``), so nothing is captured, voided or refunded twice."""
+        """``txn`` on the order's payment. ``operation`` names it in the idempotency key, so
+        the same call after the process stopped between the core's commit and the order row's
+        is the same request for the core, answered once (``replayed``): nothing is captured,
+        voided or refunded twice for it. (Once the row is updated, a deposit or reverse again
+        is refused by the order's state; a refund again is a new refund, keyed by the new
+        refunded total: SATIM's API gives no request id to tell a repeat from a second one.)"""
         term = self.core.terminal(merchant.terminal_id)
         if term is None:
             raise GatewayError(ErrorCode.SYSTEM_ERROR, "merchant: has no terminal configured")
