@@ -134,6 +134,10 @@ def test_sale_paid_on_the_page_then_refunds(
     assert done.location.startswith(h.return_url.split("?")[0])
     assert urllib.parse.parse_qs(back.query) == {"cart": ["7"], "orderId": [order_id]}
     s = status(h, order_id)
+    # SATIM's newer clients confirm on public/acknowledgeTransaction.do with mdOrder
+    ack = {**CREDENTIALS, "mdOrder": order_id, "language": "FR"}
+    assert rest(h.base, "public/acknowledgeTransaction.do", ack, post=True) == s
+    assert rest(h.base, "confirmOrder.do", ack) == s
     assert s["OrderStatus"] == 2 and s["actionCode"] == 0 and s["SvfeResponse"] == "00"
     assert s["Pan"] == f"{CARD.pan[:6]}**{CARD.pan[-4:]}" and s["expiration"] == f"20{CARD.expiry}"
     assert s["depositAmount"] == 250_000 and len(str(s["approvalCode"])) == 6
@@ -145,6 +149,8 @@ def test_sale_paid_on_the_page_then_refunds(
     )
     assert r == {"errorCode": "0", "errorMessage": "Success"}
     assert status(h, order_id)["OrderStatus"] == 4 and balance(h, CARD) == before - 200_000
+    euro = {**CREDENTIALS, "orderId": order_id, "amount": "100", "currency": "978"}
+    assert rest(h.base, "refund.do", euro)["errorCode"] == "3"
     over = rest(h.base, "refund.do", {**CREDENTIALS, "orderId": order_id, "amount": "200001"})
     assert over["errorCode"] == "4" and "amount" in over["errorMessage"]
     assert (

@@ -143,7 +143,10 @@ def json_params_of(p: Params) -> dict[str, str]:
 
 
 def order_id_of(p: Params) -> str:
-    order_id = required(p, "orderId")
+    """``orderId``, or ``mdOrder`` as SATIM's newer clients name it in a confirmation."""
+    order_id = p.get("orderId", "").strip() or p.get("mdOrder", "").strip()
+    if not order_id:
+        raise missing("orderId")
     if not is_order_id(order_id):
         raise GatewayError(ErrorCode.UNKNOWN_ORDER, f"orderId: no order {order_id[:32]!r}")
     return order_id
@@ -210,6 +213,7 @@ async def order_status_extended(
 async def deposit(svc: GatewayService, p: Params, request: web.Request) -> dict[str, Any]:
     merchant = _merchant(svc, p)
     order_id = order_id_of(p)
+    currency_of(p)
     await svc.deposit(merchant, order_id, amount_of(p, zero=True))
     return answers.ok()
 
@@ -223,6 +227,7 @@ async def reverse(svc: GatewayService, p: Params, request: web.Request) -> dict[
 async def refund(svc: GatewayService, p: Params, request: web.Request) -> dict[str, Any]:
     merchant = _merchant(svc, p)
     order_id = order_id_of(p)
+    currency_of(p)  # when given, 012 (SATIM's clients send it with the amount)
     await svc.refund(merchant, order_id, amount_of(p))
     return answers.ok()
 
@@ -232,6 +237,7 @@ ENDPOINTS: dict[str, tuple[Handler, bool]] = {
     "register.do": (register, False),
     "registerPreAuth.do": (register_preauth, False),
     "confirmOrder.do": (order_status, True),
+    "public/acknowledgeTransaction.do": (order_status, True),  # SATIM's newer confirm path
     "getOrderStatus.do": (order_status, True),
     "getOrderStatusExtended.do": (order_status_extended, False),
     "deposit.do": (deposit, False),
