@@ -168,6 +168,8 @@ def test_sale_paid_on_the_page_then_refunds(
     # a refunded order cannot be reversed; the state is named
     rev = rest(h.base, "reverse.do", {**CREDENTIALS, "orderId": order_id})
     assert rev["errorCode"] == "7" and "state" in rev["errorMessage"]
+    # nothing of the card is left in memory, no order lock is kept
+    assert order_id not in h.s.gateway.page.checkouts and len(h.s.gateway.service.locks) == 0
     # the page of a decided order offers only the way back
     again = page(str(got["formUrl"]))
     assert again.status == 200 and 'name="pan"' not in again.body and "orderId=" in again.body
@@ -446,7 +448,7 @@ def test_switch_run_serves_the_gateway_over_tls(tmp_path: Path) -> None:
     cmd = [
         sys.executable, "-m", "switch.cli", "run", "--state-dir", str(tmp_path / "state"),
         "--iso-port", "0", "--grpc-port", "0", "--http-port", "-1", "--sms-worker", "off",
-        "--no-fsync", "--gateway-port", str(port),
+        "--no-fsync", "--gateway-port", str(port), "--gateway-public-url", "https://pay.example",
         "--gateway-tls-cert", str(pki / "server.crt"), "--gateway-tls-key", str(pki / "server.key"),
     ]  # fmt: skip
     with out.open("wb") as fh:
@@ -461,8 +463,8 @@ def test_switch_run_serves_the_gateway_over_tls(tmp_path: Path) -> None:
         params = {**CREDENTIALS, "orderNumber": "RUN-1", "amount": "150000", "currency": "012",
                   "returnUrl": "https://shop.example/ok", "language": "AR"}  # fmt: skip
         got = rest(base, "register.do", params, post=True, context=context)
-        assert got["errorCode"] == "0" and str(got["formUrl"]).startswith(
-            f"{base}/payment/merchants/{MERCHANT.merchant_id}/payment_ar.html?mdOrder="
+        assert got["errorCode"] == "0" and str(got["formUrl"]).startswith(  # behind a proxy
+            f"https://pay.example/payment/merchants/{MERCHANT.merchant_id}/payment_ar.html?mdOrder="
         )
         s = rest(base, "getOrderStatus.do", {**CREDENTIALS, "orderId": str(got["orderId"])},
                  context=context)  # fmt: skip
@@ -482,3 +484,8 @@ def test_switch_run_serves_the_gateway_over_tls(tmp_path: Path) -> None:
         timeout=60,
     )  # fmt: skip
     assert bad.returncode != 0 and "--gateway-tls-key" in bad.stderr
+    bad = subprocess.run(
+        [*cmd, "--gateway-public-url", "ftp://pay.example/x"], capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert bad.returncode != 0 and "--gateway-public-url 'ftp://pay.example/x'" in bad.stderr

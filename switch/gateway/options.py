@@ -1,7 +1,8 @@
 """``switch run``'s gateway options, kept here so ``switch/app.py`` gains three lines only.
 
 ``--gateway-port`` (default 8081; 0: a free port; -1: off), ``--gateway-tls-cert`` /
-``--gateway-tls-key`` (checked as gRPC's TLS files are), ``--gateway-session-timeout``
+``--gateway-tls-key`` (checked as gRPC's TLS files are), ``--gateway-public-url`` (the origin
+``formUrl`` starts with behind a proxy), ``--gateway-session-timeout``
 (seconds a payment page stays usable, default 600) and ``--gateway-max-tries`` (payment
 attempts on one order, default 3).
 """
@@ -12,6 +13,7 @@ import argparse
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from switch.digits import ascii_int
 from switch.observe.endpoints import http_port
@@ -47,6 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--gateway-tls-key", type=Path, default=None, metavar="PEM", help="its private key"
     )
     parser.add_argument(
+        "--gateway-public-url",
+        default=None,
+        metavar="URL",
+        help="the scheme://host[:port] formUrl starts with, when cardholders reach the gateway "
+        "through a proxy (default: what the merchant called register.do on)",
+    )
+    parser.add_argument(
         "--gateway-session-timeout",
         type=ascii_int,
         default=DEFAULT_SESSION_TIMEOUT_S,
@@ -72,6 +81,11 @@ def check(args: argparse.Namespace) -> None:
     if args.gateway_max_tries < 1:
         raise SystemExit(f"--gateway-max-tries {args.gateway_max_tries}: at least 1")
     gateway_tls(args.gateway_tls_cert, args.gateway_tls_key)  # TlsFileError names the flag
+    url = args.gateway_public_url
+    if url is not None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+            raise SystemExit(f"--gateway-public-url {url!r}: expected scheme://host[:port]")
 
 
 async def start(core: SwitchCore, args: argparse.Namespace) -> Gateway | None:
@@ -83,8 +97,11 @@ async def start(core: SwitchCore, args: argparse.Namespace) -> Gateway | None:
     if args.gateway_port < 0:
         return None
     tls = gateway_tls(args.gateway_tls_cert, args.gateway_tls_key)
+    public = args.gateway_public_url.rstrip("/") if args.gateway_public_url else None
     config = GatewayConfig(
-        session_timeout_s=float(args.gateway_session_timeout), max_tries=args.gateway_max_tries
+        session_timeout_s=float(args.gateway_session_timeout),
+        max_tries=args.gateway_max_tries,
+        public_url=public,
     )
     gateway = await start_gateway(core, args.host, args.gateway_port, config=config, tls=tls)
     scheme = "https" if tls is not None else "http"

@@ -57,10 +57,14 @@ async def _server_header(request: web.Request, response: web.StreamResponse) -> 
     response.headers["Server"] = "switch-gateway"
 
 
+PAGE = web.AppKey("page", PaymentPage)
+
+
 def build_app(svc: GatewayService, *, secure: bool = False) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)  # SATIM's forms are small
     app.on_response_prepare.append(_server_header)
     page = PaymentPage(svc, secure=secure)
+    app[PAGE] = page
     app.add_routes(rest.routes(svc))
     app.add_routes(page.routes())
     return app
@@ -74,6 +78,11 @@ class Gateway:
     runner: web.AppRunner
     port: int
     secure: bool
+
+    @property
+    def page(self) -> PaymentPage:
+        """The payment page's handlers (its in-memory checkouts, for tests and checks)."""
+        return self.runner.app[PAGE]
 
     async def close(self) -> None:
         await self.runner.cleanup()
