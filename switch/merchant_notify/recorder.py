@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, cast
 from switch.merchant_notify.events import EventType, build_event, event_type_for, payment_status
 from switch.merchant_notify.ids import PaymentIds
 from switch.merchant_notify.orders import OrderFacts, by_txn
-from switch.store.api import Changes, JournalRow, PaymentOrderRow, Store
+from switch.store.api import Changes, JournalRow, MerchantEventRow, PaymentOrderRow, Store
 
 if TYPE_CHECKING:
     from switch.core.service import SwitchCore
@@ -224,8 +224,8 @@ class EventRecorder:
         ch.on_settled = on_settled
 
     def _event(
-        self, j: JournalRow, approved: bool, event_type: Any, order: PaymentOrder | None
-    ) -> Any:
+        self, j: JournalRow, approved: bool, event_type: EventType, order: PaymentOrder | None
+    ) -> MerchantEventRow:
         refund_total = None
         taken = 0
         if order is not None and j.txn_type == "refund":
@@ -233,7 +233,7 @@ class EventRecorder:
         return build_event(
             merchant_id=j.merchant_id,
             event_type=event_type,
-            payment_id=order.payment_id or j.txn_id if order is not None else j.txn_id,
+            payment_id=(order.payment_id or j.txn_id) if order is not None else j.txn_id,
             status=payment_status(
                 j.txn_type, approved, j.amount, captured=taken, refund_total=refund_total
             ),
