@@ -113,6 +113,9 @@ def test_full_purchase_with_the_sms_code(
     assert text(browser, "#merchant-name") == MERCHANT.name
     assert text(browser, "#order-number") == "WEB-1001"
     assert text(browser, "#amount") == "2\u202f500,00 DZD"
+    # the stylesheet loaded under the page's CSP (style-src 'self'): the button is green
+    pay = browser.find_element(By.ID, "pay")
+    assert pay.value_of_css_property("background-color") == "rgba(0, 98, 51, 1)"
     shot(browser, shots, "1-card-fr")
     fill_card(browser, card)
     browser.find_element(By.ID, "pay").click()
