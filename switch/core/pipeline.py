@@ -19,6 +19,7 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
+import random
 import re
 import time
 import weakref
@@ -88,7 +89,7 @@ IDEMPOTENCY_WINDOW_S: Final = 2 * 86400
 OTP_TTL_S: Final = 300.0
 #: Attempts of one request whose unit the store refused (another node changed a row it was
 #: decided on): after that many, 96 (gRPC UNAVAILABLE, "retry") rather than a wrong answer.
-MAX_ATTEMPTS: Final = 5
+MAX_ATTEMPTS: Final = 8
 #: Transaction numbers a node reserves at a time when several share the store.
 TXN_ID_BLOCK: Final = 10_000
 # payShield errors meaning "not a valid PIN block under that key" (20: PIN block invalid,
@@ -296,7 +297,16 @@ class Pipeline:
     async def card(self, pan_hash: bytes) -> Card | None:
         c = self.cards.get(pan_hash)
         if c is None:
-            loaded = await self.store.card_by_pan_hash(pan_hash)
+            both = None if self.shared else getattr(self.store, "card_and_account", None)
+            if both is not None:  # one statement for the card and its account (a cold load)
+                got = await both(pan_hash)
+                if got is None:
+                    return None
+                loaded, acct = got
+                if acct is not None:  # unless a live copy exists: then that one stays
+                    self.accounts.setdefault(acct.account_id, acct)
+            else:
+                loaded = await self.store.card_by_pan_hash(pan_hash)
             if loaded is None:
                 return None
             if self.shared:
@@ -686,6 +696,9 @@ class Pipeline:
         fut = old.inflight
         assert fut is not None
         try:
+            # a short random pause, growing with the attempts, so two nodes that keep
+            # deciding on the same account stop colliding in step
+            await asyncio.sleep(random.uniform(0, 0.002) * old.attempt)
             await self.refresh(old.changes)
             now = self.clock()
             ctx = Ctx(req=old.req, now=now, day=day_number(now, self.tz), key=old.key,

@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from switch.core.domain import (
     Account,
@@ -77,6 +77,17 @@ _JOURNAL_COLS = (
 )
 
 
+_CARD_AND_ACCOUNT: Final = (
+    "SELECT "
+    + ", ".join(f"c.{x.strip()}" for x in _CARD_READ.split(","))
+    + ", "
+    + ", ".join(f"a.{x.strip()}" for x in _ACCOUNT_READ.split(","))
+    + " FROM cards c LEFT JOIN accounts a ON a.account_id = c.account_id WHERE c.pan_hash = ?"
+)
+#: ``PRAGMA mmap_size`` of the read connection (see ``SqliteStore.open``).
+READ_MMAP_BYTES: Final = 2**31
+
+
 def _migrations() -> list[tuple[int, str]]:
     files = resources.files("switch.store").joinpath("migrations")
     out = []
@@ -87,44 +98,23 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(out)
 
 
-def _card(r: tuple[Any, ...]) -> Card:
-    return Card(
-        card_id=int(r[0]),
-        pan_hash=bytes(r[1]),
-        pan_first6=str(r[2]),
-        pan_last4=str(r[3]),
-        account_id=int(r[4]),
-        product=str(r[5]),
-        expiry=str(r[6]),
-        service_code=str(r[7]),
-        pan_sequence=str(r[8]),
-        pvki=int(r[9]),
-        pvv=str(r[10]),
-        ibm_offset=str(r[11]),
-        pvk=str(r[12]),
-        cvk=str(r[13]),
-        mk_ac=str(r[14]),
-        status=CardStatus(str(r[15])),
-        pin_tries=int(r[16]),
-        otp_tries=int(r[17]),
-        activated_at=None if r[18] is None else float(r[18]),
-        version=int(r[19]),
-    )
+_STATUS: Final = {s.value: s for s in CardStatus}
+_KIND: Final = {k.value: k for k in AccountKind}
 
 
-def _account(r: tuple[Any, ...]) -> Account:
-    return Account(
-        account_id=int(r[0]),
-        number=str(r[1]),
-        kind=AccountKind(str(r[2])),
-        holder=str(r[3]),
-        phone=str(r[4]),
-        currency=int(r[5]),
-        balance=int(r[6]),
-        held=int(r[7]),
-        may_go_negative=bool(r[8]),
-        version=int(r[9]),
-    )
+def _card(r: Sequence[Any]) -> Card:
+    """The card of a ``_CARD_READ`` row (its first 20 columns). Positional: the columns come
+    back typed by their affinities (INTEGER, TEXT, BLOB, REAL), so converting each one again
+    by keyword cost ~5 us of a ~8 us construction, on every card a cold cache reads."""
+    status = _STATUS.get(r[15]) or CardStatus(r[15])
+    return Card(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12],
+                r[13], r[14], status, r[16], r[17], r[18], r[19])  # fmt: skip
+
+
+def _account(r: Sequence[Any]) -> Account:
+    """The account of an ``_ACCOUNT_READ`` row (its first 10 columns), as ``_card``."""
+    kind = _KIND.get(r[2]) or AccountKind(r[2])
+    return Account(r[0], r[1], kind, r[3], r[4], r[5], r[6], r[7], bool(r[8]), r[9])
 
 
 def _journal(r: tuple[Any, ...]) -> JournalRow:
@@ -176,6 +166,11 @@ class SqliteStore:
         self._migrate(self._write)
         self._read = self._connect()
         self._read.execute("PRAGMA query_only=ON")
+        # Reads through a memory map: every commit empties a reader's page cache (WAL), so a
+        # cold card's B-tree pages were copied in again by read() calls; mapped, they are
+        # read in place (-6 us a cold card and account, bench_scale at 1 M cards). SQLite
+        # caps the size at its build's maximum (2 GiB here); pages beyond are read as before.
+        self._read.execute(f"PRAGMA mmap_size={READ_MMAP_BYTES}")
         self._adminc = self._connect()
         # Foreign keys are enforced where rows are created by hand (seeding, operators). The
         # group-commit connection leaves them off: the core only posts to accounts it has
@@ -481,6 +476,15 @@ class SqliteStore:
 
     def is_empty(self) -> bool:
         return not self._q("SELECT 1 FROM accounts LIMIT 1")
+
+    async def card_and_account(self, pan_hash: bytes) -> tuple[Card, Account | None] | None:
+        """The card and its account in one statement: half the statements of a cold load
+        (``Pipeline.card`` uses it when the store has it)."""
+        rows = self._q(_CARD_AND_ACCOUNT, (pan_hash,))
+        if not rows:
+            return None
+        r = rows[0]
+        return _card(r), (None if r[20] is None else _account(r[20:]))
 
     async def card_by_pan_hash(self, pan_hash: bytes) -> Card | None:
         rows = self._q(f"SELECT {_CARD_READ} FROM cards WHERE pan_hash = ?", (pan_hash,))
