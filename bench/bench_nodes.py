@@ -1,0 +1,309 @@
+"""Several switch processes over one store (issue 13): approved ISO 8583 withdrawals/s and p99
+for SQLite and PostgreSQL with 1 and 2 processes, and gRPC sales/s with 1 and 2 processes.
+
+Each line is a real ``switch run`` (subprocess; ``--workers 2`` for two processes sharing the
+ports with SO_REUSEPORT), durable commits (SQLite ``synchronous=FULL``; PostgreSQL with
+fsync on), the in-process HSM verifying every PIN or CVV2, on a fresh copy of one data set:
+the demo state plus extra cards (``bench_core.add_cards``: the demo product's real limits).
+The load comes from compiled generators so the figure is the switch's and not the client's:
+
+* ISO 8583: ``switch-loadgen`` (Rust, ``native/loadgen``, the switch's own codec crate),
+  built here on first use (``cargo build --release -p switch-loadgen``). The 0200s are encoded
+  beforehand (PIN blocks under the demo ATM's test key), ``BENCH_NODES_CONNS`` connections
+  with ``BENCH_NODES_DEPTH`` in flight on each; answers matched by STAN.
+* gRPC: ``ghz`` (``scripts/install-ghz.sh`` builds it into ``native/target/tools/bin``; PATH is also
+  searched), ``Payments/Sale`` with the merchant's credentials as metadata, distinct cards
+  and idempotency keys; approved sales counted from the journal afterwards. Without ghz the
+  gRPC lines say so and are skipped.
+
+The SMS worker and merchant notifications are off in every run (same work in each line;
+bench_iso measures the SMS cost). The machine is small and shared: read each line beside the
+others of the same run, not as an absolute. Run: ``python -m bench bench_nodes``. Knobs:
+``BENCH_NODES_TXNS`` (20000 withdrawals a line), ``BENCH_NODES_CONNS`` (8),
+``BENCH_NODES_DEPTH`` (16), ``BENCH_NODES_SALES`` (20000), ``BENCH_NODES_GRPC_CONC`` (64),
+``BENCH_NODES_SQLITE2`` (1: also SQLite with 2 processes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import switch_native
+
+from bench.bench_core import PIN, TPK, add_cards, bench_pans
+from switch.core import demo
+from switch.core.demo import ACQUIRER_ID
+from switch.iso8583.codec import Codec
+from switch.iso8583.message import Message
+
+ROOT = Path(__file__).resolve().parent.parent
+N_TXNS = int(os.environ.get("BENCH_NODES_TXNS", "20000"))
+CONNS = int(os.environ.get("BENCH_NODES_CONNS", "8"))
+DEPTH = int(os.environ.get("BENCH_NODES_DEPTH", "16"))
+N_SALES = int(os.environ.get("BENCH_NODES_SALES", "20000"))
+GRPC_CONC = int(os.environ.get("BENCH_NODES_GRPC_CONC", "64"))
+SQLITE2 = os.environ.get("BENCH_NODES_SQLITE2", "1") == "1"
+PER_CARD = 10  # withdrawals per card (the product allows 20 a day)
+SALES_PER_CARD = 20  # the e-commerce daily count limit
+AMOUNT = 100_000  # 1,000 DZD, the minimum ATM withdrawal
+SALE_AMOUNT = 10_000  # 100 DZD
+EXPIRY = "3012"
+ECOM = demo.MERCHANTS[0]
+LOADGEN = ROOT / "native" / "target" / "release" / "switch-loadgen"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def loadgen() -> Path:
+    """The compiled ISO 8583 generator, built once (release) if it is not there."""
+    if not LOADGEN.exists():
+        print("  building native/loadgen (cargo, release; once)...", flush=True)
+        subprocess.run(
+            ["cargo", "build", "--release", "-p", "switch-loadgen"], cwd=ROOT / "native", check=True
+        )
+    return LOADGEN
+
+
+def ghz() -> Path | None:
+    local = ROOT / "native" / "target" / "tools" / "bin" / "ghz"
+    if local.exists():
+        return local
+    found = shutil.which("ghz")
+    return None if found is None else Path(found)
+
+
+def write_frames(path: Path, pans: list[str], n: int) -> None:
+    """``n`` withdrawals, the cards in turn (``PER_CARD`` rounds: a card is not used again
+    before every other card was, as at real ATMs), each with its own (field 7, STAN): 4-byte
+    big-endian length + the ascii87 message, as ``switch-loadgen`` reads them."""
+    codec = Codec("ascii87")
+    with path.open("wb") as f:
+        for i in range(n):
+            pan = pans[i % len(pans)]
+            msg = Message(
+                "0200",
+                {
+                    2: pan,
+                    3: "010000",
+                    4: f"{AMOUNT:012d}",
+                    7: f"1203{i // 999_999:06d}",
+                    11: f"{i % 999_999 + 1:06d}",
+                    32: ACQUIRER_ID,
+                    41: "GAB00001",
+                    49: "012",
+                    52: switch_native.pin_block_encrypt(TPK, 0, PIN, pan),
+                },
+            )
+            data = codec.encode(msg)
+            f.write(struct.pack(">I", len(data)) + data)
+
+
+def write_sales(path: Path, pans: list[str], n: int) -> None:
+    """ghz's data: one Sale request per card in turn (ghz deals them round robin), each
+    with a unique idempotency key (ghz's request number)."""
+    items = []
+    for i in range(max(1, -(-n // SALES_PER_CARD))):
+        pan = pans[i % len(pans)]
+        items.append(
+            {
+                "idempotency_key": f"n{i}-{{{{.RequestNumber}}}}",
+                "amount": {"amount_minor": SALE_AMOUNT, "currency": 12},
+                "card": {"pan": pan, "expiry": EXPIRY, "cvv2": demo.cvv2(pan, EXPIRY)},
+            }
+        )
+    path.write_text(json.dumps(items))
+
+
+class Switch:
+    """``switch run`` (``workers`` processes) on ``state`` and ``store``, until ``stop``."""
+
+    def __init__(self, state: Path, store: str | None, workers: int) -> None:
+        self.iso = free_port()
+        self.grpc = free_port()
+        self.out = state.parent / f"{state.name}.out"
+        cmd = [sys.executable, "-m", "switch.cli", "run", "--state-dir", str(state)]
+        cmd += ["--iso-port", str(self.iso), "--grpc-port", str(self.grpc)]
+        cmd += ["--http-port", "-1", "--gateway-port", "-1", "--sms-worker", "off"]
+        cmd += ["--merchant-notify", "off", "--log-level", "WARNING"]
+        if store is not None:
+            cmd += ["--store", store]
+        if workers > 1:
+            cmd += ["--workers", str(workers)]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("SWITCH_STORE", None)
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.out.open("wb"), stderr=subprocess.STDOUT, env=env
+        )
+        deadline = time.monotonic() + 120
+        while "switch ready" not in self.out.read_text(errors="replace"):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("switch run did not start:\n" + self.out.read_text()[-3000:])
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def run_iso(port: int, frames: Path) -> dict[str, Any]:
+    cmd = [str(loadgen()), "--port", str(port), "--frames", str(frames)]
+    cmd += ["--conns", str(CONNS), "--depth", str(DEPTH)]
+    out = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def run_ghz(binary: Path, port: int, data: Path) -> dict[str, Any]:
+    proto = ROOT / "proto"
+    md = json.dumps({"x-merchant-id": ECOM.merchant_id, "x-api-key": ECOM.api_key})
+    cmd = [str(binary), "--insecure", "--proto", str(proto / "switch" / "v1" / "merchant.proto")]
+    cmd += ["-i", str(proto), "--call", "switch.v1.Payments/Sale", "-m", md]
+    cmd += ["-D", str(data), "-n", str(N_SALES), "-c", str(GRPC_CONC), "--connections", "4"]
+    cmd += ["--timeout", "30s", "--format", "json", f"127.0.0.1:{port}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if not out.stdout.strip().startswith("{"):
+        raise RuntimeError(f"ghz failed: {out.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def approved_in_journal(store: str | None, state: Path, txn_type: str) -> int:
+    sql = "SELECT COUNT(*) FROM journal WHERE response_code = '00' AND txn_type = %s"
+    if store is None:
+        import sqlite3
+
+        with sqlite3.connect(state / "switch.db") as db:
+            row = db.execute(sql.replace("%s", "?"), (txn_type,)).fetchone()
+    else:
+        import psycopg
+
+        with psycopg.connect(store) as conn:
+            row = conn.execute(sql, (txn_type,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def iso_line(label: str, r: dict[str, Any]) -> str:
+    approved = int(r["codes"].get("00", 0))
+    others = {k: v for k, v in r["codes"].items() if k != "00"}
+    return (
+        f"  {label:<34} {approved / r['elapsed']:>8,.0f} approved/s   "
+        f"p50 {r['p50_ms']:7.2f} ms   p99 {r['p99_ms']:7.2f} ms   "
+        f"({approved}/{r['requests']} approved{', other ' + str(others) if others else ''})"
+    )
+
+
+def main() -> None:
+    base = Path(tempfile.mkdtemp(prefix="bench-nodes-"))
+    pg = None
+    try:
+        n_cards = max(-(-N_TXNS // PER_CARD), -(-N_SALES // SALES_PER_CARD))
+        pans = bench_pans(n_cards)
+        loadgen()
+        frames = base / "withdrawals.frames"
+        write_frames(frames, pans, N_TXNS)
+        sales = base / "sales.json"
+        write_sales(sales, pans, N_SALES)
+        sqlite_template = base / "sqlite-template"
+        asyncio.run(add_cards(sqlite_template, pans))
+
+        from tests.pg_server import start
+
+        pg = start(fsync=True)
+        pg_db = pg.create_database()
+        pg_template = base / "pg-template"
+        os.environ["SWITCH_STORE"] = pg.url(pg_db)
+        try:
+            asyncio.run(add_cards(pg_template, pans))
+        finally:
+            del os.environ["SWITCH_STORE"]
+
+        def fresh(name: str, on_pg: bool) -> tuple[Path, str | None]:
+            state = base / name
+            shutil.copytree(pg_template if on_pg else sqlite_template, state)
+            return state, (pg.url(pg.create_database(template=pg_db)) if on_pg else None)
+
+        print(
+            f"bench_nodes: {N_TXNS} PIN-verified ATM withdrawals over {-(-N_TXNS // PER_CARD)} "
+            f"cards, {CONNS} connections x {DEPTH} in flight (switch-loadgen, Rust); "
+            f"durable commits; {os.cpu_count()} cores"
+        )
+        iso_runs = [("SQLite, 1 process", False, 1)]
+        if SQLITE2:
+            iso_runs.append(("SQLite, 2 processes", False, 2))
+        iso_runs += [("PostgreSQL, 1 process", True, 1), ("PostgreSQL, 2 processes", True, 2)]
+        figures: dict[str, float] = {}
+        for label, on_pg, workers in iso_runs:
+            state, store = fresh(f"iso-{len(figures)}", on_pg)
+            switch = Switch(state, store, workers)
+            try:
+                r = run_iso(switch.iso, frames)
+            finally:
+                switch.stop()
+            figures[label] = int(r["codes"].get("00", 0)) / r["elapsed"]
+            print(iso_line(label, r), flush=True)
+        one, two = figures["PostgreSQL, 1 process"], figures["PostgreSQL, 2 processes"]
+        print(f"  PostgreSQL 2 processes / 1 process: {two / one:.2f}x (goal: at least 1.6x)")
+
+        binary = ghz()
+        if binary is None:
+            print("bench_nodes gRPC: ghz not found (scripts/install-ghz.sh): skipped")
+            return
+        print(
+            f"bench_nodes gRPC: {N_SALES} e-commerce sales (CVV2-verified), {GRPC_CONC} in "
+            f"flight over 4 connections (ghz), PostgreSQL, durable"
+        )
+        for label, workers in (("gRPC Sale, 1 process", 1), ("gRPC Sale, 2 processes", 2)):
+            state, store = fresh(f"grpc-{workers}", True)
+            switch = Switch(state, store, workers)
+            try:
+                g = run_ghz(binary, switch.grpc, sales)
+            finally:
+                switch.stop()
+            approved = approved_in_journal(store, state, "purchase")
+            seconds = float(g["total"]) / 1e9
+            p99 = next(
+                (d["latency"] for d in g.get("latencyDistribution") or [] if d["percentage"] == 99),
+                float("nan"),
+            )
+            print(
+                f"  {label:<34} {approved / seconds:>8,.0f} approved sales/s   "
+                f"({g['rps']:,.0f} answers/s)   p99 {float(p99) / 1e6:7.2f} ms   "
+                f"({approved}/{g['count']} approved; goal 4,000/s, p99 < 25 ms)",
+                flush=True,
+            )
+    finally:
+        if pg is not None:
+            pg.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
