@@ -132,7 +132,11 @@ class SqliteCardBase:
         self._conn.execute("PRAGMA wal_autocheckpoint=250000")
         self._conn.execute("PRAGMA busy_timeout=5000")
         # Each batch probes the UNIQUE indexes at random places (PAN hashes): keep them cached.
-        self._conn.execute("PRAGMA cache_size=-262144")  # 256 MiB, whatever the file's size
+        # 1 GiB, whatever the file's size: the PAN-hash index of 16 M cards (~0.9 GB) fits,
+        # where 256 MiB held a quarter of it and most inserts read a page back (measured on
+        # 1 M rows with the cache at a quarter of the index vs all of it: 14.5 vs 11.2 us of
+        # CPU an insert). The import's own connection only: a running switch keeps 64 MiB.
+        self._conn.execute("PRAGMA cache_size=-1048576")
         self._check_migrated(db_path)
 
     def _check_migrated(self, db_path: Path) -> None:
