@@ -61,5 +61,6 @@ def store_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     ``pytestmark = pytest.mark.usefixtures("store_backend")``."""
     if request.param == "postgresql":
         server: PgServer = request.getfixturevalue("pg_server")
-        monkeypatch.setenv("SWITCH_STORE", server.url(server.create_database()))
+        db = server.create_database(server.migrated())
+        monkeypatch.setenv("SWITCH_STORE", server.url(db))
     return str(request.param)

@@ -76,6 +76,7 @@ class PgServer:
     bin_dir: Path
     as_root: bool
     _counter: int = field(default=0)
+    _migrated: bool = field(default=False)
 
     @property
     def data(self) -> Path:
@@ -117,6 +118,20 @@ class PgServer:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.02)
+
+    def migrated(self) -> str:
+        """A template database with every migration applied, made once: copying it spares
+        each test the ~0.4 s of DDL (it holds no data, so no test's keys are in it)."""
+        name = "switch_migrated"
+        if not self._migrated:
+            from switch.store.postgres_schema import migrate
+
+            with self.admin() as conn:
+                conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+            with psycopg.connect(self.url(name), autocommit=True) as conn:
+                migrate(conn)
+            self._migrated = True
+        return name
 
     def drop_database(self, name: str) -> None:
         with self.admin() as conn:

@@ -45,6 +45,13 @@ ok = t.authorize_expecting
 
 @pytest.fixture
 def pg_url(pg_server: PgServer) -> str:
+    """A fresh database, migrated (copied from the session's migrated template)."""
+    return pg_server.url(pg_server.create_database(pg_server.migrated()))
+
+
+@pytest.fixture
+def pg_empty_url(pg_server: PgServer) -> str:
+    """A fresh, empty database: the store applies the migrations itself."""
     return pg_server.url(pg_server.create_database())
 
 
@@ -67,7 +74,8 @@ def _sqlite_columns(state: Path) -> dict[str, set[str]]:
         }
 
 
-def test_migrations_give_postgresql_the_sqlite_schema(state: Path, pg_url: str) -> None:
+def test_migrations_give_postgresql_the_sqlite_schema(state: Path, pg_empty_url: str) -> None:
+    pg_url = pg_empty_url
     on_pg(state, pg_url, lambda core: asyncio.sleep(0))
     with psycopg.connect(pg_url) as conn:
         rows = conn.execute(
