@@ -348,6 +348,10 @@ def test_two_workers_never_send_one_event_twice(state: Path, tmp_path: Path) -> 
         assert sorted(sent) == sorted(e.event_id for e in events)  # each exactly once
         assert a.stats.delivered > 0 and b.stats.delivered > 0  # both took part
         assert {r[2] for r in outbox_rows(h.core)} == {"delivered"}
+        with open_outbox(state) as outbox:  # delivered rows go once old enough
+            assert outbox.purge_delivered(clock()) == 0  # created at clock(): not before it
+            assert outbox.purge_delivered(clock() + 1) == len(events)
+        assert outbox_rows(h.core) == []
 
     run(state, tmp_path, body)
 

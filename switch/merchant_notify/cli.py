@@ -8,6 +8,7 @@
     events --state-dir D [--merchant M] [--limit N]      newest first, no bodies
     retry-failed --state-dir D MERCHANT_ID               failed events due again
     payment --state-dir D PAY_ID                         the journal txn id behind a pay_ id
+    purge --state-dir D [--days N]                       delete delivered events older than N days
     worker --state-dir D                                 deliver until SIGINT/SIGTERM
 
 Works beside a running ``switch run`` (a connection of its own; ``--store`` or ``SWITCH_STORE``
@@ -110,6 +111,9 @@ def _parser() -> argparse.ArgumentParser:
         "merchant_id", help="the merchant's id"
     )
     cmd("worker", "deliver events until SIGINT/SIGTERM")
+    cmd("purge", "delete delivered events older than --days").add_argument(
+        "--days", type=int, default=30, help="keep delivered events this many days (default 30)"
+    )
     cmd("payment", "the journal id behind a merchant's pay_ id").add_argument(
         "payment_id", help="the id the merchant quotes, pay_ + 32 hex characters"
     )
@@ -164,6 +168,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"merchant_id: {args.merchant_id!r} has no callback", file=sys.stderr)
                     return 1
                 print(f"callback of {args.merchant_id}: {args.command}d")
+                return 0
+            if args.command == "purge":
+                if args.days < 0:
+                    raise UsageError("--days: must not be negative")
+                n = outbox.purge_delivered(time.time() - args.days * 86400.0)
+                print(f"{n} delivered event(s) older than {args.days} day(s) deleted")
                 return 0
             if args.command == "payment":
                 found = outbox.payment(args.payment_id)

@@ -206,6 +206,14 @@ class SqlMerchantOutbox:
             (merchant_id,),
         )
 
+    def purge_delivered(self, before: float) -> int:
+        """Delete delivered events created before ``before`` (epoch seconds): the outbox keeps
+        what is pending or failed, and delivered rows only as long as an operator wants them."""
+        return self._write(
+            "DELETE FROM merchant_events WHERE status = 'delivered' AND created_at < ?",
+            (before,),
+        )
+
     def payment(self, payment_id: str) -> tuple[Any, ...] | None:
         """(txn_id, merchant_id, order_reference, metadata JSON) of a public payment id: how
         an operator finds the journal entry of the id a merchant quotes."""
