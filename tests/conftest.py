@@ -54,13 +54,24 @@ def pg_server() -> Iterator[PgServer]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def pg_server_durable() -> Iterator[PgServer]:
+    """The same with fsync on, for the crash tests (a module sets ``PG_DURABLE = True``)."""
+    from tests.pg_server import start
+
+    server = start(fsync=True)
+    yield server
+    server.stop()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Runs a test on each backend: for PostgreSQL, ``SWITCH_STORE`` names a fresh database
     (``SwitchCore.open`` and the switch's processes use it). A module opts in with
     ``pytestmark = pytest.mark.usefixtures("store_backend")``."""
     if request.param == "postgresql":
-        server: PgServer = request.getfixturevalue("pg_server")
+        durable = getattr(request.module, "PG_DURABLE", False)
+        server: PgServer = request.getfixturevalue("pg_server_durable" if durable else "pg_server")
         db = server.create_database(server.migrated())
         monkeypatch.setenv("SWITCH_STORE", server.url(db))
     return str(request.param)

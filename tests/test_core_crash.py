@@ -19,6 +19,7 @@ from switch.core import demo
 from switch.core.service import SwitchCore
 
 pytestmark = pytest.mark.usefixtures("store_backend")
+PG_DURABLE = True  # on PostgreSQL: a server with fsync on (tests/conftest.py)
 
 CHILD = r"""
 import asyncio, sys
