@@ -202,3 +202,41 @@ def test_bad_reference_or_metadata_is_invalid_argument(
         assert h.core.store.query("SELECT COUNT(*) FROM journal")[0][0] == 0  # nothing posted
 
     run(state, body)
+
+
+def test_list_payments_of_one_order_reference(state: Path) -> None:
+    async def body(h: Harness) -> None:
+        sale = await pay(h, 80_000, reference="CMD-A")
+        other = await pay(h, 10_000, reference="CMD-B")
+        refund = await h.client.refund(sale.payment_id, 5_000)
+        assert sale.approved and other.approved and refund.approved
+        declined = await pay(h, POOR.balance + 1, reference="CMD-A", card=POOR)
+        assert not declined.approved  # a declined attempt belongs to the order's history too
+
+        async def listed(**kw: object) -> mpb.ListPaymentsResponse:
+            req = mpb.ListPaymentsRequest(order_reference="CMD-A", **kw)  # type: ignore[arg-type]
+            got: mpb.ListPaymentsResponse = await h.client.payments.ListPayments(
+                req, metadata=h.client.metadata, timeout=10
+            )
+            return got
+
+        page = await listed()
+        ids = [p.payment_id for p in page.payments]
+        assert ids == [declined.payment_id, refund.payment_id, sale.payment_id]  # newest first
+        assert other.payment_id not in ids and not page.next_page_token
+        assert {p.order_reference for p in page.payments} == {"CMD-A"}
+        first = await listed(page_size=1)
+        assert [p.payment_id for p in first.payments] == ids[:1] and first.next_page_token
+        rest = await listed(page_size=10, page_token=first.next_page_token)
+        assert [p.payment_id for p in rest.payments] == ids[1:]
+        code, msg = await status_of(
+            h.client.payments.ListPayments(
+                mpb.ListPaymentsRequest(order_reference="x" * 65),
+                metadata=h.client.metadata,
+                timeout=10,
+            )
+        )
+        assert code is INVALID and msg.startswith("order_reference:"), msg
+        assert (await h.other.list_payments()).payments == []  # another merchant sees none
+
+    run(state, body)

@@ -35,6 +35,7 @@ from switch.store.api import StoreError
 MERCHANT_ID_HEADER = "x-merchant-id"
 API_KEY_HEADER = "x-api-key"
 DEFAULT_PAGE = 50
+MAX_ORDER_ROWS = 1000  # operations read for one order reference (ListPayments)
 MAX_PAGE = 500
 
 T = TypeVar("T")
@@ -288,6 +289,31 @@ class PaymentsServicer(mgrpc.PaymentsServicer):
 
         return await self.api.run(context, body)
 
+    async def _of_reference(
+        self,
+        merchant: Merchant,
+        reference: str,
+        start: float | None,
+        end: float | None,
+        before: str,
+    ) -> list[Payment]:
+        """The merchant's payments of one order reference, newest first, within the time
+        range and before ``before`` (an order has a handful; at most MAX_ORDER_ROWS read)."""
+        core = self.api.core
+        out: list[Payment] = []
+        for txn_id in orders.txns_of_reference(
+            core.store, merchant.merchant_id, reference, MAX_ORDER_ROWS
+        ):
+            if before and txn_id >= before:
+                continue
+            p = await core.payment(merchant.merchant_id, txn_id)  # None: a refused call
+            if p is None or (start is not None and p.created_at < start):
+                continue
+            if end is not None and p.created_at >= end:
+                continue
+            out.append(p)
+        return out
+
     async def ListPayments(
         self, request: mpb.ListPaymentsRequest, context: Ctx
     ) -> mpb.ListPaymentsResponse:
@@ -316,10 +342,15 @@ class PaymentsServicer(mgrpc.PaymentsServicer):
                 end = request.end_time.ToNanoseconds() / 1e9
             if start is not None and end is not None and end < start:
                 raise invalid("end_time: before start_time")
-            rows = await payments_page(
-                self.api.core, merchant.merchant_id, start=start, end=end,
-                before_txn_id=token or None, limit=size + 1,
-            )  # fmt: skip
+            if request.order_reference:
+                reference = m.order_reference(request.order_reference)
+                rows = await self._of_reference(merchant, reference, start, end, token)
+                rows = rows[: size + 1]
+            else:
+                rows = await payments_page(
+                    self.api.core, merchant.merchant_id, start=start, end=end,
+                    before_txn_id=token or None, limit=size + 1,
+                )  # fmt: skip
             more = len(rows) > size
             rows = rows[:size]
             payments = self.api.payments_pb(rows)

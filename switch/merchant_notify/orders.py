@@ -53,6 +53,17 @@ def resolve(store: _Queryable, merchant_id: str, payment_id: str) -> OrderFacts 
     return _facts(rows[0]) if rows else None
 
 
+def txns_of_reference(store: _Queryable, merchant_id: str, reference: str, limit: int) -> list[str]:
+    """The txn ids of the merchant's order rows with ``reference``, newest first (by the
+    ``payment_orders_reference`` index)."""
+    rows = store.query(
+        "SELECT txn_id FROM payment_orders WHERE merchant_id = ? AND order_reference = ? "
+        "ORDER BY txn_id DESC LIMIT ?",
+        (merchant_id, reference, limit),
+    )
+    return [str(t) for (t,) in rows]
+
+
 def by_txn(store: _Queryable, txn_ids: Iterable[str]) -> dict[str, OrderFacts]:
     """Order rows of these txn ids (absent: none)."""
     ids = sorted({t for t in txn_ids if t})
