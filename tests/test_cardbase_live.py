@@ -47,10 +47,13 @@ def account_no(n: int) -> str:
     return f"{7_000_000_000 + n:010d}-{n % 100:02d}"
 
 
-def card_line(n: int, *, status: str = "active", pin: str = "1234", expiry: str = "4912") -> str:
+def card_line(
+    n: int, *, status: str = "active", pin: str = "1234", expiry: str = "4912", account: int = 0
+) -> str:
     p = pan(n)
     pvv = switch_native.pvv_generate(PVK, p, 1, pin)
-    return f"{p},{expiry},201,EDAHABIA_CLASSIC,{account_no(n)},HOLDER {n},,1,{pvv},{status}"
+    acct = account_no(account or n)
+    return f"{p},{expiry},201,EDAHABIA_CLASSIC,{acct},HOLDER {n},,1,{pvv},{status}"
 
 
 @dataclass
@@ -200,3 +203,65 @@ def test_block_and_replace_by_import_take_effect_at_once(running: Running) -> No
     rc, out = running.import_("cards", [card_line(2, status="ordered")], "back.csv", "--update")
     assert rc == 1 and "back.csv:2: status: active -> ordered is not allowed" in out, out
     assert running.withdraw(2, pin="4321")["response_code"] == "00"
+
+
+def test_a_batch_sent_twice_is_applied_once_and_one_out_of_place_is_refused(
+    running: Running,
+) -> None:
+    """The API itself: the answer to a batch may be lost (a deadline), so the client resends
+    it; the switch recognises it by its offsets. A batch that does not start where the
+    file's import stands is refused, naming the offset it expects."""
+    import asyncio
+    import hashlib
+
+    import grpc
+
+    from switch.gen.switch.v1 import operator_pb2 as opb
+    from switch.operator.client import OperatorClient
+
+    lines = [card_line(4, account=3), card_line(5, account=3)]  # accounts 1-3 exist
+    text = "\n".join([CARD_HEADER, *lines]) + "\n"
+    (running.root / "twice.csv").write_text(text)
+    pvk, cvk, mk_ac = (v.split('"')[1] for v in running.keys.read_text().splitlines())
+    f = opb.ImportFile(
+        file_sha256=hashlib.sha256(text.encode()).hexdigest(), file_name="twice.csv",
+        pvk=pvk, cvk=cvk, mk_ac=mk_ac,
+    )  # fmt: skip
+    header_end = len(CARD_HEADER) + 1
+    fields = CARD_HEADER.split(",")
+    batch = opb.ImportBatch(file=f, start_offset=0, end_offset=len(text), end_line=3, last=True)
+    for line, values in ((2, lines[0]), (3, lines[1])):
+        batch.records.add(line=line, fields=dict(zip(fields, values.split(","), strict=True)))
+    env = running.env
+
+    async def go() -> None:
+        async with OperatorClient(
+            env["SWITCH_GRPC"], env["SWITCH_OPERATOR_ID"], env["SWITCH_OPERATOR_KEY"]
+        ) as op:
+            early = opb.ImportBatch()
+            early.CopyFrom(batch)
+            early.start_offset = header_end
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await op.import_batch("cards", early)
+            assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert refused.value.details() == (
+                f"start_offset: the import of this file stands at offset 0 (line 0), "
+                f"not {header_end}"
+            )
+            first = await op.import_batch("cards", batch)
+            assert (first.loaded, first.replayed, first.total.done) == (2, False, True)
+            again = await op.import_batch("cards", batch)
+            assert (again.loaded, again.replayed, again.total.loaded) == (0, True, 2)
+            bad = opb.ImportBatch(file=f, start_offset=0, end_offset=0)
+            bad.file.file_sha256 = "not hex"
+            with pytest.raises(grpc.aio.AioRpcError) as invalid:
+                await op.import_batch("cards", bad)
+            assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert invalid.value.details().startswith("file.file_sha256:")
+
+    asyncio.run(go())
+    assert running.withdraw(4)["response_code"] == "00"
+    assert running.query(
+        "SELECT COUNT(*) FROM cards WHERE pan_last4 IN (?, ?) AND pan_first6 = ?",
+        (pan(4)[-4:], pan(5)[-4:], pan(4)[:6]),
+    ) == [(2,)]

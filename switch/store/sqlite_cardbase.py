@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from itertools import chain
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -177,10 +177,12 @@ class SqliteCardBase:
         self._conn.execute(PROGRESS_UPSERT, progress_row(kind, file_sha256, file_name, p, now))
 
     # -- reads (inside the batch's transaction, so they see what it wrote) -------------------
-    def _in(self, sql: str, keys: Sequence[object]) -> Iterable[tuple[Any, ...]]:
+    def _in(self, sql: str, keys: Sequence[object]) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = []
         for i in range(0, len(keys), _IN_CHUNK):
             chunk = keys[i : i + _IN_CHUNK]
-            yield from self._conn.execute(sql.format(",".join("?" * len(chunk))), chunk)
+            rows += self._conn.execute(sql.format(",".join("?" * len(chunk))), chunk).fetchall()
+        return rows
 
     def cards_by_hash(self, pan_hashes: Sequence[bytes]) -> dict[bytes, StoredCard]:
         out: dict[bytes, StoredCard] = {}
