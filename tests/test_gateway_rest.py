@@ -11,7 +11,9 @@ from __future__ import annotations
 import http.cookiejar
 import json
 import logging
+import os
 import socket
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -19,6 +21,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -489,3 +492,80 @@ def test_switch_run_serves_the_gateway_over_tls(tmp_path: Path) -> None:
         timeout=60,
     )  # fmt: skip
     assert bad.returncode != 0 and "--gateway-public-url 'ftp://pay.example/x'" in bad.stderr
+
+
+def _break_event_writes(state: Path, broken: bool) -> None:
+    """Make every INSERT into merchant_events fail (or work again) in the real database: a
+    trigger on SQLite, a trigger function on PostgreSQL (the store ``SWITCH_STORE`` names)."""
+    url = os.environ.get("SWITCH_STORE", "")
+    if url.startswith("postgresql"):
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            if broken:
+                conn.execute(
+                    "CREATE FUNCTION fail_event() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN RAISE EXCEPTION 'injected event write failure'; END $$"
+                )
+                conn.execute(
+                    "CREATE TRIGGER fail_events BEFORE INSERT ON merchant_events "
+                    "FOR EACH ROW EXECUTE FUNCTION fail_event()"
+                )
+            else:
+                conn.execute("DROP TRIGGER fail_events ON merchant_events")
+                conn.execute("DROP FUNCTION fail_event()")
+        return
+    db = sqlite3.connect(state / "switch.db", isolation_level=None)
+    try:
+        if broken:
+            db.execute(
+                "CREATE TRIGGER fail_events BEFORE INSERT ON merchant_events "
+                "BEGIN SELECT RAISE(ABORT, 'injected event write failure'); END"
+            )
+        else:
+            db.execute("DROP TRIGGER fail_events")
+    finally:
+        db.close()
+
+
+def test_a_decline_and_its_notification_are_one_transaction(
+    store_backend: str, tmp_path: Path
+) -> None:
+    """The order row and its decline event commit together: when the event cannot be
+    written, the order stays as it was (ErrorCode 7, retry); once it can, both appear."""
+    state = tmp_path / "state"
+    secret = tmp_path / "secret.txt"
+    secret.write_text("s" * 40 + "\n")
+    with GatewayHarness(state, ManualClock(T0)) as h:
+        args = ["set-callback", "--state-dir", str(state), MERCHANT.merchant_id,
+                "https://merchant.example/hook", "--secret-file", str(secret)]  # fmt: skip
+        assert notify_cli(args) == 0
+        h.s.gateway.service.recorder.refresh()
+        got = h.register("ATOM-1", 5_000)
+        order_id = str(got["orderId"])
+
+        def row() -> list[tuple[Any, ...]]:
+            return h.query(
+                "SELECT status, action_code, updated_at FROM gateway_orders WHERE order_id = ?",
+                (order_id,),
+            )
+
+        def events() -> list[tuple[Any, ...]]:
+            return h.query(
+                "SELECT event_type, body FROM merchant_events WHERE merchant_id = ?",
+                (MERCHANT.merchant_id,),
+            )
+
+        registered = row()
+        h.clock.advance(601)  # the session is over: the next call declines the order
+        _break_event_writes(state, True)
+        failed = status(h, order_id)
+        assert failed["ErrorCode"] == "7" and "retry" in str(failed["ErrorMessage"])
+        assert row() == registered and events() == []  # neither the row nor the event
+        _break_event_writes(state, False)
+        s = status(h, order_id)
+        assert s["OrderStatus"] == 6 and s["actionCode"] == -2007
+        assert row()[0][:2] == (6, -2007)
+        [(kind, body)] = events()
+        assert kind == "payment.declined" and json.loads(body)["order_id"] == order_id
+        assert status(h, order_id)["OrderStatus"] == 6 and len(events()) == 1  # once

@@ -3,7 +3,10 @@
 Why a connection of its own (as ``switch.store.sqlite_outbox``): an order is not part of the
 core's authorization unit -- the payment is, in the journal -- so its rows go through a small
 writer here instead of the core's group commit. Each call is one short statement in
-autocommit on a single worker thread, so the event loop never waits on it. On SQLite, WAL
+autocommit on a single worker thread, so the event loop never waits on it -- except an order
+change that the merchant is notified of (a final decline): the order row and its
+``merchant_events`` row (the outbox MNOTIFY's worker polls, in the same database) are one
+transaction, so neither is durable without the other. On SQLite, WAL
 lets it run beside the group commit and ``busy_timeout`` makes it wait for a commit in
 flight instead of failing; ``synchronous=FULL`` (unless ``durable=False``) keeps an order
 that was answered. On PostgreSQL (a store with a ``url``) the same SQL runs on a psycopg
@@ -20,13 +23,13 @@ import enum
 import secrets
 import sqlite3
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol
 
-from switch.store.api import StoreError
+from switch.store.api import MerchantEventRow, StoreError
 
 ORDER_ID_ALPHABET = string.ascii_letters + string.digits
 ORDER_ID_LENGTH = 20
@@ -89,6 +92,11 @@ _COLUMNS = tuple(f.name for f in fields(Order))
 _COLS = ", ".join(_COLUMNS)
 _MARKS = ", ".join("?" for _ in _COLUMNS)
 _UPDATE = ", ".join(f"{c} = ?" for c in _COLUMNS[1:])
+#: the same columns as the core's unit writes (``switch.store.sqlite``); due at creation
+_EVENT_INSERT = (
+    "INSERT INTO merchant_events (event_id, merchant_id, event_type, payment_id, body, "
+    "created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 def new_order_id() -> str:
@@ -138,11 +146,13 @@ class OrderStore:
         connect: Callable[[], _Connection],
         *,
         sql: Callable[[str], str] = lambda s: s,
+        begin: str = "BEGIN",
         integrity: tuple[type[Exception], ...] = (sqlite3.IntegrityError,),
         errors: tuple[type[Exception], ...] = (sqlite3.Error,),
     ) -> None:
         self._connect = connect
         self._sql = sql
+        self._begin = begin
         self._integrity = integrity
         self._errors = errors
         self._conn: _Connection | None = None
@@ -157,7 +167,9 @@ class OrderStore:
             conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
             return conn
 
-        return cls(connect)
+        # IMMEDIATE: the write lock is taken at BEGIN, so a busy database waits there
+        # (busy_timeout) instead of failing the transaction half-way
+        return cls(connect, begin="BEGIN IMMEDIATE")
 
     @classmethod
     def for_store(cls, store: Any) -> OrderStore:
@@ -184,15 +196,34 @@ class OrderStore:
             errors=(psycopg.Error,),
         )
 
-    async def _run(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        text = self._sql(sql)
+    async def _run(
+        self, sql: str, args: tuple[Any, ...], *, also: Sequence[tuple[str, tuple[Any, ...]]] = ()
+    ) -> list[tuple[Any, ...]]:
+        """``sql`` alone (autocommit), or with the statements of ``also`` after it in one
+        transaction: all of them commit or none does."""
+        statements = [(self._sql(sql), args), *((self._sql(q), a) for q, a in also)]
 
         def go() -> list[tuple[Any, ...]]:
             if self._conn is None:
                 self._conn = self._connect()
-            cur = self._conn.execute(text, args)
-            rows = cur.fetchall() if text.lstrip().startswith("SELECT") else []
-            return [tuple(r) for r in rows]
+            conn = self._conn
+            if len(statements) == 1:
+                text, values = statements[0]
+                cur = conn.execute(text, values)
+                rows = cur.fetchall() if text.lstrip().startswith("SELECT") else []
+                return [tuple(r) for r in rows]
+            conn.execute(self._begin, ())
+            try:
+                for text, values in statements:
+                    conn.execute(text, values)
+                conn.execute("COMMIT", ())
+            except BaseException:
+                try:
+                    conn.execute("ROLLBACK", ())
+                except self._errors:  # the connection is gone: the server rolled back
+                    self._drop_connection()
+                raise
+            return []
 
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, go)
@@ -200,6 +231,14 @@ class OrderStore:
             raise _Integrity(str(e)) from None
         except self._errors as e:
             raise StoreError(f"gateway orders: {e}") from None
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except self._errors:
+                pass
 
     async def insert(self, order: Order) -> None:
         """Raises ``DuplicateOrder`` when the merchant's order number is taken."""
@@ -213,12 +252,15 @@ class OrderStore:
                 raise DuplicateOrder(f"orderNumber: {order.order_number!r} already used") from None
             raise StoreError(f"gateway orders: {e}") from None  # an order id collision
 
-    async def save(self, order: Order) -> None:
-        """Writes every field of ``order`` (the gateway holds one order's lock meanwhile)."""
+    async def save(self, order: Order, events: Sequence[MerchantEventRow] = ()) -> None:
+        """Writes every field of ``order`` (the gateway holds one order's lock meanwhile) and,
+        in the same transaction, the merchant notifications ``events`` of that change: the
+        order's new state and its notification are durable together or not at all."""
         row = _row(order)
         await self._run(
             f"UPDATE gateway_orders SET {_UPDATE} WHERE order_id = ?",  # noqa: S608
             (*row[1:], row[0]),
+            also=[(_EVENT_INSERT, (*e, e.created_at)) for e in events],
         )
 
     async def get(self, order_id: str) -> Order | None:

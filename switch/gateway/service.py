@@ -9,7 +9,9 @@ authorized, captured, reversed, refunded -- by the recorder, in the same commit 
 payment: every ``core.authorize`` here runs inside ``payment_order(...)`` with the order's id,
 number and ``jsonParams`` as metadata. An order's *decline* is the gateway's to notify, once it
 is final (the page lets the cardholder try again after a wrong code, so the core's decline of
-one attempt is not the order's): after the order row is saved, as a unit of its own.
+one attempt is not the order's): its ``merchant_events`` row is written in the same
+transaction as the declined order row (``OrderStore.save(order, events)``), so a crash can
+neither lose the notification of a declined order nor notify a decline that was not stored.
 
 One order is changed by one coroutine at a time (``OrderLocks``): a cardholder's double
 click and a merchant's ``deposit.do`` racing a ``reverse.do`` are serialised per order, while
@@ -28,7 +30,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 from switch.api.mapping import base_request
 from switch.core.domain import Merchant
@@ -52,7 +54,6 @@ from switch.merchant_notify import (
     build_event,
     payment_order,
 )
-from switch.merchant_notify.enqueue import enqueue_event
 from switch.merchant_notify.recorder import ensure_recorder
 from switch.store.api import StoreError
 
@@ -296,27 +297,37 @@ class GatewayService:
     async def _decline(
         self, order: Order, response_code: str, action: int, txn_id: str = ""
     ) -> None:
-        """The order is declined for good: saved, then the merchant notified (if subscribed).
-        ``txn_id``: the journal row of the declined attempt, if the core made one."""
+        """The order is declined for good: the row and the merchant's notification (if it has
+        an enabled callback) in one transaction. ``txn_id``: the journal row of the declined
+        attempt, if the core made one. If that transaction fails nothing of it is stored and
+        ``order`` is left as it was (ErrorCode 7): the next call declines it again."""
+        before = replace(order)
         order.status = OrderStatus.DECLINED
         order.response_code = response_code
         order.action_code = action
-        await self._save(order)
-        self._event(order, "declined")
-        event = build_event(
-            merchant_id=order.merchant_id, event_type=EventType.DECLINED,
-            payment_id=self.recorder.ids.public(txn_id) if txn_id else "",
-            status=PaymentStatus.DECLINED, amount=order.amount, currency=order.currency,
-            response_code=response_code, masked_pan=order.masked_pan,
-            created_at=self.core.now(), order_id=order.order_id,
-            order_reference=order.order_number,
-            operation="authorization" if order.kind is OrderKind.PREAUTH else "sale",
-            metadata=self._metadata(order),
-        )  # fmt: skip
-        try:  # only for a merchant with an enabled callback (MNOTIFY's enqueue_event)
-            await enqueue_event(self.core, event)
-        except StoreError as e:  # the order is durable; its notification is lost, and said so
-            log.error("gateway: order %s declined, notification not stored: %s", order.order_id, e)
+        order.updated_at = self.core.now()
+        events = []
+        if self.recorder.enabled(order.merchant_id):
+            events.append(
+                build_event(
+                    merchant_id=order.merchant_id, event_type=EventType.DECLINED,
+                    payment_id=self.recorder.ids.public(txn_id) if txn_id else "",
+                    status=PaymentStatus.DECLINED, amount=order.amount,
+                    currency=order.currency, response_code=response_code,
+                    masked_pan=order.masked_pan, created_at=order.updated_at,
+                    order_id=order.order_id, order_reference=order.order_number,
+                    operation="authorization" if order.kind is OrderKind.PREAUTH else "sale",
+                    metadata=self._metadata(order),
+                )
+            )  # fmt: skip
+        try:
+            await self.orders.save(order, events)
+        except StoreError as e:
+            for f in fields(Order):
+                setattr(order, f.name, getattr(before, f.name))
+            log.error("gateway: cannot store the decline of order %s: %s", order.order_id, e)
+            raise GatewayError(ErrorCode.SYSTEM_ERROR, "system error; retry later") from None
+        self._event(order, "declined" if not events else "declined (merchant notified)")
 
     # -- the hosted page's steps (called with the order's lock held) ---------------------------
     def tries_left(self, order: Order) -> int:
