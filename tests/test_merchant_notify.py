@@ -38,6 +38,7 @@ from switch.merchant_notify.recorder import (
     payment_order,
 )
 from switch.merchant_notify.secrets_seal import CallbackSeal
+from switch.merchant_notify.signing import signature_header, verify
 from switch.merchant_notify.sqlite_outbox import SqliteMerchantOutbox
 from switch.merchant_notify.worker import DeliveryPolicy, MerchantNotifyWorker
 from switch.store.api import Changes, IdempotencyRow, JournalRow, MerchantEventRow
@@ -542,3 +543,22 @@ def test_a_hold_expiry_is_notified_under_the_order_of_its_authorization(
         assert got.original_payment_id == auth.payment_id and got.order_reference == "CMD-HOLD"
 
     run(state, tmp_path, body)
+
+
+def test_verify_as_a_merchant_would() -> None:
+    body = b'{"event_id":"evt_1","type":"payment.paid"}'
+    header = signature_header(SECRET, int(T0), body)
+    assert verify(SECRET, header, body, now=T0 + 10) == int(T0)
+    rotated = f"{header},v1={'0' * 64}"  # a second signature (a secret being rotated)
+    assert verify(SECRET, rotated, body, now=T0) == int(T0)
+    bad = [
+        (SECRET, header, body + b" ", T0, "no matching v1"),  # body changed
+        ("whsec_another-secret-000000000", header, body, T0, "no matching v1"),
+        (SECRET, header, body, T0 + 301, "outside the tolerance"),  # a stale capture replayed
+        (SECRET, header.replace("t=", "t=x"), body, T0, "needs one t="),
+        (SECRET, "v1=abc", body, T0, "needs one t="),
+        (SECRET, "garbage", body, T0, "malformed"),
+    ]
+    for secret, head, raw, now, why in bad:
+        with pytest.raises(ValueError, match=why):
+            verify(secret, head, raw, now=now)
