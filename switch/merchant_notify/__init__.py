@@ -17,9 +17,12 @@ needed for paid / authorized / declined / reversed / refunded); for an order cha
 no journal row (cancelled, expired) ``await enqueue_event(core, build_event(...))``, or append
 the row to the ``Changes.merchant_events`` of a unit that records the change.
 
-* ``worker`` / ``outbox`` / ``sqlite_outbox``: leased claims, signed POSTs, back-off;
+* ``worker``: leased claims, signed POSTs (aiohttp), back-off, give-up;
+* ``outbox`` (the contract), ``sql_outbox`` (its SQL, once), ``sqlite_outbox`` /
+  ``pg_outbox`` (own connections), ``outboxes.open_outbox`` (which one, like ``open_store``);
+* ``orders``: reads of ``payment_orders`` (public id <-> txn id, reference, metadata);
 * ``service``: ``switch run --merchant-notify inline|off``; ``cli``: ``python -m
-  switch.merchant_notify set-callback|enable|disable|events|retry-failed|worker``.
+  switch.merchant_notify set-callback|enable|disable|events|retry-failed|payment|purge|worker``.
 """
 
 from switch.merchant_notify.enqueue import enqueue_event
