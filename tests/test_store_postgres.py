@@ -356,3 +356,48 @@ def test_operator_audit_cli_reads_the_postgresql_trail(
     assert (row["operator_id"], row["action"], row["detail"]) == (
         "alice", "SetCardStatus", "active -> blocked"
     )  # fmt: skip
+
+
+def test_switch_import_into_postgresql_then_the_core_uses_the_cards(
+    state: Path, pg_url: str, tmp_path: Path
+) -> None:
+    from switch import cli
+    from tests.test_cardbase_import import ACCOUNT_HEADER, CARD_HEADER, account_no, card_line, write
+    from tests.test_cardbase_import import pan as test_pan
+
+    keys_seen: list[tuple[str, str, str]] = []
+
+    async def seed(core: SwitchCore) -> None:  # migrated and seeded: the demo card's keys
+        (row,) = core.store.query("SELECT pvk, cvk, mk_ac FROM cards WHERE card_id = 1")
+        keys_seen.append((str(row[0]), str(row[1]), str(row[2])))
+
+    on_pg(state, pg_url, seed)
+    pvk, cvk, mk_ac = keys_seen[0]
+    keys = tmp_path / "keys.toml"
+    keys.write_text(f'pvk = "{pvk}"\ncvk = "{cvk}"\nmk_ac = "{mk_ac}"\n')
+    accounts = write(
+        tmp_path / "a.csv",
+        ACCOUNT_HEADER,
+        [f"{account_no(n)},012,2000000,Holder {n},+21356{n:07d}" for n in (1, 2)],
+    )
+    cards = write(tmp_path / "c.csv", CARD_HEADER, [card_line(1), card_line(2)])  # fmt: skip
+    base = ["import", "--state-dir", str(state), "--store", pg_url]
+    assert cli.main([base[0], "accounts", *base[1:], str(accounts)]) == 0
+    assert cli.main([base[0], "cards", *base[1:], str(cards), "--keys", str(keys)]) == 0
+    blocked = write(tmp_path / "b.csv", CARD_HEADER, [card_line(2, status="blocked")])
+    assert cli.main([base[0], "cards", *base[1:], str(blocked), "--keys", str(keys),
+                     "--update"]) == 0  # fmt: skip
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute(
+            "SELECT c.status, c.version <> 0 FROM cards c JOIN accounts a USING (account_id) "
+            "WHERE a.number = ANY(%s) ORDER BY a.number",
+            ([account_no(1), account_no(2)],),
+        ).fetchall()
+    assert rows == [("active", False), ("blocked", True)]  # an update gets a new version
+
+    async def use(core: SwitchCore) -> None:
+        await ok(core, t.withdrawal(pan=test_pan(1), pin="1234", amount=100_000))
+        await ok(core, t.withdrawal(pan=test_pan(2), pin="1234", amount=100_000),
+                 RC.RESTRICTED_CARD)  # fmt: skip
+
+    on_pg(state, pg_url, use)

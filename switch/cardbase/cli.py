@@ -38,6 +38,7 @@ from switch.cardbase.reader import FormatError
 from switch.cardbase.via_switch import LIVE_BATCH, import_via_switch
 from switch.config import ConfigError, SwitchConfig, load_config
 from switch.operator.cli_common import connection_options
+from switch.store import store_arg
 
 USAGE_ERROR = 2
 INTERRUPTED = 130  # as a shell reports a SIGINT
@@ -59,6 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             default=Path("./var"),
             help="the switch's state directory (default: %(default)s)",
         )
+        p.add_argument(  # PG (issue 13)
+            "--store", type=store_arg, default=None, metavar="URL|PATH",
+            help="the store switch run --store names (default: SWITCH_STORE, else "
+                 "STATE_DIR/switch.db)",
+        )  # fmt: skip
         p.add_argument(
             "--update",
             action="store_true",
@@ -141,13 +147,14 @@ def _import_locked(
     keys: IssuerKeys | None,
     pan_key: bytes,
 ) -> int:
-    from switch.store.sqlite import SqliteStore
+    from switch.store import ENV_STORE, is_postgres, open_store
     from switch.store.sqlite_cardbase import SqliteCardBase
 
     durable = not args.no_fsync
+    spec = args.store or os.environ.get(ENV_STORE)
 
     async def migrate() -> None:  # the schema is the store's: let it apply its migrations
-        store = SqliteStore(state_dir / "switch.db", durable=durable)
+        store = open_store(spec, state_dir, durable=durable)
         await store.open()
         await store.close()
 
@@ -158,7 +165,12 @@ def _import_locked(
         except KeysError as exc:
             return _fail(str(exc))
         print("keys: " + ", ".join(f"{k.upper()} KCV {v}" for k, v in kcv.items()), flush=True)
-    db = SqliteCardBase(state_dir / "switch.db", durable=durable)
+    if is_postgres(spec):  # PG: the same importer over a PostgreSQL connection
+        from switch.store.postgres_cardbase import PostgresCardBase
+
+        db: SqliteCardBase = PostgresCardBase(str(spec), durable=durable)
+    else:
+        db = SqliteCardBase(Path(spec) if spec else state_dir / "switch.db", durable=durable)
     try:
         importer = Importer(
             db, kind=args.what, update=args.update, config=config or load_config(),

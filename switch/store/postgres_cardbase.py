@@ -10,9 +10,20 @@ accounts first (a new card may name a new account), then cards, then the file's 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from typing import Any
 
-from switch.store.api import CardBaseRows
+import psycopg
+
+from switch.store.api import CardBaseRows, StoreError, stamp_source
+from switch.store.sqlite_cardbase import (
+    Progress,
+    SqliteCardBase,
+    StoredAccount,
+    StoredCard,
+    progress_row,
+)
 
 CARD_INSERT = (
     "INSERT INTO cards (card_id, pan_hash, pan_first6, pan_last4, account_id, product, expiry, "
@@ -55,3 +66,123 @@ def cardbase_statements(
     if rows.progress is not None:
         out.append((PROGRESS_UPSERT, [rows.progress]))
     return out
+
+
+def _fmt(sql: str) -> str:
+    """``$n`` placeholders (in order) as psycopg's ``%s``."""
+    return re.sub(r"\$\d+(::\w+)?", lambda m: "%s" + (m[1] or ""), sql)
+
+
+#: Offline updates give the rows a fresh version (migration 0011): a node holding a live copy
+#: of the row then conflicts on its next write and reloads it (docs/architecture.md §7).
+CARD_UPDATE_VERSIONED = _fmt(CARD_UPDATE).replace(" WHERE card_id", ", version = %s WHERE card_id")
+ACCOUNT_UPDATE_VERSIONED = _fmt(ACCOUNT_UPDATE).replace(
+    " WHERE account_id", ", version = %s WHERE account_id"
+)
+
+
+class PostgresCardBase(SqliteCardBase):
+    """``switch import`` into a PostgreSQL store (``SqliteCardBase``'s interface, which the
+    importer codes against): one psycopg connection, each batch one transaction with its
+    progress row, inserts and updates through ``executemany`` (pipelined by psycopg), look-ups
+    by ``= ANY(array)``. Durability: ``synchronous_commit`` on (off with ``durable=False``);
+    as in SQLite a batch lost to a crash is redone by the rerun, from its progress row."""
+
+    def __init__(self, url: str, *, durable: bool = True) -> None:  # no SQLite connection
+        try:
+            self._pg: psycopg.Connection[tuple[Any, ...]] = psycopg.connect(
+                url, options=f"-c synchronous_commit={'on' if durable else 'off'}"
+            )
+        except psycopg.Error as exc:
+            raise StoreError(f"store: cannot connect to PostgreSQL ({exc})") from None
+        self._stamp = stamp_source()
+        row = self._pg.execute("SELECT to_regclass('import_progress')").fetchone()
+        self._pg.rollback()
+        if row is None or row[0] is None:
+            self._pg.close()
+            raise StoreError("store: no import_progress table (store not migrated)")
+
+    def close(self) -> None:
+        self._pg.close()
+
+    def begin(self) -> None:
+        self._pg.rollback()  # psycopg opens the transaction with the first statement
+
+    def commit(self) -> None:
+        self._pg.commit()
+
+    def rollback(self) -> None:
+        self._pg.rollback()
+
+    def progress(self, kind: str, file_sha256: str) -> Progress | None:
+        row = self._pg.execute(
+            "SELECT next_offset, next_line, loaded, updated, rejected, done, updated_at "
+            "FROM import_progress WHERE kind = %s AND file_sha256 = %s",
+            (kind, file_sha256),
+        ).fetchone()
+        self._pg.rollback()  # a read outside a batch leaves no transaction open
+        if row is None:
+            return None
+        return Progress(int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]),
+                        bool(row[5]), float(row[6]))  # fmt: skip
+
+    def save_progress(
+        self, kind: str, file_sha256: str, file_name: str, p: Progress, now: float
+    ) -> None:
+        self._pg.execute(_fmt(PROGRESS_UPSERT), progress_row(kind, file_sha256, file_name, p, now))
+
+    def cards_by_hash(self, pan_hashes: Sequence[bytes]) -> dict[bytes, StoredCard]:
+        rows = self._pg.execute(
+            "SELECT pan_hash, card_id, account_id, status, expiry, pvki, pvv, ibm_offset "
+            "FROM cards WHERE pan_hash = ANY(%s)",
+            (list(pan_hashes),),
+        ).fetchall()
+        return {
+            bytes(h): StoredCard(int(c), int(a), str(s), str(e), int(k), str(v), str(o))
+            for h, c, a, s, e, k, v, o in rows
+        }
+
+    def accounts_by_number(self, numbers: Sequence[str]) -> dict[str, StoredAccount]:
+        rows = self._pg.execute(
+            "SELECT number, account_id, kind, currency, holder, phone FROM accounts "
+            "WHERE number = ANY(%s)",
+            (list(numbers),),
+        ).fetchall()
+        return {
+            str(n): StoredAccount(int(i), str(k), int(c), str(h), str(p))
+            for n, i, k, c, h, p in rows
+        }
+
+    def next_card_id(self) -> int:
+        row = self._pg.execute("SELECT COALESCE(MAX(card_id), 0) + 1 FROM cards").fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def next_account_id(self) -> int:
+        row = self._pg.execute("SELECT COALESCE(MAX(account_id), 0) + 1 FROM accounts").fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def insert_new_cards(self, rows: Sequence[tuple[object, ...]]) -> None:
+        with self._pg.cursor() as cur:
+            cur.executemany(_fmt(CARD_INSERT) + " ON CONFLICT (pan_hash) DO NOTHING", rows)
+
+    def card_ids_between(self, first: int, last: int) -> set[int]:
+        rows = self._pg.execute(
+            "SELECT card_id FROM cards WHERE card_id BETWEEN %s AND %s", (first, last)
+        ).fetchall()
+        return {int(r[0]) for r in rows}
+
+    def update_cards(self, rows: Sequence[tuple[object, ...]]) -> None:
+        with self._pg.cursor() as cur:
+            cur.executemany(CARD_UPDATE_VERSIONED, [(*r[:-1], self._stamp(), r[-1]) for r in rows])
+
+    def insert_accounts(self, rows: Sequence[tuple[object, ...]]) -> None:
+        with self._pg.cursor() as cur:
+            cur.executemany(_fmt(ACCOUNT_INSERT), rows)
+
+    def update_accounts(self, rows: Sequence[tuple[str, str, int]]) -> None:
+        with self._pg.cursor() as cur:
+            cur.executemany(
+                ACCOUNT_UPDATE_VERSIONED, [(h, p, self._stamp(), i) for h, p, i in rows]
+            )
