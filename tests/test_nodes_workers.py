@@ -6,6 +6,9 @@
   the same request again (a repeat); afterwards every approval an ATM saw is in the journal
   exactly once with its postings, the postings balance, the money in the ledger is what the
   demo seeded, and no approved row lacks its postings (nothing half-committed).
+
+Both on one SQLite file and on PostgreSQL (``store_backend``: ``SWITCH_STORE``, which the
+supervisor and its workers inherit).
 """
 
 from __future__ import annotations
@@ -14,16 +17,20 @@ import asyncio
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from switch.atm import AtmClient, AtmError, financial
 from switch.core import demo
 from switch.iso8583.message import Message
+from tests.pg_server import query_state
 from tests.switch_proc import stop, wait_ready
+
+pytestmark = pytest.mark.usefixtures("store_backend")
 
 SWITCH = [sys.executable, "-m", "switch.cli"]
 CARDS = [c for c in demo.CARDS if c.status.value == "active"]
@@ -141,33 +148,30 @@ def test_failover_kill_one_worker_under_load(tmp_path: Path) -> None:
     assert len(seen) == 8 * 15
     approved = [(m, a) for m, a in seen if a.text(39) == "00"]
     assert approved, [a.text(39) for _, a in seen]
-    with sqlite3.connect(state / "switch.db") as db:
-        q = db.execute
-        for msg, answer in approved:
-            rows = q(
-                "SELECT txn_id FROM journal WHERE stan = ? AND transmission = ? "
-                "AND terminal_id = ? AND txn_type = 'cash_withdrawal' AND response_code = '00'",
-                (msg.text(11), msg.text(7), msg.text(41)),
-            ).fetchall()
-            assert len(rows) == 1, (msg.text(11), rows)
-            assert rows[0][0][-6:] == answer.text(38)  # the auth code the ATM got
-            legs = q(
-                "SELECT SUM(amount), COUNT(*) FROM postings WHERE txn_id = ?", (rows[0][0],)
-            ).fetchall()
-            assert legs == [(0, 3)]
-        (n_approved,) = q(
-            "SELECT COUNT(*) FROM journal WHERE txn_type = 'cash_withdrawal' "
-            "AND response_code = '00'"
-        ).fetchone()
-        assert n_approved == len(approved)  # none the ATMs did not see, none twice
-        assert (
-            q("SELECT txn_id FROM postings GROUP BY txn_id HAVING SUM(amount) != 0").fetchall()
-            == []
+
+    def q(sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        return query_state(state, sql, args)
+
+    for msg, answer in approved:
+        rows = q(
+            "SELECT txn_id FROM journal WHERE stan = ? AND transmission = ? "
+            "AND terminal_id = ? AND txn_type = 'cash_withdrawal' AND response_code = '00'",
+            (msg.text(11), msg.text(7), msg.text(41)),
         )
-        orphans = q(
-            "SELECT COUNT(*) FROM postings p LEFT JOIN journal j ON j.txn_id = p.txn_id "
-            "WHERE j.txn_id IS NULL"
-        ).fetchone()
-        assert orphans == (0,)
-        (total,) = q("SELECT SUM(balance) FROM accounts").fetchone()
-        assert total == sum(c.balance for c in demo.CARDS)
+        assert len(rows) == 1, (msg.text(11), rows)
+        txn_id = str(rows[0][0])
+        assert txn_id[-6:] == answer.text(38)  # the auth code the ATM got
+        legs = q("SELECT SUM(amount), COUNT(*) FROM postings WHERE txn_id = ?", (txn_id,))
+        assert [(int(str(a)), int(str(n))) for a, n in legs] == [(0, 3)]
+    ((n_approved,),) = q(
+        "SELECT COUNT(*) FROM journal WHERE txn_type = 'cash_withdrawal' AND response_code = '00'"
+    )
+    assert int(str(n_approved)) == len(approved)  # none the ATMs did not see, none twice
+    assert q("SELECT txn_id FROM postings GROUP BY txn_id HAVING SUM(amount) != 0") == []
+    ((orphans,),) = q(
+        "SELECT COUNT(*) FROM postings p LEFT JOIN journal j ON j.txn_id = p.txn_id "
+        "WHERE j.txn_id IS NULL"
+    )
+    assert int(str(orphans)) == 0
+    ((total,),) = q("SELECT SUM(balance) FROM accounts")
+    assert int(str(total)) == sum(c.balance for c in demo.CARDS)
