@@ -36,6 +36,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
+from switch.store import ENV_STORE, redacted, store_arg
+
 _T = TypeVar("_T")
 LOAD_PRODUCT = "LOAD"
 LOAD_BILLER = "LOADBILL"
@@ -373,6 +375,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bills", type=_count, default=20_000, help="open bills to pay")
     parser.add_argument("--seed", type=_count, default=None,
                         help="random seed (PINs, keys, amounts): the same set again")  # fmt: skip
+    parser.add_argument("--store", type=store_arg, default=None, metavar="URL|PATH",
+                        help="the store to load, as switch run --store (default: SWITCH_STORE, "
+                             "else STATE_DIR/switch.db)")  # fmt: skip
 
 
 def main(args: argparse.Namespace) -> int:
@@ -384,6 +389,9 @@ def main(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed if args.seed is not None else secrets.randbits(64))
     state_dir: Path = args.state_dir
     out: Path = args.out
+    if args.store is not None:  # the seeding and the import below open the store it names
+        os.environ[ENV_STORE] = args.store
+    store_flag = f" --store {redacted(args.store)}" if args.store else ""
     try:
         (out / "import").mkdir(mode=0o700, parents=True, exist_ok=True)
         out.chmod(0o700)
@@ -403,7 +411,7 @@ def main(args: argparse.Namespace) -> int:
     print(
         f"load data set: {sizes.cards} cards, {sizes.terminals} ATMs, {sizes.merchants} "
         f"merchants, {sizes.bills} bills in {state_dir}; Locust files in {out}\n"
-        f"run:  switch run --state-dir {state_dir} --config {products}\n"
+        f"run:  switch run --state-dir {state_dir}{store_flag} --config {products}\n"
         f"ISO:  locust -f loadtests/locustfile_iso.py --host tcp://127.0.0.1:8583 "
         f"--cards-file {out / 'cards.csv'} --terminals {out / 'terminals.csv'}\n"
         f"gRPC: locust -f loadtests/locustfile_grpc.py --host grpc://127.0.0.1:50051 "

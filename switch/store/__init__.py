@@ -26,6 +26,20 @@ ENV_STORE = "SWITCH_STORE"
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
+def redacted(url: str) -> str:
+    """``url`` without its password, for logs and messages."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ""
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+
+
 def is_postgres(spec: str | None) -> bool:
     """True for a PostgreSQL URL (the scheme decides, in any case)."""
     return spec is not None and spec.strip().lower().startswith(POSTGRES_SCHEMES)

@@ -34,7 +34,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import psycopg
@@ -52,6 +51,7 @@ from switch.core.domain import (
     Terminal,
 )
 from switch.notify.outbox import Alert
+from switch.store import redacted
 from switch.store.api import (
     Changes,
     Conflict,
@@ -90,18 +90,6 @@ _RETRIES = 5  # a batch rolled back by a deadlock or serialization failure is tr
 CARD_READ = CARD_COLS + ", version"
 ACCOUNT_READ = ACCOUNT_COLS + ", version"
 READ_POOL = 4  # connections for the async reads (bench_store measured reads over 4)
-
-
-def redacted(url: str) -> str:
-    """``url`` without its password, for logs and messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ""
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
 
 
 _QMARK_OR_LITERAL = re.compile(r"'(?:[^']|'')*'|\?|%")

@@ -14,8 +14,9 @@ from typing import Any
 
 import psycopg
 
+from switch.store import redacted
 from switch.store.api import StoreError
-from switch.store.postgres import format_placeholders, redacted
+from switch.store.postgres import format_placeholders
 from switch.store.sqlite_operator import OperatorReads, SearchTooBroad
 
 

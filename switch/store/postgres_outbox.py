@@ -27,7 +27,7 @@ class PostgresOutbox:
     """``AlertOutbox`` over the (migrated) database at ``url``."""
 
     def __init__(self, url: str, *, durable: bool = True) -> None:
-        from switch.store.postgres import redacted
+        from switch.store import redacted
 
         self.path = redacted(url)  # for messages
         self._lock = threading.Lock()
