@@ -159,14 +159,15 @@ def form_url(request: web.Request, svc: GatewayService, order: Order) -> str:
     return f"{base}/payment/merchants/{merchant}/payment_{lang}.html?mdOrder={order.order_id}"
 
 
-def _merchant(svc: GatewayService, p: Params) -> Any:
-    return svc.authenticate(required(p, "userName"), required(p, "password"))
+def _merchant(svc: GatewayService, p: Params, request: web.Request) -> Any:
+    address = request.remote or "-"
+    return svc.authenticate(required(p, "userName"), required(p, "password"), address)
 
 
 async def _register(
     svc: GatewayService, p: Params, request: web.Request, kind: OrderKind
 ) -> dict[str, Any]:
-    merchant = _merchant(svc, p)
+    merchant = _merchant(svc, p, request)
     number = required(p, "orderNumber")
     if len(number) > MAX_ORDER_NUMBER or not number.isprintable():
         raise invalid("orderNumber", f"at most {MAX_ORDER_NUMBER} printable characters")
@@ -195,14 +196,14 @@ async def register_preauth(svc: GatewayService, p: Params, request: web.Request)
 
 
 async def order_status(svc: GatewayService, p: Params, request: web.Request) -> dict[str, Any]:
-    merchant = _merchant(svc, p)
+    merchant = _merchant(svc, p, request)
     return answers.status(await svc.find(merchant, order_id_of(p)))
 
 
 async def order_status_extended(
     svc: GatewayService, p: Params, request: web.Request
 ) -> dict[str, Any]:
-    merchant = _merchant(svc, p)
+    merchant = _merchant(svc, p, request)
     if p.get("orderId", "").strip() or not p.get("orderNumber", "").strip():
         order = await svc.find(merchant, order_id_of(p))
     else:
@@ -211,7 +212,7 @@ async def order_status_extended(
 
 
 async def deposit(svc: GatewayService, p: Params, request: web.Request) -> dict[str, Any]:
-    merchant = _merchant(svc, p)
+    merchant = _merchant(svc, p, request)
     order_id = order_id_of(p)
     currency_of(p)
     await svc.deposit(merchant, order_id, amount_of(p, zero=True))
@@ -219,13 +220,13 @@ async def deposit(svc: GatewayService, p: Params, request: web.Request) -> dict[
 
 
 async def reverse(svc: GatewayService, p: Params, request: web.Request) -> dict[str, Any]:
-    merchant = _merchant(svc, p)
+    merchant = _merchant(svc, p, request)
     await svc.reverse(merchant, order_id_of(p))
     return answers.ok()
 
 
 async def refund(svc: GatewayService, p: Params, request: web.Request) -> dict[str, Any]:
-    merchant = _merchant(svc, p)
+    merchant = _merchant(svc, p, request)
     order_id = order_id_of(p)
     currency_of(p)  # when given, 012 (SATIM's clients send it with the amount)
     await svc.refund(merchant, order_id, amount_of(p))

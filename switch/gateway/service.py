@@ -30,7 +30,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 
 from switch.api.mapping import base_request
 from switch.core.domain import Merchant
@@ -38,6 +38,7 @@ from switch.core.model import AuthRequest, AuthResult, ResponseCode, TxnType
 from switch.core.otp_rate import VerificationRateLimited
 from switch.core.service import CoreError, SwitchCore
 from switch.gateway.errors import ErrorCode, GatewayError, invalid
+from switch.gateway.lockout import Locked, LockoutPolicy, LoginGuard
 from switch.gateway.orders import (
     DuplicateOrder,
     Order,
@@ -71,6 +72,8 @@ class GatewayConfig:
     max_tries: int = DEFAULT_MAX_TRIES
     #: the origin formUrl starts with (default: the origin the merchant called register.do on)
     public_url: str | None = None
+    #: wrong userName/password pairs allowed per id and per address (``lockout``)
+    lockout: LockoutPolicy = field(default_factory=LockoutPolicy)
 
 
 class OrderLocks:
@@ -112,15 +115,30 @@ class GatewayService:
         self.orders = orders
         self.config = config or GatewayConfig()
         self.locks = OrderLocks()
+        self.login_guard = LoginGuard(self.config.lockout)
         # the merchant notifications' recorder on the core (attached by the first caller)
         self.recorder = ensure_recorder(core)
 
     # -- merchants -------------------------------------------------------------------------
-    def authenticate(self, user_name: str, password: str) -> Merchant:
-        """``userName`` is the merchant id, ``password`` its API key (constant-time check)."""
+    def authenticate(self, user_name: str, password: str, address: str) -> Merchant:
+        """``userName`` is the merchant id, ``password`` its API key (constant-time check),
+        ``address`` the client's: failures are limited per id and per address
+        (``switch.gateway.lockout``); a locked id or address is refused whatever the password,
+        with the same answer whether the id exists or not."""
+        now = self.core.now()
+        try:
+            self.login_guard.check(user_name, address, now)
+        except Locked as e:
+            raise GatewayError(
+                ErrorCode.BAD_CREDENTIALS,
+                "userName/password: access locked after too many failed attempts; "
+                f"try again in {e.minutes} min",
+            ) from None
         merchant = self.core.authenticate_merchant(user_name, password)
         if merchant is None:
+            self.login_guard.failed(user_name, address, now)
             raise GatewayError(ErrorCode.BAD_CREDENTIALS, "userName/password: access denied")
+        self.login_guard.succeeded(merchant.merchant_id, address, now)
         return merchant
 
     def merchant_of(self, order: Order) -> Merchant:
