@@ -51,7 +51,7 @@ from switch.core.domain import (
     Terminal,
 )
 from switch.notify.outbox import Alert
-from switch.store import redacted
+from switch.store import redacted as redacted  # re-exported: others import it from here
 from switch.store.api import (
     Changes,
     Conflict,
