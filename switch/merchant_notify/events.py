@@ -65,7 +65,7 @@ _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _check_masked(masked_pan: str) -> None:
-    digits = sum(map(str.isdigit, masked_pan))
+    digits = len(masked_pan) - masked_pan.count("*")  # anything but a mask counts as a digit
     if digits > 10:  # first 6 + last 4 at most
         raise ValueError("masked_pan: more than first 6 / last 4 digits (never a full PAN)")
 
@@ -107,7 +107,7 @@ def build_event(
     eid = event_id or new_event_id()
     doc = {
         "event_id": eid,
-        "type": str(event_type),
+        "type": event_type.value,
         "created_at": _utc(created_at),
         "merchant_id": merchant_id,
         "payment_id": payment_id,
@@ -115,17 +115,17 @@ def build_event(
         "order_id": order_id,
         "order_reference": order_reference,
         "operation": operation,
-        "status": str(status),
+        "status": status.value,
         "amount": int(amount),
         "currency": int(currency),
         "response_code": response_code,
         "auth_code": auth_code,
         "masked_pan": masked_pan,
-        "metadata": dict(metadata or {}),
+        "metadata": dict(metadata) if metadata else {},
     }
     body = _ENCODE(doc)
     return MerchantEventRow(
-        eid, merchant_id, str(event_type), payment_id or order_id, body, created_at
+        eid, merchant_id, event_type.value, payment_id or order_id, body, created_at
     )
 
 

@@ -14,8 +14,9 @@ from typing import Any, TypeVar
 import psycopg
 
 from switch.merchant_notify.sql_outbox import SqlMerchantOutbox
+from switch.store import redacted
 from switch.store.api import StoreError
-from switch.store.postgres import format_placeholders, redacted
+from switch.store.postgres import format_placeholders
 
 T = TypeVar("T")
 
