@@ -6,7 +6,8 @@ set -euo pipefail
 VERSION="${GHZ_VERSION:-v0.120.0}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BIN="$ROOT/native/target/tools/bin"
-if [ -x "$BIN/ghz" ] && "$BIN/ghz" --version 2>/dev/null | grep -q "${VERSION#v}"; then
+# a go-install build says "dev" to --version: the version built is kept beside it
+if [ -x "$BIN/ghz" ] && [ "$(cat "$BIN/ghz.version" 2>/dev/null)" = "$VERSION" ]; then
     echo "ghz ${VERSION} already in $BIN"
     exit 0
 fi
@@ -17,4 +18,5 @@ fi
 mkdir -p "$BIN"
 # one package at a time and at low priority: the machine is small and shared
 GOBIN="$BIN" GOFLAGS="${GOFLAGS:--p=1}" nice -n 10 go install "github.com/bojand/ghz/cmd/ghz@${VERSION}"
-"$BIN/ghz" --version
+echo "$VERSION" > "$BIN/ghz.version"
+echo "ghz ${VERSION} built into $BIN"
