@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
+
 from switch.api.client import MerchantClient
 from switch.api.testing import ECOM
 from switch.core import demo
@@ -75,7 +77,12 @@ async def _sale(target: str) -> pb.PaymentResult:
         return result
 
 
-def test_switch_run_posts_a_signed_notification_of_a_grpc_sale(state: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["inline", "off"])
+def test_switch_run_posts_a_signed_notification_of_a_grpc_sale(
+    state: Path, tmp_path: Path, mode: str
+) -> None:
+    """``inline``: switch run delivers; ``off``: it only records, and a separate
+    ``python -m switch.merchant_notify worker`` process delivers."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("SWITCH_SMS", None)
     with receiver() as (url, got):
@@ -93,19 +100,32 @@ def test_switch_run_posts_a_signed_notification_of_a_grpc_sale(state: Path, tmp_
             proc = subprocess.Popen(
                 [*SWITCH, "run", "--state-dir", str(state), "--iso-port", str(_free_port()),
                  "--grpc-port", str(port), "--http-port", "-1", "--sms-worker", "off",
-                 "--no-fsync"],
+                 "--no-fsync", "--merchant-notify", mode],
                 stdout=sink, stderr=subprocess.STDOUT, env=env,
             )  # fmt: skip
+        worker: subprocess.Popen[bytes] | None = None
         try:
             wait_ready(proc, out, 30)
-            assert "merchant notifications: delivered inline" in out.read_text()
+            banner = "delivered inline" if mode == "inline" else "recorded; deliver with"
+            assert f"merchant notifications: {banner}" in out.read_text()
             sale = asyncio.run(_sale(f"127.0.0.1:{port}"))
             assert sale.approved
+            if mode == "off":
+                assert not got  # recorded only: no worker yet
+                worker_out = tmp_path / "worker.out"
+                with worker_out.open("wb") as sink:
+                    worker = subprocess.Popen(
+                        [*NOTIFY, "worker", "--state-dir", str(state)],
+                        stdout=sink, stderr=subprocess.STDOUT, env=env,
+                    )  # fmt: skip
             deadline = time.monotonic() + 20
             while not got:
                 assert time.monotonic() < deadline, out.read_text()
                 time.sleep(0.05)
         finally:
+            if worker is not None:
+                stop(worker)
+                assert worker.returncode == 0
             stop(proc)
     headers, body = got[0]
     items = dict(p.split("=", 1) for p in headers["X-Switch-Signature"].split(","))
