@@ -134,7 +134,7 @@ class _Connection(Protocol):
     def close(self) -> None: ...
 
 
-class _Integrity(Exception):
+class _Integrity(StoreError):
     """A unique constraint refused the row (either backend); the text names the index."""
 
 
