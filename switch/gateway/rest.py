@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -36,6 +37,11 @@ MAX_DESCRIPTION = 512
 MAX_JSON_PARAMS = 2048
 MAX_PARAM_NAME = 64
 MAX_SESSION_S = 86_400  # sessionTimeoutSecs: a payment page lives at most a day
+#: printable ASCII, no space, no backslash, no quote or angle bracket
+URL_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
+HOST = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                  r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")  # fmt: skip
+IPV6 = re.compile(r"[0-9A-Fa-f:.]{2,45}")  # urlsplit strips the brackets
 
 Params = Mapping[str, str]
 Handler = Callable[[GatewayService, Params, web.Request], Awaitable[dict[str, Any]]]
@@ -67,13 +73,15 @@ def amount_of(p: Params, name: str = "amount", *, zero: bool = False) -> int:
         if zero:
             return 0
         raise missing(name)
-    if not (is_ascii_digits(text) and len(text) <= 13):
-        raise invalid(name, "must be an integer number of centimes")
+    if text.startswith("-") and is_ascii_digits(text[1:]):
+        raise invalid(name, "must be positive (centimes)")
+    if not is_ascii_digits(text):
+        raise invalid(name, "must be an integer number of centimes (digits only)")
+    if len(text.lstrip("0")) > len(str(MAX_AMOUNT)) or int(text) > MAX_AMOUNT:
+        raise invalid(name, f"at most {MAX_AMOUNT}")  # never parsed past the bound
     value = int(text)
-    if value > MAX_AMOUNT:
-        raise invalid(name, f"at most {MAX_AMOUNT}")
     if value == 0 and not zero:
-        raise invalid(name, "must be positive")
+        raise invalid(name, "must be positive (centimes)")
     return value
 
 
@@ -89,14 +97,34 @@ def currency_of(p: Params) -> int:
 
 
 def url_of(p: Params, name: str, *, default: str | None = None) -> str:
+    """``returnUrl`` / ``failUrl``: where the cardholder's browser is sent, so an absolute
+    http(s) URL (never ``javascript:``, ``data:`` or a relative one), printable ASCII without
+    spaces or backslashes (browsers read ``\\`` as ``/``; an IDN host in its ``xn--`` form),
+    no ``user@`` part (``https://bank.dz@evil.example`` shows one host and goes to another),
+    a plain host name or IP address: its origin goes verbatim into the page's CSP header."""
     text = p.get(name, "").strip()
     if not text:
         if default is not None:
             return default
         raise missing(name)
-    parts = urlsplit(text)
-    if len(text) > MAX_URL or parts.scheme not in ("http", "https") or not parts.netloc:
-        raise invalid(name, f"an absolute http(s) URL of at most {MAX_URL} characters")
+    why = f"an absolute http(s) URL of at most {MAX_URL} characters"
+    if len(text) > MAX_URL or not URL_CHARS.fullmatch(text):
+        raise invalid(name, why)
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # e.g. an unclosed "[" of an IPv6 host
+        raise invalid(name, why) from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        raise invalid(name, why)
+    if "@" in parts.netloc:
+        raise invalid(name, "no user name or password in the URL")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    host = parts.hostname or ""
+    if port == 0 or port == -1 or not (HOST.fullmatch(host) or IPV6.fullmatch(host)):
+        raise invalid(name, "a host name, IP address or port that is not valid")
     return text
 
 
@@ -111,12 +139,11 @@ def session_timeout_of(p: Params) -> float | None:
 
 
 def language_of(p: Params) -> str:
-    text = p.get("language", "").strip().upper()
-    if not text:
-        return DEFAULT_LANGUAGE
-    if text not in LANGUAGES:
-        raise invalid("language", "FR, AR or EN")
-    return text
+    """``FR``, ``AR`` or ``EN`` in any case, a region allowed (``fr-DZ``, ``ar_DZ``); any
+    other language falls back to French, as BPC's gateway uses the store's default for a
+    language it lacks (a shop sending ``ru`` still gets its order, not a refusal)."""
+    text = p.get("language", "").strip().replace("_", "-").split("-")[0].upper()
+    return text if text in LANGUAGES else DEFAULT_LANGUAGE
 
 
 def json_params_of(p: Params) -> dict[str, str]:
