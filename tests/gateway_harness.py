@@ -234,7 +234,7 @@ def pay_over_http(
     base = {"csrf": m.group(1), "mdOrder": order_id}
     card_form = {
         **base, "action": "card", "pan": card.pan, "expiry": expiry_mm_yy(card),
-        "cvv2": cvv2(card), "holder": card.holder,
+        "cvv2": cvv2(card),
     }  # fmt: skip
     sent = page(form_url, card_form)
     assert sent.status == 303, sent.body

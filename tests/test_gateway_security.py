@@ -6,16 +6,32 @@ clients and a browser without JavaScript send it (``tests.gateway_harness``).
 
 from __future__ import annotations
 
+import http.cookiejar
 import logging
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from switch.core import demo
 from switch.core.testing import ManualClock
 from switch.gateway.lockout import Locked, LockoutPolicy, LoginGuard
 from switch.gateway.service import GatewayConfig
-from tests.gateway_harness import MERCHANT, OTHER, T0, GatewayHarness, rest
+from tests.gateway_harness import (
+    CREDENTIALS,
+    CSRF,
+    MERCHANT,
+    OTHER,
+    T0,
+    GatewayHarness,
+    cvv2,
+    expiry_mm_yy,
+    page,
+    rest,
+)
+
+CARD = demo.CARDS[0]
 
 POLICY = LockoutPolicy(max_failures_merchant=3, max_failures_address=8, window_s=600,
                        lockout_s=900)  # fmt: skip
@@ -90,3 +106,138 @@ def test_login_guard_addresses_trust_and_memory() -> None:
         assert len(guard._merchants.counts) <= 4
     with pytest.raises(Locked):
         guard.check("M3", "10.7.7.7", 473)
+
+
+def _register(h: GatewayHarness, number: str, **extra: str) -> dict[str, object]:
+    params = {**CREDENTIALS, "orderNumber": number, "amount": "1000", "returnUrl": h.return_url,
+              "failUrl": h.fail_url, **extra}  # fmt: skip
+    return rest(h.base, "register.do", params, post=True)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("amount", "0", "amount: must be positive"),
+        ("amount", "-5", "amount: must be positive"),
+        ("amount", "12.50", "amount: must be an integer number of centimes"),
+        ("amount", "1e3", "amount: must be an integer number of centimes"),
+        ("amount", "\u0661\u0662", "amount: must be an integer number of centimes"),
+        ("amount", "9223372036854775808", "amount: at most 1000000000000"),  # > int64
+        ("amount", "9" * 40, "amount: at most 1000000000000"),
+        ("orderNumber", "N" * 33, "orderNumber: at most 32 printable characters"),
+        ("orderNumber", "N-\x07", "orderNumber: at most 32 printable characters"),
+        ("orderNumber", "N-\u202e1", "orderNumber: at most 32 printable characters"),
+        ("returnUrl", "javascript:alert(1)", "returnUrl: an absolute http(s) URL"),
+        ("returnUrl", "data:text/html,<h1>x</h1>", "returnUrl: an absolute http(s) URL"),
+        ("returnUrl", "//evil.example/ok", "returnUrl: an absolute http(s) URL"),
+        ("returnUrl", "/relative/ok", "returnUrl: an absolute http(s) URL"),
+        ("returnUrl", "https://evil.example\\@shop.example/", "returnUrl: an absolute http"),
+        ("returnUrl", "https://shop.example/ok x", "returnUrl: an absolute http(s) URL"),
+        ("returnUrl", "https://shop.example/\r\nSet-Cookie: a=b", "returnUrl: an absolute"),
+        ("returnUrl", "https://shop.example@evil.example/", "returnUrl: no user name"),
+        ("returnUrl", "https://shop.example;script-src/ok", "returnUrl: a host name"),
+        ("returnUrl", "https://shop.example:0/ok", "returnUrl: a host name"),
+        ("failUrl", "javascript:alert(1)", "failUrl: an absolute http(s) URL"),
+        ("failUrl", "ftp://shop.example/fail", "failUrl: an absolute http(s) URL"),
+    ],
+)
+def test_register_refuses_bad_parameters_naming_them(
+    h: GatewayHarness, field: str, value: str, says: str
+) -> None:
+    got = _register(h, "BAD-1", **{field: value})
+    assert got["errorCode"] == "4" and str(got["errorMessage"]).startswith(says), got
+    assert h.query("SELECT COUNT(*) FROM gateway_orders") == [(0,)]
+
+
+def test_language_falls_back_to_french_and_accepts_regions(h: GatewayHarness) -> None:
+    for n, (given, page_lang) in enumerate(
+        [("ru", "fr"), ("fr-DZ", "fr"), ("ar_DZ", "ar"), ("En", "en"), ("", "fr")]
+    ):
+        got = _register(h, f"LANG-{n}", language=given)
+        assert got["errorCode"] == "0", got
+        assert f"/payment_{page_lang}.html?mdOrder=" in str(got["formUrl"])
+
+
+def test_merchant_text_is_escaped_on_the_page(h: GatewayHarness) -> None:
+    evil = "<img src=x onerror=alert(1)><script>alert(2)</script>\"'&"
+    got = _register(h, "<b>N</b>", description=evil)
+    body = page(str(got["formUrl"]), cookies=http.cookiejar.CookieJar()).body
+    assert "<img" not in body and "<script" not in body and "<b>N" not in body
+    assert "&lt;img src=x onerror=alert(1)&gt;&lt;script&gt;" in body
+    assert "&#34;&#39;&amp;" in body and "&lt;b&gt;N&lt;/b&gt;" in body
+
+
+def _card_form(csrf: str, order_id: str, card: demo.DemoCard) -> dict[str, str]:
+    return {"csrf": csrf, "mdOrder": order_id, "action": "card", "pan": card.pan,
+            "expiry": expiry_mm_yy(card), "cvv2": cvv2(card)}  # fmt: skip
+
+
+def test_double_submits_send_one_code_and_pay_once(h: GatewayHarness) -> None:
+    jar = http.cookiejar.CookieJar()
+    got = _register(h, "DBL-1")
+    url, order_id = str(got["formUrl"]), str(got["orderId"])
+    m = CSRF.search(page(url, cookies=jar).body)
+    assert m is not None
+    card = _card_form(m.group(1), order_id, CARD)
+    sms = len(h.sms_texts())
+    first, second = page(url, card, cookies=jar), page(url, card, cookies=jar)
+    assert first.status == second.status == 303 and first.location == second.location
+    assert len(h.sms_texts()) == sms + 1  # the double click sent one code
+    code = {"csrf": m.group(1), "mdOrder": order_id, "action": "code", "code": h.last_code()}
+    first, second = page(url, code, cookies=jar), page(url, code, cookies=jar)
+    # both clicks land on the shop (the second sees the order paid), paid once
+    assert first.status == second.status == 303
+    assert first.location == second.location and first.location.startswith(h.return_url)
+    sales = h.query("SELECT COUNT(*) FROM journal WHERE txn_type = 'purchase' AND merchant_id = ?",
+                    (MERCHANT.merchant_id,))  # fmt: skip
+    assert sales == [(1,)]
+    assert (
+        rest(h.base, "getOrderStatus.do", {**CREDENTIALS, "orderId": order_id})["OrderStatus"] == 2
+    )
+
+
+def test_an_order_sends_at_most_max_tries_codes(h: GatewayHarness) -> None:
+    """Typing card after card (a list of stolen numbers to test) costs SMS and tells which
+    are ours: after 3 codes an order's card step spends a try instead, then declines."""
+    jar = http.cookiejar.CookieJar()
+    got = _register(h, "SENDS-1")
+    url, order_id = str(got["formUrl"]), str(got["orderId"])
+    m = CSRF.search(page(url, cookies=jar).body)
+    assert m is not None
+    sms = len(h.sms_texts())
+    for card in (demo.CARDS[0], demo.CARDS[1], demo.CARDS[7]):
+        assert page(url, _card_form(m.group(1), order_id, card), cookies=jar).status == 303
+    assert len(h.sms_texts()) == sms + 3
+    refused = page(url, _card_form(m.group(1), order_id, demo.CARDS[0]), cookies=jar)
+    assert refused.status == 422 and "Trop de codes" in refused.body
+    assert len(h.sms_texts()) == sms + 3 and h.s.gateway.service.code_sends.count(order_id) == 3
+    page(url, _card_form(m.group(1), order_id, demo.CARDS[1]), cookies=jar)
+    last = page(url, _card_form(m.group(1), order_id, demo.CARDS[7]), cookies=jar)
+    assert last.status == 303 and last.location.startswith(h.fail_url)
+    s = rest(h.base, "getOrderStatus.do", {**CREDENTIALS, "orderId": order_id})
+    assert s["OrderStatus"] == 6 and s["SvfeResponse"] == "65"
+    assert len(h.s.gateway.service.code_sends) == 0  # forgotten with the decided order
+
+
+def test_a_store_failure_on_the_page_is_a_503_not_a_half_step(
+    h: GatewayHarness, state: Path
+) -> None:
+    jar = http.cookiejar.CookieJar()
+    got = _register(h, "DOWN-1")
+    url, order_id = str(got["formUrl"]), str(got["orderId"])
+    m = CSRF.search(page(url, cookies=jar).body)
+    assert m is not None
+    db = sqlite3.connect(state / "switch.db", isolation_level=None)
+    try:
+        db.execute(
+            "CREATE TRIGGER no_orders BEFORE UPDATE ON gateway_orders "
+            "BEGIN SELECT RAISE(ABORT, 'injected'); END"
+        )
+        cancel = {"csrf": m.group(1), "mdOrder": order_id, "action": "cancel"}
+        down = page(url, cancel, cookies=jar)
+        assert down.status == 503 and "momentanément indisponible" in down.body
+        db.execute("DROP TRIGGER no_orders")
+    finally:
+        db.close()
+    back = page(url, cancel, cookies=jar)  # the cardholder tries again: it works
+    assert back.status == 303 and back.location.startswith(h.fail_url)

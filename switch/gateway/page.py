@@ -3,8 +3,9 @@
 Plain HTML forms, no script: the page works with JavaScript off. Two steps on one URL,
 ``/payment/merchants/<merchant>/payment_<fr|ar|en>.html?mdOrder=<orderId>``:
 
-1. card number, expiry, CVV2, holder name -> the issuer sends the cardholder a code by SMS
-   (``SwitchCore.start_verification``, within its rate limits);
+1. card number, expiry, CVV2 -> the issuer sends the cardholder a code by SMS
+   (``SwitchCore.start_verification``, within its rate limits; at most ``--gateway-max-tries``
+   codes an order). No holder name is asked: nothing here would use it (README);
 2. the code -> the sale or pre-authorization (``GatewayService.pay``) -> 303 to the
    merchant's ``returnUrl`` (approved) or ``failUrl`` (declined), each with ``orderId``.
 
@@ -17,13 +18,20 @@ order's checkout (compared in constant time). The session ends at the order's
 are limited (``--gateway-max-tries``). Every answer carries a strict CSP (no script at all,
 forms only to this origin and the merchant's return origins), ``Cache-Control: no-store``
 and no referrer, so neither a cache nor the merchant's site sees the page.
+
+A double submit is answered as one: the card step posted again with the same card (a double
+click) sends no second code, and a form posted to an order another request just decided is
+sent where that one was (``returnUrl`` / ``failUrl``), not shown an error. A store failure
+is a 503 page (try again), never a half-written order.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hmac
+import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -33,9 +41,12 @@ from aiohttp import web
 
 from switch.core.domain import luhn_ok
 from switch.digits import ASCII_DIGITS
+from switch.gateway.errors import GatewayError
 from switch.gateway.orders import Order, OrderStatus, is_order_id
-from switch.gateway.service import CardRefused, GatewayService
+from switch.gateway.service import CardRefused, GatewayService, TooManyCodes
 from switch.gateway.texts import ACTION_EXPIRED, LANGUAGES, TEXTS, format_amount
+
+log = logging.getLogger("switch.gateway")
 
 PAGE = "/payment/merchants/{merchant}/payment_{lang:[a-z]{2}}.html"
 PAGE_PATH = "/payment/merchants/"
@@ -114,10 +125,29 @@ class PaymentPage:
 
     def routes(self) -> list[web.AbstractRouteDef]:
         return [
-            web.get(PAGE, self.show, allow_head=False),
-            web.post(PAGE, self.submit),
+            web.get(PAGE, self._unavailable_on_error(self.show), allow_head=False),
+            web.post(PAGE, self._unavailable_on_error(self.submit)),
             web.static(STATIC, _static_dir(), append_version=False),
         ]
+
+    def _unavailable_on_error(
+        self, handler: Callable[[web.Request], Awaitable[web.Response]]
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """A ``GatewayError`` (the order store failed: nothing of the step was stored) is a
+        503 page in the cardholder's language, not aiohttp's bare 500."""
+
+        async def serve(request: web.Request) -> web.Response:
+            try:
+                return await handler(request)
+            except GatewayError as e:
+                language = _language(request)
+                log.warning("payment page: %s answered 503: %s", request.path, e.message)
+                return self._render(
+                    "message.html", language, None, status=503,
+                    message=TEXTS[language]["unavailable"], back="",
+                )  # fmt: skip
+
+        return serve
 
     # -- rendering -------------------------------------------------------------------------
     def _headers(self, order: Order | None) -> dict[str, str]:
@@ -181,11 +211,7 @@ class PaymentPage:
 
     def _final(self, order: Order, language: str) -> web.Response:
         """An order that takes no more payment: a page with the way back to the merchant."""
-        approved = order.status in (
-            OrderStatus.PREAUTHORIZED, OrderStatus.DEPOSITED,
-            OrderStatus.REVERSED, OrderStatus.REFUNDED,
-        )  # fmt: skip
-        back = with_order_id(order.return_url if approved else order.fail_url, order.order_id)
+        back = _back(order)
         key = "expired" if order.action_code == ACTION_EXPIRED else "processed"
         return self._render("message.html", language, order, message=TEXTS[language][key],
                             back=back)  # fmt: skip
@@ -276,6 +302,8 @@ class PaymentPage:
             order = await self.svc.expire_locked(fresh if fresh is not None else order)
             if order.final:
                 self._drop(order.order_id)
+                if order.action_code != ACTION_EXPIRED:  # e.g. the second click of a pay
+                    return self._see_other(_back(order), order)
                 return self._final(order, language)
             sid = request.cookies.get(COOKIE, "")
             checkout = self.checkouts.get(order.order_id)
@@ -300,10 +328,13 @@ class PaymentPage:
         self, order: Order, language: str, checkout: Checkout, form: dict[str, str]
     ) -> web.Response:
         t = TEXTS[language]
-        checkout.card = None
         pan = parse_pan(form.get("pan", ""))
         expiry = parse_expiry(form.get("expiry", ""))
         cvv2 = form.get("cvv2", "").strip()
+        if checkout.card is not None and _same_card(checkout.card, pan, expiry, cvv2):
+            # the same card posted again (a double click): its code is on its way already
+            return self._see_other(_page_url(order, language), order)
+        checkout.card = None
         errors = []
         if pan is None:
             errors.append(t["err_pan"])
@@ -311,17 +342,16 @@ class PaymentPage:
             errors.append(t["err_expiry"])
         if not (len(cvv2) == 3 and ASCII_DIGITS.fullmatch(cvv2)):
             errors.append(t["err_cvv2"])
-        if not form.get("holder", "").strip():
-            errors.append(t["err_holder"])
         if errors or pan is None or expiry is None:  # nothing sent, no try spent
             return self._step(order, language, checkout, status=422, errors=errors)
         try:
             phone = await self.svc.send_code(order, pan)
-        except CardRefused:
+        except CardRefused as e:
             if order.final:  # that was the last try
                 self._drop(order.order_id)
                 return self._see_other(with_order_id(order.fail_url, order.order_id), order)
-            return self._step(order, language, checkout, status=422, errors=[t["err_card"]])
+            why = t["err_sends"] if isinstance(e, TooManyCodes) else t["err_card"]
+            return self._step(order, language, checkout, status=422, errors=[why])
         checkout.card = CardData(pan, expiry, cvv2)
         checkout.masked_phone = phone
         return self._see_other(_page_url(order, language), order)  # the code step, by GET
@@ -347,6 +377,23 @@ class PaymentPage:
 
 def _same(secret: str, given: str) -> bool:
     return hmac.compare_digest(secret.encode(), given.encode())
+
+
+def _same_card(card: CardData, pan: str | None, expiry: str | None, cvv2: str) -> bool:
+    if pan is None or expiry is None:
+        return False
+    same = [_same(card.pan, pan), _same(card.expiry, expiry), _same(card.cvv2, cvv2)]
+    return all(same)  # each compared, in constant time
+
+
+def _back(order: Order) -> str:
+    """Where a decided order sends the cardholder: ``returnUrl`` if it was paid, else
+    ``failUrl``, with ``orderId``."""
+    approved = order.status in (
+        OrderStatus.PREAUTHORIZED, OrderStatus.DEPOSITED,
+        OrderStatus.REVERSED, OrderStatus.REFUNDED,
+    )  # fmt: skip
+    return with_order_id(order.return_url if approved else order.fail_url, order.order_id)
 
 
 def _language(request: web.Request) -> str:

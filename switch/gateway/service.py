@@ -104,6 +104,41 @@ class CardRefused(Exception):
     """No code could be sent for this card (unknown card, no phone, too many codes)."""
 
 
+class TooManyCodes(CardRefused):
+    """This order had its ``max_tries`` codes sent already (a try is spent instead)."""
+
+
+class CodeSends:
+    """How many one-time codes each open order had sent, in memory.
+
+    Sending a code costs an SMS and tells whoever typed the card number that it is a card of
+    ours with a phone, so the card step cannot repeat for free: an order gets at most
+    ``max_tries`` codes; past that each card step spends a try (``send_code``). A restart
+    forgets the counts (the core's per-card verification limits still hold). Bounded: entries
+    of orders whose session is over are swept when the table is full."""
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self.max_entries = max_entries
+        self._sent: dict[str, tuple[int, float]] = {}  # order id -> (codes, expires_at)
+
+    def count(self, order_id: str) -> int:
+        return self._sent.get(order_id, (0, 0.0))[0]
+
+    def add(self, order: Order, now: float) -> None:
+        if order.order_id not in self._sent and len(self._sent) >= self.max_entries:
+            for key in [k for k, (_, until) in self._sent.items() if until <= now]:
+                del self._sent[key]
+            while len(self._sent) >= self.max_entries:
+                del self._sent[next(iter(self._sent))]
+        self._sent[order.order_id] = (self.count(order.order_id) + 1, order.expires_at)
+
+    def forget(self, order_id: str) -> None:
+        self._sent.pop(order_id, None)
+
+    def __len__(self) -> int:
+        return len(self._sent)
+
+
 class GatewayService:
     def __init__(
         self,
@@ -116,6 +151,7 @@ class GatewayService:
         self.config = config or GatewayConfig()
         self.locks = OrderLocks()
         self.login_guard = LoginGuard(self.config.lockout)
+        self.code_sends = CodeSends()
         # the merchant notifications' recorder on the core (attached by the first caller)
         self.recorder = ensure_recorder(core)
 
@@ -274,6 +310,8 @@ class GatewayService:
         except StoreError as e:
             log.error("gateway: cannot store order %s: %s", order.order_id, e)
             raise GatewayError(ErrorCode.SYSTEM_ERROR, "system error; retry later") from None
+        if order.final:
+            self.code_sends.forget(order.order_id)
 
     @staticmethod
     def _event(order: Order, event: str) -> None:
@@ -345,6 +383,7 @@ class GatewayService:
                 setattr(order, f.name, getattr(before, f.name))
             log.error("gateway: cannot store the decline of order %s: %s", order.order_id, e)
             raise GatewayError(ErrorCode.SYSTEM_ERROR, "system error; retry later") from None
+        self.code_sends.forget(order.order_id)
         self._event(order, "declined" if not events else "declined (merchant notified)")
 
     # -- the hosted page's steps (called with the order's lock held) ---------------------------
@@ -354,13 +393,18 @@ class GatewayService:
     async def send_code(self, order: Order, pan: str) -> str:
         """Sends the cardholder's one-time code by SMS; the masked phone it went to.
 
-        Raises ``CardRefused`` (a try is spent; the order is declined once none is left)."""
+        Raises ``CardRefused`` (a try is spent; the order is declined once none is left),
+        ``TooManyCodes`` once the order had ``max_tries`` codes (``CodeSends``)."""
         merchant = self.merchant_of(order)
+        if self.code_sends.count(order.order_id) >= self.config.max_tries:
+            await self.spend_try(order, "65")  # exceeds frequency limit
+            raise TooManyCodes(f"order {order.order_id}: {self.config.max_tries} codes sent")
         try:
             challenge = await self.core.start_verification(pan, merchant, order.amount)
         except (CoreError, VerificationRateLimited) as e:
             await self.spend_try(order, "14" if "unknown card" in str(e) else "05")
             raise CardRefused(str(e)) from None
+        self.code_sends.add(order, self.core.now())
         return challenge.masked_phone
 
     async def spend_try(self, order: Order, response_code: str) -> None:
