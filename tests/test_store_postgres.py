@@ -401,3 +401,30 @@ def test_switch_import_into_postgresql_then_the_core_uses_the_cards(
                  RC.RESTRICTED_CARD)  # fmt: skip
 
     on_pg(state, pg_url, use)
+
+
+def test_read_connections_share_and_survive_a_cancelled_read(pg_url: str) -> None:
+    from switch.store.postgres_reads import ReadConnections
+
+    async def body() -> None:
+        reads = ReadConnections(pg_url, 2, {})
+        await reads.open()
+        try:  # 40 reads over 2 connections: each waits its turn, none is lost
+            rows = await asyncio.gather(*(reads.fetchrow("SELECT $1::int8", i) for i in range(40)))
+            assert [r[0] for r in rows if r is not None] == list(range(40))
+            slow = asyncio.ensure_future(reads.fetchrow("SELECT pg_sleep(30)"))
+            await asyncio.sleep(0)  # it holds a connection now
+            slow.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await slow
+            # the interrupted connection was replaced: reads go on, on two connections again
+            again = await asyncio.gather(*(reads.fetchrow("SELECT 1") for _ in range(10)))
+            assert all(r is not None and r[0] == 1 for r in again)
+            deadline = time.monotonic() + 10
+            while len(reads._free) < 2:
+                assert time.monotonic() < deadline, "the replacement never connected"
+                await asyncio.sleep(0.01)
+        finally:
+            await reads.close()
+
+    _run(body())

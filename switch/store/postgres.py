@@ -19,9 +19,10 @@ import batch, merchant notifications) runs them in an explicit transaction with 
 batch fails, every unit in it fails and the store refuses further commits (the core answers
 96): the core's memory and the database must not diverge.
 
-Connections: one asyncpg writer, an asyncpg pool for the async reads (several reads in flight
-at once), psycopg connections for blocking reads, administrative inserts (one transaction
-until ``flush_admin``) and the SMS outbox (``PostgresOutbox``, used from the worker's thread).
+Connections: one asyncpg writer, a few asyncpg read connections handed out in turn
+(``postgres_reads``: several reads in flight at once), psycopg connections for blocking
+reads, administrative inserts (one transaction until ``flush_admin``) and the SMS outbox
+(``PostgresOutbox``, used from the worker's thread).
 """
 
 # ruff: noqa: S608 -- the f-strings only splice fixed column lists, never input
@@ -71,6 +72,7 @@ from switch.store.postgres_guards import (
     check,
 )
 from switch.store.postgres_outbox import PostgresOutbox
+from switch.store.postgres_reads import ReadConnections
 from switch.store.postgres_schema import migrate
 from switch.store.postgres_sql import (
     ACCOUNT_COLS,
@@ -163,7 +165,7 @@ class PostgresStore:
         self.durable = durable
         self._read_pool_size = read_pool
         self._writer: asyncpg.Connection | None = None
-        self._pool: asyncpg.Pool | None = None
+        self._pool: ReadConnections | None = None
         self._sync: psycopg.Connection[tuple[Any, ...]] | None = None
         self._sync_lock = threading.Lock()
         self._adminc: psycopg.Connection[tuple[Any, ...]] | None = None
@@ -206,12 +208,8 @@ class PostgresStore:
             self._adminc.autocommit = False
             self._outbox = PostgresOutbox(self.url, durable=self.durable)
             self._writer = await asyncpg.connect(self.url, server_settings=self._settings())
-            self._pool = await asyncpg.create_pool(
-                self.url,
-                min_size=self._read_pool_size,
-                max_size=self._read_pool_size,
-                server_settings=self._settings(),
-            )
+            self._pool = ReadConnections(self.url, self._read_pool_size, self._settings())
+            await self._pool.open()
         except (OSError, psycopg.Error, asyncpg.PostgresError) as exc:
             await self._close_connections()
             raise StoreError(f"store {self.path}: {exc}") from exc
