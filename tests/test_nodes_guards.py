@@ -227,3 +227,61 @@ def test_single_node_lock_refuses_a_shared_node(state: Path) -> None:
             await one.close()
 
     asyncio.run(go())
+
+
+def test_hold_expires_once_across_nodes(state: Path) -> None:
+    """Two nodes expire the same old holds at once: each hold is released exactly once (one
+    expiry row, ``held`` back to 0, the balance untouched), whichever node does it."""
+
+    async def body(a: SwitchCore, b: SwitchCore) -> None:
+        from switch.core.model import TxnType
+        from switch.core.testing import ecommerce
+
+        ids = []
+        for amount in (100_000, 200_000, 300_000):
+            r = await a.authorize(ecommerce(TxnType.PREAUTH, amount=amount))
+            assert r.approved, r
+            ids.append(r.transaction_id)
+        await b.authorize(ecommerce(TxnType.PREAUTH, amount=1))  # b's copy of the account
+        assert account_balance(a, CARD.account) == (CARD.balance, 600_001)
+        later = NOW + 8 * 86400  # past the 168 h validity
+        released = await asyncio.gather(a.expire_holds(now=later), b.expire_holds(now=later))
+        assert sum(released) == 4, released
+        for txn_id in ids:
+            rows = a.store.query(
+                "SELECT COUNT(*) FROM journal WHERE original_txn_id = ? "
+                "AND message LIKE 'hold expired%'",
+                (txn_id,),
+            )
+            assert [int(n) for (n,) in rows] == [1], txn_id
+        assert account_balance(a, CARD.account) == (CARD.balance, 0)
+        assert sum(await asyncio.gather(a.expire_holds(now=later), b.expire_holds(now=later))) == 0
+
+    two_nodes(state, body)
+
+
+def test_completion_and_expiry_race_one_wins(state: Path) -> None:
+    """A capture on one node and the hold's expiry on the other at the same moment: exactly
+    one of them applies (captured and posted, or released), never both."""
+
+    async def body(a: SwitchCore, b: SwitchCore) -> None:
+        from switch.core.model import TxnType
+        from switch.core.testing import ecommerce, follow_up
+
+        r = await a.authorize(ecommerce(TxnType.PREAUTH, amount=500_000))
+        assert r.approved and r.transaction_id is not None
+        later = NOW + 8 * 86400
+        capture, released = await asyncio.gather(
+            a.authorize(follow_up(TxnType.COMPLETION, r.transaction_id, 500_000)),
+            b.expire_holds(now=later),
+        )
+        balance, held = account_balance(a, CARD.account)
+        assert held == 0
+        if capture.approved:
+            assert released == 0 and balance == CARD.balance - 500_000
+        else:
+            assert released == 1 and balance == CARD.balance
+        rows = a.store.query("SELECT status FROM holds WHERE txn_id = ?", (r.transaction_id,))
+        assert [s for (s,) in rows] == (["captured"] if capture.approved else ["expired"])
+
+    two_nodes(state, body)

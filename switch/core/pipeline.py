@@ -205,9 +205,6 @@ class Pipeline:
         self._stamp = stamp_source()  # new row versions (guards, docs/architecture.md §7)
         self._resident: set[int] = set()  # accounts credited by deltas, never decided on
         self.refresh_epoch = 0  # rows reloaded after a conflict (follow-ups check it)
-        # the cards whose limit usage this node loaded from a shared store, by account: a
-        # reload of the account reloads their usage (the account's version covers it)
-        self._account_cards: dict[int, set[int]] = {}
         self.conflicts = 0  # statistics: units refused by their guards
         self._retries: set[asyncio.Task[None]] = set()
         self._sched_cache: dict[tuple[str, int], Schedule] = {}
@@ -328,7 +325,6 @@ class Pipeline:
         if c is not None:  # a concurrent load won
             return c
         self._set_usage(loaded.card_id, usage, day)
-        self._account_cards.setdefault(loaded.account_id, set()).add(loaded.card_id)
         c = self.cards.setdefault(loaded.pan_hash, loaded)
         self.cards_by_id[c.card_id] = c
         return c
@@ -746,8 +742,10 @@ class Pipeline:
         copies is redone; bills the unit guarded are read again."""
         account_ids = {g[1] for g in ch.guards if g[0] == GUARD_ACCOUNT}
         card_ids = {g[1] for g in ch.guards if g[0] == GUARD_CARD}
-        for account_id in account_ids:
-            card_ids |= self._account_cards.get(account_id, set())
+        if account_ids:  # every live card of those accounts: their usage is covered too
+            for card in list(self.cards_by_id.values()):
+                if card.account_id in account_ids:
+                    card_ids.add(card.card_id)
         accounts = [await self.store.account(i) for i in sorted(account_ids)]
         day = self._usage_day()
         cards: list[tuple[Card, list[tuple[str, int, int]]]] = []
