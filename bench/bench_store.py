@@ -9,7 +9,8 @@ What the switch does per authorization, on one event loop (uvloop, as ``switch r
   on asyncpg and on psycopg; and psycopg's pipeline mode with one ``executemany`` per table
   inside BEGIN/COMMIT (the obvious psycopg design).
 * **point reads**: a card by PAN hash, then its account, from 32 concurrent tasks over a pool
-  of 4 connections (asyncpg's pool; psycopg_pool's ``AsyncConnectionPool``).
+  of 4 connections (asyncpg's pool; psycopg_pool's ``AsyncConnectionPool``), and on the
+  store's own 4 read connections (``switch.store.postgres_reads``, asyncpg without the pool).
 
 Each figure: units (or card+account reads) per second, and the client's CPU microseconds per
 unit (``time.process_time``): the switch's process is the bottleneck, so the CPU a driver
@@ -35,6 +36,7 @@ import psycopg_pool
 import uvloop
 
 from switch.store.api import AlertRow, Changes, IdempotencyRow, JournalRow
+from switch.store.postgres_reads import ReadConnections
 from switch.store.postgres_schema import migrate
 from switch.store.postgres_sql import ACCOUNT_COLS, CARD_COLS, batch_args, commit_sql
 
@@ -291,6 +293,28 @@ async def _reads_asyncpg(url: str) -> tuple[float, float]:
         await pool.close()
 
 
+async def _reads_store(url: str) -> tuple[float, float]:
+    """The same reads on the store's own read connections (postgres_reads)."""
+    reads = ReadConnections(url, POOL, {})
+    await reads.open()
+    rng = random.Random(3)
+
+    async def one() -> None:
+        h = _pan_hash(rng.randrange(1, N_CARDS + 1))
+        row = await reads.fetchrow(_CARD_SQL, h)
+        assert row is not None
+        await reads.fetchrow(_ACCOUNT_SQL, row[4])
+
+    async def step() -> int:
+        await asyncio.gather(*(one() for _ in range(READERS * 8)))
+        return READERS * 8
+
+    try:
+        return await _timed(step)
+    finally:
+        await reads.close()
+
+
 async def _reads_psycopg(url: str) -> tuple[float, float]:
     pool = psycopg_pool.AsyncConnectionPool(
         url, min_size=POOL, max_size=POOL, open=False, kwargs={"autocommit": True}
@@ -338,6 +362,7 @@ async def _run(url: str) -> list[tuple[str, tuple[float, float], tuple[float, fl
             )
         )
     out.append(("point reads (card+account)", await _reads_asyncpg(url), await _reads_psycopg(url)))
+    out.append(("  asyncpg, the store's ReadConnections", await _reads_store(url), None))
     return out
 
 
@@ -361,7 +386,7 @@ def main() -> None:
     for name, a, p in rows:
         left = f"{a[0]:9,.0f} {a[1]:10.1f}"
         right = "" if p is None else f"{p[0]:9,.0f} {p[1]:10.1f}"
-        if name.startswith("  "):  # a psycopg-only variant: its figures in the psycopg column
+        if name.startswith("  psycopg"):  # a psycopg-only variant: in the psycopg column
             left, right = f"{'':20}", left
         print(f"{name:44} {left:>22} {right:>22}")
 
