@@ -22,14 +22,16 @@ from switch.notify.outbox import Alert
 from switch.notify.smpp import SmppTransport
 from switch.notify.transport import TransportError
 from switch.notify.worker import AlertWorker, RetryPolicy, reference_for
+from switch.store import SwitchStore
+from switch.store import open_store as open_switch_store
 from switch.store.api import AlertRow, Changes
-from switch.store.sqlite import SqliteStore
 from tests.smpp_peer import SmppPeer
 
 T = TypeVar("T")
 T0 = 1_800_000_000.0
 WHEN = datetime(2026, 11, 29, 13, 5, tzinfo=UTC)
 POLICY = RetryPolicy(base=10.0, cap=60.0, jitter=0.5, max_attempts=4)
+pytestmark = pytest.mark.usefixtures("store_backend")  # the SQLite and PostgreSQL outboxes
 
 
 class Clock:
@@ -47,8 +49,9 @@ def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(bounded())
 
 
-async def open_store(tmp_path: Path, alerts: int, now: float = T0) -> SqliteStore:
-    store = SqliteStore(tmp_path / "switch.db", durable=False)
+async def open_store(tmp_path: Path, alerts: int, now: float = T0) -> SwitchStore:
+    # the state directory's SQLite file, or SWITCH_STORE's PostgreSQL database (store_backend)
+    store = open_switch_store(None, tmp_path, durable=False)
     await store.open()
     rows = [
         AlertRow(
@@ -64,7 +67,7 @@ async def open_store(tmp_path: Path, alerts: int, now: float = T0) -> SqliteStor
     return store
 
 
-def alert_rows(store: SqliteStore) -> list[tuple[object, ...]]:
+def alert_rows(store: SwitchStore) -> list[tuple[object, ...]]:
     return store.query(
         "SELECT alert_id, status, attempts, next_attempt_at, carrier_id, last_error "
         "FROM alerts ORDER BY alert_id"
@@ -207,7 +210,7 @@ class CrashAfterSend(Exception):
 class CrashingOutbox:
     """The real store, but the process 'dies' when it tries to mark the alert sent."""
 
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: SwitchStore) -> None:
         self.store = store
 
     def claim_due_alerts(self, now: float, limit: int) -> list[Alert]:
