@@ -568,3 +568,36 @@ def test_a_decline_and_its_notification_are_one_transaction(
         [(kind, body)] = events()
         assert kind == "payment.declined" and json.loads(body)["order_id"] == order_id
         assert status(h, order_id)["OrderStatus"] == 6 and len(events()) == 1  # once
+
+
+def test_abandoned_orders_are_declined_and_notified_without_a_call(
+    state: Path, tmp_path: Path
+) -> None:
+    """Nobody opens the page or asks for the status again: the sweeper declines the order
+    when its session is over, and the merchant hears of it; after a restart too."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("s" * 40 + "\n")
+    args = ["set-callback", "--state-dir", str(state), MERCHANT.merchant_id,
+            "https://merchant.example/hook", "--secret-file", str(secret)]  # fmt: skip
+    assert notify_cli(args) == 0
+    quiet = GatewayConfig(sweep_s=0)  # the test calls the sweep itself
+
+    def declined(h: GatewayHarness) -> list[str]:
+        rows = h.query("SELECT body FROM merchant_events WHERE event_type = 'payment.declined'")
+        return sorted(json.loads(b)["order_reference"] for (b,) in rows)
+
+    with GatewayHarness(state, ManualClock(T0), quiet) as h:
+        svc = h.s.gateway.service
+        h.register("GONE-1", 1_000)
+        h.register("GONE-2", 1_000, sessionTimeoutSecs="1200")
+        paid = h.register("PAID-1", 1_000)
+        assert pay_over_http(h, str(paid["formUrl"]), CARD).status == 303
+        h.register("GONE-3", 1_000)
+        assert h.call(svc.expire_due()) == 0  # nothing is due yet
+        h.clock.advance(601)
+        assert h.call(svc.expire_due()) == 2 and declined(h) == ["GONE-1", "GONE-3"]
+        assert h.call(svc.expire_due()) == 0  # once
+    # a restart: the open order registered by the previous run is still watched
+    with GatewayHarness(state, ManualClock(T0 + 1201), quiet) as h:
+        assert h.call(h.s.gateway.service.expire_due()) == 1
+        assert declined(h) == ["GONE-1", "GONE-2", "GONE-3"]

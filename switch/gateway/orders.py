@@ -270,6 +270,15 @@ class OrderStore:
         )
         return _order(rows[0]) if rows else None
 
+    async def open_orders(self) -> list[tuple[float, str]]:
+        """(expires_at, order_id) of every order still waiting for payment: what the expiry
+        sweeper must watch after a start (one scan, at start only)."""
+        rows = await self._run(
+            "SELECT expires_at, order_id FROM gateway_orders WHERE status = ?",
+            (int(OrderStatus.REGISTERED),),
+        )
+        return [(float(e), str(o)) for e, o in rows]
+
     async def by_number(self, merchant_id: str, order_number: str) -> Order | None:
         rows = await self._run(
             f"SELECT {_COLS} FROM gateway_orders WHERE merchant_id = ? AND order_number = ?",  # noqa: S608

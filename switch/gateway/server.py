@@ -8,6 +8,8 @@ put the merchant's password there on a GET.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import ssl
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from switch.gateway.page import PaymentPage
 from switch.gateway.service import GatewayConfig, GatewayService
 
 access_log = logging.getLogger("switch.gateway.access")
+log = logging.getLogger("switch.gateway")
 
 
 class PathOnlyAccessLogger(AbstractAccessLogger):
@@ -84,9 +87,26 @@ class Gateway:
         """The payment page's handlers (its in-memory checkouts, for tests and checks)."""
         return self.runner.app[PAGE]
 
+    sweeper: asyncio.Task[None] | None = None
+
     async def close(self) -> None:
+        if self.sweeper is not None:
+            self.sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.sweeper
         await self.runner.cleanup()
         self.service.orders.close()
+
+
+async def sweep(svc: GatewayService, every_s: float) -> None:
+    """Declines abandoned orders once their session is over (``GatewayService.expire_due``),
+    so their merchants are notified without asking."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await svc.expire_due()
+        except Exception:  # the next round tries again
+            log.exception("gateway: the expiry sweep failed")
 
 
 async def start_gateway(
@@ -116,4 +136,8 @@ async def start_gateway(
     for address in runner.addresses:  # the port actually bound (0 asked for a free one)
         bound = int(address[1])
         break
-    return Gateway(svc, runner, bound, tls is not None)
+    gateway = Gateway(svc, runner, bound, tls is not None)
+    await svc.watch_open_orders()
+    if svc.config.sweep_s > 0:
+        gateway.sweeper = asyncio.create_task(sweep(svc, svc.config.sweep_s), name="gw-expiry")
+    return gateway

@@ -12,6 +12,9 @@ is final (the page lets the cardholder try again after a wrong code, so the core
 one attempt is not the order's): its ``merchant_events`` row is written in the same
 transaction as the declined order row (``OrderStore.save(order, events)``), so a crash can
 neither lose the notification of a declined order nor notify a decline that was not stored.
+An abandoned order (nobody opens its page or asks its status again) is declined by the expiry
+sweeper (``expire_due``, every ``sweep_s``) once its session is over, so its merchant is
+told without asking.
 
 One order is changed by one coroutine at a time (``OrderLocks``): a cardholder's double
 click and a merchant's ``deposit.do`` racing a ``reverse.do`` are serialised per order, while
@@ -26,6 +29,7 @@ CVV2 straight into the ``AuthRequest`` (``pay``) and keeps them only in memory i
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -72,6 +76,8 @@ class GatewayConfig:
     max_tries: int = DEFAULT_MAX_TRIES
     #: the origin formUrl starts with (default: the origin the merchant called register.do on)
     public_url: str | None = None
+    #: seconds between two runs of the expiry sweeper (``expire_due``; 0: never)
+    sweep_s: float = 5.0
     #: wrong userName/password pairs allowed per id and per address (``lockout``)
     lockout: LockoutPolicy = field(default_factory=LockoutPolicy)
 
@@ -152,6 +158,8 @@ class GatewayService:
         self.locks = OrderLocks()
         self.login_guard = LoginGuard(self.config.lockout)
         self.code_sends = CodeSends()
+        #: (expires_at, order_id) of open orders, soonest first (``expire_due``)
+        self._due: list[tuple[float, str]] = []
         # the merchant notifications' recorder on the core (attached by the first caller)
         self.recorder = ensure_recorder(core)
 
@@ -218,7 +226,44 @@ class GatewayService:
         except StoreError as e:
             log.error("gateway: cannot store an order: %s", e)
             raise GatewayError(ErrorCode.SYSTEM_ERROR, "system error; retry later") from None
+        heapq.heappush(self._due, (order.expires_at, order.order_id))
         return order
+
+    # -- the expiry sweeper ------------------------------------------------------------------
+    async def watch_open_orders(self) -> None:
+        """At start: the orders registered before (by an earlier run) that are still open."""
+        try:
+            found = await self.orders.open_orders()
+        except StoreError as e:
+            log.error("gateway: cannot read the open orders (not swept until seen): %s", e)
+            return
+        for entry in found:
+            heapq.heappush(self._due, entry)
+
+    async def expire_due(self) -> int:
+        """Declines every open order whose session is over, and so notifies its merchant,
+        even if nobody asks for it again (an abandoned page); the number declined. Called
+        every few seconds by the server (``Gateway``), by tests directly. An order that was
+        paid or declined meanwhile is skipped; one the store fails on is tried again later."""
+        now = self.core.now()
+        declined = 0
+        retry: list[tuple[float, str]] = []
+        while self._due and self._due[0][0] <= now:
+            entry = heapq.heappop(self._due)
+            try:
+                order = await self.page_order(entry[1])
+            except GatewayError:
+                retry.append((now + 60.0, entry[1]))
+                continue
+            if order is None:
+                continue
+            if order.action_code == ACTION_EXPIRED and order.updated_at >= now:
+                declined += 1  # by this call (an order declined before is older)
+            elif order.status is OrderStatus.REGISTERED:  # not due after all: later
+                retry.append((max(order.expires_at, now + 1.0), order.order_id))
+        for entry in retry:
+            heapq.heappush(self._due, entry)
+        return declined
 
     async def find(self, merchant: Merchant, order_id: str, *, locked: bool = False) -> Order:
         """The merchant's order, its session expiry applied; ErrorCode 6 when it has none.
