@@ -428,3 +428,22 @@ def test_read_connections_share_and_survive_a_cancelled_read(pg_url: str) -> Non
             await reads.close()
 
     _run(body())
+
+
+def test_nodes_migrating_together_apply_each_file_once(pg_empty_url: str) -> None:
+    import threading
+
+    from switch.store.postgres_schema import migrate, migrations
+
+    applied: list[list[int]] = []
+
+    def node() -> None:
+        with psycopg.connect(pg_empty_url, autocommit=True) as conn:
+            applied.append(migrate(conn))
+
+    threads = [threading.Thread(target=node) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=60)
+    assert sorted(v for one in applied for v in one) == [v for v, _, _ in migrations()]

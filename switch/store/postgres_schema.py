@@ -108,24 +108,32 @@ def migrations() -> list[tuple[int, str, str]]:
 
 
 def migrate(conn: psycopg.Connection[tuple[object, ...]]) -> list[int]:
-    """Apply the pending migrations on ``conn`` (autocommit); the versions applied."""
+    """Apply the pending migrations on ``conn`` (autocommit); the versions applied. Nodes
+    starting together take turns (a session advisory lock around the whole step, so even
+    the creation of ``schema_migrations`` does not race)."""
+    conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+    try:
+        return _migrate_locked(conn)
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+
+def _migrate_locked(conn: psycopg.Connection[tuple[object, ...]]) -> list[int]:
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, "
         "name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
     )
+    rows = conn.execute("SELECT version FROM schema_migrations").fetchall()
+    done = {int(str(r[0])) for r in rows}
     applied: list[int] = []
     for version, name, sql in migrations():
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            row = conn.execute(
-                "SELECT 1 FROM schema_migrations WHERE version = %s", (version,)
-            ).fetchone()
-            if row is not None:
-                continue
+        if version in done:
+            continue
+        with conn.transaction():  # the file and its row, or neither
             conn.execute(sql.encode())  # bytes: no %-placeholder parsing of the script
             conn.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (%s, %s, %s)",
                 (version, name, time.time()),
             )
-            applied.append(version)
+        applied.append(version)
     return applied
