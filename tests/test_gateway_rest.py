@@ -31,6 +31,7 @@ from switch.core.model import TxnType
 from switch.core.testing import ManualClock
 from switch.gateway.orders import ORDER_ID_ALPHABET, ORDER_ID_LENGTH
 from switch.gateway.service import GatewayConfig
+from switch.merchant_notify import payment_order
 from switch.merchant_notify.cli import main as notify_cli
 from tests.gateway_harness import (
     CREDENTIALS,
@@ -601,3 +602,53 @@ def test_abandoned_orders_are_declined_and_notified_without_a_call(
     with GatewayHarness(state, ManualClock(T0 + 1201), quiet) as h:
         assert h.call(h.s.gateway.service.expire_due()) == 1
         assert declined(h) == ["GONE-1", "GONE-2", "GONE-3"]
+
+
+def test_a_final_decline_the_order_row_missed_is_recovered_and_notified(
+    h: GatewayHarness, tmp_path: Path
+) -> None:
+    """The core journaled the last attempt's decline, the process stopped before the order
+    row (and its notification) said so: the next call declines the order from the journal
+    and notifies the merchant once, as the page would have."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("s" * 40 + "\n")
+    args = ["set-callback", "--state-dir", str(h.state), MERCHANT.merchant_id,
+            "https://merchant.example/hook", "--secret-file", str(secret)]  # fmt: skip
+    assert notify_cli(args) == 0
+    svc = h.s.gateway.service
+    svc.recorder.refresh()
+    got = h.register("RECD-1", 900_000)
+    order_id = str(got["orderId"])
+    merchant = h.s.core.merchant(MERCHANT.merchant_id)
+    assert merchant is not None
+
+    async def attempt_counted() -> None:  # what pay() writes before it asks the core
+        order = await svc.orders.get(order_id)
+        assert order is not None
+        order.tries = 1
+        await svc.orders.save(order)
+        await h.s.core.start_otp(POOR.pan, merchant.name, 900_000)
+
+    async def declined_by_the_core(code: str) -> None:  # as pay() asks, then stops
+        order = await svc.orders.get(order_id)
+        term = h.s.core.terminal(merchant.terminal_id)
+        assert order is not None and term is not None
+        req = base_request(
+            merchant, term.acquirer_id, TxnType.PURCHASE, f"gw:{order_id}:1", 900_000, 12,
+            pan_=POOR.pan, expiry=POOR.expiry, cvv2=demo.cvv2(POOR.pan, POOR.expiry), otp=code,
+        )  # fmt: skip
+        with payment_order(svc._payment_order(order, notify_decline=False, taken=0, refunded=0)):
+            r = await h.s.core.authorize(req)
+        assert r.response_code.value == "51"
+
+    h.call(attempt_counted())
+    h.call(declined_by_the_core(h.last_code()))
+    assert h.query("SELECT COUNT(*) FROM merchant_events") == [(0,)]  # as pay() left it
+    s = status(h, order_id)
+    assert s["OrderStatus"] == 6 and s["SvfeResponse"] == "51" and s["actionCode"] == 116
+    assert s["Pan"] == f"{POOR.pan[:6]}**{POOR.pan[-4:]}"
+    assert status(h, order_id)["OrderStatus"] == 6
+    rows = h.query("SELECT event_type, body FROM merchant_events")
+    assert [t for t, _ in rows] == ["payment.declined"]
+    body = json.loads(rows[0][1])
+    assert body["order_id"] == order_id and body["response_code"] == "51"

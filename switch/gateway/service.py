@@ -321,10 +321,12 @@ class GatewayService:
         return order.status is OrderStatus.REGISTERED and order.tries > 0
 
     async def recover(self, order: Order) -> None:
-        """Settle an order whose last attempt the core approved but whose row was not updated
+        """Settle an order whose last attempt the core decided but whose row was not updated
         (the process stopped between the two commits): the journal has the answer under the
         attempt's idempotency key, so the order says paid (or held) as the cardholder was
-        charged. Called with the order's lock held, so never during that attempt itself."""
+        charged -- or, for a final decline, is declined now, with its merchant's notification
+        in the same transaction (``_decline``), as ``pay`` would have. Called with the
+        order's lock held, so never during that attempt itself."""
         if not self._unsettled(order):
             return
         # the core keeps a merchant's key as api:<merchant>:<key> (switch.core.context)
@@ -335,7 +337,14 @@ class GatewayService:
         except StoreError as e:
             log.error("gateway: cannot read the journal: %s", e)
             raise GatewayError(ErrorCode.SYSTEM_ERROR, "system error; retry later") from None
-        if row is None or row.response_code != ResponseCode.APPROVED.value:
+        if row is None:
+            return
+        if row.response_code != ResponseCode.APPROVED.value:
+            if not self._retryable(row.response_code, order.tries):
+                self._event(order, "final decline recovered from the journal")
+                rc = row.response_code
+                order.masked_pan = f"{row.masked_pan[:6]}**{row.masked_pan[-4:]}"
+                await self._decline(order, rc, action_code(rc), row.txn_id)
             return
         preauth = order.kind is OrderKind.PREAUTH
         order.status = OrderStatus.PREAUTHORIZED if preauth else OrderStatus.DEPOSITED
@@ -347,6 +356,12 @@ class GatewayService:
         order.deposit_amount = 0 if preauth else order.amount
         await self._save(order)
         self._event(order, "recovered from the journal")
+
+    def _retryable(self, response_code: str, tries: int) -> bool:
+        """May the cardholder try again after this decline of attempt ``tries``? After a
+        wrong code, or when the switch could not decide, while tries are left."""
+        retry = (ResponseCode.INCORRECT_PIN.value, ResponseCode.SYSTEM_MALFUNCTION.value)
+        return response_code in retry and tries < self.config.max_tries
 
     async def _save(self, order: Order) -> None:
         order.updated_at = self.core.now()
@@ -494,10 +509,7 @@ class GatewayService:
             await self._save(order)
             self._event(order, "authorized" if txn is TxnType.PREAUTH else "paid")
             return r
-        retry = rc is ResponseCode.INCORRECT_PIN and order.tries < self.config.max_tries
-        if rc is ResponseCode.SYSTEM_MALFUNCTION:
-            retry = order.tries < self.config.max_tries  # the switch could not decide
-        if retry:
+        if self._retryable(rc.value, order.tries):
             order.action_code = action_code(rc.value)
             await self._save(order)
         else:  # the notification names the declined attempt's journal row
