@@ -10,14 +10,17 @@ blocking connections, as ``switch.store.api`` allows: they are off the hot path,
 blocking call cannot await an asyncpg connection from inside the running loop.
 
 Group commit (as ``SqliteStore``): ``submit`` appends a unit to the pending batch; once every
-task runnable now has queued its unit, the batch is written by ONE statement
+task runnable now has queued its unit, the batch's rows are written by ONE statement
 (``switch.store.postgres_sql.commit_sql``: one ``WITH`` clause per table, each fed by arrays)
-on the writer connection -- one round trip, one transaction -- and the futures resolve only
-after PostgreSQL acknowledged the COMMIT (``synchronous_commit=on``: the WAL is flushed).
-While one batch is in flight the next accumulates. A batch that also carries rarer rows (an
-import batch, merchant notifications) runs them in an explicit transaction with it. If a
+on the writer connection, and the futures resolve only after PostgreSQL acknowledged the
+COMMIT (``synchronous_commit=on``: the WAL is flushed). While one batch is in flight the next
+accumulates. Units carrying version guards (several nodes, ``postgres_guards``) are checked
+first in the same transaction, after their keys and rows are locked: those whose guards fail
+are left out and get ``Conflict``. A batch with nothing to guard and no rarer rows (import
+batches, merchant notifications) is that one statement alone, its own transaction. If a
 batch fails, every unit in it fails and the store refuses further commits (the core answers
-96): the core's memory and the database must not diverge.
+96): the core's memory and the database must not diverge; a deadlock or serialization
+failure (nothing written) is retried instead.
 
 Connections: one asyncpg writer, a few asyncpg read connections handed out in turn
 (``postgres_reads``: several reads in flight at once), psycopg connections for blocking
