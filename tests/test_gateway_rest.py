@@ -35,10 +35,13 @@ from switch.merchant_notify import payment_order
 from switch.merchant_notify.cli import main as notify_cli
 from tests.gateway_harness import (
     CREDENTIALS,
+    CSRF,
     MERCHANT,
     OTHER,
     T0,
     GatewayHarness,
+    cvv2,
+    expiry_mm_yy,
     page,
     pay_over_http,
     rest,
@@ -589,14 +592,22 @@ def test_abandoned_orders_are_declined_and_notified_without_a_call(
 
     with GatewayHarness(state, ManualClock(T0), quiet) as h:
         svc = h.s.gateway.service
-        h.register("GONE-1", 1_000)
+        gone = h.register("GONE-1", 1_000)
+        # the cardholder typed the card, got the code and left: the card waits in memory
+        url = str(gone["formUrl"])
+        m = CSRF.search(page(url).body)
+        assert m is not None
+        card = {"csrf": m.group(1), "mdOrder": str(gone["orderId"]), "action": "card",
+                "pan": CARD.pan, "expiry": expiry_mm_yy(CARD), "cvv2": cvv2(CARD)}  # fmt: skip
+        assert page(url, card).status == 303 and len(h.s.gateway.page.checkouts) == 1
         h.register("GONE-2", 1_000, sessionTimeoutSecs="1200")
         paid = h.register("PAID-1", 1_000)
         assert pay_over_http(h, str(paid["formUrl"]), CARD).status == 303
         h.register("GONE-3", 1_000)
-        assert h.call(svc.expire_due()) == 0  # nothing is due yet
+        assert h.call(h.s.gateway.sweep_once()) == 0  # nothing is due yet
         h.clock.advance(601)
-        assert h.call(svc.expire_due()) == 2 and declined(h) == ["GONE-1", "GONE-3"]
+        assert h.call(h.s.gateway.sweep_once()) == 2 and declined(h) == ["GONE-1", "GONE-3"]
+        assert not h.s.gateway.page.checkouts  # the typed card is forgotten with it
         assert h.call(svc.expire_due()) == 0  # once
     # a restart: the open order registered by the previous run is still watched
     with GatewayHarness(state, ManualClock(T0 + 1201), quiet) as h:

@@ -254,18 +254,26 @@ class PaymentPage:
     def _checkout(self, order: Order, sid: str) -> Checkout:
         """This browser's checkout of the order. Another browser's is replaced, its card
         dropped: whoever opens the link starts again and never uses a card someone else
-        typed. Expired ones are swept (at most once a minute) so abandoned pages keep neither
+        typed. Expired ones are swept (at most once a minute here, and by the gateway's
+        sweeper every few seconds: ``drop_expired``) so abandoned pages keep neither
         card data nor memory."""
         now = self.svc.core.now()
         if now - self._swept_at >= 60:
-            self._swept_at = now
-            for order_id in [k for k, c in self.checkouts.items() if c.expires_at <= now]:
-                self._drop(order_id)
+            self.drop_expired(now)
         checkout = self.checkouts.get(order.order_id)
         if checkout is None or not _same(checkout.sid, sid):
             self._drop(order.order_id)
             checkout = self.checkouts[order.order_id] = Checkout(order.expires_at)
         return checkout
+
+    def drop_expired(self, now: float) -> int:
+        """Forgets the checkouts (and the cards typed in them) whose session is over; how
+        many."""
+        self._swept_at = now
+        gone = [k for k, c in self.checkouts.items() if c.expires_at <= now]
+        for order_id in gone:
+            self._drop(order_id)
+        return len(gone)
 
     def _session(self, response: web.Response, checkout: Checkout) -> web.Response:
         response.set_cookie(

@@ -97,14 +97,21 @@ class Gateway:
         await self.runner.cleanup()
         self.service.orders.close()
 
+    async def sweep_once(self) -> int:
+        """Declines the orders whose session is over (``GatewayService.expire_due``: their
+        merchants are notified without asking) and forgets their pages' checkouts, with any
+        card typed in them (``PaymentPage.drop_expired``); the number of orders declined."""
+        declined = await self.service.expire_due()
+        self.page.drop_expired(self.service.core.now())
+        return declined
 
-async def sweep(svc: GatewayService, every_s: float) -> None:
-    """Declines abandoned orders once their session is over (``GatewayService.expire_due``),
-    so their merchants are notified without asking."""
+
+async def sweep(gateway: Gateway, every_s: float) -> None:
+    """``Gateway.sweep_once`` every ``every_s`` seconds until cancelled."""
     while True:
         await asyncio.sleep(every_s)
         try:
-            await svc.expire_due()
+            await gateway.sweep_once()
         except Exception:  # the next round tries again
             log.exception("gateway: the expiry sweep failed")
 
@@ -139,5 +146,5 @@ async def start_gateway(
     gateway = Gateway(svc, runner, bound, tls is not None)
     await svc.watch_open_orders()
     if svc.config.sweep_s > 0:
-        gateway.sweeper = asyncio.create_task(sweep(svc, svc.config.sweep_s), name="gw-expiry")
+        gateway.sweeper = asyncio.create_task(sweep(gateway, svc.config.sweep_s), name="gw-expiry")
     return gateway
