@@ -70,7 +70,6 @@ from switch.store.postgres_guards import (
     BILLS_SQL,
     LOCK_KEYS_SQL,
     LOCK_ROWS_SQL,
-    SLOTS_SQL,
     Touched,
     check,
 )
@@ -324,15 +323,16 @@ class PostgresStore:
             view: dict[tuple[int, int], int] = {}
             slots: dict[str, tuple[str, float]] = {}
             paid: dict[tuple[str, str], str | None] = {}
-            if touched.keys:
+            if touched.keys:  # first, and alone: the next statement's snapshot must follow it
                 await conn.execute(LOCK_KEYS_SQL, touched.keys)
-                for key, txn_id, at in await conn.fetch(SLOTS_SQL, touched.keys):
-                    slots[str(key)] = (str(txn_id), float(at))
-            if touched.accounts or touched.cards:
-                for kind, row_id, version in await conn.fetch(
-                    LOCK_ROWS_SQL, touched.accounts, touched.cards
+            if touched.accounts or touched.cards or touched.keys:
+                for kind, row_id, version, key, txn_id, at in await conn.fetch(
+                    LOCK_ROWS_SQL, touched.accounts, touched.cards, touched.keys
                 ):
-                    view[int(kind), int(row_id)] = int(version)
+                    if kind == 2:
+                        slots[str(key)] = (str(txn_id), float(at))
+                    else:
+                        view[int(kind), int(row_id)] = int(version)
             if touched.bills:
                 billers, refs = zip(*touched.bills, strict=True)
                 for biller, ref, mark in await conn.fetch(BILLS_SQL, billers, refs):

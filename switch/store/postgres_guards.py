@@ -29,14 +29,20 @@ LOCK_KEYS_SQL = (
     "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(k, 13) AS h "
     "FROM unnest($1::text[]) AS k ORDER BY 1) AS s"
 )
+#: Locks the accounts and cards and reads their versions, and reads the idempotency slots
+#: (whose keys the previous statement locked, so this statement's snapshot already sees every
+#: answer given for them), in one round trip. Rows: (0 = account | 1 = card, id, version,
+#: NULL, NULL, NULL) and (2, 0, 0, key, txn id, created_at) for each slot found.
 LOCK_ROWS_SQL = (
     "WITH a AS (SELECT 0 AS kind, account_id AS id, version FROM accounts "
     "WHERE account_id = ANY($1::int8[]) ORDER BY account_id FOR UPDATE), "
     "c AS (SELECT 1 AS kind, card_id AS id, version FROM cards "
     "WHERE card_id = ANY($2::int8[]) ORDER BY card_id FOR UPDATE) "
-    "SELECT kind, id, version FROM a UNION ALL SELECT kind, id, version FROM c"
+    "SELECT kind, id, version, NULL::text AS key, NULL::text AS txn_id, NULL::float8 AS at "
+    "FROM a UNION ALL SELECT kind, id, version, NULL, NULL, NULL FROM c "
+    "UNION ALL SELECT 2, 0, 0, key, txn_id, created_at FROM idempotency "
+    "WHERE key = ANY($3::text[])"
 )
-SLOTS_SQL = "SELECT key, txn_id, created_at FROM idempotency WHERE key = ANY($1::text[])"
 BILLS_SQL = (
     "SELECT biller_id, reference, paid_txn FROM bills WHERE (biller_id, reference) IN "
     "(SELECT * FROM unnest($1::text[], $2::text[])) ORDER BY biller_id, reference FOR UPDATE"
