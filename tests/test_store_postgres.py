@@ -447,3 +447,38 @@ def test_nodes_migrating_together_apply_each_file_once(pg_empty_url: str) -> Non
     for th in threads:
         th.join(timeout=60)
     assert sorted(v for one in applied for v in one) == [v for v, _, _ in migrations()]
+
+
+def test_nodes_starting_together_on_an_empty_database_seed_it_once(
+    tmp_path: Path, pg_url: str
+) -> None:
+    import threading
+
+    from switch.core.service import _load_or_create_secret
+    from switch.hsm.lmk import Lmk
+
+    state = tmp_path / "shared"  # the nodes' common keys, made before they start
+    state.mkdir(mode=0o700)
+    Lmk.load_or_create(state / "lmk.json")
+    _load_or_create_secret(state / "pan.key")
+    errors: list[BaseException] = []
+
+    def node() -> None:
+        async def start() -> None:
+            core = await SwitchCore.open(state, durable=False, store_spec=pg_url, shared=True)
+            await core.close()
+
+        try:
+            asyncio.run(start())
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=node) for _ in range(3)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=60)
+    assert errors == []
+    with psycopg.connect(pg_url) as conn:
+        (cards,) = conn.execute("SELECT COUNT(*) FROM cards").fetchone() or (0,)
+    assert cards == len(demo.CARDS)

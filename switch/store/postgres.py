@@ -88,6 +88,7 @@ from switch.store.postgres_sql import (
 log = logging.getLogger("switch.store")
 
 _COMMIT_SQL = commit_sql("dollar")
+SEED_LOCK = 0x7377697463687364  # pg_advisory_lock key of the first start's seeding
 TXN_SEQ_LOCK = 0x7377697463687371  # pg_advisory_xact_lock key of reserve_txn_ids
 _RETRIES = 5  # a batch rolled back by a deadlock or serialization failure is tried again
 # reads carry the row's version (migration 0011, docs/architecture.md §7); inserts leave it 0
@@ -172,6 +173,7 @@ class PostgresStore:
         self._sync_lock = threading.Lock()
         self._adminc: psycopg.Connection[tuple[Any, ...]] | None = None
         self._admin_lock = threading.Lock()
+        self._seeding = False  # is_empty said True: the seed lock is held until flush_admin
         self._outbox: PostgresOutbox | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: list[tuple[Changes, asyncio.Future[None]]] = []
@@ -531,7 +533,24 @@ class PostgresStore:
         return self._q(format_placeholders(sql), args)
 
     def is_empty(self) -> bool:
-        return not self._q("SELECT 1 FROM accounts LIMIT 1")
+        """True for a database with no accounts: the caller seeds it. Nodes starting together
+        on an empty database take turns: the one told True holds a session advisory lock on
+        its admin connection until its inserts are flushed (``flush_admin``), and the others
+        wait here, then find the accounts it wrote."""
+        with self._admin_lock:
+            conn = self._adminc
+            if conn is None:
+                raise StoreError("store is not open")
+            if self._seeding:
+                return True
+            conn.execute("SELECT pg_advisory_lock(%s)", (SEED_LOCK,))
+            empty = conn.execute("SELECT 1 FROM accounts LIMIT 1").fetchone() is None
+            if empty:
+                self._seeding = True  # released by flush_admin (or by closing)
+            else:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (SEED_LOCK,))
+            conn.commit()
+            return empty
 
     def terminals(self) -> list[Terminal]:
         rows = self._q(
@@ -645,6 +664,10 @@ class PostgresStore:
             if conn is None:
                 raise StoreError("store is not open")
             conn.commit()
+            if self._seeding:  # the seeding is durable: the nodes waiting in is_empty go on
+                conn.execute("SELECT pg_advisory_unlock(%s)", (SEED_LOCK,))
+                conn.commit()
+                self._seeding = False
 
     def _admin_tx(self, sql: str, args: tuple[object, ...]) -> None:
         """One statement in a transaction of its own, committed now."""
