@@ -170,16 +170,19 @@ def rest(
     *,
     post: bool = False,
     context: ssl.SSLContext | None = None,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """One SATIM call as the PHP/JS clients make it: GET with a query, or POST form-encoded."""
+    """One SATIM call as the PHP/JS clients make it: GET with a query, or POST form-encoded
+    (``headers``: extra ones, e.g. what a reverse proxy adds)."""
     data = urllib.parse.urlencode(params)
     url = f"{base}/payment/rest/{endpoint}"
     assert url.startswith(("http://", "https://"))
+    extra = headers or {}
     if post:
-        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        form = {"Content-Type": "application/x-www-form-urlencoded", **extra}
         req = urllib.request.Request(url, data=data.encode(), headers=form)  # noqa: S310
     else:
-        req = urllib.request.Request(f"{url}?{data}")  # noqa: S310
+        req = urllib.request.Request(f"{url}?{data}", headers=extra)  # noqa: S310
     with urllib.request.urlopen(req, timeout=10, context=context) as r:  # noqa: S310
         assert r.status == 200
         assert r.headers["Content-Type"].startswith("application/json")

@@ -6,6 +6,7 @@ clients and a browser without JavaScript send it (``tests.gateway_harness``).
 
 from __future__ import annotations
 
+import argparse
 import http.cookiejar
 import logging
 import sqlite3
@@ -16,6 +17,7 @@ import pytest
 
 from switch.core import demo
 from switch.core.testing import ManualClock
+from switch.gateway import options as gateway_options
 from switch.gateway.lockout import Locked, LockoutPolicy, LoginGuard
 from switch.gateway.service import GatewayConfig
 from tests.gateway_harness import (
@@ -241,3 +243,47 @@ def test_a_store_failure_on_the_page_is_a_503_not_a_half_step(
         db.close()
     back = page(url, cancel, cookies=jar)  # the cardholder tries again: it works
     assert back.status == 303 and back.location.startswith(h.fail_url)
+
+
+def test_behind_a_trusted_proxy_the_forwarded_client_is_counted(
+    state: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "switch.gateway")
+    config = GatewayConfig(lockout=POLICY, trusted_proxies=frozenset({"127.0.0.1"}))
+    other = {"userName": OTHER.merchant_id, "password": OTHER.api_key, "orderId": "A" * 20}
+
+    with GatewayHarness(state, ManualClock(T0), config) as gw:
+
+        def via(client: str, params: dict[str, str]) -> dict[str, object]:
+            headers = {"X-Forwarded-For": client}
+            return rest(gw.base, "getOrderStatus.do", params, headers=headers)
+
+        for n in range(8):  # one client behind the proxy guesses: that client is locked
+            assert via("203.0.113.7", {"userName": f"spray-{n}", "password": "x",
+                                       "orderId": "A" * 20})["ErrorCode"] == "5"  # fmt: skip
+        assert "locked" in str(via("203.0.113.7", other)["ErrorMessage"])
+        # a forged first entry does not help: the proxy's (last) entry is the one counted
+        assert "locked" in str(via("198.51.100.9, 203.0.113.7", other)["ErrorMessage"])
+        # another shop behind the same proxy is not locked out with it
+        assert via("198.51.100.9", other)["ErrorCode"] == "6"
+        assert via("203.0.113.7, 198.51.100.9", other)["ErrorCode"] == "6"
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "address 203.0.113.7 locked for 900 s after 8 failures" in text
+
+
+def test_forwarded_for_is_ignored_from_an_untrusted_peer(h: GatewayHarness) -> None:
+    for n in range(8):  # each with another forged address: all are 127.0.0.1's failures
+        params = {"userName": f"spray-{n}", "password": "x", "orderId": "A" * 20}
+        rest(h.base, "getOrderStatus.do", params, headers={"X-Forwarded-For": f"10.0.0.{n}"})
+    locked = h.register("XFF-1")
+    assert locked["errorCode"] == "5" and "locked" in str(locked["errorMessage"])
+
+
+def test_trusted_proxy_option_takes_ip_addresses_only() -> None:
+    parser = argparse.ArgumentParser()
+    gateway_options.add_arguments(parser)
+    args = parser.parse_args(["--gateway-trusted-proxy", "10.0.0.1",
+                              "--gateway-trusted-proxy", "::1"])  # fmt: skip
+    assert args.gateway_trusted_proxy == ["10.0.0.1", "::1"]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--gateway-trusted-proxy", "proxy.example"])

@@ -2,7 +2,8 @@
 
 ``--gateway-port`` (default 8081; 0: a free port; -1: off), ``--gateway-tls-cert`` /
 ``--gateway-tls-key`` (checked as gRPC's TLS files are), ``--gateway-public-url`` (the origin
-``formUrl`` starts with behind a proxy), ``--gateway-session-timeout``
+``formUrl`` starts with behind a proxy), ``--gateway-trusted-proxy`` (whose
+``X-Forwarded-For`` names the client), ``--gateway-session-timeout``
 (seconds a payment page stays usable, default 600) and ``--gateway-max-tries`` (payment
 attempts on one order, default 3).
 """
@@ -10,6 +11,7 @@ attempts on one order, default 3).
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,6 +58,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "through a proxy (default: what the merchant called register.do on)",
     )
     parser.add_argument(
+        "--gateway-trusted-proxy",
+        action="append",
+        default=[],
+        type=proxy_address,
+        metavar="IP",
+        help="a reverse proxy in front of the gateway (repeatable): for its requests the "
+        "client address (counted by the login failure limit) is the last X-Forwarded-For "
+        "entry, not the proxy's",
+    )
+    parser.add_argument(
         "--gateway-session-timeout",
         type=ascii_int,
         default=DEFAULT_SESSION_TIMEOUT_S,
@@ -70,6 +82,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"payment attempts per order on the page (default {DEFAULT_MAX_TRIES})",
     )
+
+
+def proxy_address(text: str) -> str:
+    """``--gateway-trusted-proxy``: one IP address (argparse type), in its usual form."""
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
 
 
 def check(args: argparse.Namespace) -> None:
@@ -102,6 +122,7 @@ async def start(core: SwitchCore, args: argparse.Namespace) -> Gateway | None:
         session_timeout_s=float(args.gateway_session_timeout),
         max_tries=args.gateway_max_tries,
         public_url=public,
+        trusted_proxies=frozenset(args.gateway_trusted_proxy),
     )
     gateway = await start_gateway(core, args.host, args.gateway_port, config=config, tls=tls)
     scheme = "https" if tls is not None else "http"

@@ -9,6 +9,7 @@ a GET holds the merchant's password.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import re
@@ -186,8 +187,23 @@ def form_url(request: web.Request, svc: GatewayService, order: Order) -> str:
     return f"{base}/payment/merchants/{merchant}/payment_{lang}.html?mdOrder={order.order_id}"
 
 
+def client_address(request: web.Request, trusted_proxies: frozenset[str]) -> str:
+    """The caller's IP address as the login failure limit counts it: the peer's, or, when
+    the peer is one of ``--gateway-trusted-proxy``, the last ``X-Forwarded-For`` entry (the
+    one that proxy appended; earlier entries are the client's to forge)."""
+    peer = request.remote or "-"
+    if peer not in trusted_proxies:
+        return peer
+    forwarded = ",".join(request.headers.getall("X-Forwarded-For", []))
+    last = forwarded.rsplit(",", 1)[-1].strip()
+    try:
+        return str(ipaddress.ip_address(last))
+    except ValueError:  # no header, or not an address: the proxy's own
+        return peer
+
+
 def _merchant(svc: GatewayService, p: Params, request: web.Request) -> Any:
-    address = request.remote or "-"
+    address = client_address(request, svc.config.trusted_proxies)
     return svc.authenticate(required(p, "userName"), required(p, "password"), address)
 
 

@@ -76,6 +76,8 @@ class GatewayConfig:
     max_tries: int = DEFAULT_MAX_TRIES
     #: the origin formUrl starts with (default: the origin the merchant called register.do on)
     public_url: str | None = None
+    #: reverse proxies whose ``X-Forwarded-For`` names the client (``client_address``)
+    trusted_proxies: frozenset[str] = frozenset()
     #: seconds between two runs of the expiry sweeper (``expire_due``; 0: never)
     sweep_s: float = 5.0
     #: wrong userName/password pairs allowed per id and per address (``lockout``)
