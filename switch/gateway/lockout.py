@@ -9,8 +9,8 @@ the password is checked, so a right guess during the lock is refused too and tel
 
 Locking a merchant id lets anyone lock that merchant's API out; to blunt that, an address
 the merchant logged in from successfully within ``trust_s`` is not held by the merchant id's
-lock (only by its own address lock). Behind a reverse proxy every client has the proxy's
-address (aiohttp's ``request.remote``), so the address limit then counts them all together.
+lock (only by its own address lock). The address is the peer's, or, for a peer named by
+``--gateway-trusted-proxy``, the last ``X-Forwarded-For`` entry (``rest.client_address``).
 
 Times come from the core's clock (``SwitchCore.now``), so tests move them. State is in this
 process's memory, bounded (``max_entries`` per table): a restart forgets it, and a flood of
