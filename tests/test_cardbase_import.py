@@ -592,3 +592,40 @@ def test_overlapped_and_one_process_imports_give_the_same_store(
         results.append((out.loaded, out.rejected, rejects, rows, out.total))
     assert results[0] == results[1]
     assert results[0][:2] == (300 - 42, 42 + 1)
+
+
+def test_the_last_card_s_phone_wins_when_the_reader_looked_its_account_up_early(
+    state: Path, keys: Path, tmp_path: Path
+) -> None:
+    """The reader process looks up the accounts of the batches ahead of the one being
+    written; a card's SMS number is compared with the account's as committed, so a number
+    changed by an earlier batch of the same file and changed back by a later one ends as
+    the file's last card says."""
+    from switch.cardbase.importer import Importer
+    from switch.cardbase.keys import load_keys
+    from switch.config import load_config
+    from switch.store.sqlite_cardbase import SqliteCardBase
+
+    assert run("accounts", accounts_csv(tmp_path / "a.csv", [1]), "--state-dir", state) == 0
+    original = f"+21356{1:07d}"
+    changed = "+213550009999"
+    lines = [
+        card_line(1, account=account_no(1), phone=changed),
+        card_line(2, account=account_no(1), phone=original),
+        card_line(3, account=account_no(1)),
+    ]
+    cards = write(tmp_path / "c.csv", CARD_HEADER, lines)
+    db = SqliteCardBase(state / "switch.db", durable=False)
+    try:
+        importer = Importer(
+            db, kind="cards", update=False, config=load_config(),
+            pan_key=bytes.fromhex((state / "pan.key").read_text()), keys=load_keys(keys),
+            batch_size=1, child_min_bytes=0,
+        )  # fmt: skip
+        out = importer.run(cards, "csv", on_reject=lambda r: None)
+    finally:
+        db.close()
+    assert (out.loaded, out.rejected) == (3, 0)
+    assert query(state, "SELECT phone FROM accounts WHERE number = ?", (account_no(1),)) == [
+        (original,)
+    ]

@@ -116,6 +116,9 @@ class _Written(NamedTuple):
 
 
 #: A batch after the checks that need no look-up: what to write, and the records rejected.
+#: The cards' accounts by number (a cards import creates none: a look-up made by the reader
+#: before the batch's transaction holds, except for the SMS number, read again here)
+_Accounts = dict[str, StoredAccount]
 _Checked = tuple[
     list[tuple[int, CardRecord, bytes]] | list[tuple[int, AccountRecord]], list[Reject]
 ]
@@ -299,18 +302,19 @@ class Importer:
         # in file order, each seeing the ones before; each commits or rolls back whole (an
         # interrupt included).
         start = (total.next_offset, total.next_line)
-        stages: Iterator[tuple[tuple[int, int], _Checked]]
+        stages: Iterator[tuple[tuple[int, int], _Checked, _Accounts | None]]
         if self.overlap and path.stat().st_size - total.next_offset >= self.child_min_bytes:
             from switch.cardbase.checker import checked_in_child
 
             stages = checked_in_child(
-                path, fmt, self.kind, start, self.batch_size, self.config, self._pan_key
-            )
+                path, fmt, self.kind, start, self.batch_size, self.config, self._pan_key,
+                self.db.path,
+            )  # fmt: skip
         else:
             stages = self._checked_here(path, fmt, start)
         try:
-            for end, checked in stages:
-                total = report(self._write(end, checked, digest, name, total))
+            for end, checked, accounts in stages:
+                total = report(self._write(end, checked, accounts, digest, name, total))
         finally:
             close = getattr(stages, "close", None)
             if close is not None:
@@ -328,11 +332,11 @@ class Importer:
 
     def _checked_here(
         self, path: Path, fmt: str, start: tuple[int, int]
-    ) -> Iterator[tuple[tuple[int, int], _Checked]]:
+    ) -> Iterator[tuple[tuple[int, int], _Checked, _Accounts | None]]:
         with path.open("rb") as fh:
             for batch in _batches(_records(fh, fmt, self.kind, *start), self.batch_size):
                 last = batch[-1]
-                yield (last.end_offset, last.end_line), self._check(batch)
+                yield (last.end_offset, last.end_line), self._check(batch), None
 
     def _check(self, batch: list[RawRecord]) -> _Checked:
         """The checks that need no look-up (parsing, Luhn, PAN hash): outside the transaction,
@@ -343,16 +347,23 @@ class Importer:
         return parse_accounts(batch)
 
     def _write(
-        self, end: tuple[int, int], checked: _Checked, digest: str, name: str, before: Progress
+        self,
+        end: tuple[int, int],
+        checked: _Checked,
+        accounts: _Accounts | None,
+        digest: str,
+        name: str,
+        before: Progress,
     ) -> _Written:
         """One transaction: the batch's look-ups, writes and progress row; ``end``: where
-        the batch ends (byte offset, line)."""
+        the batch ends (byte offset, line); ``accounts``: the cards' accounts if the reader
+        looked them up already (``switch.cardbase.checker``)."""
         parsed, rejects = checked
         rejects = list(rejects)
         self.db.begin()
         try:
             if self.kind == "cards":
-                loaded, updated = self._cards(parsed, rejects)  # type: ignore[arg-type]
+                loaded, updated = self._cards(parsed, rejects, accounts)  # type: ignore[arg-type]
             else:
                 loaded, updated = self._accounts(parsed, rejects)  # type: ignore[arg-type]
             rejects.sort(key=lambda r: r.line)
@@ -369,7 +380,10 @@ class Importer:
 
     # -- cards -------------------------------------------------------------------------------
     def _cards(
-        self, parsed: list[tuple[int, CardRecord, bytes]], rejects: list[Reject]
+        self,
+        parsed: list[tuple[int, CardRecord, bytes]],
+        rejects: list[Reject],
+        accounts: _Accounts | None = None,
     ) -> tuple[int, int]:
         """Insert the batch's cards as new ones, then deal with the PANs the store had.
 
@@ -379,7 +393,9 @@ class Importer:
         PAN hash before the insert (which probes the same index again): a first load, where
         almost no PAN is known, pays for the index once per card.
         """
-        accounts = self.db.accounts_by_number(sorted({r.account for _, r, _ in parsed}))
+        looked_up_before = accounts is not None
+        if accounts is None:
+            accounts = self.db.accounts_by_number(sorted({r.account for _, r, _ in parsed}))
         keys = self.keys
         assert keys is not None
         first_id = next_id = self.db.next_card_id()
@@ -422,7 +438,10 @@ class Importer:
         for _, rec, _, acct, _ in accepted:  # in file order: the last card's phone wins
             if rec.phone:
                 phones[acct.account_id] = (acct.holder, rec.phone, acct.account_id)
-        phone_now = {a.account_id: a.phone for a in accounts.values()}
+        if phones and looked_up_before:  # an earlier batch may have changed one since
+            phone_now = self.db.account_phones(sorted(phones))
+        else:
+            phone_now = {a.account_id: a.phone for a in accounts.values()}
         changed = [p for p in phones.values() if p[1] != phone_now[p[2]]]
         self.db.update_cards(updates)
         self.db.update_accounts(changed)

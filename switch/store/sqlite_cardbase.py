@@ -107,8 +107,9 @@ class SqliteCardBase:
     """Batched writes of an import into ``db_path`` (a store ``SqliteStore.open`` migrated)."""
 
     def __init__(self, db_path: Path, *, durable: bool = True, readonly: bool = False) -> None:
-        # One thread at a time, but not always the same: the importer writes a batch on a
-        # worker thread while the main thread checks the next one.
+        self.path = db_path
+        # One thread at a time, but not always the same (the live import's look-ups run on
+        # the event loop's worker threads).
         if readonly:  # a running switch's look-ups (switch.cardbase.live): it writes itself
             self._conn = sqlite3.connect(
                 f"file:{db_path}?mode=ro", uri=True, isolation_level=None,
@@ -207,6 +208,11 @@ class SqliteCardBase:
                 numbers,
             )
         }
+
+    def account_phones(self, account_ids: Sequence[int]) -> dict[int, str]:
+        return dict(
+            self._in("SELECT account_id, phone FROM accounts WHERE account_id IN ({})", account_ids)
+        )
 
     def next_card_id(self) -> int:
         return int(
