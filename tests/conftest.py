@@ -65,13 +65,16 @@ def pg_server_durable() -> Iterator[PgServer]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+def store_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Runs a test on each backend: for PostgreSQL, ``SWITCH_STORE`` names a fresh database
-    (``SwitchCore.open`` and the switch's processes use it). A module opts in with
-    ``pytestmark = pytest.mark.usefixtures("store_backend")``."""
-    if request.param == "postgresql":
-        durable = getattr(request.module, "PG_DURABLE", False)
-        server: PgServer = request.getfixturevalue("pg_server_durable" if durable else "pg_server")
-        db = server.create_database(server.migrated())
-        monkeypatch.setenv("SWITCH_STORE", server.url(db))
-    return str(request.param)
+    (``SwitchCore.open`` and the switch's processes use it), dropped after the test. A module
+    opts in with ``pytestmark = pytest.mark.usefixtures("store_backend")``."""
+    if request.param != "postgresql":
+        yield str(request.param)
+        return
+    durable = getattr(request.module, "PG_DURABLE", False)
+    server: PgServer = request.getfixturevalue("pg_server_durable" if durable else "pg_server")
+    db = server.create_database(server.migrated())
+    monkeypatch.setenv("SWITCH_STORE", server.url(db))
+    yield str(request.param)
+    server.drop_database(db)  # ~8 MB each: a session's worth would fill /tmp

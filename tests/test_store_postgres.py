@@ -19,7 +19,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -44,15 +44,19 @@ ok = t.authorize_expecting
 
 
 @pytest.fixture
-def pg_url(pg_server: PgServer) -> str:
+def pg_url(pg_server: PgServer) -> Iterator[str]:
     """A fresh database, migrated (copied from the session's migrated template)."""
-    return pg_server.url(pg_server.create_database(pg_server.migrated()))
+    db = pg_server.create_database(pg_server.migrated())
+    yield pg_server.url(db)
+    pg_server.drop_database(db)
 
 
 @pytest.fixture
-def pg_empty_url(pg_server: PgServer) -> str:
+def pg_empty_url(pg_server: PgServer) -> Iterator[str]:
     """A fresh, empty database: the store applies the migrations itself."""
-    return pg_server.url(pg_server.create_database())
+    db = pg_server.create_database()
+    yield pg_server.url(db)
+    pg_server.drop_database(db)
 
 
 def on_pg(
