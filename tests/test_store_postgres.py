@@ -1,11 +1,14 @@
 """The PostgreSQL store on a real, throwaway PostgreSQL (tests/pg_server.py).
 
 The behavioural suites run on both backends through ``store_backend`` (test_core_flows,
-test_holds_expiry, test_core_crash); this module covers what is PostgreSQL's own: the
-migration translation against the SQLite schema, the group commit of every ``Changes`` field,
-the version guards, state that must survive a restart (PIN tries, daily limits, balances),
-the SMS outbox, ``--store`` parsing, and ``switch run --store postgresql://...`` answering an
-ISO 8583 withdrawal with its SMS delivered by the worker process from PostgreSQL.
+test_holds_expiry, test_core_crash, test_live_cache, test_store_reversed_refunds,
+test_notify_worker, test_nodes_guards); this module covers what is PostgreSQL's own: the
+migration translation against the SQLite schema (and nodes migrating or seeding one empty
+database at once), the group commit of every ``Changes`` field, the version guards, state
+that must survive a restart (PIN tries, daily limits, balances), the SMS outbox, the read
+connections, the operator reads and audit CLI, ``switch import --store``, ``--store``
+parsing, and ``switch run --store postgresql://...`` answering an ISO 8583 withdrawal with
+its SMS delivered by the worker process from PostgreSQL.
 """
 
 from __future__ import annotations
