@@ -751,9 +751,10 @@ class PostgresStore:
         self, texts: Sequence[tuple[int, str]], *, setting: tuple[str, str]
     ) -> bool:
         """Replace ``(alert_id, text)`` texts and record ``setting`` in one transaction (for
-        secrets stored by an older release, ``switch.notify.reseal``). PostgreSQL keeps old
-        row versions until VACUUM reclaims them: run ``VACUUM alerts`` after a reseal that
-        rewrote anything (the caller is told False then, as SQLite's busy checkpoint)."""
+        secrets stored by an older release, ``switch.notify.reseal``). Such texts exist only
+        in SQLite stores (this backend came after the codes were sealed), so here the call
+        just records ``setting``; True: nothing of an old text is left to clean up. (Were a
+        text rewritten, its old row version would stay in the table's pages until VACUUM.)"""
         with self._admin_lock:
             conn = self._adminc
             if conn is None:
@@ -774,7 +775,7 @@ class PostgresStore:
             except BaseException:
                 conn.rollback()
                 raise
-        return not texts
+        return True
 
     # -- AlertOutbox (delegated: PostgresOutbox has its own connection) ----------------------
     def _alert_outbox(self) -> PostgresOutbox:
