@@ -489,3 +489,24 @@ def test_nodes_starting_together_on_an_empty_database_seed_it_once(
     with psycopg.connect(pg_url) as conn:
         (cards,) = conn.execute("SELECT COUNT(*) FROM cards").fetchone() or (0,)
     assert cards == len(demo.CARDS)
+
+
+def test_a_statement_that_hangs_fails_the_read_and_the_connection_stays_usable(
+    state: Path, pg_url: str
+) -> None:
+    from switch.store.api import StoreError
+
+    on_pg(state, pg_url, lambda core: asyncio.sleep(0))  # migrated and seeded
+
+    async def body() -> None:
+        store = PostgresStore(pg_url, durable=False, read_pool=1, timeout=0.2)
+        await store.open()
+        try:
+            with pytest.raises(StoreError, match="read failed"):
+                await store._row("SELECT pg_sleep(5)")
+            a = await store.account_by_number(t.CARD.account)  # the same (only) connection
+            assert a is not None and a.balance == t.CARD.balance
+        finally:
+            await store.close()
+
+    _run(body())

@@ -94,6 +94,9 @@ _RETRIES = 5  # a batch rolled back by a deadlock or serialization failure is tr
 # reads carry the row's version (migration 0011, docs/architecture.md §7); inserts leave it 0
 CARD_READ = CARD_COLS + ", version"
 ACCOUNT_READ = ACCOUNT_COLS + ", version"
+#: A statement that has not answered by then fails (the server cancels it): a hung database
+#: makes the switch answer 96 -- a failed commit halts it -- instead of leaving ATMs waiting.
+STATEMENT_TIMEOUT_S = 30.0
 READ_POOL = 4  # connections for the async reads (bench_store measured reads over 4)
 
 
@@ -163,8 +166,16 @@ def _journal(r: Sequence[Any] | asyncpg.Record) -> JournalRow:
 class PostgresStore:
     """``Store`` on one PostgreSQL database (see the module docstring)."""
 
-    def __init__(self, url: str, *, durable: bool = True, read_pool: int = READ_POOL) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        durable: bool = True,
+        read_pool: int = READ_POOL,
+        timeout: float = STATEMENT_TIMEOUT_S,
+    ) -> None:
         self.url = url
+        self.timeout = timeout
         self.durable = durable
         self._read_pool_size = read_pool
         self._writer: asyncpg.Connection | None = None
@@ -211,8 +222,12 @@ class PostgresStore:
             self._adminc = self._connect_sync()
             self._adminc.autocommit = False
             self._outbox = PostgresOutbox(self.url, durable=self.durable)
-            self._writer = await asyncpg.connect(self.url, server_settings=self._settings())
-            self._pool = ReadConnections(self.url, self._read_pool_size, self._settings())
+            self._writer = await asyncpg.connect(
+                self.url, server_settings=self._settings(), command_timeout=self.timeout
+            )
+            self._pool = ReadConnections(
+                self.url, self._read_pool_size, self._settings(), timeout=self.timeout
+            )
             await self._pool.open()
         except (OSError, psycopg.Error, asyncpg.PostgresError) as exc:
             await self._close_connections()

@@ -21,8 +21,11 @@ import asyncpg
 class ReadConnections:
     """``size`` connections to ``url``; ``fetchrow``/``fetch`` on whichever is free."""
 
-    def __init__(self, url: str, size: int, settings: dict[str, str]) -> None:
+    def __init__(
+        self, url: str, size: int, settings: dict[str, str], *, timeout: float | None = None
+    ) -> None:
         self.url = url
+        self.timeout = timeout  # per statement (asyncpg's command_timeout)
         self.size = size
         self.settings = settings
         self._all: list[asyncpg.Connection] = []
@@ -32,7 +35,9 @@ class ReadConnections:
 
     async def open(self) -> None:
         for _ in range(self.size):
-            conn = await asyncpg.connect(self.url, server_settings=self.settings)
+            conn = await asyncpg.connect(
+                self.url, server_settings=self.settings, command_timeout=self.timeout
+            )
             self._all.append(conn)
             self._free.append(conn)
 
@@ -80,7 +85,9 @@ class ReadConnections:
     async def _replace(self) -> None:
         task = asyncio.current_task()
         try:
-            conn = await asyncpg.connect(self.url, server_settings=self.settings)
+            conn = await asyncpg.connect(
+                self.url, server_settings=self.settings, command_timeout=self.timeout
+            )
         except (OSError, asyncpg.PostgresError) as exc:
             if not self._all:  # nothing left to read with: the waiters fail, not hang
                 while self._waiters:
