@@ -122,6 +122,7 @@ from switch.store.api import (
     OriginalSummary,
 )
 from switch.store.files import secure_state_dir
+from switch.store.sqlite import SqliteStore
 
 
 class CoreError(ValueError):
@@ -261,6 +262,8 @@ class SwitchCore:
         # A PostgreSQL store is shared by nature: any node may write it (§7). The state
         # directory's lock stays as asked (one process per directory unless ``shared``).
         nodes = shared or not isinstance(store.path, Path)
+        if isinstance(store, SqliteStore):  # alone on the file: no versions to read back (§7)
+            store.exclusive = not nodes
         try:
             await store.open()
         except BaseException:

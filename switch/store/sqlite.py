@@ -142,6 +142,10 @@ class SqliteStore:
         self._committing = False
         self._failed: BaseException | None = None
         self._stamp = stamp_source()  # versions of rows written without a guard
+        #: Set by a single node that holds its state directory's exclusive lock: nobody else
+        #: writes this file, so a unit's expected versions are checked against the batch's
+        #: own chain only and the rows' versions are not read back (they are still written).
+        self.exclusive = False
         self.conflicts = 0  # statistics: units refused by their guards
         self.batches = 0  # statistics: number of group commits and units committed
         self.units = 0
@@ -263,7 +267,7 @@ class SqliteStore:
         try:
             try:
                 units = [c for c, _ in batch]
-                written, versions = _check_guards(conn, units, self._stamp)
+                written, versions = _check_guards(conn, units, self._stamp, self.exclusive)
                 self._write_units(conn, written, versions)
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -916,8 +920,8 @@ def _versions(conn: sqlite3.Connection, table: str, key: str, ids: set[int]) -> 
     """The current version of each row of ``ids`` (inside the write transaction)."""
     out: dict[int, int] = {}
     rows = list(ids)
-    for i in range(0, len(rows), _CHUNK):
-        chunk = rows[i : i + _CHUNK]
+    for i in range(0, len(rows), _ID_CHUNK):
+        chunk = rows[i : i + _ID_CHUNK]
         marks = ",".join("?" * len(chunk))
         for row_id, version in conn.execute(
             f"SELECT {key}, version FROM {table} WHERE {key} IN ({marks})", chunk
@@ -927,7 +931,10 @@ def _versions(conn: sqlite3.Connection, table: str, key: str, ids: set[int]) -> 
 
 
 def _check_guards(
-    conn: sqlite3.Connection, units: list[Changes], stamp: Callable[[], int]
+    conn: sqlite3.Connection,
+    units: list[Changes],
+    stamp: Callable[[], int],
+    exclusive: bool = False,
 ) -> tuple[list[Changes], tuple[dict[int, int], dict[int, int]]]:
     """Which units of a batch may be written, and the version each written row ends with.
 
@@ -938,25 +945,36 @@ def _check_guards(
     batch are checked against (versions chain); one whose guard fails is left out whole. A
     unit without guards writes its ``accounts``/``cards`` rows unguarded, with versions made
     up here (every copy elsewhere is then stale); a unit with guards guards every such row.
+    ``exclusive`` (a single node, no other writer): a row's version is taken to be what the
+    first unit of the batch guarding it expects, so only the chain within the batch is
+    checked, with no read (the rows are still written with their versions).
     """
     account_ids: set[int] = set()
     card_ids: set[int] = set()
     keys: set[str] = set()
     bills: set[tuple[str, str]] = set()
     for c in units:
-        for kind, row_id, _, _ in c.guards:
-            (card_ids if kind else account_ids).add(row_id)
-        if not c.guards:
-            account_ids.update(a[0] for a in c.accounts)
-            card_ids.update(k[0] for k in c.cards)
+        if not exclusive:
+            for kind, row_id, _, _ in c.guards:
+                (card_ids if kind else account_ids).add(row_id)
+            if not c.guards:
+                account_ids.update(a[0] for a in c.accounts)
+                card_ids.update(k[0] for k in c.cards)
         if c.idempotency_expects is not None and c.idempotency is not None:
             keys.add(c.idempotency.key)
         for b in c.bill_guards:
             bills.add((b[0], b[1]))
-    views = (
-        _versions(conn, "accounts", "account_id", account_ids),
-        _versions(conn, "cards", "card_id", card_ids),
-    )
+    views: tuple[dict[int, int], dict[int, int]]
+    if exclusive:
+        views = ({}, {})
+        for c in units:
+            for kind, row_id, expected, _ in c.guards:
+                views[kind].setdefault(row_id, expected)
+    else:
+        views = (
+            _versions(conn, "accounts", "account_id", account_ids),
+            _versions(conn, "cards", "card_id", card_ids),
+        )
     slots: dict[str, tuple[str, float]] = {}
     for key in keys:
         for txn_id, created_at in conn.execute(
@@ -993,19 +1011,21 @@ def _guards_hold(
     slots: dict[str, tuple[str, float]],
     paid: dict[tuple[str, str], str | None],
 ) -> bool:
-    """Check ``c``'s guards against the batch's views and move them to its new versions;
-    on a failure every move is undone and False returned."""
-    undo: list[tuple[dict[int, int], int, int | None]] = []
+    """Check ``c``'s guards against the batch's views, moving each row to its new version as
+    it goes (a row the unit guards twice chains); on a failure every move is undone -- a row
+    was moved only from the version it was expected at, so that is what it goes back to --
+    and False returned."""
+    guards = c.guards
+    done = 0
     ok = True
-    for kind, row_id, expected, new in c.guards:
+    for kind, row_id, expected, new in guards:
         view = views[kind]
-        current = view.get(row_id)
-        if current != expected:
+        if view.get(row_id) != expected:
             ok = False
             break
         if new != expected:
-            undo.append((view, row_id, current))
             view[row_id] = new
+        done += 1
     if ok:
         expects = c.idempotency_expects
         if expects is not None and c.idempotency is not None:
@@ -1016,14 +1036,14 @@ def _guards_hold(
             if paid.get((biller, ref)) != expected_mark:
                 ok = False
     if not ok:
-        for view, row_id, old in reversed(undo):
-            if old is None:
-                del view[row_id]
-            else:
-                view[row_id] = old
+        for kind, row_id, expected, new in reversed(guards[:done]):
+            if new != expected:
+                views[kind][row_id] = expected
     return ok
 
 
+#: Ids per ``IN (...)`` of the guards' version reads (one statement for most batches)
+_ID_CHUNK = 4096
 #: Rows per multi-row statement: below SQLite's 32,766 bound parameters for the widest table
 #: (25 journal columns), and few distinct statement texts for the statement cache.
 _CHUNK = 256
