@@ -510,3 +510,22 @@ def test_a_statement_that_hangs_fails_the_read_and_the_connection_stays_usable(
             await store.close()
 
     _run(body())
+
+
+def test_one_sms_worker_delivers_at_a_time_across_nodes(state: Path, pg_url: str) -> None:
+    from switch.store.postgres_outbox import PostgresOutbox
+
+    async def body(core: SwitchCore) -> None:
+        await ok(core, t.withdrawal(amount=500_000))
+
+    on_pg(state, pg_url, body)
+    first, second = PostgresOutbox(pg_url), PostgresOutbox(pg_url)  # two nodes' workers
+    try:
+        assert len(first.claim_due_alerts(T0 * 2, 10)) == 1
+        assert second.claim_due_alerts(T0 * 2, 10) == []  # the first one delivers
+        assert len(first.claim_due_alerts(T0 * 2, 10)) == 1  # still its own (not marked)
+        first.close()  # that node stops (or dies: its connection goes either way)
+        assert len(second.claim_due_alerts(T0 * 2, 10)) == 1  # the other takes over
+    finally:
+        first.close()
+        second.close()

@@ -10,6 +10,7 @@ only the posting's facts.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -22,6 +23,11 @@ from switch.notify.messages import render_alert
 from switch.notify.outbox import Alert
 from switch.store.api import StoreError
 
+log = logging.getLogger("switch.store.outbox")
+
+#: pg_try_advisory_lock key of the one delivering SMS worker ("switchsw")
+SMS_WORKER_LOCK = 0x7377697463687377
+
 
 class PostgresOutbox:
     """``AlertOutbox`` over the (migrated) database at ``url``."""
@@ -31,6 +37,8 @@ class PostgresOutbox:
 
         self.path = redacted(url)  # for messages
         self._lock = threading.Lock()
+        self._active = False  # holds SMS_WORKER_LOCK: this is the delivering worker
+        self._standby_logged = False
         try:
             self._conn: psycopg.Connection[tuple[Any, ...]] | None = psycopg.connect(
                 url, autocommit=True, options=f"-c synchronous_commit={'on' if durable else 'off'}"
@@ -61,18 +69,29 @@ class PostgresOutbox:
         return self._conn
 
     def claim_due_alerts(self, now: float, limit: int) -> list[Alert]:
-        """Pending alerts due at ``now``, longest due first (``alerts_due`` index order)."""
+        """Pending alerts due at ``now``, longest due first (``alerts_due`` index order).
+
+        One delivering worker per database, whatever the number of nodes: the first claim
+        takes a session advisory lock (``SMS_WORKER_LOCK``) and keeps it while this
+        connection lives; a worker of another node gets no alerts until that one stops (its
+        connection closes and the lock goes with it), so no alert is sent by two workers."""
         with self._lock:
-            rows = (
-                self._open()
-                .execute(
-                    "SELECT alert_id, msisdn, text, attempts, kind, masked_pan, amount, currency, "
-                    "place, available, created_at FROM alerts WHERE status = 'pending' "
-                    "AND next_attempt_at <= %s ORDER BY next_attempt_at, alert_id LIMIT %s",
-                    (now, limit),
-                )
-                .fetchall()
-            )
+            conn = self._open()
+            if not self._active:
+                got = conn.execute("SELECT pg_try_advisory_lock(%s)", (SMS_WORKER_LOCK,))
+                row = got.fetchone()
+                if not (row and row[0]):
+                    if not self._standby_logged:
+                        log.info("SMS alerts: another worker delivers them; standing by")
+                        self._standby_logged = True
+                    return []
+                self._active = True
+            rows = conn.execute(
+                "SELECT alert_id, msisdn, text, attempts, kind, masked_pan, amount, currency, "
+                "place, available, created_at FROM alerts WHERE status = 'pending' "
+                "AND next_attempt_at <= %s ORDER BY next_attempt_at, alert_id LIMIT %s",
+                (now, limit),
+            ).fetchall()
         out = []
         for alert_id, msisdn, text, attempts, kind, masked, amount, cur, place, avail, at in rows:
             if not text:
