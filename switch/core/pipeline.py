@@ -210,6 +210,8 @@ class Pipeline:
         self._sched_cache: dict[tuple[str, int], Schedule] = {}
         self.gl: dict[str, int] = {}
         self.halted: str | None = None
+        # called with each unit before it is queued (SwitchCore.add_unit_observer)
+        self.unit_observers: tuple[Callable[[Changes], None], ...] = ()
 
     # -- start -------------------------------------------------------------------------------
     async def load(self) -> None:
@@ -603,6 +605,8 @@ class Pipeline:
         caches until the unit settles: until then the store still holds their old rows, so an
         evicted entry read back would lose the change. Every unit that snapshots a live card
         or account goes through here (or ``commit``)."""
+        for observe in self.unit_observers:  # rows that must commit with the unit
+            observe(ch)
         pinned_accounts = self.accounts.pin_all([a[0] for a in ch.accounts])
         pan_hashes: list[bytes] = []
         if ch.cards:  # rare on the hot path: only a PIN-try or status change snapshots a card

@@ -68,6 +68,8 @@ clock=time.time)``
 ``live_account(account_id)`` / ``live_account_by_number(number)``: the records as the running
     switch holds them, for the operator tools.
 ``core.store``: the ``Store`` (also the ``AlertOutbox`` for the SMS worker).
+``core.add_unit_observer(fn)``: ``fn(changes)`` adds rows to every unit before it is queued
+    for the group commit, so they are durable exactly when the unit is (merchant notifications).
 ``core.telemetry``: the metrics registry and transaction trace (``switch.observe.telemetry``);
     every ``authorize`` answer is counted, timed and logged on ``switch.txn`` there, and the
     HSM calls and store commits are timed.
@@ -313,6 +315,17 @@ class SwitchCore:
         if self._lock >= 0:
             os.close(self._lock)  # releases the state directory for the next process
             self._lock = -1
+
+    def add_unit_observer(self, observer: Callable[[Changes], None]) -> None:
+        """Call ``observer(changes)`` with every unit the core submits (authorizations, hold
+        expiries, card changes), before it is queued for the group commit: rows it appends to
+        ``changes`` commit atomically with the unit. ``switch.merchant_notify`` adds a
+        payment's order row and its merchant notification this way. Runs on the event loop in
+        the submitting task (its context variables are the request's), once per unit -- a unit
+        decided again after a ``Conflict`` is a new unit, outside the caller's context. It must
+        be quick, do no I/O and never raise: an exception would keep the unit from the store
+        (the caller gets a 96), so an observer catches its own failures."""
+        self._p.unit_observers += (observer,)
 
     # -- lookups for the wire layers -----------------------------------------------------------
     def terminal(self, terminal_id: str) -> Terminal | None:
