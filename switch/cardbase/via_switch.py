@@ -27,6 +27,7 @@ import grpc
 
 from switch.api.tls_files import TlsFileError, client_tls
 from switch.cardbase.importer import IssuerKeys, Outcome, Reject, _batches, _records
+from switch.cardbase.live import MAX_BATCH
 from switch.cardbase.reader import FormatError, RawRecord
 from switch.exits import Exit
 from switch.gen.switch.v1 import operator_pb2 as opb
@@ -100,7 +101,7 @@ def import_via_switch(
     if keys is not None:
         file.pvk, file.cvk, file.mk_ac = keys.pvk, keys.cvk, keys.mk_ac
     kind: str = args.what
-    size_limit = args.batch_size or LIVE_BATCH
+    size_limit = min(args.batch_size or LIVE_BATCH, MAX_BATCH)  # what the switch takes
 
     async def go() -> int:
         async with OperatorClient(
