@@ -212,7 +212,10 @@ class LiveImport:
         ch: Changes,
         keep: list[Card | Account],
     ) -> tuple[int, int, list[Reject]]:
-        parsed, rejects = parse_cards(records, self.config, self._core.pan_hash)
+        # off the event loop's thread: the loop (authorizations) runs in between
+        parsed, rejects = await asyncio.to_thread(
+            parse_cards, records, self.config, self._core.pan_hash
+        )
         db = await self._reads()
         numbers = sorted({r.account for _, r, _ in parsed})
         accounts = await asyncio.to_thread(db.accounts_by_number, numbers)
@@ -300,7 +303,7 @@ class LiveImport:
     async def _accounts(
         self, ref: FileRef, records: list[RawRecord], ch: Changes, keep: list[Card | Account]
     ) -> tuple[int, int, list[Reject]]:
-        parsed, rejects = parse_accounts(records)
+        parsed, rejects = await asyncio.to_thread(parse_accounts, records)
         db = await self._reads()
         stored = await asyncio.to_thread(db.accounts_by_number, [r.account for _, r in parsed])
         next_id = await asyncio.to_thread(db.next_account_id)
