@@ -2,11 +2,12 @@
 
 * ``events``: event types, payment statuses, the JSON body (``build_event``), metadata rules;
 * ``ids``: public payment ids (``pay_...``, an HMAC of the txn id: no volume leak) and event
-  ids (``evt_...``, random: the merchant's dedupe key);
+  ids (``evt_...``, the merchant's dedupe key: the rest of that HMAC, or random);
 * ``signing``: ``X-Switch-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "t.body")>``, and
   ``verify`` as a merchant should run it;
 * ``recorder``: turns the core's journaled payments into ``payment_orders`` and
-  ``merchant_events`` rows *in the same commit* (``attach(core, recorder)``); callers declare
+  ``merchant_events`` rows *in the same commit* (``attach(core, recorder)``, through
+  ``SwitchCore.add_unit_observer``); callers declare
   order facts with ``payment_order(PaymentOrder(...))`` around ``core.authorize``;
 * ``secrets_seal``: merchants' secrets sealed at rest (AES-256-GCM, key from ``pan.key``).
 
@@ -38,7 +39,6 @@ from switch.merchant_notify.ids import PaymentIds, new_event_id
 from switch.merchant_notify.recorder import (
     EventRecorder,
     PaymentOrder,
-    RecordingStore,
     attach,
     ensure_recorder,
     payment_order,
@@ -51,7 +51,6 @@ __all__ = [
     "PaymentIds",
     "PaymentOrder",
     "PaymentStatus",
-    "RecordingStore",
     "attach",
     "build_event",
     "check_metadata",

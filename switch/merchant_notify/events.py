@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
+import json.encoder
 from collections.abc import Mapping
 
 from switch.merchant_notify.ids import new_event_id
@@ -62,6 +63,10 @@ def _utc(seconds: float) -> str:
 
 
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+#: ``"..."`` with JSON escapes (the encoder's own string function, in C): the body is written
+#: as a template instead of through ``JSONEncoder.encode``, which builds a new C encoder per
+#: call (~5 us of the ~8 us a 16-key body cost); the output is byte-identical (tested)
+_STR = json.encoder.encode_basestring
 
 
 def _check_masked(masked_pan: str) -> None:
@@ -88,6 +93,7 @@ def build_event(
     auth_code: str = "",
     metadata: Mapping[str, str] | None = None,
     event_id: str | None = None,
+    metadata_json: str | None = None,
 ) -> MerchantEventRow:
     """One notification row, ready for ``Changes.merchant_events``.
 
@@ -97,7 +103,9 @@ def build_event(
     change the core does not journal (for example an order declined after too many tries),
     append the row to the ``Changes`` that records that change, and commit them together.
     ``created_at`` is the time of the change (epoch seconds, the core's clock). Raises
-    ``ValueError`` on a PAN that is not masked or a negative amount.
+    ``ValueError`` on a PAN that is not masked or a negative amount. ``event_id``: random
+    unless given (the recorder derives one from the payment's id); ``metadata_json``: the
+    metadata already encoded compactly (the recorder's order row has it), else encoded here.
     """
     if amount < 0:
         raise ValueError("amount: must not be negative")
@@ -105,25 +113,18 @@ def build_event(
         raise ValueError("merchant_id: required")
     _check_masked(masked_pan)
     eid = event_id or new_event_id()
-    doc = {
-        "event_id": eid,
-        "type": event_type.value,
-        "created_at": _utc(created_at),
-        "merchant_id": merchant_id,
-        "payment_id": payment_id,
-        "original_payment_id": original_payment_id,
-        "order_id": order_id,
-        "order_reference": order_reference,
-        "operation": operation,
-        "status": status.value,
-        "amount": int(amount),
-        "currency": int(currency),
-        "response_code": response_code,
-        "auth_code": auth_code,
-        "masked_pan": masked_pan,
-        "metadata": dict(metadata) if metadata else {},
-    }
-    body = _ENCODE(doc)
+    if metadata_json is None:
+        metadata_json = _ENCODE(dict(metadata)) if metadata else "{}"
+    s = _STR
+    body = (
+        f'{{"event_id":{s(eid)},"type":{s(event_type.value)},'
+        f'"created_at":"{_utc(created_at)}","merchant_id":{s(merchant_id)},'
+        f'"payment_id":{s(payment_id)},"original_payment_id":{s(original_payment_id)},'
+        f'"order_id":{s(order_id)},"order_reference":{s(order_reference)},'
+        f'"operation":{s(operation)},"status":{s(status.value)},"amount":{int(amount)},'
+        f'"currency":{int(currency)},"response_code":{s(response_code)},'
+        f'"auth_code":{s(auth_code)},"masked_pan":{s(masked_pan)},"metadata":{metadata_json}}}'
+    )
     return MerchantEventRow(
         eid, merchant_id, event_type.value, payment_id or order_id, body, created_at
     )

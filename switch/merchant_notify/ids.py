@@ -9,17 +9,21 @@ store's ``settings`` (``recorder.ensure_recorder``), so every process of one swi
 same ids whatever the store backend; knowing it reveals volume, nothing else. ``payment_orders``
 maps the id back to the txn.
 
-Event ids are random (``evt_`` + 128 random bits): an event is a delivery, not a payment, and
-the merchant uses the id only to drop a repeat.
+Event ids: the merchant uses one only to drop a repeat. An event the recorder writes with its
+payment takes ``evt_`` + the other 16 bytes of that payment's HMAC (``PaymentIds.pair``): one
+journal row raises at most one event, so it is unique, computed with the payment id at no extra
+cost, and as opaque. Any other event (the gateway's cancelled or expired order) gets ``evt_`` +
+128 random bits (``new_event_id``).
 """
 
 from __future__ import annotations
 
-import hmac
 import os
 
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from switch.core.hmac_sha256 import HmacSha256
 
 PAYMENT_PREFIX = "pay_"
 EVENT_PREFIX = "evt_"
@@ -45,11 +49,17 @@ class PaymentIds:
     def __init__(self, switch_secret: bytes) -> None:
         if len(switch_secret) < 16:
             raise ValueError("switch secret must be at least 16 bytes")
-        self._key = HKDF(algorithm=SHA256(), length=32, salt=None, info=_LABEL).derive(
-            switch_secret
-        )
+        key = HKDF(algorithm=SHA256(), length=32, salt=None, info=_LABEL).derive(switch_secret)
+        # the padded-key states prepared once: 1.4 us an id instead of 3-5 us with
+        # hmac.digest, which also releases the GIL around so small a job
+        self._mac = HmacSha256(key)
 
     def public(self, txn_id: str) -> str:
-        # one-shot: hmac.new builds a Python object per call (6 us; this is ~1 us)
-        digest = hmac.digest(self._key, txn_id.encode("ascii"), "sha256")
-        return PAYMENT_PREFIX + digest[:16].hex()
+        """The payment id of ``txn_id``: ``pay_`` + the first 16 bytes of its HMAC."""
+        return PAYMENT_PREFIX + self._mac.digest(txn_id.encode("ascii"))[:16].hex()
+
+    def pair(self, txn_id: str) -> tuple[str, str]:
+        """(payment id, event id) of ``txn_id`` from one HMAC: the event id is the other 16
+        bytes (the id of the one event this journal row may raise)."""
+        digest = self._mac.digest(txn_id.encode("ascii"))
+        return PAYMENT_PREFIX + digest[:16].hex(), EVENT_PREFIX + digest[16:].hex()

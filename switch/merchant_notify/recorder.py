@@ -1,9 +1,9 @@
 """Payments become notifications and order rows in the same commit as their journal row.
 
 The core builds one ``Changes`` unit per authorization and submits it to its store. The
-recorder sits between the two (``attach(core, recorder)`` wraps the pipeline's store in
-``RecordingStore``): for each unit with a journal row of a merchant, before the unit is
-queued for the group commit, it appends
+recorder is the core's unit observer (``attach(core, recorder)`` ->
+``SwitchCore.add_unit_observer``): for each unit with a journal row of a merchant, before the
+unit is queued for the group commit, it appends
 
 * a ``payment_orders`` row (public payment id, order reference, metadata) when the caller
   declared the payment with ``payment_order(...)`` (the gRPC servicers and the gateway do) --
@@ -15,6 +15,11 @@ queued for the group commit, it appends
 So the event is durable exactly when the payment is: no payment without its notification, no
 notification of a payment that was never committed. Nothing here does I/O on the payment path:
 the set of merchants with callbacks is a snapshot refreshed every ``refresh_s`` seconds.
+
+What a unit costs here is on every API payment's path, so it is kept small: one HMAC gives
+both the payment id and the event id (``PaymentIds.pair``; no random bytes), the body is a
+string template (``events.build_event``), the metadata is encoded once for both rows, and a
+unit with neither an order nor a notified merchant costs two look-ups.
 
 How a caller declares an order (GATEWAY: around ``core.authorize`` in ``confirmOrder.do``,
 ``deposit.do``, ``reverse.do``, ``refund.do``)::
@@ -31,21 +36,21 @@ same task, never by another request's.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import json
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from types import TracebackType
+from typing import TYPE_CHECKING
 
 from switch.merchant_notify.events import EventType, build_event, event_type_for, payment_status
 from switch.merchant_notify.ids import PaymentIds
 from switch.merchant_notify.orders import OrderFacts, by_txn
-from switch.store.api import Changes, JournalRow, MerchantEventRow, PaymentOrderRow, Store
+from switch.store.api import Changes, JournalRow, MerchantEventRow, PaymentOrderRow
 
 if TYPE_CHECKING:
     from switch.core.service import SwitchCore
@@ -95,14 +100,31 @@ _CURRENT: contextvars.ContextVar[PaymentOrder | None] = contextvars.ContextVar(
 )
 
 
-@contextmanager
-def payment_order(order: PaymentOrder) -> Iterator[PaymentOrder]:
-    """Declare ``order`` for the ``core.authorize`` awaited inside the block."""
-    token = _CURRENT.set(order)
-    try:
-        yield order
-    finally:
-        _CURRENT.reset(token)
+class _Declared:
+    """The ``with`` block of ``payment_order`` (a class: a generator-based context manager
+    costs two more objects and a generator step on each payment)."""
+
+    __slots__ = ("_order", "_token")
+
+    def __init__(self, order: PaymentOrder) -> None:
+        self._order = order
+
+    def __enter__(self) -> PaymentOrder:
+        self._token = _CURRENT.set(self._order)
+        return self._order
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _CURRENT.reset(self._token)
+
+
+def payment_order(order: PaymentOrder) -> _Declared:
+    """Declare ``order`` for the ``core.authorize`` awaited inside the ``with`` block."""
+    return _Declared(order)
 
 
 class EventRecorder:
@@ -147,47 +169,67 @@ class EventRecorder:
                 self._loaded_at = now
         return merchant_id in self._enabled
 
+    def observe(self, ch: Changes) -> None:
+        """The core's unit observer: ``decorate``, and if that fails, the unit goes on
+        without its extra rows (logged): a notification bug must not refuse a payment."""
+        try:
+            self.decorate(ch)
+        except Exception:
+            ch.merchant_events.clear()
+            ch.payment_orders.clear()
+            log.exception("merchant notification rows could not be built; unit committed without")
+
     def decorate(self, ch: Changes) -> None:
         """Append the order row and the event of ``ch``'s journal row, if any."""
         j = ch.journal
         if j is None or not j.merchant_id:
             return
+        merchant_id = j.merchant_id
         order = _CURRENT.get()
-        if order is not None and (order.merchant_id != j.merchant_id or order.txn_id is not None):
+        if order is not None and (order.merchant_id != merchant_id or order.txn_id is not None):
             order = None  # not this unit's (another merchant's, or already used)
         key = ch.idempotency.key if ch.idempotency is not None else None
-        if order is None and key is not None and key in self._retrying:
-            # the same request decided again after its unit lost a race with another node
-            # (``Conflict``): the core's retry runs outside the caller's context
-            order = self._retrying.pop(key)
-            if order.merchant_id != j.merchant_id:
-                order = None
-        if order is None and j.original_txn_id and j.txn_type in _OPERATION:
-            order = self._inherited(j.merchant_id, j.original_txn_id)
+        if order is None:
+            if key is not None and key in self._retrying:
+                # the same request decided again after its unit lost a race with another
+                # node (``Conflict``): the core's retry runs outside the caller's context
+                order = self._retrying.pop(key)
+                if order.merchant_id != merchant_id:
+                    order = None
+            if order is None and j.original_txn_id and j.txn_type in _OPERATION:
+                order = self._inherited(merchant_id, j.original_txn_id)
+        event_type = None
+        if not j.refused and self.enabled(merchant_id):  # a refusal: an error, no event
+            event_type = event_type_for(j.txn_type, j.response_code == "00")
+            if event_type is EventType.DECLINED and order is not None and not order.notify_decline:
+                event_type = None
+        if order is None and event_type is None:
+            return
+        payment_id, event_id = self.ids.pair(j.txn_id)
+        metadata_json = "{}"
         if order is not None:
             order.txn_id = j.txn_id
-            order.payment_id = self.ids.public(j.txn_id)
+            order.payment_id = payment_id
+            if order.metadata:
+                metadata_json = _ENCODE(order.metadata)
             if key is not None:
                 self._rearm_on_failure(ch, key, order)
             ch.payment_orders.append(
                 PaymentOrderRow(
                     j.txn_id,
-                    order.payment_id,
-                    j.merchant_id,
+                    payment_id,
+                    merchant_id,
                     order.order_reference,
-                    _ENCODE(order.metadata) if order.metadata else "{}",
+                    metadata_json,
                     j.created_at,
                 )
             )
-        if j.refused:  # an error to the caller: its id may be quoted, nothing to notify
-            return
-        approved = j.response_code == "00"
-        event_type = event_type_for(j.txn_type, approved)
-        if event_type is None or not self.enabled(j.merchant_id):
-            return
-        if event_type is EventType.DECLINED and order is not None and not order.notify_decline:
-            return
-        ch.merchant_events.append(self._event(j, approved, event_type, order))
+        else:
+            payment_id = j.txn_id  # no order row: the journal's id is the payment's id
+        if event_type is not None:
+            ch.merchant_events.append(
+                self._event(j, event_type, order, payment_id, event_id, metadata_json)
+            )
 
     def _inherited(self, merchant_id: str, original_txn_id: str) -> PaymentOrder | None:
         """The order of an undeclared follow-up whose original was made with one (one read
@@ -224,8 +266,15 @@ class EventRecorder:
         ch.on_settled = on_settled
 
     def _event(
-        self, j: JournalRow, approved: bool, event_type: EventType, order: PaymentOrder | None
+        self,
+        j: JournalRow,
+        event_type: EventType,
+        order: PaymentOrder | None,
+        payment_id: str,
+        event_id: str,
+        metadata_json: str,
     ) -> MerchantEventRow:
+        approved = j.response_code == "00"
         refund_total = None
         taken = 0
         if order is not None and j.txn_type == "refund":
@@ -233,7 +282,7 @@ class EventRecorder:
         return build_event(
             merchant_id=j.merchant_id,
             event_type=event_type,
-            payment_id=(order.payment_id or j.txn_id) if order is not None else j.txn_id,
+            payment_id=payment_id,
             status=payment_status(
                 j.txn_type, approved, j.amount, captured=taken, refund_total=refund_total
             ),
@@ -249,56 +298,27 @@ class EventRecorder:
             ),
             operation=_OPERATION.get(j.txn_type, j.txn_type),
             auth_code=j.auth_code or "",
-            metadata=order.metadata if order is not None else None,
+            event_id=event_id,
+            metadata_json=metadata_json,
         )
 
 
-class RecordingStore:
-    """A ``Store`` that lets ``decorate`` add rows to each unit before the real store queues
-    it; everything else is the wrapped store's. A failure of ``decorate`` is logged and the
-    unit goes on without its extra rows: a notification bug must not refuse a payment."""
-
-    def __init__(self, inner: Store, decorate: Callable[[Changes], None]) -> None:
-        self.inner = inner
-        self._decorate = decorate
-        self.recorder: EventRecorder | None = None
-
-    def _apply(self, changes: Changes) -> None:
-        try:
-            self._decorate(changes)
-        except Exception:
-            changes.merchant_events.clear()
-            changes.payment_orders.clear()
-            log.exception("merchant notification rows could not be built; unit committed without")
-
-    def submit(self, changes: Changes) -> asyncio.Future[None]:
-        self._apply(changes)
-        return self.inner.submit(changes)
-
-    async def commit(self, changes: Changes) -> None:
-        await self.submit(changes)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+#: the recorder of each core (``attach``), without keeping a closed core alive
+_ATTACHED: weakref.WeakKeyDictionary[SwitchCore, EventRecorder] = weakref.WeakKeyDictionary()
 
 
 def attach(core: SwitchCore, recorder: EventRecorder) -> None:
-    """Route the core's units through ``recorder`` (once per core; see the module docstring).
-
-    The one place that reaches into the core: its pipeline's ``store`` attribute, which every
-    journaled unit goes through (``Pipeline.submit``)."""
-    pipeline = core._p  # the pipeline has no public hook for this yet
-    if isinstance(pipeline.store, RecordingStore):
+    """Make ``recorder`` the observer of the core's units (once per core; see the module
+    docstring), through the core's public hook ``add_unit_observer``."""
+    if core in _ATTACHED:
         raise ValueError("a recorder is already attached to this core")
-    proxy = RecordingStore(pipeline.store, recorder.decorate)
-    proxy.recorder = recorder
-    pipeline.store = cast(Store, proxy)
+    _ATTACHED[core] = recorder
+    core.add_unit_observer(recorder.observe)
 
 
 def attached(core: SwitchCore) -> EventRecorder | None:
     """The recorder attached to ``core``, if any."""
-    store: object = core._p.store
-    return store.recorder if isinstance(store, RecordingStore) else None
+    return _ATTACHED.get(core)
 
 
 #: The ``settings`` row holding the payment-id key (random, made on first use)
