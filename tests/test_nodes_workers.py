@@ -175,3 +175,24 @@ def test_failover_kill_one_worker_under_load(tmp_path: Path) -> None:
     assert int(str(orphans)) == 0
     ((total,),) = q("SELECT SUM(balance) FROM accounts")
     assert int(str(total)) == sum(c.balance for c in demo.CARDS)
+
+
+def test_workers_refuses_what_it_cannot_share(tmp_path: Path) -> None:
+    """--workers with remote issuers (a store-and-forward queue file per process), with an
+    inline SMS worker, or 0 workers: refused naming the option, nothing started."""
+    cases = [
+        (["--workers", "2", "--remote-issuers", str(tmp_path / "r.toml")], "--remote-issuers"),
+        (["--workers", "2", "--sms-worker", "inline"], "--sms-worker"),
+        (["--workers", "0"], "--workers 0"),
+    ]
+    for extra, named in cases:
+        run = subprocess.run(
+            [*SWITCH, "run", "--state-dir", str(tmp_path / "var"), *extra],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert run.returncode == 2, (extra, run.stdout, run.stderr)
+        assert named in run.stderr, run.stderr
+        assert not (tmp_path / "var").exists()  # refused before the state was touched
