@@ -11,6 +11,7 @@ both nodes never collide, the postings balance and the ledger's total is what wa
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import shutil
 import signal
@@ -30,6 +31,7 @@ from tests.switch_proc import stop, wait_ready
 
 SWITCH = [sys.executable, "-m", "switch.cli"]
 CARDS = [c for c in demo.CARDS if c.status.value == "active"]
+STANS = itertools.count(1)
 
 
 def free_port() -> int:
@@ -61,7 +63,8 @@ async def atm_run(
     which = first
     for i in range(n):
         card = CARDS[i % len(CARDS)]
-        msg = financial("010000", card.pan, card.pin, 100_000)
+        # a STAN of its own (a random one could repeat within the second: a retransmission)
+        msg = financial("010000", card.pan, card.pin, 100_000, stan=f"{next(STANS):06d}")
         deadline = time.monotonic() + 30
         while True:
             assert time.monotonic() < deadline, "no node answered within 30 s"

@@ -14,6 +14,7 @@ supervisor and its workers inherit).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import re
 import signal
@@ -34,6 +35,7 @@ pytestmark = pytest.mark.usefixtures("store_backend")
 
 SWITCH = [sys.executable, "-m", "switch.cli"]
 CARDS = [c for c in demo.CARDS if c.status.value == "active"]
+STANS = itertools.count(1)
 
 
 def start_workers(state: Path, out: Path, n: int = 2) -> tuple[subprocess.Popen[bytes], int]:
@@ -76,7 +78,8 @@ def test_two_workers_share_the_port_and_stop_together(tmp_path: Path) -> None:
                 atm = AtmClient()
                 await atm.connect("127.0.0.1", port)
                 card = CARDS[0]
-                answer = await atm.request(financial("310000", card.pan, card.pin, 0))
+                inquiry = financial("310000", card.pan, card.pin, 0, stan=f"{next(STANS):06d}")
+                answer = await atm.request(inquiry)
                 assert answer.text(39) == "00"
                 await atm.close()
                 await asyncio.sleep(0.05)  # the trace line reaches the output file
@@ -101,7 +104,8 @@ async def _atm_run(
     atm: AtmClient | None = None
     for i in range(n):
         card = CARDS[i % len(CARDS)]
-        msg = financial("010000", card.pan, card.pin, 100_000)
+        # a STAN of its own (a random one could repeat within the second: a retransmission)
+        msg = financial("010000", card.pan, card.pin, 100_000, stan=f"{next(STANS):06d}")
         deadline = time.monotonic() + 30
         while True:
             assert time.monotonic() < deadline, "no worker answered within 30 s"
