@@ -10,8 +10,9 @@ health/metrics port, the payment gateway); the others run with those off.
 
 The supervisor forwards the children's output line by line (``[worker I] ...``), prints
 ``switch ready`` once every child is ready, restarts a child that dies (after a second; the
-others keep answering meanwhile), and on SIGINT/SIGTERM stops them all (SIGTERM: each closes
-its listeners, lets its requests in flight answer, closes the store) and exits.
+others keep answering meanwhile; one that dies more than 5 times in a minute stops them
+all, exit 1), and on SIGINT/SIGTERM stops them all (SIGTERM: each closes its listeners, lets
+its requests in flight answer, closes the store) and exits.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ from typing import IO, Final
 ENV_WORKER: Final = "SWITCH_WORKER"
 READY: Final = "switch ready"
 RESTART_DELAY_S: Final = 1.0
+#: A child that dies this many times within CRASH_WINDOW_S is not restarted again: the
+#: supervisor stops every child and exits 1 (a crash loop helps nobody, the others included).
+MAX_RESTARTS: Final = 5
+CRASH_WINDOW_S: Final = 60.0
 STOP_TIMEOUT_S: Final = 20.0
 
 
@@ -65,7 +70,7 @@ class _Child:
     proc: subprocess.Popen[bytes] | None = None
     ready: bool = False
     buffer: bytes = b""
-    restarts: int = 0
+    deaths: list[float] = field(default_factory=list)  # when it died, the recent ones
     died_at: float | None = None
     lines: list[str] = field(default_factory=list)  # the last lines, for an early death
 
@@ -117,13 +122,20 @@ class Supervisor:
         rc = child.proc.wait()
         if self.stopping:
             return
-        self._print(f"[worker {child.index}] exited with status {rc}; restarting")
+        self._print(f"[worker {child.index}] exited with status {rc}")
         if not self.announced:  # a child that cannot start: stop everything, say why
             raise SystemExit(
                 f"switch run: worker {child.index} could not start:\n" + "\n".join(child.lines)
             )
-        child.restarts += 1
-        child.died_at = time.monotonic()
+        now = time.monotonic()
+        child.deaths = [t for t in child.deaths if now - t < CRASH_WINDOW_S] + [now]
+        if len(child.deaths) > MAX_RESTARTS:
+            raise SystemExit(
+                f"switch run: worker {child.index} died {len(child.deaths)} times in "
+                f"{CRASH_WINDOW_S:.0f} s; stopping all workers:\n" + "\n".join(child.lines)
+            )
+        self._print(f"[worker {child.index}] restarting in {RESTART_DELAY_S:.0f} s")
+        child.died_at = now
 
     def run(self) -> int:
         def on_signal(signum: int, frame: object) -> None:
