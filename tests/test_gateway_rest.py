@@ -31,7 +31,7 @@ from switch.core.model import TxnType
 from switch.core.testing import ManualClock
 from switch.gateway.orders import ORDER_ID_ALPHABET, ORDER_ID_LENGTH
 from switch.gateway.service import GatewayConfig
-from switch.merchant_notify import payment_order
+from switch.merchant_notify import json_body, payment_order
 from switch.merchant_notify.cli import main as notify_cli
 from tests.gateway_harness import (
     CREDENTIALS,
@@ -341,7 +341,7 @@ def test_merchant_notified_of_paid_refunded_and_declined_orders(
         h.clock.advance(601)
         assert status(h, str(lapsed["orderId"]))["OrderStatus"] == 6
         rows = h.query("SELECT event_type, body FROM merchant_events ORDER BY created_at, rowid")
-    events = [(t, json.loads(b)) for t, b in rows]
+    events = [(t, json.loads(json_body(b))) for t, b in rows]
     assert [t for t, _ in events] == ["payment.paid", "payment.refunded", "payment.declined"]
     paid, refunded, declined = (b for _, b in events)
     assert paid["order_id"] == order_id and paid["order_reference"] == "EVT-1"

@@ -27,13 +27,20 @@ from switch.core.service import SwitchCore
 from switch.core.testing import ManualClock
 from switch.gen.switch.v1 import merchant_pb2 as mpb
 from switch.gen.switch.v1 import types_pb2 as pb
-from switch.merchant_notify import EventType, PaymentStatus, build_event, enqueue_event
+from switch.merchant_notify import (
+    EventType,
+    PaymentStatus,
+    build_event,
+    enqueue_event,
+    json_body,
+)
 from switch.merchant_notify.cli import main as notify_cli
 from switch.merchant_notify.ids import PaymentIds, is_public_id
 from switch.merchant_notify.outboxes import open_outbox
 from switch.merchant_notify.recorder import (
     EventRecorder,
     PaymentOrder,
+    attach,
     ensure_recorder,
     payment_order,
 )
@@ -470,7 +477,7 @@ def test_a_unit_decided_again_after_a_conflict_keeps_its_order() -> None:
     (row,) = again.payment_orders
     assert (row.txn_id, row.order_reference, row.metadata) == ("000000000009", "CMD-5", '{"a":"b"}')
     (event,) = again.merchant_events
-    assert json.loads(event.body)["order_reference"] == "CMD-5"
+    assert json.loads(json_body(event.body))["order_reference"] == "CMD-5"
     other = _unit("000000000010", "api:M-ECOM-001:k2")  # another request: no order of its own
     recorder.decorate(other)
     assert other.payment_orders == [] and len(other.merchant_events) == 1
@@ -562,3 +569,113 @@ def test_verify_as_a_merchant_would() -> None:
     for secret, head, raw, now, why in bad:
         with pytest.raises(ValueError, match=why):
             verify(secret, head, raw, now=now)
+
+
+# -- the body's two stored forms, the event id, the core's unit hook -----------------------------
+def _encoder_body(**kw: object) -> str:
+    """The body as ``json`` itself writes the documented dict (the reference)."""
+    doc = {
+        "event_id": kw["event_id"], "type": str(kw["event_type"]),
+        "created_at": kw["stamp"], "merchant_id": kw["merchant_id"],
+        "payment_id": kw["payment_id"], "original_payment_id": kw["original_payment_id"],
+        "order_id": kw["order_id"], "order_reference": kw["order_reference"],
+        "operation": kw["operation"], "status": str(kw["status"]), "amount": kw["amount"],
+        "currency": kw["currency"], "response_code": kw["response_code"],
+        "auth_code": kw["auth_code"], "masked_pan": kw["masked_pan"],
+        "metadata": kw["metadata"],
+    }  # fmt: skip
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+
+
+def test_body_template_and_compact_form_give_the_encoders_json() -> None:
+    """``build_event`` writes the body as a template, and the recorder stores a compact form
+    the worker turns into JSON: both must be exactly what ``json`` makes of the same dict,
+    whatever the strings hold (quotes, controls, the compact form's own separator, non-ASCII),
+    and the created_at instant must survive the round trip to the millisecond."""
+    rng = random.Random(7)
+    alphabet = 'aZ09 -"\\/\x00\x1f\x7f\u00e9\u0623\u2028\U0001f600'
+
+    def text(n: int) -> str:
+        return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, n)))
+
+    stamps = {  # instants where float -> millisecond rounding has an edge
+        T0: "2026-09-21T14:13:20.000Z",
+        T0 + 0.9999996: "2026-09-21T14:13:21.000Z",
+        T0 + 0.0005: "2026-09-21T14:13:20.000Z",
+        T0 + 59.999: "2026-09-21T14:14:19.999Z",
+    }
+    for i in range(600):
+        created_at = list(stamps)[i % 4] if i < 40 else T0 + rng.uniform(-4e8, 4e8)
+        kw: dict[str, object] = {
+            "merchant_id": text(12) + "M", "payment_id": text(8), "amount": rng.randint(0, 10**12),
+            "currency": rng.randint(0, 999), "response_code": text(2),
+            "masked_pan": rng.choice(["628058******1234", ""]), "created_at": created_at,
+            "order_id": text(20), "order_reference": text(64), "original_payment_id": text(8),
+            "operation": text(6), "auth_code": text(6), "event_id": "evt_" + text(8),
+            "metadata": {text(5) + "k": text(9) for _ in range(rng.randint(0, 3))},
+        }  # fmt: skip
+        event_type = rng.choice(list(EventType))
+        status = rng.choice(list(PaymentStatus))
+        full = build_event(event_type=event_type, status=status, **kw)  # type: ignore[arg-type]
+        compact = build_event(event_type=event_type, status=status, compact=True, **kw)  # type: ignore[arg-type]
+        stamp = json.loads(full.body)["created_at"]
+        if created_at in stamps:
+            assert stamp == stamps[created_at]
+        expected = _encoder_body(event_type=event_type, status=status, stamp=stamp, **kw)
+        assert full.body == expected and json_body(full.body) == expected
+        assert json_body(compact.body) == expected
+        assert compact[:4] == full[:4] and compact.created_at == full.created_at
+    plain = build_event(
+        merchant_id="M", event_type=EventType.PAID, payment_id="pay_1", amount=1,
+        status=PaymentStatus.CAPTURED, currency=12, response_code="00", masked_pan="",
+        created_at=T0, compact=True,
+    )  # fmt: skip
+    assert not plain.body.startswith("{") and len(plain.body) < len(json_body(plain.body))
+    with pytest.raises(ValueError, match="fields"):
+        json_body(plain.body.rsplit("\x1f", 3)[0])
+
+
+def test_the_recorder_uses_the_cores_hook_and_derives_the_event_id(
+    state: Path, tmp_path: Path
+) -> None:
+    """The recorder is attached through ``SwitchCore.add_unit_observer`` (once), stores the
+    payment's event in the compact form with an id from the payment id's HMAC, and the
+    merchant receives the JSON; a damaged stored body is given up at once, not sent."""
+
+    async def body(h: Harness, rec: Receiver, clock: ManualClock) -> None:
+        recorder = ensure_recorder(h.core)
+        assert ensure_recorder(h.core) is recorder
+        with pytest.raises(ValueError, match="already attached"):
+            attach(h.core, recorder)
+        seen: list[Changes] = []
+        h.core.add_unit_observer(seen.append)  # after the recorder: sees its rows
+        sale = await h.client.sale(42_000, CARD.pan, CARD.expiry, CVV2)
+        (unit,) = [u for u in seen if u.journal is not None]
+        assert unit.journal is not None
+        pay_id, evt_id = recorder.ids.pair(unit.journal.txn_id)
+        assert sale.payment_id == pay_id and is_public_id(evt_id, "evt_")
+        assert [e.event_id for e in unit.merchant_events] == [evt_id]
+        (stored,) = h.core.store.query("SELECT event_id, body FROM merchant_events")
+        assert stored[0] == evt_id and not str(stored[1]).startswith("{")
+        w = worker(state, clock)
+        try:
+            assert await w.run_once() == 1
+            (doc,) = rec.bodies()
+            assert (doc["event_id"], doc["payment_id"], doc["amount"]) == (evt_id, pay_id, 42_000)
+            assert rec.received[0][1].decode() == json_body(str(stored[1]))
+            await h.client.sale(1_000, CARD.pan, CARD.expiry, CVV2)
+            with SqliteMerchantOutbox(state / "switch.db") as outbox:
+                outbox._write(
+                    "UPDATE merchant_events SET body = ? WHERE status = 'pending'",
+                    ("c1\x1fdamaged",),
+                )
+            assert await w.run_once() == 1
+        finally:
+            await close(w)
+        assert len(rec.received) == 1  # the damaged one was not sent
+        row = h.core.store.query(
+            "SELECT status, last_error FROM merchant_events WHERE status != 'delivered'"
+        )
+        assert row == [("failed", "stored body: compact body has 1 fields, not 16")]
+
+    run(state, tmp_path, body)

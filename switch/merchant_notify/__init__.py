@@ -1,6 +1,7 @@
 """Notifications to merchants: signed JSON POSTs from a durable outbox (issue 14 §3).
 
-* ``events``: event types, payment statuses, the JSON body (``build_event``), metadata rules;
+* ``events``: event types, payment statuses, the JSON body (``build_event``; a stored body is
+  read through ``json_body``), metadata rules;
 * ``ids``: public payment ids (``pay_...``, an HMAC of the txn id: no volume leak) and event
   ids (``evt_...``, the merchant's dedupe key: the rest of that HMAC, or random);
 * ``signing``: ``X-Switch-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "t.body")>``, and
@@ -33,6 +34,7 @@ from switch.merchant_notify.events import (
     build_event,
     check_metadata,
     event_type_for,
+    json_body,
     payment_status,
 )
 from switch.merchant_notify.ids import PaymentIds, new_event_id
@@ -57,6 +59,7 @@ __all__ = [
     "enqueue_event",
     "ensure_recorder",
     "event_type_for",
+    "json_body",
     "new_event_id",
     "new_secret",
     "payment_order",

@@ -21,7 +21,7 @@ class ClaimedEvent:
     event_id: str
     merchant_id: str
     event_type: str
-    body: str
+    body: str  # as stored: JSON, or the compact form (events.json_body makes the JSON)
     attempts: int  # attempts before this one
     created_at: float
 

@@ -17,9 +17,10 @@ notification of a payment that was never committed. Nothing here does I/O on the
 the set of merchants with callbacks is a snapshot refreshed every ``refresh_s`` seconds.
 
 What a unit costs here is on every API payment's path, so it is kept small: one HMAC gives
-both the payment id and the event id (``PaymentIds.pair``; no random bytes), the body is a
-string template (``events.build_event``), the metadata is encoded once for both rows, and a
-unit with neither an order nor a notified merchant costs two look-ups.
+both the payment id and the event id (``PaymentIds.pair``; no random bytes), the event's body
+is stored in the compact form (its values joined, ``events.COMPACT``) and becomes JSON only
+when the worker sends it, the metadata is encoded once for both rows, and a unit with
+neither an order nor a notified merchant costs two look-ups.
 
 How a caller declares an order (GATEWAY: around ``core.authorize`` in ``confirmOrder.do``,
 ``deposit.do``, ``reverse.do``, ``refund.do``)::
@@ -300,6 +301,7 @@ class EventRecorder:
             auth_code=j.auth_code or "",
             event_id=event_id,
             metadata_json=metadata_json,
+            compact=True,  # the JSON is made when it is sent (events.json_body)
         )
 
 

@@ -37,6 +37,7 @@ from typing import TypeVar
 
 import aiohttp
 
+from switch.merchant_notify.events import json_body
 from switch.merchant_notify.outbox import (
     Callback,
     ClaimedEvent,
@@ -172,7 +173,10 @@ class MerchantNotifyWorker:
             secret = self.seal.open(callback.merchant_id, callback.url, callback.secret_sealed)
         except SecretSealError as exc:
             return self._failed(event, str(exc), 0, final=True)
-        body = event.body.encode("utf-8")
+        try:  # the stored body, or its compact form made into the JSON (the same each time)
+            body = json_body(event.body).encode("utf-8")
+        except ValueError as exc:  # a damaged row: no attempt can send it
+            return self._failed(event, f"stored body: {exc}", 0, final=True)
         headers = {
             "Content-Type": "application/json",
             EVENT_ID_HEADER: event.event_id,
