@@ -223,6 +223,22 @@ def _compact(fields: _Fields) -> str | None:
     return f"{COMPACT}{head}{SEP}{order_reference}"
 
 
+_new_tuple = tuple.__new__  # a NamedTuple row without its Python-level __new__ (0.2 vs 0.7 us)
+
+
+def payment_event_row(fields: _Fields) -> MerchantEventRow:
+    """The recorder's ``build_event(..., compact=True)`` on the payment's path: ``fields``
+    in ``_json``'s order, plain strings and ints (no enum members, no keyword binding),
+    ``payment_id`` set. Refuses an unmasked PAN as ``build_event`` does."""
+    _check_masked(fields[13])
+    body = _compact(fields)
+    return _new_tuple(
+        MerchantEventRow,
+        (fields[0], fields[3], fields[1], fields[4], _json(*fields) if body is None else body,
+         fields[2]),
+    )  # fmt: skip
+
+
 def json_body(stored: str) -> str:
     """The exact JSON to POST for a stored ``merchant_events.body``: itself if it is JSON,
     else the compact form rendered (the same bytes ``build_event`` would have stored, every

@@ -48,7 +48,12 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from switch.merchant_notify.events import EventType, build_event, event_type_for, payment_status
+from switch.merchant_notify.events import (
+    EventType,
+    event_type_for,
+    payment_event_row,
+    payment_status,
+)
 from switch.merchant_notify.ids import PaymentIds
 from switch.merchant_notify.orders import OrderFacts, by_txn
 from switch.store.api import Changes, JournalRow, MerchantEventRow, PaymentOrderRow
@@ -61,6 +66,7 @@ log = logging.getLogger(__name__)
 MAX_RETRYING = 10_000
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
+_new_tuple = tuple.__new__
 _OPERATION = {
     "purchase": "sale",
     "preauth": "authorization",
@@ -215,16 +221,10 @@ class EventRecorder:
                 metadata_json = _ENCODE(order.metadata)
             if key is not None:
                 self._rearm_on_failure(ch, key, order)
-            ch.payment_orders.append(
-                PaymentOrderRow(
-                    j.txn_id,
-                    payment_id,
-                    merchant_id,
-                    order.order_reference,
-                    metadata_json,
-                    j.created_at,
-                )
-            )
+            row = (j.txn_id, payment_id, merchant_id, order.order_reference, metadata_json,
+                   j.created_at)  # fmt: skip
+            # a PaymentOrderRow without its Python-level __new__
+            ch.payment_orders.append(_new_tuple(PaymentOrderRow, row))
         else:
             payment_id = j.txn_id  # no order row: the journal's id is the payment's id
         if event_type is not None:
@@ -275,34 +275,27 @@ class EventRecorder:
         event_id: str,
         metadata_json: str,
     ) -> MerchantEventRow:
+        txn_type = j.txn_type
         approved = j.response_code == "00"
         refund_total = None
         taken = 0
-        if order is not None and j.txn_type == "refund":
+        if order is not None and txn_type == "refund":
             taken, refund_total = order.taken, order.refunded + j.amount
-        return build_event(
-            merchant_id=j.merchant_id,
-            event_type=event_type,
-            payment_id=payment_id,
-            status=payment_status(
-                j.txn_type, approved, j.amount, captured=taken, refund_total=refund_total
-            ),
-            amount=j.amount,
-            currency=j.currency,
-            response_code=j.response_code,
-            masked_pan=j.masked_pan,
-            created_at=j.created_at,
-            order_id=order.order_id if order is not None else "",
-            order_reference=order.order_reference if order is not None else "",
-            original_payment_id=(
-                order.original_payment_id if order is not None else j.original_txn_id or ""
-            ),
-            operation=_OPERATION.get(j.txn_type, j.txn_type),
-            auth_code=j.auth_code or "",
-            event_id=event_id,
-            metadata_json=metadata_json,
-            compact=True,  # the JSON is made when it is sent (events.json_body)
-        )
+        status = payment_status(txn_type, approved, j.amount, captured=taken,
+                                refund_total=refund_total)  # fmt: skip
+        if order is not None:
+            order_id, reference = order.order_id, order.order_reference
+            original = order.original_payment_id
+        else:
+            order_id = reference = ""
+            original = j.original_txn_id or ""
+        # ``_value_``: the member's plain string (``.value`` is a slow descriptor)
+        return payment_event_row(
+            (event_id, event_type._value_, j.created_at, j.merchant_id, payment_id, original,
+             order_id, _OPERATION.get(txn_type, txn_type), status._value_, j.amount,
+             j.currency, j.response_code, j.auth_code or "", j.masked_pan, metadata_json,
+             reference)
+        )  # fmt: skip
 
 
 #: the recorder of each core (``attach``), without keeping a closed core alive
