@@ -15,9 +15,10 @@
 For GATEWAY (``switch/gateway``), see ``enqueue``: wrap each ``core.authorize`` of an order in
 ``payment_order(PaymentOrder(merchant_id, order_reference=..., order_id=..., metadata=...))``
 (the payment's event then commits with it, with ``order_id`` in the body, and nothing else is
-needed for paid / authorized / declined / reversed / refunded); for an order change that has
-no journal row (cancelled, expired) ``await enqueue_event(core, build_event(...))``, or append
-the row to the ``Changes.merchant_events`` of a unit that records the change.
+needed for paid / authorized / declined / reversed / refunded); an order change that has no
+journal row (cancelled, expired) is written with the order row in one transaction
+(``build_event(...)`` passed to ``OrderStore.save(order, events)``); ``enqueue_event`` commits
+an event that has no row of its own to go with.
 
 * ``worker``: leased claims, signed POSTs (aiohttp), back-off, give-up;
 * ``outbox`` (the contract), ``sql_outbox`` (its SQL, once), ``sqlite_outbox`` /

@@ -17,12 +17,18 @@ the call and the recorder writes its event in the payment's own commit::
 That covers paid, authorized, declined (by the issuer), reversed and refunded. Do not send
 those again from here, or the merchant gets two events (two event ids) for one payment.
 
-Here: an order that changes without a journal row -- cancelled on the page, expired, refused
-after too many tries -- is reported with ``enqueue_event(core, build_event(...))``: one small
-commit of its own through the core's store (the group commit), durable when it returns. It is
-not atomic with a gateway order row written on another connection; write the order first,
-then the event, so a crash between them loses at worst the notification of a cancellation,
-never reports one that did not happen.
+An order change without a journal row -- cancelled on the page, expired, refused after too
+many tries -- is notified in the same transaction as the order row that records it: the
+gateway builds the event with ``build_event(...)`` (a JSON body) and passes it to
+``switch.gateway.orders.OrderStore.save(order, events)``, which updates ``gateway_orders`` and
+inserts the ``merchant_events`` rows in one transaction on its connection (the outbox is in the
+same database), so the order's new state and its notification are durable together or not at
+all. Check ``recorder.enabled(merchant_id)`` first: a merchant without an enabled callback gets
+no row.
+
+``enqueue_event(core, row)`` here is for a change that has no row of its own to commit with:
+one small commit of the event alone through the core's store (the group commit), durable when
+it returns.
 """
 
 from __future__ import annotations
