@@ -6,20 +6,20 @@ it up and writing it, and two threads of one process share one GIL, so the threa
 checked batch N+1 while the other wrote batch N ran mostly in turn with it (measured: the
 two-thread import was no faster than one thread). The child reads from the offset the
 import resumes at and sends each checked batch -- (line, record, PAN hash) triples and the
-rejects -- through a bounded queue (at most ``QUEUE_BATCHES`` waiting: memory stays
-bounded), in file order; this process looks up, writes and commits each batch in turn.
+rejects -- through a pipe, in file order, from the child's one thread (a
+``multiprocessing.Queue`` would pickle on a feeder thread fighting the child's main thread
+for the GIL); a full pipe blocks the child, so it is at most a batch or two ahead (memory
+stays bounded). This process looks up, writes and commits each batch in turn.
 
 The child holds the PAN key only to hash (it writes nothing) and ignores SIGINT: a Ctrl-C
-goes to the import, which stops the child; an import killed outright leaves a child that
-notices within a second (its parent changed) and exits. A ``FormatError`` (bad header) or any other
+goes to the import, which stops the child; an import killed outright closes its end of
+the pipe, and the child's next send fails and ends it. A ``FormatError`` (bad header) or any other
 failure in the child is raised again here, before or between batches, never inside one.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import os
-import queue
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,8 +40,6 @@ from switch.core.domain import CardStatus
 from switch.core.hmac_sha256 import HmacSha256
 from switch.store.sqlite_cardbase import SqliteCardBase, StoredAccount
 
-QUEUE_BATCHES = 2
-
 
 def _produce(
     path: Path,
@@ -57,16 +55,15 @@ def _produce(
     """The child: every batch of the file from ``start`` (offset, line), checked, with the
     accounts its cards name (read-only: a cards import creates no account)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    parent = os.getppid()
 
     def put(item: tuple[str, object, object]) -> None:
-        while True:  # a parent killed outright (SIGKILL) must not leave this one blocked
-            try:
-                out.put(item, timeout=1.0)
-                return
-            except queue.Full:
-                if os.getppid() != parent:
-                    raise SystemExit(1) from None
+        # on this thread (a queue's feeder thread would fight this one for the GIL); blocks
+        # while the pipe is full: the parent reads as it writes. A parent gone (even by
+        # SIGKILL) closes its end: the send fails and this process ends.
+        try:
+            out.send(item)
+        except OSError:
+            raise SystemExit(1) from None
 
     db = None
     try:
@@ -141,24 +138,23 @@ def checked_in_child(
     """((end offset, end line), checked batch, its cards' accounts) for each batch, from a
     child process."""
     ctx = multiprocessing.get_context("spawn")  # no fork of a process that has threads
-    q: Any = ctx.Queue(maxsize=QUEUE_BATCHES)
+    receive, send = ctx.Pipe(duplex=False)
     child = ctx.Process(
         target=_produce,
-        args=(path, fmt, kind, start, batch_size, config, pan_key, db_path, q),
+        args=(path, fmt, kind, start, batch_size, config, pan_key, db_path, send),
         name="switch-import-reader",
         daemon=True,
     )
     child.start()
+    send.close()  # the child's end: EOF here once the child is gone
     try:
         while True:
             try:
-                what, a, b = q.get(timeout=1.0)
-            except queue.Empty:
-                if not child.is_alive():
-                    raise RuntimeError(
-                        f"the import's reader process died (exit status {child.exitcode})"
-                    ) from None
-                continue
+                what, a, b = receive.recv()
+            except EOFError:
+                raise RuntimeError(
+                    f"the import's reader process died (exit status {child.exitcode})"
+                ) from None
             if what == "end":
                 return
             if what == "error":
@@ -166,8 +162,7 @@ def checked_in_child(
             checked, accounts = _from_wire(kind, *b)
             yield a, checked, accounts
     finally:
+        receive.close()
         if child.is_alive():
             child.terminate()
         child.join(10)
-        q.close()
-        q.cancel_join_thread()
