@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -114,6 +115,14 @@ async def run(state: Path, durable: bool, pans: list[str]) -> tuple[float, float
     return N_TXNS / elapsed, N_TXNS / cpu, units / max(batches, 1)
 
 
+def _load() -> str:
+    """The 1-minute load average: on a shared machine, what the wall figures ran against."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:  # pragma: no cover
+        return "unknown"
+
+
 def main() -> None:
     try:
         import uvloop
@@ -131,20 +140,27 @@ def main() -> None:
             f"{CONCURRENCY} in flight, in-process HSM + SQLite; best of {ROUNDS} alternating runs"
         )
         best: dict[bool, tuple[float, float, float]] = {}
+        walls: dict[bool, list[float]] = {False: [], True: []}
         for r in range(ROUNDS):
             for durable in (False, True):
                 state = base / f"run-{r}-{durable}"
                 shutil.copytree(template, state)
                 got = asyncio.run(run(state, durable, pans))
                 shutil.rmtree(state, ignore_errors=True)
+                walls[durable].append(got[0])
                 if durable not in best or got[1] > best[durable][1]:
                     best[durable] = got
         for durable in (False, True):
             wall, per_cpu, batch = best[durable]
+            w = sorted(walls[durable])
             print(
                 f"  {'durable' if durable else 'no fsync':<9} {wall:>9,.0f} auth/s wall, "
                 f"{per_cpu:>9,.0f} auth per CPU-second (all threads), "
                 f"{batch:.0f} authorizations per commit"
+            )
+            print(
+                f"  {'':<9} wall auth/s over the {len(w)} runs: min {w[0]:,.0f}, "
+                f"median {statistics.median(w):,.0f}, max {w[-1]:,.0f} (load: {_load()})"
             )
         print(f"  durable / no-fsync (per CPU-second): {best[True][1] / best[False][1]:.2f}")
     finally:
