@@ -15,6 +15,7 @@ BENCHMARKS: list[str] = [
     "bench_iso",
     "bench_remote",
     "bench_import",
+    "bench_notify",  # ~15-25 s: merchant notifications' cost per sale, delivery rate
 ]
 
 

@@ -9,13 +9,20 @@
    8 in flight, signed) to an aiohttp receiver in this process that answers 204, until the
    outbox is empty.
 
+The sales run with the collector set as ``switch run`` sets it (``tune_gc_for_serving``:
+start-up objects frozen, rare young collections); ``BENCH_NOTIFY_GC=default`` keeps CPython's
+default thresholds instead, under which the extra objects of a notified sale also cost more
+collections of the whole heap.
+
 Run: ``python -m bench bench_notify``. Knobs: ``BENCH_NOTIFY_SALES`` (default 8000),
-``BENCH_NOTIFY_ROUNDS`` (3), ``BENCH_NOTIFY_FSYNC`` (0; 1 = durable commits).
+``BENCH_NOTIFY_ROUNDS`` (3), ``BENCH_NOTIFY_FSYNC`` (0; 1 = durable commits),
+``BENCH_NOTIFY_GC`` (serving | default).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import shutil
 import statistics
@@ -29,6 +36,7 @@ from bench.bench_core import add_cards, bench_pans
 from switch.core import demo
 from switch.core.model import AuthRequest, Channel, TxnType
 from switch.core.service import SwitchCore
+from switch.gc_tuning import tune_gc_for_serving
 from switch.merchant_notify.outboxes import open_outbox
 from switch.merchant_notify.recorder import PaymentOrder, ensure_recorder, payment_order
 from switch.merchant_notify.secrets_seal import CallbackSeal
@@ -37,6 +45,7 @@ from switch.merchant_notify.worker import MerchantNotifyWorker
 N_SALES = int(os.environ.get("BENCH_NOTIFY_SALES", "8000"))
 ROUNDS = int(os.environ.get("BENCH_NOTIFY_ROUNDS", "3"))
 DURABLE = os.environ.get("BENCH_NOTIFY_FSYNC", "0") == "1"
+SERVING_GC = os.environ.get("BENCH_NOTIFY_GC", "serving") != "default"
 PER_CARD = 20  # the e-commerce daily count limit of the default product
 EXPIRY = "3012"
 MERCHANT = demo.MERCHANTS[0]
@@ -48,6 +57,9 @@ async def _sales(state: Path, cards: list[tuple[str, str]], notify: bool) -> tup
     at a time. The CPU time is this process's: on a shared machine it moves less than the
     wall-clock rate with the other processes' load."""
     core = await SwitchCore.open(state, durable=DURABLE)
+    thresholds = gc.get_threshold()
+    if SERVING_GC:
+        tune_gc_for_serving()  # as switch run does once the state is loaded
     try:
         term = core.terminal(MERCHANT.terminal_id)
         assert term is not None
@@ -80,6 +92,8 @@ async def _sales(state: Path, cards: list[tuple[str, str]], notify: bool) -> tup
         return N_SALES / elapsed, cpu / N_SALES * 1e6
     finally:
         await core.close()
+        gc.unfreeze()  # the next run starts from the same collector state
+        gc.set_threshold(*thresholds)
 
 
 async def _deliver(state: Path) -> float:
@@ -135,7 +149,8 @@ def main() -> None:
         asyncio.run(add_cards(template, pans))
         print(
             f"bench_notify: {N_SALES} e-commerce sales over {len(pans)} cards, {IN_FLIGHT} in "
-            f"flight, {'durable' if DURABLE else 'no-fsync'} SQLite, {ROUNDS} rounds (median)"
+            f"flight, {'durable' if DURABLE else 'no-fsync'} SQLite, "
+            f"{'serving' if SERVING_GC else 'default'} GC, {ROUNDS} rounds (median)"
         )
         plain: list[tuple[float, float]] = []
         notified: list[tuple[float, float]] = []
