@@ -13,11 +13,13 @@ CREATE TABLE merchant_callbacks (
 );
 
 -- The durable outbox of notifications, written in the same commit as the payment (or gateway
--- order change) it reports. body is the exact JSON that is POSTed (signed at send time).
+-- order change) it reports. body is the exact JSON that is POSTed (signed at send time), or,
+-- for a payment's event, that JSON's values in a compact form (starts 'c1' + U+001F) which
+-- switch.merchant_notify.events.json_body turns into the same JSON when it is sent.
 -- A worker claims due rows by setting claimed_until (a lease) and claim_token in one write
 -- transaction, so two workers never send the same row at the same time.
 CREATE TABLE merchant_events (
-    event_id        TEXT    PRIMARY KEY,       -- evt_<32 hex>: random, the merchant's dedupe key
+    event_id        TEXT    PRIMARY KEY,       -- evt_<32 hex>: the merchant's dedupe key
     merchant_id     TEXT    NOT NULL,
     event_type      TEXT    NOT NULL,          -- payment.paid | payment.authorized | ...
     payment_id      TEXT    NOT NULL DEFAULT '', -- the payment's (or gateway order's) public id
