@@ -56,6 +56,7 @@ N_SALES = int(os.environ.get("BENCH_NODES_SALES", "20000"))
 GRPC_CONC = int(os.environ.get("BENCH_NODES_GRPC_CONC", "64"))
 SQLITE2 = os.environ.get("BENCH_NODES_SQLITE2", "1") == "1"
 ONLY = os.environ.get("BENCH_NODES_ONLY", "")  # "iso" or "grpc": that part alone
+WAITS = os.environ.get("BENCH_NODES_WAITS", "0") == "1"  # sample PostgreSQL wait events
 PER_CARD = 10  # withdrawals per card (the product allows 20 a day)
 SALES_PER_CARD = 20  # the e-commerce daily count limit
 AMOUNT = 100_000  # 1,000 DZD, the minimum ATM withdrawal
@@ -211,6 +212,52 @@ def approved_in_journal(store: str | None, state: Path, txn_type: str) -> int:
     return int(row[0])
 
 
+class WaitSampler:
+    """What the switch's PostgreSQL sessions are doing, sampled every 5 ms during a run
+    (``BENCH_NODES_WAITS=1``): the share of samples per state / wait event, and for a session
+    waiting on a lock, which relation it waits for. Tells a hot row (``Lock:transactionid``
+    on ``accounts``) from commit flushes (``IO:WALSync``) or an idle database (``Client``)."""
+
+    def __init__(self, url: str) -> None:
+        import threading
+
+        self.url = url
+        self.counts: dict[str, int] = {}
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import psycopg
+
+        sql = (
+            "SELECT a.state, a.wait_event_type, a.wait_event, left(a.query, 40), "
+            "(SELECT string_agg(DISTINCT l.relation::regclass::text, ',') FROM pg_locks l "
+            " WHERE l.pid = a.pid AND NOT l.granted AND l.relation IS NOT NULL) "
+            "FROM pg_stat_activity a WHERE a.application_name = 'switch' AND a.pid <> "
+            "pg_backend_pid()"
+        )
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self._stop.wait(0.005):
+                self.samples += 1
+                for state, wtype, wevent, query, rel in conn.execute(sql).fetchall():
+                    if state == "idle":
+                        continue
+                    key = f"{state} {wtype or 'CPU'}:{wevent or '-'}"
+                    if wtype == "Lock":
+                        key += f" on {rel or '?'} [{query}]"
+                    self.counts[key] = self.counts.get(key, 0) + 1
+
+    def report(self) -> str:
+        self._stop.set()
+        self._thread.join()
+        lines = [f"    wait events of non-idle switch sessions ({self.samples} samples):"]
+        for key, n in sorted(self.counts.items(), key=lambda kv: -kv[1])[:8]:
+            lines.append(f"      {n / max(self.samples, 1):6.2f} sessions avg  {key}")
+        return "\n".join(lines)
+
+
 def iso_line(label: str, r: dict[str, Any]) -> str:
     approved = int(r["codes"].get("00", 0))
     others = {k: v for k, v in r["codes"].items() if k != "00"}
@@ -264,12 +311,16 @@ def main() -> None:
         for label, on_pg, workers in iso_runs if ONLY != "grpc" else []:
             state, store = fresh(f"iso-{len(figures)}", on_pg)
             switch = Switch(state, store, workers)
+            sampler = WaitSampler(store) if WAITS and store is not None else None
             try:
                 r = run_iso(switch.iso, frames)
             finally:
+                waits = sampler.report() if sampler is not None else ""
                 switch.stop()
             figures[label] = int(r["codes"].get("00", 0)) / r["elapsed"]
             print(iso_line(label, r), flush=True)
+            if waits:
+                print(waits, flush=True)
         if figures:
             one, two = figures["PostgreSQL, 1 process"], figures["PostgreSQL, 2 processes"]
             print(f"  PostgreSQL 2 processes / 1 process: {two / one:.2f}x (goal: 1.6x or more)")

@@ -386,7 +386,12 @@ class Pipeline:
         loaded = await self.store.account_by_number(number)
         if loaded is None:
             return None
-        return self.accounts.setdefault(loaded.account_id, loaded)
+        live = self.accounts.setdefault(loaded.account_id, loaded)
+        if self.shared and loaded.account_id in self._resident:
+            # a GL or settlement account: every node credits it (PostgreSQL: each its own
+            # shard row, summed by the read), so this node's copy misses the others' credits
+            return loaded
+        return live
 
     # -- entry point -------------------------------------------------------------------------
     async def authorize(self, req: AuthRequest) -> AuthResult:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -93,7 +94,26 @@ TXN_SEQ_LOCK = 0x7377697463687371  # pg_advisory_xact_lock key of reserve_txn_id
 _RETRIES = 5  # a batch rolled back by a deadlock or serialization failure is tried again
 # reads carry the row's version (migration 0011, docs/architecture.md §7); inserts leave it 0
 CARD_READ = CARD_COLS + ", version"
-ACCOUNT_READ = ACCOUNT_COLS + ", version"
+#: An account's balance and held are its row's plus its shard rows' (migration 0016: the GL and
+#: settlement accounts' credits, one row per node; a cardholder's account has none).
+ACCOUNT_READ = (
+    "account_id, number, kind, holder, phone, currency, "
+    "balance + COALESCE((SELECT sum(s.balance) FROM account_shards s "
+    "WHERE s.account_id = accounts.account_id), 0)::int8, "
+    "held + COALESCE((SELECT sum(s.held) FROM account_shards s "
+    "WHERE s.account_id = accounts.account_id), 0)::int8, may_go_negative, version"
+)
+SHARD_LOCK = 0x5377  # pg_try_advisory_lock(SHARD_LOCK, n): the node holding shard n
+SHARDS = 64  # shard numbers tried; beyond that many live nodes, two share one (slower)
+#: Moves every shard row's credits into its account row (one statement: atomic). Nothing is
+#: decided on these accounts, so it may run while nodes commit; a node's next credit simply
+#: creates its shard row again.
+FOLD_SHARDS_SQL = (
+    "WITH s AS (DELETE FROM account_shards RETURNING account_id, balance, held), "
+    "t AS (SELECT account_id, sum(balance) AS b, sum(held) AS h FROM s GROUP BY account_id) "
+    "UPDATE accounts SET balance = accounts.balance + t.b, held = accounts.held + t.h "
+    "FROM t WHERE accounts.account_id = t.account_id"
+)
 #: A statement that has not answered by then fails (the server cancels it): a hung database
 #: makes the switch answer 96 -- a failed commit halts it -- instead of leaving ATMs waiting.
 STATEMENT_TIMEOUT_S = 30.0
@@ -141,6 +161,15 @@ def _card(r: Sequence[Any] | asyncpg.Record) -> Card:
         activated_at=None if r[18] is None else float(r[18]),
         version=int(r[19]),
     )
+
+
+async def _claim_shard(conn: asyncpg.Connection) -> int:
+    """The first shard number no other live node holds: a session advisory lock kept by the
+    writer connection for its life (a node that dies releases it with its connection)."""
+    for n in range(SHARDS):
+        if await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", SHARD_LOCK, n):
+            return n
+    return secrets.randbelow(SHARDS)  # every number taken: share one (correct, slower)
 
 
 def _account(r: Sequence[Any] | asyncpg.Record) -> Account:
@@ -193,6 +222,7 @@ class PostgresStore:
         self._inflight: asyncio.Task[None] | None = None
         self._failed: BaseException | None = None
         self._stamp = stamp_source()  # versions of rows written without a guard
+        self.shard = 0  # this node's account_shards rows (claimed at open)
         self.conflicts = 0  # statistics: units refused by their guards
         self.batches = 0  # statistics: number of group commits and units committed
         self.units = 0
@@ -225,6 +255,7 @@ class PostgresStore:
             self._writer = await asyncpg.connect(
                 self.url, server_settings=self._settings(), command_timeout=self.timeout
             )
+            self.shard = await _claim_shard(self._writer)
             self._pool = ReadConnections(
                 self.url, self._read_pool_size, self._settings(), timeout=self.timeout
             )
@@ -237,7 +268,19 @@ class PostgresStore:
     async def close(self) -> None:
         while self._pending or self._committing or self._flush_scheduled:
             await asyncio.sleep(0.001)  # let the last batches reach the database
+        self._fold_shards()
         await self._close_connections()
+
+    def _fold_shards(self) -> None:
+        """Folds the shard rows into their accounts (at close, and before raw SQL reads, so
+        ``SUM(balance) FROM accounts`` in an audit or a test is the ledger's total)."""
+        with self._sync_lock:
+            if self._sync is None:
+                return
+            try:
+                self._sync.execute(FOLD_SHARDS_SQL)
+            except psycopg.Error as exc:
+                raise StoreError(f"folding the account shards failed: {exc}") from exc
 
     async def _close_connections(self) -> None:
         if self._pool is not None:
@@ -332,7 +375,7 @@ class PostgresStore:
         if not touched.guarded and not before:
             _, after = extra_statements(units)
             if not after:
-                await conn.execute(_COMMIT_SQL, *batch_args(units))
+                await conn.execute(_COMMIT_SQL, *batch_args(units, shard=self.shard))
                 return units
         async with conn.transaction():
             for sql, rows in before:  # an import batch: before the guards and snapshots
@@ -356,7 +399,7 @@ class PostgresStore:
                     paid[str(biller), str(ref)] = None if mark is None else str(mark)
             written = check(units, view, slots, paid, self._stamp)
             if written:
-                await conn.execute(_COMMIT_SQL, *batch_args(written, view))
+                await conn.execute(_COMMIT_SQL, *batch_args(written, view, self.shard))
                 _, after = extra_statements(written)
                 for sql, rows in after:
                     await conn.executemany(sql, rows)
@@ -544,7 +587,10 @@ class PostgresStore:
                 raise StoreError(f"read failed: {exc}") from exc
 
     def query(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
-        """Read-only SQL for tests, audits and the CLI, in SQLite's ``?`` spelling."""
+        """Read-only SQL for tests, audits and the CLI, in SQLite's ``?`` spelling. The GL
+        and settlement accounts' shard rows are folded first, so ``accounts.balance`` is
+        whole (the next credits start new shard rows)."""
+        self._fold_shards()
         return self._q(format_placeholders(sql), args)
 
     def is_empty(self) -> bool:

@@ -9,8 +9,8 @@ its caller gets ``Conflict``. Rows written without a guard get a fresh stamp.
 
 What PostgreSQL adds is the locking that makes the check and the write one step against the
 other nodes: inside the batch's transaction, the idempotency keys are taken as advisory locks
-(a key with no row yet has nothing to lock), then every account (guarded, snapshotted or
-credited by a delta), card and bill the batch touches is read ``FOR UPDATE`` in key order --
+(a key with no row yet has nothing to lock), then every account (guarded or snapshotted),
+card and bill the batch touches is read ``FOR UPDATE`` in key order --
 so two nodes lock in the same order and cannot deadlock on one another -- and only then are
 the versions compared and the rows written. READ COMMITTED re-reads a row that another node
 changed while this one waited for its lock, so the comparison sees the latest version.
@@ -61,7 +61,7 @@ class Touched:
             for kind, row_id, _, _ in c.guards:
                 (accounts if kind == GUARD_ACCOUNT else cards).add(row_id)
             accounts.update(a[0] for a in c.accounts)
-            accounts.update(d[0] for d in c.account_deltas)
+            # account_deltas go to this node's shard rows (0016): nothing to lock or check
             cards.update(k[0] for k in c.cards)
             if c.idempotency_expects is not None and c.idempotency is not None:
                 keys.add(c.idempotency.key)

@@ -65,10 +65,12 @@ def commit_sql(style: str = "dollar") -> str:
         "a AS (UPDATE accounts SET balance = v.balance, held = v.held, version = v.version "
         f"FROM {p.unnest(N, N, N, N)} AS v(id, balance, held, version) "
         "WHERE accounts.account_id = v.id)",
-        # the internal and settlement accounts every unit credits: added, unguarded
-        "ad AS (UPDATE accounts SET balance = accounts.balance + v.db, "
-        f"held = accounts.held + v.dh FROM {p.unnest(N, N, N)} AS v(id, db, dh) "
-        "WHERE accounts.account_id = v.id)",
+        # the internal and settlement accounts every unit credits: added, unguarded, to
+        # this node's shard row (migration 0016), so no two nodes' batches lock one row
+        "ad AS (INSERT INTO account_shards (account_id, shard, balance, held) "
+        f"SELECT * FROM {p.unnest(N, N, N, N)} ON CONFLICT (account_id, shard) DO UPDATE "
+        "SET balance = account_shards.balance + excluded.balance, "
+        "held = account_shards.held + excluded.held)",
         "c AS (UPDATE cards SET status = v.status, pin_tries = v.pin, otp_tries = v.otp, "
         f"activated_at = v.at, version = v.version FROM {p.unnest(N, T, N, N, F, N)} "
         "AS v(id, status, pin, otp, at, version) WHERE cards.card_id = v.id)",
@@ -111,11 +113,14 @@ def _alert(a: AlertRow) -> tuple[object, ...]:
 
 
 def batch_args(
-    units: Sequence[Changes], versions: dict[tuple[int, int], int] | None = None
+    units: Sequence[Changes],
+    versions: dict[tuple[int, int], int] | None = None,
+    shard: int = 0,
 ) -> list[list[object]]:
     """The arrays of ``commit_sql`` for ``units`` (the batch's units that passed their
     guards), in its placeholder order; ``versions``: each written account's and card's last
-    version (``postgres_guards.check``; 0 when absent, as for a bench without guards).
+    version (``postgres_guards.check``; 0 when absent, as for a bench without guards);
+    ``shard``: the node's row of ``account_shards`` that takes the batch's deltas.
 
     One statement cannot update a row twice, so an account both snapshotted and credited by
     a delta in the batch gets one absolute write: its last snapshot plus the batch's deltas
@@ -157,7 +162,7 @@ def batch_args(
     args += _columns(journal, 25)
     args += _columns([p for c in units for p in c.postings], 4)
     args += _columns(snapshots, 4)
-    args += _columns([(i, db, dh) for i, (db, dh) in deltas.items()], 3)
+    args += _columns([(i, shard, db, dh) for i, (db, dh) in deltas.items()], 4)
     args += _columns([(*k, v.get((GUARD_CARD, k[0]), 0)) for k in cards.values()], 6)
     args += _columns(list(holds.values()), 5)
     args += _columns(list(bills.values()), 3)
