@@ -388,6 +388,12 @@ class SwitchCore:
         """Why approvals stopped (a failed commit), or ``None`` while healthy."""
         return self._p.halted
 
+    @property
+    def config(self) -> SwitchConfig:
+        """The configuration the switch runs with (products, limits, time zone): read-only,
+        for the layers that apply the same rules outside an authorization (the live import)."""
+        return self._p.config
+
     # -- card lifecycle --------------------------------------------------------------------------
     async def _card(self, pan: str | bytes) -> Card:
         card = await self._p.card(pan if isinstance(pan, bytes) else self._p.pan_hash(pan))
