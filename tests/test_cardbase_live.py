@@ -11,10 +11,10 @@ file again changes nothing; each batch leaves its audit row, and no full PAN is 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,6 +26,7 @@ import switch_native
 
 from switch.core import demo
 from switch.core.domain import luhn_complete
+from tests.pg_server import query_state
 from tests.switch_proc import stop, wait_ready
 
 SWITCH = [sys.executable, "-m", "switch.cli"]
@@ -94,16 +95,22 @@ class Running:
         return doc
 
     def query(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-        conn = sqlite3.connect(f"file:{self.state / 'switch.db'}?mode=ro", uri=True)
-        try:
-            return conn.execute(sql, args).fetchall()
-        finally:
-            conn.close()
+        """Rows from the store the switch runs on (``SWITCH_STORE`` when set, as the switch
+        was started with it, else ``switch.db`` in its state directory)."""
+        return query_state(self.state, sql, args)
 
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    root = tmp_path_factory.mktemp("live-import")
+    with start_switch(tmp_path_factory.mktemp("live-import")) as r:
+        yield r
+
+
+@contextlib.contextmanager
+def start_switch(root: Path) -> Iterator[Running]:
+    """A ``switch run`` on a new state directory under ``root`` (its store: ``SWITCH_STORE``
+    if set, else the state directory's SQLite file), with operator ``alice`` and the keys
+    file of the demo cards' issuer."""
     state = root / "var"
     state.mkdir(mode=0o700)
     added = subprocess.run(
@@ -125,11 +132,9 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         )  # fmt: skip
     try:
         wait_ready(proc, out, 60)
-        conn = sqlite3.connect(f"file:{state / 'switch.db'}?mode=ro", uri=True)
-        pvk, cvk, mk_ac = conn.execute(
-            "SELECT pvk, cvk, mk_ac FROM cards WHERE card_id = 1"
-        ).fetchone()
-        conn.close()
+        [(pvk, cvk, mk_ac)] = query_state(
+            state, "SELECT pvk, cvk, mk_ac FROM cards WHERE card_id = 1"
+        )
         keys = root / "keys.toml"
         keys.write_text(f'pvk = "{pvk}"\ncvk = "{cvk}"\nmk_ac = "{mk_ac}"\n')
         client_env = {
@@ -265,3 +270,35 @@ def test_a_batch_sent_twice_is_applied_once_and_one_out_of_place_is_refused(
         "SELECT COUNT(*) FROM cards WHERE pan_last4 IN (?, ?) AND pan_first6 = ?",
         (pan(4)[-4:], pan(5)[-4:], pan(4)[:6]),
     ) == [(2,)]
+
+
+def test_live_import_on_each_store(store_backend: str, tmp_path: Path) -> None:
+    """The same path on both stores (``store_backend``: for PostgreSQL the switch runs with
+    ``SWITCH_STORE`` naming a fresh database): the look-ups and the progress row are the
+    store's, the batch is written by its group commit. A new card is approved at once, a
+    block by import is declined 62 at once, the same file again changes nothing."""
+    with start_switch(tmp_path) as running:
+        accounts = [f"{account_no(n)},012,10000000,HOLDER {n}," for n in (6, 7)]
+        rc, out = running.import_("accounts", accounts, "accounts.csv")
+        assert rc == 0 and "2 loaded, 0 updated, 0 rejected" in out, out
+        rc, out = running.import_("cards", [card_line(6), card_line(7)], "cards.csv")
+        assert rc == 0 and "2 loaded, 0 updated, 0 rejected" in out, out
+        assert running.withdraw(6)["response_code"] == "00"  # live in the switch's cache now
+        block = [card_line(6, status="blocked")]
+        rc, out = running.import_("cards", block, "block.csv", "--update")
+        assert rc == 0 and "0 loaded, 1 updated, 0 rejected" in out, out
+        assert running.withdraw(6)["response_code"] == "62"  # the very next request
+        rc, again = running.import_("cards", block, "block.csv", "--update")
+        assert rc == 0 and "already imported (0 loaded, 1 updated, 0 rejected)" in again, again
+        assert running.query(
+            "SELECT status, COUNT(*) FROM cards WHERE pan_first6 = ? AND pan_last4 IN (?, ?) "
+            "GROUP BY status ORDER BY status",
+            (pan(6)[:6], pan(6)[-4:], pan(7)[-4:]),
+        ) == [("active", 1), ("blocked", 1)]
+        assert running.query(
+            "SELECT action, detail FROM operator_audit WHERE action = 'ImportCards' "
+            "ORDER BY audit_id"
+        ) == [
+            ("ImportCards", "lines 2-3: 2 loaded, 0 updated, 0 rejected; file done"),
+            ("ImportCards", "lines 2-2: 0 loaded, 1 updated, 0 rejected; file done"),
+        ]

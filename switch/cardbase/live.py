@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from switch.cardbase.importer import (
     IssuerKeys,
@@ -50,7 +50,7 @@ from switch.cardbase.reader import RawRecord
 from switch.cardbase.records import AccountRecord, CardRecord
 from switch.config import SwitchConfig
 from switch.core.domain import Account, Card
-from switch.store.api import AuditRow, CardBaseRows, Changes
+from switch.store.api import AuditRow, CardBaseRows, Changes, StoreError
 from switch.store.sqlite_cardbase import (
     Progress,
     SqliteCardBase,
@@ -62,6 +62,8 @@ from switch.store.sqlite_cardbase import (
 KINDS = ("cards", "accounts")
 MAX_BATCH = 5_000  # records per call: one group-commit unit must stay short
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_T = TypeVar("_T")
+_DRIVERS = ("sqlite3", "psycopg")  # their errors are the store's (StoreError)
 
 
 class LiveImportError(ValueError):
@@ -111,36 +113,61 @@ class LiveCore(Protocol):
 
 
 class LiveImport:
-    """The running switch's side of ``switch import``: one batch at a time."""
+    """The running switch's side of ``switch import``: one batch at a time.
+
+    ``open_reads`` opens the look-up connection to the store's database (the importer's
+    ``SqliteCardBase`` interface: a read-only SQLite connection, or ``PostgresCardBase``);
+    it is opened on first use and reopened after a failed read."""
 
     def __init__(
         self,
         core: LiveCore,
         commit: Callable[[Changes], Awaitable[None]],
         config: SwitchConfig,
-        db_path: Path,
+        open_reads: Callable[[], SqliteCardBase],
     ) -> None:
         self._core = core
         self._commit = commit  # the store's group commit: durable on return
         self.config = config
-        self._db_path = db_path
+        self._open_reads = open_reads
         self._db: SqliteCardBase | None = None
         self._lock = asyncio.Lock()
+        self._reads_lock = threading.Lock()
 
-    async def _reads(self) -> SqliteCardBase:
-        if self._db is None:  # the store's file exists and is migrated once the switch runs
-            self._db = await asyncio.to_thread(SqliteCardBase, self._db_path, readonly=True)
-        return self._db
+    async def _read(self, look_up: Callable[[SqliteCardBase], _T]) -> _T:
+        """``look_up(db)`` on a worker thread. It ends the read transaction (PostgreSQL's
+        connection would otherwise stay idle in one until the next batch); a failure closes
+        the connection (the next call reopens it) and is the store's: ``StoreError``."""
+
+        def run() -> _T:
+            with self._reads_lock:  # a progress request beside a batch's look-ups
+                if self._db is None:  # the store exists and is migrated once the switch runs
+                    self._db = self._open_reads()
+                try:
+                    return look_up(self._db)
+                finally:
+                    self._db.rollback()
+
+        try:
+            return await asyncio.to_thread(run)
+        except StoreError:
+            self.close()
+            raise
+        except Exception as exc:
+            if not type(exc).__module__.startswith(_DRIVERS):
+                raise  # a bug: not to be answered as "store unavailable"
+            self.close()
+            raise StoreError(f"import look-ups: {type(exc).__name__}: {exc}") from exc
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        with self._reads_lock:
+            db, self._db = self._db, None
+        if db is not None:
+            db.close()  # neither driver raises closing a broken connection
 
     async def progress(self, ref: FileRef) -> Progress:
         ref.check()
-        db = await self._reads()
-        p = await asyncio.to_thread(db.progress, ref.progress_kind, ref.sha256)
+        p = await self._read(lambda db: db.progress(ref.progress_kind, ref.sha256))
         return p or Progress(0, 0, 0, 0, 0, False, 0.0)
 
     async def apply(
@@ -216,11 +243,11 @@ class LiveImport:
         parsed, rejects = await asyncio.to_thread(
             parse_cards, records, self.config, self._core.pan_hash
         )
-        db = await self._reads()
         numbers = sorted({r.account for _, r, _ in parsed})
-        accounts = await asyncio.to_thread(db.accounts_by_number, numbers)
-        stored = await asyncio.to_thread(db.cards_by_hash, [h for _, _, h in parsed])
-        next_id = await asyncio.to_thread(db.next_card_id)
+        hashes = [h for _, _, h in parsed]
+        accounts, stored, next_id = await self._read(
+            lambda db: (db.accounts_by_number(numbers), db.cards_by_hash(hashes), db.next_card_id())
+        )
         # the live cards of the PANs the store has (loaded now, so the decisions below run
         # with no await: nothing else changes them meanwhile)
         live: dict[bytes, Card] = {}
@@ -304,9 +331,10 @@ class LiveImport:
         self, ref: FileRef, records: list[RawRecord], ch: Changes, keep: list[Card | Account]
     ) -> tuple[int, int, list[Reject]]:
         parsed, rejects = await asyncio.to_thread(parse_accounts, records)
-        db = await self._reads()
-        stored = await asyncio.to_thread(db.accounts_by_number, [r.account for _, r in parsed])
-        next_id = await asyncio.to_thread(db.next_account_id)
+        numbers = [r.account for _, r in parsed]
+        stored, next_id = await self._read(
+            lambda db: (db.accounts_by_number(numbers), db.next_account_id())
+        )
         live_accounts = await self._live_accounts(
             sorted({stored[r.account].account_id for _, r in parsed if r.account in stored})
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -11,21 +12,31 @@ from switch.core.service import SwitchCore
 from switch.gen.switch.v1 import operator_pb2, operator_pb2_grpc
 from switch.operator.keys import OperatorKeys
 from switch.operator.servicer import OperatorServicer
-from switch.store import operator_reads
+from switch.store import SwitchStore, operator_reads
+from switch.store.sqlite_cardbase import SqliteCardBase
 
 SERVICE_NAME: str = operator_pb2.DESCRIPTOR.services_by_name["Operator"].full_name
 
 
 def add_operator_service(server: grpc.aio.Server, core: SwitchCore, operators: Path) -> str:
     """Serve ``Operator`` with the keys in ``operators``; returns its full service name."""
-    # the products the switch runs with (SwitchCore has no public accessor; service.py is
-    # not ours to change for one attribute)
-    path = core.store.path
-    imports = (  # its look-ups read the SQLite file (another backend: not served yet)
-        LiveImport(core, core.store.commit, core._p.config, path)
-        if isinstance(path, Path)
-        else None
-    )
+    imports = LiveImport(core, core.store.commit, core.config, cardbase_reads(core.store))
     servicer = OperatorServicer(core, OperatorKeys(operators), operator_reads(core.store), imports)
     operator_pb2_grpc.add_OperatorServicer_to_server(servicer, server)
     return SERVICE_NAME
+
+
+def cardbase_reads(store: SwitchStore) -> Callable[[], SqliteCardBase]:
+    """Opens the live import's look-up connection to ``store``'s database (progress rows,
+    cards by PAN hash, accounts by number, next ids): a read-only SQLite connection to the
+    file, or a PostgreSQL connection of its own (the running switch writes through its
+    group commit either way)."""
+    path = store.path
+    if isinstance(path, Path):
+        return lambda: SqliteCardBase(path, readonly=True)
+    from switch.store.postgres import PostgresStore
+    from switch.store.postgres_cardbase import PostgresCardBase
+
+    assert isinstance(store, PostgresStore)
+    url = store.url
+    return lambda: PostgresCardBase(url)
