@@ -17,6 +17,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -285,7 +286,10 @@ def test_live_import_on_each_store(store_backend: str, tmp_path: Path) -> None:
         assert rc == 0 and "2 loaded, 0 updated, 0 rejected" in out, out
         assert running.withdraw(6)["response_code"] == "00"  # live in the switch's cache now
         block = [card_line(6, status="blocked")]
-        rc, out = running.import_("cards", block, "block.csv", "--update")
+        if store_backend == "postgresql":  # the batch waits for another node's batch
+            rc, out = _import_behind_another_nodes_batch(running, block, "block.csv")
+        else:
+            rc, out = running.import_("cards", block, "block.csv", "--update")
         assert rc == 0 and "0 loaded, 1 updated, 0 rejected" in out, out
         assert running.withdraw(6)["response_code"] == "62"  # the very next request
         rc, again = running.import_("cards", block, "block.csv", "--update")
@@ -302,3 +306,35 @@ def test_live_import_on_each_store(store_backend: str, tmp_path: Path) -> None:
             ("ImportCards", "lines 2-3: 2 loaded, 0 updated, 0 rejected; file done"),
             ("ImportCards", "lines 2-2: 0 loaded, 1 updated, 0 rejected; file done"),
         ]
+
+
+def _import_behind_another_nodes_batch(
+    running: Running, lines: list[str], name: str
+) -> tuple[int, str]:
+    """``running.import_(cards, --update)`` while the test holds the PostgreSQL import lock
+    (as another node's batch would): the switch's batch waits for it, then goes on."""
+    import threading
+
+    import psycopg
+
+    from switch.cardbase.live_pg import IMPORT_LOCK
+
+    result: list[tuple[int, str]] = []
+    with psycopg.connect(os.environ["SWITCH_STORE"], autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", (IMPORT_LOCK,))
+        t = threading.Thread(
+            target=lambda: result.append(running.import_("cards", lines, name, "--update"))
+        )
+        t.start()
+        deadline = time.monotonic() + 60
+        while not other.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+            "AND objid = %s",
+            (IMPORT_LOCK & 0xFFFFFFFF,),
+        ).fetchone()[0]:  # type: ignore[index]
+            assert time.monotonic() < deadline and t.is_alive(), result
+            time.sleep(0.05)
+        assert not result  # still waiting: nothing applied
+        other.execute("SELECT pg_advisory_unlock(%s)", (IMPORT_LOCK,))
+        t.join(120)
+    return result[0]

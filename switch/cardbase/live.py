@@ -112,12 +112,21 @@ class LiveCore(Protocol):
     async def live_account(self, account_id: int) -> Account | None: ...
 
 
+class BatchLock(Protocol):
+    """A lock shared by every node of the store (``switch.cardbase.live_pg``), held from a
+    batch's look-ups until its unit is durable; blocking calls (run on a worker thread)."""
+
+    def acquire(self) -> None: ...
+    def release(self) -> None: ...
+
+
 class LiveImport:
     """The running switch's side of ``switch import``: one batch at a time.
 
     ``open_reads`` opens the look-up connection to the store's database (the importer's
     ``SqliteCardBase`` interface: a read-only SQLite connection, or ``PostgresCardBase``);
-    it is opened on first use and reopened after a failed read."""
+    it is opened on first use and reopened after a failed read. ``batch_lock``: the lock of
+    a store other nodes share (PostgreSQL), so their batches take turns with this one's."""
 
     def __init__(
         self,
@@ -125,13 +134,16 @@ class LiveImport:
         commit: Callable[[Changes], Awaitable[None]],
         config: SwitchConfig,
         open_reads: Callable[[], SqliteCardBase],
+        batch_lock: BatchLock | None = None,
     ) -> None:
+        self._batch_lock = batch_lock
         self._core = core
         self._commit = commit  # the store's group commit: durable on return
         self.config = config
         self._open_reads = open_reads
         self._db: SqliteCardBase | None = None
         self._lock = asyncio.Lock()
+        self._running: set[asyncio.Future[BatchOutcome]] = set()  # batches under way
         self._reads_lock = threading.Lock()
 
     async def _read(self, look_up: Callable[[SqliteCardBase], _T]) -> _T:
@@ -192,43 +204,83 @@ class LiveImport:
             raise LiveImportError(f"records: at most {MAX_BATCH} a batch")
         if ref.kind == "cards" and keys is None:
             raise LiveImportError("file.pvk: the issuer keys are required to import cards")
+        # A call given up (its deadline) does not stop its batch half-way: the batch runs
+        # to its end in a task of its own, holding both locks until its unit is durable (a
+        # lock let go earlier would let the next batch read the progress before it), and
+        # the client's resend is recognised by its offsets.
+        task = asyncio.ensure_future(
+            self._locked(ref, start_offset, records, end, last, keys, audit, now)
+        )
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        return await asyncio.shield(task)
+
+    async def _locked(
+        self,
+        ref: FileRef,
+        start_offset: int,
+        records: list[RawRecord],
+        end: tuple[int, int],
+        last: bool,
+        keys: IssuerKeys | None,
+        audit: Callable[[str], AuditRow],
+        now: float,
+    ) -> BatchOutcome:
         async with self._lock:
-            before = await self.progress(ref)
-            if before.done or (
-                start_offset < before.next_offset and end_offset <= before.next_offset
-            ):
-                return BatchOutcome(0, 0, [], before, replayed=True)
-            if start_offset != before.next_offset:
-                raise LiveImportError(
-                    f"start_offset: the import of this file stands at offset "
-                    f"{before.next_offset} (line {before.next_line}), not {start_offset}",
-                    precondition=True,
-                )
-            rows = CardBaseRows()
-            ch = Changes(cardbase=rows)
-            # The live objects changed, held until the unit is durable: an object nobody
-            # holds may leave the cache, and read back before the commit it would come back
-            # without the change.
-            keep: list[Card | Account] = []
-            if ref.kind == "cards":
-                assert keys is not None
-                loaded, updated, rejects = await self._cards(ref, records, keys, ch, keep)
-            else:
-                loaded, updated, rejects = await self._accounts(ref, records, ch, keep)
-            rejects.sort(key=lambda r: r.line)
-            total = Progress(
-                end_offset, end_line, before.loaded + loaded, before.updated + updated,
-                before.rejected + len(rejects), last, 0.0,
-            )  # fmt: skip
-            rows.progress = progress_row(ref.progress_kind, ref.sha256, ref.name, total, now)
-            first = records[0].line if records else before.next_line
-            ch.audit.append(
-                audit(f"lines {first}-{total.next_line}: {loaded} loaded, {updated} updated, "
-                      f"{len(rejects)} rejected" + ("; file done" if last else ""))
-            )  # fmt: skip
-            await self._commit(ch)
-            del keep
-            return BatchOutcome(loaded, updated, rejects, total)
+            if self._batch_lock is None:
+                return await self._apply(ref, start_offset, records, end, last, keys, audit, now)
+            await asyncio.to_thread(self._batch_lock.acquire)
+            try:
+                return await self._apply(ref, start_offset, records, end, last, keys, audit, now)
+            finally:
+                await asyncio.to_thread(self._batch_lock.release)
+
+    async def _apply(
+        self,
+        ref: FileRef,
+        start_offset: int,
+        records: list[RawRecord],
+        end: tuple[int, int],
+        last: bool,
+        keys: IssuerKeys | None,
+        audit: Callable[[str], AuditRow],
+        now: float,
+    ) -> BatchOutcome:
+        end_offset, end_line = end
+        before = await self.progress(ref)
+        if before.done or (start_offset < before.next_offset and end_offset <= before.next_offset):
+            return BatchOutcome(0, 0, [], before, replayed=True)
+        if start_offset != before.next_offset:
+            raise LiveImportError(
+                f"start_offset: the import of this file stands at offset "
+                f"{before.next_offset} (line {before.next_line}), not {start_offset}",
+                precondition=True,
+            )
+        rows = CardBaseRows()
+        ch = Changes(cardbase=rows)
+        # The live objects changed, held until the unit is durable: an object nobody
+        # holds may leave the cache, and read back before the commit it would come back
+        # without the change.
+        keep: list[Card | Account] = []
+        if ref.kind == "cards":
+            assert keys is not None
+            loaded, updated, rejects = await self._cards(ref, records, keys, ch, keep)
+        else:
+            loaded, updated, rejects = await self._accounts(ref, records, ch, keep)
+        rejects.sort(key=lambda r: r.line)
+        total = Progress(
+            end_offset, end_line, before.loaded + loaded, before.updated + updated,
+            before.rejected + len(rejects), last, 0.0,
+        )  # fmt: skip
+        rows.progress = progress_row(ref.progress_kind, ref.sha256, ref.name, total, now)
+        first = records[0].line if records else before.next_line
+        ch.audit.append(
+            audit(f"lines {first}-{total.next_line}: {loaded} loaded, {updated} updated, "
+                  f"{len(rejects)} rejected" + ("; file done" if last else ""))
+        )  # fmt: skip
+        await self._commit(ch)
+        del keep
+        return BatchOutcome(loaded, updated, rejects, total)
 
     # -- cards -------------------------------------------------------------------------------
     async def _cards(
