@@ -19,9 +19,12 @@ its cache), and it is the store's one writer. So each batch is:
 Exactly once: a batch names the offset it starts at, which must be the file's committed
 ``next_offset`` (``import_progress``, shared with the offline import: a file begun one way
 can be finished the other); a batch whose end is already committed is a retry and changes
-nothing. Batches are applied one at a time (one lock per switch), so the look-ups of one
-see every row of the one before. New rows need no cache work: nothing can hold a card that
-was not in the store, and the core reads a card it does not hold on first use.
+nothing. Batches are applied one at a time (one lock per switch; on PostgreSQL also a lock
+the nodes sharing the store take turns on, ``switch.cardbase.live_pg``), so the look-ups of
+one see every row of the one before, whichever node applied it. The look-ups go through
+the store's own import interface (``SqliteCardBase`` read-only, or ``PostgresCardBase``).
+New rows need no cache work: nothing can hold a card that was not in the store, and the
+core reads a card it does not hold on first use.
 """
 
 from __future__ import annotations
