@@ -21,7 +21,9 @@ bench_iso measures the SMS cost). The machine is small and shared: read each lin
 others of the same run, not as an absolute. Run: ``python -m bench bench_nodes``. Knobs:
 ``BENCH_NODES_TXNS`` (20000 withdrawals a line), ``BENCH_NODES_CONNS`` (8),
 ``BENCH_NODES_DEPTH`` (16), ``BENCH_NODES_SALES`` (20000), ``BENCH_NODES_GRPC_CONC`` (64),
-``BENCH_NODES_SQLITE2`` (1: also SQLite with 2 processes), ``BENCH_NODES_ONLY`` (iso|grpc).
+``BENCH_NODES_SQLITE2`` (1: also SQLite with 2 processes), ``BENCH_NODES_ONLY`` (iso|grpc),
+``BENCH_NODES_WAITS`` (1: PostgreSQL wait events during each ISO line),
+``BENCH_NODES_PROFILE`` (a path prefix: 1-process switches run under cProfile).
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ GRPC_CONC = int(os.environ.get("BENCH_NODES_GRPC_CONC", "64"))
 SQLITE2 = os.environ.get("BENCH_NODES_SQLITE2", "1") == "1"
 ONLY = os.environ.get("BENCH_NODES_ONLY", "")  # "iso" or "grpc": that part alone
 WAITS = os.environ.get("BENCH_NODES_WAITS", "0") == "1"  # sample PostgreSQL wait events
+#: a path prefix: every 1-process switch runs under cProfile, its stats written to
+#: PREFIX.<iso port>.prof when it stops (read with pstats; the profiler slows it down ~2x)
+PROFILE = os.environ.get("BENCH_NODES_PROFILE", "")
 PER_CARD = 10  # withdrawals per card (the product allows 20 a day)
 SALES_PER_CARD = 20  # the e-commerce daily count limit
 AMOUNT = 100_000  # 1,000 DZD, the minimum ATM withdrawal
@@ -140,6 +145,8 @@ class Switch:
         self.grpc = free_port()
         self.out = state.parent / f"{state.name}.out"
         cmd = [sys.executable, "-m", "switch.cli", "run", "--state-dir", str(state)]
+        if PROFILE and workers == 1:
+            cmd[1:1] = ["-m", "cProfile", "-o", f"{PROFILE}.{self.iso}.prof"]
         cmd += ["--iso-port", str(self.iso), "--grpc-port", str(self.grpc)]
         cmd += ["--http-port", "-1", "--gateway-port", "-1", "--sms-worker", "off"]
         cmd += ["--merchant-notify", "off", "--log-level", "WARNING"]

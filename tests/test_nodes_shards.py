@@ -151,3 +151,31 @@ def test_shards_are_released_with_the_node(state: Path, pg_url: str) -> None:
 
     assert os.environ["SWITCH_STORE"] == pg_url
     asyncio.run(asyncio.wait_for(go(), 60))
+
+
+def test_a_raw_read_never_waits_for_a_locked_shard_row(state: Path, pg_url: str) -> None:
+    """The fold before a raw SQL read skips a shard row a batch holds (the batch may be this
+    node's own, waiting for the very thread the read blocks): the read answers, and the row's
+    credits are folded by a later read."""
+
+    async def go() -> None:
+        core = await SwitchCore.open(state, durable=False, clock=ManualClock(NOW), shared=True)
+        try:
+            r = await core.authorize(withdrawal(CARD.pan, 100_000, CARD.pin))
+            assert r.approved
+            assert shard_rows(pg_url, GL_FEES) == {shard_of(core): FEE}
+            with psycopg.connect(pg_url) as other:
+                other.execute("SELECT 1 FROM account_shards FOR UPDATE")
+                rows = await asyncio.wait_for(
+                    asyncio.to_thread(core.store.query, "SELECT COUNT(*) FROM accounts"), 30
+                )
+                assert int(rows[0][0]) > 0
+                assert shard_rows(pg_url, GL_FEES) == {shard_of(core): FEE}  # skipped
+                other.rollback()
+            ((total,),) = core.store.query("SELECT SUM(balance) FROM accounts")
+            assert int(total) == sum(c.balance for c in demo.CARDS)
+            assert shard_rows(pg_url, GL_FEES) == {}
+        finally:
+            await core.close()
+
+    asyncio.run(go())
