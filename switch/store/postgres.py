@@ -85,6 +85,7 @@ from switch.store.postgres_sql import (
     commit_sql,
     extra_statements,
 )
+from switch.store.reference_reads import ReferenceReads
 
 log = logging.getLogger("switch.store")
 
@@ -196,8 +197,10 @@ def _journal(r: Sequence[Any] | asyncpg.Record) -> JournalRow:
     return JournalRow._make((*t[:-1], bool(t[-1])))
 
 
-class PostgresStore:
+class PostgresStore(ReferenceReads):
     """``Store`` on one PostgreSQL database (see the module docstring)."""
+
+    _PH = "%s"
 
     def __init__(
         self,
@@ -618,57 +621,6 @@ class PostgresStore:
             conn.commit()
             return empty
 
-    def terminals(self) -> list[Terminal]:
-        rows = self._q(
-            "SELECT terminal_id, kind, acquirer_id, own, location, tpk, tak, pin_block_format, "
-            "settlement_account_id FROM terminals"
-        )
-        return [
-            Terminal(str(a), str(b), str(c), bool(d), str(e), str(f), str(g), str(h), int(i))
-            for a, b, c, d, e, f, g, h, i in rows
-        ]
-
-    def merchants(self) -> list[Merchant]:
-        rows = self._q(
-            "SELECT merchant_id, name, mcc, city, settlement_account_id, api_key_hash, "
-            "terminal_id FROM merchants"
-        )
-        return [
-            Merchant(str(a), str(b), str(c), str(d), int(e), bytes(f), str(g))
-            for a, b, c, d, e, f, g in rows
-        ]
-
-    def billers(self) -> list[Biller]:
-        rows = self._q(
-            "SELECT biller_id, name, category, settlement_account_id, reference_pattern "
-            "FROM billers"
-        )
-        return [Biller(str(a), str(b), str(c), int(d), str(e)) for a, b, c, d, e in rows]
-
-    def bin_routes(self) -> list[BinRoute]:
-        return [
-            BinRoute(str(p), str(d))
-            for p, d in self._q("SELECT prefix, destination FROM bin_routes")
-        ]
-
-    def recent_idempotency_keys(self, since: float) -> list[str]:
-        return [
-            str(k)
-            for (k,) in self._q("SELECT key FROM idempotency WHERE created_at >= %s", (since,))
-        ]
-
-    def limit_usage(self, business_day: int) -> list[tuple[int, str, int, int]]:
-        rows = self._q(
-            "SELECT o.card_id, o.categories, o.amount - COALESCE(SUM(r.amount), 0), "
-            "CASE WHEN COALESCE(SUM(r.amount), 0) >= o.amount THEN 0 ELSE 1 END "
-            "FROM journal o LEFT JOIN journal r ON r.original_txn_id = o.txn_id "
-            "AND r.response_code = '00' AND r.txn_type IN ('reversal', 'void') "
-            "WHERE o.business_day = %s AND o.response_code = '00' AND o.categories != '' "
-            "AND o.card_id IS NOT NULL GROUP BY o.txn_id",
-            (business_day,),
-        )
-        return [(int(c), str(k), int(a), int(n)) for c, k, a, n in rows]
-
     def max_journal_seq(self) -> int:
         # txn_id is TEXT (12 digits): the largest string is the largest number
         return int(self._q("SELECT COALESCE(MAX(txn_id), '0') FROM journal")[0][0])
@@ -710,10 +662,6 @@ class PostgresStore:
             business_day,
         )
         return [(str(k), int(a), int(n)) for k, a, n in rows]
-
-    def setting(self, name: str) -> str | None:
-        rows = self._q("SELECT value FROM settings WHERE name = %s", (name,))
-        return str(rows[0][0]) if rows else None
 
     # -- administration ------------------------------------------------------------------------
     def _admin(self, sql: str, args: tuple[object, ...]) -> None:

@@ -57,6 +57,7 @@ from switch.store.api import (
     stamp_source,
 )
 from switch.store.files import prepare_sqlite_file
+from switch.store.reference_reads import ReferenceReads
 from switch.store.sqlite_cardbase import write_cardbase_rows
 from switch.store.sqlite_outbox import SqliteOutbox
 
@@ -124,8 +125,10 @@ def _journal(r: tuple[Any, ...]) -> JournalRow:
 log = logging.getLogger("switch.store")
 
 
-class SqliteStore:
+class SqliteStore(ReferenceReads):
     """``Store`` on one SQLite file (see the module docstring for the commit protocol)."""
+
+    _PH = "?"
 
     def __init__(self, path: Path, *, durable: bool = True) -> None:
         self.path = Path(path)
@@ -472,7 +475,7 @@ class SqliteStore:
         )
 
     # -- reads -------------------------------------------------------------------------------
-    def _q(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+    def _q(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         conn = self._read
         if conn is None:
             raise StoreError("store is not open")
@@ -636,57 +639,6 @@ class SqliteStore:
             parent_txn_id=j.original_txn_id,
         )
 
-    def terminals(self) -> list[Terminal]:
-        rows = self._q(
-            "SELECT terminal_id, kind, acquirer_id, own, location, tpk, tak, pin_block_format, "
-            "settlement_account_id FROM terminals"
-        )
-        return [
-            Terminal(str(a), str(b), str(c), bool(d), str(e), str(f), str(g), str(h), int(i))
-            for a, b, c, d, e, f, g, h, i in rows
-        ]
-
-    def merchants(self) -> list[Merchant]:
-        rows = self._q(
-            "SELECT merchant_id, name, mcc, city, settlement_account_id, api_key_hash, "
-            "terminal_id FROM merchants"
-        )
-        return [
-            Merchant(str(a), str(b), str(c), str(d), int(e), bytes(f), str(g))
-            for a, b, c, d, e, f, g in rows
-        ]
-
-    def billers(self) -> list[Biller]:
-        rows = self._q(
-            "SELECT biller_id, name, category, settlement_account_id, reference_pattern "
-            "FROM billers"
-        )
-        return [Biller(str(a), str(b), str(c), int(d), str(e)) for a, b, c, d, e in rows]
-
-    def bin_routes(self) -> list[BinRoute]:
-        return [
-            BinRoute(str(p), str(d))
-            for p, d in self._q("SELECT prefix, destination FROM bin_routes")
-        ]
-
-    def recent_idempotency_keys(self, since: float) -> list[str]:
-        return [
-            str(k)
-            for (k,) in self._q("SELECT key FROM idempotency WHERE created_at >= ?", (since,))
-        ]
-
-    def limit_usage(self, business_day: int) -> list[tuple[int, str, int, int]]:
-        rows = self._q(
-            "SELECT o.card_id, o.categories, o.amount - COALESCE(SUM(r.amount), 0), "
-            "CASE WHEN COALESCE(SUM(r.amount), 0) >= o.amount THEN 0 ELSE 1 END "
-            "FROM journal o LEFT JOIN journal r ON r.original_txn_id = o.txn_id "
-            "AND r.response_code = '00' AND r.txn_type IN ('reversal', 'void') "
-            "WHERE o.business_day = ? AND o.response_code = '00' AND o.categories != '' "
-            "AND o.card_id IS NOT NULL GROUP BY o.txn_id",
-            (business_day,),
-        )
-        return [(int(c), str(k), int(a), int(n)) for c, k, a, n in rows]
-
     def max_journal_seq(self) -> int:
         return int(self._q("SELECT COALESCE(MAX(txn_id), 0) FROM journal")[0][0])
 
@@ -722,10 +674,6 @@ class SqliteStore:
             (card_id, business_day),
         )
         return [(str(k), int(a), int(n)) for k, a, n in rows]
-
-    def setting(self, name: str) -> str | None:
-        rows = self._q("SELECT value FROM settings WHERE name = ?", (name,))
-        return str(rows[0][0]) if rows else None
 
     # -- administration ------------------------------------------------------------------------
     def _admin(self, sql: str, args: tuple[object, ...]) -> None:
