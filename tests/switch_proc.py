@@ -1,12 +1,22 @@
 """Starting and stopping ``switch run`` (and its peers) as subprocesses in tests: the wait
-for the ready line and the clean stop that several test modules need alike."""
+for the ready line and the clean stop that several test modules need alike, and a whole
+``switch run`` with an operator on a new state directory (``run_with_operator``)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import signal
+import socket
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+
+SWITCH = [sys.executable, "-m", "switch.cli"]
 
 
 def wait_ready(
@@ -34,3 +44,53 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=10)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class OperatorSwitch:
+    """A ``switch run`` started by ``run_with_operator``."""
+
+    state: Path  # its state directory
+    key: str  # the operator ``alice``'s key
+    grpc_port: int
+    iso_port: int
+    env: dict[str, str]  # the environment it was started with
+    log: Path  # its stdout and stderr
+
+
+@contextlib.contextmanager
+def run_with_operator(root: Path, timeout: float = 60) -> Iterator[OperatorSwitch]:
+    """Operator ``alice`` added to a new state directory ``root/var``, then ``switch run``
+    on it (free ISO and gRPC ports, no HTTP, no SMS worker, no fsync; its store:
+    ``SWITCH_STORE`` if set, else the state directory's SQLite file), ready before the
+    ``with`` body runs and stopped after it: the operator test modules share this start."""
+    state = root / "var"
+    state.mkdir(mode=0o700)
+    added = subprocess.run(
+        [*SWITCH, "operator", "add", "alice", "--state-dir", str(state), "--json"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    key = json.loads(added.stdout)["key"]
+    grpc_port, iso_port = _free_port(), _free_port()
+    out = root / "run.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("SWITCH_SMS", None)
+    with out.open("wb") as sink:
+        proc = subprocess.Popen(
+            [*SWITCH, "run", "--state-dir", str(state), "--iso-port", str(iso_port),
+             "--grpc-port", str(grpc_port), "--http-port", "-1", "--sms-worker", "off",
+             "--no-fsync"],
+            stdout=sink, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+    try:
+        wait_ready(proc, out, timeout)
+        yield OperatorSwitch(state, key, grpc_port, iso_port, env, out)
+    finally:
+        stop(proc)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -28,17 +27,11 @@ import switch_native
 from switch.core import demo
 from switch.core.domain import luhn_complete
 from tests.pg_server import query_state
-from tests.switch_proc import stop, wait_ready
+from tests.switch_proc import run_with_operator
 
 SWITCH = [sys.executable, "-m", "switch.cli"]
 PVK = bytes.fromhex(demo.PVK_CLEAR)
 CARD_HEADER = "pan,expiry,service_code,product,account,holder,phone,pvki,pvv,status"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pan(n: int) -> str:
@@ -112,40 +105,18 @@ def start_switch(root: Path) -> Iterator[Running]:
     """A ``switch run`` on a new state directory under ``root`` (its store: ``SWITCH_STORE``
     if set, else the state directory's SQLite file), with operator ``alice`` and the keys
     file of the demo cards' issuer."""
-    state = root / "var"
-    state.mkdir(mode=0o700)
-    added = subprocess.run(
-        [*SWITCH, "operator", "add", "alice", "--state-dir", str(state), "--json"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert added.returncode == 0, added.stderr
-    key = json.loads(added.stdout)["key"]
-    grpc_port, iso_port = _free_port(), _free_port()
-    out = root / "run.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("SWITCH_SMS", None)
-    with out.open("wb") as sink:
-        proc = subprocess.Popen(
-            [*SWITCH, "run", "--state-dir", str(state), "--iso-port", str(iso_port),
-             "--grpc-port", str(grpc_port), "--http-port", "-1", "--sms-worker", "off",
-             "--no-fsync"],
-            stdout=sink, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
-    try:
-        wait_ready(proc, out, 60)
+    with run_with_operator(root) as sw:
         [(pvk, cvk, mk_ac)] = query_state(
-            state, "SELECT pvk, cvk, mk_ac FROM cards WHERE card_id = 1"
+            sw.state, "SELECT pvk, cvk, mk_ac FROM cards WHERE card_id = 1"
         )
         keys = root / "keys.toml"
         keys.write_text(f'pvk = "{pvk}"\ncvk = "{cvk}"\nmk_ac = "{mk_ac}"\n')
         client_env = {
-            **env, "SWITCH_GRPC": f"127.0.0.1:{grpc_port}", "SWITCH_OPERATOR_ID": "alice",
-            "SWITCH_OPERATOR_KEY": key,
+            **sw.env, "SWITCH_GRPC": f"127.0.0.1:{sw.grpc_port}", "SWITCH_OPERATOR_ID": "alice",
+            "SWITCH_OPERATOR_KEY": sw.key,
         }  # fmt: skip
-        yield Running(root, state, iso_port, client_env, keys)
-    finally:
-        stop(proc)
-    log = out.read_text(errors="replace")
+        yield Running(root, sw.state, sw.iso_port, client_env, keys)
+    log = sw.log.read_text(errors="replace")
     for n in range(1, 10):
         assert pan(n) not in log, "a full PAN reached the switch's log"
 

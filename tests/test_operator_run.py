@@ -17,7 +17,6 @@ import datetime as dt
 import json
 import os
 import re
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -35,7 +34,7 @@ from switch.atm import AtmClient, financial, sign
 from switch.core import demo
 from switch.gen.switch.v1 import operator_pb2 as opb
 from switch.gen.switch.v1 import operator_pb2_grpc as ogrpc
-from tests.switch_proc import stop, wait_ready
+from tests.switch_proc import run_with_operator
 
 SWITCH = [sys.executable, "-m", "switch.cli"]
 BLOCK_CARD = demo.CARDS[0]  # active
@@ -44,12 +43,6 @@ PIN_CARD = demo.CARDS[1]  # active
 LOST_CARD = demo.CARDS[3]  # lost: final
 ATM = demo.TERMINALS[0]
 ALL_PANS = [c.pan for c in demo.CARDS]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -102,32 +95,10 @@ class Running:
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     root = tmp_path_factory.mktemp("operator")
-    state = root / "var"
-    state.mkdir(mode=0o700)
-    added = subprocess.run(
-        [*SWITCH, "operator", "add", "alice", "--state-dir", str(state), "--json"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert added.returncode == 0, added.stderr
-    key = json.loads(added.stdout)["key"]
-    grpc_port, iso_port = _free_port(), _free_port()
-    out = root / "run.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("SWITCH_SMS", None)
-    with out.open("wb") as sink:
-        proc = subprocess.Popen(
-            [*SWITCH, "run", "--state-dir", str(state), "--iso-port", str(iso_port),
-             "--grpc-port", str(grpc_port), "--http-port", "-1", "--sms-worker", "off",
-             "--no-fsync"],
-            stdout=sink, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
-    try:
-        wait_ready(proc, out, 60)
-        assert "gRPC operator API on 127.0.0.1:" in out.read_text()
-        yield Running(state, f"127.0.0.1:{grpc_port}", iso_port, key)
-    finally:
-        stop(proc)
-    log = out.read_text(errors="replace")
+    with run_with_operator(root) as sw:
+        assert "gRPC operator API on 127.0.0.1:" in sw.log.read_text()
+        yield Running(sw.state, f"127.0.0.1:{sw.grpc_port}", sw.iso_port, sw.key)
+    log = sw.log.read_text(errors="replace")
     for pan in ALL_PANS:
         assert pan not in log, "a full PAN reached the switch's log"
 
