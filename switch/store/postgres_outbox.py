@@ -13,14 +13,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
 import psycopg
 
-from switch.notify.messages import render_alert
 from switch.notify.outbox import Alert
+from switch.store.alert_outbox_sql import AlertOutboxSql, alerts_from_rows
 from switch.store.api import StoreError
 
 log = logging.getLogger("switch.store.outbox")
@@ -29,8 +28,10 @@ log = logging.getLogger("switch.store.outbox")
 SMS_WORKER_LOCK = 0x7377697463687377
 
 
-class PostgresOutbox:
+class PostgresOutbox(AlertOutboxSql):
     """``AlertOutbox`` over the (migrated) database at ``url``."""
+
+    _PH = "%s"
 
     def __init__(self, url: str, *, durable: bool = True) -> None:
         from switch.store import redacted
@@ -86,37 +87,8 @@ class PostgresOutbox:
                         self._standby_logged = True
                     return []
                 self._active = True
-            rows = conn.execute(
-                "SELECT alert_id, msisdn, text, attempts, kind, masked_pan, amount, currency, "
-                "place, available, created_at FROM alerts WHERE status = 'pending' "
-                "AND next_attempt_at <= %s ORDER BY next_attempt_at, alert_id LIMIT %s",
-                (now, limit),
-            ).fetchall()
-        out = []
-        for alert_id, msisdn, text, attempts, kind, masked, amount, cur, place, avail, at in rows:
-            if not text:
-                when = datetime.fromtimestamp(at, UTC)
-                text = render_alert(kind, masked, amount, cur, place, when, avail)
-            out.append(Alert(int(alert_id), str(msisdn), str(text), int(attempts)))
-        return out
-
-    def mark_alerts_sent(self, sent: Sequence[tuple[int, str]], now: float) -> None:
-        if not sent:
-            return
-        self._tx_many(
-            "UPDATE alerts SET status = 'sent', carrier_id = %s, attempts = attempts + 1 "
-            "WHERE alert_id = %s",
-            [(carrier_id, alert_id) for alert_id, carrier_id in sent],
-        )
-
-    def mark_alert_failed(
-        self, alert_id: int, error: str, next_attempt_at: float, give_up: bool
-    ) -> None:
-        self._tx_many(
-            "UPDATE alerts SET attempts = attempts + 1, last_error = %s, next_attempt_at = %s, "
-            "status = %s WHERE alert_id = %s",
-            [(error[:500], next_attempt_at, "parked" if give_up else "pending", alert_id)],
-        )
+            rows = conn.execute(self._claim_sql(), (now, limit)).fetchall()
+        return alerts_from_rows(rows)
 
     def _tx_many(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
         """One statement over ``rows`` in one transaction (one commit for a whole batch)."""

@@ -19,12 +19,11 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
-from switch.notify.messages import render_alert
 from switch.notify.outbox import Alert
+from switch.store.alert_outbox_sql import AlertOutboxSql, alerts_from_rows
 from switch.store.api import StoreError
 
 #: Columns of ``alerts`` this class reads or writes (migrations 0001 and 0002).
@@ -55,13 +54,15 @@ class OutboxSchemaError(StoreError):
     """The database has no (complete) ``alerts`` table: the switch never migrated it."""
 
 
-class SqliteOutbox:
+class SqliteOutbox(AlertOutboxSql):
     """``AlertOutbox`` over ``db_path`` (an existing, migrated switch database).
 
     Thread-safe: one connection behind a lock, so the worker's executor thread and a test's
     main thread may both call it. Raises ``StoreError`` (``OutboxSchemaError`` for a missing
     schema) naming the file when it cannot be used.
     """
+
+    _PH = "?"
 
     def __init__(self, db_path: Path, *, durable: bool = True) -> None:
         self.path = Path(db_path)
@@ -103,41 +104,8 @@ class SqliteOutbox:
         ``alert_id`` alone sorted *every* pending row on each claim, 42 us per alert with a
         20,000-alert backlog."""
         with self._lock:
-            rows = (
-                self._open()
-                .execute(
-                    "SELECT alert_id, msisdn, text, attempts, kind, masked_pan, amount, currency, "
-                    "place, available, created_at FROM alerts WHERE status = 'pending' "
-                    "AND next_attempt_at <= ? ORDER BY next_attempt_at, alert_id LIMIT ?",
-                    (now, limit),
-                )
-                .fetchall()
-            )
-        out = []
-        for alert_id, msisdn, text, attempts, kind, masked, amount, cur, place, avail, at in rows:
-            if not text:
-                when = datetime.fromtimestamp(at, UTC)
-                text = render_alert(kind, masked, amount, cur, place, when, avail)
-            out.append(Alert(int(alert_id), str(msisdn), str(text), int(attempts)))
-        return out
-
-    def mark_alerts_sent(self, sent: Sequence[tuple[int, str]], now: float) -> None:
-        if not sent:
-            return
-        self._tx_many(
-            "UPDATE alerts SET status = 'sent', carrier_id = ?, attempts = attempts + 1 "
-            "WHERE alert_id = ?",
-            [(carrier_id, alert_id) for alert_id, carrier_id in sent],
-        )
-
-    def mark_alert_failed(
-        self, alert_id: int, error: str, next_attempt_at: float, give_up: bool
-    ) -> None:
-        self._tx_many(
-            "UPDATE alerts SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, "
-            "status = ? WHERE alert_id = ?",
-            [(error[:500], next_attempt_at, "parked" if give_up else "pending", alert_id)],
-        )
+            rows = self._open().execute(self._claim_sql(), (now, limit)).fetchall()
+        return alerts_from_rows(rows)
 
     # -- internals ---------------------------------------------------------------------------
     def _open(self) -> sqlite3.Connection:
