@@ -22,7 +22,9 @@ from switch.store.sqlite_cardbase import (
     SqliteCardBase,
     StoredAccount,
     StoredCard,
+    progress_from_row,
     progress_row,
+    progress_select,
 )
 
 CARD_INSERT = (
@@ -115,16 +117,9 @@ class PostgresCardBase(SqliteCardBase):
         self._pg.rollback()
 
     def progress(self, kind: str, file_sha256: str) -> Progress | None:
-        row = self._pg.execute(
-            "SELECT next_offset, next_line, loaded, updated, rejected, done, updated_at "
-            "FROM import_progress WHERE kind = %s AND file_sha256 = %s",
-            (kind, file_sha256),
-        ).fetchone()
+        row = self._pg.execute(progress_select("%s"), (kind, file_sha256)).fetchone()
         self._pg.rollback()  # a read outside a batch leaves no transaction open
-        if row is None:
-            return None
-        return Progress(int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]),
-                        bool(row[5]), float(row[6]))  # fmt: skip
+        return progress_from_row(row)
 
     def save_progress(
         self, kind: str, file_sha256: str, file_name: str, p: Progress, now: float

@@ -52,6 +52,23 @@ PROGRESS_UPSERT = (
 )
 
 
+def progress_select(ph: str) -> str:
+    """Where an import of a file stands, args ``(kind, file_sha256)``, in the driver's
+    placeholder ``ph`` (``?`` or ``%s``): one statement for both backends' ``progress``."""
+    return (
+        "SELECT next_offset, next_line, loaded, updated, rejected, done, updated_at "  # noqa: S608
+        f"FROM import_progress WHERE kind = {ph} AND file_sha256 = {ph}"
+    )
+
+
+def progress_from_row(row: Sequence[Any] | None) -> Progress | None:
+    """A ``progress_select`` row (None: no such import yet) as a ``Progress``."""
+    if row is None:
+        return None
+    return Progress(int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]),
+                    bool(row[5]), float(row[6]))  # fmt: skip
+
+
 def progress_row(
     kind: str, file_sha256: str, file_name: str, p: Progress, now: float
 ) -> tuple[object, ...]:
@@ -165,15 +182,8 @@ class SqliteCardBase:
 
     # -- progress ------------------------------------------------------------------------------
     def progress(self, kind: str, file_sha256: str) -> Progress | None:
-        row = self._conn.execute(
-            "SELECT next_offset, next_line, loaded, updated, rejected, done, updated_at "
-            "FROM import_progress WHERE kind = ? AND file_sha256 = ?",
-            (kind, file_sha256),
-        ).fetchone()
-        if row is None:
-            return None
-        return Progress(int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]),
-                        bool(row[5]), float(row[6]))  # fmt: skip
+        row = self._conn.execute(progress_select("?"), (kind, file_sha256)).fetchone()
+        return progress_from_row(row)
 
     def save_progress(
         self, kind: str, file_sha256: str, file_name: str, p: Progress, now: float
