@@ -59,7 +59,6 @@ from switch.notify.outbox import Alert
 from switch.store import redacted as redacted  # re-exported: others import it from here
 from switch.store.api import (
     Changes,
-    Conflict,
     IdempotencyRow,
     JournalRow,
     OpenHold,
@@ -86,6 +85,7 @@ from switch.store.postgres_sql import (
     extra_statements,
 )
 from switch.store.reference_reads import ReferenceReads
+from switch.store.settle import resolve_batch
 
 log = logging.getLogger("switch.store")
 
@@ -332,7 +332,7 @@ class PostgresStore(ReferenceReads):
             return
         batch, self._pending = self._pending, []
         if self._failed is not None or self._writer is None or self._loop is None:
-            _resolve(batch, self._failed or StoreError("store is closed"))
+            resolve_batch(batch, self._failed or StoreError("store is closed"))
             return
         self._committing = True
         self._inflight = self._loop.create_task(self._write(batch))
@@ -365,7 +365,7 @@ class PostgresStore(ReferenceReads):
         finally:
             self._committing = False
             self._inflight = None
-            _resolve(batch, error, written)
+            resolve_batch(batch, error, written)
             if self._pending:
                 self._flush()  # the units that arrived during the commit go out together now
         if error is not None and not isinstance(error, Exception):
@@ -807,33 +807,3 @@ class PostgresStore(ReferenceReads):
         self, alert_id: int, error: str, next_attempt_at: float, give_up: bool
     ) -> None:
         self._alert_outbox().mark_alert_failed(alert_id, error, next_attempt_at, give_up)
-
-
-def _resolve(
-    batch: list[tuple[Changes, asyncio.Future[None]]],
-    error: BaseException | None,
-    written: list[Changes] | None = None,
-) -> None:
-    """Settle every unit of ``batch``: failed with ``error``, else durable if it is among
-    ``written`` (all of them when None) and a ``Conflict`` if its guards refused it."""
-    failure = None if error is None else StoreError(f"commit failed: {error}")
-    kept = None
-    if failure is None and written is not None and len(written) < len(batch):
-        kept = {id(c) for c in written}
-    for changes, f in batch:
-        outcome: BaseException | None = failure
-        if kept is not None and id(changes) not in kept:
-            outcome = Conflict("a row the unit was decided on changed")
-        settled = changes.on_settled
-        if settled is not None:
-            changes.on_settled = None  # it usually closes over its owner: break the cycle
-            try:
-                settled(outcome)
-            except Exception:  # one unit's bookkeeping must not starve the others
-                log.exception("on_settled callback failed")
-        if f.done():  # its waiter was cancelled: the unit was committed all the same
-            continue
-        if outcome is None:
-            f.set_result(None)
-        else:
-            f.set_exception(outcome)

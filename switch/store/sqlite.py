@@ -48,7 +48,6 @@ from switch.store.api import (
     GUARD_ACCOUNT,
     GUARD_CARD,
     Changes,
-    Conflict,
     IdempotencyRow,
     JournalRow,
     OpenHold,
@@ -58,6 +57,7 @@ from switch.store.api import (
 )
 from switch.store.files import prepare_sqlite_file
 from switch.store.reference_reads import ReferenceReads
+from switch.store.settle import resolve_batch
 from switch.store.sqlite_cardbase import write_cardbase_rows
 from switch.store.sqlite_outbox import SqliteOutbox
 
@@ -246,7 +246,7 @@ class SqliteStore(ReferenceReads):
         batch, self._pending = self._pending, []
         conn = self._write
         if self._failed is not None or conn is None or self._executor is None:
-            _resolve(batch, self._failed or StoreError("store is closed"))
+            resolve_batch(batch, self._failed or StoreError("store is closed"))
             return
         # The rows are written here, on the loop's thread, and only the COMMIT (the fsync)
         # goes to the writer thread. Measured: writing on the writer thread as well was
@@ -257,7 +257,7 @@ class SqliteStore(ReferenceReads):
         except sqlite3.OperationalError as exc:
             if not _busy(exc):
                 self._failed = exc
-                _resolve(batch, exc)
+                resolve_batch(batch, exc)
                 return
             # Another process over the same file held the write lock for the whole busy
             # timeout: nothing was written, so the batch waits its turn instead of failing.
@@ -277,7 +277,7 @@ class SqliteStore(ReferenceReads):
                 raise
         except BaseException as exc:  # every unit of the batch fails, and later ones too
             self._failed = exc
-            _resolve(batch, exc)
+            resolve_batch(batch, exc)
             return
         if len(written) < len(batch):
             self.conflicts += len(batch) - len(written)
@@ -313,7 +313,7 @@ class SqliteStore(ReferenceReads):
             self.units += len(batch)
             if self.on_commit is not None:
                 self.on_commit(len(batch), time.perf_counter() - started)
-        _resolve(batch, exc, written)
+        resolve_batch(batch, exc, written)
         if self._pending:
             self._flush()  # the units that arrived during the fsync go out together now
 
@@ -826,36 +826,6 @@ class SqliteStore(ReferenceReads):
     def query(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         """Read-only SQL for tests, audits and the CLI."""
         return self._q(sql, args)
-
-
-def _resolve(
-    batch: list[tuple[Changes, asyncio.Future[None]]],
-    error: BaseException | None,
-    written: list[Changes] | None = None,
-) -> None:
-    """Settle every unit of ``batch``: failed with ``error``, else durable if it is among
-    ``written`` (all of them when None) and a ``Conflict`` if its guards refused it."""
-    failure = None if error is None else StoreError(f"commit failed: {error}")
-    kept = None
-    if failure is None and written is not None and len(written) < len(batch):
-        kept = {id(c) for c in written}
-    for changes, f in batch:
-        outcome: BaseException | None = failure
-        if kept is not None and id(changes) not in kept:
-            outcome = Conflict("a row the unit was decided on changed")
-        settled = changes.on_settled
-        if settled is not None:
-            changes.on_settled = None  # it usually closes over its owner: break the cycle
-            try:
-                settled(outcome)
-            except Exception:  # one unit's bookkeeping must not starve the others
-                log.exception("on_settled callback failed")
-        if f.done():  # its waiter was cancelled: the unit was committed all the same
-            continue
-        if outcome is None:
-            f.set_result(None)
-        else:
-            f.set_exception(outcome)
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:
