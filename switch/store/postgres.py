@@ -85,7 +85,7 @@ from switch.store.postgres_sql import (
     extra_statements,
 )
 from switch.store.reference_reads import ReferenceReads
-from switch.store.settle import resolve_batch
+from switch.store.settle import GroupCommitQueue, resolve_batch
 
 log = logging.getLogger("switch.store")
 
@@ -197,7 +197,7 @@ def _journal(r: Sequence[Any] | asyncpg.Record) -> JournalRow:
     return JournalRow._make((*t[:-1], bool(t[-1])))
 
 
-class PostgresStore(ReferenceReads):
+class PostgresStore(GroupCommitQueue, ReferenceReads):
     """``Store`` on one PostgreSQL database (see the module docstring)."""
 
     _PH = "%s"
@@ -310,22 +310,7 @@ class PostgresStore(ReferenceReads):
             self._outbox = None
 
     # -- group commit ------------------------------------------------------------------------
-    async def commit(self, changes: Changes) -> None:
-        await self.submit(changes)
-
-    def submit(self, changes: Changes) -> asyncio.Future[None]:
-        if self._failed is not None:
-            raise StoreError(f"store is halted after a failed commit: {self._failed}")
-        loop = self._loop
-        if loop is None:
-            raise StoreError("store is not open")
-        fut: asyncio.Future[None] = loop.create_future()
-        self._pending.append((changes, fut))
-        if not self._committing and not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)  # after every task runnable now has queued its unit
-        return fut
-
+    # (commit and submit: GroupCommitQueue in switch/store/settle.py)
     def _flush(self) -> None:
         self._flush_scheduled = False
         if self._committing or not self._pending:

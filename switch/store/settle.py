@@ -1,8 +1,9 @@
-"""Settling a group commit's batch of units, once for both store backends.
+"""The group commit's queue and the settling of its batches, once for both store backends.
 
 ``SqliteStore`` and ``PostgresStore`` commit units in batches and, whatever the engine,
 answer each unit's waiter the same way: the batch's error, else durable, or a ``Conflict``
-when its guards refused it; each unit's ``on_settled`` runs first, exactly once.
+when its guards refused it; each unit's ``on_settled`` runs first, exactly once. Units are
+queued the same way too (``GroupCommitQueue``): only how a batch is written differs.
 """
 
 from __future__ import annotations
@@ -43,3 +44,35 @@ def resolve_batch(
             f.set_result(None)
         else:
             f.set_exception(outcome)
+
+
+class GroupCommitQueue:
+    """``commit``/``submit`` of both backends: a unit joins the pending batch and one flush
+    is scheduled after every task runnable now has queued its unit. A backend sets the
+    state below in its ``__init__`` and writes batches in its ``_flush``."""
+
+    _loop: asyncio.AbstractEventLoop | None
+    _pending: list[tuple[Changes, asyncio.Future[None]]]
+    _flush_scheduled: bool
+    _committing: bool
+    _failed: BaseException | None
+
+    def _flush(self) -> None:
+        """Take the pending batch and write it (each backend defines its own)."""
+        raise NotImplementedError
+
+    async def commit(self, changes: Changes) -> None:
+        await self.submit(changes)
+
+    def submit(self, changes: Changes) -> asyncio.Future[None]:
+        if self._failed is not None:
+            raise StoreError(f"store is halted after a failed commit: {self._failed}")
+        loop = self._loop
+        if loop is None:
+            raise StoreError("store is not open")
+        fut: asyncio.Future[None] = loop.create_future()
+        self._pending.append((changes, fut))
+        if not self._committing and not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)  # after every task runnable now has queued its unit
+        return fut

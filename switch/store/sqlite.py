@@ -57,7 +57,7 @@ from switch.store.api import (
 )
 from switch.store.files import prepare_sqlite_file
 from switch.store.reference_reads import ReferenceReads
-from switch.store.settle import resolve_batch
+from switch.store.settle import GroupCommitQueue, resolve_batch
 from switch.store.sqlite_cardbase import write_cardbase_rows
 from switch.store.sqlite_outbox import SqliteOutbox
 
@@ -125,7 +125,7 @@ def _journal(r: tuple[Any, ...]) -> JournalRow:
 log = logging.getLogger("switch.store")
 
 
-class SqliteStore(ReferenceReads):
+class SqliteStore(GroupCommitQueue, ReferenceReads):
     """``Store`` on one SQLite file (see the module docstring for the commit protocol)."""
 
     _PH = "?"
@@ -223,22 +223,7 @@ class SqliteStore(ReferenceReads):
             self._outbox = None
 
     # -- group commit ------------------------------------------------------------------------
-    async def commit(self, changes: Changes) -> None:
-        await self.submit(changes)
-
-    def submit(self, changes: Changes) -> asyncio.Future[None]:
-        if self._failed is not None:
-            raise StoreError(f"store is halted after a failed commit: {self._failed}")
-        loop = self._loop
-        if loop is None:
-            raise StoreError("store is not open")
-        fut: asyncio.Future[None] = loop.create_future()
-        self._pending.append((changes, fut))
-        if not self._committing and not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)  # after every task runnable now has queued its unit
-        return fut
-
+    # (commit and submit: GroupCommitQueue in switch/store/settle.py)
     def _flush(self) -> None:
         self._flush_scheduled = False
         if self._committing or not self._pending:
