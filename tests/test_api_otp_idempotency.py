@@ -32,7 +32,7 @@ CVV2 = demo.cvv2(CARD.pan, CARD.expiry)
 def sms_texts(core: SwitchCore) -> list[str]:
     """The SMS texts as the handset reads them: the codes are sealed in the outbox, opened
     here with the state directory's key as the SMS worker opens them for the SMS centre."""
-    seal = AlertSeal.for_state_dir(core.store.path.parent)
+    seal = AlertSeal.for_state_dir(Path(core.store.path).parent)
     rows = core.store.query("SELECT msisdn, text FROM alerts ORDER BY alert_id")
     return [seal.open(m, t).reveal() if is_sealed(t) else str(t) for m, t in rows]
 
