@@ -66,6 +66,11 @@ from switch.store.api import (
     StoreError,
     stamp_source,
 )
+from switch.store.original_sql import (
+    followup_sums_sql,
+    summarize_original,
+    undone_followups_sql,
+)
 from switch.store.postgres_guards import (
     BILLS_SQL,
     LOCK_KEYS_SQL,
@@ -523,49 +528,8 @@ class PostgresStore(GroupCommitQueue, ReferenceReads):
         j = await self.journal_entry(txn_id)
         if j is None:
             return None
-        sums = {
-            str(t): (int(a), int(f))
-            for t, a, f in await self._rows(
-                "SELECT txn_type, COALESCE(SUM(amount), 0), COALESCE(SUM(fee), 0) FROM journal "
-                "WHERE original_txn_id = $1 AND response_code = '00' GROUP BY txn_type",
-                txn_id,
-            )
-        }
-        rev = sums.get("reversal", (0, 0))
-        void = sums.get("void", (0, 0))
-        # What was given back later by reversing a follow-up (as SqliteStore.original says).
-        undone = {
-            str(t): int(a)
-            for t, a in await self._rows(
-                "SELECT c.txn_type, COALESCE(SUM(r.amount), 0) FROM journal r JOIN journal c "
-                "ON r.original_txn_id = c.txn_id WHERE c.original_txn_id = $1 "
-                "AND c.txn_type IN ('completion', 'refund') AND c.response_code = '00' "
-                "AND r.response_code = '00' AND r.txn_type IN ('reversal', 'void') "
-                "GROUP BY c.txn_type",
-                txn_id,
-            )
-        }
-        return OriginalSummary(
-            txn_id=j.txn_id,
-            txn_type=j.txn_type,
-            channel=j.channel,
-            response_code=j.response_code,
-            card_id=j.card_id,
-            account_id=j.account_id,
-            amount=j.amount,
-            fee=j.fee,
-            currency=j.currency,
-            categories=j.categories,
-            business_day=j.business_day,
-            merchant_id=j.merchant_id,
-            counter_account_id=j.counter_account_id,
-            reversed=rev[0] + void[0],
-            refunded=sums.get("refund", (0, 0))[0] - undone.get("refund", 0),
-            captured=sums.get("completion", (0, 0))[0] - undone.get("completion", 0),
-            fee_reversed=rev[1] + void[1],
-            route=j.route,
-            parent_txn_id=j.original_txn_id,
-        )
+        sums = await self._rows(followup_sums_sql("$1"), txn_id)
+        return summarize_original(j, sums, await self._rows(undone_followups_sql("$1"), txn_id))
 
     # -- blocking reads (psycopg) --------------------------------------------------------------
     def _q(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
