@@ -47,13 +47,9 @@ from switch.core.domain import (
     Account,
     AccountKind,
     Bill,
-    Biller,
-    BinRoute,
     Card,
     CardStatus,
     Hold,
-    Merchant,
-    Terminal,
 )
 from switch.notify.outbox import Alert
 from switch.store import redacted as redacted  # re-exported: others import it from here
@@ -82,14 +78,13 @@ from switch.store.postgres_outbox import PostgresOutbox
 from switch.store.postgres_reads import ReadConnections
 from switch.store.postgres_schema import migrate
 from switch.store.postgres_sql import (
-    ACCOUNT_COLS,
     CARD_COLS,
     JOURNAL_COLS,
     batch_args,
     commit_sql,
     extra_statements,
 )
-from switch.store.reference_reads import ReferenceReads
+from switch.store.reference_reads import ReferenceReads, ReferenceWrites
 from switch.store.settle import GroupCommitQueue, resolve_batch
 
 log = logging.getLogger("switch.store")
@@ -202,7 +197,7 @@ def _journal(r: Sequence[Any] | asyncpg.Record) -> JournalRow:
     return JournalRow._make((*t[:-1], bool(t[-1])))
 
 
-class PostgresStore(GroupCommitQueue, ReferenceReads):
+class PostgresStore(GroupCommitQueue, ReferenceReads, ReferenceWrites):
     """``Store`` on one PostgreSQL database (see the module docstring)."""
 
     _PH = "%s"
@@ -645,64 +640,6 @@ class PostgresStore(GroupCommitQueue, ReferenceReads):
             except BaseException:
                 conn.rollback()
                 raise
-
-    def insert_account(self, a: Account) -> None:
-        self._admin(
-            f"INSERT INTO accounts ({ACCOUNT_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (a.account_id, a.number, a.kind.value, a.holder, a.phone, a.currency, a.balance,
-             a.held, int(a.may_go_negative)),
-        )  # fmt: skip
-
-    def insert_card(self, c: Card) -> None:
-        self._admin(
-            f"INSERT INTO cards ({CARD_COLS}) VALUES ({','.join(['%s'] * 19)})",
-            (c.card_id, c.pan_hash, c.pan_first6, c.pan_last4, c.account_id, c.product,
-             c.expiry, c.service_code, c.pan_sequence, c.pvki, c.pvv, c.ibm_offset, c.pvk,
-             c.cvk, c.mk_ac, c.status.value, c.pin_tries, c.otp_tries, c.activated_at),
-        )  # fmt: skip
-
-    def insert_terminal(self, t: Terminal) -> None:
-        self._admin(
-            "INSERT INTO terminals (terminal_id, kind, acquirer_id, own, location, tpk, tak, "
-            "pin_block_format, settlement_account_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (t.terminal_id, t.kind, t.acquirer_id, int(t.own), t.location, t.tpk, t.tak,
-             t.pin_block_format, t.settlement_account_id),
-        )  # fmt: skip
-
-    def insert_merchant(self, m: Merchant) -> None:
-        self._admin(
-            "INSERT INTO merchants (merchant_id, name, mcc, city, settlement_account_id, "
-            "api_key_hash, terminal_id) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (m.merchant_id, m.name, m.mcc, m.city, m.settlement_account_id, m.api_key_hash,
-             m.terminal_id),
-        )  # fmt: skip
-
-    def insert_biller(self, b: Biller) -> None:
-        self._admin(
-            "INSERT INTO billers (biller_id, name, category, settlement_account_id, "
-            "reference_pattern) VALUES (%s, %s, %s, %s, %s)",
-            (b.biller_id, b.name, b.category, b.settlement_account_id, b.reference_pattern),
-        )
-
-    def insert_bill(self, b: Bill) -> None:
-        self._admin(
-            "INSERT INTO bills (biller_id, reference, amount_due, paid_txn) "
-            "VALUES (%s, %s, %s, %s)",
-            (b.biller_id, b.reference, b.amount_due, b.paid_txn),
-        )
-
-    def insert_bin_route(self, r: BinRoute) -> None:
-        self._admin(
-            "INSERT INTO bin_routes (prefix, destination) VALUES (%s, %s)",
-            (r.prefix, r.destination),
-        )
-
-    def put_setting(self, name: str, value: str) -> None:
-        self._admin(
-            "INSERT INTO settings (name, value) VALUES (%s, %s) ON CONFLICT (name) DO UPDATE "
-            "SET value = excluded.value",
-            (name, value),
-        )
 
     def update_terminal_keys(self, terminal_id: str, tpk: str, tak: str) -> None:
         self._admin_tx(

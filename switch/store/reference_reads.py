@@ -1,4 +1,5 @@
-"""The reference-data reads both store backends make at startup, written once.
+"""The reference-data reads both store backends make at startup, and the seeding and
+operator inserts, written once.
 
 Terminals, merchants, billers, BIN routes, recent idempotency keys, the day's limit usage
 and a setting are the same SQL and the same row-to-domain mapping on SQLite and on
@@ -14,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from switch.core.domain import Biller, BinRoute, Merchant, Terminal
+from switch.core.domain import Account, Bill, Biller, BinRoute, Card, Merchant, Terminal
+from switch.store.postgres_sql import ACCOUNT_COLS, CARD_COLS
 
 
 class ReferenceReads:
@@ -82,3 +84,76 @@ class ReferenceReads:
     def setting(self, name: str) -> str | None:
         rows = self._q(f"SELECT value FROM settings WHERE name = {self._PH}", (name,))
         return str(rows[0][0]) if rows else None
+
+
+class ReferenceWrites:
+    """Seeding and operator inserts shared by ``SqliteStore`` and ``PostgresStore``: the
+    same statements (columns named, in the tables' order) and the same parameter tuples; each
+    backend runs them in its own admin transaction (``_admin``, until ``flush_admin``)."""
+
+    _PH: ClassVar[str]
+
+    def _admin(self, sql: str, args: tuple[object, ...]) -> None:
+        """The backend's admin statement (each backend defines its own)."""
+        raise NotImplementedError
+
+    def _insert(self, table: str, columns: str, args: tuple[object, ...]) -> None:
+        marks = ", ".join([self._PH] * len(args))
+        self._admin(f"INSERT INTO {table} ({columns}) VALUES ({marks})", args)
+
+    def insert_account(self, a: Account) -> None:
+        self._insert(
+            "accounts", ACCOUNT_COLS,
+            (a.account_id, a.number, a.kind.value, a.holder, a.phone, a.currency, a.balance,
+             a.held, int(a.may_go_negative)),
+        )  # fmt: skip
+
+    def insert_card(self, c: Card) -> None:
+        self._insert(
+            "cards", CARD_COLS,
+            (c.card_id, c.pan_hash, c.pan_first6, c.pan_last4, c.account_id, c.product,
+             c.expiry, c.service_code, c.pan_sequence, c.pvki, c.pvv, c.ibm_offset, c.pvk,
+             c.cvk, c.mk_ac, c.status.value, c.pin_tries, c.otp_tries, c.activated_at),
+        )  # fmt: skip
+
+    def insert_terminal(self, t: Terminal) -> None:
+        self._insert(
+            "terminals",
+            "terminal_id, kind, acquirer_id, own, location, tpk, tak, pin_block_format, "
+            "settlement_account_id",
+            (t.terminal_id, t.kind, t.acquirer_id, int(t.own), t.location, t.tpk, t.tak,
+             t.pin_block_format, t.settlement_account_id),
+        )  # fmt: skip
+
+    def insert_merchant(self, m: Merchant) -> None:
+        self._insert(
+            "merchants",
+            "merchant_id, name, mcc, city, settlement_account_id, api_key_hash, terminal_id",
+            (m.merchant_id, m.name, m.mcc, m.city, m.settlement_account_id, m.api_key_hash,
+             m.terminal_id),
+        )  # fmt: skip
+
+    def insert_biller(self, b: Biller) -> None:
+        self._insert(
+            "billers",
+            "biller_id, name, category, settlement_account_id, reference_pattern",
+            (b.biller_id, b.name, b.category, b.settlement_account_id, b.reference_pattern),
+        )
+
+    def insert_bill(self, b: Bill) -> None:
+        self._insert(
+            "bills",
+            "biller_id, reference, amount_due, paid_txn",
+            (b.biller_id, b.reference, b.amount_due, b.paid_txn),
+        )
+
+    def insert_bin_route(self, r: BinRoute) -> None:
+        self._insert("bin_routes", "prefix, destination", (r.prefix, r.destination))
+
+    def put_setting(self, name: str, value: str) -> None:
+        p = self._PH
+        self._admin(
+            f"INSERT INTO settings (name, value) VALUES ({p}, {p}) ON CONFLICT (name) "
+            "DO UPDATE SET value = excluded.value",
+            (name, value),
+        )

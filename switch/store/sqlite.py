@@ -35,13 +35,9 @@ from switch.core.domain import (
     Account,
     AccountKind,
     Bill,
-    Biller,
-    BinRoute,
     Card,
     CardStatus,
     Hold,
-    Merchant,
-    Terminal,
 )
 from switch.notify.outbox import Alert
 from switch.store.api import (
@@ -61,7 +57,7 @@ from switch.store.original_sql import (
     summarize_original,
     undone_followups_sql,
 )
-from switch.store.reference_reads import ReferenceReads
+from switch.store.reference_reads import ReferenceReads, ReferenceWrites
 from switch.store.settle import GroupCommitQueue, resolve_batch
 from switch.store.sqlite_cardbase import write_cardbase_rows
 from switch.store.sqlite_outbox import SqliteOutbox
@@ -130,7 +126,7 @@ def _journal(r: tuple[Any, ...]) -> JournalRow:
 log = logging.getLogger("switch.store")
 
 
-class SqliteStore(GroupCommitQueue, ReferenceReads):
+class SqliteStore(GroupCommitQueue, ReferenceReads, ReferenceWrites):
     """``Store`` on one SQLite file (see the module docstring for the commit protocol)."""
 
     _PH = "?"
@@ -640,57 +636,6 @@ class SqliteStore(GroupCommitQueue, ReferenceReads):
         with self._admin_lock:
             if conn.in_transaction:
                 conn.execute("COMMIT")
-
-    def insert_account(self, a: Account) -> None:
-        self._admin(
-            f"INSERT INTO accounts ({_ACCOUNT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (a.account_id, a.number, a.kind.value, a.holder, a.phone, a.currency, a.balance,
-             a.held, int(a.may_go_negative)),
-        )  # fmt: skip
-
-    def insert_card(self, c: Card) -> None:
-        self._admin(
-            f"INSERT INTO cards ({_CARD_COLS}) VALUES ({','.join('?' * 19)})",
-            (c.card_id, c.pan_hash, c.pan_first6, c.pan_last4, c.account_id, c.product,
-             c.expiry, c.service_code, c.pan_sequence, c.pvki, c.pvv, c.ibm_offset, c.pvk,
-             c.cvk, c.mk_ac, c.status.value, c.pin_tries, c.otp_tries, c.activated_at),
-        )  # fmt: skip
-
-    def insert_terminal(self, t: Terminal) -> None:
-        self._admin(
-            "INSERT INTO terminals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (t.terminal_id, t.kind, t.acquirer_id, int(t.own), t.location, t.tpk, t.tak,
-             t.pin_block_format, t.settlement_account_id),
-        )  # fmt: skip
-
-    def insert_merchant(self, m: Merchant) -> None:
-        self._admin(
-            "INSERT INTO merchants VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (m.merchant_id, m.name, m.mcc, m.city, m.settlement_account_id, m.api_key_hash,
-             m.terminal_id),
-        )  # fmt: skip
-
-    def insert_biller(self, b: Biller) -> None:
-        self._admin(
-            "INSERT INTO billers VALUES (?, ?, ?, ?, ?)",
-            (b.biller_id, b.name, b.category, b.settlement_account_id, b.reference_pattern),
-        )
-
-    def insert_bill(self, b: Bill) -> None:
-        self._admin(
-            "INSERT INTO bills VALUES (?, ?, ?, ?)",
-            (b.biller_id, b.reference, b.amount_due, b.paid_txn),
-        )
-
-    def insert_bin_route(self, r: BinRoute) -> None:
-        self._admin("INSERT INTO bin_routes VALUES (?, ?)", (r.prefix, r.destination))
-
-    def put_setting(self, name: str, value: str) -> None:
-        self._admin(
-            "INSERT INTO settings VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET "
-            "value = excluded.value",
-            (name, value),
-        )
 
     # -- AlertOutbox -----------------------------------------------------------------------------
     # The SQL lives in ``SqliteOutbox`` (its own connection), which the delivery worker also
