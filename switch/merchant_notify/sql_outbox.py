@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 from switch.merchant_notify.outbox import Callback, ClaimedEvent, Delivered, Failed
 from switch.store.api import StoreError
+from switch.store.closing import LockedConnection
 
 T = TypeVar("T")
 _DUE = (
@@ -28,7 +28,7 @@ _DUE = (
 )
 
 
-class SqlMerchantOutbox:
+class SqlMerchantOutbox(LockedConnection):
     """``MerchantOutbox`` + callbacks over one DB-API connection behind a lock (thread-safe).
     ``path`` names the database in messages (a URL without its password)."""
 
@@ -74,23 +74,6 @@ class SqlMerchantOutbox:
         with self._lock:
             conn = self._open()
             return int(self._transaction(conn, lambda c: self._exec(c, sql, args).rowcount))
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- MerchantOutbox ------------------------------------------------------------------------
     def claim_due_events(

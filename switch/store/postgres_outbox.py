@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any
 
 import psycopg
@@ -21,6 +20,7 @@ import psycopg
 from switch.notify.outbox import Alert
 from switch.store.alert_outbox_sql import AlertOutboxSql, alerts_from_rows
 from switch.store.api import StoreError
+from switch.store.closing import LockedConnection
 
 log = logging.getLogger("switch.store.outbox")
 
@@ -28,7 +28,7 @@ log = logging.getLogger("switch.store.outbox")
 SMS_WORKER_LOCK = 0x7377697463687377
 
 
-class PostgresOutbox(AlertOutboxSql):
+class PostgresOutbox(LockedConnection, AlertOutboxSql):
     """``AlertOutbox`` over the (migrated) database at ``url``."""
 
     _PH = "%s"
@@ -46,23 +46,6 @@ class PostgresOutbox(AlertOutboxSql):
             )
         except psycopg.Error as exc:
             raise StoreError(f"alert outbox: cannot connect to PostgreSQL ({exc})") from None
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    def __enter__(self) -> PostgresOutbox:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _open(self) -> psycopg.Connection[tuple[Any, ...]]:
         if self._conn is None:

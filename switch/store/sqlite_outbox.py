@@ -20,11 +20,11 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 
 from switch.notify.outbox import Alert
 from switch.store.alert_outbox_sql import AlertOutboxSql, alerts_from_rows
 from switch.store.api import StoreError
+from switch.store.closing import LockedConnection
 
 #: Columns of ``alerts`` this class reads or writes (migrations 0001 and 0002).
 REQUIRED_COLUMNS = frozenset(
@@ -54,7 +54,7 @@ class OutboxSchemaError(StoreError):
     """The database has no (complete) ``alerts`` table: the switch never migrated it."""
 
 
-class SqliteOutbox(AlertOutboxSql):
+class SqliteOutbox(LockedConnection, AlertOutboxSql):
     """``AlertOutbox`` over ``db_path`` (an existing, migrated switch database).
 
     Thread-safe: one connection behind a lock, so the worker's executor thread and a test's
@@ -74,24 +74,6 @@ class SqliteOutbox(AlertOutboxSql):
             self._conn.close()
             self._conn = None
             raise
-
-    # -- lifecycle ---------------------------------------------------------------------------
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    def __enter__(self) -> SqliteOutbox:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- AlertOutbox -------------------------------------------------------------------------
     def claim_due_alerts(self, now: float, limit: int) -> list[Alert]:
