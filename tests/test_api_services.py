@@ -110,7 +110,9 @@ def test_verification_sends_an_sms_and_the_code_approves(state: Path) -> None:
         alerts = h.core.store.query("SELECT msisdn, text FROM alerts")
         assert len(alerts) == 1  # the replay sent no second SMS
         [(msisdn, sealed)] = alerts  # the code is sealed at rest: open it as the worker does
-        code_ = AlertSeal.for_state_dir(Path(h.core.store.path).parent).open(msisdn, sealed).secrets[0]
+        code_ = (
+            AlertSeal.for_state_dir(Path(h.core.store.path).parent).open(msisdn, sealed).secrets[0]
+        )
         r = await h.client.sale(250_000, CARD.pan, CARD.expiry, CVV2, otp=code_)
         assert r.approved
         code, msg = await status_of(h.client.start_verification(CARD.pan, 1, idempotency_key="v1"))
