@@ -524,7 +524,7 @@ def test_one_sms_worker_delivers_at_a_time_across_nodes(state: Path, pg_url: str
         assert len(first.claim_due_alerts(T0 * 2, 10)) == 1
         assert second.claim_due_alerts(T0 * 2, 10) == []  # the first one delivers
         assert len(first.claim_due_alerts(T0 * 2, 10)) == 1  # still its own (not marked)
-        first.close()  # that node stops (or dies: its connection goes either way)
+        first.close()  # that node stops: it gives the role up before its connection goes
         assert len(second.claim_due_alerts(T0 * 2, 10)) == 1  # the other takes over
     finally:
         first.close()

@@ -73,6 +73,19 @@ class PostgresOutbox(LockedConnection, AlertOutboxSql):
             rows = conn.execute(self._claim_sql(), (now, limit)).fetchall()
         return alerts_from_rows(rows)
 
+    def close(self) -> None:
+        """Give the delivering role up *before* the connection goes: PostgreSQL releases a
+        dead session's advisory locks only once its backend has noticed the disconnect, which
+        is asynchronous; an explicit unlock makes a clean stop hand over at once."""
+        with self._lock:
+            if self._conn is not None and self._active:
+                try:
+                    self._conn.execute("SELECT pg_advisory_unlock(%s)", (SMS_WORKER_LOCK,))
+                except psycopg.Error as exc:  # the connection is gone: so is the lock
+                    log.debug("SMS alerts: unlock on close failed (%s)", exc)
+                self._active = False
+        super().close()
+
     def _tx_many(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
         """One statement over ``rows`` in one transaction (one commit for a whole batch)."""
         with self._lock:
