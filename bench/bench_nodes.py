@@ -23,7 +23,15 @@ others of the same run, not as an absolute. Run: ``python -m bench bench_nodes``
 ``BENCH_NODES_DEPTH`` (16), ``BENCH_NODES_SALES`` (20000), ``BENCH_NODES_GRPC_CONC`` (64),
 ``BENCH_NODES_SQLITE2`` (1: also SQLite with 2 processes), ``BENCH_NODES_ONLY`` (iso|grpc),
 ``BENCH_NODES_WAITS`` (1: PostgreSQL wait events during each ISO line),
-``BENCH_NODES_PROFILE`` (a path prefix: 1-process switches run under cProfile).
+``BENCH_NODES_PROFILE`` (a path prefix: 1-process switches run under cProfile),
+``BENCH_NODES_GRPC_SQLITE`` (1: also gRPC sales on SQLite, 1 process: is the store the cost?).
+
+Under each line: the load average, and where the CPU went during the load (``CpuMeter``):
+CPU seconds per 1,000 approved for the switch processes, the PostgreSQL server (every
+backend) and the generator, and the machine's busy cores (ours and everybody else's). From
+the 1-process line it prints the ceiling of two processes on this machine: if every core did
+nothing but this run, ``cores / (CPU seconds per approved)``; 1.6x is reachable only if that
+ceiling is above 1.6x the 1-process figure.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -62,6 +71,7 @@ WAITS = os.environ.get("BENCH_NODES_WAITS", "0") == "1"  # sample PostgreSQL wai
 #: a path prefix: every 1-process switch runs under cProfile, its stats written to
 #: PREFIX.<iso port>.prof when it stops (read with pstats; the profiler slows it down ~2x)
 PROFILE = os.environ.get("BENCH_NODES_PROFILE", "")
+GRPC_SQLITE = os.environ.get("BENCH_NODES_GRPC_SQLITE", "0") == "1"
 PER_CARD = 10  # withdrawals per card (the product allows 20 a day)
 SALES_PER_CARD = 20  # the e-commerce daily count limit
 AMOUNT = 100_000  # 1,000 DZD, the minimum ATM withdrawal
@@ -265,6 +275,103 @@ class WaitSampler:
         return "\n".join(lines)
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _procs() -> dict[int, tuple[int, float, float]]:
+    """Every process: pid -> (parent pid, own CPU seconds, its reaped children's), from
+    /proc (Linux; the bench uses no third-party process library)."""
+    out: dict[int, tuple[int, float, float]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        # after the name: state ppid ... utime(11) stime(12) cutime(13) cstime(14)
+        own = (int(fields[11]) + int(fields[12])) / _TICK
+        reaped = (int(fields[13]) + int(fields[14])) / _TICK
+        out[int(entry)] = (int(fields[1]), own, reaped)
+    return out
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds of ``pid`` and its descendants, the exited ones it reaped included (the
+    postmaster reaps its backends, so a closed session's CPU still counts)."""
+    procs = _procs()
+    if pid not in procs:
+        return 0.0
+    total = procs[pid][1] + procs[pid][2]
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for child, (ppid, own, _) in procs.items():
+            if ppid == parent:
+                total += own
+                todo.append(child)
+    return total
+
+
+def _busy() -> float:
+    """The machine's busy CPU seconds since boot (all cores; /proc/stat)."""
+    with open("/proc/stat") as fh:
+        ticks = [int(x) for x in fh.readline().split()[1:]]
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / _TICK  # minus idle and iowait
+
+
+class CpuMeter:
+    """CPU seconds spent during one load: the switch's process tree, the PostgreSQL server's
+    (``pg_pid``: the postmaster) and the generator (this process's waited children), against
+    the machine's busy time (so other engineers' work shows as ``others``)."""
+
+    def __init__(self, switch_pid: int, pg_pid: int | None) -> None:
+        self.switch_pid, self.pg_pid = switch_pid, pg_pid
+        self.load0 = os.getloadavg()
+        self.t0 = time.monotonic()
+        self.sw0 = _tree_cpu(switch_pid)
+        self.pg0 = _tree_cpu(pg_pid) if pg_pid else 0.0
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.gen0 = ru.ru_utime + ru.ru_stime
+        self.busy0 = _busy()
+
+    def stop(self) -> None:
+        """Call right after the load, before the switch stops."""
+        self.wall = time.monotonic() - self.t0
+        self.sw = _tree_cpu(self.switch_pid) - self.sw0
+        self.pg = (_tree_cpu(self.pg_pid) - self.pg0) if self.pg_pid else 0.0
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.gen = ru.ru_utime + ru.ru_stime - self.gen0
+        self.busy = _busy() - self.busy0
+        self.load1 = os.getloadavg()
+
+    @property
+    def ours(self) -> float:
+        return self.sw + self.pg + self.gen
+
+    def per_k(self, approved: int) -> float:
+        """CPU seconds of switch + PostgreSQL + generator per 1,000 approved."""
+        return 1000 * self.ours / max(approved, 1)
+
+    def line(self, approved: int) -> str:
+        k = 1000 / max(approved, 1)
+        return (
+            f"    CPU s per 1,000 approved: switch {self.sw * k:.2f}, PostgreSQL "
+            f"{self.pg * k:.2f}, generator {self.gen * k:.2f} = {self.ours * k:.2f}; "
+            f"busy cores {self.busy / self.wall:.2f} of {os.cpu_count()} (this run "
+            f"{self.ours / self.wall:.2f}, others {(self.busy - self.ours) / self.wall:.2f}); "
+            f"load {self.load0[0]:.1f} -> {self.load1[0]:.1f}"
+        )
+
+
+def pg_postmaster(pg: Any) -> int | None:
+    try:
+        return int((pg.data / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def iso_line(label: str, r: dict[str, Any]) -> str:
     approved = int(r["codes"].get("00", 0))
     others = {k: v for k, v in r["codes"].items() if k != "00"}
@@ -315,22 +422,36 @@ def main() -> None:
             iso_runs.append(("SQLite, 2 processes", False, 2))
         iso_runs += [("PostgreSQL, 1 process", True, 1), ("PostgreSQL, 2 processes", True, 2)]
         figures: dict[str, float] = {}
+        cpu_per_k: dict[str, float] = {}
+        pg_pid = pg_postmaster(pg)
         for label, on_pg, workers in iso_runs if ONLY != "grpc" else []:
             state, store = fresh(f"iso-{len(figures)}", on_pg)
             switch = Switch(state, store, workers)
             sampler = WaitSampler(store) if WAITS and store is not None else None
+            meter = CpuMeter(switch.proc.pid, pg_pid if on_pg else None)
             try:
                 r = run_iso(switch.iso, frames)
+                meter.stop()
             finally:
                 waits = sampler.report() if sampler is not None else ""
                 switch.stop()
-            figures[label] = int(r["codes"].get("00", 0)) / r["elapsed"]
+            approved = int(r["codes"].get("00", 0))
+            figures[label] = approved / r["elapsed"]
+            cpu_per_k[label] = meter.per_k(approved)
             print(iso_line(label, r), flush=True)
+            print(meter.line(approved), flush=True)
             if waits:
                 print(waits, flush=True)
         if figures:
             one, two = figures["PostgreSQL, 1 process"], figures["PostgreSQL, 2 processes"]
             print(f"  PostgreSQL 2 processes / 1 process: {two / one:.2f}x (goal: 1.6x or more)")
+            ceiling = (os.cpu_count() or 1) * 1000 / cpu_per_k["PostgreSQL, 1 process"]
+            print(
+                f"  CPU ceiling on {os.cpu_count()} cores (nothing else running, the 1-process "
+                f"CPU per withdrawal): {ceiling:,.0f}/s = {ceiling / one:.2f}x the 1-process "
+                "figure",
+                flush=True,
+            )
         if ONLY == "iso":
             return
 
@@ -342,11 +463,16 @@ def main() -> None:
             f"bench_nodes gRPC: {N_SALES} e-commerce sales (CVV2-verified), {GRPC_CONC} in "
             f"flight over 4 connections (ghz), PostgreSQL, durable"
         )
-        for label, workers in (("gRPC Sale, 1 process", 1), ("gRPC Sale, 2 processes", 2)):
-            state, store = fresh(f"grpc-{workers}", True)
+        grpc_runs = [("gRPC Sale, 1 process", True, 1), ("gRPC Sale, 2 processes", True, 2)]
+        if GRPC_SQLITE:
+            grpc_runs.insert(0, ("gRPC Sale, SQLite, 1 process", False, 1))
+        for label, on_pg, workers in grpc_runs:
+            state, store = fresh(f"grpc-{len(label)}-{workers}", on_pg)
             switch = Switch(state, store, workers)
+            meter = CpuMeter(switch.proc.pid, pg_pid if on_pg else None)
             try:
                 g = run_ghz(binary, switch.grpc, sales)
+                meter.stop()
             finally:
                 switch.stop()
             approved = approved_in_journal(store, state, "purchase")
@@ -361,6 +487,7 @@ def main() -> None:
                 f"({approved}/{g['count']} approved; goal 4,000/s, p99 < 25 ms)",
                 flush=True,
             )
+            print(meter.line(approved), flush=True)
     finally:
         if pg is not None:
             pg.stop()
