@@ -53,7 +53,7 @@ from switch.observe.logs import (
 )
 from switch.observe.state import Observed, Phase
 from switch.operator.keys import operators_path
-from switch.store import ENV_STORE, store_arg
+from switch.store import ENV_STORE, is_postgres, store_arg
 from switch.store.api import StoreError
 from switch.workers import supervise, worker_index
 
@@ -160,8 +160,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         metavar="N",
         help="run N switch processes sharing the ISO 8583 and gRPC ports (SO_REUSEPORT) and "
-        "the store, under one supervisor (default 1); the first also runs the SMS worker, "
-        "HTTP health/metrics and the gateway",
+        "the store, under one supervisor (default 1); the first also runs HTTP "
+        "health/metrics, the gateway and (SQLite) the SMS worker; on PostgreSQL each runs one",
     )
     parser.add_argument(
         "--card-cache",
@@ -366,14 +366,8 @@ def _supervise(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print(f"switch run: --workers {args.workers}: must be at least 1", file=sys.stderr)
         return 2
-    if args.remote_issuers or args.interchange:
-        # each process has its own store-and-forward queue file: not shared safely yet
-        print(
-            "switch run: --workers: not with --remote-issuers/--interchange (the "
-            "store-and-forward queue is per process); run one worker per state directory",
-            file=sys.stderr,
-        )
-        return 2
+    # (remote issuers are fine: the workers share one store-and-forward queue, saf.db or the
+    # PostgreSQL store's table, and take turns on each issuer's queue, switch.iso8583.saf)
     if args.sms_worker == "inline":
         print("switch run: --workers: use --sms-worker process or off", file=sys.stderr)
         return 2
@@ -389,7 +383,10 @@ def _supervise(args: argparse.Namespace) -> int:
     except (CoreError, StoreError) as exc:  # e.g. a single-node switch runs on this directory
         print(f"switch run: {exc}", file=sys.stderr)
         return 1
-    return supervise(sys.argv[1:], args.workers, args.host, args.iso_port, args.grpc_port)
+    return supervise(
+        sys.argv[1:], args.workers, args.host, args.iso_port, args.grpc_port,
+        sms_in_all=is_postgres(os.environ.get(ENV_STORE)),  # leased claims: a worker each
+    )  # fmt: skip
 
 
 def main(args: argparse.Namespace) -> int:

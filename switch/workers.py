@@ -5,8 +5,9 @@ One Python process tops out on one core (docs/architecture.md §7). The supervis
 same command line) and each child binds the ISO 8583 and gRPC ports with SO_REUSEPORT, so
 the kernel spreads new connections over them, and opens the store in shared mode (the
 version guards of §7 keep balances, limits, PIN tries and idempotency keys right across
-them). Child 0 also runs what must run once (the SMS worker, merchant notifications, the HTTP
-health/metrics port, the payment gateway); the others run with those off.
+them). Child 0 also runs what must run once (merchant notifications, the HTTP health/metrics
+port, the payment gateway, and on SQLite the SMS worker); the others run with those off. On
+PostgreSQL every child runs an SMS worker: the outbox leases its claims per row.
 
 The supervisor forwards the children's output line by line (``[worker I] ...``), prints
 ``switch ready`` once every child is ready, restarts a child that dies (after a second; the
@@ -52,14 +53,19 @@ def free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
-def child_argv(argv: Sequence[str], index: int, iso_port: int, grpc_port: int) -> list[str]:
+def child_argv(
+    argv: Sequence[str], index: int, iso_port: int, grpc_port: int, *, sms_in_all: bool = False
+) -> list[str]:
     """The child's command line: the supervisor's, with the ports fixed, and the once-only
-    parts off in every child but the first (argparse takes the last of a repeated option)."""
+    parts off in every child but the first (argparse takes the last of a repeated option).
+    ``sms_in_all`` (a PostgreSQL store: its outbox leases claims per row) leaves the SMS
+    worker on in every child; on SQLite it is one per state directory, child 0's."""
     args = [sys.executable, "-c", "import sys; from switch.cli import main; sys.exit(main())"]
     args += [*argv, "--iso-port", str(iso_port), "--grpc-port", str(grpc_port)]
     if index > 0:
-        args += ["--sms-worker", "off", "--http-port", "-1", "--gateway-port", "-1"]
-        args += ["--merchant-notify", "off"]
+        if not sms_in_all:
+            args += ["--sms-worker", "off"]
+        args += ["--http-port", "-1", "--gateway-port", "-1", "--merchant-notify", "off"]
     return args
 
 
@@ -196,8 +202,17 @@ class Supervisor:
             child.proc.wait()
 
 
-def supervise(argv: Sequence[str], workers: int, host: str, iso_port: int, grpc_port: int) -> int:
-    """Start ``workers`` children of ``switch run`` ``argv`` and supervise them."""
+def supervise(
+    argv: Sequence[str],
+    workers: int,
+    host: str,
+    iso_port: int,
+    grpc_port: int,
+    *,
+    sms_in_all: bool = False,
+) -> int:
+    """Start ``workers`` children of ``switch run`` ``argv`` and supervise them
+    (``sms_in_all``: see ``child_argv``)."""
     iso = iso_port or free_port(host)
     grpc = grpc_port or free_port(host)
     print(
@@ -205,5 +220,7 @@ def supervise(argv: Sequence[str], workers: int, host: str, iso_port: int, grpc_
         "(SO_REUSEPORT) and the store",
         flush=True,
     )
-    children = [_Child(i, child_argv(argv, i, iso, grpc)) for i in range(workers)]
+    children = [
+        _Child(i, child_argv(argv, i, iso, grpc, sms_in_all=sms_in_all)) for i in range(workers)
+    ]
     return Supervisor(children, sys.stdout).run()

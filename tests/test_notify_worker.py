@@ -412,3 +412,43 @@ def test_outbox_errors_keep_the_worker_alive_with_back_off(tmp_path: Path) -> No
         assert 2 <= outbox.claims <= 4  # 0.2 + 0.4 + 0.8 s, not one claim per 10 ms
 
     run(scenario)
+
+
+class SlowTransport:
+    """Each send takes 20 s of the test's clock (a slow SMS centre)."""
+
+    shows_secrets = False
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.sent: list[str] = []
+
+    def send(self, msisdn: str, text: str, reference: str) -> str:
+        self.clock.now += 20.0
+        self.sent.append(reference)
+        return f"id-{reference}"
+
+    def close(self) -> None:
+        return None
+
+
+def test_a_batch_starts_no_send_past_its_time_limit(tmp_path: Path) -> None:
+    """A PostgreSQL claim leases its rows for ``CLAIM_LEASE_S``: a batch that ran long must
+    stop before another node's worker may take its rows; the rest goes out next time."""
+    clock = Clock()
+
+    async def scenario() -> None:
+        store = await open_store(tmp_path, 3)
+        transport = SlowTransport(clock)
+        worker = AlertWorker(store, transport, clock=clock, batch_time_limit=30.0)
+        try:
+            assert await worker.run_once() == 2  # sends at +0 and +20; +40 is too late
+            assert [r[1] for r in alert_rows(store)] == ["sent", "sent", "pending"]
+            assert await worker.run_once() == 1  # the third is given back, due at once
+            assert [r[1:3] for r in alert_rows(store)] == [("sent", 1)] * 3
+        finally:
+            worker.close()
+            await store.close()
+        assert len(transport.sent) == len(set(transport.sent)) == 3
+
+    run(scenario)

@@ -21,8 +21,9 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import closing
 from pathlib import Path
 
@@ -33,9 +34,11 @@ from switch.core import demo
 from switch.core import testing as t
 from switch.core.model import ResponseCode
 from switch.core.service import SwitchCore
+from switch.notify.outbox import Alert
 from switch.store import check_store_spec, open_store
-from switch.store.api import GUARD_ACCOUNT, Changes, Conflict, JournalRow
+from switch.store.api import GUARD_ACCOUNT, AlertRow, Changes, Conflict, JournalRow
 from switch.store.postgres import PostgresStore, format_placeholders
+from switch.store.postgres_outbox import PostgresOutbox
 from switch.store.postgres_schema import MigrationError, translate
 from switch.store.postgres_sql import WRITTEN_FIELDS
 from tests.pg_server import PgServer
@@ -512,20 +515,123 @@ def test_a_statement_that_hangs_fails_the_read_and_the_connection_stays_usable(
     _run(body())
 
 
-def test_one_sms_worker_delivers_at_a_time_across_nodes(state: Path, pg_url: str) -> None:
-    from switch.store.postgres_outbox import PostgresOutbox
+def _with_alerts(url: str, n: int) -> None:
+    """``n`` alerts in the outbox, due at T0, written by the store's group commit."""
 
-    async def body(core: SwitchCore) -> None:
-        await ok(core, t.withdrawal(amount=500_000))
+    async def body() -> None:
+        store = PostgresStore(url, durable=False)
+        await store.open()
+        try:
+            rows = [AlertRow(f"+2135500{i:05d}", f"text {i}", None, T0) for i in range(n)]
+            await store.commit(Changes(alerts=rows))
+        finally:
+            await store.close()
 
-    on_pg(state, pg_url, body)
-    first, second = PostgresOutbox(pg_url), PostgresOutbox(pg_url)  # two nodes' workers
+    _run(body())
+
+
+def _alert_states(url: str) -> dict[int, tuple[str, int]]:
+    """alert id -> (status, attempts)."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT alert_id, status, attempts FROM alerts").fetchall()
+    return {int(a): (str(s), int(n)) for a, s, n in rows}
+
+
+def _ids(alerts: Sequence[Alert]) -> list[int]:
+    return [a.alert_id for a in alerts]
+
+
+def test_sms_workers_claiming_at_once_get_disjoint_rows(pg_url: str) -> None:
+    """Two nodes' outboxes claim side by side (threads released together, small batches, so
+    their claims overlap and meet rows the other's claim has locked): every alert is
+    claimed by exactly one of them, whatever the interleaving."""
+    _with_alerts(pg_url, 60)
+    outboxes = [PostgresOutbox(pg_url, durable=False) for _ in range(2)]
+    claimed: list[list[int]] = [[], []]
+    start = threading.Barrier(2)
+
+    def drain(i: int) -> None:
+        start.wait(timeout=30)
+        while batch := outboxes[i].claim_due_alerts(T0, 3):
+            claimed[i] += _ids(batch)
+            outboxes[i].mark_alerts_sent([(a, f"c{i}-{a}") for a in _ids(batch)], T0)
+
+    threads = [threading.Thread(target=drain, args=(i,)) for i in range(2)]
     try:
-        assert len(first.claim_due_alerts(T0 * 2, 10)) == 1
-        assert second.claim_due_alerts(T0 * 2, 10) == []  # the first one delivers
-        assert len(first.claim_due_alerts(T0 * 2, 10)) == 1  # still its own (not marked)
-        first.close()  # that node stops: it gives the role up before its connection goes
-        assert len(second.claim_due_alerts(T0 * 2, 10)) == 1  # the other takes over
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(timeout=60)
+        assert not any(th.is_alive() for th in threads)
+    finally:
+        for outbox in outboxes:
+            outbox.close()
+    both = claimed[0] + claimed[1]
+    assert sorted(both) == sorted(_alert_states(pg_url)) and len(set(both)) == 60
+    assert set(_alert_states(pg_url).values()) == {("sent", 1)}
+
+
+def test_an_unmarked_sms_claim_is_due_again_after_its_lease(pg_url: str) -> None:
+    _with_alerts(pg_url, 4)
+    first = PostgresOutbox(pg_url, durable=False, lease=60.0)
+    second = PostgresOutbox(pg_url, durable=False, lease=60.0)
+    try:
+        taken = _ids(first.claim_due_alerts(T0, 3))
+        assert len(taken) == 3
+        rest = _ids(second.claim_due_alerts(T0, 10))  # only the one the first left
+        assert len(rest) == 1 and rest[0] not in taken
+        second.mark_alerts_sent([(rest[0], "c-rest")], T0)
+        assert second.claim_due_alerts(T0 + 59.9, 10) == []  # leased to the first
+        again = second.claim_due_alerts(T0 + 60.0, 10)  # the first never marked them
+        assert _ids(again) == taken and [a.attempts for a in again] == [0, 0, 0]
+        # the first overran its lease: its late failure mark does not undo the second's send
+        second.mark_alerts_sent([(a, f"c2-{a}") for a in taken], T0 + 61)
+        first.mark_alert_failed(taken[0], "late", T0 + 70, give_up=False)
+        assert set(_alert_states(pg_url).values()) == {("sent", 1)}
     finally:
         first.close()
         second.close()
+
+
+def test_sent_sms_are_never_claimed_again_and_failed_ones_at_their_retry(pg_url: str) -> None:
+    _with_alerts(pg_url, 4)
+    worker, other = PostgresOutbox(pg_url, durable=False), PostgresOutbox(pg_url, durable=False)
+    try:
+        a, b, c, d = _ids(worker.claim_due_alerts(T0, 10))
+        worker.mark_alerts_sent([(a, "c-a"), (b, "c-b")], T0 + 1)
+        worker.mark_alert_failed(c, "refused", T0 + 30, give_up=False)
+        assert other.claim_due_alerts(T0 + 29, 10) == []  # d leased, c backing off
+        # the worker's own next claim gives back what its batch did not reach (d), at once
+        assert _ids(worker.claim_due_alerts(T0 + 2, 10)) == [d]
+        worker.mark_alerts_sent([(d, "c-d")], T0 + 2)
+        assert _ids(other.claim_due_alerts(T0 + 30, 10)) == [c]  # its retry time
+        other.mark_alerts_sent([(c, "c-c")], T0 + 30)
+        for now in (T0 + 30, T0 + 3600, T0 + 86_400 * 365):
+            assert worker.claim_due_alerts(now, 10) == other.claim_due_alerts(now, 10) == []
+        states = _alert_states(pg_url)
+        assert [states[i] for i in (a, b, c, d)] == [("sent", 1), ("sent", 1), ("sent", 2),
+                                                     ("sent", 1)]  # fmt: skip
+    finally:
+        worker.close()
+        other.close()
+
+
+def test_a_node_killed_mid_delivery_leaves_its_sms_due_after_the_lease(pg_url: str) -> None:
+    _with_alerts(pg_url, 3)
+    dying, survivor = PostgresOutbox(pg_url), PostgresOutbox(pg_url)
+    try:
+        taken = _ids(dying.claim_due_alerts(T0, 2))
+        # the node dies before its marks: its session is cut (as a SIGKILL's would be)
+        pid = dying._open().info.backend_pid
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+        [left] = _ids(survivor.claim_due_alerts(T0, 10))
+        survivor.mark_alerts_sent([(left, "c-left")], T0)
+        assert survivor.claim_due_alerts(T0 + 30, 10) == []
+        back = survivor.claim_due_alerts(T0 + 60, 10)  # the lease is over: resent, same rows
+        assert _ids(back) == taken and {a.text for a in back} == {"text 0", "text 1"}
+        survivor.mark_alerts_sent([(a, f"c-{a}") for a in taken], T0 + 60)
+        assert set(_alert_states(pg_url).values()) == {("sent", 1)}
+    finally:
+        dying.close()
+        survivor.close()

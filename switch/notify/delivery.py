@@ -25,6 +25,7 @@ from switch.notify.service import command
 from switch.notify.supervisor import WorkerProcess
 from switch.notify.worker import AlertWorker
 from switch.notify.worker_lock import acquire_worker_lock, release_worker_lock
+from switch.store import ENV_STORE, is_postgres
 
 SmsWorkerMode = Literal["process", "inline", "off"]
 MODES: tuple[SmsWorkerMode, ...] = ("process", "inline", "off")
@@ -72,7 +73,8 @@ async def start_sms_delivery(
     if mode == "inline":
         seal = AlertSeal.for_state_dir(state_dir)  # SwitchCore.open created pan.key
         transport = transport_from_url(url, state_dir)
-        lock = acquire_worker_lock(state_dir)
+        # SQLite: one worker per state directory; PostgreSQL claims lease their rows
+        lock = None if is_postgres(os.environ.get(ENV_STORE)) else acquire_worker_lock(state_dir)
         worker = AlertWorker(outbox, transport, poll_interval=poll_interval, seal=seal)
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop), name="sms-worker")
@@ -100,7 +102,7 @@ class _InlineDelivery:
         worker: AlertWorker,
         stop_event: asyncio.Event,
         task: asyncio.Task[None],
-        lock: int,
+        lock: int | None,
         banner: str,
     ) -> None:
         self.worker = worker
@@ -115,7 +117,8 @@ class _InlineDelivery:
             await self._task
             self.worker.close()
         finally:
-            release_worker_lock(self._lock)
+            if self._lock is not None:
+                release_worker_lock(self._lock)
 
 
 class _NoDelivery:

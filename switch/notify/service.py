@@ -18,7 +18,8 @@ One-time codes stay sealed in the outbox; the worker opens them with the key of 
 directory (``pan.key``, see ``switch.notify.sealing``) only for a transport that delivers them.
 
 Exit status: 0 stopped by a signal (or its parent went away), 1 cannot run (no database,
-schema missing, no ``pan.key``, another worker holds the lock), 2 bad option, ``SWITCH_SMS``
+schema missing, no ``pan.key``, another worker holds the SQLite state directory's lock), 2 bad
+option, ``SWITCH_SMS``
 or ``SWITCH_SMS_SHOW_CODES``.
 """
 
@@ -191,7 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             outbox = _outbox(state_dir)
             cleanup.callback(outbox.close)
-            cleanup.callback(release_worker_lock, acquire_worker_lock(state_dir))
+            if not isinstance(outbox, PostgresOutbox):  # PostgreSQL: leased claims, any number
+                cleanup.callback(release_worker_lock, acquire_worker_lock(state_dir))
             seal = AlertSeal.for_state_dir(state_dir)
         except (StoreError, WorkerLockError, OSError, ValueError) as exc:
             print(f"{PROG}: --state-dir: {exc}", file=sys.stderr)

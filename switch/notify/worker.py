@@ -30,10 +30,14 @@ Delivery guarantees (docs/architecture.md §4):
 Blocking work (the SQLite outbox, smpplib's socket calls) runs in a one-thread executor, so
 the event loop serving authorizations never waits on an SMS centre.
 
-Run **one worker per outbox**: ``claim_due_alerts`` reads due rows without leasing them, so two
-workers on the same store would both send the rows they see (``switch.notify.worker_lock``
-enforces it for the ways the project runs a worker). Scaling out needs a claim that leases,
-e.g. moving ``next_attempt_at`` forward in the claiming transaction.
+How many workers: on **SQLite**, one per outbox -- its ``claim_due_alerts`` reads due rows
+without leasing them, so two workers would both send the rows they see
+(``switch.notify.worker_lock`` enforces it for the ways the project runs a worker). On
+**PostgreSQL** a claim leases its rows (``PostgresOutbox``, ``CLAIM_LEASE_S``), so any number
+of workers, one per node, deliver side by side, none getting another's rows. A batch must end
+inside its lease, or another worker could claim a row this one is still sending: so a batch
+starts no send more than ``batch_time_limit`` (half the lease) after its claim; the rows it
+did not reach are given back by the next claim.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from switch.notify.errors import LinkDown
-from switch.notify.outbox import Alert, AlertOutbox
+from switch.notify.outbox import CLAIM_LEASE_S, Alert, AlertOutbox
 from switch.notify.sealing import AlertSeal, SealError, is_sealed, masked
 from switch.notify.transport import SmsTransport, TransportError
 
@@ -116,11 +120,15 @@ class AlertWorker:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         seal: AlertSeal | None = None,
+        batch_time_limit: float = CLAIM_LEASE_S / 2,
     ) -> None:
         """``seal`` opens sealed one-time codes (``AlertSeal.for_state_dir``); without it a
-        sealed alert can only go to a transport that masks codes."""
+        sealed alert can only go to a transport that masks codes. ``batch_time_limit``:
+        seconds after its claim (on ``clock``) past which a batch starts no further send."""
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if not batch_time_limit > 0:
+            raise ValueError("batch_time_limit must be > 0")
         if poll_interval <= 0:
             raise ValueError("poll_interval must be > 0")
         self.outbox = outbox
@@ -131,6 +139,7 @@ class AlertWorker:
         self.clock = clock
         self.rng = rng or random.Random()
         self.seal = seal
+        self.batch_time_limit = batch_time_limit
         self.stats = WorkerStats()
         self.link_failures = 0  # consecutive LinkDown failures; 0 once anything gets through
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sms-worker")
@@ -151,10 +160,11 @@ class AlertWorker:
         When the link is down (``LinkDown``) the batch stops at the alert that found out: the
         others stay due, untouched, and ``link_failures`` tells ``run`` to back off.
         """
-        alerts = await self._blocking(self.outbox.claim_due_alerts, self.clock(), self.batch_size)
+        claimed_at = self.clock()
+        alerts = await self._blocking(self.outbox.claim_due_alerts, claimed_at, self.batch_size)
         if not alerts:
             return 0
-        outcome = await self._blocking(self._send_batch, alerts)
+        outcome = await self._blocking(self._send_batch, alerts, claimed_at)
         self.stats.sent += outcome.sent
         for alert_id, attempt, error, give_up in outcome.failures:
             self._count_failure(alert_id, attempt, error, give_up)
@@ -164,11 +174,18 @@ class AlertWorker:
             self.link_failures += 1
         return outcome.attempted
 
-    def _send_batch(self, alerts: Sequence[Alert]) -> _BatchOutcome:
-        """In the worker thread: send ``alerts`` in order, then mark them (see run_once)."""
+    def _send_batch(self, alerts: Sequence[Alert], claimed_at: float) -> _BatchOutcome:
+        """In the worker thread: send ``alerts`` in order, then mark them (see run_once); no
+        send starts once ``batch_time_limit`` has passed since the claim (its lease)."""
         outcome = _BatchOutcome()
         sent: list[tuple[int, str]] = []
         for alert in alerts:
+            if self.clock() - claimed_at >= self.batch_time_limit:
+                log.warning(
+                    "SMS batch stopped after %d of %d alerts: %.0f s since its claim",
+                    outcome.attempted, len(alerts), self.clock() - claimed_at,
+                )  # fmt: skip
+                break
             outcome.attempted += 1
             ref = reference_for(alert.alert_id)
             try:

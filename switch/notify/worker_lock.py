@@ -8,6 +8,9 @@ refused with a message instead of doubling every SMS. It is *not* the state dire
 ``switch.lock`` (held by the switch itself): the worker process must run next to the switch.
 The kernel drops an ``flock`` when its process dies, even by SIGKILL, so a killed worker never
 leaves a stale lock behind.
+
+A PostgreSQL outbox needs no such lock: its claims lease the rows (``PostgresOutbox``), so
+every node -- and every ``--workers`` child on one state directory -- runs a worker.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """The SMS alert outbox's SQL and row mapping, once for ``SqliteOutbox`` and ``PostgresOutbox``.
 
 Both backends claim the same columns in the same order (the ``alerts_due`` index's) and mark
-the same way; only the placeholder (``?`` / ``%s``), the connection and how a claim starts
-(PostgreSQL first takes the one-worker advisory lock) differ. A backend mixes
-``AlertOutboxSql`` in, names its placeholder in ``_PH`` and provides ``_tx_many``.
+the same way; only the placeholder (``?`` / ``%s``), the connection and the claim differ
+(SQLite reads the due rows -- one worker per state directory; PostgreSQL leases them in the
+same statement, so every node's worker claims side by side). A backend mixes
+``AlertOutboxSql`` in, names its placeholder in ``_PH`` and provides ``_tx_many`` (whose
+rows end with the alert id).
 """
 
 # ruff: noqa: S608 -- the f-strings only splice the backend's fixed placeholder, never input
@@ -64,9 +66,11 @@ class AlertOutboxSql:
     def mark_alert_failed(
         self, alert_id: int, error: str, next_attempt_at: float, give_up: bool
     ) -> None:
+        """Only a pending row: with leased claims, a worker that overran its lease may report
+        a failure of an alert another worker has sent since; that must not make it pending."""
         p = self._PH
         self._tx_many(
             f"UPDATE alerts SET attempts = attempts + 1, last_error = {p}, next_attempt_at = {p}, "
-            f"status = {p} WHERE alert_id = {p}",
+            f"status = {p} WHERE alert_id = {p} AND status = 'pending'",
             [(error[:500], next_attempt_at, "parked" if give_up else "pending", alert_id)],
         )
