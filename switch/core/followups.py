@@ -26,6 +26,7 @@ from switch.core.domain import ONUS, Account, Hold
 from switch.core.holds import EXPIRED
 from switch.core.ledger_accounts import GL_FEES
 from switch.core.model import AuthRequest, AuthResult, OriginalRef, ResponseCode, TxnType
+from switch.core.remote import HoldsOriginals
 
 if TYPE_CHECKING:
     from switch.core.pipeline import Pipeline
@@ -235,6 +236,11 @@ async def _remote_followup(
     row = await p.store.journal_entry(o.txn_id)
     if row is None:
         raise Decline(RC.SYSTEM_MALFUNCTION, "original: journal entry missing")
+    if p.shared:  # other nodes follow it up too: hold it, then read what they took
+        await _hold_remote_original(p, ctx, parent or o)
+        await _reread_taken(p, o)
+        if parent is not None:
+            await _reread_taken(p, parent)
     # -- no await from the checks to the reservation --------------------------------------
     amount = req.amount
     if t is TxnType.COMPLETION:
@@ -298,6 +304,38 @@ async def _remote_followup(
     if t in (TxnType.REVERSAL, TxnType.VOID):
         result = replace(result, approved_amount=reversed_)
     return result
+
+
+async def _hold_remote_original(p: Pipeline, ctx: Ctx, root: OriginalState) -> None:
+    """On a shared store, decide a follow-up of a remote original only while holding it
+    across the nodes (``HoldsOriginals``), until the follow-up's unit settles: the in-memory
+    reservation below covers this node only, and another node's capture, refund or reversal
+    of the same payment is in the journal only once durable. ``root``: the payment whose
+    amounts the follow-up changes (a completion's or refund's pre-authorization or purchase),
+    so every follow-up of one payment takes turns. The hold is given back when the request's
+    answer is settled (``ctx.inflight`` done: durable, failed or given up)."""
+    issuer = p.remote.get(root.route)
+    if not isinstance(issuer, HoldsOriginals):
+        return  # no client (answered 91 below) or one that cannot serialise: as one node
+    done = ctx.inflight
+    assert done is not None  # set by Pipeline._authorize before any processing
+    try:
+        release = await issuer.hold_original(root.txn_id, done)
+    except TimeoutError:
+        raise Decline(
+            RC.SYSTEM_MALFUNCTION, "original: follow-up in progress on another node: retry"
+        ) from None
+    done.add_done_callback(lambda _: release())
+
+
+async def _reread_taken(p: Pipeline, o: OriginalState) -> None:
+    """What the journal says was taken from ``o`` (approved captures, refunds, reversals of
+    every node), into the cached copy: held, nobody else changes it meanwhile, and this
+    node's own earlier follow-ups are durable (a hold is given back only then)."""
+    summary = await p.store.original(o.txn_id)
+    if summary is not None:
+        o.reversed, o.refunded = summary.reversed, summary.refunded
+        o.captured, o.fee_reversed = summary.captured, summary.fee_reversed
 
 
 def _remote_reversal_amount(

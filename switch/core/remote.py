@@ -10,8 +10,9 @@ unavailable.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from switch.core.domain import ONUS, BinRoute
 from switch.core.model import AuthRequest, AuthResult
@@ -20,6 +21,21 @@ from switch.core.model import AuthRequest, AuthResult
 class RemoteIssuer(Protocol):
     async def authorize(self, req: AuthRequest) -> AuthResult:
         """Forward ``req`` to the remote host; 91 on time-out (and queue the 0420 itself)."""
+        ...
+
+
+@runtime_checkable
+class HoldsOriginals(Protocol):
+    """A remote issuer client that serialises the follow-ups of one remote original across
+    the nodes sharing the store (``switch.iso8583.remote.RemoteIssuerClient``): what a
+    follow-up takes from its original (captured, refunded, reversed) is known only to the
+    node that journals it, so on a shared store a node decides one only while it holds the
+    original, and reads the original's journal again once it does (``switch.core.followups``).
+    """
+
+    async def hold_original(self, txn_id: str, owner: object) -> Callable[[], None]:
+        """Wait until ``owner`` alone decides follow-ups of ``txn_id``; the release (call once
+        the follow-up's unit settled). ``TimeoutError``: held elsewhere for too long."""
         ...
 
 

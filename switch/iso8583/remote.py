@@ -85,6 +85,8 @@ from switch.iso8583.mapping import MCC_ATM, MCC_COUNTER, POS_CONDITION_ECOMMERCE
 from switch.iso8583.message import Message
 from switch.iso8583.mux import MuxKeyInUseError
 from switch.iso8583.saf import SafQueue
+from switch.store import is_postgres
+from switch.store.saf_rows import SafRows, SqliteSafRows
 
 __all__ = [
     "RemoteIssuerClient",
@@ -152,6 +154,10 @@ class RemoteIssuerConfig:
     pin_block_format: str = "01"  # format of the PIN block sent to the issuer (ISO 0)
     zak: str = ""  # zone MAC key under our LMK: MAC every message and check every answer
     tpdu: bytes | None = None  # the TPDU sent on every message (framing.tpdu must be set)
+    # seconds a node's lease on this issuer's queue (or on a remote original's follow-ups)
+    # lasts: a node that dies holding one leaves it to another node after this long.
+    # None: max(30, 3 x timeout + saf_retry)
+    saf_lease: float | None = None
 
     def __post_init__(self) -> None:
         if self.framing.tpdu != (self.tpdu is not None):
@@ -160,6 +166,19 @@ class RemoteIssuerConfig:
             raise ValueError(f"remote_issuers.{self.name}.tpdu: must be {TPDU_SIZE} bytes")
         if self.timeout <= 0:
             raise ValueError(f"remote_issuers.{self.name}.timeout: must be positive")
+        if self.saf_lease is not None and self.saf_lease <= self.timeout:
+            # a lease renewed before each send must outlast the wait for its answer
+            raise ValueError(
+                f"remote_issuers.{self.name}.saf_lease: must be longer than timeout "
+                f"({self.timeout:g} s)"
+            )
+
+    @property
+    def lease(self) -> float:
+        """The length of this issuer's leases, in seconds (see ``saf_lease``)."""
+        if self.saf_lease is not None:
+            return self.saf_lease
+        return max(30.0, 3 * self.timeout + self.saf_retry)
 
     @classmethod
     def from_mapping(cls, name: str, d: Mapping[str, Any]) -> RemoteIssuerConfig:
@@ -201,6 +220,7 @@ class RemoteIssuerConfig:
             echo_interval=number("echo_interval", 30.0, float),
             saf_retry=number("saf_retry", 5.0, float),
             reconnect_max=number("reconnect_max", 10.0, float),
+            saf_lease=None if d.get("saf_lease") is None else number("saf_lease", None, float),
             zak=zak,
             tpdu=tpdu,
         )
@@ -389,6 +409,15 @@ def answer_to_result(name: str, answer: Message) -> AuthResult:
 
 
 # -- the issuer ---------------------------------------------------------------------------
+@dataclass(slots=True)
+class _OriginalHold:
+    """A remote original whose follow-ups this node decides now, or waits to."""
+
+    lock: asyncio.Lock
+    holder: object | None = None  # the request holding it
+    users: int = 0  # the holder and the requests waiting for it
+
+
 class RemoteIssuerClient:
     """The ``RemoteIssuer`` the core calls for one remote issuer (register under its name)."""
 
@@ -423,6 +452,9 @@ class RemoteIssuerClient:
         )
         self._forwarder: asyncio.Task[None] | None = None
         self._closed = False
+        # follow-ups of remote originals being decided here (``hold_original``), by txn id
+        self._originals: dict[str, _OriginalHold] = {}
+        self._releasing: set[asyncio.Task[None]] = set()
         self.timeouts = 0  # requests answered 91 after the issuer did not answer in time
         self.reversals_delivered = 0
         self.advices_delivered = 0
@@ -528,6 +560,67 @@ class RemoteIssuerClient:
             RC.APPROVED, "completion accepted, advice forwarded by store-and-forward"
         )
 
+    # -- follow-ups of remote originals, one node at a time -------------------------------
+    async def hold_original(self, txn_id: str, owner: object) -> Callable[[], None]:
+        """Wait until this node, and in it ``owner`` (a request), alone decides follow-ups of
+        the remote original ``txn_id``: an asyncio lock here, the lease ``original:<txn_id>``
+        across the nodes sharing the queue's store. Returns the release, to call once the
+        follow-up's unit is durable (or failed), so the next holder reads its journal row.
+        ``owner`` already holding it (a retry of the same request) gets a no-op release.
+        TimeoutError after a lease's length and a little more: another node holds it."""
+        hold = self._originals.get(txn_id)
+        if hold is None:
+            hold = self._originals[txn_id] = _OriginalHold(asyncio.Lock())
+        elif hold.holder is owner:
+            return _no_release
+        hold.users += 1
+        loop = asyncio.get_running_loop()
+        wait = self.config.lease + 5.0
+        deadline = loop.time() + wait
+        name = f"original:{txn_id}"
+        try:
+            await asyncio.wait_for(hold.lock.acquire(), wait)
+            try:
+                while not await self.saf.claim(name, self.config.lease):
+                    if loop.time() > deadline:
+                        raise TimeoutError(f"original {txn_id}: held by another node")
+                    await asyncio.sleep(0.02)
+            except BaseException:
+                hold.lock.release()
+                raise
+        except BaseException:
+            self._forget(txn_id, hold)
+            raise
+        hold.holder = owner
+        done = False
+
+        def release() -> None:
+            nonlocal done
+            if not done:
+                done = True
+                task = loop.create_task(self._release_original(txn_id, name, hold))
+                self._releasing.add(task)
+                task.add_done_callback(self._releasing.discard)
+
+        return release
+
+    async def _release_original(self, txn_id: str, name: str, hold: _OriginalHold) -> None:
+        # the lease goes first, the lock after: the next holder on this node renews the
+        # lease as the same holder, and a delete after that would take it from under it
+        try:
+            await self.saf.release(name)
+        except Exception:  # it expires by itself after the lease's length
+            log.exception("%s: lease %s not given back", self.name, name)
+        finally:
+            hold.holder = None
+            hold.lock.release()
+            self._forget(txn_id, hold)
+
+    def _forget(self, txn_id: str, hold: _OriginalHold) -> None:
+        hold.users -= 1
+        if hold.users == 0 and self._originals.get(txn_id) is hold:
+            del self._originals[txn_id]
+
     # -- store and forward ----------------------------------------------------------------
     async def _forward(self) -> None:
         """Deliver queued messages, oldest first, while the line is up; repeat as x4x1."""
@@ -543,7 +636,26 @@ class RemoteIssuerClient:
                 log.exception("%s: store-and-forward pass failed", self.name)
 
     async def _deliver_pending(self) -> None:
-        for entry in await self.saf.pending(self.name):
+        """One pass over this issuer's queue, holding its lease: the nodes sharing the queue
+        deliver it one at a time, so it goes out in order and no message is in flight from
+        two nodes at once. The lease is renewed before each send (each outlasts the wait for
+        an answer) and given back at the end of the pass; a node that dies mid-pass leaves
+        it to expire, and the next node repeats what was sent last (0421 / 0221)."""
+        if not await self.saf.pending(self.name, 1):
+            return  # nothing owed: no lease taken (a read, every saf_retry)
+        lease = f"issuer:{self.name}"
+        if not await self.saf.claim(lease, self.config.lease):
+            return  # another node is delivering this queue
+        try:
+            await self._deliver_leased(lease)
+        finally:
+            await self.saf.release(lease)
+
+    async def _deliver_leased(self, lease: str) -> None:
+        for i, entry in enumerate(await self.saf.pending(self.name)):
+            if i and not await self.saf.claim(lease, self.config.lease):
+                log.warning("%s: store-and-forward lease lost; another node delivers", self.name)
+                return
             msg = entry.message
             if entry.attempts > 0:  # a repeat: 0420 -> 0421, 0220 -> 0221
                 msg = Message(msg.mti[:3] + "1", dict(msg.fields))
@@ -580,6 +692,10 @@ class RemoteIssuerClient:
                 self.reversals_delivered += 1
 
 
+def _no_release() -> None:
+    """The release of a hold its owner already had."""
+
+
 def load_remote_issuers(path: Path) -> list[RemoteIssuerConfig]:
     """The ``[remote_issuers.<name>]`` tables of a TOML file (name = the BIN route's
     destination). Keys: host, port, zpk (under the LMK), and optionally spec, length_header
@@ -611,9 +727,11 @@ class RemoteIssuers:
 async def start_remote_issuers(
     core: Any, configs: list[RemoteIssuerConfig], state_dir: Path
 ) -> RemoteIssuers:
-    """Start and register each issuer on ``core`` (a ``SwitchCore``); the reversal queue is
-    ``state_dir/saf.db``. Close the result before closing the core."""
-    saf = open_saf(state_dir)
+    """Start and register each issuer on ``core`` (a ``SwitchCore``); the queue is the one
+    every node of ``core``'s store shares (``open_saf``). Close the result before closing
+    the core."""
+    url = getattr(core.store, "url", None)
+    saf = await asyncio.to_thread(open_saf, state_dir, url if is_postgres(url) else None)
     issuers = {c.name: await attach_remote_issuer(core, c, saf) for c in configs}
     return RemoteIssuers(issuers, saf)
 
@@ -628,9 +746,42 @@ async def attach_remote_issuer(
     return issuer
 
 
-def open_saf(state_dir: Path) -> SafQueue:
-    """The switch's reversal queue: ``state_dir/saf.db``, rows sealed under a key derived
-    from ``state_dir/pan.key`` (created by ``SwitchCore.open``)."""
+def open_saf(state_dir: Path, store_url: str | None = None) -> SafQueue:
+    """The queue of messages owed to remote issuers, rows sealed under a key derived from
+    ``state_dir/pan.key`` (created by ``SwitchCore.open``; the same on every node): the
+    tables of the PostgreSQL store at ``store_url`` when given, else ``state_dir/saf.db``
+    (shared by the ``--workers`` processes of this state directory). On PostgreSQL, rows a
+    ``saf.db`` of this directory still holds (queued before the node moved to the shared
+    store) are moved into the shared table first, oldest first, so none is left behind."""
     state_dir = Path(state_dir)
     key = bytes.fromhex((state_dir / "pan.key").read_text().strip())
-    return SafQueue(state_dir / "saf.db", key)
+    if store_url is None:
+        return SafQueue(state_dir / "saf.db", key)
+    from switch.store.saf_postgres import PostgresSafRows
+
+    rows = PostgresSafRows(store_url)
+    local = state_dir / "saf.db"
+    if local.exists():
+        moved = move_saf_rows(SqliteSafRows(local), rows)
+        if moved:
+            log.warning("store-and-forward: %d queued message(s) moved from %s to the store",
+                        moved, local)  # fmt: skip
+    return SafQueue(rows, key)
+
+
+def move_saf_rows(source: SafRows, target: SafRows) -> int:
+    """Move every row of ``source`` to ``target`` (sealed as they are), oldest first; each
+    is deleted from ``source`` once added to ``target`` (a crash in between leaves it in
+    both: delivered twice, which the issuer matches as a repeat). Closes ``source``."""
+    moved = 0
+    try:
+        for row in source.all_rows():
+            entry_id, issuer, mti, sealed, attempts, created_at = row
+            new_id = target.add(issuer, created_at, mti, sealed)
+            if attempts:  # sent before: its next send is a repeat
+                target.mark_attempt(new_id, created_at)
+            source.acknowledge(entry_id)
+            moved += 1
+    finally:
+        source.close()
+    return moved

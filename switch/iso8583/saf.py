@@ -4,16 +4,22 @@
 When a request to a remote issuer times out its outcome is unknown: the issuer may have
 debited the card. The switch answers 91 and owes the issuer a reversal until the issuer
 acknowledges it (0430), across restarts (docs/architecture.md §4). So a reversal is written here
--- committed and fsynced (WAL, ``synchronous=FULL``) -- *before* the 91 goes back, and it is
-deleted only once acknowledged. A completion is owed the same way: approved to the acquirer
-once its advice is durable here, delivered in order with the reversals (one queue per issuer,
-oldest first) until the issuer answers 0230.
+-- committed and durable -- *before* the 91 goes back, and it is deleted only once
+acknowledged. A completion is owed the same way: approved to the acquirer once its advice is
+durable here, delivered in order with the reversals (one queue per issuer, oldest first) until
+the issuer answers 0230.
 
-A small SQLite file of its own (``state_dir/saf.db``, mode 0600) rather than a table in the
-core's store: the queue belongs to the ISO 8583 link, is written only on failures, and must
-not wait behind the core's group commit. A reversal carries the PAN (no PIN block or track
-data), so each row's fields are sealed: AES-256-CBC + HMAC-SHA256 (encrypt-then-MAC) under
-keys derived from the switch's secret (``state_dir/pan.key``), so the file alone shows no PAN.
+The rows are shared by every node that serves the same store (docs/architecture.md §7,
+``switch.store.saf_rows``): on PostgreSQL a table of the shared database (migration 0017), on
+SQLite the file ``state_dir/saf.db`` (mode 0600) that every ``--workers`` process of the
+machine opens -- not the core's store file, whose one writer is the group commit: the queue is
+written on failures only and must not wait behind it, and a queue file from before stays
+where it was. Nodes take turns through leases (``claim`` / ``release``): one node at a time
+delivers an issuer's queue, in order.
+
+A reversal carries the PAN (no PIN block or track data), so each row's fields are sealed:
+AES-256-CBC + HMAC-SHA256 (encrypt-then-MAC) under keys derived from the switch's secret
+(``state_dir/pan.key``, the same on every node), so the rows alone show no PAN.
 """
 
 from __future__ import annotations
@@ -24,31 +30,17 @@ import hmac
 import json
 import os
 import secrets
-import sqlite3
-import threading
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import switch_native
 
 from switch.iso8583.message import FieldValue, Message
+from switch.store.saf_rows import SafRows, SqliteSafRows
 
 __all__ = ["SafEntry", "SafQueue", "SafSealError"]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS saf (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    issuer TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    last_attempt REAL,
-    mti TEXT NOT NULL,
-    sealed BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS saf_issuer ON saf (issuer, id);
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,53 +92,29 @@ class _Sealer:
 
 
 class SafQueue:
-    """The durable queue; every method runs its SQLite work off the event loop."""
+    """The durable queue, sealed; every call runs its database work off the event loop.
 
-    def __init__(self, path: Path, key: bytes) -> None:
+    ``rows``: a ``SafRows`` backend, or the path of a SQLite queue file (``saf.db``).
+    ``holder`` names this node in the leases it takes (host, pid and a random part by default:
+    two queues opened by one process are two holders)."""
+
+    def __init__(self, rows: SafRows | Path, key: bytes, holder: str | None = None) -> None:
         self._sealer = _Sealer(key)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-        self.path = path
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # each commit fsyncs the WAL
-        self._db.executescript(_SCHEMA)
+        self.rows = rows if isinstance(rows, SafRows) else SqliteSafRows(Path(rows))
+        self.path = getattr(self.rows, "path", None)
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def _query_now(self, sql: str, args: tuple[object, ...]) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
-
-    def _exec_now(self, sql: str, args: tuple[object, ...]) -> int:
-        with self._lock:
-            return self._db.execute(sql, args).lastrowid or 0
-
-    async def _query(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
-        return await asyncio.to_thread(self._query_now, sql, args)
-
-    async def _exec(self, sql: str, args: tuple[object, ...]) -> int:
-        return await asyncio.to_thread(self._exec_now, sql, args)
+        self.rows.close()
 
     async def add(self, issuer: str, message: Message) -> int:
         """Queue ``message`` (an 0420 or 0220) for ``issuer``; returns once durable."""
-        return await self._exec(
-            "INSERT INTO saf (issuer, created_at, mti, sealed) VALUES (?, ?, ?, ?)",
-            (issuer, time.time(), message.mti, self._seal(message)),
-        )
+        sealed = self._seal(message)
+        return await asyncio.to_thread(self.rows.add, issuer, time.time(), message.mti, sealed)
 
     async def pending(self, issuer: str, limit: int = 100) -> list[SafEntry]:
         """The oldest unacknowledged messages for ``issuer``, in the order they were queued."""
-        rows = await self._query(
-            "SELECT id, issuer, mti, sealed, attempts, created_at FROM saf"
-            " WHERE issuer = ? ORDER BY id LIMIT ?",
-            (issuer, limit),
-        )
+        rows = await asyncio.to_thread(self.rows.pending, issuer, limit)
         return [SafEntry(r[0], r[1], self._unseal(r[2], r[3]), r[4], r[5]) for r in rows]
 
     def _seal(self, message: Message) -> bytes:
@@ -156,19 +124,21 @@ class SafQueue:
         return Message(mti, _load(self._sealer.open(sealed).decode()))
 
     async def count(self, issuer: str | None = None) -> int:
-        if issuer is None:
-            rows = await self._query("SELECT COUNT(*) FROM saf")
-        else:
-            rows = await self._query("SELECT COUNT(*) FROM saf WHERE issuer = ?", (issuer,))
-        return int(rows[0][0])
+        return await asyncio.to_thread(self.rows.count, issuer)
 
     async def mark_attempt(self, entry_id: int) -> None:
         """Record a send before it happens: after a restart the next send is a repeat."""
-        await self._exec(
-            "UPDATE saf SET attempts = attempts + 1, last_attempt = ? WHERE id = ?",
-            (time.time(), entry_id),
-        )
+        await asyncio.to_thread(self.rows.mark_attempt, entry_id, time.time())
 
     async def acknowledge(self, entry_id: int) -> None:
         """The issuer answered (0430 / 0230): the message is delivered, it leaves the queue."""
-        await self._exec("DELETE FROM saf WHERE id = ?", (entry_id,))
+        await asyncio.to_thread(self.rows.acknowledge, entry_id)
+
+    async def claim(self, name: str, seconds: float) -> bool:
+        """Take or renew the lease ``name`` for ``seconds`` as this queue's holder; False while
+        another node holds it (``switch.store.saf_rows``)."""
+        return await asyncio.to_thread(self.rows.claim, name, self.holder, seconds)
+
+    async def release(self, name: str) -> None:
+        """Give the lease ``name`` back (nothing if another holder has it by now)."""
+        await asyncio.to_thread(self.rows.release, name, self.holder)
