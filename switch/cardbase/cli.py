@@ -2,8 +2,9 @@
 
 Exit status: 0 every record loaded (or updated), 1 some records rejected (each on stderr as
 ``FILE:LINE: reason``), 2 nothing could be done (usage, unreadable file or header, bad keys
-file, a running switch on the state directory and no operator credentials), 3 the running
-switch refused a call, 4 it could not be reached.
+file, a running switch on the state directory and no operator credentials, another import
+in progress on the state directory), 3 the running switch refused a call, 4 it could not be
+reached.
 
 With the switch stopped, the import takes the state directory's lock (``switch.lock``), as
 ``switch run`` does, and writes the store on a connection of its own. While a ``switch
@@ -11,6 +12,9 @@ run`` holds the lock, the import goes through that switch instead
 (``switch.cardbase.via_switch``): a running switch keeps the cards and accounts it has used
 in memory and writes its copies back with every authorization, so rows changed under it
 would be overwritten; it applies the records itself.
+
+One import at a time per state directory (``switch.cardbase.file_locks.ImportLock``, held
+either way): a second one is refused, naming the import in progress, rather than mixed in.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from switch.cardbase.file_locks import ImportInProgressError, ImportLock
 from switch.cardbase.importer import (
     DEFAULT_BATCH,
     FORMATS,
@@ -127,14 +132,22 @@ def main(args: argparse.Namespace) -> int:
     state_dir: Path = args.state_dir
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds pan.key, the LMK
     try:
-        lock = _lock_state_dir(state_dir)
-    except CoreError:  # a switch runs on it: it applies the records itself
-        return import_via_switch(args, path, fmt, size, keys, file_sha256(path))
-    try:
-        return _import_locked(args, path, fmt, size, state_dir, config, keys,
-                              _load_or_create_secret(state_dir / "pan.key"))  # fmt: skip
-    finally:
-        os.close(lock)
+        # before switch.lock: a second import is told so, not taken for a running switch
+        with ImportLock(state_dir, f"{args.what} {path}"):
+            try:
+                lock = _lock_state_dir(state_dir)
+            except CoreError:  # a switch runs on it: it applies the records itself
+                return import_via_switch(args, path, fmt, size, keys, file_sha256(path))
+            try:
+                pan_key = _load_or_create_secret(state_dir / "pan.key")
+                return _import_locked(args, path, fmt, size, state_dir, config, keys, pan_key)
+            finally:
+                os.close(lock)
+    except ImportInProgressError as exc:
+        return _fail(
+            f"state_dir: {state_dir}: another import is in progress: {exc}; nothing done, "
+            "run this one once it has finished"
+        )
 
 
 def _import_locked(

@@ -19,10 +19,12 @@ its cache), and it is the store's one writer. So each batch is:
 Exactly once: a batch names the offset it starts at, which must be the file's committed
 ``next_offset`` (``import_progress``, shared with the offline import: a file begun one way
 can be finished the other); a batch whose end is already committed is a retry and changes
-nothing. Batches are applied one at a time (one lock per switch; on PostgreSQL also a lock
-the nodes sharing the store take turns on, ``switch.cardbase.live_pg``), so the look-ups of
-one see every row of the one before, whichever node applied it. The look-ups go through
-the store's own import interface (``SqliteCardBase`` read-only, or ``PostgresCardBase``).
+nothing. Batches are applied one at a time (one lock per switch, and a lock every process
+sharing the store takes turns on: PostgreSQL nodes, ``switch.cardbase.live_pg``; the workers
+of ``switch run --workers`` over one SQLite file, ``switch.cardbase.file_locks``), so the
+look-ups of one see every row of the one before, whichever process applied it. The
+look-ups go through the store's own import interface (``SqliteCardBase`` read-only, or
+``PostgresCardBase``).
 New rows need no cache work: nothing can hold a card that was not in the store, and the
 core reads a card it does not hold on first use.
 """
@@ -116,8 +118,9 @@ class LiveCore(Protocol):
 
 
 class BatchLock(Protocol):
-    """A lock shared by every node of the store (``switch.cardbase.live_pg``), held from a
-    batch's look-ups until its unit is durable; blocking calls (run on a worker thread)."""
+    """A lock shared by every process writing the store (``switch.cardbase.live_pg``,
+    ``switch.cardbase.file_locks``), held from a batch's look-ups until its unit is durable;
+    blocking calls (run on a worker thread)."""
 
     def acquire(self) -> None: ...
     def release(self) -> None: ...
@@ -129,7 +132,8 @@ class LiveImport:
     ``open_reads`` opens the look-up connection to the store's database (the importer's
     ``SqliteCardBase`` interface: a read-only SQLite connection, or ``PostgresCardBase``);
     it is opened on first use and reopened after a failed read. ``batch_lock``: the lock of
-    a store other nodes share (PostgreSQL), so their batches take turns with this one's."""
+    a store other processes may share (PostgreSQL nodes, SQLite workers), so their batches
+    take turns with this one's."""
 
     def __init__(
         self,

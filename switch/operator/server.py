@@ -33,11 +33,14 @@ def live_import_store(
     """What the live import needs of ``store``: a function opening its look-up connection
     (progress rows, cards by PAN hash, accounts by number, next ids) -- a read-only SQLite
     connection to the file, or a PostgreSQL connection of its own; the running switch writes
-    through its group commit either way -- and, on PostgreSQL, whose nodes share the store,
-    the lock their batches take turns on."""
+    through its group commit either way -- and the lock the batches of every process sharing
+    the store take turns on (PostgreSQL nodes; the workers of ``switch run --workers`` over
+    one SQLite file)."""
     path = store.path
     if isinstance(path, Path):
-        return (lambda: SqliteCardBase(path, readonly=True)), None
+        from switch.cardbase.file_locks import SqliteBatchLock
+
+        return (lambda: SqliteCardBase(path, readonly=True)), SqliteBatchLock(path)
     from switch.cardbase.live_pg import PgBatchLock
     from switch.store.postgres import PostgresStore
     from switch.store.postgres_cardbase import PostgresCardBase
