@@ -233,6 +233,41 @@ def duplicate_account(rec: AccountRecord, first_line: int) -> str:
     return f"account: duplicate account {rec.account} in this file (line {first_line})"
 
 
+def decide_accounts(
+    parsed: list[tuple[int, AccountRecord]],
+    stored: dict[str, StoredAccount],
+    next_id: int,
+    *,
+    update: bool,
+    rejects: list[Reject],
+) -> tuple[list[tuple[object, ...]], list[tuple[AccountRecord, StoredAccount]]]:
+    """A batch of accounts decided against the ``stored`` ones, in file order: a number seen
+    earlier in the file or an update refused goes to ``rejects``; the others are the new
+    accounts (``ACCOUNT_INSERT``'s parameters, ids from ``next_id``) and the updates
+    (record, stored account), which each way of importing writes as it must."""
+    seen: dict[str, int] = {}
+    inserts: list[tuple[object, ...]] = []
+    updates: list[tuple[AccountRecord, StoredAccount]] = []
+    for line, rec in parsed:
+        if rec.account in seen:
+            rejects.append(Reject(line, duplicate_account(rec, seen[rec.account])))
+            continue
+        old = stored.get(rec.account)
+        if old is not None:
+            why = account_refused(rec, old, update=update)
+            if why:
+                rejects.append(Reject(line, why))
+                continue
+            updates.append((rec, old))
+        else:
+            account_id = next_id + len(inserts)
+            inserts.append(
+                (account_id, rec.account, rec.holder, rec.phone, rec.currency, rec.balance)
+            )
+        seen[rec.account] = line
+    return inserts, updates
+
+
 class Importer:
     """One import run of one file into one store (the caller holds the state-dir lock)."""
 
@@ -452,27 +487,11 @@ class Importer:
         self, parsed: list[tuple[int, AccountRecord]], rejects: list[Reject]
     ) -> tuple[int, int]:
         stored = self.db.accounts_by_number([r.account for _, r in parsed])
-        next_id = self.db.next_account_id()
-        inserts: list[tuple[object, ...]] = []
-        updates: list[tuple[str, str, int]] = []
-        seen: dict[str, int] = {}
-        for line, rec in parsed:
-            if rec.account in seen:
-                rejects.append(Reject(line, duplicate_account(rec, seen[rec.account])))
-                continue
-            old = stored.get(rec.account)
-            if old is not None:
-                why = account_refused(rec, old, update=self.update)
-                if why:
-                    rejects.append(Reject(line, why))
-                    continue
-                updates.append((rec.holder, rec.phone or old.phone, old.account_id))
-            else:
-                inserts.append(
-                    (next_id, rec.account, rec.holder, rec.phone, rec.currency, rec.balance)
-                )
-                next_id += 1
-            seen[rec.account] = line
+        inserts, updates = decide_accounts(
+            parsed, stored, self.db.next_account_id(), update=self.update, rejects=rejects
+        )
         self.db.insert_accounts(inserts)
-        self.db.update_accounts(updates)
+        self.db.update_accounts(
+            [(rec.holder, rec.phone or old.phone, old.account_id) for rec, old in updates]
+        )
         return len(inserts), len(updates)

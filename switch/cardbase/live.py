@@ -41,18 +41,17 @@ from typing import Protocol, TypeVar
 from switch.cardbase.importer import (
     IssuerKeys,
     Reject,
-    account_refused,
     card_account_refused,
     card_update_refused,
     card_update_row,
-    duplicate_account,
+    decide_accounts,
     duplicate_pan,
     new_card_row,
     parse_accounts,
     parse_cards,
 )
 from switch.cardbase.reader import RawRecord
-from switch.cardbase.records import AccountRecord, CardRecord
+from switch.cardbase.records import CardRecord
 from switch.config import SwitchConfig
 from switch.core.domain import Account, Card
 from switch.store.api import AuditRow, CardBaseRows, Changes, StoreError
@@ -98,6 +97,20 @@ class FileRef:
             raise LiveImportError("file.file_sha256: 64 lower-case hex digits expected")
         if not self.name or len(self.name) > 500 or not self.name.isprintable():
             raise LiveImportError("file.file_name: 1 to 500 printable characters")
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """One call's batch, as ``LiveImport.apply`` was given it."""
+
+    ref: FileRef
+    start_offset: int
+    records: list[RawRecord]
+    end: tuple[int, int]  # byte offset, line
+    last: bool
+    keys: IssuerKeys | None
+    audit: Callable[[str], AuditRow]
+    now: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,45 +228,25 @@ class LiveImport:
         # to its end in a task of its own, holding both locks until its unit is durable (a
         # lock let go earlier would let the next batch read the progress before it), and
         # the client's resend is recognised by its offsets.
-        task = asyncio.ensure_future(
-            self._locked(ref, start_offset, records, end, last, keys, audit, now)
-        )
+        batch = _Batch(ref, start_offset, records, end, last, keys, audit, now)
+        task = asyncio.ensure_future(self._locked(batch))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
         return await asyncio.shield(task)
 
-    async def _locked(
-        self,
-        ref: FileRef,
-        start_offset: int,
-        records: list[RawRecord],
-        end: tuple[int, int],
-        last: bool,
-        keys: IssuerKeys | None,
-        audit: Callable[[str], AuditRow],
-        now: float,
-    ) -> BatchOutcome:
+    async def _locked(self, batch: _Batch) -> BatchOutcome:
         async with self._lock:
             if self._batch_lock is None:
-                return await self._apply(ref, start_offset, records, end, last, keys, audit, now)
+                return await self._apply(batch)
             await asyncio.to_thread(self._batch_lock.acquire)
             try:
-                return await self._apply(ref, start_offset, records, end, last, keys, audit, now)
+                return await self._apply(batch)
             finally:
                 await asyncio.to_thread(self._batch_lock.release)
 
-    async def _apply(
-        self,
-        ref: FileRef,
-        start_offset: int,
-        records: list[RawRecord],
-        end: tuple[int, int],
-        last: bool,
-        keys: IssuerKeys | None,
-        audit: Callable[[str], AuditRow],
-        now: float,
-    ) -> BatchOutcome:
-        end_offset, end_line = end
+    async def _apply(self, batch: _Batch) -> BatchOutcome:
+        ref, start_offset, records, keys = batch.ref, batch.start_offset, batch.records, batch.keys
+        end_offset, end_line = batch.end
         before = await self.progress(ref)
         if before.done or (start_offset < before.next_offset and end_offset <= before.next_offset):
             return BatchOutcome(0, 0, [], before, replayed=True)
@@ -277,14 +270,17 @@ class LiveImport:
         rejects.sort(key=lambda r: r.line)
         total = Progress(
             end_offset, end_line, before.loaded + loaded, before.updated + updated,
-            before.rejected + len(rejects), last, 0.0,
+            before.rejected + len(rejects), batch.last, 0.0,
         )  # fmt: skip
-        rows.progress = progress_row(ref.progress_kind, ref.sha256, ref.name, total, now)
+        rows.progress = progress_row(ref.progress_kind, ref.sha256, ref.name, total, batch.now)
         first = records[0].line if records else before.next_line
+        done = "; file done" if batch.last else ""
         ch.audit.append(
-            audit(f"lines {first}-{total.next_line}: {loaded} loaded, {updated} updated, "
-                  f"{len(rejects)} rejected" + ("; file done" if last else ""))
-        )  # fmt: skip
+            batch.audit(
+                f"lines {first}-{total.next_line}: {loaded} loaded, {updated} updated, "
+                f"{len(rejects)} rejected{done}"
+            )
+        )
         await self._commit(ch)
         del keep
         return BatchOutcome(loaded, updated, rejects, total)
@@ -400,35 +396,17 @@ class LiveImport:
         # -- from here on: no await until the unit is submitted --------------------------------
         rows = ch.cardbase
         assert rows is not None
-        seen: dict[str, int] = {}
-        updates: list[tuple[Account | None, AccountRecord, StoredAccount]] = []
-        loaded = 0
-        for line, rec in parsed:
-            if rec.account in seen:
-                rejects.append(Reject(line, duplicate_account(rec, seen[rec.account])))
-                continue
-            old = stored.get(rec.account)
-            if old is not None:
-                why = account_refused(rec, old, update=ref.update)
-                if why:
-                    rejects.append(Reject(line, why))
-                    continue
-                updates.append((live_accounts.get(old.account_id), rec, old))
-            else:
-                rows.new_accounts.append(
-                    (next_id, rec.account, rec.holder, rec.phone, rec.currency, rec.balance)
-                )
-                next_id += 1
-                loaded += 1
-            seen[rec.account] = line
-        for live_acct, rec, old in updates:
+        new, updates = decide_accounts(parsed, stored, next_id, update=ref.update, rejects=rejects)
+        rows.new_accounts.extend(new)
+        for rec, old in updates:
+            live_acct = live_accounts.get(old.account_id)
             phone = rec.phone or (old.phone if live_acct is None else live_acct.phone)
             if live_acct is not None:
                 live_acct.holder = rec.holder
                 live_acct.phone = phone
                 keep.append(live_acct)
             rows.account_updates.append((rec.holder, phone, old.account_id))
-        return loaded, len(updates), rejects
+        return len(new), len(updates), rejects
 
 
 def _stored(card: Card) -> StoredCard:
