@@ -7,6 +7,7 @@ clients and a browser without JavaScript send it (``tests.gateway_harness``).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.cookiejar
 import logging
 import sqlite3
@@ -16,9 +17,12 @@ from pathlib import Path
 import pytest
 
 from switch.core import demo
+from switch.core.service import SwitchCore
 from switch.core.testing import ManualClock
 from switch.gateway import options as gateway_options
 from switch.gateway.lockout import Locked, LockoutPolicy, LoginGuard
+from switch.gateway.orders import OrderStore
+from switch.gateway.server import Gateway, start_gateway
 from switch.gateway.service import GatewayConfig
 from tests.gateway_harness import (
     CREDENTIALS,
@@ -32,6 +36,7 @@ from tests.gateway_harness import (
     page,
     rest,
 )
+from tests.pg_server import PgServer
 
 CARD = demo.CARDS[0]
 
@@ -85,29 +90,101 @@ def test_wrong_passwords_lock_the_id_then_the_address(
     assert "guess-" not in text and MERCHANT.api_key not in text and OTHER.api_key not in text
 
 
-def test_login_guard_addresses_trust_and_memory() -> None:
-    """The guard's rules beyond one client address (what HTTP from 127.0.0.1 cannot show)."""
-    guard = LoginGuard(LockoutPolicy(max_failures_merchant=2, max_failures_address=50,
-                                     window_s=60, lockout_s=300, max_entries=4))  # fmt: skip
-    guard.succeeded("M1", "10.0.0.1", 0)  # the merchant's own server logged in before
-    guard.failed("M1", "10.6.6.6", 1)
-    guard.failed("M1", "10.6.6.7", 2)  # distributed guessing: the id is locked
-    with pytest.raises(Locked):
-        guard.check("M1", "10.6.6.8", 3)
-    guard.check("M1", "10.0.0.1", 3)  # the merchant's known address is not held by it
-    guard.check("M1", "10.6.6.8", 302)  # lock over
-    # failures spread beyond the window do not add up
-    guard.failed("M2", "10.6.6.6", 400)
-    guard.failed("M2", "10.6.6.6", 461)
-    guard.check("M2", "10.6.6.6", 462)
-    # a flood of made-up ids stays bounded, and a lock in force outlives plain counters
-    guard.failed("M3", "10.6.6.6", 470)
-    guard.failed("M3", "10.6.6.6", 471)
-    for n in range(20):
-        guard.failed(f"junk-{n}", "10.6.6.9", 472)
-        assert len(guard._merchants.counts) <= 4
-    with pytest.raises(Locked):
-        guard.check("M3", "10.7.7.7", 473)
+def test_login_guard_addresses_trust_and_memory(state: Path) -> None:
+    """The guard's rules beyond one client address (what HTTP from 127.0.0.1 cannot show),
+    on the counters in the store (the state directory's SQLite file)."""
+    policy = LockoutPolicy(max_failures_merchant=2, max_failures_address=50, window_s=60,
+                           lockout_s=300)  # fmt: skip
+
+    async def go() -> None:
+        db = OrderStore.sqlite(state / "switch.db", durable=False)
+        guard = LoginGuard(db, policy)
+        try:
+            await guard.succeeded("M1", "10.0.0.1", 0)  # the merchant's own server logged in
+            await guard.failed("M1", "10.6.6.6", 1)
+            await guard.failed("M1", "10.6.6.7", 2)  # distributed guessing: the id is locked
+            with pytest.raises(Locked):
+                await guard.check("M1", "10.6.6.8", 3)
+            await guard.check("M1", "10.0.0.1", 3)  # the merchant's known address is not held
+            await guard.check("M1", "10.6.6.8", 302)  # lock over
+            # failures spread beyond the window do not add up
+            await guard.failed("M2", "10.6.6.6", 400)
+            await guard.failed("M2", "10.6.6.6", 461)
+            await guard.check("M2", "10.6.6.6", 462)
+            # a guard of another process (a restart, or another node) sees the same counts
+            again = LoginGuard(db, policy)
+            await guard.failed("M3", "10.6.6.6", 470)
+            await again.failed("M3", "10.6.6.9", 471)
+            with pytest.raises(Locked):
+                await again.check("M3", "10.7.7.7", 473)
+            with pytest.raises(Locked):
+                await guard.check("M3", "10.7.7.7", 473)
+            # rows whose window and lock are over are pruned; a lock in force is kept
+            for n in range(20):
+                await guard.failed(f"junk-{n}", "10.6.6.9", 472)
+            await again.failed("junk-x", "10.6.6.9", 600)  # junk windows over, M3 locked
+            ids = await db.execute(
+                "SELECT subject FROM gateway_login_failures WHERE scope = 'id' ORDER BY subject",
+                (),
+            )
+            assert ids == [("M3",), ("junk-x",)]
+            with pytest.raises(Locked):
+                await again.check("M3", "10.7.7.7", 600)
+        finally:
+            db.close()
+
+    asyncio.run(asyncio.wait_for(go(), 30))
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database (empty: the first core seeds the demo data)."""
+    db = pg_server.create_database(pg_server.migrated())
+    yield pg_server.url(db)
+    pg_server.drop_database(db)
+
+
+def test_two_gateways_on_one_postgresql_share_the_failure_count(state: Path, pg_url: str) -> None:
+    """Two nodes' gateways over one PostgreSQL: failures through either count together, a
+    lock taken on one holds on the other, and a gateway started afterwards (a restart)
+    still sees it."""
+    clock = ManualClock(T0)
+    config = GatewayConfig(lockout=POLICY, sweep_s=0)
+    denied = {"ErrorCode": "5", "ErrorMessage": "userName/password: access denied"}
+    user = MERCHANT.merchant_id
+
+    async def node() -> tuple[SwitchCore, Gateway]:
+        core = await SwitchCore.open(
+            state, durable=False, clock=clock, store_spec=pg_url, shared=True
+        )
+        return core, await start_gateway(core, "127.0.0.1", 0, config=config)
+
+    async def call(gateway: Gateway, password: str) -> dict[str, object]:
+        params = {"userName": user, "password": password, "orderId": "A" * 20}
+        base = f"http://127.0.0.1:{gateway.port}"
+        return await asyncio.to_thread(rest, base, "getOrderStatus.do", params)
+
+    async def go() -> None:
+        nodes = [await node(), await node()]
+        try:
+            a, b = nodes[0][1], nodes[1][1]
+            for n, gateway in enumerate([a, b]):  # 2 of the 3 allowed failures, one per node
+                assert await call(gateway, f"guess-{n}") == denied
+            assert await call(b, "guess-2") == denied  # the third: locked on every node
+            for gateway in (a, b):
+                locked = await call(gateway, MERCHANT.api_key)
+                assert "locked" in str(locked["ErrorMessage"]), locked
+            nodes.append(await node())  # started after the lock: it holds there too
+            assert "locked" in str((await call(nodes[2][1], MERCHANT.api_key))["ErrorMessage"])
+            clock.advance(900)
+            for _, gateway in nodes:
+                assert (await call(gateway, MERCHANT.api_key))["ErrorCode"] == "6"
+        finally:
+            for core, gateway in nodes:
+                await gateway.close()
+                await core.close()
+
+    asyncio.run(asyncio.wait_for(go(), 60))
 
 
 def _register(h: GatewayHarness, number: str, **extra: str) -> dict[str, object]:

@@ -127,6 +127,8 @@ def _row(o: Order) -> tuple[Any, ...]:
 
 class _Cursor(Protocol):
     def fetchall(self) -> list[Any]: ...
+    @property
+    def description(self) -> Any: ...  # None for a statement that returns no rows
 
 
 class _Connection(Protocol):
@@ -210,7 +212,7 @@ class OrderStore:
             if len(statements) == 1:
                 text, values = statements[0]
                 cur = conn.execute(text, values)
-                rows = cur.fetchall() if text.lstrip().startswith("SELECT") else []
+                rows = cur.fetchall() if cur.description is not None else []  # SELECT, RETURNING
                 return [tuple(r) for r in rows]
             conn.execute(self._begin, ())
             try:
@@ -285,6 +287,11 @@ class OrderStore:
             (merchant_id, order_number),
         )
         return _order(rows[0]) if rows else None
+
+    async def execute(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """One statement (``?`` placeholders) on this connection, autocommit; its rows if it
+        returns any. The login lockout's counters (``switch.gateway.lockout``) use it."""
+        return await self._run(sql, args)
 
     def close(self) -> None:
         def shut() -> None:

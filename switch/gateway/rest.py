@@ -202,15 +202,15 @@ def client_address(request: web.Request, trusted_proxies: frozenset[str]) -> str
         return peer
 
 
-def _merchant(svc: GatewayService, p: Params, request: web.Request) -> Any:
+async def _merchant(svc: GatewayService, p: Params, request: web.Request) -> Any:
     address = client_address(request, svc.config.trusted_proxies)
-    return svc.authenticate(required(p, "userName"), required(p, "password"), address)
+    return await svc.authenticate(required(p, "userName"), required(p, "password"), address)
 
 
 async def _register(
     svc: GatewayService, p: Params, request: web.Request, kind: OrderKind
 ) -> dict[str, Any]:
-    merchant = _merchant(svc, p, request)
+    merchant = await _merchant(svc, p, request)
     number = required(p, "orderNumber")
     if len(number) > MAX_ORDER_NUMBER or not number.isprintable():
         raise invalid("orderNumber", f"at most {MAX_ORDER_NUMBER} printable characters")
@@ -239,14 +239,14 @@ async def register_preauth(svc: GatewayService, p: Params, request: web.Request)
 
 
 async def order_status(svc: GatewayService, p: Params, request: web.Request) -> dict[str, Any]:
-    merchant = _merchant(svc, p, request)
+    merchant = await _merchant(svc, p, request)
     return answers.status(await svc.find(merchant, order_id_of(p)))
 
 
 async def order_status_extended(
     svc: GatewayService, p: Params, request: web.Request
 ) -> dict[str, Any]:
-    merchant = _merchant(svc, p, request)
+    merchant = await _merchant(svc, p, request)
     if p.get("orderId", "").strip() or not p.get("orderNumber", "").strip():
         order = await svc.find(merchant, order_id_of(p))
     else:
@@ -255,7 +255,7 @@ async def order_status_extended(
 
 
 async def deposit(svc: GatewayService, p: Params, request: web.Request) -> dict[str, Any]:
-    merchant = _merchant(svc, p, request)
+    merchant = await _merchant(svc, p, request)
     order_id = order_id_of(p)
     currency_of(p)
     await svc.deposit(merchant, order_id, amount_of(p, zero=True))
@@ -263,13 +263,13 @@ async def deposit(svc: GatewayService, p: Params, request: web.Request) -> dict[
 
 
 async def reverse(svc: GatewayService, p: Params, request: web.Request) -> dict[str, Any]:
-    merchant = _merchant(svc, p, request)
+    merchant = await _merchant(svc, p, request)
     await svc.reverse(merchant, order_id_of(p))
     return answers.ok()
 
 
 async def refund(svc: GatewayService, p: Params, request: web.Request) -> dict[str, Any]:
-    merchant = _merchant(svc, p, request)
+    merchant = await _merchant(svc, p, request)
     order_id = order_id_of(p)
     currency_of(p)  # when given, 012 (SATIM's clients send it with the amount)
     await svc.refund(merchant, order_id, amount_of(p))

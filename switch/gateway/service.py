@@ -158,7 +158,7 @@ class GatewayService:
         self.orders = orders
         self.config = config or GatewayConfig()
         self.locks = OrderLocks()
-        self.login_guard = LoginGuard(self.config.lockout)
+        self.login_guard = LoginGuard(orders, self.config.lockout)  # counters in the store
         self.code_sends = CodeSends()
         #: (expires_at, order_id) of open orders, soonest first (``expire_due``)
         self._due: list[tuple[float, str]] = []
@@ -166,25 +166,29 @@ class GatewayService:
         self.recorder = ensure_recorder(core)
 
     # -- merchants -------------------------------------------------------------------------
-    def authenticate(self, user_name: str, password: str, address: str) -> Merchant:
+    async def authenticate(self, user_name: str, password: str, address: str) -> Merchant:
         """``userName`` is the merchant id, ``password`` its API key (constant-time check),
         ``address`` the client's: failures are limited per id and per address
-        (``switch.gateway.lockout``); a locked id or address is refused whatever the password,
-        with the same answer whether the id exists or not."""
+        (``switch.gateway.lockout``, counted in the store so all nodes count together); a
+        locked id or address is refused whatever the password, with the same answer whether
+        the id exists or not. The store unreachable: a system error, never a pass."""
         now = self.core.now()
         try:
-            self.login_guard.check(user_name, address, now)
+            await self.login_guard.check(user_name, address, now)
+            merchant = self.core.authenticate_merchant(user_name, password)
+            if merchant is None:
+                await self.login_guard.failed(user_name, address, now)
+                raise GatewayError(ErrorCode.BAD_CREDENTIALS, "userName/password: access denied")
+            await self.login_guard.succeeded(merchant.merchant_id, address, now)
         except Locked as e:
             raise GatewayError(
                 ErrorCode.BAD_CREDENTIALS,
                 "userName/password: access locked after too many failed attempts; "
                 f"try again in {e.minutes} min",
             ) from None
-        merchant = self.core.authenticate_merchant(user_name, password)
-        if merchant is None:
-            self.login_guard.failed(user_name, address, now)
-            raise GatewayError(ErrorCode.BAD_CREDENTIALS, "userName/password: access denied")
-        self.login_guard.succeeded(merchant.merchant_id, address, now)
+        except StoreError as e:
+            log.error("gateway: cannot read or count login failures: %s", e)
+            raise GatewayError(ErrorCode.SYSTEM_ERROR, "system error; retry later") from None
         return merchant
 
     def merchant_of(self, order: Order) -> Merchant:
