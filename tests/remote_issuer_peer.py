@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import os
 import re
 import subprocess
 import sys
@@ -37,6 +38,7 @@ from switch.core.ledger_accounts import GL_FEES, GL_INTERBANK_ATM, GL_INTERBANK_
 from switch.hsm.client import KeyType
 from switch.hsm.inprocess import InProcessHsm
 from switch.hsm.lmk import Lmk
+from switch.store import ENV_STORE
 from switch.store.sqlite import SqliteStore
 
 ISSUER_BIN = "627000"
@@ -125,13 +127,15 @@ def start_issuer_switch(
         )
     log = state_dir / "console.log"
     offset = log.stat().st_size if log.exists() else 0
+    # its own SQLite store (seeded above), whatever store the test's acquirer runs on
+    env = {k: v for k, v in os.environ.items() if k != ENV_STORE}
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "switch.cli", "run", "--state-dir", str(state_dir),
              "--iso-port", str(iso_port), "--grpc-port", "0", "--log-level", "warning",
              "--http-port", "0", "--interchange", str(interchange),
              *(arg for e in extra_listeners for arg in ("--iso-listener", e))],
-            stdout=out, stderr=subprocess.STDOUT,
+            stdout=out, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
