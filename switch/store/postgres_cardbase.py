@@ -2,22 +2,28 @@
 
 The rows come in the layouts ``switch.cardbase`` builds for ``sqlite_cardbase``'s statements
 (``CARD_INSERT``, ``ACCOUNT_INSERT``, ``CARD_UPDATE``, ``ACCOUNT_UPDATE``, ``PROGRESS_UPSERT``);
-these are the same statements with PostgreSQL's ``$n`` placeholders, and the wrong-PIN reset
-flag compared to 0 (PostgreSQL's ``CASE WHEN`` takes a boolean, the row carries 0/1). They run
+these are the same statements, written once there, with their placeholders numbered as
+PostgreSQL's ``$n`` (``numbered``); the look-ups and their row mappers are shared alike. They run
 inside the group commit's transaction, before the batch's own snapshots (as in SQLite):
 accounts first (a new card may name a new account), then cards, then the file's progress.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 
+from switch.store import sqlite_cardbase
 from switch.store.api import CardBaseRows, StoreError, stamp_source
 from switch.store.sqlite_cardbase import (
+    ACCOUNTS_BY_NUMBER,
+    CARDS_BY_HASH,
+    NEXT_ACCOUNT_ID,
+    NEXT_CARD_ID,
     Progress,
     SqliteCardBase,
     StoredAccount,
@@ -25,31 +31,22 @@ from switch.store.sqlite_cardbase import (
     progress_from_row,
     progress_row,
     progress_select,
+    stored_accounts,
+    stored_cards,
 )
 
-CARD_INSERT = (
-    "INSERT INTO cards (card_id, pan_hash, pan_first6, pan_last4, account_id, product, expiry, "
-    "service_code, pan_sequence, pvki, pvv, ibm_offset, pvk, cvk, mk_ac, status, holder) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
-)
-ACCOUNT_INSERT = (
-    "INSERT INTO accounts (account_id, number, kind, holder, phone, currency, balance, held, "
-    "may_go_negative) VALUES ($1, $2, 'ccp', $3, $4, $5, $6, 0, 0)"
-)
-CARD_UPDATE = (
-    "UPDATE cards SET status = $1, expiry = $2, holder = $3, service_code = $4, "
-    "pan_sequence = $5, pvki = $6, pvv = $7, ibm_offset = $8, "
-    "pin_tries = CASE WHEN $9::bigint <> 0 THEN 0 ELSE pin_tries END WHERE card_id = $10"
-)
-ACCOUNT_UPDATE = "UPDATE accounts SET holder = $1, phone = $2 WHERE account_id = $3"
-PROGRESS_UPSERT = (
-    "INSERT INTO import_progress (kind, file_sha256, file_name, next_offset, next_line, "
-    "loaded, updated, rejected, done, started_at, updated_at) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (kind, file_sha256) "
-    "DO UPDATE SET next_offset = excluded.next_offset, next_line = excluded.next_line, "
-    "loaded = excluded.loaded, updated = excluded.updated, rejected = excluded.rejected, "
-    "done = excluded.done, updated_at = excluded.updated_at"
-)
+
+def numbered(sql: str) -> str:
+    """``sql`` with its ``?`` placeholders numbered as PostgreSQL's ``$1``, ``$2``, ..."""
+    n = itertools.count(1)
+    return re.sub(r"\?", lambda _: f"${next(n)}", sql)
+
+
+CARD_INSERT = numbered(sqlite_cardbase.CARD_INSERT)
+ACCOUNT_INSERT = numbered(sqlite_cardbase.ACCOUNT_INSERT)
+CARD_UPDATE = numbered(sqlite_cardbase.CARD_UPDATE)
+ACCOUNT_UPDATE = numbered(sqlite_cardbase.ACCOUNT_UPDATE)
+PROGRESS_UPSERT = numbered(sqlite_cardbase.PROGRESS_UPSERT)
 
 
 def cardbase_statements(
@@ -127,34 +124,20 @@ class PostgresCardBase(SqliteCardBase):
         self._pg.execute(_fmt(PROGRESS_UPSERT), progress_row(kind, file_sha256, file_name, p, now))
 
     def cards_by_hash(self, pan_hashes: Sequence[bytes]) -> dict[bytes, StoredCard]:
-        rows = self._pg.execute(
-            "SELECT pan_hash, card_id, account_id, status, expiry, pvki, pvv, ibm_offset "
-            "FROM cards WHERE pan_hash = ANY(%s)",
-            (list(pan_hashes),),
-        ).fetchall()
-        return {
-            bytes(h): StoredCard(int(c), int(a), str(s), str(e), int(k), str(v), str(o))
-            for h, c, a, s, e, k, v, o in rows
-        }
+        return stored_cards(self._pg.execute(CARDS_BY_HASH + " = ANY(%s)", (list(pan_hashes),)))
 
     def accounts_by_number(self, numbers: Sequence[str]) -> dict[str, StoredAccount]:
-        rows = self._pg.execute(
-            "SELECT number, account_id, kind, currency, holder, phone FROM accounts "
-            "WHERE number = ANY(%s)",
-            (list(numbers),),
-        ).fetchall()
-        return {
-            str(n): StoredAccount(int(i), str(k), int(c), str(h), str(p))
-            for n, i, k, c, h, p in rows
-        }
+        return stored_accounts(
+            self._pg.execute(ACCOUNTS_BY_NUMBER + " = ANY(%s)", (list(numbers),))
+        )
 
     def next_card_id(self) -> int:
-        row = self._pg.execute("SELECT COALESCE(MAX(card_id), 0) + 1 FROM cards").fetchone()
+        row = self._pg.execute(NEXT_CARD_ID).fetchone()
         assert row is not None
         return int(row[0])
 
     def next_account_id(self) -> int:
-        row = self._pg.execute("SELECT COALESCE(MAX(account_id), 0) + 1 FROM accounts").fetchone()
+        row = self._pg.execute(NEXT_ACCOUNT_ID).fetchone()
         assert row is not None
         return int(row[0])
 

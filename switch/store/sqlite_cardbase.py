@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from itertools import chain
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -35,11 +35,13 @@ ACCOUNT_INSERT = (
 )
 #: (status, expiry, holder, service_code, pan_sequence, pvki, pvv, ibm_offset, new_pin,
 #: card_id): what a re-import may change. A replacement card (same PAN, new expiry, new PIN
-#: data) starts with no wrong PINs counted when its PIN data changed (``new_pin`` = 1).
+#: data) starts with no wrong PINs counted when its PIN data changed (``new_pin`` = 1; compared
+#: to 0, not taken as a truth value: PostgreSQL runs the statement too, and its ``CASE WHEN``
+#: takes a boolean).
 CARD_UPDATE = (
     "UPDATE cards SET status = ?, expiry = ?, holder = ?, service_code = ?, pan_sequence = ?, "
-    "pvki = ?, pvv = ?, ibm_offset = ?, pin_tries = CASE WHEN ? THEN 0 ELSE pin_tries END "
-    "WHERE card_id = ?"
+    "pvki = ?, pvv = ?, ibm_offset = ?, "
+    "pin_tries = CASE WHEN CAST(? AS BIGINT) <> 0 THEN 0 ELSE pin_tries END WHERE card_id = ?"
 )
 ACCOUNT_UPDATE = "UPDATE accounts SET holder = ?, phone = ? WHERE account_id = ?"
 PROGRESS_UPSERT = (
@@ -50,6 +52,19 @@ PROGRESS_UPSERT = (
     "loaded = excluded.loaded, updated = excluded.updated, rejected = excluded.rejected, "
     "done = excluded.done, updated_at = excluded.updated_at"
 )
+
+
+#: The import's look-ups by key, as both backends read them (``stored_cards``,
+#: ``stored_accounts`` map their rows).
+CARDS_BY_HASH = (
+    "SELECT pan_hash, card_id, account_id, status, expiry, pvki, pvv, ibm_offset FROM cards "
+    "WHERE pan_hash"
+)
+ACCOUNTS_BY_NUMBER = (
+    "SELECT number, account_id, kind, currency, holder, phone FROM accounts WHERE number"
+)
+NEXT_CARD_ID = "SELECT COALESCE(MAX(card_id), 0) + 1 FROM cards"
+NEXT_ACCOUNT_ID = "SELECT COALESCE(MAX(account_id), 0) + 1 FROM accounts"
 
 
 def progress_select(ph: str) -> str:
@@ -90,6 +105,21 @@ def write_cardbase_rows(conn: sqlite3.Connection, rows: CardBaseRows) -> None:
         conn.executemany(CARD_UPDATE, rows.card_updates)
     if rows.progress is not None:
         conn.execute(PROGRESS_UPSERT, rows.progress)
+
+
+def stored_cards(rows: Iterable[Sequence[Any]]) -> dict[bytes, StoredCard]:
+    """``CARDS_BY_HASH`` rows by PAN hash."""
+    return {
+        bytes(h): StoredCard(int(c), int(a), str(s), str(e), int(k), str(v), str(o))
+        for h, c, a, s, e, k, v, o in rows
+    }
+
+
+def stored_accounts(rows: Iterable[Sequence[Any]]) -> dict[str, StoredAccount]:
+    """``ACCOUNTS_BY_NUMBER`` rows by number (the columns' own types, INTEGER and TEXT, come
+    back as int and str from both drivers: no conversions)."""
+    make = StoredAccount._make
+    return {r[0]: make(r[1:]) for r in rows}
 
 
 class StoredCard(NamedTuple):
@@ -200,28 +230,10 @@ class SqliteCardBase:
         return rows
 
     def cards_by_hash(self, pan_hashes: Sequence[bytes]) -> dict[bytes, StoredCard]:
-        out: dict[bytes, StoredCard] = {}
-        for h, cid, aid, st, exp, pvki, pvv, off in self._in(
-            "SELECT pan_hash, card_id, account_id, status, expiry, pvki, pvv, ibm_offset "
-            "FROM cards WHERE pan_hash IN ({})",
-            pan_hashes,
-        ):
-            out[bytes(h)] = StoredCard(
-                int(cid), int(aid), str(st), str(exp), int(pvki), str(pvv), str(off)
-            )
-        return out
+        return stored_cards(self._in(CARDS_BY_HASH + " IN ({})", pan_hashes))
 
     def accounts_by_number(self, numbers: Sequence[str]) -> dict[str, StoredAccount]:
-        # the columns' own types (INTEGER, TEXT) come back as int and str: no conversions
-        make = StoredAccount._make
-        return {
-            r[0]: make(r[1:])
-            for r in self._in(
-                "SELECT number, account_id, kind, currency, holder, phone FROM accounts "
-                "WHERE number IN ({})",
-                numbers,
-            )
-        }
+        return stored_accounts(self._in(ACCOUNTS_BY_NUMBER + " IN ({})", numbers))
 
     def account_phones(self, account_ids: Sequence[int]) -> dict[int, str]:
         return dict(
@@ -229,13 +241,10 @@ class SqliteCardBase:
         )
 
     def next_card_id(self) -> int:
-        return int(
-            self._conn.execute("SELECT COALESCE(MAX(card_id), 0) + 1 FROM cards").fetchone()[0]
-        )
+        return int(self._conn.execute(NEXT_CARD_ID).fetchone()[0])
 
     def next_account_id(self) -> int:
-        row = self._conn.execute("SELECT COALESCE(MAX(account_id), 0) + 1 FROM accounts")
-        return int(row.fetchone()[0])
+        return int(self._conn.execute(NEXT_ACCOUNT_ID).fetchone()[0])
 
     # -- writes ----------------------------------------------------------------------------------
     def insert_new_cards(self, rows: Sequence[tuple[object, ...]]) -> None:
