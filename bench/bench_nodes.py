@@ -19,8 +19,12 @@ The load comes from compiled generators so the figure is the switch's and not th
 The SMS worker and merchant notifications are off in every run (same work in each line;
 bench_iso measures the SMS cost). The machine is small and shared: read each line beside the
 others of the same run, not as an absolute. Run: ``python -m bench bench_nodes``. Knobs:
-``BENCH_NODES_TXNS`` (20000 withdrawals a line), ``BENCH_NODES_CONNS`` (8),
-``BENCH_NODES_DEPTH`` (16), ``BENCH_NODES_SALES`` (20000), ``BENCH_NODES_GRPC_CONC`` (64),
+``BENCH_NODES_TXNS`` (20000 withdrawals a line), ``BENCH_NODES_CONNS`` (32: many, so that
+SO_REUSEPORT's hash spreads them evenly over 2 processes; 8 split 3/5 in one run),
+``BENCH_NODES_DEPTH`` (4), ``BENCH_NODES_SALES`` (20000), ``BENCH_NODES_GRPC_CONC`` (64),
+``BENCH_NODES_GRPC_CONNS`` (16), ``BENCH_NODES_BASELINE`` (1: each PostgreSQL line also with
+the guarded commit written the slow way, ``SWITCH_PG_ONE_TRIP=0``, as before the one-call
+commit),
 ``BENCH_NODES_SQLITE2`` (1: also SQLite with 2 processes), ``BENCH_NODES_ONLY`` (iso|grpc),
 ``BENCH_NODES_WAITS`` (1: PostgreSQL wait events during each ISO line),
 ``BENCH_NODES_PROFILE`` (a path prefix: 1-process switches run under cProfile),
@@ -61,8 +65,12 @@ from switch.iso8583.message import Message
 
 ROOT = Path(__file__).resolve().parent.parent
 N_TXNS = int(os.environ.get("BENCH_NODES_TXNS", "20000"))
-CONNS = int(os.environ.get("BENCH_NODES_CONNS", "8"))
-DEPTH = int(os.environ.get("BENCH_NODES_DEPTH", "16"))
+CONNS = int(os.environ.get("BENCH_NODES_CONNS", "32"))
+DEPTH = int(os.environ.get("BENCH_NODES_DEPTH", "4"))
+GRPC_CONNS = int(os.environ.get("BENCH_NODES_GRPC_CONNS", "16"))
+#: 1: PostgreSQL lines also with the guarded commit's slow path (SWITCH_PG_ONE_TRIP=0), the
+#: baseline of the one-call commit (switch.store.postgres_onetrip) in the same run
+BASELINE = os.environ.get("BENCH_NODES_BASELINE", "1") == "1"
 N_SALES = int(os.environ.get("BENCH_NODES_SALES", "20000"))
 GRPC_CONC = int(os.environ.get("BENCH_NODES_GRPC_CONC", "64"))
 SQLITE2 = os.environ.get("BENCH_NODES_SQLITE2", "1") == "1"
@@ -150,7 +158,7 @@ def write_sales(path: Path, pans: list[str], n: int) -> None:
 class Switch:
     """``switch run`` (``workers`` processes) on ``state`` and ``store``, until ``stop``."""
 
-    def __init__(self, state: Path, store: str | None, workers: int) -> None:
+    def __init__(self, state: Path, store: str | None, workers: int, slow: bool = False) -> None:
         self.iso = free_port()
         self.grpc = free_port()
         self.out = state.parent / f"{state.name}.out"
@@ -166,6 +174,8 @@ class Switch:
             cmd += ["--workers", str(workers)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("SWITCH_STORE", None)
+        if slow:  # the guarded commit as before the one-call function (the baseline)
+            env["SWITCH_PG_ONE_TRIP"] = "0"
         self.proc = subprocess.Popen(
             cmd, stdout=self.out.open("wb"), stderr=subprocess.STDOUT, env=env
         )
@@ -204,7 +214,16 @@ def run_ghz(binary: Path, port: int, data: Path) -> dict[str, Any]:
     md = json.dumps({"x-merchant-id": ECOM.merchant_id, "x-api-key": ECOM.api_key})
     cmd = [str(binary), "--insecure", "--proto", str(proto / "switch" / "v1" / "merchant.proto")]
     cmd += ["-i", str(proto), "--call", "switch.v1.Payments/Sale", "-m", md]
-    cmd += ["-D", str(data), "-n", str(N_SALES), "-c", str(GRPC_CONC), "--connections", "4"]
+    cmd += [
+        "-D",
+        str(data),
+        "-n",
+        str(N_SALES),
+        "-c",
+        str(GRPC_CONC),
+        "--connections",
+        str(GRPC_CONNS),
+    ]
     cmd += ["--timeout", "30s", "--format", "json", f"127.0.0.1:{port}"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if not out.stdout.strip().startswith("{"):
@@ -376,7 +395,7 @@ def iso_line(label: str, r: dict[str, Any]) -> str:
     approved = int(r["codes"].get("00", 0))
     others = {k: v for k, v in r["codes"].items() if k != "00"}
     return (
-        f"  {label:<34} {approved / r['elapsed']:>8,.0f} approved/s   "
+        f"  {label:<38} {approved / r['elapsed']:>8,.0f} approved/s   "
         f"p50 {r['p50_ms']:7.2f} ms   p99 {r['p99_ms']:7.2f} ms   "
         f"({approved}/{r['requests']} approved{', other ' + str(others) if others else ''})"
     )
@@ -417,16 +436,24 @@ def main() -> None:
             f"cards, {CONNS} connections x {DEPTH} in flight (switch-loadgen, Rust); "
             f"durable commits; {os.cpu_count()} cores"
         )
-        iso_runs = [("SQLite, 1 process", False, 1)]
+        iso_runs = [("SQLite, 1 process", False, 1, False)]
         if SQLITE2:
-            iso_runs.append(("SQLite, 2 processes", False, 2))
-        iso_runs += [("PostgreSQL, 1 process", True, 1), ("PostgreSQL, 2 processes", True, 2)]
+            iso_runs.append(("SQLite, 2 processes", False, 2, False))
+        if BASELINE:
+            iso_runs += [
+                ("PostgreSQL, 1 process, slow commit", True, 1, True),
+                ("PostgreSQL, 2 processes, slow commit", True, 2, True),
+            ]
+        iso_runs += [
+            ("PostgreSQL, 1 process", True, 1, False),
+            ("PostgreSQL, 2 processes", True, 2, False),
+        ]
         figures: dict[str, float] = {}
         cpu_per_k: dict[str, float] = {}
         pg_pid = pg_postmaster(pg)
-        for label, on_pg, workers in iso_runs if ONLY != "grpc" else []:
+        for label, on_pg, workers, slow in iso_runs if ONLY != "grpc" else []:
             state, store = fresh(f"iso-{len(figures)}", on_pg)
-            switch = Switch(state, store, workers)
+            switch = Switch(state, store, workers, slow)
             sampler = WaitSampler(store) if WAITS and store is not None else None
             meter = CpuMeter(switch.proc.pid, pg_pid if on_pg else None)
             try:
@@ -443,6 +470,10 @@ def main() -> None:
             if waits:
                 print(waits, flush=True)
         if figures:
+            if BASELINE:
+                one = figures["PostgreSQL, 1 process, slow commit"]
+                two = figures["PostgreSQL, 2 processes, slow commit"]
+                print(f"  slow commit: PostgreSQL 2 processes / 1 process: {two / one:.2f}x")
             one, two = figures["PostgreSQL, 1 process"], figures["PostgreSQL, 2 processes"]
             print(f"  PostgreSQL 2 processes / 1 process: {two / one:.2f}x (goal: 1.6x or more)")
             ceiling = (os.cpu_count() or 1) * 1000 / cpu_per_k["PostgreSQL, 1 process"]
@@ -461,14 +492,21 @@ def main() -> None:
             return
         print(
             f"bench_nodes gRPC: {N_SALES} e-commerce sales (CVV2-verified), {GRPC_CONC} in "
-            f"flight over 4 connections (ghz), PostgreSQL, durable"
+            f"flight over {GRPC_CONNS} connections (ghz), PostgreSQL, durable"
         )
-        grpc_runs = [("gRPC Sale, 1 process", True, 1), ("gRPC Sale, 2 processes", True, 2)]
-        if GRPC_SQLITE:
-            grpc_runs.insert(0, ("gRPC Sale, SQLite, 1 process", False, 1))
-        for label, on_pg, workers in grpc_runs:
-            state, store = fresh(f"grpc-{len(label)}-{workers}", on_pg)
-            switch = Switch(state, store, workers)
+        grpc_runs = [("gRPC Sale, SQLite, 1 process", False, 1, False)] if GRPC_SQLITE else []
+        if BASELINE:
+            grpc_runs += [
+                ("gRPC Sale, 1 process, slow commit", True, 1, True),
+                ("gRPC Sale, 2 processes, slow commit", True, 2, True),
+            ]
+        grpc_runs += [
+            ("gRPC Sale, 1 process", True, 1, False),
+            ("gRPC Sale, 2 processes", True, 2, False),
+        ]
+        for n, (label, on_pg, workers, slow) in enumerate(grpc_runs):
+            state, store = fresh(f"grpc-{n}", on_pg)
+            switch = Switch(state, store, workers, slow)
             meter = CpuMeter(switch.proc.pid, pg_pid if on_pg else None)
             try:
                 g = run_ghz(binary, switch.grpc, sales)
@@ -482,7 +520,7 @@ def main() -> None:
                 float("nan"),
             )
             print(
-                f"  {label:<34} {approved / seconds:>8,.0f} approved sales/s   "
+                f"  {label:<38} {approved / seconds:>8,.0f} approved sales/s   "
                 f"({g['rps']:,.0f} answers/s)   p99 {float(p99) / 1e6:7.2f} ms   "
                 f"({approved}/{g['count']} approved; goal 4,000/s, p99 < 25 ms)",
                 flush=True,

@@ -16,8 +16,11 @@ on the writer connection, and the futures resolve only after PostgreSQL acknowle
 COMMIT (``synchronous_commit=on``: the WAL is flushed). While one batch is in flight the next
 accumulates. Units carrying version guards (several nodes, ``postgres_guards``) are checked
 first in the same transaction, after their keys and rows are locked: those whose guards fail
-are left out and get ``Conflict``. A batch with nothing to guard and no rarer rows (import
-batches, merchant notifications) is that one statement alone, its own transaction. If a
+are left out and get ``Conflict``. Such a batch is first offered to a server-side function
+that locks, checks and writes it in one round trip (``postgres_onetrip``); only a batch whose
+guards do not all hold (or that it does not take) goes the way just described. A batch with
+nothing to guard and no rarer rows (import batches, merchant notifications) is that one
+statement alone, its own transaction. If a
 batch fails, every unit in it fails and the store refuses further commits (the core answers
 96): the core's memory and the database must not diverge; a deadlock or serialization
 failure (nothing written) is retried instead.
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import secrets
 import threading
@@ -74,6 +78,7 @@ from switch.store.postgres_guards import (
     Touched,
     check,
 )
+from switch.store.postgres_onetrip import CALL_SQL, ensure_function, speculate
 from switch.store.postgres_outbox import PostgresOutbox
 from switch.store.postgres_reads import ReadConnections
 from switch.store.postgres_schema import migrate
@@ -82,6 +87,7 @@ from switch.store.postgres_sql import (
     JOURNAL_COLS,
     batch_args,
     commit_sql,
+    extra_args,
     extra_statements,
 )
 from switch.store.reference_reads import ReferenceReads, ReferenceWrites
@@ -122,6 +128,9 @@ FOLD_SHARDS_SQL = (
 #: A statement that has not answered by then fails (the server cancels it): a hung database
 #: makes the switch answer 96 -- a failed commit halts it -- instead of leaving ATMs waiting.
 STATEMENT_TIMEOUT_S = 30.0
+#: ``SWITCH_PG_ONE_TRIP=0`` writes every guarded batch the slow way (BEGIN, locks, write,
+#: COMMIT): only for ``bench_nodes`` to measure the one-call commit against it in one run.
+ONE_TRIP = os.environ.get("SWITCH_PG_ONE_TRIP", "1") != "0"
 READ_POOL = 4  # connections for the async reads (bench_store measured reads over 4)
 
 
@@ -231,6 +240,8 @@ class PostgresStore(GroupCommitQueue, ReferenceReads, ReferenceWrites):
         self._stamp = stamp_source()  # versions of rows written without a guard
         self.shard = 0  # this node's account_shards rows (claimed at open)
         self.conflicts = 0  # statistics: units refused by their guards
+        self._one_trip = False  # the one-call commit is used (open: ``postgres_onetrip``)
+        self.one_trip = 0  # statistics: guarded batches written by one call (postgres_onetrip)
         self.batches = 0  # statistics: number of group commits and units committed
         self.units = 0
         #: told ``(units, seconds)`` of each durable group commit (the metrics' histograms)
@@ -256,6 +267,7 @@ class PostgresStore(GroupCommitQueue, ReferenceReads, ReferenceWrites):
         try:
             self._sync = self._connect_sync()
             migrate(self._sync)
+            self._one_trip = ONE_TRIP and ensure_function(self._sync)
             self._adminc = self._connect_sync()
             self._adminc.autocommit = False
             self._outbox = PostgresOutbox(self.url, durable=self.durable)
@@ -370,6 +382,14 @@ class PostgresStore(GroupCommitQueue, ReferenceReads, ReferenceWrites):
             if not after:
                 await conn.execute(_COMMIT_SQL, *batch_args(units, shard=self.shard))
                 return units
+        if not before and self._one_trip:  # the usual batch: one round trip, unless a guard failed
+            spec = speculate(units, touched, self._stamp)
+            if spec is not None:
+                last, guard_args = spec
+                args = batch_args(units, last, self.shard) + extra_args(units)
+                if await conn.fetchval(CALL_SQL, *guard_args, *args):
+                    self.one_trip += 1
+                    return units
         async with conn.transaction():
             for sql, rows in before:  # an import batch: before the guards and snapshots
                 await conn.executemany(sql, rows)

@@ -42,12 +42,14 @@ _JOURNAL_TYPES = (T, F, N, T, T, T, T, N, N, T, N, N, N, T, T, T, T, T, T, T, T,
 class _Params:
     """Numbered placeholders in statement order: ``$n`` (asyncpg) or ``%s`` (psycopg)."""
 
-    def __init__(self, style: str) -> None:
+    def __init__(self, style: str, first: int = 1) -> None:
         self.style = style
-        self.n = 0
+        self.n = first - 1
+        self.types: list[str] = []
 
     def array(self, pg_type: str) -> str:
         self.n += 1
+        self.types.append(pg_type)
         mark = f"${self.n}" if self.style == "dollar" else "%s"
         return f"{mark}::{pg_type}[]"
 
@@ -55,9 +57,22 @@ class _Params:
         return "unnest(" + ", ".join(self.array(t) for t in types) + ")"
 
 
-def commit_sql(style: str = "dollar") -> str:
-    """The group commit statement (``style``: ``dollar`` or ``format`` placeholders)."""
-    p = _Params(style)
+def commit_sql(style: str = "dollar", first: int = 1, extras: bool = False) -> str:
+    """The group commit statement (``style``: ``dollar`` or ``format`` placeholders;
+    ``first``: the number of its first ``$n``, for its copy inside a function whose own
+    arguments come first, ``postgres_onetrip``; ``extras``: also the merchant events and
+    payment orders, from ``extra_args``' arrays after the others)."""
+    return _commit(_Params(style, first), extras)
+
+
+def commit_types(extras: bool = False) -> list[str]:
+    """The element type of each of the statement's arrays, in placeholder order."""
+    p = _Params("dollar")
+    _commit(p, extras)
+    return p.types
+
+
+def _commit(p: _Params, extras: bool) -> str:
     parts = [
         f"j AS (INSERT INTO journal ({JOURNAL_COLS}) SELECT * FROM {p.unnest(*_JOURNAL_TYPES)})",
         "p AS (INSERT INTO postings (txn_id, leg, account_id, amount) "
@@ -97,6 +112,14 @@ def commit_sql(style: str = "dollar") -> str:
         "au AS (INSERT INTO operator_audit (created_at, operator_id, action, target, outcome, "
         f"detail) SELECT * FROM {p.unnest(F, T, T, T, T, T)})",
     ]
+    if extras:  # created_at is also the first next_attempt_at: one array for both
+        parts += [
+            "me AS (INSERT INTO merchant_events (event_id, merchant_id, event_type, payment_id, "
+            "body, created_at, next_attempt_at) SELECT e, m, t, p, b, c, c FROM "
+            f"{p.unnest(T, T, T, T, T, F)} AS x(e, m, t, p, b, c))",
+            "po AS (INSERT INTO payment_orders (txn_id, payment_id, merchant_id, order_reference, "
+            f"metadata, created_at) SELECT * FROM {p.unnest(T, T, T, T, T, F)})",
+        ]
     return "WITH " + ",\n".join(parts) + "\nSELECT 1"
 
 
@@ -195,6 +218,13 @@ WRITTEN_FIELDS = frozenset(
 
 
 Statements = list[tuple[str, Sequence[Sequence[object]]]]
+
+
+def extra_args(units: Sequence[Changes]) -> list[list[object]]:
+    """The arrays of ``commit_sql(extras=True)``'s merchant events and payment orders."""
+    events = [e for c in units for e in c.merchant_events]
+    orders = [o for c in units for o in c.payment_orders]
+    return _columns(events, 6) + _columns(orders, 6)
 
 
 def extra_statements(units: Sequence[Changes]) -> tuple[Statements, Statements]:
