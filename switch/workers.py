@@ -143,6 +143,18 @@ class Supervisor:
         self._print(f"[worker {child.index}] restarting in {RESTART_DELAY_S:.0f} s")
         child.died_at = now
 
+    def _reap_exited(self) -> None:
+        """Children that exited while their output pipe stays open: a child's own SMS worker
+        process (PostgreSQL: one in every child) inherits that pipe and outlives a SIGKILLed
+        child until it notices, so no end of file tells the child is gone; its exit status
+        does."""
+        for child in self.children:
+            proc = child.proc
+            if proc is None or proc.stdout is None or proc.stdout.closed:
+                continue
+            if proc.poll() is not None:
+                self._reap(child)
+
     def run(self) -> int:
         def on_signal(signum: int, frame: object) -> None:
             self.stopping = True
@@ -164,6 +176,7 @@ class Supervisor:
                         self._forward(child, data)
                     else:
                         self._reap(child)
+                self._reap_exited()
                 now = time.monotonic()
                 for child in self.children:
                     if child.died_at is not None and now - child.died_at >= RESTART_DELAY_S:
