@@ -27,6 +27,7 @@ from switch.core.holds import EXPIRED
 from switch.core.ledger_accounts import GL_FEES
 from switch.core.model import AuthRequest, AuthResult, OriginalRef, ResponseCode, TxnType
 from switch.core.remote import HoldsOriginals
+from switch.store.api import StoreError
 
 if TYPE_CHECKING:
     from switch.core.pipeline import Pipeline
@@ -325,6 +326,8 @@ async def _hold_remote_original(p: Pipeline, ctx: Ctx, root: OriginalState) -> N
         raise Decline(
             RC.SYSTEM_MALFUNCTION, "original: follow-up in progress on another node: retry"
         ) from None
+    except StoreError as exc:  # the queue's database: nothing decided, retry later
+        raise Decline(RC.SYSTEM_MALFUNCTION, f"store unavailable: {exc}") from None
     done.add_done_callback(lambda _: release())
 
 

@@ -86,7 +86,7 @@ from switch.iso8583.message import Message
 from switch.iso8583.mux import MuxKeyInUseError
 from switch.iso8583.saf import SafQueue
 from switch.store import is_postgres
-from switch.store.saf_rows import SafRows, SqliteSafRows
+from switch.store.saf_rows import SafRow, SafRows, SqliteSafRows
 
 __all__ = [
     "RemoteIssuerClient",
@@ -641,7 +641,7 @@ class RemoteIssuerClient:
         two nodes at once. The lease is renewed before each send (each outlasts the wait for
         an answer) and given back at the end of the pass; a node that dies mid-pass leaves
         it to expire, and the next node repeats what was sent last (0421 / 0221)."""
-        if not await self.saf.pending(self.name, 1):
+        if not await self.saf.count(self.name):
             return  # nothing owed: no lease taken (a read, every saf_retry)
         lease = f"issuer:{self.name}"
         if not await self.saf.claim(lease, self.config.lease):
@@ -769,19 +769,19 @@ def open_saf(state_dir: Path, store_url: str | None = None) -> SafQueue:
     return SafQueue(rows, key)
 
 
-def move_saf_rows(source: SafRows, target: SafRows) -> int:
-    """Move every row of ``source`` to ``target`` (sealed as they are), oldest first; each
-    is deleted from ``source`` once added to ``target`` (a crash in between leaves it in
-    both: delivered twice, which the issuer matches as a repeat). Closes ``source``."""
-    moved = 0
+def move_saf_rows(source: SqliteSafRows, target: SafRows) -> int:
+    """Move every row of ``source`` to ``target`` (sealed as they are), oldest first, under
+    ``source``'s write lock (``SqliteSafRows.drain``); a failure half-way keeps them all in
+    ``source``, and those already added are added again next time: delivered twice, which
+    the issuer matches as a repeat (same STAN and field 7). Closes ``source``."""
+
+    def add(row: SafRow) -> None:
+        _, issuer, mti, sealed, attempts, created_at = row
+        new_id = target.add(issuer, created_at, mti, sealed)
+        if attempts:  # sent before: its next send is a repeat
+            target.mark_attempt(new_id, created_at)
+
     try:
-        for row in source.all_rows():
-            entry_id, issuer, mti, sealed, attempts, created_at = row
-            new_id = target.add(issuer, created_at, mti, sealed)
-            if attempts:  # sent before: its next send is a repeat
-                target.mark_attempt(new_id, created_at)
-            source.acknowledge(entry_id)
-            moved += 1
+        return source.drain(add)
     finally:
         source.close()
-    return moved

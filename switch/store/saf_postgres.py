@@ -64,12 +64,15 @@ class PostgresSafRows(SafRows):
             if self._closed:
                 raise StoreError("store-and-forward queue is closed")
             try:
-                return self._run_on(self._conn or self._connect(), statements)
-            except psycopg.OperationalError:  # the server restarted, the link broke: once more
-                if self._conn is not None:
-                    self._conn.close()
-                self._conn = None
-                return self._run_on(self._connect(), statements)
+                try:
+                    return self._run_on(self._conn or self._connect(), statements)
+                except psycopg.OperationalError:  # the server restarted, the link broke
+                    if self._conn is not None:
+                        self._conn.close()
+                    self._conn = None
+                    return self._run_on(self._connect(), statements)  # once more
+            except psycopg.Error as exc:
+                raise StoreError(f"store-and-forward queue {self.path}: {exc}") from exc
 
     def _run_on(
         self,

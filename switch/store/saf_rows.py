@@ -29,8 +29,11 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from switch.store.api import StoreError
 
 __all__ = ["SafRow", "SafRows", "SqliteSafRows"]
 
@@ -98,13 +101,6 @@ class SafRows:
                     (issuer, limit),
                 )
             ]
-        )
-        return [(int(r[0]), r[1], r[2], bytes(r[3]), int(r[4]), float(r[5])) for r in rows]
-
-    def all_rows(self) -> list[SafRow]:
-        """Every queued row of every issuer, oldest first (moving a queue elsewhere)."""
-        (rows,) = self._run(
-            [("SELECT id, issuer, mti, sealed, attempts, created_at FROM saf ORDER BY id", ())]
         )
         return [(int(r[0]), r[1], r[2], bytes(r[3]), int(r[4]), float(r[5])) for r in rows]
 
@@ -184,18 +180,42 @@ class SqliteSafRows(SafRows):
         out: list[Any] = []
         with self._lock:
             db = self._db
-            # IMMEDIATE: the write lock first, so a read-then-write never needs an upgrade
-            # another process could refuse (SQLITE_BUSY without waiting)
-            db.execute("BEGIN IMMEDIATE" if len(statements) > 1 else "BEGIN")
             try:
-                for sql, args in statements:
-                    cur = db.execute(self._sql(sql), args)
-                    if cur.description is not None:
-                        out.append(cur.fetchall())
-                    else:
-                        out.append((cur.rowcount, cur.lastrowid))
+                # IMMEDIATE: the write lock first, so a read-then-write never needs an
+                # upgrade another process could refuse (SQLITE_BUSY without waiting)
+                db.execute("BEGIN IMMEDIATE" if len(statements) > 1 else "BEGIN")
+                try:
+                    for sql, args in statements:
+                        cur = db.execute(self._sql(sql), args)
+                        if cur.description is not None:
+                            out.append(cur.fetchall())
+                        else:
+                            out.append((cur.rowcount, cur.lastrowid))
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.rollback()
+                    raise
+            except sqlite3.Error as exc:
+                raise StoreError(f"store-and-forward queue {self.path}: {exc}") from exc
+        return out
+
+    def drain(self, into: Callable[[SafRow], object]) -> int:
+        """Hand every row to ``into`` (oldest first) and delete them, all under this file's
+        write lock: processes draining the same file at once (``--workers`` nodes starting
+        together) take turns and the second finds it empty. An error (or a crash) keeps every
+        row here; those ``into`` took already are then handed over again next time."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = db.execute(
+                    "SELECT id, issuer, mti, sealed, attempts, created_at FROM saf ORDER BY id"
+                ).fetchall()
+                for r in rows:
+                    into((int(r[0]), r[1], r[2], bytes(r[3]), int(r[4]), float(r[5])))
+                db.execute("DELETE FROM saf WHERE id <= ?", (rows[-1][0] if rows else 0,))
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                db.rollback()
                 raise
-        return out
+        return len(rows)
