@@ -7,11 +7,13 @@ import json
 import logging
 import os
 import stat
+from collections.abc import Awaitable
 from pathlib import Path
 
 import pytest
 from psec import des
 
+from switch.hsm import errors
 from switch.hsm.audit import AUDIT_LOGGER_NAME
 from switch.hsm.client import HsmError, KeyType
 from switch.hsm.inprocess import InProcessHsm
@@ -123,3 +125,49 @@ def test_concurrent_first_starts_agree_on_one_lmk(tmp_path: Path) -> None:
     assert len(set(values)) == 1
     assert values[0] == Lmk.load(path).check_value()
     assert [p.name for p in tmp_path.iterdir()] == ["lmk.json"]  # no temporary left behind
+
+
+def test_a_refused_pin_check_is_audited_once_under_the_command_it_was() -> None:
+    """DC/EC and DA/EA share their core methods (``interchange`` picks the command): a
+    refusal found before the PIN is looked at leaves one record, under the right command."""
+    logger = logging.getLogger(AUDIT_LOGGER_NAME)
+    capture = _Capture()
+    logger.addHandler(capture)
+    old_level = logger.level
+    logger.setLevel(logging.DEBUG)
+    pan = "4012345678909"
+
+    async def refused(call: Awaitable[bool]) -> str:
+        with pytest.raises(HsmError) as info:
+            await call
+        return info.value.code
+
+    async def scenario() -> list[str]:
+        hsm = InProcessHsm(Lmk.test(), authorised=True)
+        tpk_clear = clear_key()
+        tpk = await hsm.form_key_from_clear_components(KeyType.TPK, [tpk_clear.hex()])
+        zpk = await hsm.form_key_from_clear_components(KeyType.ZPK, [clear_key().hex()])
+        pvk = await hsm.form_key_from_clear_components(KeyType.PVK, [clear_key().hex()])
+        block = encrypt_pin_block(tpk_clear, "01", "1234", pan)
+        t, z, p = tpk.key_under_lmk, zpk.key_under_lmk, pvk.key_under_lmk
+        del capture.lines[:]
+        return [
+            await refused(hsm.verify_pin_pvv(t, p, block, pan, 12, "1234")),
+            await refused(hsm.verify_pin_pvv(z, p, block, pan, 1, "12a4", "01", True)),
+            await refused(hsm.verify_pin_ibm(t, p, block, pan, "1234", "K000", "N", 3)),
+            await refused(hsm.verify_pin_ibm(z, p, block, pan, "1234", "K000", "N", 4, "99", True)),
+        ]
+
+    try:
+        codes = asyncio.run(scenario())
+    finally:
+        logger.removeHandler(capture)
+        logger.setLevel(old_level)
+    assert codes == [errors.INVALID_PVKI, errors.INVALID_INPUT, errors.INVALID_INPUT,
+                     errors.INVALID_PIN_FORMAT]  # fmt: skip
+    assert capture.lines == [
+        f"cmd=DC rc={codes[0]} kcv=-",
+        f"cmd=EC rc={codes[1]} kcv=-",
+        f"cmd=DA rc={codes[2]} kcv=-",
+        f"cmd=EA rc={codes[3]} kcv=-",
+    ]

@@ -14,7 +14,7 @@ PIN block format codes are payShield's: 01 = ISO 9564 format 0, 05 = format 1, 4
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import NoReturn
 
@@ -22,6 +22,7 @@ import switch_native as native
 
 from switch.hsm import dectables, errors
 from switch.hsm.audit import Audit
+from switch.hsm.client import HsmError
 from switch.hsm.dectables import DecTables
 from switch.hsm.errors import AuditedHsmError, fail
 from switch.hsm.keys import (
@@ -49,7 +50,8 @@ LMK_PIN_PAIR = 2
 FIRMWARE = "0007-E000"
 
 
-def pin_format(code: str) -> int:
+def format_number(code: str) -> int:
+    """The ISO 9564 format number of a payShield PIN block format code (else error 23)."""
     fmt = PIN_FORMATS.get(code)
     if fmt is None:
         fail(errors.INVALID_PIN_FORMAT, f"PIN block format: {code!r} is not 01, 05, 47 or 48")
@@ -292,7 +294,13 @@ class HsmCore:
         return out
 
     def translate_pin_tpk_to_zpk(
-        self, tpk: str, zpk: str, block: bytes, pan: str, src_format: str, dst_format: str
+        self,
+        tpk: str,
+        zpk: str,
+        pin_block: bytes,
+        pan: str,
+        src_format: str = "01",
+        dst_format: str = "01",
     ) -> bytes:
         src = self._tpk_cache.get(tpk)
         dst = self._zpk_cache.get(zpk)
@@ -306,21 +314,29 @@ class HsmCore:
             and not audit.logger.isEnabledFor(20)
         ):
             try:
-                return native.pin_block_translate(src.key, 0, dst.key, 0, block, pan)
+                return native.pin_block_translate(src.key, 0, dst.key, 0, pin_block, pan)
             except ValueError:
                 pass  # take the full path for the error code and the audit record
-        return self.translate_pin("CA", TPK, tpk, zpk, block, pan, src_format, dst_format)
+        return self.translate_pin("CA", TPK, tpk, zpk, pin_block, pan, src_format, dst_format)
 
     def translate_pin_zpk_to_zpk(
-        self, src_zpk: str, dst_zpk: str, block: bytes, pan: str, src_format: str, dst_format: str
+        self,
+        src_zpk: str,
+        dst_zpk: str,
+        pin_block: bytes,
+        pan: str,
+        src_format: str = "01",
+        dst_format: str = "01",
     ) -> bytes:
-        return self.translate_pin("CC", ZPK, src_zpk, dst_zpk, block, pan, src_format, dst_format)
+        return self.translate_pin(
+            "CC", ZPK, src_zpk, dst_zpk, pin_block, pan, src_format, dst_format
+        )
 
     def pin_length(self, spec: KeyTypeSpec, key: str, block: bytes, pan: str, fmt: str) -> int:
         """Length of the PIN inside a block (for CA/CC responses and max-length checks)."""
         entry = self._key(key, spec)
         try:
-            return int(native.pin_block_pin_length(entry.key, pin_format(fmt), block, pan))
+            return int(native.pin_block_pin_length(entry.key, format_number(fmt), block, pan))
         except ValueError as exc:
             fail(_pin_error(exc), f"PIN block: {exc}")
 
@@ -330,46 +346,39 @@ class HsmCore:
         self,
         pin_key: str,
         pvk: str,
-        block: bytes,
+        pin_block: bytes,
         pan: str,
         pvki: int,
         pvv: str,
-        pin_format_code: str = "01",
+        pin_format: str = "01",
         interchange: bool = False,
     ) -> bool:
         """DC (``pin_key`` is a TPK) / EC (a ZPK): Visa PVV check."""
         command = "EC" if interchange else "DC"
-        pin_entry = self._key(pin_key, ZPK if interchange else TPK)
-        pvk_entry = self._key(pvk, PVK, errors.DEST_KEY_PARITY)
-        fmt = pin_format(pin_format_code)
-        if not 0 <= pvki <= 9:
-            fail(errors.INVALID_PVKI, "PVKI: expected one digit")
-        _digits(pvv, "PVV", 4, 4)
         try:
-            ok = native.pvv_verify(pin_entry.key, fmt, block, pan, pvk_entry.key, pvki, pvv)
-        except ValueError as exc:
-            code = _pin_error(exc)
-            self._refuse(
-                command, code, f"PIN block: {exc}", pin_entry.check_value, pvk_entry.check_value
-            )
-        kcvs = (pin_entry.check_value, pvk_entry.check_value)
-        if ok:
-            self.audit.record(command, errors.OK, *kcvs)
-        else:
-            self.pin_watch.failed(command, pvk_entry.check_value, pan, *kcvs)
-        return bool(ok)
+            pin_entry, pvk_entry = self._pin_keys(pin_key, pvk, interchange)
+            fmt = format_number(pin_format)
+            if not 0 <= pvki <= 9:
+                fail(errors.INVALID_PVKI, "PVKI: expected one digit")
+            _digits(pvv, "PVV", 4, 4)
+            return self._pin_checked(
+                command, pin_entry, pvk_entry, pan,
+                native.pvv_verify, pin_entry.key, fmt, pin_block, pan, pvk_entry.key, pvki, pvv,
+            )  # fmt: skip
+        except HsmError as exc:
+            self._audited(command, exc)
 
     def verify_pin_ibm(
         self,
         pin_key: str,
         pvk: str,
-        block: bytes,
+        pin_block: bytes,
         pan: str,
         offset: str,
         decimalisation_table: str,
         validation_data: str,
         check_length: int = 4,
-        pin_format_code: str = "01",
+        pin_format: str = "01",
         interchange: bool = False,
     ) -> bool:
         """DA (TPK) / EA (ZPK): IBM 3624 offset check. ``N`` in the validation data stands
@@ -379,40 +388,62 @@ class HsmCore:
         characters taken as the HSM's table mode says (clear, held, encrypted); a weak table
         is refused with 25 in every form (``switch.hsm.dectables``)."""
         command = "EA" if interchange else "DA"
-        pin_entry = self._key(pin_key, ZPK if interchange else TPK)
-        pvk_entry = self._key(pvk, PVK, errors.DEST_KEY_PARITY)
-        fmt = pin_format(pin_format_code)
-        if not 4 <= check_length <= 12:
-            fail(errors.INVALID_INPUT, "check length: expected 04-12")
-        _digits(offset, "offset", check_length, 12)
-        # A weak table would let the host read the PIN out of the answers (error 25).
-        table = self.dec_tables.resolve(decimalisation_table)
-        data = validation_data.upper().replace("N", pan[-6:-1])
-        if not 1 <= len(data) <= 16 or any(c not in "0123456789ABCDEF" for c in data):
-            fail(errors.INVALID_INPUT, "PIN validation data: expected up to 16 hex (and N)")
         try:
-            ok = native.ibm3624_verify(
-                pin_entry.key,
-                fmt,
-                block,
-                pan,
-                pvk_entry.key,
-                offset[:check_length],
-                data,
-                table,
-                check_length,
-            )
-        except ValueError as exc:
-            code = _pin_error(exc)
-            self._refuse(
-                command, code, f"PIN block: {exc}", pin_entry.check_value, pvk_entry.check_value
-            )
+            pin_entry, pvk_entry = self._pin_keys(pin_key, pvk, interchange)
+            fmt = format_number(pin_format)
+            if not 4 <= check_length <= 12:
+                fail(errors.INVALID_INPUT, "check length: expected 04-12")
+            _digits(offset, "offset", check_length, 12)
+            # A weak table would let the host read the PIN out of the answers (error 25).
+            table = self.dec_tables.resolve(decimalisation_table)
+            data = validation_data.upper().replace("N", pan[-6:-1])
+            if not 1 <= len(data) <= 16 or any(c not in "0123456789ABCDEF" for c in data):
+                fail(errors.INVALID_INPUT, "PIN validation data: expected up to 16 hex (and N)")
+            return self._pin_checked(
+                command, pin_entry, pvk_entry, pan,
+                native.ibm3624_verify, pin_entry.key, fmt, pin_block, pan, pvk_entry.key,
+                offset[:check_length], data, table, check_length,
+            )  # fmt: skip
+        except HsmError as exc:
+            self._audited(command, exc)
+
+    def _pin_keys(self, pin_key: str, pvk: str, interchange: bool) -> tuple[KeyEntry, KeyEntry]:
+        """The PIN block's key (a ZPK for ``interchange``, else a TPK) and the PVK."""
+        return (
+            self._key(pin_key, ZPK if interchange else TPK),
+            self._key(pvk, PVK, errors.DEST_KEY_PARITY),
+        )
+
+    def _pin_checked(
+        self,
+        command: str,
+        pin_entry: KeyEntry,
+        pvk_entry: KeyEntry,
+        pan: str,
+        check: Callable[..., object],
+        *args: object,
+    ) -> bool:
+        """``check(*args)``, the native PIN verification, and its audit: OK, or a failed try
+        counted by the PIN watch (which alarms past its limit); a bad PIN block is refused
+        with the code its error names."""
         kcvs = (pin_entry.check_value, pvk_entry.check_value)
+        try:
+            ok = check(*args)
+        except ValueError as exc:
+            self._refuse(command, _pin_error(exc), f"PIN block: {exc}", *kcvs)
         if ok:
             self.audit.record(command, errors.OK, *kcvs)
         else:
             self.pin_watch.failed(command, pvk_entry.check_value, pan, *kcvs)
         return bool(ok)
+
+    def _audited(self, command: str, exc: HsmError) -> NoReturn:
+        """Raise ``exc`` again, audited under ``command`` unless it was already: a command
+        whose code depends on its arguments (DC/EC, DA/EA) audits its own failures, so that
+        neither transport has to work the code out again."""
+        if isinstance(exc, AuditedHsmError):
+            raise exc
+        self._refuse(command, exc.code, exc.message)
 
     def encrypt_decimalisation_table(self, table: str) -> str:
         """ED (payShield console command; authorised state): a strong table encrypted under
