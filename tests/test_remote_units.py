@@ -136,6 +136,19 @@ def test_config_from_mapping_names_a_bad_number(key: str, value: object) -> None
         RemoteIssuerConfig.from_mapping("rb", table)
 
 
+def test_config_saf_lease_outlasts_the_answer_wait() -> None:
+    """A node renews its lease on an issuer's queue before each send, so a lease must be
+    longer than the wait for an answer; unset, it follows the time-out."""
+    base: dict[str, object] = {"host": "h", "port": 9, "zpk": "U" + "0" * 32, "timeout": 12}
+    assert RemoteIssuerConfig.from_mapping("rb", base).lease == 3 * 12 + 5.0
+    assert RemoteIssuerConfig.from_mapping("rb", {**base, "timeout": 2}).lease == 30.0
+    assert RemoteIssuerConfig.from_mapping("rb", {**base, "saf_lease": 20}).lease == 20.0
+    with pytest.raises(ValueError, match=r"remote_issuers\.rb\.saf_lease: must be longer"):
+        RemoteIssuerConfig.from_mapping("rb", {**base, "saf_lease": 12})
+    with pytest.raises(ValueError, match=r"remote_issuers\.rb\.saf_lease: 'x' is not a"):
+        RemoteIssuerConfig.from_mapping("rb", {**base, "saf_lease": "x"})
+
+
 def test_load_remote_issuers_from_toml(tmp_path: Path) -> None:
     path = tmp_path / "remote.toml"
     path.write_text(

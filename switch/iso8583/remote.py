@@ -36,6 +36,12 @@ field 41 is the original's terminal, because that is how the issuer finds it.
 The PAN (field 2) is sent when the request has it; a merchant's follow-up by payment id has
 none (the acquirer keeps no card numbers), and the issuer finds the card by field 90.
 
+**Several nodes** (``switch run --workers``, or nodes over one PostgreSQL store): the queue is
+shared (``switch.iso8583.saf``); each node's forwarder delivers an issuer's queue only while
+it holds that issuer's lease (one node at a time, oldest first, a dead holder's lease taken
+over after ``saf_lease`` seconds), and ``hold_original`` makes the follow-ups of one remote
+original take turns across the nodes (``switch.core.followups``).
+
 A queued message is acknowledged (deleted) on any answer except 63 (security violation),
 91 and 96, which say the issuer did not process it: it stays queued, and the queue stops
 there for this pass so that a completion is never overtaken by the reversal of it.
@@ -699,7 +705,7 @@ def _no_release() -> None:
 def load_remote_issuers(path: Path) -> list[RemoteIssuerConfig]:
     """The ``[remote_issuers.<name>]`` tables of a TOML file (name = the BIN route's
     destination). Keys: host, port, zpk (under the LMK), and optionally spec, length_header
-    (binary2 | ascii4), tpdu (10 hex digits), timeout, echo_interval, saf_retry,
+    (binary2 | ascii4), tpdu (10 hex digits), timeout, echo_interval, saf_retry, saf_lease,
     reconnect_max, zak (zone MAC key under the LMK: MAC on the link). The ZPKs of the
     acquirers whose requests we forward live in ``[acquirers.<id>]`` tables
     (``switch.core.interchange``). ValueError names a bad key."""
