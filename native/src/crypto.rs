@@ -65,88 +65,42 @@ fn fmt(field: &'static str, n: Int) -> PyResult<Format> {
     Format::from_int(field, n.0).map_err(err)
 }
 
-#[pyfunction]
-fn des_encrypt_ecb<'py>(py: Python<'py>, key: &[u8], data: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
-    let r = run(py, data.len(), || {
-        BlockCipher::des("key", key)?.encrypt_ecb(data)
-    });
-    bytes(py, r)
+/// `name(key, data)` and `name(key, iv, data)` for each block cipher and mode:
+/// `BlockCipher::<alg>("key", key)?.<op>(...)`, the GIL released for a large input.
+macro_rules! cipher_functions {
+    ($($name:ident: $alg:ident $op:ident;)*) => {$(
+        #[pyfunction]
+        fn $name<'py>(py: Python<'py>, key: &[u8], data: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+            let r = run(py, data.len(), || BlockCipher::$alg("key", key)?.$op(data));
+            bytes(py, r)
+        }
+    )*};
+    ($($name:ident: $alg:ident $op:ident iv;)*) => {$(
+        #[pyfunction]
+        fn $name<'py>(
+            py: Python<'py>,
+            key: &[u8],
+            iv: &[u8],
+            data: &[u8],
+        ) -> PyResult<Bound<'py, PyBytes>> {
+            let r = run(py, data.len(), || BlockCipher::$alg("key", key)?.$op(iv, data));
+            bytes(py, r)
+        }
+    )*};
 }
 
-#[pyfunction]
-fn des_decrypt_ecb<'py>(py: Python<'py>, key: &[u8], data: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
-    let r = run(py, data.len(), || {
-        BlockCipher::des("key", key)?.decrypt_ecb(data)
-    });
-    bytes(py, r)
+cipher_functions! {
+    des_encrypt_ecb: des encrypt_ecb;
+    des_decrypt_ecb: des decrypt_ecb;
+    aes_encrypt_ecb: aes encrypt_ecb;
+    aes_decrypt_ecb: aes decrypt_ecb;
 }
 
-#[pyfunction]
-fn des_encrypt_cbc<'py>(
-    py: Python<'py>,
-    key: &[u8],
-    iv: &[u8],
-    data: &[u8],
-) -> PyResult<Bound<'py, PyBytes>> {
-    let r = run(py, data.len(), || {
-        BlockCipher::des("key", key)?.encrypt_cbc(iv, data)
-    });
-    bytes(py, r)
-}
-
-#[pyfunction]
-fn des_decrypt_cbc<'py>(
-    py: Python<'py>,
-    key: &[u8],
-    iv: &[u8],
-    data: &[u8],
-) -> PyResult<Bound<'py, PyBytes>> {
-    let r = run(py, data.len(), || {
-        BlockCipher::des("key", key)?.decrypt_cbc(iv, data)
-    });
-    bytes(py, r)
-}
-
-#[pyfunction]
-fn aes_encrypt_ecb<'py>(py: Python<'py>, key: &[u8], data: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
-    let r = run(py, data.len(), || {
-        BlockCipher::aes("key", key)?.encrypt_ecb(data)
-    });
-    bytes(py, r)
-}
-
-#[pyfunction]
-fn aes_decrypt_ecb<'py>(py: Python<'py>, key: &[u8], data: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
-    let r = run(py, data.len(), || {
-        BlockCipher::aes("key", key)?.decrypt_ecb(data)
-    });
-    bytes(py, r)
-}
-
-#[pyfunction]
-fn aes_encrypt_cbc<'py>(
-    py: Python<'py>,
-    key: &[u8],
-    iv: &[u8],
-    data: &[u8],
-) -> PyResult<Bound<'py, PyBytes>> {
-    let r = run(py, data.len(), || {
-        BlockCipher::aes("key", key)?.encrypt_cbc(iv, data)
-    });
-    bytes(py, r)
-}
-
-#[pyfunction]
-fn aes_decrypt_cbc<'py>(
-    py: Python<'py>,
-    key: &[u8],
-    iv: &[u8],
-    data: &[u8],
-) -> PyResult<Bound<'py, PyBytes>> {
-    let r = run(py, data.len(), || {
-        BlockCipher::aes("key", key)?.decrypt_cbc(iv, data)
-    });
-    bytes(py, r)
+cipher_functions! {
+    des_encrypt_cbc: des encrypt_cbc iv;
+    des_decrypt_cbc: des decrypt_cbc iv;
+    aes_encrypt_cbc: aes encrypt_cbc iv;
+    aes_decrypt_cbc: aes decrypt_cbc iv;
 }
 
 #[pyfunction]
@@ -381,30 +335,27 @@ fn padding(p: Int) -> PyResult<u8> {
     u8::try_from(p).map_err(|_| CryptoError::new_err(format!("padding: {p} is not 1, 2 or 3")))
 }
 
-#[pyfunction]
-#[pyo3(signature = (key, data, padding = Int(1)))]
-fn mac_iso9797_1_alg1<'py>(
-    py: Python<'py>,
-    key: &[u8],
-    data: &[u8],
-    padding: Int,
-) -> PyResult<Bound<'py, PyBytes>> {
-    let p = self::padding(padding)?;
-    let r = run(py, data.len(), || pc::mac::mac_alg1(key, data, p));
-    bytes(py, r)
+/// `name(key, data, padding=1)`: an ISO 9797-1 MAC, the GIL released for a large input.
+macro_rules! mac_functions {
+    ($($name:ident: $mac:path;)*) => {$(
+        #[pyfunction]
+        #[pyo3(signature = (key, data, padding = Int(1)))]
+        fn $name<'py>(
+            py: Python<'py>,
+            key: &[u8],
+            data: &[u8],
+            padding: Int,
+        ) -> PyResult<Bound<'py, PyBytes>> {
+            let p = self::padding(padding)?;
+            let r = run(py, data.len(), || $mac(key, data, p));
+            bytes(py, r)
+        }
+    )*};
 }
 
-#[pyfunction]
-#[pyo3(signature = (key, data, padding = Int(1)))]
-fn mac_iso9797_1_alg3<'py>(
-    py: Python<'py>,
-    key: &[u8],
-    data: &[u8],
-    padding: Int,
-) -> PyResult<Bound<'py, PyBytes>> {
-    let p = self::padding(padding)?;
-    let r = run(py, data.len(), || pc::mac::mac_alg3(key, data, p));
-    bytes(py, r)
+mac_functions! {
+    mac_iso9797_1_alg1: pc::mac::mac_alg1;
+    mac_iso9797_1_alg3: pc::mac::mac_alg3;
 }
 
 #[pyfunction]
@@ -430,39 +381,44 @@ fn clear_key_cache() {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CryptoError", m.py().get_type::<CryptoError>())?;
-    m.add_function(wrap_pyfunction!(des_encrypt_ecb, m)?)?;
-    m.add_function(wrap_pyfunction!(des_decrypt_ecb, m)?)?;
-    m.add_function(wrap_pyfunction!(des_encrypt_cbc, m)?)?;
-    m.add_function(wrap_pyfunction!(des_decrypt_cbc, m)?)?;
-    m.add_function(wrap_pyfunction!(aes_encrypt_ecb, m)?)?;
-    m.add_function(wrap_pyfunction!(aes_decrypt_ecb, m)?)?;
-    m.add_function(wrap_pyfunction!(aes_encrypt_cbc, m)?)?;
-    m.add_function(wrap_pyfunction!(aes_decrypt_cbc, m)?)?;
-    m.add_function(wrap_pyfunction!(key_check_value, m)?)?;
-    m.add_function(wrap_pyfunction!(adjust_key_parity, m)?)?;
-    m.add_function(wrap_pyfunction!(key_parity_is_odd, m)?)?;
-    m.add_function(wrap_pyfunction!(constant_time_eq, m)?)?;
-    m.add_function(wrap_pyfunction!(pin_block_encode, m)?)?;
-    m.add_function(wrap_pyfunction!(pin_block_decode, m)?)?;
-    m.add_function(wrap_pyfunction!(pin_block_encrypt, m)?)?;
-    m.add_function(wrap_pyfunction!(pin_block_translate, m)?)?;
-    m.add_function(wrap_pyfunction!(pin_block_pin_length, m)?)?;
-    m.add_function(wrap_pyfunction!(pvv_generate, m)?)?;
-    m.add_function(wrap_pyfunction!(pvv_verify, m)?)?;
-    m.add_function(wrap_pyfunction!(ibm3624_offset_generate, m)?)?;
-    m.add_function(wrap_pyfunction!(ibm3624_verify, m)?)?;
-    m.add_function(wrap_pyfunction!(cvv_generate, m)?)?;
-    m.add_function(wrap_pyfunction!(cvv_verify, m)?)?;
-    m.add_function(wrap_pyfunction!(emv_derive_icc_master_key_option_a, m)?)?;
-    m.add_function(wrap_pyfunction!(emv_derive_common_session_key, m)?)?;
-    m.add_function(wrap_pyfunction!(emv_generate_ac, m)?)?;
-    m.add_function(wrap_pyfunction!(emv_verify_ac, m)?)?;
-    m.add_function(wrap_pyfunction!(emv_arpc_method1, m)?)?;
-    m.add_function(wrap_pyfunction!(emv_arpc_method2, m)?)?;
-    m.add_function(wrap_pyfunction!(mac_iso9797_1_alg1, m)?)?;
-    m.add_function(wrap_pyfunction!(mac_iso9797_1_alg3, m)?)?;
-    m.add_function(wrap_pyfunction!(tr31_wrap, m)?)?;
-    m.add_function(wrap_pyfunction!(tr31_unwrap, m)?)?;
-    m.add_function(wrap_pyfunction!(clear_key_cache, m)?)?;
+    macro_rules! add {
+        ($($f:ident),* $(,)?) => {$(m.add_function(wrap_pyfunction!($f, m)?)?;)*};
+    }
+    add!(
+        des_encrypt_ecb,
+        des_decrypt_ecb,
+        des_encrypt_cbc,
+        des_decrypt_cbc,
+        aes_encrypt_ecb,
+        aes_decrypt_ecb,
+        aes_encrypt_cbc,
+        aes_decrypt_cbc,
+        key_check_value,
+        adjust_key_parity,
+        key_parity_is_odd,
+        constant_time_eq,
+        pin_block_encode,
+        pin_block_decode,
+        pin_block_encrypt,
+        pin_block_translate,
+        pin_block_pin_length,
+        pvv_generate,
+        pvv_verify,
+        ibm3624_offset_generate,
+        ibm3624_verify,
+        cvv_generate,
+        cvv_verify,
+        emv_derive_icc_master_key_option_a,
+        emv_derive_common_session_key,
+        emv_generate_ac,
+        emv_verify_ac,
+        emv_arpc_method1,
+        emv_arpc_method2,
+        mac_iso9797_1_alg1,
+        mac_iso9797_1_alg3,
+        tr31_wrap,
+        tr31_unwrap,
+        clear_key_cache,
+    );
     Ok(())
 }
