@@ -22,6 +22,7 @@ from __future__ import annotations
 import multiprocessing
 import signal
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,19 +42,25 @@ from switch.core.hmac_sha256 import HmacSha256
 from switch.store.sqlite_cardbase import SqliteCardBase, StoredAccount
 
 
-def _produce(
-    path: Path,
-    fmt: str,
-    kind: str,
-    start: tuple[int, int],
-    batch_size: int,
-    config: SwitchConfig,
-    pan_key: bytes,
-    db_path: Path,
-    out: Any,
-) -> None:
-    """The child: every batch of the file from ``start`` (offset, line), checked, with the
-    accounts its cards name (read-only: a cards import creates no account)."""
+@dataclass(frozen=True, slots=True)
+class ReadJob:
+    """What the child reads and checks: ``kind`` records of ``path`` (``fmt``) from
+    ``start`` (offset, line) in batches of ``batch_size``, PANs hashed with ``pan_key``, the
+    cards' accounts looked up in the store ``db_path`` (read-only)."""
+
+    path: Path
+    fmt: str
+    kind: str
+    start: tuple[int, int]
+    batch_size: int
+    config: SwitchConfig
+    pan_key: bytes
+    db_path: Path
+
+
+def _produce(job: ReadJob, out: Any) -> None:
+    """The child: every batch of the file from ``job.start``, checked, with the accounts its
+    cards name (read-only: a cards import creates no account)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def put(item: tuple[str, object, object]) -> None:
@@ -66,12 +73,13 @@ def _produce(
             raise SystemExit(1) from None
 
     db = None
+    kind, config = job.kind, job.config
     try:
-        digest = HmacSha256(pan_key).digest
+        digest = HmacSha256(job.pan_key).digest
         if kind == "cards":
-            db = SqliteCardBase(db_path, readonly=True)
-        with path.open("rb") as fh:
-            for batch in _batches(_records(fh, fmt, kind, *start), batch_size):
+            db = SqliteCardBase(job.db_path, readonly=True)
+        with job.path.open("rb") as fh:
+            for batch in _batches(_records(fh, job.fmt, kind, *job.start), job.batch_size):
                 last = batch[-1]
                 checked: _Checked
                 accounts = None
@@ -125,23 +133,14 @@ def _from_wire(
     return (parsed, rejects), {n: stored(a) for n, a in accounts.items()}
 
 
-def checked_in_child(
-    path: Path,
-    fmt: str,
-    kind: str,
-    start: tuple[int, int],
-    batch_size: int,
-    config: SwitchConfig,
-    pan_key: bytes,
-    db_path: Path,
-) -> Iterator[tuple[tuple[int, int], _Checked, _Accounts | None]]:
+def checked_in_child(job: ReadJob) -> Iterator[tuple[tuple[int, int], _Checked, _Accounts | None]]:
     """((end offset, end line), checked batch, its cards' accounts) for each batch, from a
     child process."""
     ctx = multiprocessing.get_context("spawn")  # no fork of a process that has threads
     receive, send = ctx.Pipe(duplex=False)
     child = ctx.Process(
         target=_produce,
-        args=(path, fmt, kind, start, batch_size, config, pan_key, db_path, send),
+        args=(job, send),
         name="switch-import-reader",
         daemon=True,
     )
@@ -159,7 +158,7 @@ def checked_in_child(
                 return
             if what == "error":
                 raise a
-            checked, accounts = _from_wire(kind, *b)
+            checked, accounts = _from_wire(job.kind, *b)
             yield a, checked, accounts
     finally:
         receive.close()

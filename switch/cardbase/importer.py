@@ -339,12 +339,11 @@ class Importer:
         start = (total.next_offset, total.next_line)
         stages: Iterator[tuple[tuple[int, int], _Checked, _Accounts | None]]
         if self.overlap and path.stat().st_size - total.next_offset >= self.child_min_bytes:
-            from switch.cardbase.checker import checked_in_child
+            from switch.cardbase.checker import ReadJob, checked_in_child
 
-            stages = checked_in_child(
-                path, fmt, self.kind, start, self.batch_size, self.config, self._pan_key,
-                self.db.path,
-            )  # fmt: skip
+            job = ReadJob(path, fmt, self.kind, start, self.batch_size, self.config,
+                          self._pan_key, self.db.path)  # fmt: skip
+            stages = checked_in_child(job)
         else:
             stages = self._checked_here(path, fmt, start)
         try:
