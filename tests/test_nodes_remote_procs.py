@@ -4,8 +4,9 @@
 
 * Two nodes over PostgreSQL: node A approves two acquirer reversals of remote withdrawals
   while the issuer is down (queued in the store's ``saf`` table, durable before the 00), is
-  SIGKILLed, the issuer comes back: node B delivers both, in the order they were queued,
-  each reversal applied once at the issuer, the queue empty.
+  SIGKILLed holding the issuer's lease, the issuer comes back: node B delivers both once
+  the lease ran out, in the order they were queued, each reversal applied once at the
+  issuer, the queue empty.
 * ``switch run --workers 2`` with a remote issuer (one ``saf.db`` for both workers): remote
   withdrawals approved by each worker, an acquirer reversal delivered and acknowledged.
 """
@@ -119,9 +120,11 @@ def test_a_killed_nodes_queued_reversals_are_delivered_by_the_other(
 ) -> None:
     url = pg_server.url(pg_server.create_database())
 
-    def queued() -> int:
+    counts = {"saf": "SELECT COUNT(*) FROM saf", "leases": "SELECT COUNT(*) FROM saf_leases"}
+
+    def queued(table: str = "saf") -> int:
         with psycopg.connect(url) as conn:
-            row = conn.execute("SELECT COUNT(*) FROM saf").fetchone()
+            row = conn.execute(counts[table]).fetchone()
         assert row is not None
         return int(row[0])
 
@@ -148,8 +151,15 @@ def test_a_killed_nodes_queued_reversals_are_delivered_by_the_other(
         assert queued() == 2  # durable in the shared store before the 00s came back
         a.send_signal(signal.SIGKILL)
         assert a.wait(timeout=30) == -signal.SIGKILL
+        # as if A died mid-delivery: its lease on the issuer's queue runs 3 more seconds
+        with psycopg.connect(url) as conn:
+            conn.execute(
+                "INSERT INTO saf_leases (name, holder, expires_at) VALUES ('issuer:remote-bank',"
+                " 'node-a', EXTRACT(EPOCH FROM clock_timestamp()) + 3)"
+            )
         issuer.start(issuer_port)  # back on its port: node B's link signs on again
-        poll(lambda: queued() == 0, "node B delivers the queue")
+        poll(lambda: queued() == 0, "node B delivers the queue once A's lease ran out")
+        poll(lambda: queued("leases") == 0, "node B gives its lease back")
         assert b.poll() is None
         # in order, each applied once: the issuer gave the money and the fees back
         assert reversals_at_issuer(issuer) == [("00", 100_000), ("00", 200_000)]

@@ -479,6 +479,8 @@ class RemoteIssuerClient:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._forwarder
             self._forwarder = None
+        if self._releasing:  # holds of remote originals being given back: let them finish
+            await asyncio.gather(*self._releasing, return_exceptions=True)
         await self.client.close()
 
     def _result(self, code: ResponseCode, why: str) -> AuthResult:
