@@ -18,6 +18,7 @@ from switch.core import testing as t
 from switch.store.api import (
     GUARD_ACCOUNT,
     GUARD_CARD,
+    AlertRow,
     Changes,
     Conflict,
     IdempotencyExpect,
@@ -27,6 +28,7 @@ from switch.store.api import (
 )
 from switch.store.postgres import PostgresStore
 from switch.store.postgres_onetrip import FUNCTION_NAME
+from switch.store.postgres_sql import NUL, SEP, Unpackable, pack_columns
 from tests.pg_server import PgServer
 
 T0 = 1_790_000_000.0  # a fixed instant: the tests never read the wall clock
@@ -158,6 +160,61 @@ def test_a_key_another_node_answered_refuses_the_unit(state: Path, pg_url: str) 
             row = await store.idempotent("k-1")
             assert row is not None and row.txn_id == "000000000778"
             assert store.one_trip == 1
+        finally:
+            await store.close()
+
+    _run(body())
+
+
+def test_packed_columns_round_trip_empty_null_bytes_and_separators(
+    state: Path, pg_url: str
+) -> None:
+    """The function's columns travel packed (one text each): an empty string, a NULL, a
+    float, bytes come back exact; a text holding the separator sends the batch the arrays
+    way instead, written the same."""
+    assert pack_columns([[], [""], ["a", None]], ["text", "text", "text"]) == [
+        None,
+        SEP,
+        f"{SEP}a{SEP}{NUL}",
+    ]
+    with pytest.raises(Unpackable):
+        pack_columns([[f"x{SEP}y"]], ["text"])
+    with pytest.raises(Unpackable):
+        pack_columns([[NUL]], ["text"])  # would read back as NULL
+
+    async def body() -> None:
+        store = await _opened(state, pg_url)
+        try:
+            a, b = _two_accounts(store)
+            packed = Changes(
+                accounts=[(a, 5, 0)],
+                guards=[(GUARD_ACCOUNT, a, 0, 51)],
+                otps=[(1, b"\x00\x1f\xff", T0 + 0.125)],
+                alerts=[AlertRow("+213550000001", "", None, T0 + 0.5)],  # NULL, empty
+            )
+            await store.commit(packed)
+            assert store.one_trip == 1
+            odd = Changes(
+                accounts=[(b, 6, 0)],
+                guards=[(GUARD_ACCOUNT, b, 0, 52)],
+                alerts=[AlertRow("+213550000002", f"a{SEP}b", "000000000602", T0)],
+            )
+            await store.commit(odd)
+            assert store.one_trip == 1  # the arrays way, one transaction all the same
+            assert store.query("SELECT code_hash, expires_at FROM otps WHERE card_id = 1") == [
+                (b"\x00\x1f\xff", T0 + 0.125)
+            ]
+            rows = store.query(
+                "SELECT msisdn, text, txn_id, created_at, masked_pan, amount FROM alerts "
+                "ORDER BY msisdn"
+            )
+            assert rows == [
+                ("+213550000001", "", None, T0 + 0.5, "", 0),
+                ("+213550000002", f"a{SEP}b", "000000000602", T0, "", 0),
+            ]
+            got_a, got_b = await store.account(a), await store.account(b)
+            assert got_a is not None and (got_a.balance, got_a.version) == (5, 51)
+            assert got_b is not None and (got_b.balance, got_b.version) == (6, 52)
         finally:
             await store.close()
 

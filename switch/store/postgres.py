@@ -78,17 +78,19 @@ from switch.store.postgres_guards import (
     Touched,
     check,
 )
-from switch.store.postgres_onetrip import CALL_SQL, ensure_function, speculate
+from switch.store.postgres_onetrip import BATCH_TYPES, CALL_SQL, ensure_function, speculate
 from switch.store.postgres_outbox import PostgresOutbox
 from switch.store.postgres_reads import ReadConnections
 from switch.store.postgres_schema import migrate
 from switch.store.postgres_sql import (
     CARD_COLS,
     JOURNAL_COLS,
+    Unpackable,
     batch_args,
     commit_sql,
     extra_args,
     extra_statements,
+    pack_columns,
 )
 from switch.store.reference_reads import ReferenceReads, ReferenceWrites
 from switch.store.settle import GroupCommitQueue, resolve_batch
@@ -387,7 +389,11 @@ class PostgresStore(GroupCommitQueue, ReferenceReads, ReferenceWrites):
             if spec is not None:
                 last, guard_args = spec
                 args = batch_args(units, last, self.shard) + extra_args(units)
-                if await conn.fetchval(CALL_SQL, *guard_args, *args):
+                try:
+                    packed = pack_columns(args, BATCH_TYPES)
+                except Unpackable:  # a text with a separator in it: the arrays way below
+                    packed = None
+                if packed is not None and await conn.fetchval(CALL_SQL, *guard_args, *packed):
                     self.one_trip += 1
                     return units
         async with conn.transaction():

@@ -48,7 +48,9 @@ from switch.store.postgres_sql import commit_sql, commit_types
 log = logging.getLogger("switch.store")
 
 _GUARD_TYPES = ("text", "float8", "text", "int8", "int8", "int8", "int8")
-_TYPES = [*_GUARD_TYPES, *commit_types(extras=True)]  # 99: PostgreSQL takes at most 100
+#: the batch's arrays, each passed packed as one text (``postgres_sql.pack_columns``)
+BATCH_TYPES = commit_types(extras=True)
+_ARG_TYPES = [f"{t}[]" for t in _GUARD_TYPES] + ["text"] * len(BATCH_TYPES)  # 99 (max 100)
 
 _BODY = """
 DECLARE
@@ -74,8 +76,8 @@ END
 
 
 def _function_text(name: str) -> str:
-    args = ", ".join(f"{t}[]" for t in _TYPES)
-    write = commit_sql("dollar", first=len(_GUARD_TYPES) + 1, extras=True)
+    args = ", ".join(_ARG_TYPES)
+    write = commit_sql("dollar", first=len(_GUARD_TYPES) + 1, extras=True, packed=True)
     body = _BODY.replace("{write}", write)
     return f"CREATE FUNCTION {name}({args}) RETURNS boolean LANGUAGE plpgsql AS $fn${body}$fn$"
 
@@ -84,7 +86,7 @@ FUNCTION_NAME = "switch_commit_" + hashlib.sha256(_function_text("f").encode()).
 #: the call (prepared once per connection by asyncpg's statement cache)
 CALL_SQL = (
     f"SELECT {FUNCTION_NAME}("
-    + ", ".join(f"${i}::{t}[]" for i, t in enumerate(_TYPES, start=1))
+    + ", ".join(f"${i}::{t}" for i, t in enumerate(_ARG_TYPES, start=1))
     + ")"
 )
 
