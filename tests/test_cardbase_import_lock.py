@@ -3,13 +3,14 @@
 Real processes throughout (``switch import``, ``switch run --workers 2``), each import held
 at a point it cannot pass on its own, so nothing depends on how fast anything runs:
 
-* a ``switch import`` reading a named pipe the test keeps open (it holds its lock, waiting
-  for the file's end): a second ``switch import`` on the state directory is refused, naming
-  the import in progress and writing nothing; once the first dies the second loads;
+* a ``switch import`` reading a named pipe the test keeps open holds its lock until the
+  test kills it: a second ``switch import`` on the state directory is refused, naming the
+  import in progress and writing nothing, whether the switch is stopped or running
+  (``--workers 2``); once the first is gone the second loads;
 * ``switch run --workers 2`` on a SQLite state directory, the test holding the store's batch
   lock as another worker's batch would: the worker's batch waits for it (its log says so)
-  with nothing applied, a second ``switch import`` meanwhile is refused naming the first,
-  and once the lock is let go the first loads, then the second, each record exactly once.
+  with nothing applied; once the lock is let go it loads, then the next import, each record
+  exactly once under its own id.
 """
 
 from __future__ import annotations
@@ -84,39 +85,47 @@ def _holder(state: Path) -> str:
     return path.read_text() if path.exists() else ""
 
 
-def test_a_second_import_is_refused_naming_the_one_in_progress(tmp_path: Path) -> None:
-    state = tmp_path / "var"
-    env = _env()
-    first = tmp_path / "first.csv"
-    os.mkfifo(first)
-    # the test keeps the pipe open for writing and writes nothing: the first import holds
-    # its lock and waits for the file's end until the test ends it
-    pipe = os.open(first, os.O_RDWR)
-    out = tmp_path / "first.log"
+@contextlib.contextmanager
+def _import_in_progress(state: Path, fifo: Path, env: dict[str, str]) -> Iterator[int]:
+    """A ``switch import accounts`` of a named pipe that the test keeps open for writing and
+    writes nothing to: the import holds its lock and waits for the file's end (its SHA-256)
+    until the test kills it. Yields its pid once it holds the lock."""
+    os.mkfifo(fifo)
+    pipe = os.open(fifo, os.O_RDWR)  # never blocks; the import's open does not either
+    out = fifo.with_suffix(".log")
     try:
         with out.open("wb") as sink:
             proc = subprocess.Popen(
-                [*SWITCH, "import", "accounts", str(first), "--state-dir", str(state),
+                [*SWITCH, "import", "accounts", str(fifo), "--state-dir", str(state),
                  "--no-fsync"],
                 stdout=sink, stderr=subprocess.STDOUT, env=env,
             )  # fmt: skip
         try:
-            _until("the first import holds its lock", lambda: str(first) in _holder(state),
-                   proc, out)  # fmt: skip
-            second = _import(state, _accounts(tmp_path / "second.csv", range(1, 4)), env)
-            assert second.returncode == 2, second.stderr
-            assert (
-                f"another import is in progress: switch import accounts {first} "
-                f"(pid {proc.pid})" in second.stderr
-            ), second.stderr
-            assert "nothing done" in second.stderr
-            assert not (state / "switch.db").exists() or _numbers(state) == []
+            _until("the import holds its lock", lambda: str(fifo) in _holder(state), proc, out)
+            yield proc.pid
         finally:
             proc.send_signal(signal.SIGKILL)  # the kernel drops a dead process's lock
             proc.wait(30)
     finally:
         os.close(pipe)
-    again = _import(state, tmp_path / "second.csv", env)
+
+
+def _refused_naming(result: subprocess.CompletedProcess[str], file: Path, pid: int) -> None:
+    assert result.returncode == 2, result.stderr
+    assert (
+        f"another import is in progress: switch import accounts {file} (pid {pid}); "
+        "nothing done" in result.stderr
+    ), result.stderr
+
+
+def test_a_second_import_is_refused_naming_the_one_in_progress(tmp_path: Path) -> None:
+    state = tmp_path / "var"
+    env = _env()
+    second = _accounts(tmp_path / "second.csv", range(1, 4))
+    with _import_in_progress(state, tmp_path / "first.csv", env) as pid:
+        _refused_naming(_import(state, second, env), tmp_path / "first.csv", pid)
+        assert not (state / "switch.db").exists() or _numbers(state) == []
+    again = _import(state, second, env)
     assert again.returncode == 0, again.stderr
     assert "3 loaded, 0 updated, 0 rejected" in again.stdout
     assert [n for _, n in _numbers(state)] == [_number(n) for n in (1, 2, 3)]
@@ -160,6 +169,9 @@ def test_workers_take_turns_on_the_sqlite_store_batch_lock(tmp_path: Path) -> No
     with _workers(tmp_path) as (state, env, log):
         first = _accounts(tmp_path / "first.csv", range(10, 14))
         second = _accounts(tmp_path / "second.csv", range(20, 23))
+        # an import through the running switch holds the state directory's import lock too
+        with _import_in_progress(state, tmp_path / "held.csv", env) as pid:
+            _refused_naming(_import(state, second, env), tmp_path / "held.csv", pid)
         # the test holds the store's batch lock, as another worker's batch would
         held = os.open(batch_lock_path(state / "switch.db"), os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -173,14 +185,8 @@ def test_workers_take_turns_on_the_sqlite_store_batch_lock(tmp_path: Path) -> No
             waiting = "import batch: waiting for the batch of another process"
             _until("the worker's batch waits", lambda: waiting in log.read_text(), proc, out)
             assert _numbers(state) == []  # it waits for the lock the test holds
-            refused = _import(state, second, env)
-            assert refused.returncode == 2, refused.stderr
-            assert (
-                f"another import is in progress: switch import accounts {first} "
-                f"(pid {proc.pid})" in refused.stderr
-            ), refused.stderr
         finally:
-            os.close(held)  # the worker's batch goes on
+            os.close(held)  # at once (the batch waits 30 s at most): it goes on
         assert proc.wait(120) == 0, out.read_text()
         assert "4 loaded, 0 updated, 0 rejected" in out.read_text()
         done = _import(state, second, env)
