@@ -635,3 +635,16 @@ def test_a_node_killed_mid_delivery_leaves_its_sms_due_after_the_lease(pg_url: s
     finally:
         dying.close()
         survivor.close()
+
+
+def test_a_clean_stop_gives_its_unsent_sms_claims_back_at_once(pg_url: str) -> None:
+    _with_alerts(pg_url, 3)
+    stopping, other = PostgresOutbox(pg_url, durable=False), PostgresOutbox(pg_url, durable=False)
+    try:
+        first, *unsent = _ids(stopping.claim_due_alerts(T0, 10))
+        stopping.mark_alerts_sent([(first, "c-first")], T0)  # the link went down after it
+        stopping.close()
+        assert _ids(other.claim_due_alerts(T0, 10)) == unsent  # at once, not after the lease
+    finally:
+        stopping.close()
+        other.close()

@@ -20,9 +20,10 @@ never the database's; nodes' clocks must agree to well within the lease (NTP doe
 
 Rows a claim took but the batch did not reach (the link went down at an earlier alert, or the
 batch ran out of time, ``AlertWorker``) are given back by this outbox's next claim, in the
-same transaction: their ``next_attempt_at`` goes back to what it was, so they are due at once
-as on SQLite, not after the lease. Only rows still pending under *this* claim's lease value
-are given back: a row whose lease ran out and that another worker claimed since is left alone.
+same transaction, or by its ``close`` (a clean stop): their ``next_attempt_at`` goes back to
+what it was, so they are due at once as on SQLite, not after the lease. Only rows still
+pending under *this* claim's lease value are given back: a row whose lease ran out and that
+another worker claimed since is left alone.
 """
 
 from __future__ import annotations
@@ -97,15 +98,32 @@ class PostgresOutbox(LockedConnection, AlertOutboxSql):
         with self._lock:
             conn = self._open()
             with conn.transaction():
-                if self._held:
-                    ids, dues = list(self._held), list(self._held.values())
-                    conn.execute(_RELEASE, (ids, dues, self._held_until))
+                self._give_back(conn)
                 lease_until = now + self.lease
                 rows = conn.execute(_CLAIM, (now, limit, lease_until)).fetchall()
             self._held = {int(r[0]): float(r[-1]) for r in rows}
             self._held_until = lease_until
         rows.sort(key=lambda r: (r[-1], r[0]))  # RETURNING keeps no order
         return alerts_from_rows([r[:-1] for r in rows])
+
+    def close(self) -> None:
+        """Gives back the rows of the last claim that were never marked, then closes: a clean
+        stop hands them to the other workers at once, not after the lease. (Called once the
+        worker has stopped: no batch is being sent.)"""
+        with self._lock:
+            if self._conn is not None and self._held:
+                try:
+                    self._give_back(self._conn)
+                except psycopg.Error as exc:  # gone: the lease will free them
+                    log.debug("SMS alerts: could not give claimed rows back (%s)", exc)
+        super().close()
+
+    def _give_back(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+        """The rows of the previous claim not marked since: due again as they were."""
+        if self._held:
+            ids, dues = list(self._held), list(self._held.values())
+            conn.execute(_RELEASE, (ids, dues, self._held_until))
+            self._held = {}
 
     def _tx_many(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
         """One statement over ``rows`` in one transaction (one commit for a whole batch); the
