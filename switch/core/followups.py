@@ -12,12 +12,16 @@ pre-authorization nor capture it twice, a refund stays within what was paid) and
 issuer client the original's wire identity: ``req.original`` filled with the MTI, STAN,
 field 7 and acquirer id the original went out with, and its terminal in
 ``req.extra[ORIGINAL_TERMINAL]`` -- a merchant's follow-up by payment id knows none of them.
+On a shared store (several nodes) the follow-ups of one remote payment take turns across the
+nodes, each deciding on the journal's amounts as the previous one left them
+(``_hold_remote_original``, docs/architecture.md §7).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -33,6 +37,7 @@ if TYPE_CHECKING:
     from switch.core.pipeline import Pipeline
 
 RC = ResponseCode
+log = logging.getLogger("switch.core")
 
 #: ``AuthRequest.extra`` key: the terminal id of a remote follow-up's original.
 ORIGINAL_TERMINAL = "original_terminal_id"
@@ -326,8 +331,9 @@ async def _hold_remote_original(p: Pipeline, ctx: Ctx, root: OriginalState) -> N
         raise Decline(
             RC.SYSTEM_MALFUNCTION, "original: follow-up in progress on another node: retry"
         ) from None
-    except StoreError as exc:  # the queue's database: nothing decided, retry later
-        raise Decline(RC.SYSTEM_MALFUNCTION, f"store unavailable: {exc}") from None
+    except StoreError as exc:  # the queue's database: nothing decided, the caller retries
+        log.error("remote original %s: no hold (%s)", root.txn_id, exc)
+        raise Decline(RC.SYSTEM_MALFUNCTION, "original: store unavailable: retry") from None
     done.add_done_callback(lambda _: release())
 
 
