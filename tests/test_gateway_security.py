@@ -13,6 +13,7 @@ import logging
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -142,6 +143,29 @@ def pg_url(pg_server: PgServer) -> Iterator[str]:
     db = pg_server.create_database(pg_server.migrated())
     yield pg_server.url(db)
     pg_server.drop_database(db)
+
+
+def test_failures_counted_at_once_by_two_nodes_all_count(pg_url: str) -> None:
+    """Two nodes' guards count failures of one id at the same moment (each on its own
+    connection and thread): the store's upsert adds every one, none is lost to a race."""
+    policy = LockoutPolicy(max_failures_merchant=1000, max_failures_address=1000)
+
+    async def go() -> None:
+        node = SimpleNamespace(url=pg_url, durable=False)
+        dbs = [OrderStore.for_store(node), OrderStore.for_store(node)]
+        guards = [LoginGuard(db, policy) for db in dbs]
+        try:
+            await asyncio.gather(*(g.failed("M1", f"10.0.0.{i}", T0) for i in range(40)
+                                   for g in guards))  # fmt: skip
+            rows = await dbs[0].execute(
+                "SELECT failures FROM gateway_login_failures WHERE scope = 'id'", ()
+            )
+            assert rows == [(80,)]
+        finally:
+            for db in dbs:
+                db.close()
+
+    asyncio.run(asyncio.wait_for(go(), 60))
 
 
 def test_two_gateways_on_one_postgresql_share_the_failure_count(state: Path, pg_url: str) -> None:
