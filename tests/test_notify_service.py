@@ -44,7 +44,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_for(check: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+def _wait_for(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
@@ -397,14 +397,20 @@ def test_run_restarts_a_killed_worker_without_resending_and_leaves_no_child(
     sw.withdraw()
     _wait_for(lambda: _sms_refs(sms) == ["alert-1"], "the first SMS")
     assert sum(PHONE in line for line in sw.text().splitlines()) == 1  # printed in the switch's
-    time.sleep(0.6)  # the idle worker has polled again since marking alert-1 sent
+    # The worker marks an SMS sent only after the transport took it: killed in between, it
+    # would send alert-1 again after its restart (at-least-once). Wait for the mark itself.
+    db = sw.state / "switch.db"
+    _wait_for(lambda: _alert_statuses(db) == [(1, "sent")], "alert-1 marked")
     os.kill(first, signal.SIGKILL)
     _wait_for(lambda: "restarting in 1 s" in sw.text(), "the supervisor's restart notice")
     _wait_for(lambda: [p for p in _children(sw.proc.pid) if p != first] != [], "a new worker")
     [second] = _children(sw.proc.pid)
     sw.withdraw()
     _wait_for(lambda: len(_sms_refs(sms)) >= 2, "the second SMS")
-    time.sleep(1.0)  # a resend of alert-1, if any, would show up by now
+    # alert-1 was marked sent before the kill, so no worker claims it again: once alert-2 is
+    # marked too, the file is final.
+    statuses = [(1, "sent"), (2, "sent")]
+    _wait_for(lambda: _alert_statuses(db) == statuses, "alert-2 marked")
     assert _sms_refs(sms) == ["alert-1", "alert-2"]
     assert "exited unexpectedly (killed by SIGKILL)" in sw.text()
     assert _stop(sw.proc) == 0, sw.text()
@@ -417,7 +423,7 @@ def test_run_killed_outright_takes_its_worker_along(running: Callable[..., Switc
     child = _worker_pid(sw)
     sw.proc.kill()  # SIGKILL: no finally runs in the switch
     sw.proc.wait(timeout=10)
-    _wait_for(lambda: not _alive(child), "the orphaned worker to stop by itself", 10)
+    _wait_for(lambda: not _alive(child), "the orphaned worker to stop by itself", 30)
 
 
 def test_run_sms_worker_off_leaves_alerts_pending_for_another_worker(
