@@ -154,7 +154,7 @@ async def open_node(state: Path, issuer_port: int) -> tuple[SwitchCore, RemoteIs
     ceremony = InProcessHsm(Lmk.load_or_create(state / "lmk.json"), authorised=True)
     zpk = await ceremony.form_key_from_clear_components(KeyType.ZPK, [peer.LINK_ZPK_CLEAR])
     config = RemoteIssuerConfig(
-        "remote-bank", "127.0.0.1", issuer_port, zpk.key_under_lmk, timeout=5.0,
+        "remote-bank", "127.0.0.1", issuer_port, zpk.key_under_lmk, timeout=10.0,
         echo_interval=0.3, saf_retry=0.3, reconnect_max=0.5,
     )  # fmt: skip
     remotes = await start_remote_issuers(core, [config], state)

@@ -40,7 +40,7 @@ from tests import remote_issuer_peer as peer
 from tests.pg_server import PgServer
 from tests.switch_proc import stop, wait_ready
 from tests.test_nodes_pg_failover import start_node
-from tests.test_remote_link import IssuerProcess, issuer_journal
+from tests.test_remote_link import IssuerProcess
 
 SWITCH = [sys.executable, "-m", "switch.cli"]
 PAN = demo.REMOTE_CARD_PAN
@@ -50,15 +50,16 @@ ISSUER_ACCOUNT = 4  # the remote card's account in the issuer's own data set
 
 def remotes_toml(state: Path, issuer_port: int) -> Path:
     """``[remote_issuers.remote-bank]`` with the link's ZPK formed under ``state``'s LMK
-    (created here when new: the nodes that copy it share the key), short retries, a 3 s
-    lease."""
+    (created here when new: the nodes that copy it share the key), short retries, and a
+    time-out long enough that a loaded machine does not turn a slow answer into 91 + a
+    reversal of its own."""
     ceremony = InProcessHsm(Lmk.load_or_create(state / "lmk.json"), authorised=True)
     zpk = asyncio.run(ceremony.form_key_from_clear_components(KeyType.ZPK, [peer.LINK_ZPK_CLEAR]))
     path = state.parent / f"{state.name}-remotes.toml"
     path.write_text(
         f'[remote_issuers.remote-bank]\nhost = "127.0.0.1"\nport = {issuer_port}\n'
-        f'zpk = "{zpk.key_under_lmk}"\ntimeout = 2\nsaf_retry = 0.3\nreconnect_max = 0.5\n'
-        "echo_interval = 0.5\nsaf_lease = 3\n"
+        f'zpk = "{zpk.key_under_lmk}"\ntimeout = 10\nsaf_retry = 0.3\nreconnect_max = 0.5\n'
+        "echo_interval = 0.5\nsaf_lease = 12\n"
     )
     return path
 
@@ -112,9 +113,22 @@ def issuer_balance(issuer: IssuerProcess) -> int:
         db.close()
 
 
-def reversals_at_issuer(issuer: IssuerProcess) -> list[tuple[str, int]]:
-    """(response code, amount) of each reversal the issuer journaled, in its order."""
-    return [(r[1], r[2]) for r in issuer_journal(issuer.state_dir) if r[0] == "reversal"]
+def reversals_at_issuer(issuer: IssuerProcess, *originals: Message) -> list[tuple[str, int, str]]:
+    """(response code, amount, original STAN) of each reversal the issuer journaled of one
+    of ``originals`` (the ATM's STAN is the one the issuer journaled), in its order. Others
+    -- a request that timed out on a loaded machine is reversed by the queue too -- are
+    not the test's."""
+    stans = tuple(m.text(11) for m in originals)
+    db = sqlite3.connect(f"file:{issuer.state_dir / 'switch.db'}?mode=ro", uri=True)
+    try:
+        rows = db.execute(
+            "SELECT r.response_code, r.amount, o.stan FROM journal r"
+            " JOIN journal o ON o.txn_id = r.original_txn_id"
+            " WHERE r.txn_type = 'reversal' ORDER BY r.txn_id"
+        ).fetchall()
+    finally:
+        db.close()
+    return [(str(c), int(a), str(st)) for c, a, st in rows if st in stans]
 
 
 def test_a_killed_nodes_queued_reversals_are_delivered_by_the_other(
@@ -147,6 +161,7 @@ def test_a_killed_nodes_queued_reversals_are_delivered_by_the_other(
         first, second = withdraw(a_port, 100_000), withdraw(a_port, 200_000)
         paid = peer.CARD_BALANCE - issuer_balance(issuer)
         assert paid > 300_000  # both withdrawals and their fees
+        poll(lambda: queued() == 0, "nothing owed yet")  # (a request timed out under load)
         issuer.stop()  # the issuer is down: the reversals can only be queued
         reverse(a_port, first)
         reverse(a_port, second)
@@ -164,7 +179,10 @@ def test_a_killed_nodes_queued_reversals_are_delivered_by_the_other(
         poll(lambda: queued("leases") == 0, "node B gives its lease back")
         assert b.poll() is None
         # in order, each applied once: the issuer gave the money and the fees back
-        assert reversals_at_issuer(issuer) == [("00", 100_000), ("00", 200_000)]
+        assert reversals_at_issuer(issuer, first, second) == [
+            ("00", 100_000, first.text(11)),
+            ("00", 200_000, second.text(11)),
+        ]
         assert issuer_balance(issuer) == peer.CARD_BALANCE
     finally:
         for proc in (a, b):
@@ -204,9 +222,10 @@ def test_workers_with_a_remote_issuer(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, out.read_text()[-3000:]
             withdraw(port, 0, proc="310000")
             time.sleep(0.05)  # its trace line reaches the supervisor's output
-        reverse(port, withdraw(port, 100_000))
+        withdrawal = withdraw(port, 100_000)
+        reverse(port, withdrawal)
         poll(lambda: _saf_rows(state) == 0, "the workers deliver the reversal")
-        assert reversals_at_issuer(issuer) == [("00", 100_000)]
+        assert reversals_at_issuer(issuer, withdrawal) == [("00", 100_000, withdrawal.text(11))]
     finally:
         stop(proc)
         issuer.stop()
