@@ -76,6 +76,7 @@ from switch.store.postgres_guards import (
     LOCK_KEYS_SQL,
     LOCK_ROWS_SQL,
     Touched,
+    Versions,
     check,
 )
 from switch.store.postgres_onetrip import BATCH_TYPES, CALL_SQL, ensure_function, speculate
@@ -385,17 +386,18 @@ class PostgresStore(GroupCommitQueue, ReferenceReads, ReferenceWrites):
                 await conn.execute(_COMMIT_SQL, *batch_args(units, shard=self.shard))
                 return units
         if not before and self._one_trip:  # the usual batch: one round trip, unless a guard failed
-            spec = speculate(units, touched, self._stamp)
-            if spec is not None:
-                last, guard_args = spec
-                args = batch_args(units, last, self.shard) + extra_args(units)
-                try:
-                    packed = pack_columns(args, BATCH_TYPES)
-                except Unpackable:  # a text with a separator in it: the arrays way below
-                    packed = None
-                if packed is not None and await conn.fetchval(CALL_SQL, *guard_args, *packed):
+            found = await self._one_call(conn, units, touched)
+            if isinstance(found, list):
+                self.one_trip += 1
+                return units
+            if found is not None:  # refused: what the guards found decides who goes again
+                seen, held = found
+                again = check(units, seen, held, {}, self._stamp)
+                if not again:
+                    return again
+                if await self._one_call(conn, again, Touched(again)) == []:
                     self.one_trip += 1
-                    return units
+                    return again
         async with conn.transaction():
             for sql, rows in before:  # an import batch: before the guards and snapshots
                 await conn.executemany(sql, rows)
@@ -423,6 +425,33 @@ class PostgresStore(GroupCommitQueue, ReferenceReads, ReferenceWrites):
                 for sql, rows in after:
                     await conn.executemany(sql, rows)
         return written
+
+    async def _one_call(
+        self, conn: asyncpg.Connection, units: list[Changes], touched: Touched
+    ) -> list[Changes] | tuple[Versions, dict[str, tuple[str, float]]] | None:
+        """``units`` written by one call of the commit function: ``[]`` if all were; the
+        versions and idempotency slots its guards found if it refused them (nothing
+        written); None if the function cannot take the batch."""
+        spec = speculate(units, touched, self._stamp)
+        if spec is None:
+            return None
+        last, guard_args = spec
+        try:
+            packed = pack_columns(batch_args(units, last, self.shard) + extra_args(units),
+                                  BATCH_TYPES)  # fmt: skip
+        except Unpackable:  # a text with a separator in it: the arrays way
+            return None
+        rows = await conn.fetch(CALL_SQL, *guard_args, *packed)
+        if rows and rows[0][0] == -1:
+            return []
+        view: Versions = {}
+        slots: dict[str, tuple[str, float]] = {}
+        for kind, row_id, version, key, txn_id, at in rows:
+            if kind == 2:
+                slots[str(key)] = (str(txn_id), float(at))
+            else:
+                view[int(kind), int(row_id)] = int(version)
+        return view, slots
 
     # -- async reads (the pool) --------------------------------------------------------------
     async def _row(self, sql: str, *args: object) -> asyncpg.Record | None:

@@ -1,5 +1,5 @@
 """A guarded group commit in ONE round trip: a server-side function (PL/pgSQL) that locks,
-checks the guards and writes the whole batch, or writes nothing and says so.
+checks the guards and writes the whole batch, or writes nothing and says what it found.
 
 Why: the guarded commit of ``postgres.py`` is BEGIN, lock the keys, lock the rows and read
 their versions, write, COMMIT: four or five round trips, with the rows locked from the third
@@ -12,15 +12,17 @@ and costs the client one prepared statement.
 How it stays the same rule (``postgres_guards``): the client first *speculates* that every
 unit passes (``speculate``: runs ``postgres_guards.check`` against the versions the batch's
 first guard of each row expects, so the version chain inside the batch, the stamps of rows
-written unguarded and the idempotency slots the batch fills itself are checked here). If
-so, the function is called with each row's first expected version and each key's
-expectation: it takes the keys' advisory locks, locks the accounts then the cards ``FOR
-UPDATE`` in key order (the slow path's order: no deadlock between the two), and compares
-(each statement of a PL/pgSQL function in READ COMMITTED reads a new snapshot, so the
-comparison sees every commit made before the locks were granted, as the slow path's
-separate statements do). All equal: it runs the batch's ``commit_sql`` statement and
-returns true. Anything else: it returns false having written nothing, and the caller runs
-the slow path, which finds out which units pass. Batches the function does not take (bills
+written unguarded and the idempotency slots the batch fills itself are checked here). If so,
+the function is called with each row's first expected version and each key's expectation: it
+takes the keys' advisory locks, locks the accounts then the cards ``FOR UPDATE`` in key
+order (the slow path's order: no deadlock between the two), and compares (each statement of
+a PL/pgSQL function in READ COMMITTED reads a new snapshot, so the comparison sees every
+commit made before the locks were granted, as the slow path's separate statements do). All
+equal: it runs the batch's ``commit_sql`` statement and returns one row ``(-1, ...)``.
+Anything else: it writes nothing and returns the versions and idempotency slots it found;
+the caller runs ``postgres_guards.check`` on them, exactly as the slow path would, and
+offers the units that pass to a second call (two round trips for a batch with a conflict; if
+that one is refused too, the slow path decides). Batches the function does not take (bills
 guarded, a key twice, import rows: rare, and kept out so the function stays within
 PostgreSQL's 100 arguments: it takes 99) take the slow path directly.
 
@@ -29,6 +31,7 @@ absent, under the migration lock: a node running other code creates and calls it
 and no migration file has to repeat ``commit_sql``.
 """
 
+# ruff: noqa: S608 -- the f-strings only splice the function's name and fixed type lists
 from __future__ import annotations
 
 import hashlib
@@ -66,11 +69,16 @@ BEGIN
              ON c.card_id = e.id WHERE e.v IS NOT NULL AND c.version IS DISTINCT FROM e.v)
      OR EXISTS (SELECT 1 FROM unnest($1, $2, $3) AS e(k, since, txn) JOIN idempotency i
              ON i.key = e.k WHERE i.created_at >= e.since AND i.txn_id IS DISTINCT FROM e.txn)
-  THEN
-    RETURN false;
+  THEN  -- written nothing: what the guards found, for the caller's second try
+    RETURN QUERY SELECT 0, account_id, version, NULL::text, NULL::text, NULL::float8
+      FROM accounts WHERE account_id = ANY($4)
+      UNION ALL SELECT 1, card_id, version, NULL, NULL, NULL FROM cards WHERE card_id = ANY($6)
+      UNION ALL SELECT 2, 0::int8, 0::int8, i.key, i.txn_id, i.created_at FROM idempotency i
+      WHERE i.key = ANY($1);
+    RETURN;
   END IF;
   {write} INTO done;
-  RETURN true;
+  RETURN QUERY SELECT -1, 0::int8, 0::int8, NULL::text, NULL::text, NULL::float8;
 END
 """
 
@@ -79,13 +87,16 @@ def _function_text(name: str) -> str:
     args = ", ".join(_ARG_TYPES)
     write = commit_sql("dollar", first=len(_GUARD_TYPES) + 1, extras=True, packed=True)
     body = _BODY.replace("{write}", write)
-    return f"CREATE FUNCTION {name}({args}) RETURNS boolean LANGUAGE plpgsql AS $fn${body}$fn$"
+    return (
+        f"CREATE FUNCTION {name}({args}) RETURNS TABLE (r_kind int, r_id int8, r_version int8, "
+        f"r_key text, r_txn text, r_at float8) LANGUAGE plpgsql AS $fn${body}$fn$"
+    )
 
 
 FUNCTION_NAME = "switch_commit_" + hashlib.sha256(_function_text("f").encode()).hexdigest()[:12]
 #: the call (prepared once per connection by asyncpg's statement cache)
 CALL_SQL = (
-    f"SELECT {FUNCTION_NAME}("
+    f"SELECT * FROM {FUNCTION_NAME}("
     + ", ".join(f"${i}::{t}" for i, t in enumerate(_ARG_TYPES, start=1))
     + ")"
 )
