@@ -8,10 +8,11 @@ where they live and how the nodes take turns on them (docs/architecture.md §7):
   acknowledgement;
 * ``saf_leases``: ``(name, holder, expires_at)``. A node delivers an issuer's queue only while
   it holds the lease ``issuer:<name>``, and decides a follow-up of a remote original only
-  while it holds ``original:<txn id>``. A lease is taken or renewed by one conditional
-  statement (free, expired, or already ours), given back by deleting it; one left by a node
-  that died expires after its length and is taken over. Times are the *database's* clock,
-  so nodes on several machines (or a test's shifted clock) compare one time.
+  while it holds ``original:<txn id>``. A lease is taken or renewed in one transaction
+  (inserted if absent, else updated if expired or already ours), given back by deleting
+  it; one left by a node that died expires after its length and is taken over. Times are
+  the *database's* clock, so nodes on several machines (or a test's shifted clock) compare
+  one time.
 
 Two backends with the same SQL (``_PH`` placeholder, ``_NOW`` clock expression):
 
