@@ -29,7 +29,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*TripleDES")
 PAN = "4012345678909"
 
 
-def run(coro_fn: Callable[[], Awaitable[None]], timeout: float = 30) -> None:
+def run(coro_fn: Callable[[], Awaitable[None]], timeout: float = 60) -> None:
     async def main() -> None:
         await asyncio.wait_for(coro_fn(), timeout)
 
@@ -124,7 +124,7 @@ def test_pipelined_requests_on_one_connection_are_matched_by_header() -> None:
         lmk = Lmk.test()
         server = await start_hsm_server(lmk, "127.0.0.1", 0, authorised=True)
         port = bound_port(server)
-        client = TcpHsmClient("127.0.0.1", port, pool_size=1, timeout=5.0)
+        client = TcpHsmClient("127.0.0.1", port, pool_size=1, timeout=30.0)
         try:
             tpk_clear, zpk_clear = clear_key(), clear_key()
             tpk = await client.form_key_from_clear_components(KeyType.TPK, [tpk_clear.hex()])
@@ -159,7 +159,7 @@ def test_client_reconnects_after_the_server_restarts() -> None:
     async def scenario() -> None:
         server = await start_hsm_server(Lmk.test(), "127.0.0.1", 0)
         port = bound_port(server)
-        client = TcpHsmClient("127.0.0.1", port, pool_size=2, timeout=5.0)
+        client = TcpHsmClient("127.0.0.1", port, pool_size=2, timeout=30.0)
         try:
             expected = Lmk.test().check_value()
             assert await client.diagnostics() == expected
@@ -190,7 +190,7 @@ def test_a_silent_hsm_times_out() -> None:
             started = time.monotonic()
             with pytest.raises(HsmUnavailableError):
                 await client.diagnostics()
-            assert time.monotonic() - started < 3
+            assert time.monotonic() - started < 20  # the 0.3 s time-out, not a hang
         finally:
             await client.close()
             server.close()
@@ -243,7 +243,7 @@ def test_switch_hsm_serve_creates_a_private_lmk_and_audits(tmp_path: Path) -> No
         check_value = json.loads(lmk_file.read_text())["check_value"]
 
         async def scenario() -> None:
-            client = TcpHsmClient("127.0.0.1", port, timeout=5.0)
+            client = TcpHsmClient("127.0.0.1", port, timeout=30.0)
             try:
                 assert await client.diagnostics() == check_value
                 tpk_clear, zpk_clear = clear_key(), clear_key()
@@ -282,7 +282,7 @@ def test_client_and_server_under_uvloop() -> None:
     async def scenario() -> None:
         server = await start_hsm_server(Lmk.test(), "127.0.0.1", 0, authorised=True)
         port = bound_port(server)
-        client = TcpHsmClient("127.0.0.1", port, pool_size=3, timeout=5.0)
+        client = TcpHsmClient("127.0.0.1", port, pool_size=3, timeout=30.0)
         try:
             tpk_clear, zpk_clear = clear_key(), clear_key()
             tpk = await client.form_key_from_clear_components(KeyType.TPK, [tpk_clear.hex()])
@@ -308,7 +308,7 @@ def test_client_and_server_under_uvloop() -> None:
             await client.close()
             await stop_hsm_server(server)
 
-    uvloop.run(asyncio.wait_for(scenario(), 30))
+    uvloop.run(asyncio.wait_for(scenario(), 60))
 
 
 def test_a_client_that_does_not_read_is_throttled_not_dropped() -> None:
