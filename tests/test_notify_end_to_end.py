@@ -29,7 +29,7 @@ def run(state: Path, body: Callable[[SwitchCore, AlertWorker, SmppPeer], Awaitab
         peer = SmppPeer()
         core = await SwitchCore.open(state)
         transport = SmppTransport(
-            "127.0.0.1", peer.port, system_id="switch", password="secret", timeout=3.0
+            "127.0.0.1", peer.port, system_id="switch", password="secret", timeout=30.0
         )
         worker = AlertWorker(core.store, transport, seal=AlertSeal.for_state_dir(state))
         try:

@@ -82,7 +82,7 @@ def _run(state: Path, body: Callable[[SwitchCore, SmppPeer], Awaitable[None]]) -
 
 def _smpp_worker(core: SwitchCore, peer: SmppPeer, state: Path) -> AlertWorker:
     transport = SmppTransport(
-        "127.0.0.1", peer.port, system_id="switch", password="secret", timeout=3.0
+        "127.0.0.1", peer.port, system_id="switch", password="secret", timeout=30.0
     )
     return AlertWorker(core.store, transport, clock=clock, seal=AlertSeal.for_state_dir(state))
 

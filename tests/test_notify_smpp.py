@@ -28,7 +28,7 @@ def peer() -> Iterator[SmppPeer]:
 
 
 def _transport(peer: SmppPeer, **kw: object) -> SmppTransport:
-    args: dict[str, object] = {"system_id": "switch", "password": "secret", "timeout": 3.0}
+    args: dict[str, object] = {"system_id": "switch", "password": "secret", "timeout": 30.0}
     args.update(kw)
     return SmppTransport("127.0.0.1", peer.port, **args)  # type: ignore[arg-type]
 
@@ -139,7 +139,7 @@ def test_keepalive_sends_enquire_link_when_idle(peer: SmppPeer) -> None:
     t = _transport(peer, enquire_link_interval=0.2)
     try:
         t.send(MSISDN, "x", "alert-1")
-        assert peer.wait_for(lambda: peer.enquire_links >= 2, timeout=5)
+        assert peer.wait_for(lambda: peer.enquire_links >= 2, timeout=30)
         t.enquire_link()
     finally:
         t.close()
@@ -209,7 +209,7 @@ def test_transport_from_url_builds_a_working_smpp_transport(
     peer: SmppPeer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("SWITCH_SMPP_PASSWORD", "secret")
-    t = transport_from_url(f"smpp://switch@127.0.0.1:{peer.port}?source=POSTE&timeout=3", tmp_path)
+    t = transport_from_url(f"smpp://switch@127.0.0.1:{peer.port}?source=POSTE&timeout=30", tmp_path)
     try:
         t.send(MSISDN, "via url", "alert-77")
     finally:
@@ -270,7 +270,7 @@ def test_delivery_receipts_on_the_session_are_acknowledged(peer: SmppPeer) -> No
     finally:
         t.close()
     assert [m.text for m in peer.messages] == ["with receipt"]
-    assert peer.wait_for(lambda: peer.receipts_acknowledged == 1, timeout=5)
+    assert peer.wait_for(lambda: peer.receipts_acknowledged == 1, timeout=30)
     [receipt] = t.receipts
     assert receipt["source_addr"] == MSISDN.lstrip("+")
     assert "stat:DELIVRD" in receipt["text"]

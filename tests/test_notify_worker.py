@@ -82,7 +82,7 @@ def peer() -> Iterator[SmppPeer]:
 
 
 def smpp(peer: SmppPeer) -> SmppTransport:
-    return SmppTransport("127.0.0.1", peer.port, system_id="switch", password="secret", timeout=3.0)
+    return SmppTransport("127.0.0.1", peer.port, system_id="switch", password="secret", timeout=30)
 
 
 def test_alerts_go_out_through_the_console_file_and_are_marked_sent(tmp_path: Path) -> None:
