@@ -157,7 +157,7 @@ def test_completion_is_delivered_when_the_issuer_comes_back(
     tmp_path: Path, issuer: IssuerProcess
 ) -> None:
     async def go() -> None:
-        acq = await Acquirer.open(tmp_path / "acq", issuer.port)
+        acq = await Acquirer.open(tmp_path / "acq", issuer.port, timeout=1.0)
         try:
             before = await acq.available()
             pre_req = pos(TxnType.PREAUTH, 300_000)
@@ -224,7 +224,7 @@ def test_a_refund_that_times_out_is_reversed_not_resent(
     """Outcome unknown (issuer stalled): 91, and the refund's 0420 undoes it if it happened."""
 
     async def go() -> None:
-        acq = await Acquirer.open(tmp_path / "acq", issuer.port)
+        acq = await Acquirer.open(tmp_path / "acq", issuer.port, timeout=1.0)
         try:
             paid = await acq.authorize(pos(TxnType.PURCHASE, 300_000))
             assert paid.response_code is RC.APPROVED and paid.transaction_id, paid

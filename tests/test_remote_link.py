@@ -110,11 +110,14 @@ class Acquirer:
         state_dir: Path,
         port: int,
         zpk_clear: str = peer.LINK_ZPK_CLEAR,
-        timeout: float = 1.0,
+        timeout: float = 5.0,
         spec: str = "ascii87",
         tpdu: bytes | None = None,
         zak_clear: str | None = None,
     ) -> Acquirer:
+        """``timeout``: the answer wait. 5 s by default: a live issuer switch on a loaded CI
+        machine can take over a second, which a 1 s wait would answer 91; the tests that
+        pause the issuer to see a time-out ask for 1 s."""
         core = await SwitchCore.open(state_dir, durable=False)
         ceremony = InProcessHsm(Lmk.load_or_create(state_dir / "lmk.json"), authorised=True)
 
@@ -280,7 +283,7 @@ def test_timeout_answers_91_and_the_reversal_is_delivered_later(
     tmp_path: Path, issuer: IssuerProcess
 ) -> None:
     async def go() -> None:
-        acq = await Acquirer.open(tmp_path / "acq", issuer.port)
+        acq = await Acquirer.open(tmp_path / "acq", issuer.port, timeout=1.0)
         try:
             before = await acq.available()
             issuer.pause()
@@ -324,7 +327,7 @@ async def _saf_empty(saf: SafQueue) -> bool:
 
 def test_reversal_queue_survives_an_acquirer_restart(tmp_path: Path, issuer: IssuerProcess) -> None:
     async def go() -> None:
-        acq = await Acquirer.open(tmp_path / "acq", issuer.port)
+        acq = await Acquirer.open(tmp_path / "acq", issuer.port, timeout=1.0)
         before = await acq.available()
         issuer.pause()
         try:
