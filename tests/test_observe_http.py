@@ -206,11 +206,13 @@ def test_a_silent_client_is_dropped_and_does_not_stall_probes(switch: Running) -
         started = time.monotonic()
         for _ in range(3):  # answered at once while the silent client holds its connection
             assert switch.get("/healthz")[0] == 200
-        assert time.monotonic() - started < 2
+        # stalled behind the silent client, they would take its 5 s read timeout: the bound
+        # sits just under that, with all the room a loaded CI machine needs below it
+        assert time.monotonic() - started < 4.5
         data = silent.recv(65536)  # the server gives up after its 5 s read timeout
         waited = time.monotonic() - started
         assert data.startswith(b"HTTP/1.1 408 "), data
-        assert 4 < waited < 10, waited
+        assert 4 < waited < 15, waited  # (15 s: the socket's own time-out would raise first)
         while silent.recv(65536):
             pass  # then closes the connection
     assert switch.get("/healthz")[0] == 200
