@@ -11,6 +11,10 @@ The load comes from compiled generators so the figure is the switch's and not th
   built here on first use (``cargo build --release -p switch-loadgen``). The 0200s are encoded
   beforehand (PIN blocks under the demo ATM's test key), ``BENCH_NODES_CONNS`` connections
   with ``BENCH_NODES_DEPTH`` in flight on each; answers matched by STAN.
+  Frame i goes over connection i % CONNS, so with a card count that is a multiple of CONNS
+  (the default) a card's withdrawals all reach one process; the line "2 processes, cards
+  moving" shifts each round by one card so they move between processes, as at real ATMs
+  (a stale copy in the other process: its units conflict and are decided again).
 * gRPC: ``ghz`` (``scripts/install-ghz.sh`` builds it into ``native/target/tools/bin``; PATH is also
   searched), ``Payments/Sale`` with the merchant's credentials as metadata, distinct cards
   and idempotency keys; approved sales counted from the journal afterwards. Without ghz the
@@ -113,14 +117,21 @@ def ghz() -> Path | None:
     return None if found is None else Path(found)
 
 
-def write_frames(path: Path, pans: list[str], n: int) -> None:
+def write_frames(path: Path, pans: list[str], n: int, spread: bool = False) -> None:
     """``n`` withdrawals, the cards in turn (``PER_CARD`` rounds: a card is not used again
     before every other card was, as at real ATMs), each with its own (field 7, STAN): 4-byte
-    big-endian length + the ascii87 message, as ``switch-loadgen`` reads them."""
+    big-endian length + the ascii87 message, as ``switch-loadgen`` reads them.
+
+    ``switch-loadgen`` sends frame i over connection i % CONNS. Without ``spread``, when the
+    number of cards is a multiple of CONNS (800 and 32 by default) every withdrawal of a card
+    goes over one connection, so to one process: cards never move between processes, an
+    affinity real ATMs do not give. ``spread`` shifts each round by one card, so a card's
+    next withdrawal comes over another connection (and often the other process)."""
     codec = Codec("ascii87")
     with path.open("wb") as f:
         for i in range(n):
-            pan = pans[i % len(pans)]
+            shift = i // len(pans) if spread else 0
+            pan = pans[(i + shift) % len(pans)]
             msg = Message(
                 "0200",
                 {
@@ -410,6 +421,8 @@ def main() -> None:
         loadgen()
         frames = base / "withdrawals.frames"
         write_frames(frames, pans, N_TXNS)
+        spread_frames = base / "withdrawals-spread.frames"
+        write_frames(spread_frames, pans, N_TXNS, spread=True)
         sales = base / "sales.json"
         write_sales(sales, pans, N_SALES)
         sqlite_template = base / "sqlite-template"
@@ -432,32 +445,42 @@ def main() -> None:
             return state, (pg.url(pg.create_database(template=pg_db)) if on_pg else None)
 
         print(
-            f"bench_nodes: {N_TXNS} PIN-verified ATM withdrawals over {-(-N_TXNS // PER_CARD)} "
+            f"bench_nodes: {N_TXNS} PIN-verified ATM withdrawals over {min(len(pans), N_TXNS)} "
             f"cards, {CONNS} connections x {DEPTH} in flight (switch-loadgen, Rust); "
-            f"durable commits; {os.cpu_count()} cores"
+            f"durable commits; {os.cpu_count()} cores; "
+            + (
+                "a card's withdrawals all over one connection, hence one process, except in the "
+                "'cards moving' line"
+                if len(pans) % CONNS == 0
+                else "cards move between connections (cards not a multiple of connections)"
+            )
         )
-        iso_runs = [("SQLite, 1 process", False, 1, False)]
+        # (label, on PostgreSQL, processes, slow commit, frames)
+        iso_runs = [("SQLite, 1 process", False, 1, False, frames)]
         if SQLITE2:
-            iso_runs.append(("SQLite, 2 processes", False, 2, False))
+            iso_runs.append(("SQLite, 2 processes", False, 2, False, frames))
         if BASELINE:
             iso_runs += [
-                ("PostgreSQL, 1 process, slow commit", True, 1, True),
-                ("PostgreSQL, 2 processes, slow commit", True, 2, True),
+                ("PostgreSQL, 1 process, slow commit", True, 1, True, frames),
+                ("PostgreSQL, 2 processes, slow commit", True, 2, True, frames),
             ]
         iso_runs += [
-            ("PostgreSQL, 1 process", True, 1, False),
-            ("PostgreSQL, 2 processes", True, 2, False),
+            ("PostgreSQL, 1 process", True, 1, False, frames),
+            ("PostgreSQL, 2 processes", True, 2, False, frames),
+            # the same withdrawals, each card's next one over another connection: the other
+            # process's copy of the account is stale, the unit conflicts and is decided again
+            ("PostgreSQL, 2 processes, cards moving", True, 2, False, spread_frames),
         ]
         figures: dict[str, float] = {}
         cpu_per_k: dict[str, float] = {}
         pg_pid = pg_postmaster(pg)
-        for label, on_pg, workers, slow in iso_runs if ONLY != "grpc" else []:
+        for label, on_pg, workers, slow, load in iso_runs if ONLY != "grpc" else []:
             state, store = fresh(f"iso-{len(figures)}", on_pg)
             switch = Switch(state, store, workers, slow)
             sampler = WaitSampler(store) if WAITS and store is not None else None
             meter = CpuMeter(switch.proc.pid, pg_pid if on_pg else None)
             try:
-                r = run_iso(switch.iso, frames)
+                r = run_iso(switch.iso, load)
                 meter.stop()
             finally:
                 waits = sampler.report() if sampler is not None else ""
@@ -476,6 +499,8 @@ def main() -> None:
                 print(f"  slow commit: PostgreSQL 2 processes / 1 process: {two / one:.2f}x")
             one, two = figures["PostgreSQL, 1 process"], figures["PostgreSQL, 2 processes"]
             print(f"  PostgreSQL 2 processes / 1 process: {two / one:.2f}x (goal: 1.6x or more)")
+            moving = figures["PostgreSQL, 2 processes, cards moving"]
+            print(f"  PostgreSQL 2 processes, cards moving / 1 process: {moving / one:.2f}x")
             ceiling = (os.cpu_count() or 1) * 1000 / cpu_per_k["PostgreSQL, 1 process"]
             print(
                 f"  CPU ceiling on {os.cpu_count()} cores (nothing else running, the 1-process "
