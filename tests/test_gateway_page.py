@@ -35,7 +35,7 @@ from tests.gateway_harness import (
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
 CHROMIUM = "/usr/bin/chromium"
-WAIT_S = 15
+WAIT_S = 60  # page loads and form posts to a loaded CI machine
 
 pytestmark = pytest.mark.skipif(
     shutil.which(CHROMEDRIVER) is None or shutil.which(CHROMIUM) is None,

@@ -477,7 +477,7 @@ def test_switch_run_serves_the_gateway_over_tls(tmp_path: Path) -> None:
         assert s["ErrorCode"] == "0" and s["OrderStatus"] == 0 and s["Amount"] == 150_000
         # the access log names the path (written once the answer is sent: polled), never the
         # query that carried the password
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while "GET /payment/rest/getOrderStatus.do 200" not in out.read_text():
             assert time.monotonic() < deadline, out.read_text()
             time.sleep(0.05)
