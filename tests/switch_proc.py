@@ -7,8 +7,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -46,10 +46,18 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
         proc.wait(timeout=10)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def bound_ports(out: Path) -> tuple[int, int]:
+    """The ISO 8583 (first listener) and gRPC ports a ready ``switch run`` started with
+    ``--iso-port 0 --grpc-port 0`` says it bound, read from its output file ``out``.
+
+    Why port 0 and not a free port picked beforehand: a port found free and closed again
+    can be taken by another process before the switch binds it -- CI runs two test runs side
+    by side, each binding ephemeral ports all the time."""
+    text = out.read_text(errors="replace")
+    iso = re.search(r"^ISO 8583 acquirer listener on [^\s]+:(\d+) ", text, re.MULTILINE)
+    grpc = re.search(r"^gRPC merchant API on [^\s]+:(\d+) ", text, re.MULTILINE)
+    assert iso is not None and grpc is not None, text
+    return int(iso.group(1)), int(grpc.group(1))
 
 
 @dataclass(frozen=True)
@@ -78,19 +86,19 @@ def run_with_operator(root: Path, timeout: float = 60) -> Iterator[OperatorSwitc
     )  # fmt: skip
     assert added.returncode == 0, added.stderr
     key = json.loads(added.stdout)["key"]
-    grpc_port, iso_port = _free_port(), _free_port()
     out = root / "run.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("SWITCH_SMS", None)
     with out.open("wb") as sink:
         proc = subprocess.Popen(
-            [*SWITCH, "run", "--state-dir", str(state), "--iso-port", str(iso_port),
-             "--grpc-port", str(grpc_port), "--http-port", "-1", "--sms-worker", "off",
+            [*SWITCH, "run", "--state-dir", str(state), "--iso-port", "0",
+             "--grpc-port", "0", "--http-port", "-1", "--sms-worker", "off",
              "--no-fsync"],
             stdout=sink, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
     try:
         wait_ready(proc, out, timeout)
+        iso_port, grpc_port = bound_ports(out)
         yield OperatorSwitch(state, key, grpc_port, iso_port, env, out)
     finally:
         stop(proc)
