@@ -31,6 +31,7 @@ from switch.notify.worker_lock import LOCK_NAME
 from switch.store.api import AlertRow, Changes, StoreError
 from switch.store.sqlite import SqliteStore
 from switch.store.sqlite_outbox import OutboxSchemaError, SqliteOutbox
+from tests.switch_proc import bound_ports
 
 SERVICE = [sys.executable, "-m", "switch.notify.service"]
 SWITCH = [sys.executable, "-m", "switch.cli"]
@@ -38,12 +39,6 @@ PHONE = "+213550000001"  # the demo card's phone
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _wait_for(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -334,9 +329,9 @@ class Switch:
     def __init__(self, state: Path, out: Path, *extra: str, sms: str | None = None) -> None:
         self.state = state
         self.out = out
-        self.port = _free_port()
-        cmd = [*SWITCH, "run", "--state-dir", str(state), "--iso-port", str(self.port)]
-        cmd += ["--grpc-port", str(_free_port()), "--http-port", "0", *extra]
+        self.port = 0  # the ISO port it binds (port 0: see bound_ports), known once ready
+        cmd = [*SWITCH, "run", "--state-dir", str(state), "--iso-port", "0"]
+        cmd += ["--grpc-port", "0", "--http-port", "0", *extra]
         env = _env() if sms is None else _env(SWITCH_SMS=sms)
         self.proc = subprocess.Popen(cmd, stdout=out.open("wb"), stderr=subprocess.STDOUT, env=env)
 
@@ -349,6 +344,7 @@ class Switch:
             return "switch ready" in self.text()
 
         _wait_for(ready, "switch ready", 30)
+        self.port = bound_ports(self.out)[0]
 
     def withdraw(self, amount: str = "1000") -> None:
         r = subprocess.run(
@@ -460,8 +456,8 @@ def test_run_sms_worker_inline_delivers_in_process(running: Callable[..., Switch
 
 def test_run_refuses_a_bad_sms_url_at_start(state: Path) -> None:
     result = subprocess.run(
-        [*SWITCH, "run", "--state-dir", str(state), "--iso-port", str(_free_port()),
-         "--grpc-port", str(_free_port()), "--http-port", "0"],
+        [*SWITCH, "run", "--state-dir", str(state), "--iso-port", "0",
+         "--grpc-port", "0", "--http-port", "0"],
         env=_env(SWITCH_SMS="smpp://sys:pw@host:notaport"),
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
@@ -477,7 +473,7 @@ def test_run_failing_at_start_after_spawning_the_worker_leaves_no_child(state: P
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         result = subprocess.run(
-            [*SWITCH, "run", "--state-dir", str(state), "--iso-port", str(_free_port()),
+            [*SWITCH, "run", "--state-dir", str(state), "--iso-port", "0",
              "--grpc-port", str(busy.getsockname()[1]), "--http-port", "0"],
             env=_env(), capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
@@ -510,8 +506,8 @@ def test_run_inline_refuses_to_start_beside_another_worker(state: Path, tmp_path
     try:
         _wait_for(worker_holds_the_lock, "the worker to take the lock")
         result = subprocess.run(
-            [*SWITCH, "run", "--state-dir", str(state), "--iso-port", str(_free_port()),
-             "--grpc-port", str(_free_port()), "--sms-worker", "inline", "--http-port", "0"],
+            [*SWITCH, "run", "--state-dir", str(state), "--iso-port", "0",
+             "--grpc-port", "0", "--sms-worker", "inline", "--http-port", "0"],
             env=_env(), capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         assert result.returncode == 1, result.stdout + result.stderr
