@@ -15,7 +15,6 @@ import itertools
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,31 +26,24 @@ from switch.atm import AtmClient, AtmError, financial
 from switch.core import demo
 from switch.iso8583.message import Message
 from tests.pg_server import PgServer, query_state
-from tests.switch_proc import stop, wait_ready
+from tests.switch_proc import bound_ports, stop, wait_ready
 
 SWITCH = [sys.executable, "-m", "switch.cli"]
 CARDS = [c for c in demo.CARDS if c.status.value == "active"]
 STANS = itertools.count(1)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_node(
     state: Path, url: str, out: Path, extra: list[str]
 ) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("SWITCH_SMS", None)
     env.pop("SWITCH_STORE", None)
-    cmd = [*SWITCH, "run", "--state-dir", str(state), "--store", url, "--iso-port", str(port)]
+    cmd = [*SWITCH, "run", "--state-dir", str(state), "--store", url, "--iso-port", "0"]
     cmd += ["--grpc-port", "0", "--http-port", "-1", "--no-fsync", *extra]
     proc = subprocess.Popen(cmd, stdout=out.open("wb"), stderr=subprocess.STDOUT, env=env)
     wait_ready(proc, out, 60)
-    return proc, port
+    return proc, bound_ports(out)[0]  # port 0: no port picked free and taken meanwhile
 
 
 async def atm_run(

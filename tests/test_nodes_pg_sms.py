@@ -26,7 +26,7 @@ from switch.atm import AtmClient, financial
 from switch.core import demo
 from tests.pg_server import PgServer
 from tests.smpp_peer import SmppPeer
-from tests.switch_proc import stop, wait_ready
+from tests.switch_proc import bound_ports, stop, wait_ready
 
 SWITCH = [sys.executable, "-m", "switch.cli"]
 CARDS = [c for c in demo.CARDS if c.status.value == "active"]
@@ -34,24 +34,15 @@ STANS = itertools.count(1)
 PER_NODE = 12
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _start(state: Path, url: str, out: Path, peer: SmppPeer) -> tuple[subprocess.Popen[bytes], int]:
-    port = _free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "SWITCH_SMPP_PASSWORD": peer.password}
     env["SWITCH_SMS"] = f"smpp://{peer.system_id}@127.0.0.1:{peer.port}?timeout=10"
     env.pop("SWITCH_STORE", None)
-    cmd = [*SWITCH, "run", "--state-dir", str(state), "--store", url, "--iso-port", str(port)]
+    cmd = [*SWITCH, "run", "--state-dir", str(state), "--store", url, "--iso-port", "0"]
     cmd += ["--grpc-port", "0", "--http-port", "-1", "--no-fsync"]  # SMS: a worker process
     proc = subprocess.Popen(cmd, stdout=out.open("wb"), stderr=subprocess.STDOUT, env=env)
     wait_ready(proc, out, 60)
-    return proc, port
+    return proc, bound_ports(out)[0]  # port 0: no port picked free and taken meanwhile
 
 
 async def _withdrawals(port: int, n: int) -> int:
