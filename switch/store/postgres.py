@@ -20,10 +20,9 @@ are left out and get ``Conflict``. Such a batch is first offered to a server-sid
 that locks, checks and writes it in one round trip (``postgres_onetrip``); only a batch whose
 guards do not all hold (or that it does not take) goes the way just described. A batch with
 nothing to guard and no rarer rows (import batches, merchant notifications) is that one
-statement alone, its own transaction. If a
-batch fails, every unit in it fails and the store refuses further commits (the core answers
-96): the core's memory and the database must not diverge; a deadlock or serialization
-failure (nothing written) is retried instead.
+statement alone, its own transaction. If a batch fails, every unit in it fails and the store
+refuses further commits (the core answers 96): the core's memory and the database must not
+diverge; a deadlock or serialization failure (nothing written) is retried instead.
 
 Connections: one asyncpg writer, a few asyncpg read connections handed out in turn
 (``postgres_reads``: several reads in flight at once), psycopg connections for blocking
@@ -387,15 +386,15 @@ class PostgresStore(GroupCommitQueue, ReferenceReads, ReferenceWrites):
                 return units
         if not before and self._one_trip:  # the usual batch: one round trip, unless a guard failed
             found = await self._one_call(conn, units, touched)
-            if isinstance(found, list):
+            if found is True:
                 self.one_trip += 1
                 return units
-            if found is not None:  # refused: what the guards found decides who goes again
+            if isinstance(found, tuple):  # refused: what its guards found decides who goes on
                 seen, held = found
                 again = check(units, seen, held, {}, self._stamp)
                 if not again:
                     return again
-                if await self._one_call(conn, again, Touched(again)) == []:
+                if await self._one_call(conn, again, Touched(again)) is True:
                     self.one_trip += 1
                     return again
         async with conn.transaction():
@@ -428,8 +427,8 @@ class PostgresStore(GroupCommitQueue, ReferenceReads, ReferenceWrites):
 
     async def _one_call(
         self, conn: asyncpg.Connection, units: list[Changes], touched: Touched
-    ) -> list[Changes] | tuple[Versions, dict[str, tuple[str, float]]] | None:
-        """``units`` written by one call of the commit function: ``[]`` if all were; the
+    ) -> bool | tuple[Versions, dict[str, tuple[str, float]]] | None:
+        """``units`` written by one call of the commit function: True if all were; the
         versions and idempotency slots its guards found if it refused them (nothing
         written); None if the function cannot take the batch."""
         spec = speculate(units, touched, self._stamp)
@@ -443,7 +442,7 @@ class PostgresStore(GroupCommitQueue, ReferenceReads, ReferenceWrites):
             return None
         rows = await conn.fetch(CALL_SQL, *guard_args, *packed)
         if rows and rows[0][0] == -1:
-            return []
+            return True
         view: Versions = {}
         slots: dict[str, tuple[str, float]] = {}
         for kind, row_id, version, key, txn_id, at in rows:
