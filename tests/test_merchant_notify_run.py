@@ -9,7 +9,6 @@ import hashlib
 import hmac
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -26,18 +25,12 @@ from switch.api.testing import ECOM
 from switch.core import demo
 from switch.gen.switch.v1 import merchant_pb2 as mpb
 from switch.gen.switch.v1 import types_pb2 as pb
-from tests.switch_proc import stop, wait_ready
+from tests.switch_proc import bound_ports, stop, wait_ready
 
 SWITCH = [sys.executable, "-m", "switch.cli"]
 NOTIFY = [sys.executable, "-m", "switch.merchant_notify"]
 CARD = demo.CARDS[0]
 CVV2 = demo.cvv2(CARD.pan, CARD.expiry)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
@@ -94,18 +87,18 @@ def test_switch_run_posts_a_signed_notification_of_a_grpc_sale(
             capture_output=True, text=True, timeout=30, check=False, env=env,
         )  # fmt: skip
         assert setup.returncode == 0, setup.stderr
-        port = _free_port()
         out = tmp_path / "switch.out"
         with out.open("wb") as sink:
             proc = subprocess.Popen(
-                [*SWITCH, "run", "--state-dir", str(state), "--iso-port", str(_free_port()),
-                 "--grpc-port", str(port), "--http-port", "-1", "--sms-worker", "off",
+                [*SWITCH, "run", "--state-dir", str(state), "--iso-port", "0",
+                 "--grpc-port", "0", "--http-port", "-1", "--sms-worker", "off",
                  "--no-fsync", "--merchant-notify", mode],
                 stdout=sink, stderr=subprocess.STDOUT, env=env,
             )  # fmt: skip
         worker: subprocess.Popen[bytes] | None = None
         try:
             wait_ready(proc, out, 30)
+            port = bound_ports(out)[1]  # port 0: none picked free and taken meanwhile
             banner = "delivered inline" if mode == "inline" else "recorded; deliver with"
             assert f"merchant notifications: {banner}" in out.read_text()
             sale = asyncio.run(_sale(f"127.0.0.1:{port}"))

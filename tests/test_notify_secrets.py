@@ -15,7 +15,6 @@ import io
 import logging
 import os
 import re
-import socket
 import sqlite3
 import stat
 import subprocess
@@ -40,6 +39,7 @@ from switch.notify.worker import AlertWorker
 from switch.store.api import AlertRow, Changes
 from switch.store.files import secure_state_dir
 from tests.smpp_peer import SmppPeer
+from tests.switch_proc import bound_ports
 
 CARD = demo.CARDS[0]
 T0 = 1_796_000_000.0  # 2026-12-30, fixed: the core, its OTP expiry and the worker share it
@@ -301,21 +301,14 @@ def test_a_state_dir_reached_through_a_symlink_is_tightened_once(tmp_path: Path)
     assert stat.S_IMODE(real.stat().st_mode) == 0o700
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class _Switch:
     """``switch run`` (its SMS worker in a child process, console transport) under umask 0,
     so only the modes the switch sets explicitly can keep the files private."""
 
     def __init__(self, state: Path, out: Path, **env: str) -> None:
         self.out = out
-        self.grpc = f"127.0.0.1:{_free_port()}"
-        cmd = [*SWITCH, "run", "--state-dir", str(state), "--iso-port", str(_free_port())]
-        cmd += ["--grpc-port", self.grpc.rsplit(":", 1)[1], "--http-port", "0"]
+        cmd = [*SWITCH, "run", "--state-dir", str(state), "--iso-port", "0"]
+        cmd += ["--grpc-port", "0", "--http-port", "0"]  # the ports: bound_ports, once ready
         full = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
         full.pop("SWITCH_SMS", None)
         if "SWITCH_SMS_SHOW_CODES" not in env:
@@ -324,6 +317,7 @@ class _Switch:
             cmd, stdout=out.open("wb"), stderr=subprocess.STDOUT, env=full, umask=0
         )
         self.wait_for(lambda: "switch ready" in self.text(), "switch ready")
+        self.grpc = f"127.0.0.1:{bound_ports(out)[1]}"
 
     def text(self) -> str:
         return self.out.read_text(errors="replace")

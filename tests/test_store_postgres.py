@@ -42,7 +42,7 @@ from switch.store.postgres_outbox import PostgresOutbox
 from switch.store.postgres_schema import MigrationError, translate
 from switch.store.postgres_sql import WRITTEN_FIELDS
 from tests.pg_server import PgServer
-from tests.switch_proc import stop, wait_ready
+from tests.switch_proc import bound_ports, stop, wait_ready
 
 RC = ResponseCode
 T0 = 1_790_000_000.0  # a fixed instant: the tests never read the wall clock
@@ -275,22 +275,20 @@ def test_store_spec_is_checked() -> None:
 def test_switch_run_with_a_postgresql_store_answers_an_atm(
     template: Path, tmp_path: Path, pg_url: str
 ) -> None:
-    from tests.test_run_quickstart import _free_port
-
     state = tmp_path / "state"
     shutil.copytree(template, state)
     (state / "switch.db").unlink()  # the store is PostgreSQL's: nothing left to fall back on
     out = tmp_path / "switch.out"
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("SWITCH_STORE", "SWITCH_SMS")}
     cmd = [sys.executable, "-m", "switch.cli", "run", "--state-dir", str(state)]
-    cmd += ["--store", pg_url, "--iso-port", str(port), "--grpc-port", str(_free_port())]
+    cmd += ["--store", pg_url, "--iso-port", "0", "--grpc-port", "0"]  # ports: bound_ports
     cmd += ["--http-port", "0", "--no-fsync"]  # the SMS worker: a child process (default)
     proc = subprocess.Popen(
         cmd, stdout=out.open("wb"), stderr=subprocess.STDOUT, env={**env, "PYTHONUNBUFFERED": "1"}
     )
     try:
         wait_ready(proc, out, 60)
+        port = bound_ports(out)[0]
         atm = subprocess.run(
             [sys.executable, "-m", "switch.cli", "atm", "withdraw", "--amount", "5000",
              "--port", str(port), "--json"],
