@@ -36,7 +36,7 @@ from switch.observe.http import BadRequest, Handler, HttpServer, Response, parse
 from switch.observe.metrics import render_metrics
 from switch.observe.state import Observed, Phase
 from tests import remote_issuer_peer as peer
-from tests.switch_proc import stop, wait_ready
+from tests.switch_proc import bound_ports, stop, wait_ready
 
 SWITCH = [sys.executable, "-m", "switch.cli"]
 # (sample keys are as rendered: labels in name order, the channel label since issue 12)
@@ -50,24 +50,18 @@ SAMPLE = re.compile(
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Running:
     """One ``switch run`` (SMS worker off: alerts stay pending, which a metric shows)."""
 
     def __init__(self, state: Path, out: Path, extra: tuple[str, ...] = ()) -> None:
         self.out = out
-        self.iso = _free_port()
-        cmd = [*SWITCH, "run", "--state-dir", str(state), "--iso-port", str(self.iso)]
+        cmd = [*SWITCH, "run", "--state-dir", str(state), "--iso-port", "0"]
         cmd += ["--grpc-port", "0", "--http-port", "0", "--sms-worker", "off", *extra]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("SWITCH_SMS", None)
         self.proc = subprocess.Popen(cmd, stdout=out.open("wb"), stderr=subprocess.STDOUT, env=env)
         wait_ready(self.proc, out, 30)
+        self.iso = bound_ports(out)[0]  # port 0: none picked free and taken meanwhile
         m = re.search(r"HTTP health/metrics on 127\.0\.0\.1:(\d+)", self.text())
         assert m is not None, self.text()
         self.http = int(m.group(1))
@@ -143,7 +137,7 @@ def _atm_withdraw(port: int, *card: str) -> str:
     return r.stdout + r.stderr
 
 
-def _eventually(what: str, check: Callable[[], bool], timeout: float = 15) -> None:
+def _eventually(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"

@@ -42,8 +42,8 @@ from switch.observe.logs import JsonFormatter, TextFormatter, configure_logging,
 from switch.observe.trace import TxnFields, TxnLine, masked_pan
 from tests import test_iso_server_flows as iso_flows
 from tests.pg_server import query_state
-from tests.switch_proc import stop
-from tests.test_observe_http import _atm_withdraw, _eventually, _free_port, _samples
+from tests.switch_proc import bound_ports, stop
+from tests.test_observe_http import _atm_withdraw, _eventually, _samples
 
 SWITCH = [sys.executable, "-m", "switch.cli"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,8 +67,7 @@ class Switch:
     def __init__(self, tmp: Path, log_format: str, sms_worker: str = "off") -> None:
         self.out = tmp / "stdout"
         self.err = tmp / "stderr"
-        self.iso = _free_port()
-        cmd = [*SWITCH, "run", "--state-dir", str(tmp / "var"), "--iso-port", str(self.iso)]
+        cmd = [*SWITCH, "run", "--state-dir", str(tmp / "var"), "--iso-port", "0"]
         cmd += ["--grpc-port", "0", "--http-port", "0", "--sms-worker", sms_worker]
         cmd += ["--log-format", log_format]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -77,6 +76,7 @@ class Switch:
             cmd, stdout=self.out.open("wb"), stderr=self.err.open("wb"), env=env
         )
         _eventually("switch ready", lambda: "switch ready" in self.banner(), timeout=30)
+        self.iso = bound_ports(self.out)[0]  # port 0: none picked free and taken meanwhile
         grpc_port = re.search(r"gRPC merchant API on 127\.0\.0\.1:(\d+)", self.banner())
         http_port = re.search(r"HTTP health/metrics on 127\.0\.0\.1:(\d+)", self.banner())
         assert grpc_port is not None and http_port is not None, self.banner()
