@@ -16,7 +16,8 @@ from switch.atm import describe, dzd, parse_balances, reversal
 from switch.core import demo
 from switch.core.model import RESPONSE_TEXT, ResponseCode
 from switch.iso8583.message import Message
-from tests.test_run_quickstart import SWITCH, _free_port, _start, _stop
+from tests.switch_proc import bound_ports
+from tests.test_run_quickstart import SWITCH, _start, _stop
 
 
 def test_balances_and_answers_in_words() -> None:
@@ -71,10 +72,9 @@ def test_minor_refuses_decimals(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.fixture(scope="module")
 def iso_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     tmp = tmp_path_factory.mktemp("atm-cli")
-    port = _free_port()
-    proc = _start(tmp / "var", port, tmp / "switch.out")
+    proc = _start(tmp / "var", 0, tmp / "switch.out")
     try:
-        yield port
+        yield bound_ports(tmp / "switch.out")[0]
     finally:
         _stop(proc)
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.switch_proc import bound_ports
+
 SWITCH = [sys.executable, "-m", "switch.cli"]
 
 
@@ -27,10 +29,12 @@ def _free_port() -> int:
 def _start(
     state: Path, iso: int, out: Path, grpc: int = 0, extra: list[str] | None = None
 ) -> subprocess.Popen[bytes]:
+    """``switch run`` on ``iso``/``grpc``; 0 (best: a port picked free beforehand can be
+    taken before the switch binds it) binds any, then ``bound_ports(out)`` says which."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("SWITCH_SMS", None)
     cmd = [*SWITCH, "run", "--state-dir", str(state), "--iso-port", str(iso)]
-    cmd += ["--grpc-port", str(grpc or _free_port()), "--http-port", "0", *(extra or [])]
+    cmd += ["--grpc-port", str(grpc), "--http-port", "0", *(extra or [])]
     proc = subprocess.Popen(cmd, stdout=out.open("wb"), stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 30
     while "switch ready" not in out.read_text(errors="replace"):
@@ -58,8 +62,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
 def test_quickstart_withdrawal_sms_and_limit(tmp_path: Path) -> None:
     state = tmp_path / "var"
     out = tmp_path / "switch.out"
-    port, grpc_port = _free_port(), _free_port()
-    proc = _start(state, port, out, grpc_port)
+    proc = _start(state, 0, out)
+    port, grpc_port = bound_ports(out)
     try:
         banner = out.read_text()
         assert f"127.0.0.1:{port}" in banner and "DEVELOPMENT LMK" in banner
@@ -80,8 +84,8 @@ def test_quickstart_withdrawal_sms_and_limit(tmp_path: Path) -> None:
         assert second.returncode == 1
         assert "DECLINED (61)" in second.stdout
         second_switch = subprocess.run(
-            [*SWITCH, "run", "--state-dir", str(state), "--iso-port", str(_free_port()),
-             "--http-port", "0"],
+            [*SWITCH, "run", "--state-dir", str(state), "--iso-port", "0",
+             "--grpc-port", "0", "--http-port", "0"],
             capture_output=True, text=True, timeout=30, check=False,
         )  # fmt: skip
         assert second_switch.returncode == 1
@@ -100,7 +104,8 @@ def test_quickstart_withdrawal_sms_and_limit(tmp_path: Path) -> None:
     assert rc == 0, out.read_text()
     assert "switch: stopped" in out.read_text()
     # restart on the same state: the posting is durable
-    proc = _start(state, port, out)
+    proc = _start(state, 0, out)
+    port = bound_ports(out)[0]
     try:
         balance = _atm("balance", "--port", str(port))
         assert "available balance: 144,970.00 DZD" in balance.stdout, balance.stdout
@@ -120,7 +125,7 @@ def test_a_port_in_use_stops_switch_run_with_a_message(tmp_path: Path, which: st
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        ports = {"--iso-port": _free_port(), "--grpc-port": _free_port()}
+        ports = {"--iso-port": 0, "--grpc-port": 0}  # 0: any, never one taken meanwhile
         ports[which] = busy.getsockname()[1]
         cmd = [*SWITCH, "run", "--state-dir", str(tmp_path / "var"), "--sms-worker", "off"]
         cmd += ["--http-port", "0"]

@@ -22,8 +22,8 @@ from switch.hsm.client import KeyType
 from switch.hsm.inprocess import InProcessHsm
 from switch.hsm.lmk import Lmk
 from tests import remote_issuer_peer as peer
-from tests.switch_proc import stop
-from tests.test_run_quickstart import _atm, _free_port, _start, _stop
+from tests.switch_proc import bound_ports, stop
+from tests.test_run_quickstart import _atm, _start, _stop
 
 WRONG_ZPK_CLEAR = "FEDCBA9876543210FEDCBA9876543210"
 
@@ -56,9 +56,9 @@ def _acquirer(tmp_path: Path, issuer_port: int, mac: bool) -> Iterator[tuple[int
         f'[remote_issuers.remote-bank]\nhost = "127.0.0.1"\nport = {issuer_port}\n'
         f'zpk = "{zpk}"\ntimeout = 5\n' + (f'zak = "{zak}"\n' if mac else "")
     )
-    port = _free_port()
     out = tmp_path / "acquirer.out"
-    proc = _start(state, port, out, extra=["--remote-issuers", str(remotes)])
+    proc = _start(state, 0, out, extra=["--remote-issuers", str(remotes)])
+    port = bound_ports(out)[0]
     try:
         assert f"remote issuer remote-bank: ISO 8583 link to 127.0.0.1:{issuer_port}" in (
             out.read_text()
