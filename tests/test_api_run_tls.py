@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from switch.api.server import ServerTls, transport
 from switch.api.testing import ECOM
 from switch.api.tls_files import TlsFileError, client_tls, server_tls
 from switch.core import demo
-from tests.switch_proc import stop, wait_ready
+from tests.switch_proc import bound_ports, stop, wait_ready
 from tests.test_api_tls import make_pki
 
 SWITCH = [sys.executable, "-m", "switch.cli"]
@@ -43,15 +42,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _run_args(state: Path, grpc_port: int) -> list[str]:
     return [
-        *SWITCH, "run", "--state-dir", str(state), "--iso-port", str(_free_port()),
+        *SWITCH, "run", "--state-dir", str(state), "--iso-port", "0",
         "--grpc-port", str(grpc_port), "--http-port", "-1", "--sms-worker", "off", "--no-fsync",
     ]  # fmt: skip
 
@@ -59,16 +52,16 @@ def _run_args(state: Path, grpc_port: int) -> list[str]:
 @contextmanager
 def _switch(state: Path, out: Path, tls_args: list[str]) -> Iterator[str]:
     """A running ``switch run`` with ``tls_args``; yields its gRPC target, stops it after."""
-    port = _free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("SWITCH_SMS", None)
     with out.open("wb") as sink:
         proc = subprocess.Popen(
-            [*_run_args(state, port), *tls_args], stdout=sink, stderr=subprocess.STDOUT, env=env
+            [*_run_args(state, 0), *tls_args], stdout=sink, stderr=subprocess.STDOUT, env=env
         )
     try:
         wait_ready(proc, out, 30)
-        yield f"127.0.0.1:{port}"
+        # port 0, then the bound one: a port picked free beforehand can be taken meanwhile
+        yield f"127.0.0.1:{bound_ports(out)[1]}"
     finally:
         stop(proc)
 
@@ -156,7 +149,7 @@ def test_bad_flags_stop_switch_run(
 ) -> None:
     args = [f.format(pki=pki) for f in flags]
     r = subprocess.run(
-        [*_run_args(tmp_path / "state", _free_port()), *args],
+        [*_run_args(tmp_path / "state", 0), *args],
         capture_output=True,
         text=True,
         timeout=30,

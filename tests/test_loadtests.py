@@ -38,7 +38,7 @@ import pytest
 
 from switch.core import demo
 from switch.iso8583.framing import FrameSplitter, frame
-from tests.switch_proc import stop, wait_ready
+from tests.switch_proc import bound_ports, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUST = [sys.executable, "-m", "locust"]
@@ -92,15 +92,15 @@ class Switch:
 @pytest.fixture(scope="module")
 def switch(loadset: LoadSet) -> Iterator[Switch]:
     out = loadset.out.parent / "switch.out"
-    iso, grpc_port = _free_port(), _free_port()
     sms = loadset.out.parent / "sms.txt"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "SWITCH_SMS": f"file:{sms}"}
     cmd = [*SWITCH, "run", "--state-dir", str(loadset.state_dir)]
-    cmd += ["--config", loadset.file("products.toml"), "--iso-port", str(iso)]
-    cmd += ["--grpc-port", str(grpc_port), "--http-port", "-1"]
+    cmd += ["--config", loadset.file("products.toml"), "--iso-port", "0"]
+    cmd += ["--grpc-port", "0", "--http-port", "-1"]  # the ports bound: bound_ports
     proc = subprocess.Popen(cmd, stdout=out.open("wb"), stderr=subprocess.STDOUT, env=env)
     try:
         wait_ready(proc, out, 30)
+        iso, grpc_port = bound_ports(out)
         yield Switch(iso, grpc_port, loadset.state_dir / "switch.db", out)
     finally:
         stop(proc, timeout=15)
