@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +26,7 @@ from switch.core import demo
 from switch.core.ledger_accounts import GL_FEES
 from switch.core.service import SwitchCore
 from switch.core.testing import CARD, RICH_CARD, ManualClock, withdrawal
-from switch.store.postgres import PostgresStore
+from switch.store.postgres import SHARD_LOCK, PostgresStore
 
 if TYPE_CHECKING:
     from tests.pg_server import PgServer
@@ -143,6 +144,10 @@ def test_shards_are_released_with_the_node(state: Path, pg_url: str) -> None:
         a = await SwitchCore.open(state, durable=False, clock=clock, shared=True)
         first = shard_of(a)
         await a.close()
+        # PostgreSQL frees a closed connection's session locks once its backend has exited,
+        # a moment after close() returned: wait for that (a's work is done), or b may find
+        # the shard still held and rightly take another
+        await asyncio.to_thread(_wait_shard_free, pg_url, first)
         b = await SwitchCore.open(state, durable=False, clock=clock, shared=True)
         try:
             assert shard_of(b) == first
@@ -151,6 +156,19 @@ def test_shards_are_released_with_the_node(state: Path, pg_url: str) -> None:
 
     assert os.environ["SWITCH_STORE"] == pg_url
     asyncio.run(asyncio.wait_for(go(), 60))
+
+
+def _wait_shard_free(url: str, shard: int) -> None:
+    deadline = time.monotonic() + 30
+    with psycopg.connect(url, autocommit=True) as conn:
+        while conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s"
+            " AND objid = %s AND objsubid = 2"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            (SHARD_LOCK, shard),
+        ).fetchone() != (0,):
+            assert time.monotonic() < deadline, f"shard {shard}'s lock still held after 30 s"
+            time.sleep(0.02)
 
 
 def test_a_raw_read_never_waits_for_a_locked_shard_row(state: Path, pg_url: str) -> None:
