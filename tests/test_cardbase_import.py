@@ -397,7 +397,11 @@ def test_an_import_killed_mid_file_resumes_and_loads_every_record_exactly_once(
         card_line(i, account=account_no(1), pvv="1234", expiry="3000" if i % 50 == 0 else "3012")
         for i in range(1, n + 1)
     )
-    cards = write(tmp_path / "cards.csv", CARD_HEADER, lines)
+    # A long file name, which every refusal line repeats: the 400 lines (>100 KB) overfill the
+    # stderr pipe this test reads one line of, so the import blocks mid-file until the kill
+    # however loaded the machine (the whole file takes ~1 s: a test process descheduled that
+    # long would otherwise find it finished).
+    cards = write(tmp_path / f"cards-{'x' * 200}.csv", CARD_HEADER, lines)
     argv = ["import", "cards", str(cards), "--state-dir", str(state), "--keys", str(keys),
             "--batch-size", "200", "--no-fsync"]  # fmt: skip
     proc = subprocess.Popen(
