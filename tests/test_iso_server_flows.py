@@ -342,10 +342,12 @@ def test_require_mac_refuses_unsigned_requests_from_mac_terminals(state: Path) -
 
 def test_idle_connection_is_closed(state: Path) -> None:
     async def body(core: SwitchCore, ls: list[IsoListener]) -> None:
-        reader, writer = await _raw(ls[0])
+        # t0 before connecting: the server's idle timer starts after it, so >= 0.3 s holds
+        # however late this coroutine resumes after the connect (a bound from after it did not)
         t0 = asyncio.get_running_loop().time()
-        assert await asyncio.wait_for(reader.read(100), 10) == b""
-        assert asyncio.get_running_loop().time() - t0 >= 0.25
+        reader, writer = await _raw(ls[0])
+        assert await asyncio.wait_for(reader.read(100), 30) == b""
+        assert asyncio.get_running_loop().time() - t0 >= 0.3 - 0.01
         writer.close()
 
     serve(state, body, ListenerConfig(port=0, idle_timeout=0.3))
