@@ -78,7 +78,7 @@ class Hsm:
 async def switch_on_tcp_hsm(state: Path) -> AsyncIterator[tuple[Harness, Hsm]]:
     hsm = Hsm(state)
     await hsm.start()
-    client = TcpHsmClient("127.0.0.1", hsm.port, timeout=5.0)
+    client = TcpHsmClient("127.0.0.1", hsm.port, timeout=30.0)
     core = await SwitchCore.open(state, hsm=client, durable=False, clock=t.ManualClock(T0))
     try:
         async with serve_api(core) as h:

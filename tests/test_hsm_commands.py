@@ -40,7 +40,7 @@ def run_scenario(transport: str, scenario: Scenario, authorised: bool = True) ->
             await scenario(hsm)
             return
         server = await start_hsm_server(Lmk.test(), "127.0.0.1", 0, authorised=authorised)
-        client = TcpHsmClient("127.0.0.1", bound_port(server), pool_size=2, timeout=5.0)
+        client = TcpHsmClient("127.0.0.1", bound_port(server), pool_size=2, timeout=30.0)
         try:
             await scenario(client)
         finally:

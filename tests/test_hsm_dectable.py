@@ -269,7 +269,7 @@ def test_the_switch_core_form_k000_works_over_tcp_in_the_strictest_mode() -> Non
     core = HsmCore(lmk, dec_tables=DecTables(lmk, "encrypted"))
 
     async def scenario(port: int) -> None:
-        client = TcpHsmClient("127.0.0.1", port, timeout=5.0)
+        client = TcpHsmClient("127.0.0.1", port, timeout=30.0)
         try:
             block = des.encrypt_tdes_ecb(TPK_CLEAR, pinblock.encode_pinblock_iso_0(PIN, PAN))
             tpk, pvk = under_lmk(TPK_CLEAR, "TPK"), under_lmk(PVK_CLEAR, "PVK")
@@ -352,7 +352,7 @@ def test_the_switch_verifies_ibm_offset_pins_through_a_tcp_hsm_taking_no_clear_t
         lmk = Lmk.load(state / "lmk.json")
         core = HsmCore(lmk, dec_tables=DecTables(lmk, "encrypted"))
         server = await start_hsm_server(lmk, "127.0.0.1", 0, core=core)
-        client = TcpHsmClient("127.0.0.1", bound_port(server), timeout=5.0)
+        client = TcpHsmClient("127.0.0.1", bound_port(server), timeout=30.0)
         switch = await SwitchCore.open(state, hsm=client)
         try:
             ok = await switch.authorize(t.withdrawal(pan=pan, pin="2468", amount=100_000))

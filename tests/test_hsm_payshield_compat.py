@@ -268,7 +268,7 @@ def test_untagged_mk_ac_in_kq_and_pvk_pair_in_dg() -> None:
 
     async def main() -> None:
         server = await start_hsm_server(Lmk.test(), "127.0.0.1", 0, authorised=True)
-        client = TcpHsmClient("127.0.0.1", bound_port(server), timeout=5.0)
+        client = TcpHsmClient("127.0.0.1", bound_port(server), timeout=30.0)
         try:
             mk_ac = under_lmk(imk, "MK-AC", "")
             assert await client.verify_arqc(mk_ac, pan, psn, atc, un, data, arqc, b"00") == arpc
