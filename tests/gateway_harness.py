@@ -183,7 +183,7 @@ def rest(
         req = urllib.request.Request(url, data=data.encode(), headers=form)  # noqa: S310
     else:
         req = urllib.request.Request(f"{url}?{data}", headers=extra)  # noqa: S310
-    with urllib.request.urlopen(req, timeout=10, context=context) as r:  # noqa: S310
+    with urllib.request.urlopen(req, timeout=30, context=context) as r:  # noqa: S310
         assert r.status == 200
         assert r.headers["Content-Type"].startswith("application/json")
         doc: dict[str, Any] = json.loads(r.read())
@@ -218,7 +218,7 @@ def page(
     opener = urllib.request.build_opener(_NoRedirect, urllib.request.HTTPCookieProcessor(cookies))
     data = None if form is None else urllib.parse.urlencode(form).encode()
     try:
-        with opener.open(url, data=data, timeout=10) as r:
+        with opener.open(url, data=data, timeout=30) as r:
             return PageAnswer(r.status, r.headers, r.read().decode())
     except urllib.error.HTTPError as e:  # 303, 403, 404, 422: answers, not failures
         return PageAnswer(e.code, e.headers, e.read().decode())

@@ -290,7 +290,7 @@ def test_supervisor_restarts_with_doubling_back_off_and_kills_a_stubborn_child(
         t0 = time.monotonic()
         await crashing.start()
         while crashing.restarts < 4:
-            assert time.monotonic() - t0 < 20, "no restarts"
+            assert time.monotonic() - t0 < 60, "no restarts"
             await asyncio.sleep(0.02)
         elapsed = time.monotonic() - t0
         t1 = time.monotonic()
