@@ -36,7 +36,7 @@ PER_NODE = 12
 
 def _start(state: Path, url: str, out: Path, peer: SmppPeer) -> tuple[subprocess.Popen[bytes], int]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "SWITCH_SMPP_PASSWORD": peer.password}
-    env["SWITCH_SMS"] = f"smpp://{peer.system_id}@127.0.0.1:{peer.port}?timeout=10"
+    env["SWITCH_SMS"] = f"smpp://{peer.system_id}@127.0.0.1:{peer.port}?timeout=20"
     env.pop("SWITCH_STORE", None)
     cmd = [*SWITCH, "run", "--state-dir", str(state), "--store", url, "--iso-port", "0"]
     cmd += ["--grpc-port", "0", "--http-port", "-1", "--no-fsync"]  # SMS: a worker process
