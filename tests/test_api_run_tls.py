@@ -69,7 +69,7 @@ def _switch(state: Path, out: Path, tls_args: list[str]) -> Iterator[str]:
 def pay(target: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SWITCH_API_KEY": ECOM.api_key, "SWITCH_MERCHANT_ID": ECOM.merchant_id}
     return subprocess.run(
-        [*SWITCH, "pay", "--target", target, "--timeout", "5", *args],
+        [*SWITCH, "pay", "--target", target, "--timeout", "20", *args],
         capture_output=True,
         text=True,
         env=env,
@@ -82,7 +82,7 @@ def _python_sale(target: str, tls: ClientTls | None) -> grpc.StatusCode | None:
     """A sale through ``MerchantClient``: None if approved, else the refusal's status code."""
 
     async def go() -> grpc.StatusCode | None:
-        async with MerchantClient(target, ECOM.merchant_id, ECOM.api_key, tls=tls, timeout=5) as c:
+        async with MerchantClient(target, ECOM.merchant_id, ECOM.api_key, tls=tls, timeout=20) as c:
             try:
                 r = await c.sale(1000, CARD.pan, CARD.expiry, CVV2)
             except grpc.aio.AioRpcError as e:
@@ -90,7 +90,7 @@ def _python_sale(target: str, tls: ClientTls | None) -> grpc.StatusCode | None:
             assert r.approved, r
             return None
 
-    return asyncio.run(asyncio.wait_for(go(), 20))
+    return asyncio.run(asyncio.wait_for(go(), 60))
 
 
 def test_tls_sale_with_switch_pay(pki: Path, state: Path, tmp_path: Path) -> None:

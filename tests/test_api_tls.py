@@ -102,12 +102,12 @@ def test_mutual_tls(pki: Path, tmp_path: Path) -> None:
                 ClientTls(pki / "ca.crt", pki / "rogue.crt", pki / "rogue.key"),  # wrong CA
             ):
                 async with MerchantClient(
-                    target, ECOM.merchant_id, ECOM.api_key, tls=bad, timeout=5
+                    target, ECOM.merchant_id, ECOM.api_key, tls=bad, timeout=20
                 ) as c:
                     with pytest.raises(grpc.aio.AioRpcError) as e:
                         await c.sale(1000, CARD.pan, CARD.expiry, cvv2)
                     assert e.value.code() is grpc.StatusCode.UNAVAILABLE
-            async with MerchantClient(target, ECOM.merchant_id, ECOM.api_key, timeout=5) as c:
+            async with MerchantClient(target, ECOM.merchant_id, ECOM.api_key, timeout=20) as c:
                 with pytest.raises(grpc.aio.AioRpcError):  # plaintext to a TLS port
                     await c.sale(1000, CARD.pan, CARD.expiry, cvv2)
         finally:
