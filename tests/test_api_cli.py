@@ -92,12 +92,12 @@ def test_amounts_in_dzd_with_decimals_or_minor_units(target: str) -> None:
 
 
 def test_options_after_the_operation(target: str) -> None:
-    r = pay(target, "sale", "10", *CARD_ARGS, "--key", "after-1", "--timeout", "5", after=True)
+    r = pay(target, "sale", "10", *CARD_ARGS, "--key", "after-1", "--timeout", "20", after=True)
     assert r.returncode == 0, r.stderr
     again = pay(target, "sale", "10", *CARD_ARGS, "--key", "after-1", after=True)
     assert json.loads(again.stdout)["payment_id"] == json.loads(r.stdout)["payment_id"]
     # the operation's own defaults do not undo an option given before it
-    r = pay(target, "--timeout", "5", "list", "--page-size", "1")
+    r = pay(target, "--timeout", "20", "list", "--page-size", "1")
     assert r.returncode == 0 and len(json.loads(r.stdout)["payments"]) == 1, r.stderr
 
 
