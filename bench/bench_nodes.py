@@ -29,7 +29,9 @@ SO_REUSEPORT's hash spreads them evenly over 2 processes; 8 split 3/5 in one run
 ``BENCH_NODES_GRPC_CONNS`` (16), ``BENCH_NODES_BASELINE`` (1: each PostgreSQL line also with
 the guarded commit written the slow way, ``SWITCH_PG_ONE_TRIP=0``, as before the one-call
 commit),
-``BENCH_NODES_SQLITE2`` (1: also SQLite with 2 processes), ``BENCH_NODES_ONLY`` (iso|grpc),
+``BENCH_NODES_SQLITE2`` (1: also SQLite with 2 processes), ``BENCH_NODES_LISTEN_BASELINE`` (1:
+the cards-moving and 2-process gRPC lines also "deaf", ``SWITCH_PG_NOTIFY=0``: no listener for
+the rows other nodes wrote, as before it), ``BENCH_NODES_ONLY`` (iso|grpc),
 ``BENCH_NODES_WAITS`` (1: PostgreSQL wait events during each ISO line),
 ``BENCH_NODES_PROFILE`` (a path prefix: 1-process switches run under cProfile),
 ``BENCH_NODES_GRPC_SQLITE`` (1: also gRPC sales on SQLite, 1 process: is the store the cost?).
@@ -45,6 +47,7 @@ ceiling is above 1.6x the 1-process figure.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import resource
@@ -78,6 +81,9 @@ BASELINE = os.environ.get("BENCH_NODES_BASELINE", "1") == "1"
 N_SALES = int(os.environ.get("BENCH_NODES_SALES", "20000"))
 GRPC_CONC = int(os.environ.get("BENCH_NODES_GRPC_CONC", "64"))
 SQLITE2 = os.environ.get("BENCH_NODES_SQLITE2", "1") == "1"
+#: 1: the 2-process lines with cards moving (ISO) and gRPC also without the listener of other
+#: nodes' rows (``SWITCH_PG_NOTIFY=0``, as before it), the baseline in the same run
+LISTEN_BASELINE = os.environ.get("BENCH_NODES_LISTEN_BASELINE", "1") == "1"
 ONLY = os.environ.get("BENCH_NODES_ONLY", "")  # "iso" or "grpc": that part alone
 WAITS = os.environ.get("BENCH_NODES_WAITS", "0") == "1"  # sample PostgreSQL wait events
 #: a path prefix: every 1-process switch runs under cProfile, its stats written to
@@ -169,7 +175,7 @@ def write_sales(path: Path, pans: list[str], n: int) -> None:
 class Switch:
     """``switch run`` (``workers`` processes) on ``state`` and ``store``, until ``stop``."""
 
-    def __init__(self, state: Path, store: str | None, workers: int, slow: bool = False) -> None:
+    def __init__(self, state: Path, store: str | None, workers: int, mode: str = "") -> None:
         self.iso = free_port()
         self.grpc = free_port()
         self.out = state.parent / f"{state.name}.out"
@@ -185,8 +191,10 @@ class Switch:
             cmd += ["--workers", str(workers)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("SWITCH_STORE", None)
-        if slow:  # the guarded commit as before the one-call function (the baseline)
+        if mode == "slow":  # the guarded commit as before the one-call function (baseline)
             env["SWITCH_PG_ONE_TRIP"] = "0"
+        if mode in ("slow", "deaf"):  # no listener for other nodes' rows (baseline)
+            env["SWITCH_PG_NOTIFY"] = "0"
         self.proc = subprocess.Popen(
             cmd, stdout=self.out.open("wb"), stderr=subprocess.STDOUT, env=env
         )
@@ -241,6 +249,28 @@ def run_ghz(binary: Path, port: int, data: Path) -> dict[str, Any]:
         raise RuntimeError(f"ghz failed: {out.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(out.stdout)
     return result
+
+
+def redone(store: str | None) -> int | None:
+    """Requests decided again after a conflict, counted from the journal: every decision
+    draws the next transaction number of its node's block, and a unit refused by its guards
+    leaves its number unused (nothing else journals nothing: declines are journaled too).
+    Gaps of 1,000 or more are the ends of reserved blocks, not redos."""
+    if store is None:
+        return None
+    import psycopg
+
+    with psycopg.connect(store) as conn:
+        rows = conn.execute("SELECT txn_id FROM journal ORDER BY txn_id").fetchall()
+    ids = [int(r[0]) for r in rows if str(r[0]).isdigit()]
+    return sum(b - a - 1 for a, b in itertools.pairwise(ids) if b - a < 1_000)
+
+
+def redo_text(store: str | None, approved: int) -> str:
+    n = redone(store)
+    if n is None:
+        return ""
+    return f"\n    redone after a conflict: {n:,} ({n / max(approved, 1):.1%} of approved)"
 
 
 def approved_in_journal(store: str | None, state: Path, txn_type: str) -> int:
@@ -455,28 +485,31 @@ def main() -> None:
                 else "cards move between connections (cards not a multiple of connections)"
             )
         )
-        # (label, on PostgreSQL, processes, slow commit, frames)
-        iso_runs = [("SQLite, 1 process", False, 1, False, frames)]
+        # (label, on PostgreSQL, processes, mode: "" / "slow" commit / "deaf", frames)
+        iso_runs = [("SQLite, 1 process", False, 1, "", frames)]
         if SQLITE2:
-            iso_runs.append(("SQLite, 2 processes", False, 2, False, frames))
+            iso_runs.append(("SQLite, 2 processes", False, 2, "", frames))
         if BASELINE:
             iso_runs += [
-                ("PostgreSQL, 1 process, slow commit", True, 1, True, frames),
-                ("PostgreSQL, 2 processes, slow commit", True, 2, True, frames),
+                ("PostgreSQL, 1 process, slow commit", True, 1, "slow", frames),
+                ("PostgreSQL, 2 processes, slow commit", True, 2, "slow", frames),
             ]
         iso_runs += [
-            ("PostgreSQL, 1 process", True, 1, False, frames),
-            ("PostgreSQL, 2 processes", True, 2, False, frames),
-            # the same withdrawals, each card's next one over another connection: the other
-            # process's copy of the account is stale, the unit conflicts and is decided again
-            ("PostgreSQL, 2 processes, cards moving", True, 2, False, spread_frames),
+            ("PostgreSQL, 1 process", True, 1, "", frames),
+            ("PostgreSQL, 2 processes", True, 2, "", frames),
         ]
+        if LISTEN_BASELINE:  # without the notifications of rows written (postgres_notify)
+            iso_runs.append(("PostgreSQL, 2 processes, cards moving, deaf", True, 2, "deaf",
+                             spread_frames))  # fmt: skip
+        # the same withdrawals, each card's next one over another connection: the other
+        # process's copy of the account is stale unless the notification reloaded it
+        iso_runs.append(("PostgreSQL, 2 processes, cards moving", True, 2, "", spread_frames))
         figures: dict[str, float] = {}
         cpu_per_k: dict[str, float] = {}
         pg_pid = pg_postmaster(pg)
-        for label, on_pg, workers, slow, load in iso_runs if ONLY != "grpc" else []:
+        for label, on_pg, workers, mode, load in iso_runs if ONLY != "grpc" else []:
             state, store = fresh(f"iso-{len(figures)}", on_pg)
-            switch = Switch(state, store, workers, slow)
+            switch = Switch(state, store, workers, mode)
             sampler = WaitSampler(store) if WAITS and store is not None else None
             meter = CpuMeter(switch.proc.pid, pg_pid if on_pg else None)
             try:
@@ -489,7 +522,7 @@ def main() -> None:
             figures[label] = approved / r["elapsed"]
             cpu_per_k[label] = meter.per_k(approved)
             print(iso_line(label, r), flush=True)
-            print(meter.line(approved), flush=True)
+            print(meter.line(approved) + redo_text(store, approved), flush=True)
             if waits:
                 print(waits, flush=True)
         if figures:
@@ -501,6 +534,9 @@ def main() -> None:
             print(f"  PostgreSQL 2 processes / 1 process: {two / one:.2f}x (goal: 1.6x or more)")
             moving = figures["PostgreSQL, 2 processes, cards moving"]
             print(f"  PostgreSQL 2 processes, cards moving / 1 process: {moving / one:.2f}x")
+            if LISTEN_BASELINE:
+                deaf = figures["PostgreSQL, 2 processes, cards moving, deaf"]
+                print(f"  ... without the notifications (deaf): {deaf / one:.2f}x")
             ceiling = (os.cpu_count() or 1) * 1000 / cpu_per_k["PostgreSQL, 1 process"]
             print(
                 f"  CPU ceiling on {os.cpu_count()} cores (nothing else running, the 1-process "
@@ -519,19 +555,19 @@ def main() -> None:
             f"bench_nodes gRPC: {N_SALES} e-commerce sales (CVV2-verified), {GRPC_CONC} in "
             f"flight over {GRPC_CONNS} connections (ghz), PostgreSQL, durable"
         )
-        grpc_runs = [("gRPC Sale, SQLite, 1 process", False, 1, False)] if GRPC_SQLITE else []
+        grpc_runs = [("gRPC Sale, SQLite, 1 process", False, 1, "")] if GRPC_SQLITE else []
         if BASELINE:
             grpc_runs += [
-                ("gRPC Sale, 1 process, slow commit", True, 1, True),
-                ("gRPC Sale, 2 processes, slow commit", True, 2, True),
+                ("gRPC Sale, 1 process, slow commit", True, 1, "slow"),
+                ("gRPC Sale, 2 processes, slow commit", True, 2, "slow"),
             ]
-        grpc_runs += [
-            ("gRPC Sale, 1 process", True, 1, False),
-            ("gRPC Sale, 2 processes", True, 2, False),
-        ]
-        for n, (label, on_pg, workers, slow) in enumerate(grpc_runs):
+        grpc_runs.append(("gRPC Sale, 1 process", True, 1, ""))
+        if LISTEN_BASELINE:
+            grpc_runs.append(("gRPC Sale, 2 processes, deaf", True, 2, "deaf"))
+        grpc_runs.append(("gRPC Sale, 2 processes", True, 2, ""))
+        for n, (label, on_pg, workers, mode) in enumerate(grpc_runs):
             state, store = fresh(f"grpc-{n}", on_pg)
-            switch = Switch(state, store, workers, slow)
+            switch = Switch(state, store, workers, mode)
             meter = CpuMeter(switch.proc.pid, pg_pid if on_pg else None)
             try:
                 g = run_ghz(binary, switch.grpc, sales)
@@ -550,7 +586,7 @@ def main() -> None:
                 f"({approved}/{g['count']} approved; goal 4,000/s, p99 < 25 ms)",
                 flush=True,
             )
-            print(meter.line(approved), flush=True)
+            print(meter.line(approved) + redo_text(store, approved), flush=True)
     finally:
         if pg is not None:
             pg.stop()

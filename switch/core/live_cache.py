@@ -141,6 +141,10 @@ class LiveCache(Generic[K, V]):
             pins[k] = pins.get(k, 0) + 1
         return pinned
 
+    def is_pinned(self, key: K) -> bool:
+        """A unit not yet durable snapshots this entry (its store row is older than it)."""
+        return key in self._pins
+
     def unpin(self, key: K) -> None:
         pins = self._pins
         n = pins.get(key)

@@ -206,6 +206,13 @@ class Pipeline:
         self._resident: set[int] = set()  # accounts credited by deltas, never decided on
         self.refresh_epoch = 0  # rows reloaded after a conflict (follow-ups check it)
         self.conflicts = 0  # statistics: units refused by their guards
+        # rows another node wrote (its notifications): reloaded by one task (_reload_stale)
+        self._stale_accounts: dict[int, int] = {}
+        self._stale_cards: dict[int, int] = {}
+        self._reloader: asyncio.Task[None] | None = None
+        # account id -> ids of its cards made live (shared mode; may name cards gone since)
+        self._cards_of: dict[int, list[int]] = {}
+        self.reloads = 0  # statistics: live accounts and cards reloaded on a notification
         self._retries: set[asyncio.Task[None]] = set()
         self._sched_cache: dict[tuple[str, int], Schedule] = {}
         self.gl: dict[str, int] = {}
@@ -320,15 +327,25 @@ class Pipeline:
         counters were built, and the account's version is what covers the usage (every
         change of a card's usage writes its account), so the usage must be no older than
         the account copy it will be decided with."""
-        await self.account(loaded.account_id)
+        account = await self.account(loaded.account_id)
         day = self._usage_day()
-        usage = await self.store.card_limit_usage(loaded.card_id, day)
+        for _ in range(8):  # the account reloaded meanwhile (a notification): read it again
+            seen = None if account is None else account.version
+            usage = await self.store.card_limit_usage(loaded.card_id, day)
+            if account is None or account.version == seen:
+                break
         c = self.cards.get(loaded.pan_hash)
         if c is not None:  # a concurrent load won
             return c
         self._set_usage(loaded.card_id, usage, day)
         c = self.cards.setdefault(loaded.pan_hash, loaded)
         self.cards_by_id[c.card_id] = c
+        cards_of = self._cards_of
+        cards_of.setdefault(c.account_id, []).append(c.card_id)
+        if len(cards_of) > 2 * self.cards.capacity:  # ids of cards gone: rebuilt now and then
+            self._cards_of = {}
+            for live in list(self.cards_by_id.values()):
+                self._cards_of.setdefault(live.account_id, []).append(live.card_id)
         return c
 
     def _usage_day(self) -> int:
@@ -786,6 +803,123 @@ class Pipeline:
         for biller, ref, _ in ch.bill_guards:
             self.bills_paid.pop((biller, ref), None)
             self._bill_due.pop((biller, ref), None)
+
+    def rows_written_elsewhere(self, accounts: dict[int, int], cards: dict[int, int]) -> None:
+        """Another node committed these rows (id -> the version it wrote; its notification,
+        ``store.postgres_notify``): the live copies that differ are reloaded by a task of
+        their own, between requests, so the next decision on them needs no conflict first.
+        Rows not live here are not read: their next use reads them anyway."""
+        live_accounts = self.accounts
+        stale_a = self._stale_accounts
+        for aid, version in accounts.items():
+            if aid in self._resident or aid not in live_accounts:
+                continue
+            a = live_accounts.get(aid)
+            if a is not None and a.version != version:
+                stale_a[aid] = version
+        by_id = self.cards_by_id
+        stale_c = self._stale_cards
+        for cid, version in cards.items():
+            c = by_id.get(cid)
+            if c is not None and c.version != version:
+                stale_c[cid] = version
+        if (stale_a or stale_c) and self._reloader is None:
+            self._reloader = asyncio.get_running_loop().create_task(self._reload_stale())
+
+    def stop_reloads(self) -> None:
+        """Cancel the reload of other nodes' rows in progress (the core is closing)."""
+        if self._reloader is not None:
+            self._reloader.cancel()
+        self._stale_accounts, self._stale_cards = {}, {}
+
+    async def _reload_stale(self) -> None:
+        """Reload the rows ``rows_written_elsewhere`` marked, in batches, until none is left.
+        A copy is replaced only if no unit of this node changed it meanwhile: it must still
+        have the version it had before the read and no unit not yet durable may snapshot it
+        (its row in the store is older than the copy). Otherwise it is left alone: its guard
+        settles it at commit, as without notifications. A card's limit usage is covered by
+        its account's version, so it is reloaded with (and only with) its account."""
+        try:
+            while self._stale_accounts or self._stale_cards:
+                account_ids = sorted(self._stale_accounts)
+                card_ids = set(self._stale_cards)
+                self._stale_accounts, self._stale_cards = {}, {}
+                await self._reload_rows(account_ids, card_ids)
+        except Exception:  # a store error: the guards still refuse what is stale
+            log.exception("reloading rows written by another node failed")
+        finally:
+            self._reloader = None
+
+    async def _reload_rows(self, account_ids: list[int], card_ids: set[int]) -> None:
+        accounts_seen: dict[int, int] = {}
+        for aid in account_ids:  # a copy a unit in flight snapshots is left to its guard
+            a = self.accounts.get(aid)
+            if a is not None and not self.accounts.is_pinned(aid):
+                accounts_seen[aid] = a.version
+        usage_of: set[int] = set()
+        by_id = self.cards_by_id
+        for aid in accounts_seen:  # every live card of those accounts: their usage too
+            ids = self._cards_of.get(aid)
+            if ids:
+                live_ids = [i for i in ids if i in by_id]
+                usage_of.update(live_ids)
+                if len(live_ids) < len(ids):
+                    self._cards_of[aid] = live_ids
+        cards_seen: dict[int, int] = {}  # cards whose row may be taken (none in flight)
+        for cid in card_ids | usage_of:
+            c = self.cards_by_id.get(cid)
+            if c is not None:
+                cards_seen[cid] = -1 if self.cards.is_pinned(c.pan_hash) else c.version
+        store = self.store
+        day = self._usage_day()
+        bulk = getattr(store, "rows_for_reload", None)
+        rows: list[Account | None]
+        cards: list[tuple[Card, list[tuple[str, int, int]] | None]] = []
+        if bulk is not None:  # PostgreSQL: three statements for all the rows
+            got_a, got_c, usage = await bulk(
+                list(accounts_seen), sorted(cards_seen), sorted(usage_of), day
+            )
+            rows = list(got_a)
+            cards = [(row, usage.get(row.card_id)) for row in got_c]
+        else:
+            rows = [await store.account(i) for i in accounts_seen]
+            for cid in sorted(cards_seen):  # after the accounts: usage no older than them
+                row = await store.card_by_id(cid)
+                if row is not None:
+                    use = await store.card_limit_usage(cid, day) if cid in usage_of else None
+                    cards.append((row, use))
+        # -- no await from here: the copies move to the store's rows at once ---------------
+        moved: set[int] = set()
+        for a in rows:
+            if a is None:
+                continue
+            aid = a.account_id
+            live = self.accounts.get(aid)
+            if (live is None or live.version != accounts_seen[aid]
+                    or self.accounts.is_pinned(aid)):  # fmt: skip
+                continue
+            live.balance, live.held, live.version = a.balance, a.held, a.version
+            moved.add(aid)
+        if moved:
+            self.refresh_epoch += 1  # a follow-up decided across this starts again
+            for txn_id, o in list(self.originals.items()):
+                if o.account_id in moved:
+                    del self.originals[txn_id]
+            for txn_id, h in list(self.holds.items()):
+                if h.account_id in moved:
+                    del self.holds[txn_id]
+        for row, usage in cards:
+            live_card = self.cards_by_id.get(row.card_id)
+            if live_card is None:
+                continue
+            if (live_card.version == cards_seen[row.card_id]
+                    and not self.cards.is_pinned(live_card.pan_hash)):  # fmt: skip
+                for name in Card.__dataclass_fields__:
+                    setattr(live_card, name, getattr(row, name))
+                self.reloads += 1
+            if usage is not None and live_card.account_id in moved:
+                self._set_usage(row.card_id, usage, day)
+        self.reloads += len(moved)
 
     # -- on-us debits and inquiries ----------------------------------------------------------
     async def _on_us(self, ctx: Ctx) -> AuthResult:

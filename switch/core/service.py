@@ -124,6 +124,7 @@ from switch.store.api import (
     OriginalSummary,
 )
 from switch.store.files import secure_state_dir
+from switch.store.postgres_notify import LISTEN
 from switch.store.sqlite import SqliteStore
 
 
@@ -291,6 +292,9 @@ class SwitchCore:
                 shared=nodes,
             )
             await pipeline.load()
+            watch = getattr(store, "watch_rows", None)
+            if nodes and watch is not None and LISTEN:  # other nodes' rows (§7, Versions)
+                await watch(pipeline.rows_written_elsewhere)
         except BaseException:
             await store.close()
             os.close(lock)
@@ -311,6 +315,7 @@ class SwitchCore:
         return await expire_holds(self._p, now)
 
     async def close(self) -> None:
+        self._p.stop_reloads()
         await self.store.close()
         if self._lock >= 0:
             os.close(self._lock)  # releases the state directory for the next process

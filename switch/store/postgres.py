@@ -78,6 +78,7 @@ from switch.store.postgres_guards import (
     Versions,
     check,
 )
+from switch.store.postgres_notify import CHANNEL, OnRows, RowWatcher, node_id, payloads
 from switch.store.postgres_onetrip import BATCH_TYPES, CALL_SQL, ensure_function, speculate
 from switch.store.postgres_outbox import PostgresOutbox
 from switch.store.postgres_reads import ReadConnections
@@ -98,6 +99,7 @@ from switch.store.settle import GroupCommitQueue, resolve_batch
 log = logging.getLogger("switch.store")
 
 _COMMIT_SQL = commit_sql("dollar")
+_NOTIFY_SQL = f"SELECT pg_notify('{CHANNEL}', p) FROM unnest($1::text[]) AS p"
 SEED_LOCK = 0x7377697463687364  # pg_advisory_lock key of the first start's seeding
 TXN_SEQ_LOCK = 0x7377697463687371  # pg_advisory_xact_lock key of reserve_txn_ids
 _RETRIES = 5  # a batch rolled back by a deadlock or serialization failure is tried again
@@ -244,6 +246,8 @@ class PostgresStore(GroupCommitQueue, ReferenceReads, ReferenceWrites):
         self.conflicts = 0  # statistics: units refused by their guards
         self._one_trip = False  # the one-call commit is used (open: ``postgres_onetrip``)
         self.one_trip = 0  # statistics: guarded batches written by one call (postgres_onetrip)
+        self.node = node_id()  # this store's batches in the notifications (postgres_notify)
+        self._watcher: RowWatcher | None = None
         self.batches = 0  # statistics: number of group commits and units committed
         self.units = 0
         #: told ``(units, seconds)`` of each durable group commit (the metrics' histograms)
@@ -304,7 +308,23 @@ class PostgresStore(GroupCommitQueue, ReferenceReads, ReferenceWrites):
             except psycopg.Error as exc:
                 raise StoreError(f"folding the account shards failed: {exc}") from exc
 
+    async def watch_rows(self, on_rows: OnRows) -> RowWatcher:
+        """Hand the accounts and cards other nodes' batches write to ``on_rows`` from now on
+        (``postgres_notify``: a connection of its own LISTENs; closed with the store)."""
+        if self._watcher is not None:
+            await self._watcher.close()
+        watcher = RowWatcher(self.node, on_rows)
+        try:
+            await watcher.open(self.url, self._settings())
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise StoreError(f"store {self.path}: listening for rows: {exc}") from exc
+        self._watcher = watcher
+        return watcher
+
     async def _close_connections(self) -> None:
+        if self._watcher is not None:
+            await self._watcher.close()
+            self._watcher = None
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -423,6 +443,9 @@ class PostgresStore(GroupCommitQueue, ReferenceReads, ReferenceWrites):
                 _, after = extra_statements(written)
                 for sql, rows in after:
                     await conn.executemany(sql, rows)
+                notes = payloads(self.node, written)
+                if notes:  # delivered at COMMIT (postgres_notify)
+                    await conn.execute(_NOTIFY_SQL, notes)
         return written
 
     async def _one_call(
@@ -440,7 +463,8 @@ class PostgresStore(GroupCommitQueue, ReferenceReads, ReferenceWrites):
                                   BATCH_TYPES)  # fmt: skip
         except Unpackable:  # a text with a separator in it: the arrays way
             return None
-        rows = await conn.fetch(CALL_SQL, *guard_args, *packed)
+        notes = payloads(self.node, units)
+        rows = await conn.fetch(CALL_SQL, *guard_args, *packed, notes)
         if rows and rows[0][0] == -1:
             return True
         view: Versions = {}
@@ -484,6 +508,39 @@ class PostgresStore(GroupCommitQueue, ReferenceReads, ReferenceWrites):
             f"SELECT {ACCOUNT_READ} FROM accounts WHERE account_id = $1", account_id
         )
         return None if r is None else _account(r)
+
+    async def rows_for_reload(
+        self, account_ids: list[int], card_ids: list[int], usage_of: list[int], business_day: int
+    ) -> tuple[list[Account], list[Card], dict[int, list[tuple[str, int, int]]]]:
+        """The accounts, then the cards and the limit usage of ``usage_of`` (no older than
+        the accounts): three statements for a whole notification's rows, where
+        ``account``, ``card_by_id`` and ``card_limit_usage`` take one each per row."""
+        accounts = [
+            _account(r)
+            for r in await self._rows(
+                f"SELECT {ACCOUNT_READ} FROM accounts WHERE account_id = ANY($1)", account_ids
+            )
+        ] if account_ids else []  # fmt: skip
+        cards = [
+            _card(r)
+            for r in await self._rows(
+                f"SELECT {CARD_READ} FROM cards WHERE card_id = ANY($1)", card_ids
+            )
+        ] if card_ids else []  # fmt: skip
+        usage: dict[int, list[tuple[str, int, int]]] = {i: [] for i in usage_of}
+        if usage_of:
+            for cid, k, a, n in await self._rows(
+                "SELECT o.card_id, o.categories, o.amount - COALESCE(SUM(r.amount), 0), "
+                "CASE WHEN COALESCE(SUM(r.amount), 0) >= o.amount THEN 0 ELSE 1 END "
+                "FROM journal o LEFT JOIN journal r ON r.original_txn_id = o.txn_id "
+                "AND r.response_code = '00' AND r.txn_type IN ('reversal', 'void') "
+                "WHERE o.card_id = ANY($1) AND o.business_day = $2 AND o.response_code = '00' "
+                "AND o.categories != '' GROUP BY o.txn_id",
+                usage_of,
+                business_day,
+            ):
+                usage[int(cid)].append((str(k), int(a), int(n)))
+        return accounts, cards, usage
 
     async def account_by_number(self, number: str) -> Account | None:
         r = await self._row(f"SELECT {ACCOUNT_READ} FROM accounts WHERE number = $1", number)
