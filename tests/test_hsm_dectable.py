@@ -31,7 +31,7 @@ from switch.hsm.server import bound_port, start_hsm_server, stop_hsm_server
 from switch.hsm.tcp_client import TcpHsmClient
 from tests.hsm_peer import ask, lmk_pair, under_lmk
 from tests.ibm_card import add_ibm_offset_card
-from tests.test_hsm_server import free_port, stop, wait_for_port
+from tests.test_hsm_server import listening, stop
 from tests.test_hsm_server import serve as serve_process
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*TripleDES")
@@ -309,12 +309,11 @@ def test_switch_hsm_serve_table_options_and_encrypt_dec_table(tmp_path: Path) ->
     )
     assert bad.returncode == 2 and "decimalisation table 001" in bad.stderr
 
-    port = free_port()
     proc = serve_process(
-        tmp_path, port, "--test-lmk", "--dec-tables", "encrypted", "--dec-table", "0AB=" + STANDARD
+        tmp_path, 0, "--test-lmk", "--dec-tables", "encrypted", "--dec-table", "0AB=" + STANDARD
     )
     try:
-        wait_for_port(port, proc)
+        port = listening(proc)  # port 0: never one picked free and taken meanwhile
 
         async def scenario() -> None:
             table = "9876543210987654"

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import secrets
+import select
 import socket
 import stat
 import subprocess
@@ -201,24 +203,25 @@ def test_a_silent_hsm_times_out() -> None:
 # ---- switch hsm serve ----------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+_EARLY: dict[int, bytes] = {}  # output read by listening(), by pid, given back by stop()
 
 
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError("switch hsm serve exited early")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError("switch hsm serve did not listen in time")
+def listening(proc: subprocess.Popen[bytes], timeout: float = 30) -> int:
+    """The port ``switch hsm serve --port 0`` says it listens on (its log line), read from
+    its output. Port 0, not a port picked free and passed in: that one can be bound by
+    another process (CI runs two test runs side by side) before the HSM binds it, and a
+    probe connection would then even reach the wrong server."""
+    assert proc.stdout is not None
+    fd, seen, deadline = proc.stdout.fileno(), b"", time.monotonic() + timeout
+    while (m := re.search(rb"HSM listening on [^\s:]+:(\d+)", seen)) is None:
+        left = deadline - time.monotonic()
+        assert left > 0, f"switch hsm serve did not listen in time:\n{seen.decode()}"
+        if select.select([fd], [], [], left)[0]:
+            chunk = os.read(fd, 65536)
+            assert chunk, f"switch hsm serve exited early:\n{seen.decode()}"
+            seen += chunk
+    _EARLY[proc.pid] = seen
+    return int(m.group(1))
 
 
 def serve(state_dir: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
@@ -230,14 +233,13 @@ def serve(state_dir: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
 def stop(proc: subprocess.Popen[bytes]) -> str:
     proc.terminate()
     out, _ = proc.communicate(timeout=10)
-    return out.decode()
+    return (_EARLY.pop(proc.pid, b"") + out).decode()
 
 
 def test_switch_hsm_serve_creates_a_private_lmk_and_audits(tmp_path: Path) -> None:
-    port = free_port()
-    proc = serve(tmp_path, port, "--authorised")
+    proc = serve(tmp_path, 0, "--authorised")
     try:
-        wait_for_port(port, proc)
+        port = listening(proc)
         lmk_file = tmp_path / "lmk.json"
         assert stat.S_IMODE(os.stat(lmk_file).st_mode) == 0o600
         check_value = json.loads(lmk_file.read_text())["check_value"]
@@ -267,10 +269,9 @@ def test_switch_hsm_serve_creates_a_private_lmk_and_audits(tmp_path: Path) -> No
     assert "FOR DEVELOPMENT AND TESTS ONLY" in output
     assert check_value in output
     # A restart loads the same LMK.
-    port = free_port()
-    proc = serve(tmp_path, port)
+    proc = serve(tmp_path, 0)
     try:
-        wait_for_port(port, proc)
+        listening(proc)
     finally:
         output = stop(proc)
     assert check_value in output
