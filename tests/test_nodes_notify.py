@@ -16,7 +16,8 @@ import pytest
 
 from switch.core.model import ResponseCode
 from switch.core.service import SwitchCore
-from switch.core.testing import CARD, ManualClock, withdrawal
+from switch.core.testing import CARD, RICH_CARD, ManualClock, withdrawal
+from switch.store import postgres_notify
 from switch.store.postgres import PostgresStore
 
 RC = ResponseCode
@@ -53,10 +54,10 @@ def two_nodes(state: Path, body: Callable[[SwitchCore, SwitchCore], Awaitable[No
     asyncio.run(go())
 
 
-def account_row(core: SwitchCore) -> tuple[int, int, int]:
-    """``(account_id, balance, version)`` of CARD's account in the store."""
+def account_row(core: SwitchCore, number: str = CARD.account) -> tuple[int, int, int]:
+    """``(account_id, balance, version)`` of an account (CARD's) in the store."""
     ((aid, balance, version),) = core.store.query(
-        "SELECT account_id, balance, version FROM accounts WHERE number = ?", (CARD.account,)
+        "SELECT account_id, balance, version FROM accounts WHERE number = ?", (number,)
     )
     return int(aid), int(balance), int(version)
 
@@ -113,6 +114,54 @@ def test_notification_reloads_the_other_nodes_copy(state: Path) -> None:
         assert balance == CARD.balance - 4 * (AMOUNT + FEE)
 
     two_nodes(state, body)
+
+
+@pytest.mark.usefixtures("pg_store")
+def test_notification_brings_the_daily_usage(state: Path) -> None:
+    """50,000 DZD of ATM cash a day: A takes it all after B made the card live; once B heard
+    of it, B declines the next withdrawal on its own usage (reloaded with the account), not
+    by a conflict -- a reloaded account without its cards' usage would approve it."""
+
+    async def body(a: SwitchCore, b: SwitchCore) -> None:
+        r = await b.authorize(withdrawal(RICH_CARD.pan, 1_000_000, RICH_CARD.pin))
+        assert r.response_code is RC.APPROVED, r
+        for _ in range(4):
+            r = await a.authorize(withdrawal(RICH_CARD.pan, 1_000_000, RICH_CARD.pin))
+            assert r.response_code is RC.APPROVED, r
+        aid, _, version = account_row(a, RICH_CARD.account)
+        await caught_up(b, aid, version)
+        before = b._p.conflicts
+        r = await b.authorize(withdrawal(RICH_CARD.pan, 100_000, RICH_CARD.pin))
+        assert r.response_code is RC.EXCEEDS_AMOUNT_LIMIT, r
+        assert b._p.conflicts == before
+        _, balance, _ = account_row(a, RICH_CARD.account)
+        assert balance == RICH_CARD.balance - 5 * (1_000_000 + FEE)
+
+    two_nodes(state, body)
+
+
+def test_payloads_cut_below_the_limit_and_parse_back() -> None:
+    """A batch's rows in notifications under PostgreSQL's 8,000 bytes, each parsed back."""
+    from switch.store.api import GUARD_ACCOUNT, GUARD_CARD, Changes
+
+    units = []
+    for i in range(1, 1_001):
+        ch = Changes()
+        ch.guards.append((GUARD_ACCOUNT, i, 7, 1_000_000_000 + i))
+        ch.guards.append((GUARD_CARD, 10_000 + i, 5, 5))  # only read: not announced
+        units.append(ch)
+    notes = postgres_notify.payloads("n1", units)
+    assert len(notes) > 1
+    accounts: dict[int, int] = {}
+    for note in notes:
+        assert len(note.encode()) < 8_000
+        got = postgres_notify.parse(note)
+        assert got is not None
+        node, a, c = got
+        assert node == "n1" and c == {}
+        accounts.update(a)
+    assert accounts == {i: 1_000_000_000 + i for i in range(1, 1_001)}
+    assert postgres_notify.parse("not|ours") is None
 
 
 @pytest.mark.usefixtures("pg_store")

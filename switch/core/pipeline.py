@@ -210,6 +210,7 @@ class Pipeline:
         self._stale_accounts: dict[int, int] = {}
         self._stale_cards: dict[int, int] = {}
         self._reloader: asyncio.Task[None] | None = None
+        self._reloads_stopped = False
         # account id -> ids of its cards made live (shared mode; may name cards gone since)
         self._cards_of: dict[int, list[int]] = {}
         self.reloads = 0  # statistics: live accounts and cards reloaded on a notification
@@ -823,11 +824,13 @@ class Pipeline:
             c = by_id.get(cid)
             if c is not None and c.version != version:
                 stale_c[cid] = version
-        if (stale_a or stale_c) and self._reloader is None:
+        if (stale_a or stale_c) and self._reloader is None and not self._reloads_stopped:
             self._reloader = asyncio.get_running_loop().create_task(self._reload_stale())
 
     def stop_reloads(self) -> None:
-        """Cancel the reload of other nodes' rows in progress (the core is closing)."""
+        """Cancel the reload of other nodes' rows in progress, and any later one (the core
+        is closing: its store's reads are going)."""
+        self._reloads_stopped = True
         if self._reloader is not None:
             self._reloader.cancel()
         self._stale_accounts, self._stale_cards = {}, {}

@@ -109,6 +109,7 @@ class RowWatcher:
 
     def __init__(self, node: str, on_rows: OnRows) -> None:
         self.node = node
+        self.own = node + "|"
         self.on_rows = on_rows
         self.heard = 0  # statistics: other nodes' notifications received
         self._conn: asyncpg.Connection | None = None
@@ -118,7 +119,10 @@ class RowWatcher:
         await self._conn.add_listener(CHANNEL, self._heard)
 
     def _heard(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
-        got = parse(str(payload))
+        text = str(payload)
+        if text.startswith(self.own):  # this node's batch: its copies are the newest
+            return
+        got = parse(text)
         if got is None or got[0] == self.node:
             return
         self.heard += 1
