@@ -254,8 +254,12 @@ def test_unexpected_declines_are_failures(switch: Switch, tmp_path: Path) -> Non
 
 
 def test_iso_fails_when_no_switch_listens(tmp_path: Path) -> None:
-    run = _locust("locustfile_iso.py", f"tcp://127.0.0.1:{_free_port()}", tmp_path / "down",
-                  run_time="2s")  # fmt: skip
+    # a port bound but not listening, held for the whole run: connections are refused, and
+    # no other process (the side-by-side CI run) can start listening on it meanwhile
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        target = f"tcp://127.0.0.1:{held.getsockname()[1]}"
+        run = _locust("locustfile_iso.py", target, tmp_path / "down", run_time="2s")
     assert run.returncode == FAILED_EXIT, run.output
     assert run.count("connect") > 0
     assert run.rows["connect"]["Failure Count"] == run.rows["connect"]["Request Count"]

@@ -20,12 +20,6 @@ from tests.switch_proc import bound_ports
 SWITCH = [sys.executable, "-m", "switch.cli"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _start(
     state: Path, iso: int, out: Path, grpc: int = 0, extra: list[str] | None = None
 ) -> subprocess.Popen[bytes]:
@@ -114,7 +108,9 @@ def test_quickstart_withdrawal_sms_and_limit(tmp_path: Path) -> None:
 
 
 def test_atm_reports_a_switch_that_is_not_running() -> None:
-    result = _atm("balance", "--port", str(_free_port()), "--timeout", "2")
+    with socket.socket() as held:  # bound, never listening: refused, and nobody else's port
+        held.bind(("127.0.0.1", 0))
+        result = _atm("balance", "--port", str(held.getsockname()[1]), "--timeout", "2")
     assert result.returncode == 4  # cannot connect (switch.exits)
     assert "cannot connect to the switch" in result.stderr
 
