@@ -128,10 +128,10 @@ def test_decline_prints_defaults_and_errors_exit_codes(target: str) -> None:
     assert r.returncode == 3 and "INVALID_ARGUMENT" in r.stderr and "amount" in r.stderr
     r = pay(target, "bill-lookup", "ADE", "0000000001", key="wrong")
     assert r.returncode == 3 and "UNAUTHENTICATED" in r.stderr
-    with socket.socket() as s:  # a port nobody listens on
+    with socket.socket() as s:  # a port nobody listens on: held bound, so nobody can meanwhile
         s.bind(("127.0.0.1", 0))
         closed = f"127.0.0.1:{s.getsockname()[1]}"
-    r = pay(closed, "--timeout", "3", "list")
+        r = pay(closed, "--timeout", "10", "list")
     assert r.returncode == 4 and "UNAVAILABLE" in r.stderr, r.stderr
     r = pay(target, "list", key="")
     assert r.returncode == 2 and "--api-key" in r.stderr
