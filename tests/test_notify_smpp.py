@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -174,15 +175,16 @@ def test_bind_failures_and_bad_credentials_raise(peer: SmppPeer) -> None:
 
 
 def test_no_smsc_listening_raises_transport_error() -> None:
-    p = SmppPeer()
-    port = p.port
-    p.stop()
-    t = SmppTransport("127.0.0.1", port, system_id="s", password="p", timeout=1.0)
-    try:
-        with pytest.raises(TransportError):
-            t.send(MSISDN, "x", "alert-1")
-    finally:
-        t.close()
+    # a port held bound, never listening: refused, and no other process can listen there
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        t = SmppTransport("127.0.0.1", held.getsockname()[1], system_id="s", password="p",
+                          timeout=1.0)  # fmt: skip
+        try:
+            with pytest.raises(TransportError):
+                t.send(MSISDN, "x", "alert-1")
+        finally:
+            t.close()
 
 
 def test_credentials_longer_than_smpp_allows_are_refused_up_front() -> None:
