@@ -140,6 +140,36 @@ def test_notification_brings_the_daily_usage(state: Path) -> None:
     two_nodes(state, body)
 
 
+@pytest.mark.usefixtures("pg_store")
+def test_listener_reconnects_after_its_session_is_terminated(state: Path) -> None:
+    """The listening session killed on the server: the watcher listens again on a new
+    connection and B hears of A's next withdrawal (what was committed in between is left to
+    the guards)."""
+
+    async def body(a: SwitchCore, b: SwitchCore) -> None:
+        assert isinstance(b.store, PostgresStore)
+        watcher = b.store._watcher
+        assert watcher is not None and watcher._conn is not None
+        pid = watcher._conn.get_server_pid()
+        a.store.query("SELECT pg_terminate_backend(?)", (pid,))
+        loop = asyncio.get_running_loop()
+        end = loop.time() + DEADLINE_S
+        while watcher.connects < 2:
+            assert loop.time() < end, "the listener never reconnected"
+            await asyncio.sleep(0.01)
+        for node in (b, a):
+            r = await node.authorize(withdrawal(CARD.pan, AMOUNT, CARD.pin))
+            assert r.response_code is RC.APPROVED, r
+        aid, _, version = account_row(a)
+        await caught_up(b, aid, version)
+        before = b._p.conflicts
+        r = await b.authorize(withdrawal(CARD.pan, AMOUNT, CARD.pin))
+        assert r.response_code is RC.APPROVED, r
+        assert b._p.conflicts == before
+
+    two_nodes(state, body)
+
+
 def test_payloads_cut_below_the_limit_and_parse_back() -> None:
     """A batch's rows in notifications under PostgreSQL's 8,000 bytes, each parsed back."""
     from switch.store.api import GUARD_ACCOUNT, GUARD_CARD, Changes

@@ -22,6 +22,7 @@ as before; a reload never makes a unit pass that the store would refuse.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
@@ -112,11 +113,42 @@ class RowWatcher:
         self.own = node + "|"
         self.on_rows = on_rows
         self.heard = 0  # statistics: other nodes' notifications received
+        self.connects = 0  # statistics: listening connections opened (reconnects + 1)
         self._conn: asyncpg.Connection | None = None
+        self._target: tuple[str, dict[str, str]] | None = None
+        self._again: asyncio.Task[None] | None = None
 
     async def open(self, url: str, settings: dict[str, str]) -> None:
-        self._conn = await asyncpg.connect(url, server_settings=settings)
-        await self._conn.add_listener(CHANNEL, self._heard)
+        self._target = (url, settings)
+        await self._connect()
+
+    async def _connect(self) -> None:
+        assert self._target is not None
+        url, settings = self._target
+        conn = await asyncpg.connect(url, server_settings=settings)
+        await conn.add_listener(CHANNEL, self._heard)
+        conn.add_termination_listener(self._lost)
+        self._conn = conn
+        self.connects += 1
+
+    def _lost(self, conn: Any) -> None:
+        """The listening connection went (server restart, a terminated session): listen
+        again, once a second until it works or the watcher is closed. What was committed
+        meanwhile is not heard of: those copies are settled by their guards."""
+        if conn is not self._conn or self._target is None:
+            return  # closed on purpose
+        self._conn = None
+        log.warning("listening for other nodes' rows: connection lost, reconnecting")
+        self._again = asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        while self._target is not None:
+            try:
+                await self._connect()
+                return
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("listening for other nodes' rows: %s (retrying)", exc)
+            await asyncio.sleep(1.0)
 
     def _heard(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
         text = str(payload)
@@ -132,6 +164,10 @@ class RowWatcher:
             log.exception("rows written by another node: reload failed")
 
     async def close(self) -> None:
+        self._target = None
+        if self._again is not None:
+            self._again.cancel()
+            self._again = None
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
