@@ -36,7 +36,9 @@ the rows other nodes wrote, as before it), ``BENCH_NODES_ONLY`` (iso|grpc),
 ``BENCH_NODES_PROFILE`` (a path prefix: 1-process switches run under cProfile),
 ``BENCH_NODES_GRPC_SQLITE`` (1: also gRPC sales on SQLite, 1 process: is the store the cost?).
 
-Under each line: the load average, and where the CPU went during the load (``CpuMeter``):
+Under each PostgreSQL line: the requests redone after a conflict (a unit refused by its guards
+leaves its transaction number unused: counted from the journal's gaps). Under each line: the
+load average, and where the CPU went during the load (``CpuMeter``):
 CPU seconds per 1,000 approved for the switch processes, the PostgreSQL server (every
 backend) and the generator, and the machine's busy cores (ours and everybody else's). From
 the 1-process line it prints the ceiling of two processes on this machine: if every core did
