@@ -243,9 +243,11 @@ def test_remote_issuer_metrics_over_a_real_link(tmp_path: Path) -> None:
         state = tmp_path / "acquirer"
         zpk = asyncio.run(_link_zpk(state))
         links = tmp_path / "links.toml"
+        # a 3 s answer wait: the approval before the SIGSTOP must not time out on a loaded
+        # machine (1 s could), and the time-out after it costs 3 s
         links.write_text(
             f'[remote_issuers.remote-bank]\nhost = "127.0.0.1"\nport = {ports[0]}\n'
-            f'zpk = "{zpk}"\ntimeout = 1\nsaf_retry = 0.3\n'
+            f'zpk = "{zpk}"\ntimeout = 3\nsaf_retry = 0.3\n'
         )
         acquirer = Running(state, tmp_path / "acquirer.out", ("--remote-issuers", str(links)))
         up = 'switch_remote_issuer_up{issuer="remote-bank"}'
