@@ -769,8 +769,12 @@ class Pipeline:
         copies is redone; bills the unit guarded are read again."""
         account_ids = {g[1] for g in ch.guards if g[0] == GUARD_ACCOUNT}
         card_ids = {g[1] for g in ch.guards if g[0] == GUARD_CARD}
-        if account_ids:  # every live card of those accounts: their usage is covered too
-            for card in list(self.cards_by_id.values()):
+        by_id = self.cards_by_id  # every live card of those accounts: their usage is covered too
+        if self.shared:  # cards made live by _adopt_card, indexed by account
+            for aid in account_ids:
+                card_ids.update(i for i in self._cards_of.get(aid, ()) if i in by_id)
+        elif account_ids:
+            for card in list(by_id.values()):
                 if card.account_id in account_ids:
                     card_ids.add(card.card_id)
         accounts = [await self.store.account(i) for i in sorted(account_ids)]
