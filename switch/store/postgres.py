@@ -78,7 +78,7 @@ from switch.store.postgres_guards import (
     Versions,
     check,
 )
-from switch.store.postgres_notify import CHANNEL, OnRows, RowWatcher, node_id, payloads
+from switch.store.postgres_notify import OnRows, RowWatcher, node_id
 from switch.store.postgres_onetrip import BATCH_TYPES, CALL_SQL, ensure_function, speculate
 from switch.store.postgres_outbox import PostgresOutbox
 from switch.store.postgres_reads import ReadConnections
@@ -99,7 +99,6 @@ from switch.store.settle import GroupCommitQueue, resolve_batch
 log = logging.getLogger("switch.store")
 
 _COMMIT_SQL = commit_sql("dollar")
-_NOTIFY_SQL = f"SELECT pg_notify('{CHANNEL}', p) FROM unnest($1::text[]) AS p"
 SEED_LOCK = 0x7377697463687364  # pg_advisory_lock key of the first start's seeding
 TXN_SEQ_LOCK = 0x7377697463687371  # pg_advisory_xact_lock key of reserve_txn_ids
 _RETRIES = 5  # a batch rolled back by a deadlock or serialization failure is tried again
@@ -379,6 +378,8 @@ class PostgresStore(GroupCommitQueue, ReferenceReads, ReferenceWrites):
             self.batches += 1
             self.units += len(batch)
             self.conflicts += len(batch) - len(written)
+            if self._watcher is not None and written:  # after the commit (postgres_notify)
+                self._watcher.announce(written)
             if self.on_commit is not None:
                 self.on_commit(len(batch), time.perf_counter() - started)
         finally:
@@ -443,9 +444,6 @@ class PostgresStore(GroupCommitQueue, ReferenceReads, ReferenceWrites):
                 _, after = extra_statements(written)
                 for sql, rows in after:
                     await conn.executemany(sql, rows)
-                notes = payloads(self.node, written)
-                if notes:  # delivered at COMMIT (postgres_notify)
-                    await conn.execute(_NOTIFY_SQL, notes)
         return written
 
     async def _one_call(
@@ -463,8 +461,7 @@ class PostgresStore(GroupCommitQueue, ReferenceReads, ReferenceWrites):
                                   BATCH_TYPES)  # fmt: skip
         except Unpackable:  # a text with a separator in it: the arrays way
             return None
-        notes = payloads(self.node, units)
-        rows = await conn.fetch(CALL_SQL, *guard_args, *packed, notes)
+        rows = await conn.fetch(CALL_SQL, *guard_args, *packed)
         if rows and rows[0][0] == -1:
             return True
         view: Versions = {}

@@ -53,8 +53,7 @@ log = logging.getLogger("switch.store")
 _GUARD_TYPES = ("text", "float8", "text", "int8", "int8", "int8", "int8")
 #: the batch's arrays, each passed packed as one text (``postgres_sql.pack_columns``)
 BATCH_TYPES = commit_types(extras=True)
-_ARG_TYPES = [f"{t}[]" for t in _GUARD_TYPES] + ["text"] * len(BATCH_TYPES)  # 99
-_ARG_TYPES.append("text[]")  # the batch's notifications (``postgres_notify``): 100, the max
+_ARG_TYPES = [f"{t}[]" for t in _GUARD_TYPES] + ["text"] * len(BATCH_TYPES)  # 99 (max 100)
 
 _BODY = """
 DECLARE
@@ -79,7 +78,6 @@ BEGIN
     RETURN;
   END IF;
   {write} INTO done;
-  PERFORM pg_notify('switch_rows', p) FROM unnest({notify}) AS p;  -- delivered at commit
   RETURN QUERY SELECT -1, 0::int8, 0::int8, NULL::text, NULL::text, NULL::float8;
 END
 """
@@ -88,7 +86,7 @@ END
 def _function_text(name: str) -> str:
     args = ", ".join(_ARG_TYPES)
     write = commit_sql("dollar", first=len(_GUARD_TYPES) + 1, extras=True, packed=True)
-    body = _BODY.replace("{write}", write).replace("{notify}", f"${len(_ARG_TYPES)}")
+    body = _BODY.replace("{write}", write)
     return (
         f"CREATE FUNCTION {name}({args}) RETURNS TABLE (r_kind int, r_id int8, r_version int8, "
         f"r_key text, r_txn text, r_at float8) LANGUAGE plpgsql AS $fn${body}$fn$"
