@@ -9,7 +9,6 @@ put the merchant's password there on a GET.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from switch.gateway import rest
 from switch.gateway.orders import OrderStore
 from switch.gateway.page import PaymentPage
 from switch.gateway.service import GatewayConfig, GatewayService
+from switch.tasks import cancel_and_wait
 
 access_log = logging.getLogger("switch.gateway.access")
 log = logging.getLogger("switch.gateway")
@@ -90,10 +90,8 @@ class Gateway:
     sweeper: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
-        if self.sweeper is not None:
-            self.sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.sweeper
+        if self.sweeper is not None:  # a sweep awaits store reads: a lost cancel must not hang
+            await cancel_and_wait(self.sweeper)
         await self.runner.cleanup()
         self.service.orders.close()
 

@@ -48,6 +48,7 @@ from switch.iso8583.framing import (
 from switch.iso8583.link_mac import LinkMac, is_network
 from switch.iso8583.message import Message
 from switch.iso8583.mux import Answer, Mux
+from switch.tasks import cancel_and_wait
 
 __all__ = ["AnswerMacError", "ConnectionDownError", "IsoClient", "transmission_now"]
 
@@ -138,9 +139,7 @@ class IsoClient:
     async def close(self) -> None:
         self._closing = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         self._drop(ConnectionDownError(f"{self.name}: client closed"))
 
@@ -256,7 +255,7 @@ class IsoClient:
     async def _echo_until_down(
         self, writer: asyncio.StreamWriter, reading: asyncio.Task[None]
     ) -> None:
-        while True:
+        while not self._closing:  # also ends the loop if a cancellation was lost
             done, _ = await asyncio.wait({reading}, timeout=self.echo_interval)
             if done:
                 return  # the host closed the line

@@ -93,6 +93,7 @@ from switch.iso8583.mux import MuxKeyInUseError
 from switch.iso8583.saf import SafQueue
 from switch.store import is_postgres
 from switch.store.saf_rows import SafRow, SafRows, SqliteSafRows
+from switch.tasks import cancel_and_wait
 
 __all__ = [
     "RemoteIssuerClient",
@@ -475,9 +476,7 @@ class RemoteIssuerClient:
         self._closed = True  # also ends the loop if a cancellation gets lost in wait_for
         self._wake.set()
         if self._forwarder is not None:
-            self._forwarder.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._forwarder
+            await cancel_and_wait(self._forwarder)
             self._forwarder = None
         if self._releasing:  # holds of remote originals being given back: let them finish
             await asyncio.gather(*self._releasing, return_exceptions=True)
