@@ -25,7 +25,8 @@ import pytest
 from switch.atm import AtmClient, AtmError, financial
 from switch.core import demo
 from switch.iso8583.message import Message
-from tests.pg_server import PgServer, query_state
+from tests.pg_server import PgServer
+from tests.posting_checks import assert_approvals_posted_once
 from tests.switch_proc import bound_ports, stop, wait_ready
 
 SWITCH = [sys.executable, "-m", "switch.cli"]
@@ -115,29 +116,4 @@ def test_two_nodes_on_postgresql_one_killed(
     assert approved
     monkeypatch.setenv("SWITCH_STORE", url)
 
-    def q(sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-        return query_state(tmp_path, sql, args)
-
-    for msg, answer in approved:
-        rows = q(
-            "SELECT txn_id FROM journal WHERE stan = ? AND transmission = ? "
-            "AND terminal_id = ? AND txn_type = 'cash_withdrawal' AND response_code = '00'",
-            (msg.text(11), msg.text(7), msg.text(41)),
-        )
-        assert len(rows) == 1, (msg.text(11), rows)
-        txn_id = str(rows[0][0])
-        assert txn_id[-6:] == answer.text(38)
-        legs = q("SELECT SUM(amount), COUNT(*) FROM postings WHERE txn_id = ?", (txn_id,))
-        assert [(int(str(s)), int(str(n))) for s, n in legs] == [(0, 3)]
-    ((n_approved,),) = q(
-        "SELECT COUNT(*) FROM journal WHERE txn_type = 'cash_withdrawal' AND response_code = '00'"
-    )
-    assert int(str(n_approved)) == len(approved)
-    assert q("SELECT txn_id FROM postings GROUP BY txn_id HAVING SUM(amount) != 0") == []
-    ((orphans,),) = q(
-        "SELECT COUNT(*) FROM postings p LEFT JOIN journal j ON j.txn_id = p.txn_id "
-        "WHERE j.txn_id IS NULL"
-    )
-    assert int(str(orphans)) == 0
-    ((total,),) = q("SELECT SUM(balance) FROM accounts")
-    assert int(str(total)) == sum(c.balance for c in demo.CARDS)
+    assert_approvals_posted_once(tmp_path, approved)

@@ -28,7 +28,7 @@ import pytest
 from switch.atm import AtmClient, AtmError, financial
 from switch.core import demo
 from switch.iso8583.message import Message
-from tests.pg_server import query_state
+from tests.posting_checks import assert_approvals_posted_once
 from tests.switch_proc import stop, wait_ready
 
 pytestmark = pytest.mark.usefixtures("store_backend")
@@ -156,32 +156,7 @@ def test_failover_kill_one_worker_under_load(tmp_path: Path) -> None:
     approved = [(m, a) for m, a in seen if a.text(39) == "00"]
     assert approved, [a.text(39) for _, a in seen]
 
-    def q(sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-        return query_state(state, sql, args)
-
-    for msg, answer in approved:
-        rows = q(
-            "SELECT txn_id FROM journal WHERE stan = ? AND transmission = ? "
-            "AND terminal_id = ? AND txn_type = 'cash_withdrawal' AND response_code = '00'",
-            (msg.text(11), msg.text(7), msg.text(41)),
-        )
-        assert len(rows) == 1, (msg.text(11), rows)
-        txn_id = str(rows[0][0])
-        assert txn_id[-6:] == answer.text(38)  # the auth code the ATM got
-        legs = q("SELECT SUM(amount), COUNT(*) FROM postings WHERE txn_id = ?", (txn_id,))
-        assert [(int(str(a)), int(str(n))) for a, n in legs] == [(0, 3)]
-    ((n_approved,),) = q(
-        "SELECT COUNT(*) FROM journal WHERE txn_type = 'cash_withdrawal' AND response_code = '00'"
-    )
-    assert int(str(n_approved)) == len(approved)  # none the ATMs did not see, none twice
-    assert q("SELECT txn_id FROM postings GROUP BY txn_id HAVING SUM(amount) != 0") == []
-    ((orphans,),) = q(
-        "SELECT COUNT(*) FROM postings p LEFT JOIN journal j ON j.txn_id = p.txn_id "
-        "WHERE j.txn_id IS NULL"
-    )
-    assert int(str(orphans)) == 0
-    ((total,),) = q("SELECT SUM(balance) FROM accounts")
-    assert int(str(total)) == sum(c.balance for c in demo.CARDS)
+    assert_approvals_posted_once(state, approved)
 
 
 def test_workers_refuses_what_it_cannot_share(tmp_path: Path) -> None:
