@@ -211,7 +211,7 @@ class Pipeline:
         self._stale_cards: dict[int, int] = {}
         self._reloader: asyncio.Task[None] | None = None
         self._reloads_stopped = False
-        # account id -> ids of its cards made live (shared mode; may name cards gone since)
+        # account id -> ids of its cards made live (shared mode only; may name cards gone since)
         self._cards_of: dict[int, list[int]] = {}
         self.reloads = 0  # statistics: live accounts and cards reloaded on a notification
         self._retries: set[asyncio.Task[None]] = set()
@@ -341,13 +341,17 @@ class Pipeline:
         self._set_usage(loaded.card_id, usage, day)
         c = self.cards.setdefault(loaded.pan_hash, loaded)
         self.cards_by_id[c.card_id] = c
+        if self.shared:  # only a shared store's refresh and reloads look cards up by account
+            self._index_card_by_account(c)
+        return c
+
+    def _index_card_by_account(self, c: Card) -> None:
         cards_of = self._cards_of
         cards_of.setdefault(c.account_id, []).append(c.card_id)
         if len(cards_of) > 2 * self.cards.capacity:  # ids of cards gone: rebuilt now and then
             self._cards_of = {}
             for live in list(self.cards_by_id.values()):
                 self._cards_of.setdefault(live.account_id, []).append(live.card_id)
-        return c
 
     def _usage_day(self) -> int:
         today = day_number(self.clock(), self.tz)
